@@ -1,0 +1,84 @@
+// Turning what a user typed into a protocol options tree (QEMU's bdrv_parse_filename and
+// bdrv_find_protocol). Every URI and prefix form of qemu-block-drivers(7) is recognised here, so a
+// protocol missing a driver answers "not yet supported" instead of being mistaken for a file.
+
+import { unsupported } from '../errors.ts';
+import type { OptionsTree } from './options-tree.ts';
+
+/** Protocol prefixes of the seed, with the driver name QEMU gives each. */
+export const KNOWN_PROTOCOLS: Record<string, string> = {
+  file: 'file',
+  nbd: 'nbd',
+  'nbd+tcp': 'nbd',
+  'nbd+unix': 'nbd',
+  ssh: 'ssh',
+  iscsi: 'iscsi',
+  iser: 'iscsi',
+  gluster: 'gluster',
+  'gluster+tcp': 'gluster',
+  'gluster+unix': 'gluster',
+  'gluster+rdma': 'gluster',
+  sheepdog: 'sheepdog',
+  'sheepdog+tcp': 'sheepdog',
+  'sheepdog+unix': 'sheepdog',
+  nvme: 'nvme',
+  fat: 'vvfat',
+  http: 'http',
+  https: 'https',
+  ftp: 'ftp',
+  ftps: 'ftps',
+  rbd: 'rbd',
+  nfs: 'nfs',
+  host_device: 'host_device',
+  host_cdrom: 'host_cdrom',
+};
+
+/** The protocol prefix of a filename ("nbd" of "nbd://h/x", "fat" of "fat:rw:/d"), or undefined
+ *  for a plain path. Like QEMU, a prefix must be followed by ':' and contain no '/' before it;
+ *  Windows drive letters ("c:\x") are paths. */
+export function protocolPrefix(filename: string): string | undefined {
+  const m = /^([A-Za-z][A-Za-z0-9+._-]*):/.exec(filename);
+  if (!m) return undefined;
+  const p = m[1]!;
+  if (p.length === 1) return undefined; // a Windows drive letter
+  return p.toLowerCase();
+}
+
+/** Is this a Windows device path (\\.\PhysicalDrive0, \\.\d:)? */
+export function isWindowsDevicePath(filename: string): boolean {
+  return /^\\\\\.\\/.test(filename);
+}
+
+/** Is this a host device path that QEMU's host_device/host_cdrom drivers take? */
+export function hostDeviceDriverFor(filename: string, platform: NodeJS.Platform = process.platform): string | undefined {
+  if (isWindowsDevicePath(filename)) {
+    return /^\\\\\.\\[A-Za-z]:$/.test(filename) ? 'host_device' : 'host_device';
+  }
+  if (platform === 'linux' && /^\/dev\/(cdrom|sr\d+|scd\d+)$/.test(filename)) return 'host_cdrom';
+  if (platform === 'darwin' && /^\/dev\/(cdrom|r?disk\d+(s\d+)?)$/.test(filename)) return filename === '/dev/cdrom' ? 'host_cdrom' : 'host_device';
+  return undefined;
+}
+
+/**
+ * The options tree for one protocol-level filename. `protocols` is the set of protocol driver
+ * names Platter implements; a known but unimplemented protocol gets a clear Unsupported error.
+ */
+export function protocolTreeForFilename(filename: string, implemented: (name: string) => { parseFilename?(f: string): OptionsTree } | undefined): OptionsTree {
+  const dev = hostDeviceDriverFor(filename);
+  if (dev) {
+    const d = implemented(dev);
+    if (!d) throw unsupported(`The '${dev}' protocol is not yet supported by Platter (for '${filename}')`, { path: filename });
+    return { driver: dev, filename };
+  }
+  const prefix = protocolPrefix(filename);
+  if (prefix === undefined) return { driver: 'file', filename };
+  const driverName = KNOWN_PROTOCOLS[prefix];
+  if (driverName === undefined) {
+    throw unsupported(`Unknown protocol '${prefix}'`, { path: filename });
+  }
+  if (driverName === 'file') return { driver: 'file', filename: filename.slice('file:'.length) };
+  const d = implemented(driverName);
+  if (!d) throw unsupported(`The '${driverName}' protocol is not yet supported by Platter (for '${filename}')`, { path: filename });
+  if (d.parseFilename) return { driver: driverName, ...d.parseFilename(filename) };
+  return { driver: driverName, filename };
+}

@@ -1,0 +1,330 @@
+// BlockNode: an open driver instance with its children, and the generic request layer of
+// ARCHITECTURE.md. Everything here is done once for every driver: bounds checks, read-only
+// enforcement, request alignment (read-modify-write, serialised per aligned range), splitting at
+// maxTransfer, defaults for missing capabilities, and "not supported by this format" errors.
+
+import { BlockError, invalidArgument, unsupported } from '../errors.ts';
+import type { BlockDriver, BlockStatus, DriverInfo, NodeImpl, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
+import { RangeLock } from '../util/range-lock.ts';
+
+/** Zero buffers are shared read-only slices of one allocation (never written to). */
+const ZERO_CHUNK = 1 << 20;
+let zeroChunk: Buffer | undefined;
+function zeros(length: number): Buffer {
+  if (length <= ZERO_CHUNK) {
+    zeroChunk ??= Buffer.alloc(ZERO_CHUNK);
+    return zeroChunk.subarray(0, length);
+  }
+  return Buffer.alloc(length);
+}
+/** Largest zero buffer written at once when a driver has no writeZeroes. */
+const ZERO_WRITE_CHUNK = ZERO_CHUNK;
+
+export interface BlockNodeInit {
+  driver: BlockDriver;
+  impl: NodeImpl;
+  filename: string;
+  readOnly: boolean;
+  file?: BlockNode;
+  /** Extra children that close with this node (vmdk extents, qcow2 data file). */
+  children?: BlockNode[];
+  /** The driver-specific options this node was opened with (for json: filenames). */
+  options?: Record<string, unknown>;
+}
+
+export class BlockNode {
+  readonly driver: BlockDriver;
+  readonly impl: NodeImpl;
+  readonly filename: string;
+  readonly readOnly: boolean;
+  readonly file: BlockNode | undefined;
+  backing: BlockNode | undefined;
+  readonly children: BlockNode[];
+  readonly options: Record<string, unknown>;
+  #closed = false;
+  readonly #rmw = new RangeLock();
+
+  constructor(init: BlockNodeInit) {
+    this.driver = init.driver;
+    this.impl = init.impl;
+    this.filename = init.filename;
+    this.readOnly = init.readOnly;
+    this.file = init.file;
+    this.children = init.children ?? [];
+    this.options = init.options ?? {};
+  }
+
+  get size(): number {
+    return this.impl.size;
+  }
+
+  get format(): string {
+    return this.driver.name;
+  }
+
+  get alignment(): number {
+    return this.impl.alignment ?? 1;
+  }
+
+  get clusterSize(): number | undefined {
+    return this.impl.clusterSize;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The bottom protocol node of this node's file chain. */
+  get protocolNode(): BlockNode {
+    let n: BlockNode = this;
+    while (n.file) n = n.file;
+    return n;
+  }
+
+  #ctx(op: string, offset?: number) {
+    return { path: this.filename, op, ...(offset !== undefined ? { offset } : {}), node: this.driver.name };
+  }
+
+  #checkOpen(op: string): void {
+    if (this.#closed) throw new BlockError('Io', 'Block node is closed', this.#ctx(op));
+  }
+
+  #checkRange(op: string, offset: number, length: number, growable = false): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || !Number.isSafeInteger(offset + length)) {
+      throw invalidArgument(`Invalid request: offset ${offset}, length ${length}`, this.#ctx(op, offset));
+    }
+    if (!growable && offset + length > this.size) {
+      throw new BlockError('Io', `Request of ${length} bytes at offset ${offset} is beyond the end of the image (size ${this.size})`, this.#ctx(op, offset));
+    }
+  }
+
+  #checkWritable(op: string): void {
+    if (this.readOnly) throw new BlockError('Permission', 'Block node is read-only', this.#ctx(op));
+  }
+
+  #wrap(err: unknown, op: string, offset?: number): never {
+    if (err instanceof BlockError) throw err.context.path ? err : err.withContext(this.#ctx(op, offset));
+    throw err;
+  }
+
+  /** Read `length` bytes at `offset`; the returned Buffer belongs to the caller. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.#checkOpen('read');
+    const growable = this.impl.growable ?? false;
+    this.#checkRange('read', offset, length, growable);
+    if (length === 0) return Buffer.alloc(0);
+    if (growable && offset + length > this.size) {
+      // Past the end of a growable node: zeros (a file reads short there).
+      const out = Buffer.alloc(length);
+      const avail = Math.max(0, this.size - offset);
+      if (avail > 0) (await this.read(offset, avail)).copy(out, 0);
+      return out;
+    }
+    try {
+      const align = this.alignment;
+      const start = alignDown(offset, align);
+      const end = Math.min(alignUp(offset + length, align), alignUp(this.size, align));
+      if (start === offset && end === offset + length) return await this.#readSplit(start, end - start);
+      const whole = await this.#readSplit(start, end - start);
+      return whole.subarray(offset - start, offset - start + length);
+    } catch (e) {
+      this.#wrap(e, 'read', offset);
+    }
+  }
+
+  async #readSplit(offset: number, length: number): Promise<Buffer> {
+    const max = this.impl.maxTransfer;
+    if (!max || length <= max) return this.impl.read(offset, length);
+    const out = Buffer.allocUnsafe(length);
+    for (let done = 0; done < length; done += max) {
+      const n = Math.min(max, length - done);
+      (await this.impl.read(offset + done, n)).copy(out, done);
+    }
+    return out;
+  }
+
+  /** Write `data` at `offset`. The caller may reuse `data` once the promise settles. */
+  async write(offset: number, data: Buffer, flags: WriteFlags = {}): Promise<void> {
+    this.#checkOpen('write');
+    this.#checkWritable('write');
+    this.#checkRange('write', offset, data.length, this.impl.growable);
+    if (data.length === 0) return;
+    const impl = this.impl;
+    if (!impl.write) throw unsupported(`Driver '${this.driver.name}' does not support writing`, this.#ctx('write', offset));
+    try {
+      const align = this.alignment;
+      if (offset % align === 0 && data.length % align === 0) {
+        await this.#writeSplit(offset, data, flags);
+        return;
+      }
+      // Read-modify-write of the partial head/tail blocks, serialised against overlapping RMWs.
+      const start = alignDown(offset, align);
+      const end = alignUp(offset + data.length, align);
+      const release = await this.#rmw.acquire(start, end);
+      try {
+        const buf = end <= this.size ? await this.#readSplit(start, end - start) : await this.read(start, end - start);
+        data.copy(buf, offset - start);
+        await this.#writeSplit(start, buf, flags);
+      } finally {
+        release();
+      }
+    } catch (e) {
+      this.#wrap(e, 'write', offset);
+    }
+  }
+
+  async #writeSplit(offset: number, data: Buffer, flags: WriteFlags): Promise<void> {
+    const max = this.impl.maxTransfer;
+    if (!max || data.length <= max) return this.impl.write!(offset, data, flags);
+    for (let done = 0; done < data.length; done += max) {
+      await this.impl.write!(offset + done, data.subarray(done, Math.min(data.length, done + max)), flags);
+    }
+  }
+
+  /** Make [offset, offset+length) read as zeros (qemu-io write -z). */
+  async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
+    this.#checkOpen('write-zeroes');
+    this.#checkWritable('write-zeroes');
+    this.#checkRange('write-zeroes', offset, length, this.impl.growable);
+    if (length === 0) return;
+    try {
+      const align = this.alignment;
+      const head = Math.min(length, (align - (offset % align)) % align);
+      const alignedEnd = alignDown(offset + length, align);
+      if (head > 0) await this.write(offset, zeros(head));
+      const bodyStart = offset + head;
+      if (alignedEnd > bodyStart) {
+        if (this.impl.writeZeroes) await this.impl.writeZeroes(bodyStart, alignedEnd - bodyStart, flags);
+        else for (let p = bodyStart; p < alignedEnd; p += ZERO_WRITE_CHUNK) await this.#writeSplit(p, zeros(Math.min(ZERO_WRITE_CHUNK, alignedEnd - p)), {});
+      }
+      const tailStart = Math.max(alignedEnd, bodyStart);
+      if (offset + length > tailStart) await this.write(tailStart, zeros(offset + length - tailStart));
+    } catch (e) {
+      this.#wrap(e, 'write-zeroes', offset);
+    }
+  }
+
+  /** Advisory: free the range if the driver can; reads may then return anything the format says. */
+  async discard(offset: number, length: number): Promise<void> {
+    this.#checkOpen('discard');
+    this.#checkWritable('discard');
+    this.#checkRange('discard', offset, length);
+    if (!this.impl.discard || length === 0) return;
+    const align = this.alignment;
+    const start = alignUp(offset, align);
+    const end = alignDown(offset + length, align);
+    if (end <= start) return;
+    try {
+      await this.impl.discard(start, end - start);
+    } catch (e) {
+      this.#wrap(e, 'discard', offset);
+    }
+  }
+
+  /** Status of the extent starting at `offset` (at most `length` bytes, at least one byte). */
+  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    this.#checkOpen('block-status');
+    this.#checkRange('block-status', offset, length);
+    if (length === 0) throw invalidArgument('block status of an empty range', this.#ctx('block-status', offset));
+    if (!this.impl.blockStatus) return { offset, length, data: true, zero: false, allocated: true };
+    try {
+      const st = await this.impl.blockStatus(offset, length);
+      if (st.offset !== offset || st.length <= 0 || st.length > length) {
+        throw new BlockError('Io', `driver '${this.driver.name}' answered block status for [${st.offset}, +${st.length}) when asked for [${offset}, +${length})`, this.#ctx('block-status', offset));
+      }
+      return st;
+    } catch (e) {
+      this.#wrap(e, 'block-status', offset);
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.#checkOpen('flush');
+    if (this.readOnly) return;
+    try {
+      await this.impl.flush?.();
+      if (this.file && !this.file.readOnly) await this.file.flush();
+      for (const c of this.children) if (!c.readOnly) await c.flush();
+    } catch (e) {
+      this.#wrap(e, 'flush');
+    }
+  }
+
+  async truncate(size: number, options: TruncateOptions = {}): Promise<void> {
+    this.#checkOpen('truncate');
+    this.#checkWritable('truncate');
+    if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument(`Invalid size ${size}`, this.#ctx('truncate'));
+    if (!this.impl.truncate) throw unsupported(`Image format '${this.driver.name}' does not support resizing`, this.#ctx('truncate'));
+    if (size < this.size && !options.shrink) {
+      throw invalidArgument('Use the --shrink option to perform a shrink operation.', this.#ctx('truncate'));
+    }
+    try {
+      await this.impl.truncate(size, options);
+    } catch (e) {
+      this.#wrap(e, 'truncate');
+    }
+  }
+
+  async info(): Promise<DriverInfo> {
+    this.#checkOpen('info');
+    return (await this.impl.info?.()) ?? {};
+  }
+
+  /** Close this node, then its children (backing, extents, file), each exactly once. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    let first: unknown;
+    const attempt = async (f: () => Promise<void>) => {
+      try {
+        await f();
+      } catch (e) {
+        first ??= e;
+      }
+    };
+    await attempt(() => this.impl.close());
+    if (this.backing) await attempt(() => this.backing!.close());
+    for (const c of this.children) await attempt(() => c.close());
+    if (this.file) await attempt(() => this.file!.close());
+    if (first) this.#wrap(first, 'close');
+  }
+
+  /** Iterate the backing chain, this node first. */
+  *chain(): Generator<BlockNode> {
+    for (let n: BlockNode | undefined = this; n; n = n.backing) yield n;
+  }
+}
+
+export function alignDown(v: number, align: number): number {
+  return align <= 1 ? v : v - (v % align);
+}
+
+export function alignUp(v: number, align: number): number {
+  return align <= 1 ? v : Math.ceil(v / align) * align;
+}
+
+/**
+ * Block status through the backing chain (what convert and map need): answers for `top` at
+ * `offset`, descending into backing nodes for ranges `top` does not allocate. `depth` is how many
+ * layers down the answer came from (qemu-img map "depth"); past the bottom, ranges read as zero.
+ */
+export async function blockStatusAbove(top: BlockNode, offset: number, length: number): Promise<BlockStatus & { depth: number; node: BlockNode | undefined }> {
+  let node: BlockNode | undefined = top;
+  let depth = 0;
+  let len = length;
+  while (node) {
+    if (offset >= node.size) {
+      return { offset, length: len, data: false, zero: true, allocated: false, depth, node: undefined };
+    }
+    const st = await node.blockStatus(offset, Math.min(len, node.size - offset));
+    if (st.allocated || !node.backing) {
+      return { ...st, depth, node };
+    }
+    len = st.length;
+    node = node.backing;
+    depth++;
+  }
+  return { offset, length: len, data: false, zero: true, allocated: false, depth, node: undefined };
+}
+
+export { zeros as zeroBuffer };

@@ -1,0 +1,429 @@
+// Opening and creating images: the one probe-and-dispatch entry point (cloud-hypervisor's
+// open_disk; QEMU's bdrv_open). Builds the node graph: format node -> file (protocol) child, and
+// the backing chain below it, with permissions/locks computed as QEMU does.
+
+import { dirname, isAbsolute, resolve, relative, sep } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { BlockError, invalidArgument, invalidImage, notFound, unsupported } from '../errors.ts';
+import { BlockNode } from './node.ts';
+import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
+import { PROBE_BYTES } from './types.ts';
+import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
+import { protocolPrefix, protocolTreeForFilename } from './filename.ts';
+import { backingChildPerms, filterChildPerms, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
+import { SecretStore } from './secrets.ts';
+import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
+import { findFormat, findProtocol, formatDrivers } from './registry.ts';
+import { parseOptions, withDefaults, type OptionValues } from './options-schema.ts';
+
+export interface OpenImageOptions {
+  /** Format name (-f); probed when absent. */
+  format?: string;
+  readOnly?: boolean;
+  /** -U / force-share: take no locks that stop other writers. Requires readOnly. */
+  forceShare?: boolean;
+  /** Do not open the backing chain (qemu-img info without --backing-chain). */
+  noBacking?: boolean;
+  /** The spec is --image-opts dotted text. */
+  imageOpts?: boolean;
+  /** Extra permissions the caller needs (PERM_RESIZE for resize). */
+  extraPerm?: number;
+  secrets?: SecretStore;
+  workers?: WorkerPool;
+  warn?: (message: string) => void;
+  /** Options for the file child merged into the tree (e.g. {locking: 'off', cache: ...}). */
+  fileOptions?: OptionsTree;
+  /** Overrides the backing format recorded in the image (for probing a missing record). */
+  backingFormat?: string;
+  /** Internal: canonical paths already in the chain (loop detection). */
+  chainSeen?: Set<string>;
+  /** Internal: permissions this node must take (set for backing nodes). */
+  perms?: PermPair;
+}
+
+/** How deep a backing chain may go before we call it a loop or an attack (QEMU has no fixed cap;
+ *  1000 is far past any real chain and bounds recursion). */
+export const MAX_BACKING_DEPTH = 1000;
+
+function defaultWarn(message: string): void {
+  process.stderr.write(`${message}\n`);
+}
+
+/** Build the options tree for a user's image spec. */
+export function optionsTreeFor(spec: string | OptionsTree, opts: Pick<OpenImageOptions, 'format' | 'imageOpts' | 'fileOptions'>): OptionsTree {
+  let tree: OptionsTree;
+  if (typeof spec !== 'string') tree = structuredClone(spec);
+  else if (opts.imageOpts) tree = parseDottedOptions(spec);
+  else if (spec.startsWith('json:')) tree = parseJsonFilename(spec);
+  else tree = { file: { filename: spec } };
+  if (opts.format) {
+    if (tree.driver && tree.driver !== opts.format) throw invalidArgument(`Cannot use format '${opts.format}' with driver '${String(tree.driver)}'`);
+    tree.driver = opts.format;
+  }
+  // A tree whose top driver is a protocol (driver=file,filename=x / driver=nbd,...) gets a
+  // format layer on top, as qemu-img does.
+  if (typeof tree.driver === 'string' && findProtocol(tree.driver)) {
+    const { driver, ...rest } = tree;
+    tree = { file: { driver, ...rest } };
+  }
+  // "filename" at the top means the file child's filename.
+  if (typeof tree.filename === 'string' && tree.file === undefined) {
+    tree.file = { filename: tree.filename };
+    delete tree.filename;
+  }
+  if (typeof tree.file === 'string') tree.file = { filename: tree.file };
+  if (tree.file === undefined) throw invalidArgument('A filename or a file child is required');
+  if (opts.fileOptions) Object.assign(tree.file as OptionsTree, opts.fileOptions);
+  return tree;
+}
+
+/** Open an image (format node over a protocol node, plus its backing chain). */
+export async function openImage(spec: string | OptionsTree, opts: OpenImageOptions = {}): Promise<BlockNode> {
+  const readOnly = opts.readOnly ?? false;
+  const forceShare = opts.forceShare ?? false;
+  if (forceShare && !readOnly) throw invalidArgument('force-share=on can only be used with read-only images');
+  const warn = opts.warn ?? defaultWarn;
+  const secrets = opts.secrets ?? new SecretStore();
+  const workers = opts.workers ?? sharedWorkerPool();
+  const tree = optionsTreeFor(spec, opts);
+  const fileTree = resolveProtocolTree(tree.file as OptionsTree);
+  const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree);
+
+  const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm);
+  let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
+  let formatDriver: FormatDriver | undefined;
+  if (formatName !== undefined) {
+    formatDriver = findFormat(formatName);
+    if (!formatDriver) throw unsupported(`Unknown driver '${formatName}'`, { path: displayName });
+  }
+  if (formatDriver?.readOnlyFormat && !readOnly) {
+    throw new BlockError('Permission', `Could not open '${displayName}': Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
+  }
+
+  // The protocol node: perms for a filter (raw) or storage child, known once the format is.
+  const childPerms = (fmt: FormatDriver | undefined): PermPair =>
+    fmt?.name === 'raw' ? filterChildPerms(perms) : storageChildPerms(perms, !readOnly, forceShare);
+  let file: BlockNode;
+  try {
+    file = await openProtocol(fileTree, displayName, readOnly, childPerms(formatDriver), warn);
+  } catch (e) {
+    throw prefixOpenError(e, displayName);
+  }
+  try {
+    let probedRaw = false;
+    if (!formatDriver) {
+      const probed = await probeFormat(file, displayName);
+      formatDriver = probed.driver;
+      probedRaw = probed.raw;
+      formatName = formatDriver.name;
+      if (formatDriver.readOnlyFormat && !readOnly) {
+        throw new BlockError('Permission', `Could not open '${displayName}': Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
+      }
+      // The guessed format decides the child's role; reopen with its permissions when they differ.
+      const want = childPerms(formatDriver);
+      const had = childPerms(undefined);
+      if (want.perm !== had.perm || want.shared !== had.shared) {
+        await file.close();
+        file = await openProtocol(fileTree, displayName, readOnly, want, warn);
+      }
+      if (probedRaw) {
+        warn(
+          `WARNING: Image format was not specified for '${displayName}' and probing guessed raw.\n` +
+            `         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n` +
+            `         Specify the 'raw' format explicitly to remove the restrictions.`,
+        );
+      }
+    }
+    const driver = formatDriver!;
+    const formatOptions: OptionsTree = { ...tree };
+    delete formatOptions.driver;
+    delete formatOptions.file;
+    delete formatOptions.backing;
+    if (probedRaw) formatOptions['x-probed'] = true;
+
+    let node: BlockNode | undefined;
+    const siblings: BlockNode[] = [];
+    const ctx: OpenContext = {
+      filename: displayName,
+      options: formatOptions,
+      readOnly,
+      secrets,
+      workers,
+      warn,
+      noBacking: opts.noBacking ?? false,
+      readBacking: async (offset, length) => {
+        const b = node?.backing;
+        if (!b || offset >= b.size) return Buffer.alloc(length);
+        if (offset + length <= b.size) return b.read(offset, length);
+        const out = Buffer.alloc(length);
+        (await b.read(offset, b.size - offset)).copy(out, 0);
+        return out;
+      },
+      backing: () => node?.backing,
+      openSibling: async (name, o) => {
+        const child = await openSiblingFile(displayName, fileTree, name, o?.readOnly ?? readOnly, childPerms(driver), warn);
+        siblings.push(child);
+        return child;
+      },
+    };
+    let impl: NodeImpl;
+    try {
+      impl = await driver.open(file, ctx);
+    } catch (e) {
+      for (const s of siblings) await s.close().catch(() => {});
+      throw e;
+    }
+    node = new BlockNode({ driver, impl, filename: displayName, readOnly, file, children: siblings, options: formatOptions });
+    try {
+      await openBackingChain(node, tree, fileTree, { ...opts, secrets, workers, warn }, perms);
+    } catch (e) {
+      await node.close().catch(() => {});
+      throw e;
+    }
+    return node;
+  } catch (e) {
+    if (!file.closed) await file.close().catch(() => {});
+    throw prefixOpenError(e, displayName);
+  }
+}
+
+/** qemu-img's "Could not open 'x': cause" shape, applied once. */
+function prefixOpenError(e: unknown, name: string): unknown {
+  if (!(e instanceof BlockError)) return e;
+  if (e.message.startsWith('Could not open') || e.kind === 'Locked' || e.kind === 'Cancelled') return e;
+  const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
+  err.stack = e.stack;
+  return err;
+}
+
+async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: OptionsTree, opts: OpenImageOptions, perms: PermPair): Promise<void> {
+  const backingSpec = tree.backing;
+  if (backingSpec === null || (typeof backingSpec === 'string' && backingSpec === '')) return; // backing: null disables
+  if (opts.noBacking) return;
+  const seen = opts.chainSeen ?? new Set<string>();
+  const self = canonicalPath(fileTree);
+  if (self) seen.add(self);
+  if (seen.size > MAX_BACKING_DEPTH) throw invalidImage(`Backing chain is deeper than ${MAX_BACKING_DEPTH} images`);
+  const childPerms = backingChildPerms(perms);
+  const childOpts: OpenImageOptions = {
+    readOnly: true,
+    forceShare: opts.forceShare ?? false,
+    secrets: opts.secrets!,
+    workers: opts.workers!,
+    warn: opts.warn!,
+    chainSeen: seen,
+    perms: childPerms,
+  };
+  if (backingSpec !== undefined && typeof backingSpec === 'object') {
+    node.backing = await openImage(backingSpec as OptionsTree, childOpts);
+    return;
+  }
+  const meta = node.impl.backingFile;
+  if (!meta) return;
+  const full = resolveBackingFilename(node.filename, fileTree, meta.filename);
+  const canonical = canonicalPath({ driver: 'file', filename: full });
+  if (canonical && seen.has(canonical)) {
+    throw invalidImage(`Backing file '${meta.filename}' creates an infinite loop.`, { path: node.filename });
+  }
+  try {
+    node.backing = await openImage(full, { ...childOpts, format: opts.backingFormat ?? meta.format });
+  } catch (e) {
+    if (e instanceof BlockError && e.message.includes('creates an infinite loop')) throw e;
+    const msg = e instanceof BlockError ? e.message : String(e);
+    throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open backing file: ${msg}`, { path: node.filename }, { cause: e });
+  }
+}
+
+/**
+ * Where a backing file named in image metadata lives: relative names are relative to the image's
+ * directory (QEMU's bdrv_get_full_backing_filename). Metadata may not name protocols or json:
+ * (CVE-2024-4467 family): only plain files.
+ */
+export function resolveBackingFilename(imageName: string, fileTree: OptionsTree, backing: string): string {
+  if (backing.startsWith('json:') || protocolPrefix(backing) !== undefined) {
+    throw unsupported(`Backing file '${backing}' names a protocol or json: options; Platter follows only plain backing files from image metadata (pass it explicitly with --image-opts to use it)`, { path: imageName });
+  }
+  if (isAbsolute(backing)) return backing;
+  const base = typeof fileTree.filename === 'string' ? fileTree.filename : imageName;
+  return resolve(dirname(base), backing);
+}
+
+function canonicalPath(fileTree: OptionsTree): string | undefined {
+  if (fileTree.driver !== 'file' || typeof fileTree.filename !== 'string') return undefined;
+  try {
+    return realpathSync(fileTree.filename);
+  } catch {
+    return resolve(fileTree.filename);
+  }
+}
+
+function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
+  if (typeof fileTree.driver === 'string') {
+    if (!findProtocol(fileTree.driver)) {
+      if (findFormat(fileTree.driver)) return fileTree; // a format over a format (e.g. luks over raw)
+      throw unsupported(`Unknown protocol '${fileTree.driver}'`);
+    }
+    return fileTree;
+  }
+  const filename = optString(fileTree, 'filename');
+  if (filename === undefined) throw invalidArgument('A filename is required');
+  if (filename === '') throw invalidArgument("The 'file' block driver requires a file name");
+  const base = protocolTreeForFilename(filename, (n) => findProtocol(n));
+  return { ...fileTree, ...base };
+}
+
+function displayFilename(given: string | undefined, fileTree: OptionsTree): string {
+  if (given !== undefined) return given;
+  if (typeof fileTree.filename === 'string') return fileTree.filename;
+  return `json:${JSON.stringify(fileTree)}`;
+}
+
+async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly: boolean, perms: PermPair, warn: (m: string) => void): Promise<BlockNode> {
+  const driverName = String(fileTree.driver);
+  const proto = findProtocol(driverName);
+  if (!proto) {
+    const fmt = findFormat(driverName);
+    if (fmt) {
+      // Nested formats (json:{"driver":"luks","file":{"driver":"raw",...}}) open as images.
+      return openImage(fileTree, { readOnly, perms });
+    }
+    throw unsupported(`Unknown protocol '${driverName}'`, { path: displayName });
+  }
+  const { driver: _d, ...options } = fileTree;
+  const impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn });
+  return new BlockNode({ driver: proto, impl, filename: String(fileTree.filename ?? displayName), readOnly, options });
+}
+
+/** Probe the format from the first bytes (QEMU's find_image_format: best score wins, raw last). */
+export async function probeFormat(file: BlockNode, displayName: string): Promise<{ driver: FormatDriver; raw: boolean }> {
+  const n = Math.min(PROBE_BYTES, file.size);
+  const head = n > 0 ? await file.read(0, n) : Buffer.alloc(0);
+  if (file.size === 0) {
+    // QEMU probes an empty file as raw, too.
+  }
+  let best: FormatDriver | undefined;
+  let bestScore = 0;
+  for (const d of formatDrivers()) {
+    if (!d.probe || d.name === 'raw') continue;
+    const score = d.probe(head, displayName);
+    if (score > bestScore) {
+      best = d;
+      bestScore = score;
+    }
+  }
+  if (best) return { driver: best, raw: false };
+  const raw = findFormat('raw');
+  if (!raw) throw unsupported('raw format driver missing');
+  return { driver: raw, raw: true };
+}
+
+/**
+ * Open a file named by image metadata (vmdk extent, data file). Rules (docs/security.md): a plain
+ * relative or absolute path, no protocol prefix or json:, and it must stay inside the image's
+ * directory tree (no "..", no absolute path elsewhere) unless it is the image's own directory.
+ */
+async function openSiblingFile(imageName: string, imageFileTree: OptionsTree, name: string, readOnly: boolean, perms: PermPair, warn: (m: string) => void): Promise<BlockNode> {
+  if (name.startsWith('json:') || protocolPrefix(name) !== undefined) {
+    throw unsupported(`'${name}' names a protocol or json: options; image metadata may only name plain files`, { path: imageName });
+  }
+  if (imageFileTree.driver !== 'file' || typeof imageFileTree.filename !== 'string') {
+    throw unsupported(`Cannot open '${name}' next to an image that is not a plain file`, { path: imageName });
+  }
+  const dir = dirname(resolve(imageFileTree.filename));
+  const full = resolve(dir, name);
+  const rel = relative(dir, full);
+  if (rel === '' || rel.startsWith('..' + sep) || rel === '..' || isAbsolute(rel)) {
+    throw new BlockError('Permission', `'${name}' is outside the image's directory; Platter opens only files next to the image that names them`, { path: imageName });
+  }
+  try {
+    return await openProtocol({ driver: 'file', filename: full }, full, readOnly, perms, warn);
+  } catch (e) {
+    if (e instanceof BlockError && e.kind === 'NotFound') throw notFound(`Could not open '${full}': No such file or directory`, { path: full });
+    throw e;
+  }
+}
+
+export interface CreateImageOptions {
+  format: string;
+  filename: string;
+  /** Virtual size in bytes; taken from the backing file when absent. */
+  size?: number;
+  /** -o text or values (validated against the driver's schema). */
+  options?: string | OptionValues;
+  secrets?: SecretStore;
+  workers?: WorkerPool;
+  warn?: (m: string) => void;
+  signal?: AbortSignal;
+  /** -u: do not open the backing file to check it (size must be given). */
+  unsafeBacking?: boolean;
+}
+
+/** Create a new image (qemu-img create). Returns the parsed options actually used. */
+export async function createImage(o: CreateImageOptions): Promise<OptionValues> {
+  const driver = findFormat(o.format);
+  if (!driver) throw unsupported(`Unknown file format '${o.format}'`);
+  if (!driver.create) throw unsupported(`Format driver '${o.format}' does not support image creation`);
+  const warn = o.warn ?? defaultWarn;
+  const secrets = o.secrets ?? new SecretStore();
+  const workers = o.workers ?? sharedWorkerPool();
+  const values = withDefaults(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? parseOptions(driver.createOptions, o.options ?? '') : parseOptions(driver.createOptions, o.options as Record<string, string | number | boolean>));
+
+  let size = o.size;
+  let backing: BlockNode | undefined;
+  const backingFile = values['backing_file'];
+  try {
+    if (typeof backingFile === 'string' && backingFile !== '') {
+      if (!o.unsafeBacking || size === undefined) {
+        const full = resolveBackingFilename(o.filename, { driver: 'file', filename: o.filename }, backingFile);
+        const fmt = typeof values['backing_fmt'] === 'string' ? (values['backing_fmt'] as string) : undefined;
+        backing = await openImage(full, { readOnly: true, forceShare: false, secrets, workers, warn, ...(fmt ? { format: fmt } : {}) }).catch((e) => {
+          throw e instanceof BlockError ? new BlockError(e.kind, `Could not open backing file: ${e.message}`, { path: o.filename }) : e;
+        });
+        if (!fmt) {
+          values['backing_fmt'] = backing.format;
+        }
+        size ??= backing.size;
+      }
+    }
+    if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
+    if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument('Invalid image size specified.');
+
+    const proto = findProtocol('file')!;
+    const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
+    const createdSiblings: BlockNode[] = [];
+    const ctx: CreateContext = {
+      filename: o.filename,
+      size,
+      options: values,
+      secrets,
+      workers,
+      warn,
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(backing ? { backing } : {}),
+      createSibling: async (name: string) => {
+        const full = resolve(dirname(resolve(o.filename)), name);
+        await proto.create!(full, 0, {}, ctxBase);
+        const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), warn);
+        createdSiblings.push(child);
+        return child;
+      },
+    };
+    const fileValues: OptionValues = {};
+    if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
+    await proto.create!(o.filename, 0, fileValues, ctxBase);
+    const file = await openProtocol({ driver: 'file', filename: o.filename }, o.filename, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), warn);
+    try {
+      await driver.create(file, ctx);
+      await file.flush();
+      for (const s of createdSiblings) await s.flush();
+    } finally {
+      await file.close();
+      for (const s of createdSiblings) await s.close().catch(() => {});
+    }
+    return values;
+  } finally {
+    await backing?.close().catch(() => {});
+  }
+}
+
+export { optBool };

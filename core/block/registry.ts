@@ -1,0 +1,21 @@
+// The driver registry: one list of formats and one of protocols. A new driver is a folder under
+// core/formats or core/protocols and one line in its index.ts.
+import type { FormatDriver, ProtocolDriver } from './types.ts';
+import { FORMAT_DRIVERS } from '../formats/index.ts';
+import { PROTOCOL_DRIVERS } from '../protocols/index.ts';
+
+export function formatDrivers(): readonly FormatDriver[] {
+  return FORMAT_DRIVERS;
+}
+
+export function protocolDrivers(): readonly ProtocolDriver[] {
+  return PROTOCOL_DRIVERS;
+}
+
+export function findFormat(name: string): FormatDriver | undefined {
+  return FORMAT_DRIVERS.find((d) => d.name === name);
+}
+
+export function findProtocol(name: string): ProtocolDriver | undefined {
+  return PROTOCOL_DRIVERS.find((d) => d.name === name);
+}

@@ -1,0 +1,270 @@
+// The driver contract of Platter's block layer (ARCHITECTURE.md "core/block"), modelled on QEMU's
+// BlockDriver table (include/block/block_int.h) and nbdkit's capability model: a driver is a plain
+// object; `open` returns a NodeImpl whose optional members are optional capabilities. The generic
+// layer (node.ts) wraps every NodeImpl in a BlockNode that does bounds checks, alignment
+// (read-modify-write), read-only enforcement and "not supported by this format" once, so drivers
+// never repeat it.
+//
+// Units: every offset and length is a byte count held in a JS number. Sizes above
+// Number.MAX_SAFE_INTEGER (8 PiB) are refused when decoded from disk (see util/checked.ts).
+// Buffers: a Buffer returned by read() belongs to the caller; a Buffer passed to write() belongs to
+// the caller again once the promise settles (a driver that keeps data must copy it).
+
+import type { BlockNode } from './node.ts';
+import type { OptionSpec, OptionValues } from './options-schema.ts';
+import type { OptionsTree } from './options-tree.ts';
+import type { SecretStore } from './secrets.ts';
+import type { WorkerPool } from '../workers/pool.ts';
+
+/** QEMU's permission bits (include/block/block-common.h, BLK_PERM_*), same bit numbers, because
+ *  file locking encodes them as byte offsets (file-posix: 100 + bit, 200 + bit). */
+export const PERM_CONSISTENT_READ = 0x1;
+export const PERM_WRITE = 0x2;
+export const PERM_WRITE_UNCHANGED = 0x4;
+export const PERM_RESIZE = 0x8;
+export const PERM_ALL = 0xf;
+
+/** One extent of block status, answered from `offset` for at most the length asked. */
+export interface BlockStatus {
+  offset: number;
+  length: number;
+  /** Reads return bytes stored somewhere (as opposed to a known-zero hole). */
+  data: boolean;
+  /** Reads are known to return zeros. */
+  zero: boolean;
+  /** Defined by this node; false means the bytes come from the backing node (or are zero). */
+  allocated: boolean;
+  /** Byte offset in the node's file child where the data is (qemu-img map "offset"). */
+  hostOffset?: number;
+  /** Compressed data (qemu-img map "compressed", qcow2/vmdk streams). */
+  compressed?: boolean;
+}
+
+export interface WriteFlags {
+  /** Force unit access: durable when the promise resolves. */
+  fua?: boolean;
+}
+
+export interface ZeroFlags {
+  /** The range may be deallocated instead of written (BDRV_REQ_MAY_UNMAP). */
+  mayUnmap?: boolean;
+}
+
+export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
+
+export interface TruncateOptions {
+  preallocation?: Preallocation;
+  /** Allow shrinking (qemu-img resize --shrink). */
+  shrink?: boolean;
+  /** Fail rather than round the size to what the format can express. */
+  exact?: boolean;
+}
+
+/** Format-specific info, as qemu-img info's "format-specific": {"type", "data"}. */
+export interface FormatSpecificInfo {
+  type: string;
+  data: Record<string, unknown>;
+}
+
+/** What a driver adds to `qemu-img info` beyond what the generic layer knows. */
+export interface DriverInfo {
+  clusterSize?: number;
+  encrypted?: boolean;
+  dirtyFlag?: boolean;
+  formatSpecific?: FormatSpecificInfo;
+  /** Bytes of the image's own files (extents, data file) not counted in the file child. */
+  extraActualSize?: number;
+  /** Child nodes with a role in info (vmdk extents). */
+  children?: { name: string; node: BlockNode }[];
+}
+
+/** One internal snapshot, as qemu-img snapshot -l / info "snapshots" show it. */
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  vmStateSize: number;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNsec: number;
+  /** Guest instruction counter; undefined prints as empty (qemu-img leaves ICOUNT blank). */
+  icount?: number;
+  /** Virtual disk size when taken. */
+  diskSize?: number;
+}
+
+export interface SnapshotCapability {
+  list(): Promise<SnapshotInfo[]>;
+  create(snapshot: { name: string; id?: string; dateSec: number; dateNsec: number; vmClockNsec?: number; vmStateSize?: number }): Promise<SnapshotInfo>;
+  /** Revert the active layer to the snapshot's contents (qemu-img snapshot -a). */
+  apply(idOrName: string): Promise<void>;
+  delete(idOrName: string): Promise<void>;
+  /** A read-only view of the disk as it was in the snapshot (qemu-img convert -l). */
+  openView(idOrName: string): Promise<NodeImpl>;
+}
+
+export type RepairMode = 'leaks' | 'all';
+
+/** qemu-img check --output=json keys (qemu-img.c collect_image_check). */
+export interface CheckResult {
+  corruptions: number;
+  leaks: number;
+  checkErrors: number;
+  corruptionsFixed: number;
+  leaksFixed: number;
+  imageEndOffset?: number;
+  totalClusters?: number;
+  allocatedClusters?: number;
+  fragmentedClusters?: number;
+  compressedClusters?: number;
+  /** Findings in words, one per problem (qemu-img prints these as ERROR/Leaked lines). */
+  messages: string[];
+}
+
+export interface MeasureResult {
+  required: number;
+  fullyAllocated: number;
+  bitmaps?: number;
+}
+
+/**
+ * An open image or protocol instance, as a driver implements it. Offsets/lengths passed in are
+ * already bounds-checked and aligned to `alignment` by the generic layer.
+ */
+export interface NodeImpl {
+  /** Virtual size in bytes (what the guest sees). */
+  readonly size: number;
+  /** Request alignment in bytes (1 = byte granular). The generic layer does read-modify-write. */
+  readonly alignment?: number;
+  /** Largest single request the driver takes; the generic layer splits bigger ones. */
+  readonly maxTransfer?: number;
+  /** Protocol nodes a format grows by writing past the end (QEMU lets a file grow on write):
+   *  writes may pass `size`, and reads past it return zeros. */
+  readonly growable?: boolean;
+
+  read(offset: number, length: number): Promise<Buffer>;
+  write?(offset: number, data: Buffer, flags: WriteFlags): Promise<void>;
+  /** Without it, the generic layer writes zero-filled buffers. */
+  writeZeroes?(offset: number, length: number, flags: ZeroFlags): Promise<void>;
+  /** Without it, discard is a successful no-op (as in QEMU, discard is advisory). */
+  discard?(offset: number, length: number): Promise<void>;
+  /** Without it, everything reads as allocated data. */
+  blockStatus?(offset: number, length: number): Promise<BlockStatus>;
+  flush?(): Promise<void>;
+  truncate?(size: number, options: TruncateOptions): Promise<void>;
+  info?(): Promise<DriverInfo>;
+
+  /** Whole-cluster compressed write (qemu-img convert -c). `offset` is cluster aligned. */
+  writeCompressed?(offset: number, data: Buffer): Promise<void>;
+  /** Unit of compressed writes and of allocation (qcow2 cluster, vmdk grain, vhdx block). */
+  readonly clusterSize?: number;
+
+  /** The backing file named in the metadata; the generic layer opens it. */
+  readonly backingFile?: { filename: string; format?: string };
+  /** Set by the generic layer when metadata changes the backing (rebase, commit). */
+  setBackingFile?(filename: string | undefined, format: string | undefined): Promise<void>;
+
+  snapshots?: SnapshotCapability;
+  check?(repair: RepairMode | undefined): Promise<CheckResult>;
+  amend?(options: OptionValues, ctx: AmendContext): Promise<void>;
+  /** Make the image clean (lazy refcounts, need-check bits) before it closes. */
+  close(): Promise<void>;
+}
+
+/** Services the generic layer lends a driver while it opens (and for the node's lifetime). */
+export interface OpenContext {
+  /** The image's name as the user gave it (for messages). */
+  filename: string;
+  /** The driver's own options from the options tree (e.g. {"key-secret": "sec0"}). */
+  options: OptionsTree;
+  readOnly: boolean;
+  secrets: SecretStore;
+  workers: WorkerPool;
+  warn(message: string): void;
+  /** Reads from the backing chain; zeros where there is no backing node or past its end. */
+  readBacking(offset: number, length: number): Promise<Buffer>;
+  /** The opened backing node, once the generic layer has opened it (undefined if none). */
+  backing(): BlockNode | undefined;
+  /** Open a file the image's metadata names (vmdk extent, qcow2 data file), resolved relative to
+   *  the image with the security rules of docs/security.md; never a protocol URL or json:. */
+  openSibling(name: string, options?: { readOnly?: boolean; create?: boolean }): Promise<BlockNode>;
+  /** True when the user asked for no backing (qemu-img info, -u rebase). */
+  noBacking: boolean;
+}
+
+export interface ProtocolOpenContext {
+  filename: string;
+  options: OptionsTree;
+  readOnly: boolean;
+  /** Permissions this node takes, and those it lets others take (PERM_* bits). */
+  perm: number;
+  sharedPerm: number;
+  warn(message: string): void;
+}
+
+export interface CreateContext {
+  filename: string;
+  size: number;
+  options: OptionValues;
+  secrets: SecretStore;
+  workers: WorkerPool;
+  warn(message: string): void;
+  signal?: AbortSignal;
+  /** Create (or truncate) and open read-write another file next to the image (vmdk extents). */
+  createSibling(name: string): Promise<BlockNode>;
+  /** The backing image, opened read-only, when backing_file was given. */
+  backing?: BlockNode;
+}
+
+export interface AmendContext {
+  secrets: SecretStore;
+  workers: WorkerPool;
+  warn(message: string): void;
+  signal?: AbortSignal;
+  force: boolean;
+}
+
+/** A format driver (qcow2, vmdk, ...): sits on a `file` child. */
+export interface FormatDriver {
+  readonly kind: 'format';
+  /** qemu-img's format name ("qcow2", "vpc", ...). */
+  readonly name: string;
+  /** Human description for the GUI. */
+  readonly description: string;
+  /** How sure the driver is that `head` (first PROBE_BYTES of the file) is its format: 0..100
+   *  (QEMU's bdrv_probe scores). */
+  probe?(head: Buffer, filename: string): number;
+  readonly createOptions: readonly OptionSpec[];
+  /** Options `qemu-img amend -o` accepts (a subset of createOptions plus extras). */
+  readonly amendOptions?: readonly OptionSpec[];
+  /** Write a new, empty image of `ctx.size` into `file` (already created, empty, read-write). */
+  create?(file: BlockNode, ctx: CreateContext): Promise<void>;
+  /** Whether creation makes the file itself (vmdk descriptors+extents) instead of the generic layer. */
+  readonly createsOwnFiles?: boolean;
+  open(file: BlockNode, ctx: OpenContext): Promise<NodeImpl>;
+  /** qemu-img measure for this format. */
+  measure?(size: number, options: OptionValues, source?: BlockNode): Promise<MeasureResult>;
+  /** True when read-only-only (bochs, cloop, dmg, parallels in QEMU are read-write? see driver). */
+  readonly readOnlyFormat?: boolean;
+  /** True when the format has a backing-file concept. */
+  readonly supportsBacking?: boolean;
+}
+
+/** A protocol driver (file, host_device, nbd, ...): the bottom of a chain. */
+export interface ProtocolDriver {
+  readonly kind: 'protocol';
+  readonly name: string;
+  readonly description: string;
+  /** URI schemes handled ("nbd", "nbd+unix", ...), or filename prefixes ("fat:"). */
+  readonly prefixes?: readonly string[];
+  /** Turn a filename/URI into this driver's options (QEMU's bdrv_parse_filename). */
+  parseFilename?(filename: string): OptionsTree;
+  readonly createOptions: readonly OptionSpec[];
+  /** Create the storage object (an empty file, with preallocation for raw). */
+  create?(filename: string, size: number, options: OptionValues, ctx: { warn(m: string): void; signal?: AbortSignal }): Promise<void>;
+  open(ctx: ProtocolOpenContext): Promise<NodeImpl>;
+}
+
+export type BlockDriver = FormatDriver | ProtocolDriver;
+
+/** How many bytes of the file format probes see (QEMU: BLOCK_PROBE_BUF_SIZE = 512). */
+export const PROBE_BYTES = 512;

@@ -1,0 +1,92 @@
+// The raw format (QEMU block/raw-format.c): the guest sees the file's bytes as they are.
+// Create options: preallocation (off, falloc, full), nocow (passed to the file protocol), size.
+// When raw was guessed by probing, writes that would make sector 0 look like another format are
+// refused, as QEMU restricts them (raw_probe_warning).
+
+import type { FormatDriver, NodeImpl } from '../../block/types.ts';
+import type { BlockNode } from '../../block/node.ts';
+import { BlockError } from '../../errors.ts';
+import { formatDrivers } from '../../block/registry.ts';
+import { PROBE_BYTES } from '../../block/types.ts';
+
+/** Would this first sector make a probe guess a format other than raw? */
+function probesAsOtherFormat(head: Buffer, filename: string): boolean {
+  for (const d of formatDrivers()) {
+    if (d.name !== 'raw' && d.probe && d.probe(head, filename) > 0) return true;
+  }
+  return false;
+}
+
+class RawNode implements NodeImpl {
+  readonly #file: BlockNode;
+  readonly #probed: boolean;
+
+  constructor(file: BlockNode, probed: boolean) {
+    this.#file = file;
+    this.#probed = probed;
+  }
+
+  get size(): number {
+    return this.#file.size;
+  }
+
+  get alignment(): number {
+    return this.#file.alignment;
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.#file.read(offset, length);
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (this.#probed && offset < PROBE_BYTES) {
+      const head = await this.#file.read(0, Math.min(PROBE_BYTES, Math.max(this.size, offset + data.length)));
+      const n = Math.min(head.length - offset, data.length);
+      data.copy(head, offset, 0, n);
+      if (probesAsOtherFormat(head, this.#file.filename)) {
+        throw new BlockError('Permission', 'Operation not permitted: writes that would change the probed format of a raw image are refused (specify -f raw)', { path: this.#file.filename, offset });
+      }
+    }
+    await this.#file.write(offset, data);
+  }
+
+  writeZeroes(offset: number, length: number, flags: { mayUnmap?: boolean }): Promise<void> {
+    return this.#file.writeZeroes(offset, length, flags);
+  }
+
+  discard(offset: number, length: number): Promise<void> {
+    return this.#file.discard(offset, length);
+  }
+
+  async blockStatus(offset: number, length: number) {
+    const st = await this.#file.blockStatus(offset, length);
+    return { ...st, allocated: true };
+  }
+
+  async truncate(size: number, options: { preallocation?: 'off' | 'metadata' | 'falloc' | 'full' }): Promise<void> {
+    if (options.preallocation === 'metadata') {
+      throw new BlockError('Unsupported', "Unsupported preallocation mode 'metadata'", { path: this.#file.filename });
+    }
+    await this.#file.truncate(size, { ...options, shrink: true });
+  }
+
+  async close(): Promise<void> {}
+}
+
+export const rawDriver: FormatDriver = {
+  kind: 'format',
+  name: 'raw',
+  description: 'Raw disk image: the guest sees the file as it is (sparse where the file system allows)',
+  probe: () => 1,
+  createOptions: [
+    { name: 'preallocation', type: 'enum', values: ['off', 'falloc', 'full'], default: 'off', help: 'Preallocation mode (allowed values: off, falloc, full)' },
+    { name: 'nocow', type: 'bool', default: false, help: 'Turn off copy-on-write (valid only on btrfs)', advanced: true },
+  ],
+  async create(file, ctx) {
+    const prealloc = (ctx.options['preallocation'] as 'off' | 'falloc' | 'full' | undefined) ?? 'off';
+    await file.truncate(ctx.size, { preallocation: prealloc, shrink: true });
+  },
+  async open(file, ctx) {
+    return new RawNode(file, ctx.options['x-probed'] === true);
+  },
+};

@@ -1,0 +1,51 @@
+// Host OS operations Node lacks (ARCHITECTURE.md core/host): sparse-file queries, hole punching,
+// preallocation, byte-range locks, NOCOW, device sizes. One module per OS behind this interface;
+// drivers never call the OS directly. Every operation has a portable answer when the OS module
+// cannot do it (undefined / false), so callers degrade as QEMU does.
+
+export type LockType = 'read' | 'write' | 'unlock';
+
+export interface HostOps {
+  readonly platform: string;
+  /** SEEK_DATA: offset of the next data at or after `offset`; -1 when there is none (ENXIO);
+   *  undefined when the OS/filesystem cannot tell. */
+  seekData(fd: number, offset: number): number | undefined;
+  /** SEEK_HOLE: offset of the next hole at or after `offset` (end of file counts as a hole). */
+  seekHole(fd: number, offset: number): number | undefined;
+  /** Deallocate a range, keeping the size (FALLOC_FL_PUNCH_HOLE). False if unsupported. */
+  punchHole(fd: number, offset: number, length: number): Promise<boolean>;
+  /** Make a range read as zeros, allocated (FALLOC_FL_ZERO_RANGE). False if unsupported. */
+  zeroRange(fd: number, offset: number, length: number): Promise<boolean>;
+  /** posix_fallocate: allocate blocks for [offset, offset+length), growing the file. */
+  allocate(fd: number, offset: number, length: number): Promise<boolean>;
+  /** Set the btrfs NOCOW attribute (FS_NOCOW_FL) on an empty file; false where it does not apply. */
+  setNoCow(fd: number): boolean;
+  /**
+   * Byte-range lock, non-blocking. `ofd` selects open-file-description locks (F_OFD_SETLK) over
+   * POSIX process locks. Returns false on conflict (EAGAIN/EACCES); throws on other errors.
+   */
+  setLock(fd: number, start: number, length: number, type: LockType, ofd: boolean): boolean;
+  /** Would a lock of this type conflict? Returns true on conflict (F_OFD_GETLK/F_GETLK). */
+  testLock(fd: number, start: number, length: number, type: 'read' | 'write', ofd: boolean): boolean;
+  /** Whether OFD locks work here (QEMU's qemu_probe_lock_ops). */
+  readonly ofdLocksSupported: boolean;
+  /** Size of a block device, or undefined when fd is not one. */
+  deviceSize(fd: number): number | undefined;
+}
+
+import { createLinuxHost } from './linux.ts';
+import { createPortableHost } from './portable.ts';
+
+let host: HostOps | undefined;
+
+/** The HostOps for this process's OS (loaded once). */
+export function hostOps(): HostOps {
+  if (!host) {
+    try {
+      host = process.platform === 'linux' ? createLinuxHost() : createPortableHost();
+    } catch {
+      host = createPortableHost();
+    }
+  }
+  return host;
+}

@@ -1,0 +1,7 @@
+// Every protocol driver, one line each.
+import type { ProtocolDriver } from '../block/types.ts';
+import { fileDriver } from './file/index.ts';
+
+export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
+  fileDriver,
+];
