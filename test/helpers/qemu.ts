@@ -90,7 +90,15 @@ export function fixture(rel: string, into?: string): string {
   return out;
 }
 
-/** The facts about every fixture (fixtures.json), keyed by relative path. */
-export function fixtureFacts(): Record<string, any> {
-  return JSON.parse(readFileSync(join(FIXTURES, 'fixtures.json'), 'utf8'));
+/** The facts about every fixture (fixtures.json "fixtures": id, format, files, open, qemu_info,
+ *  virtual_size, raw_md5, raw_nonzero_runs, qemu_map, qemu_check, qemu_error, ...). */
+export function fixtureFacts(): any[] {
+  return JSON.parse(readFileSync(join(FIXTURES, 'fixtures.json'), 'utf8')).fixtures;
+}
+
+/** One fixture's facts by id ("generated/qcow2-v3.qcow2"). */
+export function fixtureById(id: string): any {
+  const f = fixtureFacts().find((x) => x.id === id);
+  if (!f) throw new Error(`no fixture ${id} in fixtures.json`);
+  return f;
 }
