@@ -10,7 +10,7 @@ import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext
 import { PROBE_BYTES } from './types.ts';
 import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
 import { protocolPrefix, protocolTreeForFilename } from './filename.ts';
-import { backingChildPerms, filterChildPerms, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
+import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
 import { findFormat, findProtocol, formatDrivers } from './registry.ts';
@@ -28,6 +28,9 @@ export interface OpenImageOptions {
   imageOpts?: boolean;
   /** Extra permissions the caller needs (PERM_RESIZE for resize). */
   extraPerm?: number;
+  /** QEMU's BDRV_O_NO_SHARE: let others only read (qemu-img convert's source). Default: on for
+   *  read-write opens, off for read-only ones (see permissions.ts rootPerms). */
+  noShare?: boolean;
   secrets?: SecretStore;
   workers?: WorkerPool;
   warn?: (message: string) => void;
@@ -74,6 +77,13 @@ export function optionsTreeFor(spec: string | OptionsTree, opts: Pick<OpenImageO
   if (typeof tree.file === 'string') tree.file = { filename: tree.file };
   if (tree.file === undefined) throw invalidArgument('A filename or a file child is required');
   if (opts.fileOptions) Object.assign(tree.file as OptionsTree, opts.fileOptions);
+  // cache=none / cache.direct=on given for the image applies to its file (QEMU passes the cache
+  // options down to the protocol node, which is the one that opens with O_DIRECT).
+  if (tree.cache !== undefined && typeof tree.file === 'object' && !Array.isArray(tree.file)) {
+    const file = tree.file as OptionsTree;
+    if (file.cache === undefined) file.cache = tree.cache;
+    delete tree.cache;
+  }
   return tree;
 }
 
@@ -89,7 +99,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const fileTree = resolveProtocolTree(tree.file as OptionsTree);
   const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree);
 
-  const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm);
+  const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
   let formatDriver: FormatDriver | undefined;
   if (formatName !== undefined) {
@@ -105,7 +115,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     fmt?.name === 'raw' ? filterChildPerms(perms) : storageChildPerms(perms, !readOnly, forceShare);
   let file: BlockNode;
   try {
-    file = await openProtocol(fileTree, displayName, readOnly, childPerms(formatDriver), warn);
+    file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, warn);
   } catch (e) {
     throw prefixOpenError(e, displayName);
   }
@@ -121,7 +131,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       }
       // The guessed format decides the child's role; reopen with its permissions when they differ.
       const want = childPerms(formatDriver);
-      const had = childPerms(undefined);
+      const had = PROBE_PERMS;
       if (want.perm !== had.perm || want.shared !== had.shared) {
         await file.close();
         file = await openProtocol(fileTree, displayName, readOnly, want, warn);
@@ -161,7 +171,8 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       },
       backing: () => node?.backing,
       openSibling: async (name, o) => {
-        const child = await openSiblingFile(displayName, fileTree, name, o?.readOnly ?? readOnly, childPerms(driver), warn);
+        const siblingReadOnly = o?.readOnly ?? readOnly;
+        const child = await openSiblingFile(displayName, fileTree, name, siblingReadOnly, dataChildPerms(perms, !siblingReadOnly, forceShare), warn);
         siblings.push(child);
         return child;
       },

@@ -1,5 +1,6 @@
 // Host OS operations Node lacks (ARCHITECTURE.md core/host): sparse-file queries, hole punching,
-// preallocation, byte-range locks, NOCOW, device sizes. One module per OS behind this interface;
+// preallocation, byte-range locks, NOCOW, device sizes, aligned buffers for direct I/O. One module
+// per OS behind this interface (linux.ts, darwin.ts, win32.ts; portable.ts when none loads);
 // drivers never call the OS directly. Every operation has a portable answer when the OS module
 // cannot do it (undefined / false), so callers degrade as QEMU does.
 
@@ -12,11 +13,13 @@ export interface HostOps {
   seekData(fd: number, offset: number): number | undefined;
   /** SEEK_HOLE: offset of the next hole at or after `offset` (end of file counts as a hole). */
   seekHole(fd: number, offset: number): number | undefined;
-  /** Deallocate a range, keeping the size (FALLOC_FL_PUNCH_HOLE). False if unsupported. */
+  /** Deallocate a range, keeping the size (FALLOC_FL_PUNCH_HOLE). False if unsupported;
+   *  throws (an errno-coded Error) on a real I/O failure. */
   punchHole(fd: number, offset: number, length: number): Promise<boolean>;
   /** Make a range read as zeros, allocated (FALLOC_FL_ZERO_RANGE). False if unsupported. */
   zeroRange(fd: number, offset: number, length: number): Promise<boolean>;
-  /** posix_fallocate: allocate blocks for [offset, offset+length), growing the file. */
+  /** posix_fallocate: allocate blocks for [offset, offset+length), growing the file. False if
+   *  the filesystem cannot (EOPNOTSUPP/ENOSYS); throws on other errors (ENOSPC, EIO). */
   allocate(fd: number, offset: number, length: number): Promise<boolean>;
   /** Set the btrfs NOCOW attribute (FS_NOCOW_FL) on an empty file; false where it does not apply. */
   setNoCow(fd: number): boolean;
@@ -29,23 +32,39 @@ export interface HostOps {
   testLock(fd: number, start: number, length: number, type: 'read' | 'write', ofd: boolean): boolean;
   /** Whether OFD locks work here (QEMU's qemu_probe_lock_ops). */
   readonly ofdLocksSupported: boolean;
+  /** Whether this OS module takes real byte-range locks at all (false: locking is a no-op). */
+  readonly locksSupported: boolean;
+  /** testLock reports locks this same fd holds as conflicts (Windows): callers test first. */
+  readonly testSeesOwnLocks?: boolean;
   /** Size of a block device, or undefined when fd is not one. */
   deviceSize(fd: number): number | undefined;
+  /** Logical block size of a block device (BLKSSZGET), or undefined when fd is not one. */
+  deviceBlockSize(fd: number): number | undefined;
+  /** Turn direct (uncached) I/O on for an open fd where the OS does it by fcntl rather than an open
+   *  flag (macOS F_NOCACHE). False when the OS has no such call. */
+  setDirectIo(fd: number): boolean;
 }
 
 import { createLinuxHost } from './linux.ts';
+import { createDarwinHost } from './darwin.ts';
+import { createWin32Host } from './win32.ts';
 import { createPortableHost } from './portable.ts';
 
 let host: HostOps | undefined;
 
-/** The HostOps for this process's OS (loaded once). */
+/** The HostOps for this process's OS (loaded once; portable when the OS module cannot load). */
 export function hostOps(): HostOps {
   if (!host) {
     try {
-      host = process.platform === 'linux' ? createLinuxHost() : createPortableHost();
+      if (process.platform === 'linux') host = createLinuxHost();
+      else if (process.platform === 'darwin') host = createDarwinHost();
+      else if (process.platform === 'win32') host = createWin32Host();
+      else host = createPortableHost();
     } catch {
       host = createPortableHost();
     }
   }
   return host;
 }
+
+export { alignedBuffer, isAligned } from './aligned.ts';

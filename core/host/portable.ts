@@ -1,5 +1,5 @@
 // The fallback HostOps: no sparse queries, no locks, no hole punching. Used where the OS module
-// is missing; callers then treat files as fully allocated and skip locking with a warning.
+// is missing or fails to load; callers then treat files as fully allocated and skip locking.
 import type { HostOps } from './index.ts';
 
 export function createPortableHost(): HostOps {
@@ -14,6 +14,9 @@ export function createPortableHost(): HostOps {
     setLock: () => true,
     testLock: () => false,
     ofdLocksSupported: false,
+    locksSupported: false,
     deviceSize: () => undefined,
+    deviceBlockSize: () => undefined,
+    setDirectIo: () => false,
   };
 }

@@ -1,27 +1,46 @@
-// The `file` protocol (QEMU block/file-posix.c): a regular file as a growable byte array.
-// Positional I/O through one FileHandle, holes through SEEK_DATA/SEEK_HOLE, discard and
-// write-zeroes through hole punching, preallocation off/falloc/full, and image locking (lock.ts).
-// Options: filename, locking=on|off|auto, aio (accepted, ignored), cache.direct / cache=none
-// (O_DIRECT), and the create options preallocation and nocow.
+// The `file` protocol (QEMU block/file-posix.c; qemu-block-drivers(7) "file" options): a regular
+// file as a growable byte array. Positional I/O through one FileHandle, holes through
+// SEEK_DATA/SEEK_HOLE, discard and write-zeroes through hole punching / zero range, preallocation
+// off/falloc/full, btrfs nocow on create, direct I/O (cache.direct=on, cache=none) with aligned
+// buffers, and QEMU-compatible image locking (lock.ts).
+// Options: filename, locking=on|off|auto, aio (accepted, ignored), cache.direct, cache.no-flush,
+// cache=none|directsync|writeback|writethrough|unsafe (shorthand), and the create options
+// preallocation and nocow.
 
 import { open as fsOpen, stat, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { BlockError, fromSystemError, invalidArgument, unsupported } from '../../errors.ts';
-import type { BlockStatus, NodeImpl, ProtocolDriver, TruncateOptions, ZeroFlags } from '../../block/types.ts';
-import { optBool, optString, optTree } from '../../block/options-tree.ts';
+import type { BlockStatus, NodeImpl, ProtocolDriver, TruncateOptions, WriteFlags, ZeroFlags } from '../../block/types.ts';
+import { PERM_ALL, PERM_RESIZE, PERM_WRITE } from '../../block/types.ts';
+import { optBool, optString, type OptionsTree } from '../../block/options-tree.ts';
 import type { OptionSpec } from '../../block/options-schema.ts';
-import { hostOps } from '../../host/index.ts';
-import { FileLock, type LockingMode } from './lock.ts';
+import { alignedBuffer, hostOps, isAligned } from '../../host/index.ts';
+import { Mutex } from '../../util/range-lock.ts';
+import { FileLock, lockHint, type LockingMode } from './lock.ts';
 
 /** Largest single pread/pwrite (Linux caps a transfer at 2 GiB - 4 KiB; stay well below). */
 const MAX_IO = 256 << 20;
-/** Chunk for preallocation=full writes of zeros. */
-const FULL_PREALLOC_CHUNK = 4 << 20;
+/** Chunk for preallocation=full and fallback zero writes. */
+const ZERO_WRITE_CHUNK = 4 << 20;
+/** Request alignment with O_DIRECT: 4 KiB covers 512e and 4Kn devices and every common fs. */
+const DIRECT_IO_ALIGNMENT = 4096;
 
 export const fileCreateOptions: readonly OptionSpec[] = [
   { name: 'preallocation', type: 'enum', values: ['off', 'falloc', 'full'], default: 'off', help: 'Preallocation mode (allowed values: off, falloc, full)' },
   { name: 'nocow', type: 'bool', default: false, help: 'Turn off copy-on-write (valid only on btrfs)', advanced: true },
 ];
+
+interface FileNodeInit {
+  fh: FileHandle;
+  size: number;
+  name: string;
+  readOnly: boolean;
+  lock: FileLock | undefined;
+  /** O_DIRECT: buffers must be aligned to `alignment`. */
+  direct: boolean;
+  alignment: number;
+  noFlush: boolean;
+}
 
 class FileNode implements NodeImpl {
   readonly growable = true;
@@ -32,14 +51,20 @@ class FileNode implements NodeImpl {
   readonly #name: string;
   readonly #lock: FileLock | undefined;
   readonly #readOnly: boolean;
+  readonly #direct: boolean;
+  readonly #noFlush: boolean;
+  /** Serialises size changes (truncate, extending zero writes). */
+  readonly #resize = new Mutex();
 
-  constructor(fh: FileHandle, size: number, name: string, readOnly: boolean, lock: FileLock | undefined, alignment: number) {
-    this.#fh = fh;
-    this.#size = size;
-    this.#name = name;
-    this.#readOnly = readOnly;
-    this.#lock = lock;
-    this.alignment = alignment;
+  constructor(init: FileNodeInit) {
+    this.#fh = init.fh;
+    this.#size = init.size;
+    this.#name = init.name;
+    this.#readOnly = init.readOnly;
+    this.#lock = init.lock;
+    this.#direct = init.direct;
+    this.#noFlush = init.noFlush;
+    this.alignment = init.alignment;
   }
 
   get size(): number {
@@ -50,96 +75,180 @@ class FileNode implements NodeImpl {
     return this.#fh.fd;
   }
 
+  /** The lock bytes this node holds (empty without locking), for diagnostics and tests. */
+  get lockedBytes(): number[] {
+    return this.#lock?.bytes ?? [];
+  }
+
   async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+    const buf = this.#direct ? alignedBuffer(length, this.alignment) : Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.#fh.read(buf, done, length - done, offset + done).catch((e) => {
         throw fromSystemError(e, { path: this.#name, op: 'read', offset: offset + done });
       });
-      if (bytesRead === 0) {
-        buf.fill(0, done); // past EOF (file shrank underneath us): zeros, as QEMU pads short reads
+      done += bytesRead;
+      // Past EOF (or the file shrank underneath us): zeros, as QEMU pads short reads. With O_DIRECT
+      // a short read means EOF too (and a retry at the unaligned offset would fail with EINVAL).
+      if (bytesRead === 0 || (this.#direct && done < length)) {
+        buf.fill(0, done);
         break;
       }
-      done += bytesRead;
     }
     return buf;
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
+  async write(offset: number, data: Buffer, flags: WriteFlags = {}): Promise<void> {
+    let src = data;
+    if (this.#direct && !isAligned(data, this.alignment)) {
+      src = alignedBuffer(data.length, this.alignment);
+      data.copy(src);
+    }
     let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.#fh.write(data, done, data.length - done, offset + done).catch((e) => {
+    while (done < src.length) {
+      const { bytesWritten } = await this.#fh.write(src, done, src.length - done, offset + done).catch((e) => {
         throw fromSystemError(e, { path: this.#name, op: 'write', offset: offset + done });
       });
       done += bytesWritten;
     }
-    if (offset + data.length > this.#size) this.#size = offset + data.length;
+    if (offset + src.length > this.#size) this.#size = offset + src.length;
+    if (flags.fua) await this.flush();
   }
 
+  /**
+   * Zeros, cheapest first (QEMU handle_aiocb_write_zeroes[_unmap]): with mayUnmap punch a hole;
+   * otherwise FALLOC_FL_ZERO_RANGE, else punch + re-allocate; else write zero buffers. A range
+   * past EOF just extends the file (reads as a hole).
+   */
   async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     const host = hostOps();
     const end = offset + length;
-    if (offset < this.#size) {
-      const inside = Math.min(end, this.#size) - offset;
-      const done = flags.mayUnmap ? await host.punchHole(this.fd, offset, inside) : await host.zeroRange(this.fd, offset, inside);
-      if (!done && !(await host.punchHole(this.fd, offset, inside))) {
-        for (let p = offset; p < offset + inside; p += FULL_PREALLOC_CHUNK) {
-          await this.write(p, Buffer.alloc(Math.min(FULL_PREALLOC_CHUNK, offset + inside - p)));
+    const inside = Math.max(0, Math.min(end, this.#size) - offset);
+    if (inside > 0) {
+      let done = false;
+      try {
+        if (flags.mayUnmap) done = await host.punchHole(this.fd, offset, inside);
+        if (!done) done = await host.zeroRange(this.fd, offset, inside);
+        if (!done && (await host.punchHole(this.fd, offset, inside))) {
+          await host.allocate(this.fd, offset, inside).catch(() => false); // re-allocate: best effort, zeros already
+          done = true;
+        }
+      } catch (e) {
+        throw fromSystemError(e, { path: this.#name, op: 'write-zeroes', offset });
+      }
+      if (!done) {
+        for (let p = offset; p < offset + inside; p += ZERO_WRITE_CHUNK) {
+          await this.write(p, this.#zeroBuffer(Math.min(ZERO_WRITE_CHUNK, offset + inside - p)));
         }
       }
     }
-    if (end > this.#size) await this.truncate(end, {});
+    if (end > this.#size) {
+      await this.#resize.run(async () => {
+        if (end > this.#size) await this.#setLength(end);
+      });
+    }
   }
 
   async discard(offset: number, length: number): Promise<void> {
     if (offset >= this.#size) return;
-    await hostOps().punchHole(this.fd, offset, Math.min(length, this.#size - offset));
+    try {
+      await hostOps().punchHole(this.fd, offset, Math.min(length, this.#size - offset));
+    } catch (e) {
+      throw fromSystemError(e, { path: this.#name, op: 'discard', offset });
+    }
   }
 
+  /**
+   * Data or hole at `offset` (QEMU raw_co_block_status / find_allocation). Without SEEK_DATA
+   * (filesystem or OS cannot tell) everything is reported as data, as QEMU does; past EOF, or
+   * in a trailing hole (ENXIO), zeros.
+   */
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const host = hostOps();
     const end = Math.min(offset + length, this.#size);
-    if (offset >= this.#size) return { offset, length, data: false, zero: true, allocated: true, hostOffset: offset };
-    const data = host.seekData(this.fd, offset);
-    if (data === undefined) return { offset, length: end - offset, data: true, zero: false, allocated: true, hostOffset: offset };
-    if (data === -1 || data >= end) {
-      // A hole up to `end` (or up to EOF: the rest of the file is a hole).
-      return { offset, length: end - offset, data: false, zero: true, allocated: true, hostOffset: offset };
-    }
-    if (data > offset) return { offset, length: data - offset, data: false, zero: true, allocated: true, hostOffset: offset };
+    const zero = (len: number): BlockStatus => ({ offset, length: len, data: false, zero: true, allocated: true, hostOffset: offset });
+    const data = (len: number): BlockStatus => ({ offset, length: len, data: true, zero: false, allocated: true, hostOffset: offset });
+    if (offset >= this.#size) return zero(length);
+    const next = host.seekData(this.fd, offset);
+    if (next === undefined) return data(end - offset);
+    if (next === -1 || next >= end) return zero(end - offset); // a hole to `end` (or to EOF)
+    if (next > offset) return zero(next - offset);
     const hole = host.seekHole(this.fd, offset);
+    // A hole "at" offset right after SEEK_DATA said data (a racing punch): call it data, 1 block.
     const dataEnd = hole === undefined || hole <= offset ? end : Math.min(hole, end);
-    return { offset, length: dataEnd - offset, data: true, zero: false, allocated: true, hostOffset: offset };
+    return data(dataEnd - offset);
   }
 
   async flush(): Promise<void> {
-    if (this.#readOnly) return;
+    if (this.#readOnly || this.#noFlush) return;
     await this.#fh.datasync().catch((e) => {
       throw fromSystemError(e, { path: this.#name, op: 'flush' });
     });
   }
 
+  /** Resize (QEMU raw_regular_truncate): off = ftruncate (sparse), falloc = posix_fallocate of the
+   *  new range, full = write zeros into it. Preallocation applies only to growth. */
   async truncate(size: number, options: TruncateOptions): Promise<void> {
     const prealloc = options.preallocation ?? 'off';
-    const old = this.#size;
-    try {
-      if (size <= old || prealloc === 'off' || prealloc === 'metadata') {
-        await this.#fh.truncate(size);
-      } else if (prealloc === 'falloc') {
-        if (!(await hostOps().allocate(this.fd, old, size - old))) {
-          throw unsupported('Could not preallocate new data: posix_fallocate is not supported here', { path: this.#name });
-        }
-      } else {
-        await this.#fh.truncate(size);
-        for (let p = old; p < size; p += FULL_PREALLOC_CHUNK) {
-          await this.write(p, Buffer.alloc(Math.min(FULL_PREALLOC_CHUNK, size - p)));
-        }
+    await this.#resize.run(async () => {
+      const old = this.#size;
+      if (size < old && (prealloc === 'falloc' || prealloc === 'full')) {
+        throw unsupported('Cannot use preallocation for shrinking files', { path: this.#name, op: 'truncate' });
       }
+      if (size <= old || prealloc === 'off' || prealloc === 'metadata') {
+        await this.#setLength(size);
+      } else if (prealloc === 'falloc') {
+        let ok: boolean;
+        try {
+          ok = await hostOps().allocate(this.fd, old, size - old);
+        } catch (e) {
+          const err = fromSystemError(e, { path: this.#name, op: 'truncate' });
+          throw new BlockError(err.kind, `Could not preallocate new data: ${err.message}`, err.context, { cause: e });
+        }
+        if (!ok) throw unsupported('Could not preallocate new data: Operation not supported', { path: this.#name, op: 'truncate' });
+        this.#size = Math.max(this.#size, size);
+        if (this.#size !== size) await this.#setLength(size);
+      } else {
+        await this.#setLength(size);
+        await this.#writeZerosBuffered(old, size);
+      }
+    });
+  }
+
+  async #setLength(size: number): Promise<void> {
+    try {
+      await this.#fh.truncate(size);
     } catch (e) {
       throw fromSystemError(e, { path: this.#name, op: 'truncate' });
     }
     this.#size = size;
+  }
+
+  /** Write real zeros over [start, end) (preallocation=full). The range starts at the old EOF,
+   *  which O_DIRECT may refuse as unaligned, so direct nodes write through a second, buffered fd.
+   *  (Closing that fd would drop POSIX-fallback locks; OFD locks, the norm on Linux, are not
+   *  affected. Direct I/O with locking=on on a kernel without OFD is the one case at risk.) */
+  async #writeZerosBuffered(start: number, end: number): Promise<void> {
+    const fh = this.#direct ? await fsOpen(this.#name, constants.O_WRONLY).catch((e) => {
+      throw fromSystemError(e, { path: this.#name, op: 'truncate' });
+    }) : this.#fh;
+    try {
+      const zeros = Buffer.alloc(Math.min(ZERO_WRITE_CHUNK, end - start));
+      for (let p = start; p < end; ) {
+        const n = Math.min(zeros.length, end - p);
+        const { bytesWritten } = await fh.write(zeros, 0, n, p).catch((e) => {
+          throw fromSystemError(e, { path: this.#name, op: 'truncate', offset: p });
+        });
+        p += bytesWritten;
+      }
+      if (fh !== this.#fh) await fh.datasync();
+    } finally {
+      if (fh !== this.#fh) await fh.close();
+    }
+  }
+
+  #zeroBuffer(length: number): Buffer {
+    return this.#direct ? alignedBuffer(length, this.alignment) : Buffer.alloc(length);
   }
 
   async close(): Promise<void> {
@@ -157,6 +266,39 @@ function lockingMode(v: string | undefined): LockingMode {
   throw invalidArgument(`Parameter 'locking' does not accept value '${v}' (expecting 'on', 'off' or 'auto')`);
 }
 
+/** QEMU's cache modes as (direct, no-flush) (blockdev.c / qemu-options "cache="). */
+const CACHE_MODES: Record<string, { direct: boolean; noFlush: boolean }> = {
+  none: { direct: true, noFlush: false },
+  directsync: { direct: true, noFlush: false },
+  writeback: { direct: false, noFlush: false },
+  writethrough: { direct: false, noFlush: false },
+  unsafe: { direct: false, noFlush: true },
+};
+
+/** cache.direct / cache.no-flush, or the `cache=<mode>` shorthand. */
+export function cacheOptions(options: OptionsTree): { direct: boolean; noFlush: boolean } {
+  const cache = options['cache'];
+  if (cache === undefined) return { direct: false, noFlush: false };
+  if (typeof cache === 'string') {
+    const mode = CACHE_MODES[cache];
+    if (!mode) throw invalidArgument(`Invalid cache mode '${cache}' (expecting one of: ${Object.keys(CACHE_MODES).join(', ')})`);
+    return mode;
+  }
+  if (typeof cache !== 'object' || Array.isArray(cache)) throw invalidArgument(`Parameter 'cache' expects a group of options`);
+  const tree = cache as OptionsTree;
+  return { direct: optBool(tree, 'direct') ?? false, noFlush: optBool(tree, 'no-flush') ?? false };
+}
+
+/** Open flags for a regular file: O_DIRECT on Linux (elsewhere direct I/O is an fcntl). */
+function openFlags(readOnly: boolean, direct: boolean): number {
+  let flags = readOnly ? constants.O_RDONLY : constants.O_RDWR;
+  if (direct) {
+    if (constants.O_DIRECT !== undefined) flags |= constants.O_DIRECT;
+    else if (process.platform !== 'darwin') throw unsupported('cache.direct=on is not supported on this host');
+  }
+  return flags;
+}
+
 export const fileDriver: ProtocolDriver = {
   kind: 'protocol',
   name: 'file',
@@ -164,20 +306,32 @@ export const fileDriver: ProtocolDriver = {
   prefixes: ['file'],
   createOptions: fileCreateOptions,
 
+  /**
+   * Create or empty the file (QEMU raw_co_create): open without truncating, take the write and
+   * resize locks and check nobody uses it, only then empty it, set nocow, and size it.
+   */
   async create(filename, size, options, ctx) {
     let fh: FileHandle;
     try {
-      fh = await fsOpen(filename, constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC, 0o644);
+      fh = await fsOpen(filename, constants.O_RDWR | constants.O_CREAT, 0o644);
     } catch (e) {
       throw fromSystemError(e, { path: filename, op: 'create' });
     }
+    let lock: FileLock | undefined;
     try {
+      lock = FileLock.acquire(fh.fd, filename, 'auto', PERM_WRITE | PERM_RESIZE, PERM_ALL, ctx.warn);
+      const node = new FileNode({ fh, size: 0, name: filename, readOnly: false, lock: undefined, direct: false, alignment: 1, noFlush: false });
+      await node.truncate(0, {});
       if (options['nocow'] === true) hostOps().setNoCow(fh.fd);
-      const node = new FileNode(fh, 0, filename, false, undefined, 1);
       const prealloc = (options['preallocation'] as TruncateOptions['preallocation']) ?? 'off';
       if (size > 0) await node.truncate(size, { preallocation: prealloc });
-      void ctx;
+    } catch (e) {
+      if (e instanceof BlockError && e.kind === 'Locked' && !e.hint) {
+        throw new BlockError('Locked', e.message, e.context, { hint: lockHint(filename), cause: e.cause });
+      }
+      throw e;
     } finally {
+      lock?.release();
       await fh.close();
     }
   },
@@ -185,8 +339,7 @@ export const fileDriver: ProtocolDriver = {
   async open(ctx) {
     const filename = optString(ctx.options, 'filename') ?? ctx.filename;
     const locking = lockingMode(optString(ctx.options, 'locking'));
-    const cache = optTree(ctx.options, 'cache');
-    const direct = optBool(cache, 'direct') ?? false;
+    const { direct, noFlush } = cacheOptions(ctx.options);
     let st;
     try {
       st = await stat(filename);
@@ -194,20 +347,23 @@ export const fileDriver: ProtocolDriver = {
       throw fromSystemError(e, { path: filename, op: 'open' });
     }
     if (st.isDirectory()) throw new BlockError('InvalidArgument', 'Is a directory', { path: filename, op: 'open' });
-    let flags = ctx.readOnly ? constants.O_RDONLY : constants.O_RDWR;
-    if (direct) flags |= constants.O_DIRECT;
     let fh: FileHandle;
     try {
-      fh = await fsOpen(filename, flags);
+      fh = await fsOpen(filename, openFlags(ctx.readOnly, direct));
     } catch (e) {
       throw fromSystemError(e, { path: filename, op: 'open' });
     }
     try {
-      const lock = FileLock.acquire(fh.fd, filename, locking, ctx.perm, ctx.sharedPerm, ctx.warn);
+      const host = hostOps();
+      if (direct && constants.O_DIRECT === undefined && !host.setDirectIo(fh.fd)) {
+        throw unsupported('cache.direct=on is not supported on this host', { path: filename, op: 'open' });
+      }
+      const lock = FileLock.acquire(fh.fd, filename, locking, ctx.perm, ctx.sharedPerm, ctx.warn, host);
       let size = st.size;
-      if (!st.isFile()) size = hostOps().deviceSize(fh.fd) ?? st.size;
-      // O_DIRECT needs sector-aligned buffers and offsets: 4 KiB covers every common device.
-      return new FileNode(fh, size, filename, ctx.readOnly, lock, direct ? 4096 : 1);
+      if (!st.isFile()) size = host.deviceSize(fh.fd) ?? st.size;
+      const needsAlignment = direct && constants.O_DIRECT !== undefined;
+      const alignment = needsAlignment ? Math.max(DIRECT_IO_ALIGNMENT, host.deviceBlockSize(fh.fd) ?? 0) : 1;
+      return new FileNode({ fh, size, name: filename, readOnly: ctx.readOnly, lock, direct: needsAlignment, alignment, noFlush });
     } catch (e) {
       await fh.close().catch(() => {});
       throw e;

@@ -1,9 +1,11 @@
 // The registry of worker tasks: one line per module. A task is a pure function of plain data
 // (Uint8Array in, Uint8Array out), so it can run on any thread.
 import { COMPRESSION_TASKS } from './compression.ts';
+import { CRYPTO_TASKS } from './crypto.ts';
 
 export const TASKS = {
   ...COMPRESSION_TASKS,
+  ...CRYPTO_TASKS,
 };
 
 export type TaskName = keyof typeof TASKS;

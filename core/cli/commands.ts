@@ -1,0 +1,531 @@
+// The subcommands of `platter`, one entry each with qemu-img 7.2's syntax line, option letters
+// (qemu-img.c getopt strings) and output. Each parses its arguments, calls core/api, and prints
+// what qemu-img prints (human text, or --output=json).
+
+import { invalidArgument, BlockError } from '../errors.ts';
+import type { JobHandle, PlatterService, ImageRef } from '../api/service.ts';
+import type { CheckReport, ImageInfo, MapEntry } from '../api/types.ts';
+import { findFormat, formatDrivers } from '../block/registry.ts';
+import { describeOptions } from '../block/options-schema.ts';
+import { parseArgs, last, has, all, type ParsedArgs, type OptSpec } from './args.ts';
+import { humanInfo } from '../jobs/info.ts';
+import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
+import { humanMap, jsonMap } from '../jobs/map.ts';
+import { humanMeasure } from '../jobs/measure.ts';
+import { formattingLine, createValues } from '../jobs/create.ts';
+import { snapshotHeader, snapshotRow } from '../jobs/human.ts';
+import { SHRINK_WARNING } from '../jobs/resize.ts';
+import { dd as ddJob } from '../jobs/dd.ts';
+import { bench as benchJob, benchHeader } from '../jobs/bench.ts';
+import { parseImageSize, secretStoreFrom } from '../jobs/common.ts';
+import type { CliIo } from './main.ts';
+
+export interface CommandContext {
+  io: CliIo;
+  readonly service: PlatterService;
+  warn(message: string): void;
+  /** Wait for a job, printing -p progress when asked; cancels on SIGINT. */
+  runJob<T>(h: JobHandle<T>, progress: boolean): Promise<T>;
+}
+
+export interface Command {
+  syntax: string;
+  /** Exit status for errors (compare uses 2). */
+  errorStatus?: number;
+  run(argv: string[], ctx: CommandContext): Promise<number>;
+}
+
+/** An error whose exit status is fixed (check on a format without checks: 63). */
+class StatusError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+const COMMON_LONG = {
+  help: { arg: false, short: 'h' },
+  object: { arg: true },
+  'image-opts': { arg: false },
+  'force-share': { arg: false, short: 'U' },
+} as const;
+
+function spec(short: string, long: OptSpec['long'] = {}): OptSpec {
+  return { short, long: { ...COMMON_LONG, ...long } };
+}
+
+function outputFormat(p: ParsedArgs): 'human' | 'json' {
+  const o = last(p, 'output') ?? 'human';
+  if (o !== 'human' && o !== 'json') throw invalidArgument('--output must be used with human or json as argument.');
+  return o;
+}
+
+/** The secrets/objects fields every input takes. */
+function objects(p: ParsedArgs): { objects: string[] } {
+  const list = all(p, 'object');
+  // Validate now so a bad --object fails before anything is opened.
+  if (list.length) secretStoreFrom(list).clear();
+  return { objects: list };
+}
+
+/** An ImageRef from -f / --image-opts / -U and a filename. */
+function imageRef(p: ParsedArgs, filename: string, formatLetter = 'f'): ImageRef {
+  const imageOpts = has(p, 'image-opts');
+  const format = last(p, formatLetter);
+  if (imageOpts && format !== undefined) throw invalidArgument('--image-opts and --format are mutually exclusive');
+  return { filename, ...(format !== undefined ? { format } : {}), ...(imageOpts ? { imageOpts: true } : {}), ...(has(p, 'U') ? { forceShare: true } : {}) };
+}
+
+function oneFile(p: ParsedArgs): string {
+  if (p.positional.length < 1) throw invalidArgument('Expecting one image file name');
+  if (p.positional.length > 1) throw invalidArgument(`Expecting one image file name`);
+  return p.positional[0]!;
+}
+
+/** -o may be given several times: qemu-img joins them with commas. */
+function joinedOptions(p: ParsedArgs): string | undefined {
+  const list = all(p, 'o');
+  return list.length ? list.join(',') : undefined;
+}
+
+function wantsHelp(options: string | undefined): boolean {
+  return options !== undefined && options.split(',').some((x) => x === 'help' || x === '?');
+}
+
+function optionsHelp(format: string): string {
+  const d = findFormat(format);
+  if (!d) throw invalidArgument(`Unknown file format '${format}'`);
+  return describeOptions(d.name, d.createOptions) + '\n';
+}
+
+function json(v: unknown): string {
+  return JSON.stringify(v, null, 4) + '\n';
+}
+
+function helpFor(name: string, c: Command, ctx: CommandContext): number {
+  ctx.io.stdout(`usage: platter ${c.syntax}\n(${name}: the options of 'qemu-img ${name}')\n`);
+  return 0;
+}
+
+const info: Command = {
+  syntax: 'info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':f:hU', { format: { arg: true, short: 'f' }, output: { arg: true }, 'backing-chain': { arg: false } }));
+    if (has(p, 'h')) return helpFor('info', info, ctx);
+    const out = outputFormat(p);
+    const r = await ctx.service.info({ image: imageRef(p, oneFile(p)), backingChain: has(p, 'backing-chain'), ...objects(p) });
+    if (out === 'json') ctx.io.stdout(json(r));
+    else ctx.io.stdout((Array.isArray(r) ? r : [r]).map((i: ImageInfo) => humanInfo(i)).join('\n'));
+    return 0;
+  },
+};
+
+const create: Command = {
+  syntax: 'create [--object objectdef] [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':F:b:f:ho:qu', { format: { arg: true, short: 'f' } }));
+    if (has(p, 'h')) return helpFor('create', create, ctx);
+    const format = last(p, 'f') ?? 'raw';
+    const options = joinedOptions(p);
+    if (wantsHelp(options)) {
+      ctx.io.stdout(optionsHelp(format));
+      return 0;
+    }
+    if (p.positional.length < 1) throw invalidArgument('Expecting image file name');
+    if (p.positional.length > 2) throw invalidArgument(`Unexpected argument: ${p.positional[2]}`);
+    const filename = p.positional[0]!;
+    const size = p.positional[1] !== undefined ? parseImageSize(p.positional[1]) : undefined;
+    const backingFile = last(p, 'b');
+    const backingFormat = last(p, 'F');
+    const obj = objects(p);
+    // The "Formatting" line names the options as given (validated first, as qemu-img does).
+    const given = createValues({ filename, format, ...(options !== undefined ? { options } : {}), ...(backingFile !== undefined ? { backingFile } : {}), ...(backingFormat !== undefined ? { backingFormat } : {}), ...(size !== undefined ? { size } : {}) });
+    const h = ctx.service.create({
+      filename,
+      format,
+      ...(size !== undefined ? { size } : {}),
+      ...(options !== undefined ? { options } : {}),
+      ...(backingFile !== undefined ? { backingFile } : {}),
+      ...(backingFormat !== undefined ? { backingFormat } : {}),
+      unsafe: has(p, 'u'),
+      ...obj,
+    });
+    const r = await ctx.runJob(h, false);
+    if (!has(p, 'q')) {
+      const shown = { ...given };
+      delete shown['backing_file'];
+      delete shown['backing_fmt'];
+      const ordered = { ...(backingFile !== undefined ? { backing_file: backingFile } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
+      ctx.io.stdout(formattingLine({ filename, format, size: r.size, given: ordered }) + '\n');
+    }
+    return 0;
+  },
+};
+
+function checkJson(c: CheckReport): Record<string, unknown> {
+  const { messages: _m, exitCode: _e, repaired: _r, ...rest } = c;
+  return rest;
+}
+
+const check: Command = {
+  syntax: 'check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':hf:r:T:qU', { format: { arg: true, short: 'f' }, output: { arg: true }, repair: { arg: true, short: 'r' } }));
+    if (has(p, 'h')) return helpFor('check', check, ctx);
+    const out = outputFormat(p);
+    const r = last(p, 'r');
+    if (r !== undefined && r !== 'leaks' && r !== 'all') throw invalidArgument(`Unknown option value for -r (expecting 'leaks' or 'all'): ${r}`);
+    if (r !== undefined && has(p, 'U')) throw invalidArgument('--force-share/-U is not allowed with -r');
+    const image = imageRef(p, oneFile(p));
+    let report: CheckReport;
+    try {
+      report = await ctx.runJob(ctx.service.check({ image, ...(r ? { repair: r } : {}), ...objects(p) }), false);
+    } catch (e) {
+      if (e instanceof BlockError && e.message === NO_CHECK_MESSAGE) throw new StatusError(NO_CHECK_MESSAGE, EXIT_CHECK_UNSUPPORTED);
+      if (e instanceof BlockError && !e.message.startsWith('Could not open')) throw new StatusError(`Check failed: ${e.message}`, 1);
+      throw e;
+    }
+    for (const m of report.messages) ctx.io.stderr(`${m}\n`);
+    if (has(p, 'q')) return report.exitCode;
+    if (out === 'json') ctx.io.stdout(json(checkJson(report)));
+    else ctx.io.stdout(humanCheck(report));
+    return report.exitCode;
+  },
+};
+
+const compare: Command = {
+  syntax: 'compare [--object objectdef] [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2',
+  errorStatus: 2,
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':hf:F:T:pqsU'));
+    if (has(p, 'h')) return helpFor('compare', compare, ctx);
+    if (p.positional.length !== 2) throw invalidArgument('Expecting two image file names');
+    const a = imageRef(p, p.positional[0]!);
+    const b = imageRef(p, p.positional[1]!, 'F');
+    if (!b.format && a.format && !has(p, 'F')) b.format = a.format; // -F defaults to -f
+    const r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'));
+    if (!has(p, 'q')) {
+      if (r.warning) ctx.io.stdout(`${r.warning}\n`);
+      ctx.io.stdout(`${r.message}\n`);
+    }
+    return r.identical ? 0 : 1;
+  },
+};
+
+const convert: Command = {
+  syntax:
+    'convert [--object objectdef] [--image-opts] [--target-image-opts] [--target-is-zero] [-U] [-C] [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] [-S sparse_size] [-r rate_limit] [-m num_coroutines] [-W] filename [filename2 [...]] output_filename',
+  async run(argv, ctx) {
+    const p = parseArgs(
+      argv,
+      spec(':hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:', {
+        'target-image-opts': { arg: false },
+        'target-is-zero': { arg: false },
+        salvage: { arg: false },
+        bitmaps: { arg: false },
+      }),
+    );
+    if (has(p, 'h')) return helpFor('convert', convert, ctx);
+    const outFmt = last(p, 'O');
+    const options = joinedOptions(p);
+    if (wantsHelp(options)) {
+      ctx.io.stdout(optionsHelp(outFmt ?? 'raw'));
+      return 0;
+    }
+    if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter');
+    if (has(p, 'bitmaps')) throw invalidArgument('--bitmaps is not supported by Platter');
+    if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
+    const files = p.positional;
+    const target = files[files.length - 1]!;
+    const sources = files.slice(0, -1).map((f) => imageRef(p, f));
+    const targetImageOpts = has(p, 'target-image-opts');
+    if (targetImageOpts && !has(p, 'n')) throw invalidArgument('--target-image-opts requires use of -n flag');
+    if (targetImageOpts && outFmt !== undefined) throw invalidArgument('--target-image-opts and -O are mutually exclusive');
+    if (has(p, 'B') && has(p, 'n')) throw invalidArgument('-B makes no sense when not creating the target (-n)');
+    const m = last(p, 'm');
+    let parallel: number | undefined;
+    if (m !== undefined) {
+      parallel = /^\d+$/.test(m) ? Number(m) : NaN;
+      if (!(parallel >= 1 && parallel <= 16)) throw invalidArgument('Invalid number of coroutines. Allowed number of coroutines is between 1 and 16');
+    }
+    const S = last(p, 'S');
+    let sparseSize: number | undefined;
+    if (S !== undefined) {
+      try {
+        sparseSize = parseImageSize(S);
+      } catch {
+        sparseSize = -1;
+      }
+      if (sparseSize < 0 || sparseSize % 512 !== 0 || sparseSize > 16 << 20) {
+        throw invalidArgument('Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to 16777216. Select 0 to disable sparse detection (fully allocates output).');
+      }
+    }
+    const backingFile = last(p, 'B');
+    const backingFormat = last(p, 'F');
+    const snapshot = last(p, 'l');
+    const h = ctx.service.convert({
+      source: sources[0]!,
+      ...(sources.length > 1 ? { moreSources: sources.slice(1) } : {}),
+      target: { filename: target, ...(outFmt !== undefined ? { format: outFmt } : {}), ...(options !== undefined ? { options } : {}), ...(targetImageOpts ? { imageOpts: true } : {}) },
+      noCreate: has(p, 'n'),
+      targetIsZero: has(p, 'target-is-zero'),
+      ...(sparseSize !== undefined ? { sparseSize } : {}),
+      compressed: has(p, 'c'),
+      outOfOrder: has(p, 'W'),
+      ...(parallel !== undefined ? { parallel } : {}),
+      ...(snapshot !== undefined ? { snapshot } : {}),
+      ...(backingFile !== undefined ? { backingFile } : {}),
+      ...(backingFormat !== undefined ? { backingFormat } : {}),
+      ...objects(p),
+    });
+    await ctx.runJob(h, has(p, 'p') && !has(p, 'q'));
+    return 0;
+  },
+};
+
+const map: Command = {
+  syntax: 'map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':f:hU', { format: { arg: true, short: 'f' }, output: { arg: true }, 'start-offset': { arg: true }, 'max-length': { arg: true } }));
+    if (has(p, 'h')) return helpFor('map', map, ctx);
+    const out = outputFormat(p);
+    const so = last(p, 'start-offset');
+    const ml = last(p, 'max-length');
+    const num = (v: string, what: string) => {
+      try {
+        return parseImageSize(v);
+      } catch {
+        throw invalidArgument(`Invalid ${what} specified! You may use k, M, G, T, P or E suffixes for `);
+      }
+    };
+    const entries: MapEntry[] = await ctx.service.map({
+      image: imageRef(p, oneFile(p)),
+      ...(so !== undefined ? { start: num(so, 'start offset') } : {}),
+      ...(ml !== undefined ? { length: num(ml, 'max length') } : {}),
+      ...objects(p),
+    });
+    ctx.io.stdout(out === 'json' ? jsonMap(entries) : humanMap(entries));
+    return 0;
+  },
+};
+
+const measure: Command = {
+  syntax: 'measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] [--image-opts] [-f fmt] [-l snapshot_param] filename]',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':hf:O:o:l:U', { output: { arg: true }, size: { arg: true } }));
+    if (has(p, 'h')) return helpFor('measure', measure, ctx);
+    const out = outputFormat(p);
+    const options = joinedOptions(p);
+    const outFmt = last(p, 'O') ?? 'raw';
+    if (wantsHelp(options)) {
+      ctx.io.stdout(optionsHelp(outFmt));
+      return 0;
+    }
+    const sizeText = last(p, 'size');
+    if (p.positional.length > 1) throw invalidArgument(`Invalid argument: ${p.positional[1]}`);
+    if ((sizeText === undefined) === (p.positional.length === 0)) throw invalidArgument('Either --size N or one filename must be specified.');
+    if (sizeText !== undefined && has(p, 'l')) throw invalidArgument('--size N cannot be used together with -l.');
+    const snapshot = last(p, 'l');
+    const r = await ctx.service.measure({
+      format: outFmt,
+      ...(sizeText !== undefined ? { size: parseImageSize(sizeText) } : { source: imageRef(p, p.positional[0]!) }),
+      ...(snapshot !== undefined ? { snapshot } : {}),
+      ...(options !== undefined ? { options } : {}),
+      ...objects(p),
+    });
+    ctx.io.stdout(out === 'json' ? json(r) : humanMeasure(r));
+    return 0;
+  },
+};
+
+const resize: Command = {
+  syntax: 'resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size',
+  async run(argv, ctx) {
+    // The size is the last argument, taken out before option parsing so "-5G" is not an option.
+    if (argv.length < 2) throw invalidArgument('Expecting image file name and size');
+    const sizeText = argv[argv.length - 1]!;
+    const p = parseArgs(argv.slice(0, -1), spec(':f:hq', { preallocation: { arg: true }, shrink: { arg: false } }));
+    if (has(p, 'h')) return helpFor('resize', resize, ctx);
+    const prealloc = last(p, 'preallocation');
+    if (prealloc !== undefined && !['off', 'metadata', 'falloc', 'full'].includes(prealloc)) throw invalidArgument(`Invalid preallocation mode '${prealloc}'`);
+    const image = imageRef(p, oneFile(p));
+    try {
+      await ctx.service.resize({ image, size: sizeText, shrink: has(p, 'shrink'), ...(prealloc ? { preallocation: prealloc as 'off' } : {}), ...objects(p) });
+    } catch (e) {
+      if (e instanceof BlockError && e.message.startsWith('Use the --shrink option')) {
+        ctx.io.stderr(`platter: ${e.message}\n`);
+        ctx.io.stderr(`platter: ${SHRINK_WARNING}\n`);
+        return 1;
+      }
+      throw e;
+    }
+    if (!has(p, 'q')) ctx.io.stdout('Image resized.\n');
+    return 0;
+  },
+};
+
+const snapshot: Command = {
+  syntax: 'snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':la:c:d:hqU'));
+    if (has(p, 'h')) return helpFor('snapshot', snapshot, ctx);
+    const actions = p.opts.filter(([k]) => k === 'l' || k === 'a' || k === 'c' || k === 'd');
+    if (actions.length === 0) throw invalidArgument("Expecting one of '-l', '-a', '-c', '-d'"); // qemu-img lists by default
+    if (new Set(actions.map(([k]) => k)).size > 1 || actions.length > 1) throw invalidArgument("Cannot mix '-l', '-a', '-c', '-d'");
+    const [action, name] = actions[0]!;
+    const image = imageRef(p, oneFile(p));
+    const obj = objects(p);
+    if (action === 'l') {
+      const list = await ctx.service.snapshotList({ image, ...obj });
+      if (list.length > 0) ctx.io.stdout(['Snapshot list:', snapshotHeader(), ...list.map(snapshotRow)].join('\n') + '\n');
+      return 0;
+    }
+    if (has(p, 'U')) throw invalidArgument('--force-share/-U is only allowed with -l');
+    const input = { image, name: name!, ...obj };
+    if (action === 'c') await ctx.service.snapshotCreate(input);
+    else if (action === 'a') await ctx.service.snapshotApply(input);
+    else await ctx.service.snapshotDelete(input);
+    return 0;
+  },
+};
+
+const commit: Command = {
+  syntax: 'commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':f:ht:b:dpqr:'));
+    if (has(p, 'h')) return helpFor('commit', commit, ctx);
+    const base = last(p, 'b');
+    await ctx.runJob(ctx.service.commit({ image: imageRef(p, oneFile(p)), ...(base !== undefined ? { base } : {}), drop: has(p, 'd'), ...objects(p) }), has(p, 'p') && !has(p, 'q'));
+    if (!has(p, 'q')) ctx.io.stdout('Image committed.\n');
+    return 0;
+  },
+};
+
+const rebase: Command = {
+  syntax: 'rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':hf:F:b:upt:T:qU'));
+    if (has(p, 'h')) return helpFor('rebase', rebase, ctx);
+    const b = last(p, 'b');
+    const unsafe = has(p, 'u');
+    if (b === undefined && !unsafe) throw invalidArgument('Must specify backing file (-b) or use unsafe mode (-u)');
+    const F = last(p, 'F');
+    await ctx.runJob(ctx.service.rebase({ image: imageRef(p, oneFile(p)), backingFile: b ?? '', ...(F !== undefined ? { backingFormat: F } : {}), unsafe, ...objects(p) }), has(p, 'p') && !has(p, 'q'));
+    return 0;
+  },
+};
+
+const amend: Command = {
+  syntax: 'amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':ho:f:t:pq', { force: { arg: false } }));
+    if (has(p, 'h')) return helpFor('amend', amend, ctx);
+    const options = joinedOptions(p);
+    if (options === undefined) throw invalidArgument('Must specify options (-o)');
+    if (wantsHelp(options)) {
+      const f = last(p, 'f');
+      if (!f) throw invalidArgument('Option help requires a format be specified');
+      const d = findFormat(f);
+      if (!d) throw invalidArgument(`Unknown file format '${f}'`);
+      ctx.io.stdout(describeOptions(d.name, d.amendOptions ?? []) + '\n');
+      return 0;
+    }
+    await ctx.runJob(ctx.service.amend({ image: imageRef(p, oneFile(p)), options, force: has(p, 'force'), ...objects(p) }), has(p, 'p') && !has(p, 'q'));
+    return 0;
+  },
+};
+
+const dd: Command = {
+  syntax: 'dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':hf:O:U'));
+    if (has(p, 'h')) return helpFor('dd', dd, ctx);
+    const ops: Record<string, string> = {};
+    for (const a of p.positional) {
+      const eq = a.indexOf('=');
+      const k = eq < 0 ? a : a.slice(0, eq);
+      if (eq < 0 || !['bs', 'count', 'skip', 'if', 'of'].includes(k)) throw invalidArgument(`unrecognized operand ${a}`);
+      ops[k] = a.slice(eq + 1);
+    }
+    const num = (k: string) => {
+      const v = ops[k];
+      if (v === undefined) return undefined;
+      let n: number;
+      try {
+        n = parseImageSize(v);
+      } catch {
+        throw invalidArgument(`invalid number: '${v}'`);
+      }
+      if (k === 'bs' && n === 0) throw invalidArgument(`invalid number: '${v}'`);
+      return n;
+    };
+    if (ops['if'] === undefined || ops['of'] === undefined) throw invalidArgument('Must specify both input and output files');
+    const outFmt = last(p, 'O');
+    const env = { secrets: secretStoreFrom(), warn: ctx.warn };
+    const bs = num('bs');
+    const count = num('count');
+    const skip = num('skip');
+    await ddJob({ input: imageRef(p, ops['if']), output: ops['of'], ...(outFmt ? { outputFormat: outFmt } : {}), ...(bs !== undefined ? { blockSize: bs } : {}), ...(count !== undefined ? { count } : {}), ...(skip !== undefined ? { skip } : {}) }, env);
+    return 0;
+  },
+};
+
+const bench: Command = {
+  syntax: 'bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] [--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename',
+  async run(argv, ctx) {
+    const p = parseArgs(argv, spec(':hc:d:f:ni:o:qs:S:t:wU', { 'flush-interval': { arg: true }, pattern: { arg: true }, 'no-drain': { arg: false } }));
+    if (has(p, 'h')) return helpFor('bench', bench, ctx);
+    const int = (k: string, what: string, min = 1) => {
+      const v = last(p, k);
+      if (v === undefined) return undefined;
+      if (!/^\d+$/.test(v) || Number(v) < min) throw invalidArgument(`Invalid ${what} specified`);
+      return Number(v);
+    };
+    const size = (k: string, what: string) => {
+      const v = last(p, k);
+      if (v === undefined) return undefined;
+      try {
+        return parseImageSize(v);
+      } catch {
+        throw invalidArgument(`Invalid ${what} specified`);
+      }
+    };
+    const patternText = last(p, 'pattern');
+    let pattern: number | undefined;
+    if (patternText !== undefined) {
+      pattern = /^\d+$/.test(patternText) ? Number(patternText) : NaN;
+      if (!(pattern >= 0 && pattern <= 255)) throw invalidArgument('Invalid pattern byte specified');
+    }
+    const o = {
+      image: imageRef(p, oneFile(p)),
+      ...(int('c', 'request count') !== undefined ? { count: int('c', 'request count')! } : {}),
+      ...(int('d', 'queue depth') !== undefined ? { depth: int('d', 'queue depth')! } : {}),
+      ...(size('s', 'buffer size') !== undefined ? { size: size('s', 'buffer size')! } : {}),
+      ...(size('S', 'step size') !== undefined ? { step: size('S', 'step size')! } : {}),
+      ...(size('o', 'offset') !== undefined ? { offset: size('o', 'offset')! } : {}),
+      ...(int('flush-interval', 'flush interval') !== undefined ? { flushInterval: int('flush-interval', 'flush interval')! } : {}),
+      write: has(p, 'w'),
+      ...(pattern !== undefined ? { pattern } : {}),
+    };
+    if (o.write && has(p, 'U')) throw invalidArgument('--force-share/-U is not allowed with -w');
+    if (!has(p, 'q')) ctx.io.stdout(benchHeader(o) + '\n');
+    const secs = await benchJob(o, { secrets: secretStoreFrom(), warn: ctx.warn });
+    if (!has(p, 'q')) ctx.io.stdout(`Run completed in ${secs.toFixed(3)} seconds.\n`);
+    return 0;
+  },
+};
+
+const formats: Command = {
+  syntax: 'formats  (Platter only: list the registered format drivers)',
+  async run(argv, ctx) {
+    void argv;
+    ctx.io.stdout(`Supported formats: ${formatDrivers().map((d) => d.name).sort().join(' ')}\n`);
+    return 0;
+  },
+};
+
+export const COMMANDS: Record<string, Command> = { amend, bench, check, commit, compare, convert, create, dd, info, map, measure, snapshot, rebase, resize, formats };
+
+export { StatusError };

@@ -1,0 +1,124 @@
+// The `platter` command line: a qemu-img 7.2 drop-in (same subcommands, flags, output shapes and
+// exit codes). Thin by design (STYLE.md rule 9): parse arguments, call core/api (or the job for
+// the CLI-only dd/bench), print. Errors are one "platter: <message>" line on stderr and a
+// non-zero exit; a JS stack trace is shown only with --debug.
+
+import { BlockError } from '../errors.ts';
+import type { PlatterService, JobHandle } from '../api/service.ts';
+// The implementation directly, without the zod schemas: the CLI builds well-formed inputs itself,
+// and loading zod is a noticeable part of a CLI start.
+import { implementService } from '../api/implementation.ts';
+import { COMMANDS, StatusError, type CommandContext } from './commands.ts';
+import { ProgressPrinter } from './progress.ts';
+
+export const PROGRAM = 'platter';
+/** The qemu-img version whose interface this CLI follows. */
+export const QEMU_COMPAT_VERSION = '7.2';
+
+export interface CliIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+}
+
+const defaultIo: CliIo = {
+  stdout: (s) => process.stdout.write(s),
+  stderr: (s) => process.stderr.write(s),
+};
+
+function usage(): string {
+  return [
+    `${PROGRAM}: a qemu-img compatible disk image utility (TypeScript, qemu-img ${QEMU_COMPAT_VERSION} interface)`,
+    `usage: ${PROGRAM} [standard options] command [command options]`,
+    '',
+    "    '-h', '--help'       display this help and exit",
+    "    '-V', '--version'    output version information and exit",
+    "    '--debug'            show the stack trace of an internal error",
+    '',
+    'Command syntax:',
+    ...Object.values(COMMANDS).map((c) => `  ${c.syntax}`),
+    '',
+    "See 'qemu-img --help' for the meaning of every option: they are the same.",
+    '',
+  ].join('\n');
+}
+
+/** One "platter: ..." block: each line of a multi-line message after the first stays as is. */
+export function errorText(message: string): string {
+  return `${PROGRAM}: ${message}\n`;
+}
+
+export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  let debug = false;
+  const args = [...argv];
+  while (args[0] === '--debug') {
+    debug = true;
+    args.shift();
+  }
+  if (process.env.PLATTER_DEBUG === '1') debug = true;
+  const cmd = args[0];
+  if (cmd === undefined) {
+    io.stderr(errorText("Not enough arguments\nTry 'platter --help' for more information"));
+    return 1;
+  }
+  if (cmd === '-h' || cmd === '--help') {
+    io.stdout(usage());
+    return 0;
+  }
+  if (cmd === '-V' || cmd === '--version') {
+    io.stdout(`${PROGRAM} version 0.1.0 (qemu-img ${QEMU_COMPAT_VERSION} compatible)\n`);
+    return 0;
+  }
+  const command = COMMANDS[cmd];
+  if (!command) {
+    io.stderr(errorText(`Command not found: ${cmd}`));
+    return 1;
+  }
+  let service: PlatterService | undefined;
+  const ctx: CommandContext = {
+    io,
+    get service() {
+      service ??= implementService({ warn: (m) => io.stderr(`${m}\n`), validate: false });
+      return service;
+    },
+    warn: (m) => io.stderr(`${m}\n`),
+    runJob: async <T>(h: JobHandle<T>, progress: boolean) => {
+      const printer = new ProgressPrinter(progress, io.stdout);
+      printer.start();
+      const off = h.onProgress((p) => printer.update(p.done, p.total));
+      const onSigint = () => h.cancel();
+      process.once('SIGINT', onSigint);
+      try {
+        const r = await h.result;
+        printer.end();
+        return r;
+      } finally {
+        off();
+        process.removeListener('SIGINT', onSigint);
+      }
+    },
+  };
+  try {
+    return await command.run(args.slice(1), ctx);
+  } catch (e) {
+    return reportError(e, io, debug, command.errorStatus ?? 1);
+  } finally {
+    await service?.close().catch(() => {});
+  }
+}
+
+function reportError(e: unknown, io: CliIo, debug: boolean, status: number): number {
+  if (e instanceof StatusError) {
+    if (e.message) io.stderr(errorText(e.message));
+    return e.status;
+  }
+  if (e instanceof BlockError) {
+    io.stderr(errorText(e.message));
+    if (e.hint) io.stderr(`${e.hint}\n`);
+    if (debug && e.stack) io.stderr(`${e.stack}\n`);
+    return status;
+  }
+  const err = e as Error;
+  io.stderr(errorText(`internal error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for details)'}`));
+  if (debug && err?.stack) io.stderr(`${err.stack}\n`);
+  return status;
+}

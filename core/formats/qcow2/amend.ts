@@ -1,0 +1,124 @@
+// qemu-img amend for qcow2 (QEMU qcow2_amend_options as inspiration): compat 0.10 <-> 1.1
+// (downgrade expands zero clusters first, as QEMU does), lazy_refcounts on/off, size (resize),
+// backing_file/backing_fmt. Changing refcount_bits or the data file is refused with a clear
+// error. Runs with the node locked exclusively.
+
+import type { AmendContext } from '../../block/types.ts';
+import type { OptionValues } from '../../block/options-schema.ts';
+import { invalidArgument, unsupported } from '../../errors.ts';
+import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZLIB, HEADER_V3_LENGTH, INCOMPAT_DIRTY, MAX_BACKING_NAME } from './header.ts';
+import { decodeL1, decodeL2, encodeL2 } from './entries.ts';
+import { l2ForWrite, writeL2Span } from './cluster-map.ts';
+import type { Qcow2Node } from './node.ts';
+import type { Qcow2Image } from './image.ts';
+import { versionOf } from './options.ts';
+
+const V3_HINT = '(use version=v3 or greater)';
+
+export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendContext): Promise<void> {
+  const img = node.img;
+  const h = img.header;
+  const target = o['compat'] !== undefined ? versionOf(String(o['compat'])) : h.version;
+  const lazy = o['lazy_refcounts'] !== undefined ? o['lazy_refcounts'] === true : (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n;
+  if (o['refcount_bits'] !== undefined && Number(o['refcount_bits']) !== 1 << h.refcountOrder) {
+    throw unsupported(`Changing refcount_bits (from ${1 << h.refcountOrder} to ${o['refcount_bits']}) is not supported yet`, img.ctx);
+  }
+  if (o['data_file'] !== undefined || o['data_file_raw'] !== undefined) throw unsupported('Changing the external data file with amend is not supported yet', img.ctx);
+  if (lazy && target < 3) throw invalidArgument(`Lazy refcounts only supported with compatibility level 1.1 and above ${V3_HINT}`, img.ctx);
+  if (o['size'] !== undefined) throw unsupported("Use 'resize' to change the size of a qcow2 image", img.ctx);
+
+  if (target < h.version) {
+    if (h.refcountOrder !== 4) throw invalidArgument('compat=0.10 requires refcount_bits=16', img.ctx);
+    if (img.externalData) throw invalidArgument('Cannot downgrade an image with a data file', img.ctx);
+    if (img.geo.extendedL2) throw invalidArgument('Cannot downgrade an image with extended L2 entries', img.ctx);
+    if (h.compressionType !== COMPRESSION_ZLIB) throw invalidArgument('Cannot downgrade an image with a compression type other than zlib', img.ctx);
+    if (img.snapshots.length > 0) await refuseSnapshotZeroClusters(img);
+    await expandZeroClusters(img, node.openContext.backing() !== undefined, ctx);
+    h.incompatible = 0n;
+    h.compatible = 0n;
+    h.autoclear = 0n;
+    h.version = 2;
+    h.headerLength = 72;
+    img.geo.version = 2;
+    await img.file.flush();
+    await img.writeHeader();
+  } else if (target > h.version) {
+    h.version = 3;
+    h.headerLength = HEADER_V3_LENGTH;
+    img.geo.version = 3;
+    await img.writeHeader();
+  }
+  if (lazy !== ((h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n) && h.version >= 3) {
+    await img.file.flush();
+    if (lazy) h.compatible |= COMPAT_LAZY_REFCOUNTS;
+    else {
+      h.compatible &= ~COMPAT_LAZY_REFCOUNTS;
+      h.incompatible &= ~INCOMPAT_DIRTY;
+    }
+    await img.writeHeader();
+  }
+  if (o['backing_file'] !== undefined || o['backing_fmt'] !== undefined) {
+    const file = o['backing_file'] !== undefined ? String(o['backing_file']) : h.backingFile;
+    const fmt = o['backing_fmt'] !== undefined ? String(o['backing_fmt']) : h.backingFormat;
+    if (file !== undefined && Buffer.byteLength(file) > MAX_BACKING_NAME) throw invalidArgument('Backing file name too long', img.ctx);
+    if (file) h.backingFile = file;
+    else delete h.backingFile;
+    if (fmt && file) h.backingFormat = fmt;
+    else delete h.backingFormat;
+    await img.writeHeader();
+  }
+}
+
+async function refuseSnapshotZeroClusters(img: Qcow2Image): Promise<void> {
+  for (const sn of img.snapshots) {
+    const l1 = sn.l1Size ? await img.file.read(sn.l1TableOffset, sn.l1Size * 8) : Buffer.alloc(0);
+    for (let i = 0; i < sn.l1Size; i++) {
+      const e = decodeL1(l1, i);
+      if (!e.offset) continue;
+      const t = await img.l2Table(e.offset);
+      for (let j = 0; j < img.l2Entries; j++) {
+        const x = decodeL2(t, j, img.geo);
+        if (x.type === 'zero-plain' || x.type === 'zero-alloc') {
+          throw unsupported(`Cannot downgrade: snapshot '${sn.name}' has zero clusters (not supported yet)`, img.ctx);
+        }
+      }
+    }
+  }
+}
+
+/** Version 2 has no zero flag: zero clusters become unallocated (no backing) or zero-filled
+ *  allocated clusters (with a backing file, so the backing does not show through). */
+async function expandZeroClusters(img: Qcow2Image, hasBacking: boolean, ctx: AmendContext): Promise<void> {
+  const cs = img.clusterSize;
+  for (let i = 0; i < img.l1Size; i++) {
+    if (ctx.signal?.aborted) throw invalidArgument('Operation cancelled', img.ctx);
+    const e = decodeL1(img.l1, i);
+    if (!e.offset) continue;
+    const t = await img.l2Table(e.offset);
+    const zeros: number[] = [];
+    for (let j = 0; j < img.l2Entries; j++) {
+      const x = decodeL2(t, j, img.geo);
+      if (x.type === 'zero-plain' || x.type === 'zero-alloc') zeros.push(j);
+    }
+    if (zeros.length === 0) continue;
+    const l2 = await l2ForWrite(img, i);
+    for (const j of zeros) {
+      const x = decodeL2(l2.table, j, img.geo);
+      if (x.type === 'zero-alloc' && x.copied) {
+        await img.writeMeta(x.offset, Buffer.alloc(cs));
+        encodeL2(l2.table, j, img.geo, { offset: x.offset, copied: true });
+      } else if (hasBacking) {
+        const host = await img.refcounts.allocate(1);
+        await img.writeMeta(host, Buffer.alloc(cs));
+        await img.barrier();
+        if (x.type === 'zero-alloc') await img.refcounts.update(x.offset, cs, -1);
+        encodeL2(l2.table, j, img.geo, { offset: host, copied: true });
+      } else {
+        if (x.type === 'zero-alloc') await img.refcounts.update(x.offset, cs, -1);
+        encodeL2(l2.table, j, img.geo, { offset: 0, copied: false });
+      }
+      await writeL2Span(img, l2, j, 1);
+    }
+    await img.refcounts.commit();
+  }
+}

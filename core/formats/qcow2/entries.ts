@@ -1,0 +1,154 @@
+// Codecs for qcow2 table entries (docs/interop/qcow2.txt "Cluster mapping", "Compressed
+// Clusters Descriptor", "Extended L2 Entries"; "Host cluster management" for refcount table
+// entries). Entries are u64 big-endian; standard entries are decoded with two u32 reads so the
+// hot path never touches BigInt; compressed descriptors (offsets up to bit 61) use BigInt.
+
+import { invalidImage, type BlockErrorContext } from '../../errors.ts';
+
+/** Bit 63 of L1/L2 entries: refcount is exactly one (QCOW_OFLAG_COPIED). */
+export const OFLAG_COPIED_HI = 0x80000000;
+/** Bit 62 of L2 entries: compressed cluster (QCOW_OFLAG_COMPRESSED). */
+export const OFLAG_COMPRESSED_HI = 0x40000000;
+/** Bit 0 of standard L2 entries (v3): the cluster reads as zeros (QCOW_OFLAG_ZERO). */
+export const OFLAG_ZERO_LO = 0x1;
+/** Offset bits 9..55 of L1/L2/refcount-table entries: high word part and low word part. */
+const OFFSET_MASK_HI = 0x00ffffff;
+const OFFSET_MASK_LO = 0xfffffe00;
+/** Reserved bits of an L1 entry (0..8, 56..62) and of a standard L2 entry (1..8, 56..61). */
+const L1_RESERVED_HI = 0x7f000000;
+const L1_RESERVED_LO = 0x000001ff;
+const L2_RESERVED_HI = 0x3f000000;
+const L2_RESERVED_LO = 0x000001fe;
+/** Compressed data is addressed in 512-byte sectors (QCOW2_COMPRESSED_SECTOR_SIZE). */
+export const COMPRESSED_SECTOR = 512;
+/** Subclusters per cluster with extended L2 entries. */
+export const SUBCLUSTERS = 32;
+/** All-allocated / all-zero masks of the extended L2 bitmap halves. */
+export const ALL_SUBCLUSTERS = 0xffffffff;
+/** Bytes per L1 entry and per refcount table entry. */
+export const L1E_SIZE = 8;
+
+const TWO32 = 2 ** 32;
+
+export type ClusterType = 'unallocated' | 'normal' | 'compressed' | 'zero-plain' | 'zero-alloc';
+
+/** A decoded L2 entry (plus its subcluster bitmap when the image has extended L2 entries). */
+export interface L2Entry {
+  type: ClusterType;
+  /** Host offset of a normal / zero-alloc cluster (cluster aligned in valid images). */
+  offset: number;
+  copied: boolean;
+  /** Compressed clusters: host byte offset and byte length of the compressed data. */
+  compressedOffset: number;
+  compressedSize: number;
+  /** Extended L2: bit i = subcluster i allocated / reads as zeros. 0 for standard entries. */
+  allocMask: number;
+  zeroMask: number;
+  reservedBits: boolean;
+}
+
+/** Host offset in an L1 entry (0: no L2 table), and its flags. */
+export function decodeL1(buf: Buffer, index: number): { offset: number; copied: boolean; reservedBits: boolean } {
+  const p = index * L1E_SIZE;
+  const hi = buf.readUInt32BE(p);
+  const lo = buf.readUInt32BE(p + 4);
+  return {
+    offset: (hi & OFFSET_MASK_HI) * TWO32 + ((lo & OFFSET_MASK_LO) >>> 0),
+    copied: (hi & OFFSET_MASK_HI) !== 0 || (lo & OFFSET_MASK_LO) !== 0 ? (hi & OFLAG_COPIED_HI) !== 0 : false,
+    reservedBits: (hi & L1_RESERVED_HI) !== 0 || (lo & L1_RESERVED_LO) !== 0,
+  };
+}
+
+export function encodeL1(buf: Buffer, index: number, offset: number, copied: boolean): void {
+  const p = index * L1E_SIZE;
+  buf.writeUInt32BE(((Math.floor(offset / TWO32) & OFFSET_MASK_HI) | (copied && offset ? OFLAG_COPIED_HI : 0)) >>> 0, p);
+  buf.writeUInt32BE(offset % TWO32 >>> 0, p + 4);
+}
+
+/** Geometry needed to decode an L2 entry. */
+export interface EntryGeometry {
+  clusterBits: number;
+  extendedL2: boolean;
+  /** Version 2 images have no zero flag. */
+  version: number;
+  /** With an external data file, host offset 0 is valid: COPIED tells it from "unallocated". */
+  externalData?: boolean;
+}
+
+export function l2EntryBytes(g: { extendedL2: boolean }): number {
+  return g.extendedL2 ? 16 : 8;
+}
+
+export function decodeL2(buf: Buffer, index: number, g: EntryGeometry): L2Entry {
+  const p = index * l2EntryBytes(g);
+  const hi = buf.readUInt32BE(p);
+  const lo = buf.readUInt32BE(p + 4);
+  const copied = (hi & OFLAG_COPIED_HI) !== 0;
+  const zeroMask = g.extendedL2 ? buf.readUInt32BE(p + 8) : 0;
+  const allocMask = g.extendedL2 ? buf.readUInt32BE(p + 12) : 0;
+  if (hi & OFLAG_COMPRESSED_HI) {
+    const v = buf.readBigUInt64BE(p);
+    const shift = BigInt(62 - (g.clusterBits - 8));
+    const offMask = (1n << shift) - 1n;
+    const sizeMask = (1n << BigInt(g.clusterBits - 8)) - 1n;
+    const off = v & offMask;
+    const sectors = Number((v >> shift) & sizeMask) + 1;
+    const offset = off > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(off);
+    return {
+      type: 'compressed',
+      offset: 0,
+      copied,
+      compressedOffset: offset,
+      compressedSize: sectors * COMPRESSED_SECTOR - (offset % COMPRESSED_SECTOR),
+      allocMask,
+      zeroMask,
+      reservedBits: false,
+    };
+  }
+  const offset = (hi & OFFSET_MASK_HI) * TWO32 + ((lo & OFFSET_MASK_LO) >>> 0);
+  const reservedBits = (hi & L2_RESERVED_HI) !== 0 || (lo & (g.extendedL2 ? L2_RESERVED_LO | OFLAG_ZERO_LO : L2_RESERVED_LO)) !== 0;
+  let type: ClusterType;
+  if (!g.extendedL2 && (lo & OFLAG_ZERO_LO) && g.version >= 3) type = offset ? 'zero-alloc' : 'zero-plain';
+  else type = offset || (copied && g.externalData) ? 'normal' : 'unallocated';
+  return { type, offset, copied, compressedOffset: 0, compressedSize: 0, allocMask, zeroMask, reservedBits };
+}
+
+/** Write a standard (non-compressed) L2 entry. */
+export function encodeL2(buf: Buffer, index: number, g: EntryGeometry, e: { offset: number; copied: boolean; zero?: boolean; allocMask?: number; zeroMask?: number }): void {
+  const p = index * l2EntryBytes(g);
+  buf.writeUInt32BE(((Math.floor(e.offset / TWO32) & OFFSET_MASK_HI) | (e.copied ? OFLAG_COPIED_HI : 0)) >>> 0, p);
+  buf.writeUInt32BE(((e.offset % TWO32) | (e.zero && !g.extendedL2 ? OFLAG_ZERO_LO : 0)) >>> 0, p + 4);
+  if (g.extendedL2) {
+    buf.writeUInt32BE((e.zeroMask ?? 0) >>> 0, p + 8);
+    buf.writeUInt32BE((e.allocMask ?? 0) >>> 0, p + 12);
+  }
+}
+
+/** Write a compressed cluster descriptor (qcow2.txt "Compressed Clusters Descriptor"). */
+export function encodeCompressedL2(buf: Buffer, index: number, g: EntryGeometry, hostOffset: number, length: number): void {
+  const p = index * l2EntryBytes(g);
+  const shift = BigInt(62 - (g.clusterBits - 8));
+  const extraSectors = BigInt(Math.floor((hostOffset + length - 1) / COMPRESSED_SECTOR) - Math.floor(hostOffset / COMPRESSED_SECTOR));
+  const v = (1n << 62n) | (extraSectors << shift) | BigInt(hostOffset);
+  buf.writeBigUInt64BE(v, p);
+  if (g.extendedL2) buf.fill(0, p + 8, p + 16);
+}
+
+/** Copy one raw entry (8 or 16 bytes) between tables. */
+export function copyEntry(src: Buffer, dst: Buffer, index: number, g: { extendedL2: boolean }): void {
+  const n = l2EntryBytes(g);
+  src.copy(dst, index * n, index * n, index * n + n);
+}
+
+/** Refcount table entry: offset of a refcount block (0 = none); reserved bits 0..8 must be 0. */
+export function decodeReftableEntry(buf: Buffer, index: number, ctx?: BlockErrorContext): number {
+  const p = index * L1E_SIZE;
+  const hi = buf.readUInt32BE(p);
+  const lo = buf.readUInt32BE(p + 4);
+  if (hi > 0x001fffff) throw invalidImage(`Refcount table entry ${index} is too large (0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')})`, ctx);
+  return hi * TWO32 + lo;
+}
+
+export function encodeReftableEntry(buf: Buffer, index: number, offset: number): void {
+  buf.writeBigUInt64BE(BigInt(offset), index * L1E_SIZE);
+}

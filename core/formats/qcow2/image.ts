@@ -1,0 +1,171 @@
+// The in-memory state of one open qcow2 image (QEMU's BDRVQcow2State): the decoded header, the
+// geometry derived from it, the active L1 table, the L2 cache, refcounts, and the locks that
+// order metadata updates. The on-disk header is kept apart (header.ts); this class rewrites it.
+
+import type { BlockNode } from '../../block/node.ts';
+import type { BlockErrorContext } from '../../errors.ts';
+import { corrupt } from '../../errors.ts';
+import type { WorkerPool } from '../../workers/pool.ts';
+import { Mutex, RangeLock } from '../../util/range-lock.ts';
+import { COMPAT_LAZY_REFCOUNTS, encodeHeader, INCOMPAT_DATA_FILE, INCOMPAT_EXTL2, AUTOCLEAR_DATA_FILE_RAW, type Qcow2Header } from './header.ts';
+import { L1E_SIZE, l2EntryBytes, SUBCLUSTERS, type EntryGeometry } from './entries.ts';
+import { L2Cache } from './l2-cache.ts';
+import { Refcounts } from './refcount.ts';
+import type { Snapshot } from './snapshots-table.ts';
+
+export class Qcow2Image {
+  header: Qcow2Header;
+  readonly file: BlockNode;
+  /** Where guest data lives: the image file, or the external data file. */
+  dataFile: BlockNode;
+  readonly clusterBits: number;
+  readonly clusterSize: number;
+  readonly geo: EntryGeometry;
+  /** Entries per L2 table. */
+  readonly l2Entries: number;
+  readonly subclusterSize: number;
+  l1: Buffer;
+  readonly l2Cache: L2Cache;
+  refcounts: Refcounts;
+  snapshots: Snapshot[] = [];
+  /** Bytes the snapshot table takes on disk. */
+  snapshotTableBytes = 0;
+  /** Serialises allocation and every metadata update (QEMU's s->lock for metadata). */
+  readonly meta = new Mutex();
+  /** Serialises writes to the same guest clusters. */
+  readonly writes = new RangeLock();
+  readonly readOnly: boolean;
+  readonly ctx: BlockErrorContext;
+  readonly workers: WorkerPool;
+  readonly warn: (m: string) => void;
+
+  constructor(init: { header: Qcow2Header; file: BlockNode; l1: Buffer; reftable: Buffer; readOnly: boolean; ctx: BlockErrorContext; workers: WorkerPool; warn: (m: string) => void }) {
+    this.header = init.header;
+    this.file = init.file;
+    this.dataFile = init.file;
+    this.clusterBits = init.header.clusterBits;
+    this.clusterSize = 2 ** this.clusterBits;
+    const extendedL2 = (init.header.incompatible & INCOMPAT_EXTL2) !== 0n;
+    this.geo = { clusterBits: this.clusterBits, extendedL2, version: init.header.version, externalData: (init.header.incompatible & INCOMPAT_DATA_FILE) !== 0n };
+    this.l2Entries = this.clusterSize / l2EntryBytes(this.geo);
+    this.subclusterSize = extendedL2 ? this.clusterSize / SUBCLUSTERS : this.clusterSize;
+    this.l1 = init.l1;
+    this.readOnly = init.readOnly;
+    this.ctx = init.ctx;
+    this.workers = init.workers;
+    this.warn = init.warn;
+    const l2Bytes = this.clusterSize;
+    const cover = Math.ceil(init.header.size / (this.l2Entries * this.clusterSize)) * l2Bytes;
+    this.l2Cache = new L2Cache(l2Bytes, cover);
+    this.refcounts = new Refcounts(
+      {
+        file: init.file,
+        write: (offset, data) => this.writeMeta(offset, data),
+        barrier: () => this.barrier(),
+        tableMoved: async (offset, clusters) => {
+          this.header.refcountTableOffset = offset;
+          this.header.refcountTableClusters = clusters;
+          await this.writeHeader();
+        },
+        ctx: init.ctx,
+      },
+      this.clusterBits,
+      init.header.refcountOrder,
+      init.header.refcountTableOffset,
+      init.header.refcountTableClusters,
+      init.reftable,
+    );
+    this.refcounts.onFree = (cluster) => {
+      // A freed cluster may come back as anything: forget it as an L2 table.
+      this.l2Cache.drop(cluster * this.clusterSize);
+      this.onClusterFreed?.(cluster);
+    };
+  }
+
+  /** Extra hook for freed clusters (the node's compressed-packing position). */
+  onClusterFreed: ((cluster: number) => void) | undefined;
+
+  get size(): number {
+    return this.header.size;
+  }
+  get l1Size(): number {
+    return this.header.l1Size;
+  }
+  get lazyRefcounts(): boolean {
+    return (this.header.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n;
+  }
+  get externalData(): boolean {
+    return (this.header.incompatible & INCOMPAT_DATA_FILE) !== 0n;
+  }
+  get dataRaw(): boolean {
+    return (this.header.autoclear & AUTOCLEAR_DATA_FILE_RAW) !== 0n;
+  }
+
+  /** Metadata writes issued so far, and how many of them a completed flush covers. */
+  #writeGen = 0;
+  #syncedGen = 0;
+  #syncing: Promise<void> | undefined;
+
+  /** Write metadata (anything but guest data) to the image file. */
+  async writeMeta(offset: number, data: Buffer): Promise<void> {
+    this.#writeGen++;
+    await this.file.write(offset, data);
+  }
+
+  /** The generation of the latest metadata write (pass it to syncTo later). */
+  get metaGeneration(): number {
+    return this.#writeGen;
+  }
+
+  /**
+   * Make metadata writes up to generation `gen` durable. Concurrent callers share flushes (group
+   * commit), so writers running in parallel do not each pay for one. With lazy refcounts the
+   * dirty bit covers a crash, so no flush is needed (QEMU does the same).
+   */
+  async syncTo(gen: number): Promise<void> {
+    if (this.lazyRefcounts) return;
+    while (this.#syncedGen < gen) {
+      if (this.#syncing) {
+        await this.#syncing;
+        continue;
+      }
+      const target = this.#writeGen;
+      const p = this.file.flush().then(() => {
+        this.#syncedGen = Math.max(this.#syncedGen, target);
+      });
+      this.#syncing = p.finally(() => {
+        this.#syncing = undefined;
+      });
+      await this.#syncing;
+    }
+  }
+
+  /** Order metadata writes: every earlier one is durable before later ones are issued. */
+  async barrier(): Promise<void> {
+    await this.syncTo(this.#writeGen);
+  }
+
+  /** Rewrite cluster 0 from `this.header`. */
+  async writeHeader(): Promise<void> {
+    const buf = encodeHeader(this.header, this.clusterSize);
+    const out = Buffer.alloc(this.clusterSize); // QEMU rewrites the whole header cluster
+    buf.copy(out);
+    await this.writeMeta(0, out);
+    await this.file.flush(); // header changes (dirty bit, table moves) are durable at once
+  }
+
+  /** Load an L2 table (through the cache), refusing offsets a valid image cannot have. */
+  async l2Table(offset: number): Promise<Buffer> {
+    return this.l2Cache.get(offset, async () => {
+      if (offset % this.clusterSize !== 0) throw corrupt(`L2 table offset 0x${offset.toString(16)} is not cluster aligned`, this.ctx);
+      if (offset < this.clusterSize) throw corrupt(`L2 table offset 0x${offset.toString(16)} overlaps the qcow2 header`, this.ctx);
+      if (offset + this.clusterSize > this.file.size) throw corrupt(`L2 table at offset 0x${offset.toString(16)} is beyond the end of the file (${this.file.size} bytes)`, this.ctx);
+      return this.file.read(offset, this.clusterSize);
+    });
+  }
+
+  /** Write the L1 entries [first, first+count) of the active table to disk. */
+  async writeL1Entries(first: number, count: number): Promise<void> {
+    await this.writeMeta(this.header.l1TableOffset + first * L1E_SIZE, this.l1.subarray(first * L1E_SIZE, (first + count) * L1E_SIZE));
+  }
+}

@@ -1,0 +1,672 @@
+// The open qcow2 node (NodeImpl): the guest data path over the cluster map (docs/interop/
+// qcow2.txt "Cluster mapping", "Extended L2 Entries", "Compressed Clusters Descriptor"):
+// reads (unallocated -> backing, zero -> zeros, compressed -> decompress), allocating writes with
+// copy-on-write of partial clusters, write-zeroes, discard, block status, resize, compressed
+// writes, plus info/backing/snapshots/check/amend/close glue.
+
+import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, SnapshotCapability, TruncateOptions, ZeroFlags, AmendContext } from '../../block/types.ts';
+import type { OptionValues } from '../../block/options-schema.ts';
+import { corrupt, invalidArgument, unsupported } from '../../errors.ts';
+import {
+  AUTOCLEAR_BITMAPS,
+  AUTOCLEAR_KNOWN,
+  COMPAT_LAZY_REFCOUNTS,
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DIRTY,
+  MAX_BACKING_NAME,
+} from './header.ts';
+import { ALL_SUBCLUSTERS, decodeL1, encodeCompressedL2, encodeL2, type L2Entry } from './entries.ts';
+import type { Qcow2Image } from './image.ts';
+import { growL1, lookup, position, updateEntries } from './cluster-map.ts';
+import { compressClusters, decompressCluster } from './compress.ts';
+import { l1EntriesFor } from './validate.ts';
+import { checkImage } from './check.ts';
+import { Qcow2Snapshots } from './snapshots.ts';
+import { amendImage } from './amend.ts';
+import { bitmapInfo } from './bitmaps.ts';
+import { preallocate } from './prealloc.ts';
+
+/** A run of guest bytes with one source, built while walking clusters. */
+interface Piece {
+  kind: 'data' | 'backing' | 'zero' | 'compressed';
+  guest: number;
+  length: number;
+  host: number;
+  entry?: L2Entry;
+}
+
+export class Qcow2Node implements NodeImpl {
+  readonly img: Qcow2Image;
+  readonly #ctx: OpenContext;
+  readonly snapshots: SnapshotCapability;
+  /** Next byte for packing compressed clusters (QEMU's free_byte_offset); 0 = none. */
+  #freeByte = 0;
+  #dirtyMarked = false;
+  #autoclearDone = false;
+  #closed = false;
+
+  constructor(img: Qcow2Image, ctx: OpenContext) {
+    this.img = img;
+    this.#ctx = ctx;
+    this.snapshots = new Qcow2Snapshots(this);
+    if (!img.readOnly) {
+      img.onClusterFreed = (cluster) => {
+        if (this.#freeByte && Math.floor(this.#freeByte / img.clusterSize) === cluster) this.#freeByte = 0;
+      };
+    }
+  }
+
+  get size(): number {
+    return this.img.size;
+  }
+  get clusterSize(): number {
+    return this.img.clusterSize;
+  }
+  get backingFile(): { filename: string; format?: string } | undefined {
+    const h = this.img.header;
+    if (h.backingFile === undefined || h.backingFile === '') return undefined;
+    return h.backingFormat ? { filename: h.backingFile, format: h.backingFormat } : { filename: h.backingFile };
+  }
+
+  /** Services of the opening context (backing reads) for views and helpers. */
+  get openContext(): OpenContext {
+    return this.#ctx;
+  }
+
+  /** A read-only node over another L1 table (a snapshot), sharing caches with this one. */
+  viewOf(l1: Buffer, l1Size: number, size: number): NodeImpl {
+    const view = Object.create(this.img) as Qcow2Image;
+    Object.defineProperty(view, 'l1', { value: l1, writable: true });
+    Object.defineProperty(view, 'header', { value: { ...this.img.header, l1Size, size }, writable: true });
+    Object.defineProperty(view, 'readOnly', { value: true });
+    const node = new Qcow2Node(view, this.#ctx);
+    return {
+      size,
+      clusterSize: this.img.clusterSize,
+      read: (o, n) => node.read(o, n),
+      blockStatus: (o, n) => node.blockStatus(o, n),
+      close: async () => {},
+    };
+  }
+
+  /** Public form of the first-write preparation (dirty bit, autoclear), for snapshot ops. */
+  prepareMetadataChange(): Promise<void> {
+    return this.#beforeWrite();
+  }
+
+  #hasBacking(): boolean {
+    return this.#ctx.backing() !== undefined;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** Split [offset, offset+length) into pieces by source, merging neighbours. */
+  async #pieces(offset: number, length: number): Promise<Piece[]> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    const sub = img.subclusterSize;
+    const out: Piece[] = [];
+    const push = (p: Piece) => {
+      const last = out[out.length - 1];
+      if (last && last.kind === p.kind && p.kind !== 'compressed' && last.guest + last.length === p.guest && (p.kind !== 'data' || last.host + last.length === p.host)) {
+        last.length += p.length;
+      } else out.push(p);
+    };
+    const end = offset + length;
+    let pos = offset;
+    while (pos < end) {
+      const inCl = pos % cs;
+      const n = Math.min(cs - inCl, end - pos);
+      const e = await lookup(img, pos);
+      if (e.type === 'compressed') {
+        if (img.externalData) throw corrupt(`Compressed cluster at guest offset ${pos - inCl} in an image with an external data file`, img.ctx);
+        push({ kind: 'compressed', guest: pos, length: n, host: inCl, entry: e });
+      } else if (!img.geo.extendedL2) {
+        if (e.type === 'normal') {
+          this.#checkHost(e.offset, pos - inCl);
+          push({ kind: 'data', guest: pos, length: n, host: e.offset + inCl });
+        } else if (e.type === 'zero-plain' || e.type === 'zero-alloc') push({ kind: 'zero', guest: pos, length: n, host: 0 });
+        else push({ kind: 'backing', guest: pos, length: n, host: 0 });
+      } else {
+        // Extended L2: status per subcluster.
+        if (e.allocMask & e.zeroMask) throw corrupt(`Guest cluster at ${pos - inCl}: subcluster bitmap marks subclusters both allocated and zero (0x${e.zeroMask.toString(16)}/0x${e.allocMask.toString(16)})`, img.ctx);
+        if (e.type === 'unallocated' && e.allocMask) throw corrupt(`Guest cluster at ${pos - inCl} is unallocated but its subcluster bitmap marks subclusters allocated`, img.ctx);
+        if (e.type === 'normal') this.#checkHost(e.offset, pos - inCl);
+        let p = pos;
+        while (p < pos + n) {
+          const within = p % cs;
+          const sc = Math.floor(within / sub);
+          const m = Math.min(sub - (within % sub), pos + n - p);
+          const bit = 1 << sc;
+          if (e.allocMask & bit) push({ kind: 'data', guest: p, length: m, host: e.offset + within });
+          else if (e.zeroMask & bit) push({ kind: 'zero', guest: p, length: m, host: 0 });
+          else push({ kind: 'backing', guest: p, length: m, host: 0 });
+          p += m;
+        }
+      }
+      pos += n;
+    }
+    return out;
+  }
+
+  #checkHost(host: number, guest: number): void {
+    const img = this.img;
+    if (host % img.clusterSize !== 0) throw corrupt(`Data cluster for guest offset ${guest} is not properly aligned (host offset 0x${host.toString(16)}); L2 entry corrupted`, img.ctx);
+    if (!img.externalData && host >= img.dataFile.size) {
+      throw corrupt(`L2 entry for guest offset ${guest} points past the end of the file (host offset 0x${host.toString(16)}, file size ${img.dataFile.size})`, img.ctx);
+    }
+    if (host < img.clusterSize && !img.externalData) throw corrupt(`L2 entry for guest offset ${guest} points into the qcow2 header`, img.ctx);
+  }
+
+  async #readCompressed(e: L2Entry, guestCluster: number): Promise<Buffer> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    const file = img.file;
+    if (e.compressedOffset >= file.size || e.compressedOffset < cs) {
+      throw corrupt(`Compressed cluster for guest offset ${guestCluster} at host offset 0x${e.compressedOffset.toString(16)} lies outside the image (file size ${file.size})`, img.ctx);
+    }
+    // The descriptor may round past the end of the file; what lies beyond reads as nothing.
+    const len = Math.min(e.compressedSize, file.size - e.compressedOffset);
+    const data = await file.read(e.compressedOffset, len);
+    return decompressCluster(img.workers, img.header.compressionType, data, cs, { ...img.ctx, offset: e.compressedOffset });
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const pieces = await this.#pieces(offset, length);
+    if (pieces.length === 1 && pieces[0]!.kind === 'data') return this.img.dataFile.read(pieces[0]!.host, length); // no copy
+    const out = Buffer.allocUnsafe(length);
+    await Promise.all(
+      pieces.map(async (p) => {
+        const at = p.guest - offset;
+        switch (p.kind) {
+          case 'zero':
+            out.fill(0, at, at + p.length);
+            return;
+          case 'data':
+            (await this.img.dataFile.read(p.host, p.length)).copy(out, at);
+            return;
+          case 'backing':
+            (await this.#ctx.readBacking(p.guest, p.length)).copy(out, at);
+            return;
+          case 'compressed': {
+            const c = await this.#readCompressed(p.entry!, p.guest - p.host);
+            c.copy(out, at, p.host, p.host + p.length);
+          }
+        }
+      }),
+    );
+    return out;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Before the first change: set the dirty bit (lazy refcounts) and drop autoclear bits whose
+   *  data we do not maintain (bitmaps become inconsistent, as QEMU marks them). */
+  async #beforeWrite(): Promise<void> {
+    if (this.#dirtyMarked && this.#autoclearDone) return;
+    await this.img.meta.run(async () => {
+      const h = this.img.header;
+      let change = false;
+      if (!this.#autoclearDone) {
+        const keep = h.autoclear & AUTOCLEAR_KNOWN & ~AUTOCLEAR_BITMAPS;
+        if (keep !== h.autoclear) {
+          h.autoclear = keep;
+          change = true;
+          if (h.bitmapsExt) this.img.warn(`qcow2: '${this.img.ctx.path}': Platter does not update persistent dirty bitmaps; they are now marked inconsistent (as QEMU marks them after a program without bitmap support writes)`);
+        }
+        this.#autoclearDone = true;
+      }
+      if (!this.#dirtyMarked) {
+        if (this.img.lazyRefcounts && h.version >= 3 && !(h.incompatible & INCOMPAT_DIRTY)) {
+          h.incompatible |= INCOMPAT_DIRTY;
+          change = true;
+        }
+        this.#dirtyMarked = true;
+      }
+      if (change) await this.img.writeHeader();
+    });
+  }
+
+  /** Lock the whole image (snapshot ops, resize, amend, check). */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.img.writes.acquire(0, Number.MAX_SAFE_INTEGER);
+    try {
+      return await this.img.meta.run(fn);
+    } finally {
+      release();
+    }
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    await this.#beforeWrite();
+    const img = this.img;
+    const cs = img.clusterSize;
+    const lockStart = Math.floor(offset / cs) * cs;
+    const lockEnd = Math.ceil((offset + data.length) / cs) * cs;
+    const release = await img.writes.acquire(lockStart, lockEnd);
+    try {
+      await this.#writeLocked(offset, data);
+    } finally {
+      release();
+    }
+  }
+
+  async #writeLocked(offset: number, data: Buffer): Promise<void> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    let pos = offset;
+    const end = offset + data.length;
+    while (pos < end) {
+      const { cluster, l2Index } = position(img, pos);
+      const tableEnd = (cluster - l2Index + img.l2Entries) * cs;
+      const chunkEnd = Math.min(end, tableEnd);
+      await this.#writeChunk(pos, data.subarray(pos - offset, chunkEnd - offset));
+      pos = chunkEnd;
+    }
+  }
+
+  /** A write within one L2 table: in-place where the cluster is ours alone, else allocate. */
+  async #writeChunk(offset: number, data: Buffer): Promise<void> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + data.length - 1) / cs);
+    const entries: L2Entry[] = [];
+    for (let c = first; c <= last; c++) entries.push(await lookup(img, c * cs));
+    const inPlace = (e: L2Entry) => e.type === 'normal' && e.copied && (!img.geo.extendedL2 || e.allocMask === ALL_SUBCLUSTERS);
+    let i = 0;
+    while (i < entries.length) {
+      let j = i + 1;
+      const mode = inPlace(entries[i]!);
+      while (j < entries.length && inPlace(entries[j]!) === mode) j++;
+      const gStart = Math.max(offset, (first + i) * cs);
+      const gEnd = Math.min(offset + data.length, (first + j) * cs);
+      const slice = data.subarray(gStart - offset, gEnd - offset);
+      if (mode) {
+        // Clusters we own: write in place, one request per contiguous host run.
+        let p = gStart;
+        while (p < gEnd) {
+          const k = Math.floor(p / cs) - first;
+          const host = entries[k]!.offset + (p % cs);
+          let q = Math.min(gEnd, (first + k + 1) * cs);
+          while (q < gEnd && entries[Math.floor(q / cs) - first]!.offset === host + (q - p)) q = Math.min(gEnd, q + cs);
+          this.#checkHost(entries[k]!.offset, p);
+          await img.dataFile.write(host, slice.subarray(p - gStart, q - gStart));
+          p = q;
+        }
+      } else {
+        await this.#allocatingWrite(first + i, j - i, gStart, slice);
+      }
+      i = j;
+    }
+  }
+
+  /** Write guest clusters [cluster, cluster+n) into newly allocated clusters, filling the parts
+   *  the request does not cover from the old contents (backing, compressed, shared, zero). */
+  async #allocatingWrite(cluster: number, n: number, gStart: number, slice: Buffer): Promise<void> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    const base = cluster * cs;
+    const span = n * cs;
+    let buf: Buffer;
+    if (gStart === base && slice.length === span) buf = slice;
+    else {
+      buf = Buffer.alloc(span);
+      const headLen = gStart - base;
+      if (headLen > 0) (await this.#readForCow(base, headLen)).copy(buf, 0);
+      const tailStart = gStart + slice.length;
+      const tailEnd = Math.min(base + span, img.size);
+      if (tailEnd > tailStart) (await this.#readForCow(tailStart, tailEnd - tailStart)).copy(buf, tailStart - base);
+      slice.copy(buf, headLen);
+    }
+    let gen = 0;
+    const host = img.externalData
+      ? base
+      : await img.meta.run(async () => {
+          const at = await img.refcounts.allocate(n);
+          gen = img.metaGeneration;
+          return at;
+        });
+    await img.dataFile.write(host, buf);
+    // The new refcounts reach the disk before the L2 entries that use them; parallel writers
+    // share this flush.
+    await img.syncTo(gen);
+    const geo = img.geo;
+    await img.meta.run(() =>
+      updateEntries(
+        img,
+        cluster,
+        n,
+        (t, idx, i, old) => {
+          encodeL2(t, idx, geo, { offset: host + i * cs, copied: true, allocMask: ALL_SUBCLUSTERS, zeroMask: 0 });
+          return !(img.externalData && old.offset === host + i * cs);
+        },
+        true,
+      ),
+    );
+  }
+
+  /** Old contents of a guest range (for copy-on-write), reading past the virtual end as zeros. */
+  async #readForCow(offset: number, length: number): Promise<Buffer> {
+    const inside = Math.max(0, Math.min(length, this.img.size - offset));
+    if (inside === length) return this.read(offset, length);
+    const out = Buffer.alloc(length);
+    if (inside > 0) (await this.read(offset, inside)).copy(out);
+    return out;
+  }
+
+  async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    const v2 = img.header.version < 3;
+    if (v2 && this.#hasBacking()) return this.#writeZeroBuffers(offset, length);
+    if (img.dataRaw) return this.#writeZeroBuffers(offset, length); // the raw data file must read as zeros too
+    const alignedStart = Math.ceil(offset / cs) * cs;
+    const alignedEnd = Math.floor((offset + length) / cs) * cs;
+    // The last partial cluster of the image counts as whole when the request reaches the end.
+    const bodyEnd = offset + length === img.size ? offset + length : alignedEnd;
+    if (bodyEnd <= alignedStart) return this.#writeZeroBuffers(offset, length);
+    if (alignedStart > offset) await this.#writeZeroBuffers(offset, alignedStart - offset);
+    await this.#beforeWrite();
+    const release = await img.writes.acquire(alignedStart, Math.ceil(bodyEnd / cs) * cs);
+    try {
+      await this.#zeroClusters(alignedStart, bodyEnd, flags.mayUnmap ?? false, v2);
+    } finally {
+      release();
+    }
+    if (offset + length > bodyEnd) await this.#writeZeroBuffers(bodyEnd, offset + length - bodyEnd);
+  }
+
+  async #writeZeroBuffers(offset: number, length: number): Promise<void> {
+    const CHUNK = 1 << 20;
+    for (let p = offset; p < offset + length; p += CHUNK) await this.write(p, Buffer.alloc(Math.min(CHUNK, offset + length - p)));
+  }
+
+  /** Mark whole clusters [start, end) as zero (v3 flag / ext-L2 bitmap) or unallocated (v2
+   *  without backing, where unallocated reads as zeros). */
+  async #zeroClusters(start: number, end: number, mayUnmap: boolean, v2: boolean): Promise<void> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    const geo = img.geo;
+    let pos = start;
+    while (pos < end) {
+      const { cluster, l2Index } = position(img, pos);
+      const n = Math.min(img.l2Entries - l2Index, Math.ceil((end - pos) / cs));
+      await img.meta.run(() =>
+        updateEntries(img, cluster, n, (t, idx, _i, old) => {
+          if (geo.extendedL2) {
+            encodeL2(t, idx, geo, { offset: 0, copied: false, zeroMask: ALL_SUBCLUSTERS, allocMask: 0 });
+            return old.type !== 'unallocated' && !(img.externalData);
+          }
+          if (v2) {
+            encodeL2(t, idx, geo, { offset: 0, copied: false });
+            return !img.externalData;
+          }
+          const keep = !mayUnmap && (old.type === 'normal' || old.type === 'zero-alloc') && old.copied;
+          if (keep) {
+            encodeL2(t, idx, geo, { offset: old.offset, copied: true, zero: true });
+            return false;
+          }
+          encodeL2(t, idx, geo, { offset: 0, copied: false, zero: true });
+          return !img.externalData;
+        }),
+      );
+      pos += n * cs;
+    }
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    const start = Math.ceil(offset / cs) * cs;
+    let end = Math.floor((offset + length) / cs) * cs;
+    if (offset + length === img.size) end = offset + length;
+    if (end <= start) return;
+    if (img.dataRaw) return; // the raw data file must keep the guest's bytes: discard is advisory
+    await this.#beforeWrite();
+    const release = await img.writes.acquire(start, Math.ceil(end / cs) * cs);
+    try {
+      const geo = img.geo;
+      const zero = img.header.version >= 3 || geo.extendedL2;
+      const backing = this.#hasBacking();
+      let pos = start;
+      while (pos < end) {
+        const { cluster, l2Index } = position(img, pos);
+        const n = Math.min(img.l2Entries - l2Index, Math.ceil((end - pos) / cs));
+        const { l1Index } = position(img, pos);
+        if (l1Index < img.l1Size && decodeL1(img.l1, l1Index).offset) {
+          await img.meta.run(() =>
+            updateEntries(img, cluster, n, (t, idx, _i, old) => {
+              const allocated = old.type !== 'unallocated' && old.type !== 'zero-plain';
+              if (!allocated && !(backing && old.type === 'unallocated')) return false;
+              if (geo.extendedL2) encodeL2(t, idx, geo, { offset: 0, copied: false, zeroMask: backing || allocated ? ALL_SUBCLUSTERS : 0, allocMask: 0 });
+              else encodeL2(t, idx, geo, { offset: 0, copied: false, zero: zero && (backing || allocated) });
+              return allocated && !img.externalData;
+            }),
+          );
+        }
+        pos += n * cs;
+      }
+    } finally {
+      release();
+    }
+  }
+
+  async writeCompressed(offset: number, data: Buffer): Promise<void> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    if (offset % cs !== 0) throw invalidArgument(`Compressed writes must be cluster aligned (offset ${offset}, cluster size ${cs})`, img.ctx);
+    if (data.length !== cs && offset + data.length !== img.size) throw invalidArgument(`Compressed writes must cover one whole cluster (${data.length} bytes given, cluster size ${cs})`, img.ctx);
+    if (img.externalData) throw unsupported('Compression is not supported with an external data file', img.ctx);
+    let whole = data;
+    if (data.length < cs) {
+      whole = Buffer.alloc(cs);
+      data.copy(whole);
+    }
+    const [packed] = await compressClusters(img.workers, img.header.compressionType, [whole], cs, img.ctx);
+    if (!packed || packed.length === 0) return this.write(offset, data);
+    await this.#beforeWrite();
+    const release = await img.writes.acquire(offset, offset + cs);
+    try {
+      const cluster = offset / cs;
+      await img.meta.run(async () => {
+        const host = await this.#allocBytes(packed.length);
+        await img.writeMeta(host, packed);
+        await updateEntries(img, cluster, 1, (t, idx, _i, old) => {
+          encodeCompressedL2(t, idx, img.geo, host, packed.length);
+          return old.type !== 'unallocated' && old.type !== 'zero-plain';
+        });
+      });
+    } finally {
+      release();
+    }
+  }
+
+  /** Allocate `size` bytes for compressed data, packing into the last partly used cluster
+   *  (QEMU's qcow2_alloc_bytes). Caller holds img.meta. */
+  async #allocBytes(size: number): Promise<number> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    if (this.#freeByte) {
+      const used = this.#freeByte % cs;
+      if (used !== 0 && used + size <= cs) {
+        const at = this.#freeByte;
+        await img.refcounts.update(at, 1, 1);
+        await img.refcounts.commit();
+        this.#freeByte = at + size;
+        if (this.#freeByte % cs === 0) this.#freeByte = 0;
+        return at;
+      }
+    }
+    const n = Math.ceil(size / cs);
+    const at = await img.refcounts.allocate(n);
+    this.#freeByte = (at + size) % cs === 0 ? 0 : at + size;
+    return at;
+  }
+
+  // ---------------------------------------------------------------- status
+
+  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    const img = this.img;
+    const cs = img.clusterSize;
+    const sub = img.subclusterSize;
+    const backing = this.#hasBacking();
+    type K = { kind: 'data' | 'zero' | 'unalloc' | 'compressed'; host: number };
+    const at = async (pos: number): Promise<K> => {
+      const e = await lookup(img, pos);
+      const within = pos % cs;
+      if (e.type === 'compressed') return { kind: 'compressed', host: 0 };
+      if (img.geo.extendedL2) {
+        const bit = 1 << Math.floor(within / sub);
+        if (e.allocMask & bit) return { kind: 'data', host: e.offset + within };
+        if (e.zeroMask & bit) return { kind: 'zero', host: 0 };
+        return { kind: 'unalloc', host: 0 };
+      }
+      if (e.type === 'normal') return { kind: 'data', host: e.offset + within };
+      if (e.type === 'zero-plain' || e.type === 'zero-alloc') return { kind: 'zero', host: e.type === 'zero-alloc' ? e.offset + within : 0 };
+      return { kind: 'unalloc', host: 0 };
+    };
+    const step = img.geo.extendedL2 ? sub : cs;
+    const firstK = await at(offset);
+    let len = Math.min(length, step - (offset % step));
+    // Merge following units with the same status (and contiguous host data), bounded work.
+    const MAX_UNITS = 1 << 16;
+    for (let u = 0; len < length && u < MAX_UNITS; u++) {
+      const k = await at(offset + len);
+      if (k.kind !== firstK.kind) break;
+      if (firstK.kind === 'data' && k.host !== firstK.host + len) break;
+      len = Math.min(length, len + step);
+    }
+    switch (firstK.kind) {
+      case 'data':
+        return { offset, length: len, data: true, zero: false, allocated: true, hostOffset: firstK.host };
+      case 'compressed':
+        return { offset, length: len, data: true, zero: false, allocated: true, compressed: true };
+      case 'zero':
+        return { offset, length: len, data: false, zero: true, allocated: true };
+      default:
+        return { offset, length: len, data: false, zero: !backing, allocated: false };
+    }
+  }
+
+  // ---------------------------------------------------------------- resize
+
+  async truncate(size: number, options: TruncateOptions): Promise<void> {
+    await this.#beforeWrite();
+    const img = this.img;
+    const cs = img.clusterSize;
+    await this.exclusive(async () => {
+      const old = img.size;
+      if (size < old) {
+        if (img.snapshots.length > 0) throw unsupported("Can't shrink an image which has snapshots", img.ctx);
+        const firstGone = Math.ceil(size / cs);
+        for (let c = firstGone; c * cs < old; c++) {
+          const e = await lookup(img, c * cs);
+          if (e.type !== 'unallocated' && e.type !== 'zero-plain') {
+            throw invalidArgument(`Cannot shrink to ${size} bytes: guest cluster at offset ${c * cs} past the new end is still allocated (discard it first)`, img.ctx);
+          }
+        }
+        img.header.size = size;
+        await img.writeHeader();
+        return;
+      }
+      if (size === old) return;
+      const needed = l1EntriesFor(size, img.clusterBits, img.geo.extendedL2);
+      await growL1(img, needed);
+      img.header.size = size;
+      await img.writeHeader();
+      const mode = options.preallocation ?? 'off';
+      if (mode !== 'off') await preallocate(img, Math.ceil(old / cs) * cs, size, mode);
+    });
+  }
+
+  async flush(): Promise<void> {
+    await this.img.meta.run(() => this.img.refcounts.commit());
+  }
+
+  // ---------------------------------------------------------------- metadata
+
+  async info(): Promise<DriverInfo> {
+    const img = this.img;
+    const h = img.header;
+    const data: Record<string, unknown> = {};
+    if (h.version >= 3) {
+      data['compat'] = '1.1';
+      data['compression-type'] = h.compressionType === 1 ? 'zstd' : 'zlib';
+      data['lazy-refcounts'] = (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n;
+      if (h.bitmapsExt && h.autoclear & AUTOCLEAR_BITMAPS) {
+        const bitmaps = await bitmapInfo(img).catch(() => undefined);
+        if (bitmaps) data['bitmaps'] = bitmaps;
+      }
+      data['refcount-bits'] = 1 << h.refcountOrder;
+      if (img.externalData) {
+        if (h.dataFile) data['data-file'] = h.dataFile;
+        data['data-file-raw'] = img.dataRaw;
+      }
+      data['corrupt'] = (h.incompatible & INCOMPAT_CORRUPT) !== 0n;
+      data['extended-l2'] = img.geo.extendedL2;
+    } else {
+      data['compat'] = '0.10';
+      data['compression-type'] = 'zlib';
+      data['refcount-bits'] = 16;
+    }
+    return {
+      clusterSize: img.clusterSize,
+      encrypted: h.cryptMethod !== 0,
+      dirtyFlag: (h.incompatible & INCOMPAT_DIRTY) !== 0n,
+      formatSpecific: { type: 'qcow2', data },
+    };
+  }
+
+  async setBackingFile(filename: string | undefined, format: string | undefined): Promise<void> {
+    const img = this.img;
+    if (filename !== undefined && Buffer.byteLength(filename) > MAX_BACKING_NAME) {
+      throw invalidArgument(`Backing file name too long (${Buffer.byteLength(filename)} bytes, at most ${MAX_BACKING_NAME})`, img.ctx);
+    }
+    await this.exclusive(async () => {
+      const h = img.header;
+      const prev = { f: h.backingFile, fmt: h.backingFormat };
+      if (filename === undefined || filename === '') {
+        delete h.backingFile;
+        delete h.backingFormat;
+      } else {
+        h.backingFile = filename;
+        if (format) h.backingFormat = format;
+        else delete h.backingFormat;
+      }
+      try {
+        await img.writeHeader();
+      } catch (e) {
+        if (prev.f === undefined) delete h.backingFile;
+        else h.backingFile = prev.f;
+        if (prev.fmt === undefined) delete h.backingFormat;
+        else h.backingFormat = prev.fmt;
+        throw e;
+      }
+    });
+  }
+
+  async check(repair: RepairMode | undefined): Promise<CheckResult> {
+    return this.exclusive(() => checkImage(this.img, repair));
+  }
+
+  async amend(options: OptionValues, ctx: AmendContext): Promise<void> {
+    await this.exclusive(() => amendImage(this, options, ctx));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const img = this.img;
+    if (img.readOnly) return;
+    await img.meta.run(async () => {
+      await img.refcounts.commit();
+      if (img.header.incompatible & INCOMPAT_DIRTY) {
+        await img.file.flush();
+        img.header.incompatible &= ~INCOMPAT_DIRTY;
+        await img.writeHeader();
+      }
+    });
+  }
+}
+

@@ -1,0 +1,52 @@
+// qcow2 create and amend options (qemu-block-drivers(7) "qcow2"; `qemu-img create -f qcow2 -o
+// help` of QEMU 7.2): names, types, defaults and limits, the single source of truth for the CLI,
+// the API and the GUI forms.
+
+import type { OptionSpec } from '../../block/options-schema.ts';
+
+/** Default cluster size (64 KiB), and the bounds qcow2 allows (512 B .. 2 MiB). */
+export const DEFAULT_CLUSTER_SIZE = 65536;
+export const MIN_CLUSTER_SIZE = 512;
+export const MAX_CLUSTER_SIZE = 2 << 20;
+/** Default refcount width (bits) and the widest allowed. */
+export const DEFAULT_REFCOUNT_BITS = 16;
+export const MAX_REFCOUNT_BITS = 64;
+
+export const QCOW2_CREATE_OPTIONS: readonly OptionSpec[] = [
+  { name: 'size', type: 'size', help: 'Virtual disk size' },
+  { name: 'compat', type: 'enum', values: ['0.10', 'v2', '1.1', 'v3'], default: '1.1', help: 'Compatibility level (v2 [0.10] or v3 [1.1])' },
+  { name: 'backing_file', type: 'path', help: 'File name of a base image' },
+  { name: 'backing_fmt', type: 'string', help: 'Image format of the base image' },
+  { name: 'data_file', type: 'path', help: 'File name of an external data file', advanced: true },
+  { name: 'data_file_raw', type: 'bool', default: false, help: 'The external data file must stay valid as a raw image', advanced: true },
+  { name: 'encryption', type: 'bool', default: false, help: "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)", advanced: true },
+  { name: 'encrypt.format', type: 'enum', values: ['aes', 'luks'], help: "Encrypt the image, format choices: 'aes', 'luks'" },
+  { name: 'encrypt.key-secret', type: 'secret-id', help: 'ID of secret providing qcow AES key or LUKS passphrase' },
+  { name: 'encrypt.cipher-alg', type: 'string', help: 'Name of encryption cipher algorithm', advanced: true },
+  { name: 'encrypt.cipher-mode', type: 'string', help: 'Name of encryption cipher mode', advanced: true },
+  { name: 'encrypt.ivgen-alg', type: 'string', help: 'Name of IV generator algorithm', advanced: true },
+  { name: 'encrypt.ivgen-hash-alg', type: 'string', help: 'Name of IV generator hash algorithm', advanced: true },
+  { name: 'encrypt.hash-alg', type: 'string', help: 'Name of encryption hash algorithm', advanced: true },
+  { name: 'encrypt.iter-time', type: 'number', help: 'Time to spend in PBKDF in milliseconds', advanced: true },
+  { name: 'cluster_size', type: 'size', default: DEFAULT_CLUSTER_SIZE, min: MIN_CLUSTER_SIZE, max: MAX_CLUSTER_SIZE, powerOfTwo: true, help: 'qcow2 cluster size' },
+  { name: 'preallocation', type: 'enum', values: ['off', 'metadata', 'falloc', 'full'], default: 'off', help: 'Preallocation mode (allowed values: off, metadata, falloc, full)' },
+  { name: 'lazy_refcounts', type: 'bool', default: false, help: 'Postpone refcount updates' },
+  { name: 'refcount_bits', type: 'number', default: DEFAULT_REFCOUNT_BITS, min: 1, max: MAX_REFCOUNT_BITS, powerOfTwo: true, help: 'Width of a reference count entry in bits', advanced: true },
+  { name: 'nocow', type: 'bool', default: false, help: 'Turn off copy-on-write (valid only on btrfs)', advanced: true },
+  { name: 'compression_type', type: 'enum', values: ['zlib', 'zstd'], default: 'zlib', help: 'Compression method used for image cluster compression' },
+  { name: 'extended_l2', type: 'bool', default: false, help: 'Extended L2 tables', advanced: true },
+  { name: 'extent_size_hint', type: 'size', help: 'Extent size hint for the image file, 0 to disable', advanced: true },
+];
+
+/** What `qemu-img amend -o` accepts for qcow2 (QEMU's qcow2_amend_opts). */
+export const QCOW2_AMEND_OPTIONS: readonly OptionSpec[] = QCOW2_CREATE_OPTIONS.filter((o) =>
+  ['size', 'compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw', 'lazy_refcounts', 'refcount_bits'].includes(o.name),
+).map((o) => {
+  const { default: _d, ...rest } = o;
+  return rest;
+});
+
+/** Version number for a compat value. */
+export function versionOf(compat: string): number {
+  return compat === '0.10' || compat === 'v2' ? 2 : 3;
+}

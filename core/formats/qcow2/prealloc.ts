@@ -1,0 +1,59 @@
+// Preallocation of guest clusters (qemu-img create/resize -o preallocation=metadata|falloc|full;
+// QEMU's qcow2 preallocate_co as inspiration): every unallocated guest cluster in a range gets an
+// L2 entry pointing at a host cluster (reading as zeros), then the file is grown to cover them,
+// with space reserved (falloc) or written (full). Caller holds img.meta and the write lock.
+
+import type { Preallocation } from '../../block/types.ts';
+import { encodeL2, ALL_SUBCLUSTERS } from './entries.ts';
+import type { Qcow2Image } from './image.ts';
+import { lookup, position, updateEntries } from './cluster-map.ts';
+
+/** Zero-fill chunk for host clusters reused inside the file. */
+const ZERO_CHUNK = 1 << 20;
+
+export async function preallocate(img: Qcow2Image, from: number, to: number, mode: Preallocation): Promise<void> {
+  if (mode === 'off' || to <= from) return;
+  const cs = img.clusterSize;
+  const fileEndBefore = img.dataFile.size;
+  // With a backing file (extended L2 only), preallocated subclusters stay unallocated so the
+  // backing still shows through; otherwise they are allocated and read as the (zero) host data.
+  const allocMask = img.header.backingFile ? 0 : ALL_SUBCLUSTERS;
+  let hostEnd = 0;
+  let pos = Math.floor(from / cs) * cs;
+  while (pos < to) {
+    const { cluster, l2Index } = position(img, pos);
+    const n = Math.min(img.l2Entries - l2Index, Math.ceil((to - pos) / cs));
+    // Runs of unallocated clusters within this table.
+    let i = 0;
+    while (i < n) {
+      const e = await lookup(img, (cluster + i) * cs);
+      if (e.type !== 'unallocated' && e.type !== 'zero-plain') {
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < n) {
+        const f = await lookup(img, (cluster + j) * cs);
+        if (f.type !== 'unallocated' && f.type !== 'zero-plain') break;
+        j++;
+      }
+      const count = j - i;
+      const host = img.externalData ? (cluster + i) * cs : await img.refcounts.allocate(count);
+      // Clusters reused from inside the file may hold old bytes: zero them.
+      for (let p = host; p < Math.min(host + count * cs, fileEndBefore); p += ZERO_CHUNK) {
+        await img.dataFile.write(p, Buffer.alloc(Math.min(ZERO_CHUNK, Math.min(host + count * cs, fileEndBefore) - p)));
+      }
+      hostEnd = Math.max(hostEnd, host + count * cs);
+      await updateEntries(img, cluster + i, count, (t, idx, k) => {
+        encodeL2(t, idx, img.geo, { offset: host + k * cs, copied: true, allocMask, zeroMask: 0 });
+        return false;
+      });
+      i = j;
+    }
+    pos += n * cs;
+  }
+  const target = img.externalData ? Math.max(to, hostEnd) : hostEnd;
+  if (target > img.dataFile.size) {
+    await img.dataFile.truncate(target, { preallocation: mode === 'metadata' ? 'off' : mode, shrink: false });
+  }
+}

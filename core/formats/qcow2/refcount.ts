@@ -1,0 +1,317 @@
+// qcow2 reference counts (docs/interop/qcow2.txt "Host cluster management"; QEMU
+// block/qcow2-refcount.c as inspiration): the refcount table, refcount blocks of every width
+// (refcount_order 0..6 = 1..64 bits), cluster allocation, freeing, and growth of the refcount
+// table. Every change is written through (dirty byte span of each touched block) when commit()
+// runs; callers hold the node's metadata mutex. New refcount blocks describe themselves: the
+// block for clusters [k*N, (k+1)*N) lives in cluster k*N, which is free by definition when the
+// block does not exist yet.
+
+import type { BlockNode } from '../../block/node.ts';
+import { corrupt, invalidImage, type BlockErrorContext } from '../../errors.ts';
+import { decodeReftableEntry, encodeReftableEntry, L1E_SIZE } from './entries.ts';
+
+/** Refcount blocks kept in memory (clean ones are evicted first-in first-out past this). */
+const BLOCK_CACHE_MAX = 256;
+
+export interface RefcountIo {
+  file: BlockNode;
+  /** Write metadata to the file (counted for the ordering barriers). */
+  write(offset: number, data: Buffer): Promise<void>;
+  /** Make earlier metadata writes durable before later ones (QEMU's cache dependency flush). */
+  barrier(): Promise<void>;
+  /** Record a moved refcount table in the image header. */
+  tableMoved(offset: number, clusters: number): Promise<void>;
+  ctx: BlockErrorContext;
+}
+
+/** Largest value an entry of `bits` bits holds, capped at what a JS number counts exactly. */
+export function maxRefcount(bits: number): number {
+  return bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
+}
+
+/** Read entry `i` of a refcount block of `bits`-bit entries (qcow2.txt: sub-byte widths are
+ *  packed from the least significant bit). */
+export function readRefcountEntry(buf: Buffer, i: number, bits: number): number {
+  switch (bits) {
+    case 8:
+      return buf[i]!;
+    case 16:
+      return buf.readUInt16BE(i * 2);
+    case 32:
+      return buf.readUInt32BE(i * 4);
+    case 64: {
+      const v = buf.readBigUInt64BE(i * 8);
+      return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
+    }
+    default: {
+      const bit = i * bits;
+      return (buf[bit >> 3]! >> (bit & 7)) & ((1 << bits) - 1);
+    }
+  }
+}
+
+export function writeRefcountEntry(buf: Buffer, i: number, bits: number, v: number): void {
+  switch (bits) {
+    case 8:
+      buf[i] = v;
+      return;
+    case 16:
+      buf.writeUInt16BE(v, i * 2);
+      return;
+    case 32:
+      buf.writeUInt32BE(v, i * 4);
+      return;
+    case 64:
+      buf.writeBigUInt64BE(BigInt(v), i * 8);
+      return;
+    default: {
+      const bit = i * bits;
+      const mask = ((1 << bits) - 1) << (bit & 7);
+      buf[bit >> 3] = (buf[bit >> 3]! & ~mask) | ((v << (bit & 7)) & mask);
+    }
+  }
+}
+
+export class Refcounts {
+  readonly bits: number;
+  readonly clusterSize: number;
+  readonly clusterBits: number;
+  /** Refcount entries per refcount block. */
+  readonly perBlock: number;
+  readonly #io: RefcountIo;
+  /** Offsets of refcount blocks, indexed by block number (in-memory capacity may exceed disk's). */
+  #table: number[];
+  #tableOffset: number;
+  #tableClusters: number;
+  /** Entries the on-disk table has room for. */
+  #diskCapacity: number;
+  readonly #blocks = new Map<number, Buffer>();
+  readonly #dirty = new Map<number, [number, number]>();
+  /** No free cluster below this index (QEMU's free_cluster_index). */
+  #freeHint = 0;
+  /** Called when a cluster's refcount drops to zero (the node forgets packing positions). */
+  onFree: ((cluster: number) => void) | undefined;
+
+  constructor(io: RefcountIo, clusterBits: number, refcountOrder: number, tableOffset: number, tableClusters: number, tableBuf: Buffer) {
+    this.#io = io;
+    this.clusterBits = clusterBits;
+    this.clusterSize = 2 ** clusterBits;
+    this.bits = 1 << refcountOrder;
+    this.perBlock = (this.clusterSize * 8) / this.bits;
+    this.#tableOffset = tableOffset;
+    this.#tableClusters = tableClusters;
+    this.#diskCapacity = (tableClusters * this.clusterSize) / L1E_SIZE;
+    this.#table = [];
+    const n = Math.floor(tableBuf.length / L1E_SIZE);
+    for (let i = 0; i < n; i++) this.#table.push(decodeReftableEntry(tableBuf, i, io.ctx));
+    while (this.#table.length < this.#diskCapacity) this.#table.push(0);
+  }
+
+  get tableOffset(): number {
+    return this.#tableOffset;
+  }
+  get tableClusters(): number {
+    return this.#tableClusters;
+  }
+  /** Refcount block offsets (0 = none), one per table entry. */
+  get table(): readonly number[] {
+    return this.#table;
+  }
+  get max(): number {
+    return maxRefcount(this.bits);
+  }
+
+  async #block(b: number): Promise<Buffer | undefined> {
+    const off = this.#table[b] ?? 0;
+    if (!off) return undefined;
+    let buf = this.#blocks.get(b);
+    if (buf) return buf;
+    if (off % this.clusterSize !== 0) throw corrupt(`Refcount block offset 0x${off.toString(16)} (table entry ${b}) is not cluster aligned`, this.#io.ctx);
+    if (off + this.clusterSize > this.#io.file.size) throw corrupt(`Refcount block ${b} at offset 0x${off.toString(16)} is beyond the end of the file`, this.#io.ctx);
+    buf = await this.#io.file.read(off, this.clusterSize);
+    if (this.#blocks.size >= BLOCK_CACHE_MAX) {
+      for (const k of this.#blocks.keys()) {
+        if (!this.#dirty.has(k)) {
+          this.#blocks.delete(k);
+          break;
+        }
+      }
+    }
+    this.#blocks.set(b, buf);
+    return buf;
+  }
+
+  /** The stored refcount of host cluster `cluster` (0 where no block covers it). */
+  async get(cluster: number): Promise<number> {
+    const b = Math.floor(cluster / this.perBlock);
+    if (b >= this.#table.length) return 0;
+    const buf = await this.#block(b);
+    return buf ? readRefcountEntry(buf, cluster % this.perBlock, this.bits) : 0;
+  }
+
+  #markDirty(b: number, i: number): void {
+    const lo = Math.floor((i * this.bits) / 8);
+    const hi = Math.ceil(((i + 1) * this.bits) / 8);
+    const d = this.#dirty.get(b);
+    if (d) {
+      d[0] = Math.min(d[0], lo);
+      d[1] = Math.max(d[1], hi);
+    } else this.#dirty.set(b, [lo, hi]);
+  }
+
+  /** Set the refcount of `cluster` (creating its block if needed); written at commit(). */
+  async set(cluster: number, value: number): Promise<void> {
+    if (value < 0 || value > this.max) throw corrupt(`Refcount of cluster ${cluster} would be ${value} (allowed: 0..${this.max})`, this.#io.ctx);
+    const b = Math.floor(cluster / this.perBlock);
+    let buf = b < this.#table.length ? await this.#block(b) : undefined;
+    if (!buf) {
+      if (value === 0) return;
+      await this.#createBlock(b);
+      buf = (await this.#block(b))!;
+    }
+    const i = cluster % this.perBlock;
+    writeRefcountEntry(buf, i, this.bits, value);
+    this.#markDirty(b, i);
+    if (value === 0) {
+      if (cluster < this.#freeHint) this.#freeHint = cluster;
+      this.onFree?.(cluster);
+    }
+  }
+
+  /** Add `delta` to the refcount of every cluster touched by [offset, offset+length). Returns
+   *  the clusters whose refcount dropped to zero. */
+  async update(offset: number, length: number, delta: number): Promise<number[]> {
+    const freed: number[] = [];
+    if (length <= 0) return freed;
+    const first = Math.floor(offset / this.clusterSize);
+    const last = Math.floor((offset + length - 1) / this.clusterSize);
+    for (let c = first; c <= last; c++) {
+      const cur = await this.get(c);
+      const next = cur + delta;
+      if (next < 0) throw corrupt(`Refcount of cluster ${c} would drop below zero (it is ${cur}); the image needs 'qemu-img check -r all'`, this.#io.ctx);
+      if (next > this.max) throw corrupt(`Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx);
+      await this.set(c, next);
+      if (next === 0) freed.push(c);
+    }
+    return freed;
+  }
+
+  /** Write every changed refcount span to disk. */
+  async commit(): Promise<void> {
+    for (const [b, [lo, hi]] of this.#dirty) {
+      const buf = this.#blocks.get(b)!;
+      await this.#io.write(this.#table[b]! + lo, buf.subarray(lo, hi));
+    }
+    this.#dirty.clear();
+  }
+
+  /** Allocate `n` contiguous free clusters (refcount 1); returns the host byte offset. */
+  async allocate(n: number): Promise<number> {
+    for (;;) {
+      const start = await this.#findFree(n);
+      let created = false;
+      const lastBlock = Math.floor((start + n - 1) / this.perBlock);
+      for (let b = Math.floor(start / this.perBlock); b <= lastBlock; b++) {
+        if (b >= this.#table.length || !this.#table[b]) {
+          await this.#createBlock(b);
+          created = true;
+        }
+      }
+      if (created) continue; // a new block took the first cluster of its range: search again
+      for (let c = start; c < start + n; c++) await this.set(c, 1);
+      await this.commit();
+      this.#freeHint = start + n;
+      return start * this.clusterSize;
+    }
+  }
+
+  async #findFree(n: number): Promise<number> {
+    let start = this.#freeHint;
+    let run = 0;
+    for (let c = this.#freeHint; ; c++) {
+      const b = Math.floor(c / this.perBlock);
+      if (b >= this.#table.length || !this.#table[b]) {
+        // No block: this and every later cluster of the block are free.
+        if (run === 0) start = c;
+        const room = (b + 1) * this.perBlock - c;
+        if (run + room >= n) return start;
+        run += room;
+        c += room - 1;
+        continue;
+      }
+      if ((await this.get(c)) === 0) {
+        if (run === 0) start = c;
+        if (++run >= n) return start;
+      } else run = 0;
+    }
+  }
+
+  async #createBlock(b: number): Promise<void> {
+    if (b >= this.#table.length) await this.#growTable(b);
+    const cluster = b * this.perBlock;
+    const offset = cluster * this.clusterSize;
+    const buf = Buffer.alloc(this.clusterSize);
+    writeRefcountEntry(buf, 0, this.bits, 1); // the block counts itself
+    await this.#io.write(offset, buf);
+    await this.#io.barrier();
+    this.#table[b] = offset;
+    this.#blocks.set(b, buf);
+    if (b < this.#diskCapacity) {
+      const e = Buffer.alloc(L1E_SIZE);
+      encodeReftableEntry(e, 0, offset);
+      await this.#io.write(this.#tableOffset + b * L1E_SIZE, e);
+      await this.#io.barrier();
+    }
+  }
+
+  async #growTable(b: number): Promise<void> {
+    const entriesPerCluster = this.clusterSize / L1E_SIZE;
+    const newClusters = Math.max(this.#tableClusters * 2, Math.ceil((b + 1) / entriesPerCluster) + 1);
+    const newCapacity = newClusters * entriesPerCluster;
+    if (newCapacity > MAX_REFTABLE_ENTRIES) throw invalidImage('Refcount table would grow past its maximum size (8 MiB)', this.#io.ctx);
+    while (this.#table.length < newCapacity) this.#table.push(0);
+    const offset = await this.allocate(newClusters);
+    if (Math.floor((offset / this.clusterSize + newClusters - 1) / this.perBlock) >= newCapacity) {
+      throw corrupt('Refcount table growth did not converge', this.#io.ctx);
+    }
+    const buf = Buffer.alloc(newClusters * this.clusterSize);
+    this.#table.forEach((o, i) => encodeReftableEntry(buf, i, o));
+    await this.#io.write(offset, buf);
+    await this.#io.barrier();
+    const oldOffset = this.#tableOffset;
+    const oldClusters = this.#tableClusters;
+    this.#tableOffset = offset;
+    this.#tableClusters = newClusters;
+    this.#diskCapacity = newCapacity;
+    await this.#io.tableMoved(offset, newClusters);
+    await this.#io.barrier();
+    await this.update(oldOffset, oldClusters * this.clusterSize, -1);
+    await this.commit();
+  }
+
+  /** Replace the whole table (check -r all rebuild): used by repair only. */
+  async rewriteTableEntry(b: number, offset: number): Promise<void> {
+    this.#table[b] = offset;
+    this.#blocks.delete(b);
+    if (b < this.#diskCapacity) {
+      const e = Buffer.alloc(L1E_SIZE);
+      encodeReftableEntry(e, 0, offset);
+      await this.#io.write(this.#tableOffset + b * L1E_SIZE, e);
+    }
+  }
+
+  /** Forget cached blocks (after an external change such as a repair). */
+  invalidate(): void {
+    this.#blocks.clear();
+    this.#dirty.clear();
+    this.#freeHint = 0;
+  }
+
+  resetFreeHint(): void {
+    this.#freeHint = 0;
+  }
+}
+
+/** QEMU's cap on the refcount table (QCOW_MAX_REFTABLE_SIZE = 8 MiB of entries). */
+export const MAX_REFTABLE_BYTES = 8 << 20;
+const MAX_REFTABLE_ENTRIES = MAX_REFTABLE_BYTES / L1E_SIZE;

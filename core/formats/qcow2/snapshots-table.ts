@@ -1,0 +1,119 @@
+// Codec for the qcow2 snapshot table (docs/interop/qcow2.txt "Snapshots"): one variable-length
+// entry per internal snapshot: a fixed 40-byte part, extra data (vm_state_size_large,
+// disk_size, icount), the id and name strings, padding to 8 bytes. Unknown extra data is kept.
+
+import type { BlockNode } from '../../block/node.ts';
+import { invalidImage, type BlockErrorContext } from '../../errors.ts';
+import { L1E_SIZE } from './entries.ts';
+import { MAX_L1_BYTES } from './validate.ts';
+
+/** Fixed part of a snapshot table entry. */
+const SNAPSHOT_FIXED = 40;
+/** QEMU's limit on one entry's extra data (QCOW_MAX_SNAPSHOT_EXTRA_DATA). */
+export const MAX_SNAPSHOT_EXTRA = 1024;
+/** Extra data QEMU 7.2 writes: vm_state_size_large, disk_size, icount. */
+export const SNAPSHOT_EXTRA_V3 = 24;
+/** Version 3 requires at least vm_state_size_large and disk_size. */
+export const SNAPSHOT_EXTRA_V3_MIN = 16;
+/** Upper bound of the whole table (QEMU: QCOW_MAX_SNAPSHOTS_SIZE, 64 MiB). */
+export const MAX_SNAPSHOT_TABLE_BYTES = 64 << 20;
+/** Read the table through a window of this size. */
+const READ_WINDOW = 64 << 10;
+
+export interface Snapshot {
+  l1TableOffset: number;
+  l1Size: number;
+  id: string;
+  name: string;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNsec: number;
+  vmStateSize: number;
+  diskSize?: number;
+  /** -1 / undefined when not recorded. */
+  icount?: number;
+  /** Extra data past the fields we know, preserved. */
+  extraTail: Buffer;
+}
+
+/** Read and decode `count` entries at `offset`. */
+export async function readSnapshotTable(file: BlockNode, offset: number, count: number, clusterSize: number, ctx: BlockErrorContext): Promise<{ snapshots: Snapshot[]; bytes: number }> {
+  const out: Snapshot[] = [];
+  let pos = offset;
+  let win: Buffer = Buffer.alloc(0);
+  let winStart = offset;
+  const need = async (at: number, len: number): Promise<Buffer> => {
+    if (at + len - offset > MAX_SNAPSHOT_TABLE_BYTES) throw invalidImage(`Snapshot table too large (more than ${MAX_SNAPSHOT_TABLE_BYTES} bytes)`, ctx);
+    if (at + len > file.size) throw invalidImage(`Snapshot table entry at 0x${at.toString(16)} runs past the end of the file (${file.size} bytes)`, ctx);
+    if (at < winStart || at + len > winStart + win.length) {
+      winStart = at;
+      win = await file.read(at, Math.min(file.size - at, Math.max(len, READ_WINDOW)));
+    }
+    return win.subarray(at - winStart, at - winStart + len);
+  };
+  for (let i = 0; i < count; i++) {
+    const f = await need(pos, SNAPSHOT_FIXED);
+    const l1TableOffset = Number(f.readBigUInt64BE(0));
+    const l1Size = f.readUInt32BE(8);
+    const idSize = f.readUInt16BE(12);
+    const nameSize = f.readUInt16BE(14);
+    const dateSec = f.readUInt32BE(16);
+    const dateNsec = f.readUInt32BE(20);
+    const vmClockNsec = Number(f.readBigUInt64BE(24));
+    const vmState32 = f.readUInt32BE(32);
+    const extraSize = f.readUInt32BE(36);
+    if (extraSize > MAX_SNAPSHOT_EXTRA) throw invalidImage(`Too much extra metadata in snapshot table entry ${i} (${extraSize} bytes, at most ${MAX_SNAPSHOT_EXTRA})`, ctx);
+    if (l1Size * L1E_SIZE > MAX_L1_BYTES) throw invalidImage(`Snapshot L1 table too large (entry ${i}: ${l1Size} entries)`, ctx);
+    if (l1Size > 0 && (l1TableOffset % clusterSize !== 0 || l1TableOffset < clusterSize || l1TableOffset + l1Size * L1E_SIZE > file.size)) {
+      throw invalidImage(`Snapshot L1 table offset invalid (entry ${i}: 0x${l1TableOffset.toString(16)}, ${l1Size} entries, file size ${file.size})`, ctx);
+    }
+    let p = pos + SNAPSHOT_FIXED;
+    const extra = Buffer.from(await need(p, extraSize));
+    p += extraSize;
+    const id = (await need(p, idSize)).toString('utf8');
+    p += idSize;
+    const name = (await need(p, nameSize)).toString('utf8');
+    p += nameSize;
+    p = offset + Math.ceil((p - offset) / 8) * 8;
+    const sn: Snapshot = { l1TableOffset, l1Size, id, name, dateSec, dateNsec, vmClockNsec, vmStateSize: vmState32, extraTail: Buffer.alloc(0) };
+    if (extraSize >= 8) sn.vmStateSize = Number(extra.readBigUInt64BE(0));
+    if (extraSize >= 16) sn.diskSize = Number(extra.readBigUInt64BE(8));
+    if (extraSize >= 24) {
+      const ic = extra.readBigInt64BE(16);
+      if (ic >= 0n) sn.icount = Number(ic);
+    }
+    if (extraSize > SNAPSHOT_EXTRA_V3) sn.extraTail = extra.subarray(SNAPSHOT_EXTRA_V3);
+    out.push(sn);
+    pos = p;
+  }
+  return { snapshots: out, bytes: pos - offset };
+}
+
+/** Encode the whole table. */
+export function encodeSnapshotTable(snapshots: readonly Snapshot[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const s of snapshots) {
+    const id = Buffer.from(s.id, 'utf8');
+    const name = Buffer.from(s.name, 'utf8');
+    const extraSize = SNAPSHOT_EXTRA_V3 + s.extraTail.length;
+    const len = Math.ceil((SNAPSHOT_FIXED + extraSize + id.length + name.length) / 8) * 8;
+    const b = Buffer.alloc(len);
+    b.writeBigUInt64BE(BigInt(s.l1TableOffset), 0);
+    b.writeUInt32BE(s.l1Size, 8);
+    b.writeUInt16BE(id.length, 12);
+    b.writeUInt16BE(name.length, 14);
+    b.writeUInt32BE(s.dateSec >>> 0, 16);
+    b.writeUInt32BE(s.dateNsec >>> 0, 20);
+    b.writeBigUInt64BE(BigInt(s.vmClockNsec), 24);
+    b.writeUInt32BE(s.vmStateSize > 0xffffffff ? 0 : s.vmStateSize, 32);
+    b.writeUInt32BE(extraSize, 36);
+    b.writeBigUInt64BE(BigInt(s.vmStateSize), 40);
+    b.writeBigUInt64BE(BigInt(s.diskSize ?? 0), 48);
+    b.writeBigInt64BE(s.icount === undefined ? -1n : BigInt(s.icount), 56);
+    s.extraTail.copy(b, 64);
+    id.copy(b, SNAPSHOT_FIXED + extraSize);
+    name.copy(b, SNAPSHOT_FIXED + extraSize + id.length);
+    parts.push(b);
+  }
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,226 @@
+// Internal snapshots (docs/interop/qcow2.txt "Snapshots"; QEMU block/qcow2-snapshot.c and
+// qcow2_update_snapshot_refcount as inspiration): create copies the active L1 table and adds one
+// reference to every cluster it reaches; apply swaps the active L1 for a snapshot's; delete drops
+// the snapshot's references. After each, QCOW_OFLAG_COPIED is recomputed on the tables touched
+// (set exactly where the refcount is 1). Metadata order: new clusters and refcounts first, then
+// the tables that use them, then the snapshot table and header; a crash leaks, never corrupts.
+
+import type { NodeImpl, SnapshotCapability, SnapshotInfo } from '../../block/types.ts';
+import { invalidArgument, notFound, unsupported } from '../../errors.ts';
+import { decodeL1, decodeL2, encodeL1, encodeL2, L1E_SIZE } from './entries.ts';
+import type { Qcow2Image } from './image.ts';
+import { growL1 } from './cluster-map.ts';
+import { encodeSnapshotTable, MAX_SNAPSHOT_TABLE_BYTES, type Snapshot } from './snapshots-table.ts';
+import { MAX_SNAPSHOTS } from './validate.ts';
+import type { Qcow2Node } from './node.ts';
+
+/**
+ * Add `delta` references to every L2 table and data cluster reachable from `l1`, then make the
+ * COPIED flags of those tables and of `l1` match the refcounts. Returns whether `l1` changed.
+ */
+export async function updateTree(img: Qcow2Image, l1: Buffer, l1Size: number, delta: number): Promise<boolean> {
+  const cs = img.clusterSize;
+  const rc = img.refcounts;
+  let l1Changed = false;
+  for (let i = 0; i < l1Size; i++) {
+    const e = decodeL1(l1, i);
+    if (!e.offset) continue;
+    const t = await img.l2Table(e.offset);
+    let dirty = false;
+    for (let j = 0; j < img.l2Entries; j++) {
+      const x = decodeL2(t, j, img.geo);
+      if (x.type === 'compressed') {
+        if (delta) await rc.update(x.compressedOffset, x.compressedSize, delta);
+        continue;
+      }
+      if (x.type !== 'normal' && x.type !== 'zero-alloc') continue;
+      if (delta && !img.externalData) await rc.update(x.offset, cs, delta);
+      const count = img.externalData ? 1 : await rc.get(x.offset / cs);
+      if ((count === 1) !== x.copied) {
+        encodeL2(t, j, img.geo, { offset: x.offset, copied: count === 1, zero: x.type === 'zero-alloc', allocMask: x.allocMask, zeroMask: x.zeroMask });
+        dirty = true;
+      }
+    }
+    if (dirty) await img.writeMeta(e.offset, t);
+    if (delta) await rc.update(e.offset, cs, delta);
+    const own = await rc.get(e.offset / cs);
+    if (own === 0) continue;
+    if ((own === 1) !== e.copied) {
+      encodeL1(l1, i, e.offset, own === 1);
+      l1Changed = true;
+    }
+  }
+  await rc.commit();
+  return l1Changed;
+}
+
+/** Rewrite the snapshot table at a new place and point the header at it; free the old one. */
+async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
+  const cs = img.clusterSize;
+  const buf = encodeSnapshotTable(img.snapshots);
+  if (buf.length > MAX_SNAPSHOT_TABLE_BYTES) throw unsupported('Snapshot table too large', img.ctx);
+  let offset = 0;
+  if (buf.length > 0) {
+    offset = await img.refcounts.allocate(Math.ceil(buf.length / cs));
+    await img.barrier();
+    await img.writeMeta(offset, buf);
+    await img.barrier();
+  }
+  const oldOffset = img.header.snapshotsOffset;
+  const oldBytes = img.snapshotTableBytes;
+  img.header.nbSnapshots = img.snapshots.length;
+  img.header.snapshotsOffset = offset;
+  await img.writeHeader();
+  img.snapshotTableBytes = buf.length;
+  if (oldOffset && oldBytes) {
+    await img.refcounts.update(oldOffset, oldBytes, -1);
+    await img.refcounts.commit();
+  }
+}
+
+function find(img: Qcow2Image, idOrName: string): Snapshot {
+  const s = img.snapshots.find((x) => x.id === idOrName) ?? img.snapshots.find((x) => x.name === idOrName);
+  if (!s) throw notFound(`Can't find the snapshot '${idOrName}'`, img.ctx);
+  return s;
+}
+
+function toInfo(s: Snapshot): SnapshotInfo {
+  return {
+    id: s.id,
+    name: s.name,
+    vmStateSize: s.vmStateSize,
+    dateSec: s.dateSec,
+    dateNsec: s.dateNsec,
+    vmClockNsec: s.vmClockNsec,
+    ...(s.icount !== undefined ? { icount: s.icount } : {}),
+    ...(s.diskSize !== undefined ? { diskSize: s.diskSize } : {}),
+  };
+}
+
+async function readL1(img: Qcow2Image, s: Snapshot): Promise<Buffer> {
+  return s.l1Size ? img.file.read(s.l1TableOffset, s.l1Size * L1E_SIZE) : Buffer.alloc(0);
+}
+
+export class Qcow2Snapshots implements SnapshotCapability {
+  readonly #node: Qcow2Node;
+
+  constructor(node: Qcow2Node) {
+    this.#node = node;
+  }
+
+  async list(): Promise<SnapshotInfo[]> {
+    return this.#node.img.snapshots.map(toInfo);
+  }
+
+  async create(info: { name: string; id?: string; dateSec: number; dateNsec: number; vmClockNsec?: number; vmStateSize?: number }): Promise<SnapshotInfo> {
+    const node = this.#node;
+    const img = node.img;
+    if (img.readOnly) throw invalidArgument('Cannot create a snapshot in a read-only image', img.ctx);
+    if (info.vmStateSize) throw unsupported('Snapshots with VM state are not supported', img.ctx);
+    await node.prepareMetadataChange();
+    return node.exclusive(async () => {
+      if (img.snapshots.length >= MAX_SNAPSHOTS) throw unsupported(`Too many snapshots (at most ${MAX_SNAPSHOTS})`, img.ctx);
+      let id = info.id;
+      if (id === undefined || id === '') {
+        let max = 0;
+        for (const s of img.snapshots) if (/^\d+$/.test(s.id)) max = Math.max(max, Number(s.id));
+        id = String(max + 1);
+      }
+      if (img.snapshots.some((s) => s.id === id)) throw invalidArgument(`Could not create snapshot '${info.name}': snapshot ID '${id}' already exists`, img.ctx);
+      const cs = img.clusterSize;
+      const l1Size = img.l1Size;
+      let l1Offset = 0;
+      if (l1Size > 0) {
+        const copy = Buffer.alloc(Math.ceil((l1Size * L1E_SIZE) / cs) * cs);
+        img.l1.copy(copy, 0, 0, l1Size * L1E_SIZE);
+        for (let i = 0; i < l1Size; i++) {
+          const e = decodeL1(copy, i);
+          if (e.offset) encodeL1(copy, i, e.offset, false);
+        }
+        l1Offset = await img.refcounts.allocate(copy.length / cs);
+        await img.barrier();
+        await img.writeMeta(l1Offset, copy);
+        await img.barrier();
+      }
+      if (await updateTree(img, img.l1, l1Size, +1)) await img.writeL1Entries(0, l1Size);
+      await img.barrier();
+      const sn: Snapshot = {
+        l1TableOffset: l1Offset,
+        l1Size,
+        id,
+        name: info.name,
+        dateSec: info.dateSec,
+        dateNsec: info.dateNsec,
+        vmClockNsec: info.vmClockNsec ?? 0,
+        vmStateSize: 0,
+        diskSize: img.size,
+        icount: 0,
+        extraTail: Buffer.alloc(0),
+      };
+      img.snapshots.push(sn);
+      try {
+        await writeSnapshotTable(img);
+      } catch (e) {
+        img.snapshots.pop();
+        throw e;
+      }
+      return toInfo(sn);
+    });
+  }
+
+  async apply(idOrName: string): Promise<void> {
+    const node = this.#node;
+    const img = node.img;
+    await node.prepareMetadataChange();
+    await node.exclusive(async () => {
+      const sn = find(img, idOrName);
+      if (sn.diskSize !== undefined && sn.diskSize !== img.size) {
+        throw unsupported('qcow2: Loading snapshots with different disk size is not supported', img.ctx);
+      }
+      const snL1 = await readL1(img, sn);
+      if (sn.l1Size > img.l1Size) await growL1(img, sn.l1Size);
+      // References for what becomes active, before anything points at it.
+      if (await updateTree(img, snL1, sn.l1Size, +1)) await img.writeMeta(sn.l1TableOffset, snL1);
+      await img.barrier();
+      const old = Buffer.from(img.l1);
+      const fresh = Buffer.alloc(img.l1Size * L1E_SIZE);
+      snL1.copy(fresh, 0, 0, Math.min(snL1.length, fresh.length));
+      img.l1.set(fresh);
+      await img.writeL1Entries(0, img.l1Size);
+      await img.barrier();
+      await updateTree(img, old, old.length / L1E_SIZE, -1);
+      if (await updateTree(img, img.l1, img.l1Size, 0)) await img.writeL1Entries(0, img.l1Size);
+    });
+  }
+
+  async delete(idOrName: string): Promise<void> {
+    const node = this.#node;
+    const img = node.img;
+    await node.prepareMetadataChange();
+    await node.exclusive(async () => {
+      const sn = find(img, idOrName);
+      const snL1 = await readL1(img, sn);
+      const index = img.snapshots.indexOf(sn);
+      img.snapshots.splice(index, 1);
+      try {
+        await writeSnapshotTable(img);
+      } catch (e) {
+        img.snapshots.splice(index, 0, sn);
+        throw e;
+      }
+      await updateTree(img, snL1, sn.l1Size, -1);
+      if (sn.l1Size) {
+        await img.refcounts.update(sn.l1TableOffset, sn.l1Size * L1E_SIZE, -1);
+        await img.refcounts.commit();
+      }
+      if (await updateTree(img, img.l1, img.l1Size, 0)) await img.writeL1Entries(0, img.l1Size);
+    });
+  }
+
+  async openView(idOrName: string): Promise<NodeImpl> {
+    const img = this.#node.img;
+    const sn = find(img, idOrName);
+    const l1 = await readL1(img, sn);
+    return this.#node.viewOf(l1, sn.l1Size, sn.diskSize ?? img.size);
+  }
+}

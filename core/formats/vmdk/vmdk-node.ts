@@ -1,0 +1,345 @@
+// An open VMDK image (QEMU block/vmdk.c semantics): the extents in disk order, the descriptor's
+// CID / parentCID / createType, reads that fall through to the backing image where a grain is
+// unallocated (after the parent CID check), writes that allocate grains, zeroed-grain
+// writeZeroes, block status, compressed writes for stream-optimized extents, info and check.
+// The CID is replaced with a random one on the first write after opening, as QEMU does.
+
+import { randomInt } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import type { BlockNode } from '../../block/node.ts';
+import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, WriteFlags, ZeroFlags } from '../../block/types.ts';
+import { BlockError, invalidArgument, invalidImage, unsupported } from '../../errors.ts';
+import { Mutex } from '../../util/range-lock.ts';
+import { replaceCid, descriptorText } from './descriptor.ts';
+import type { Extent, GrainState } from './extent.ts';
+import { FlatExtent } from './extent-flat.ts';
+import { SparseExtent } from './extent-sparse.ts';
+import { SECTOR } from './sparse-header.ts';
+
+/** st_blocks counts 512-byte units. */
+const STAT_BLOCK = 512;
+/** Block status answers walk at most this many grains (bounds the work of one call). */
+const MAX_STATUS_GRAINS = 8192;
+
+/** Where the descriptor text lives, so the CID can be rewritten. */
+export interface DescriptorPlace {
+  file: BlockNode;
+  offset: number;
+  /** Bytes of the area (embedded: the descriptor sectors; a descriptor file: its size). */
+  length: number;
+  embedded: boolean;
+}
+
+export interface VmdkNodeInit {
+  file: BlockNode;
+  ctx: OpenContext;
+  extents: Extent[];
+  cid: number;
+  parentCid: number;
+  createType: string;
+  descriptor: DescriptorPlace;
+  parentFileNameHint?: string;
+}
+
+export class VmdkNode implements NodeImpl {
+  readonly size: number;
+  readonly alignment = SECTOR;
+  readonly extents: readonly Extent[];
+  readonly createType: string;
+  readonly parentCid: number;
+  readonly backingFile?: { filename: string; format?: string };
+  #cid: number;
+  readonly #file: BlockNode;
+  readonly #ctx: OpenContext;
+  readonly #descriptor: DescriptorPlace;
+  #cidUpdate: Promise<void> | undefined;
+  #cidChecked = false;
+  readonly #descLock = new Mutex();
+
+  constructor(init: VmdkNodeInit) {
+    this.#file = init.file;
+    this.#ctx = init.ctx;
+    this.extents = init.extents;
+    this.#cid = init.cid;
+    this.parentCid = init.parentCid;
+    this.createType = init.createType;
+    this.#descriptor = init.descriptor;
+    const last = init.extents[init.extents.length - 1];
+    this.size = last ? last.start + last.length : 0;
+    if (init.parentFileNameHint !== undefined) this.backingFile = { filename: init.parentFileNameHint, format: 'vmdk' };
+  }
+
+  get cid(): number {
+    return this.#cid;
+  }
+
+  get clusterSize(): number | undefined {
+    const first = this.extents[0];
+    if (!first || first.flat) return undefined;
+    const same = this.extents.every((e) => e.flat === first.flat && e.compressed === first.compressed && e.grainBytes === first.grainBytes);
+    return same ? first.grainBytes : undefined;
+  }
+
+  /** The extent holding disk offset `offset` (binary search; extents are in disk order). */
+  #find(offset: number): Extent {
+    let lo = 0;
+    let hi = this.extents.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const e = this.extents[mid]!;
+      if (offset < e.start) hi = mid - 1;
+      else if (offset >= e.start + e.length) lo = mid + 1;
+      else return e;
+    }
+    throw new BlockError('Io', `No VMDK extent holds offset ${offset}`, { path: this.#ctx.filename, offset });
+  }
+
+  /** QEMU's vmdk_is_cid_valid: the parent must be a vmdk whose CID is our parentCID. */
+  #checkParentCid(): void {
+    if (this.#cidChecked) return;
+    const b = this.#ctx.backing();
+    if (b) {
+      const parent = b.impl;
+      if (!(parent instanceof VmdkNode)) {
+        throw invalidImage(`Backing file '${b.filename}' is not a vmdk image, so the parent CID of '${this.#ctx.filename}' cannot be valid`, { path: this.#ctx.filename });
+      }
+      if (parent.cid !== this.parentCid) {
+        throw invalidImage(
+          `Parent CID mismatch: '${this.#ctx.filename}' expects parent CID ${this.parentCid.toString(16)}, backing file '${b.filename}' has CID ${parent.cid.toString(16)} (the parent changed after the child was made)`,
+          { path: this.#ctx.filename },
+        );
+      }
+    }
+    this.#cidChecked = true;
+  }
+
+  async #readBacking(offset: number, length: number): Promise<Buffer> {
+    if (!this.#ctx.backing()) return Buffer.alloc(length);
+    this.#checkParentCid();
+    return this.#ctx.readBacking(offset, length);
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.alloc(length);
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const ext = this.#find(pos);
+      const extOff = pos - ext.start;
+      const extRemain = Math.min(end, ext.start + ext.length) - pos;
+      if (ext instanceof FlatExtent) {
+        (await ext.file.read(ext.hostOffset(extOff), extRemain)).copy(out, pos - offset);
+        pos += extRemain;
+        continue;
+      }
+      const inGrain = extOff % ext.grainBytes;
+      let n = Math.min(extRemain, ext.grainBytes - inGrain);
+      const st = await ext.lookup(extOff);
+      if (st.kind === 'data' && !st.compressed) {
+        // Coalesce following grains that sit right after this one in the file.
+        while (n < extRemain) {
+          const next = await ext.lookup(extOff + n);
+          if (next.kind !== 'data' || next.compressed || next.host !== st.host + inGrain + n) break;
+          n = Math.min(extRemain, n + ext.grainBytes);
+        }
+        (await ext.file.read(st.host + inGrain, n)).copy(out, pos - offset);
+      } else if (st.kind === 'data') {
+        (await ext.readData(st, inGrain, n)).copy(out, pos - offset);
+      } else if (st.kind === 'unalloc') {
+        if (this.#ctx.backing()) (await this.#readBacking(pos, n)).copy(out, pos - offset);
+      }
+      pos += n;
+    }
+    return out;
+  }
+
+  /** Replace the CID once per open, on the first write (QEMU vmdk_write_cid). */
+  async #touchCid(): Promise<void> {
+    this.#cidUpdate ??= this.#descLock.run(async () => {
+      const d = this.#descriptor;
+      const avail = Math.max(0, Math.min(d.length, d.file.size - d.offset));
+      const text = descriptorText(await d.file.read(d.offset, avail));
+      const cid = randomInt(0, 0x100000000);
+      const next = Buffer.from(replaceCid(text, cid), 'latin1');
+      const area = d.embedded ? d.length : Math.ceil(Math.max(next.length, d.file.size) / SECTOR) * SECTOR;
+      if (next.length > area) throw unsupported('The new VMDK descriptor does not fit in its area', { path: this.#ctx.filename });
+      const buf = Buffer.alloc(area);
+      next.copy(buf);
+      await d.file.write(d.offset, buf);
+      this.#cid = cid;
+    });
+    try {
+      await this.#cidUpdate;
+    } catch (e) {
+      this.#cidUpdate = undefined;
+      throw e;
+    }
+  }
+
+  #writableSparse(ext: Extent): SparseExtent {
+    if (!(ext instanceof SparseExtent)) throw unsupported('No write support for seSparse images available', { path: this.#ctx.filename });
+    return ext;
+  }
+
+  #grainBase(ext: Extent) {
+    return async (grainStart: number, zeroed: boolean): Promise<Buffer> => {
+      if (zeroed || !this.#ctx.backing()) return Buffer.alloc(ext.grainBytes);
+      const b = await this.#readBacking(ext.start + grainStart, ext.grainBytes);
+      return Buffer.from(b);
+    };
+  }
+
+  async write(offset: number, data: Buffer, _flags: WriteFlags): Promise<void> {
+    let pos = offset;
+    const end = offset + data.length;
+    while (pos < end) {
+      const ext = this.#find(pos);
+      const extOff = pos - ext.start;
+      const extRemain = Math.min(end, ext.start + ext.length) - pos;
+      if (ext instanceof FlatExtent) {
+        await ext.write(extOff, data.subarray(pos - offset, pos - offset + extRemain));
+        pos += extRemain;
+        continue;
+      }
+      const sparse = this.#writableSparse(ext);
+      const n = Math.min(extRemain, ext.grainBytes - (extOff % ext.grainBytes));
+      await sparse.write(extOff, data.subarray(pos - offset, pos - offset + n), this.#grainBase(ext));
+      pos += n;
+    }
+    await this.#touchCid();
+  }
+
+  async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const ext = this.#find(pos);
+      const extOff = pos - ext.start;
+      const extRemain = Math.min(end, ext.start + ext.length) - pos;
+      if (ext instanceof FlatExtent) {
+        await ext.writeZeroes(extOff, extRemain, flags.mayUnmap ?? false);
+        pos += extRemain;
+        continue;
+      }
+      const sparse = this.#writableSparse(ext);
+      const inGrain = extOff % ext.grainBytes;
+      const n = Math.min(extRemain, ext.grainBytes - inGrain);
+      const wholeGrain = inGrain === 0 && (n === ext.grainBytes || extOff + n === ext.length);
+      if (wholeGrain && sparse.zeroGrain && !sparse.gdAtEnd) {
+        await sparse.setZeroed(extOff);
+      } else {
+        const st = await sparse.lookup(extOff);
+        const readsZero = st.kind === 'zero' || (st.kind === 'unalloc' && !this.#ctx.backing());
+        if (!readsZero) await sparse.write(extOff, Buffer.alloc(n), this.#grainBase(ext));
+      }
+      pos += n;
+    }
+    await this.#touchCid();
+  }
+
+  async writeCompressed(offset: number, data: Buffer): Promise<void> {
+    const ext = this.#find(offset);
+    if (!(ext instanceof SparseExtent) || !ext.compressed) {
+      // QEMU writes plain grains when asked for compressed writes to an uncompressed extent.
+      await this.write(offset, data, {});
+      return;
+    }
+    const extOff = offset - ext.start;
+    if (extOff % ext.grainBytes !== 0 || (data.length !== ext.grainBytes && extOff + data.length !== ext.length)) {
+      throw invalidArgument('Compressed writes must cover one whole grain', { path: this.#ctx.filename, offset });
+    }
+    await ext.writeCompressed(extOff, data);
+    await this.#touchCid();
+  }
+
+  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+    const ext = this.#find(offset);
+    const extOff = offset - ext.start;
+    const limit = Math.min(length, ext.start + ext.length - offset);
+    const ownFile = ext.file === this.#file;
+    if (ext instanceof FlatExtent) {
+      return { offset, length: limit, data: true, zero: false, allocated: true, ...(ownFile ? { hostOffset: ext.hostOffset(extOff) } : {}) };
+    }
+    const inGrain = extOff % ext.grainBytes;
+    let n = Math.min(limit, ext.grainBytes - inGrain);
+    const st = await ext.lookup(extOff);
+    const same = (o: GrainState): boolean => {
+      if (o.kind !== st.kind) return false;
+      if (o.kind === 'data' && st.kind === 'data') return !st.compressed && !o.compressed && o.host === st.host + inGrain + n;
+      return true;
+    };
+    for (let i = 0; n < limit && i < MAX_STATUS_GRAINS; i++) {
+      const next = await ext.lookup(extOff + n);
+      if (!same(next)) break;
+      n = Math.min(limit, n + ext.grainBytes);
+    }
+    switch (st.kind) {
+      case 'unalloc':
+        return { offset, length: n, data: false, zero: !this.#ctx.backing(), allocated: false };
+      case 'zero':
+        return { offset, length: n, data: false, zero: true, allocated: true };
+      default:
+        return {
+          offset,
+          length: n,
+          data: true,
+          zero: false,
+          allocated: true,
+          ...(st.compressed ? { compressed: true } : ownFile ? { hostOffset: st.host + inGrain } : {}),
+        };
+    }
+  }
+
+  async info(): Promise<DriverInfo> {
+    const children: { name: string; node: BlockNode }[] = [];
+    for (const e of this.extents) if (e.file !== this.#file && !children.some((c) => c.node === e.file)) children.push({ name: e.displayName, node: e.file });
+    const cs = this.clusterSize;
+    let extra = 0;
+    for (const c of children) {
+      try {
+        extra += (await stat(c.node.filename)).blocks * STAT_BLOCK;
+      } catch {
+        // An extent that cannot be stat'ed adds nothing (qemu-img shows what it can).
+      }
+    }
+    return {
+      ...(cs !== undefined ? { clusterSize: cs } : {}),
+      ...(children.length ? { extraActualSize: extra } : {}),
+      formatSpecific: {
+        type: 'vmdk',
+        data: {
+          cid: this.#cid,
+          'parent-cid': this.parentCid,
+          'create-type': this.createType,
+          extents: this.extents.map((e) => ({
+            ...(e.compressed ? { compressed: true } : {}),
+            'virtual-size': e.length,
+            filename: e.displayName,
+            ...(!e.flat ? { 'cluster-size': e.grainBytes } : {}),
+            format: e.type,
+          })),
+        },
+      },
+      ...(children.length ? { children } : {}),
+    };
+  }
+
+  async check(repair: RepairMode | undefined): Promise<CheckResult> {
+    if (repair) throw unsupported('This image format does not support checks', { path: this.#ctx.filename });
+    const result: CheckResult = { corruptions: 0, leaks: 0, checkErrors: 0, corruptionsFixed: 0, leaksFixed: 0, messages: [] };
+    for (const e of this.extents) {
+      if (!(e instanceof SparseExtent)) continue;
+      const problem = await e.check();
+      if (problem) {
+        result.corruptions++;
+        result.messages.push(problem);
+        break;
+      }
+    }
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await this.#cidUpdate?.catch(() => {});
+  }
+}

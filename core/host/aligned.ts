@@ -1,0 +1,35 @@
+// Memory-aligned Buffers for direct I/O (O_DIRECT needs the user buffer, the file offset and the
+// length aligned to the device's logical block size; open(2) "O_DIRECT" notes). Node does not
+// promise any alignment for Buffer memory, so we over-allocate and slice at an aligned address,
+// asking koffi for the address of the memory.
+import koffi from 'koffi';
+
+/** Address of a Buffer's first byte, or undefined if koffi cannot tell. */
+function addressOf(buf: Buffer): bigint | undefined {
+  try {
+    return koffi.address(buf);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is `buf`'s memory aligned to `alignment` bytes (a power of two)? */
+export function isAligned(buf: Buffer, alignment: number): boolean {
+  if (alignment <= 1) return true;
+  const addr = addressOf(buf);
+  return addr !== undefined && addr % BigInt(alignment) === 0n;
+}
+
+/**
+ * A zero-filled Buffer of `length` bytes whose memory starts at a multiple of `alignment` (a power
+ * of two). The Buffer is a view into a slightly larger allocation; it belongs to the caller.
+ */
+export function alignedBuffer(length: number, alignment: number): Buffer {
+  if (alignment <= 1) return Buffer.alloc(length);
+  const big = Buffer.alloc(length + alignment);
+  const addr = addressOf(big);
+  if (addr === undefined) return big.subarray(0, length); // unknown: direct I/O will report EINVAL
+  const skew = Number(addr % BigInt(alignment));
+  const start = skew === 0 ? 0 : alignment - skew;
+  return big.subarray(start, start + length);
+}

@@ -1,0 +1,15 @@
+// errno numbers from FFI calls turned into Node-style system errors (code, errno, syscall), so
+// core/errors.ts fromSystemError maps them to BlockError kinds and strerror texts as for fs calls.
+import { constants as osConstants } from 'node:os';
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+
+/** An Error shaped like Node's system errors for `errno` (this OS's numbering). */
+export function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
+  const code = ERRNO_NAMES.get(errno) ?? `E${errno}`;
+  const err: NodeJS.ErrnoException = new Error(`${syscall} failed: ${code}`);
+  err.code = code;
+  err.errno = -errno;
+  err.syscall = syscall;
+  return err;
+}

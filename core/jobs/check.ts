@@ -1,0 +1,83 @@
+// The check job (qemu-img check; qemu-img.c img_check / collect_image_check): run the driver's
+// consistency check (and repair with -r), shape the result as qemu-img --output=json does (each
+// counter present only when non-zero) and compute qemu-img's exit status.
+
+import type { CheckResult, RepairMode } from '../block/types.ts';
+import type { CheckReport } from '../api/types.ts';
+import { unsupported } from '../errors.ts';
+import { openSpec, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
+
+export interface CheckOptions {
+  image: ImageSpec;
+  repair?: RepairMode;
+}
+
+/** qemu-img's words for a format without a check; the CLI exits 63 on it. */
+export const NO_CHECK_MESSAGE = 'This image format does not support checks';
+/** qemu-img check's exit status for "this format cannot be checked" (ENOTSUP). */
+export const EXIT_CHECK_UNSUPPORTED = 63;
+
+export function toReport(filename: string, format: string, r: CheckResult): CheckReport {
+  const out: CheckReport = { filename, format, 'check-errors': r.checkErrors, messages: r.messages, exitCode: 0 };
+  const opt = (key: keyof CheckReport, v: number | undefined) => {
+    if (v !== undefined && v !== 0) (out as unknown as Record<string, number>)[key] = v;
+  };
+  opt('image-end-offset', r.imageEndOffset);
+  opt('corruptions', r.corruptions);
+  opt('leaks', r.leaks);
+  opt('corruptions-fixed', r.corruptionsFixed);
+  opt('leaks-fixed', r.leaksFixed);
+  opt('total-clusters', r.totalClusters);
+  opt('allocated-clusters', r.allocatedClusters);
+  opt('fragmented-clusters', r.fragmentedClusters);
+  opt('compressed-clusters', r.compressedClusters);
+  out.exitCode = r.checkErrors ? 1 : r.corruptions ? 2 : r.leaks ? 3 : 0;
+  return out;
+}
+
+export async function check(o: CheckOptions, env: JobEnv, ctl: JobControl = {}): Promise<CheckReport> {
+  const readOnly = o.repair === undefined;
+  const node = await openSpec(o.image, env, { readOnly, noBacking: true });
+  try {
+    if (!node.impl.check) throw unsupported(NO_CHECK_MESSAGE);
+    ctl.onProgress?.({ done: 0, total: 1, phase: 'checking' });
+    let r = await node.impl.check(o.repair);
+    let repaired: CheckReport['repaired'];
+    if (o.repair && (r.corruptionsFixed || r.leaksFixed)) {
+      // qemu-img reports what it fixed, then checks again and shows that result.
+      repaired = { corruptions: r.corruptionsFixed, leaks: r.leaksFixed };
+      const again = await node.impl.check(undefined);
+      r = { ...again, corruptionsFixed: r.corruptionsFixed, leaksFixed: r.leaksFixed };
+    }
+    ctl.onProgress?.({ done: 1, total: 1, phase: 'checking' });
+    const report = toReport(node.filename, node.format, r);
+    if (repaired) report.repaired = repaired;
+    return report;
+  } finally {
+    await node.close();
+  }
+}
+
+/** The human text of a check (qemu-img.c dump_human_image_check). */
+export function humanCheck(c: CheckReport): string {
+  const lines: string[] = [];
+  if (c.repaired) {
+    lines.push('The following inconsistencies were found and repaired:', '', `    ${c.repaired.leaks} leaked clusters`, `    ${c.repaired.corruptions} corruptions`, '', 'Double checking the fixed image now...');
+  }
+  const corruptions = c.corruptions ?? 0;
+  const leaks = c.leaks ?? 0;
+  if (corruptions === 0 && leaks === 0 && c['check-errors'] === 0) lines.push('No errors were found on the image.');
+  else {
+    if (corruptions) lines.push('', `${corruptions} errors were found on the image.`, 'Data may be corrupted, or further writes to the image may corrupt it.');
+    if (leaks) lines.push('', `${leaks} leaked clusters were found on the image.`, 'This means waste of disk space, but no harm to data.');
+    if (c['check-errors']) lines.push('', `${c['check-errors']} internal errors have occurred during the check.`);
+  }
+  const total = c['total-clusters'] ?? 0;
+  const alloc = c['allocated-clusters'] ?? 0;
+  if (total && alloc) {
+    const pct = (n: number, d: number) => ((n * 100) / d).toFixed(2);
+    lines.push(`${alloc}/${total} = ${pct(alloc, total)}% allocated, ${pct(c['fragmented-clusters'] ?? 0, alloc)}% fragmented, ${pct(c['compressed-clusters'] ?? 0, alloc)}% compressed clusters`);
+  }
+  if (c['image-end-offset']) lines.push(`Image end offset: ${c['image-end-offset']}`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,98 @@
+// The commit job (qemu-img commit; block/commit.c, qemu-img.c img_commit): copy every range the
+// layers above the base define into the base (growing the base if the top is larger), then,
+// unless -d (or -b, which implies it), empty the top by discarding its data so reads fall
+// through to the base again (QEMU's bdrv_make_empty).
+
+import { BlockNode } from '../block/node.ts';
+import { openImage } from '../block/open.ts';
+import { PERM_RESIZE } from '../block/types.ts';
+import { cancelled, invalidArgument } from '../errors.ts';
+import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
+import { resolve } from 'node:path';
+
+export interface CommitOptions {
+  image: ImageSpec;
+  /** -b: the base image in the chain (default: the top's backing). */
+  base?: string;
+  /** -d: keep the top's data. */
+  drop?: boolean;
+}
+
+/** Bytes per copy request. */
+const CHUNK = 4 << 20;
+
+/** Is `base` (a name as the user typed it) this node? */
+function sameImage(node: BlockNode, base: string): boolean {
+  const file = node.file ?? node;
+  return node.filename === base || resolve(file.filename) === resolve(base);
+}
+
+export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}): Promise<{ base: string; bytesCopied: number; emptied: boolean }> {
+  const top = await openSpec(o.image, env, { readOnly: false });
+  let base: BlockNode | undefined;
+  try {
+    if (!top.backing) throw invalidArgument('Image does not have a backing file');
+    // Find the base in the chain, and how many layers sit above it.
+    let roBase: BlockNode | undefined;
+    let depthOfBase = 0;
+    let d = 0;
+    for (const n of top.chain()) {
+      if (d > 0 && (o.base === undefined ? d === 1 : sameImage(n, o.base))) {
+        roBase = n;
+        depthOfBase = d;
+        break;
+      }
+      d++;
+    }
+    if (!roBase) throw invalidArgument(`Did not find '${o.base}' in the backing chain of '${top.filename}'`);
+    // The chain opened the base read-only: open it again for writing, unlocked from the chain's
+    // read lock by closing the chain's copy first (it stays reachable through ours).
+    const baseName = roBase.file?.filename ?? roBase.filename;
+    const baseFormat = roBase.format;
+    const parent = [...top.chain()][depthOfBase - 1]!;
+    await roBase.close();
+    base = await openImage(baseName, { format: baseFormat, readOnly: false, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
+    parent.backing = base;
+
+    if (base.size < top.size) await base.truncate(top.size, {});
+    const progress = progressReporter(ctl, top.size, 'committing');
+    let copied = 0;
+    for (let off = 0; off < top.size; ) {
+      if (ctl.signal?.aborted) throw cancelled();
+      // Is this range defined by a layer above the base?
+      let len = top.size - off;
+      let above = false;
+      let n: BlockNode | undefined = top;
+      for (let i = 0; i < depthOfBase && n; i++, n = n.backing) {
+        if (off >= n.size) continue;
+        const st = await n.blockStatus(off, Math.min(len, n.size - off));
+        len = st.length;
+        if (st.allocated) {
+          above = true;
+          break;
+        }
+      }
+      if (above) {
+        for (let p = off; p < off + len; p += CHUNK) {
+          const m = Math.min(CHUNK, off + len - p);
+          const buf = await top.read(p, m);
+          await base.write(p, buf);
+          copied += m;
+        }
+      }
+      off += len;
+      progress.add(len);
+    }
+    await base.flush();
+    const emptied = !(o.drop ?? false) && o.base === undefined;
+    if (emptied) {
+      // Empty the top so it reads through to the base (bdrv_make_empty).
+      for (let p = 0; p < top.size; p += 1 << 30) await top.discard(p, Math.min(1 << 30, top.size - p));
+      await top.flush();
+    }
+    progress.finish();
+    return { base: baseName, bytesCopied: copied, emptied };
+  } finally {
+    await top.close().catch(() => {});
+  }
+}

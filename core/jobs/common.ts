@@ -1,0 +1,177 @@
+// What every job shares (ARCHITECTURE.md "core/jobs"): the control object (AbortSignal + progress
+// callback), the environment (secrets, warnings), opening a user's image reference, size parsing
+// with qemu-img's messages, and allocated-size accounting for `info` ("actual-size").
+
+import { stat } from 'node:fs/promises';
+import { openImage, type OpenImageOptions } from '../block/open.ts';
+import type { BlockNode } from '../block/node.ts';
+import { SecretStore } from '../block/secrets.ts';
+import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
+import { invalidArgument, throwIfAborted } from '../errors.ts';
+
+export interface JobProgressEvent {
+  done: number;
+  total: number;
+  phase?: string;
+}
+
+/** Passed to every job: cancellation between units of work, and progress reports. */
+export interface JobControl {
+  signal?: AbortSignal;
+  onProgress?: (p: JobProgressEvent) => void;
+}
+
+/** The services a job uses besides its own options. */
+export interface JobEnv {
+  secrets: SecretStore;
+  warn: (message: string) => void;
+}
+
+/** One image as a user names it (-f, --image-opts, -U). */
+export interface ImageSpec {
+  filename: string;
+  format?: string;
+  imageOpts?: boolean;
+  forceShare?: boolean;
+}
+
+export function defaultEnv(): JobEnv {
+  return { secrets: new SecretStore(), warn: (m) => process.stderr.write(`${m}\n`) };
+}
+
+/** The start of the probed-raw warning, which qemu-img prints only for read-write opens. */
+const PROBED_RAW_WARNING = 'WARNING: Image format was not specified for';
+
+/** Open `spec` with the environment's secrets and warnings. */
+export function openSpec(spec: ImageSpec, env: JobEnv, extra: Partial<OpenImageOptions> = {}): Promise<BlockNode> {
+  const readOnly = extra.readOnly ?? true;
+  const warn = readOnly ? (m: string) => (m.startsWith(PROBED_RAW_WARNING) ? undefined : env.warn(m)) : env.warn;
+  return openImage(spec.filename, {
+    ...(spec.format ? { format: spec.format } : {}),
+    imageOpts: spec.imageOpts ?? false,
+    forceShare: (spec.forceShare ?? false) && readOnly,
+    secrets: env.secrets,
+    warn,
+    ...extra,
+    readOnly,
+  });
+}
+
+/** Open, run, close (closing even when `fn` throws; the first error wins). */
+export async function withImage<T>(spec: ImageSpec, env: JobEnv, extra: Partial<OpenImageOptions>, fn: (node: BlockNode) => Promise<T>): Promise<T> {
+  const node = await openSpec(spec, env, extra);
+  let result: T;
+  try {
+    result = await fn(node);
+  } catch (e) {
+    await node.close().catch(() => {});
+    throw e;
+  }
+  await node.close();
+  return result;
+}
+
+/** A progress reporter that calls onProgress at most every `minIntervalMs` (and always at the end). */
+export function progressReporter(ctl: JobControl, total: number, phase?: string, minIntervalMs = 100) {
+  let last = 0;
+  let done = 0;
+  const emit = (force: boolean) => {
+    if (!ctl.onProgress) return;
+    const now = Date.now();
+    if (!force && now - last < minIntervalMs) return;
+    last = now;
+    ctl.onProgress({ done, total, ...(phase ? { phase } : {}) });
+  };
+  return {
+    add(n: number) {
+      done += n;
+      emit(false);
+    },
+    set(n: number) {
+      done = n;
+      emit(false);
+    },
+    setTotal(n: number) {
+      total = n;
+    },
+    finish() {
+      done = total;
+      emit(true);
+    },
+    get done() {
+      return done;
+    },
+  };
+}
+
+export function checkAborted(ctl: JobControl): void {
+  throwIfAborted(ctl.signal);
+}
+
+const SIZE_RE = /^\s*(\d+)(?:\.(\d+))?\s*([bkmgtpeBKMGTPE]?)\s*$/;
+const SUFFIX_SHIFT: Record<string, bigint> = { '': 0n, b: 0n, k: 10n, m: 20n, g: 30n, t: 40n, p: 50n, e: 60n };
+
+/** qemu-img create's size messages. */
+export const MSG_BAD_SIZE = 'Invalid image size specified. You may use k, M, G, T, P or E suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.';
+export const MSG_SIZE_RANGE = 'Invalid image size specified. Must be between 0 and 9223372036854775807.';
+
+/**
+ * Parse an image size as qemu-img create does (qemu_strtosz_size with a default of bytes): a
+ * malformed value or a fraction of a byte is "Invalid image size specified. You may use ...";
+ * a value past INT64_MAX is "... Must be between 0 and 9223372036854775807."; values Platter
+ * cannot address exactly (past 2^53) are refused in words.
+ */
+export function parseImageSize(text: string | number): number {
+  if (typeof text === 'number') {
+    if (!Number.isSafeInteger(text) || text < 0) throw invalidArgument(MSG_BAD_SIZE);
+    return text;
+  }
+  const m = SIZE_RE.exec(text);
+  if (!m) throw invalidArgument(MSG_BAD_SIZE);
+  const shift = SUFFIX_SHIFT[m[3]!.toLowerCase()]!;
+  let value = BigInt(m[1]!) << shift;
+  if (m[2] !== undefined) {
+    if (shift === 0n) throw invalidArgument(MSG_BAD_SIZE);
+    value += (BigInt(m[2]) << shift) / 10n ** BigInt(m[2].length);
+  }
+  if (value > QEMU_MAX_SIZE) throw invalidArgument(MSG_SIZE_RANGE);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw invalidArgument(`Image size ${value} is beyond what Platter can address exactly (at most ${Number.MAX_SAFE_INTEGER} bytes)`);
+  }
+  return Number(value);
+}
+
+/** Allocated bytes of a file (st_blocks * 512), or undefined when it cannot be stat'ed. */
+export async function allocatedBytes(path: string): Promise<number | undefined> {
+  try {
+    const st = await stat(path);
+    return st.blocks * 512;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The host file names under a node (its protocol file and its extra children's). */
+export function hostFiles(node: BlockNode): string[] {
+  const out: string[] = [];
+  const seen = new Set<BlockNode>();
+  const visit = (n: BlockNode | undefined) => {
+    if (!n || seen.has(n)) return;
+    seen.add(n);
+    if (n.driver.kind === 'protocol' && n.driver.name === 'file') out.push(n.filename);
+    visit(n.file);
+    for (const c of n.children) visit(c);
+  };
+  visit(node);
+  return [...new Set(out)];
+}
+
+/** Build a SecretStore from --object strings and structured secrets. */
+export function secretStoreFrom(objects: readonly string[] = [], secrets: readonly { id: string; data: string; format?: 'raw' | 'base64' }[] = []): SecretStore {
+  const store = new SecretStore();
+  for (const o of objects) store.addFromObjectArgument(o);
+  for (const s of secrets) {
+    store.add(s.id, s.format === 'base64' ? Buffer.from(s.data, 'base64') : Buffer.from(s.data, 'utf8'));
+  }
+  return store;
+}

@@ -1,0 +1,442 @@
+// The convert job (qemu-img convert; qemu-img.c img_convert / convert_do_copy): copy one or more
+// source images (concatenated) into a new or existing target, driven by block status so holes
+// and known-zero ranges are never read or written; -S zero detection inside data; -m parallel
+// requests with a bounded window (each of the N workers owns at most one buffer at a time, which it
+// hands to the target's write and drops once that write settles); in-order writes unless -W;
+// -c whole-cluster compressed writes (the driver compresses in the worker pool); -l snapshots;
+// -B backing for the target (then only the source's top layer is copied).
+//
+// Failure policy: the target is created under its final name (vmdk descriptors name their extents,
+// so a rename would break them); when the job fails or is cancelled, every file it created (the
+// target and any sibling file that appeared next to it with the target's stem) is removed, so no
+// file that claims to be complete is left behind. With -n the target is the user's and is kept.
+
+import { read as fsRead, readdirSync, rmSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
+import { createImage, openImage } from '../block/open.ts';
+import { findFormat } from '../block/registry.ts';
+import type { OptionValues } from '../block/options-schema.ts';
+import { parseOptions } from '../block/options-schema.ts';
+import { splitKeyValueList } from '../block/options-tree.ts';
+import { BlockError, cancelled, fromSystemError, invalidArgument, unsupported } from '../errors.ts';
+import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
+import { scanGranularity, splitZeroRuns, isZero } from './zero-detect.ts';
+
+export interface ConvertOptions {
+  sources: ImageSpec[];
+  target: { filename: string; format?: string; options?: string | OptionValues; imageOpts?: boolean };
+  /** -n */
+  noCreate?: boolean;
+  /** --target-is-zero */
+  targetIsZero?: boolean;
+  /** -S in bytes (default 4096; 0 writes every byte). */
+  sparseSize?: number;
+  /** -c */
+  compressed?: boolean;
+  /** -W */
+  outOfOrder?: boolean;
+  /** -m (default 8) */
+  parallel?: number;
+  /** -l */
+  snapshot?: string;
+  /** -B / -F */
+  backingFile?: string;
+  backingFormat?: string;
+  /** Make the target durable before returning (qemu-img convert -t with a mode other than
+   *  'unsafe'). qemu-img's default for convert is cache=unsafe: no flush. */
+  flush?: boolean;
+}
+
+export interface ConvertStats {
+  target: string;
+  format: string;
+  bytesCopied: number;
+  bytesSkipped: number;
+}
+
+/** qemu-img's default -S: 4 KiB. */
+export const DEFAULT_SPARSE_SIZE = 4096;
+/** qemu-img's default -m. */
+export const DEFAULT_PARALLEL = 8;
+/** qemu-img accepts -m 1..16 (MAX_COROUTINES). */
+export const MAX_PARALLEL = 16;
+/** qemu-img's largest -S: 16 MiB. */
+export const MAX_SPARSE_SIZE = 16 << 20;
+/** Bytes per data request: large transfers keep syscalls few (qemu-img uses 2 MiB buffers). */
+export const COPY_CHUNK = 4 << 20;
+/** Zero/hole requests need no buffer, so they can be far larger. */
+const ZERO_CHUNK = 1 << 30;
+
+type Kind = 'data' | 'zero' | 'skip';
+
+interface Item {
+  seq: number;
+  dstOffset: number;
+  length: number;
+  kind: Kind;
+}
+
+/**
+ * The file descriptor under a raw image on a plain file, when reads can go straight to it: then
+ * each lane reads into the one buffer it owns instead of a fresh allocation per request (fresh
+ * multi-MiB buffers cost more than the copy itself here; PERFORMANCE-NOTES "reuse buffers").
+ * Relies on the file protocol's public `fd` getter; any other stack takes the generic path.
+ */
+function directReadFd(node: BlockNode): number | undefined {
+  const file = node.file;
+  if (node.driver.name !== 'raw' || !file || file.driver.name !== 'file' || file.alignment !== 1) return undefined;
+  if ('offset' in node.options || 'size' in node.options || node.size !== file.size) return undefined;
+  const fd = (file.impl as { fd?: unknown }).fd;
+  return typeof fd === 'number' ? fd : undefined;
+}
+
+function preadFull(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = () =>
+      fsRead(fd, buf, done, length - done, position + done, (err, n) => {
+        if (err) return reject(err);
+        if (n === 0) {
+          buf.fill(0, done, length); // short file: zeros, as the file protocol pads
+          return resolve();
+        }
+        done += n;
+        if (done < length) step();
+        else resolve();
+      });
+    step();
+  });
+}
+
+/** Parse -l: "name-or-id", or "snapshot.id=..,snapshot.name=..". */
+export function parseSnapshotParam(text: string): { id?: string; name?: string } {
+  if (!text.startsWith('snapshot.')) return { name: text };
+  const out: { id?: string; name?: string } = {};
+  for (const [k, v] of splitKeyValueList(text)) {
+    if (k === 'snapshot.id' && v !== undefined) out.id = v;
+    else if (k === 'snapshot.name' && v !== undefined) out.name = v;
+    else throw invalidArgument(`Invalid parameter '${k}'`);
+  }
+  return out;
+}
+
+/** A read-only node over a snapshot view of `node` (closes only the view). */
+async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNode> {
+  const snaps = node.impl.snapshots;
+  if (!snaps) throw unsupported(`Failed to load snapshot: Block format '${node.format}' used by device '' does not support temporarily loading internal snapshots`);
+  const p = parseSnapshotParam(param);
+  const list = await snaps.list();
+  const found = list.find((s) => (p.id === undefined || s.id === p.id) && (p.name === undefined || s.name === p.name)) ?? (p.id === undefined ? list.find((s) => s.id === p.name) : undefined);
+  if (!found) throw new BlockError('NotFound', `Failed to load snapshot: Can't find snapshot`);
+  const view = await snaps.openView(found.id);
+  return new BlockNode({ driver: node.driver, impl: view, filename: node.filename, readOnly: true });
+}
+
+/** Files next to `path` whose names start with its stem (vmdk extents, etc.). */
+function stemSiblings(path: string): Set<string> {
+  const dir = dirname(resolve(path));
+  const stem = basename(path, extname(path));
+  try {
+    return new Set(readdirSync(dir).filter((n) => n.startsWith(stem)).map((n) => join(dir, n)));
+  } catch {
+    return new Set();
+  }
+}
+
+/** Runs `worker` on N lanes until it returns false; the first error stops every lane. */
+async function lanes(n: number, worker: () => Promise<boolean>): Promise<void> {
+  let failed: unknown;
+  let stop = false;
+  const lane = async () => {
+    while (!stop) {
+      try {
+        if (!(await worker())) return;
+      } catch (e) {
+        if (!stop) failed = e;
+        stop = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: n }, lane));
+  if (failed !== undefined) throw failed;
+}
+
+export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl = {}): Promise<ConvertStats> {
+  if (opts.sources.length === 0) throw invalidArgument('Expecting image file name');
+  const outFormat = opts.target.format ?? 'raw';
+  const parallel = opts.parallel ?? DEFAULT_PARALLEL;
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > MAX_PARALLEL) throw invalidArgument(`Invalid number of coroutines. Allowed number of coroutines is between 1 and ${MAX_PARALLEL}`);
+  const sparseSize = opts.sparseSize ?? DEFAULT_SPARSE_SIZE;
+  if (!Number.isSafeInteger(sparseSize) || sparseSize < 0 || sparseSize % 512 !== 0 || sparseSize > MAX_SPARSE_SIZE) {
+    throw invalidArgument(`Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to ${MAX_SPARSE_SIZE}. Select 0 to disable sparse detection (fully allocates output).`);
+  }
+  if (opts.targetIsZero && !opts.noCreate) throw invalidArgument('--target-is-zero requires use of -n flag');
+  if (opts.snapshot !== undefined && opts.sources.length > 1) throw invalidArgument('No support for concatenating multiple snapshot');
+  if (!opts.noCreate && !findFormat(outFormat)) throw unsupported(`Unknown file format '${outFormat}'`);
+  const targetHasBacking = opts.backingFile !== undefined;
+  if (targetHasBacking && opts.noCreate) throw invalidArgument('-B makes no sense when not creating the target (-n)');
+
+  // Open the sources.
+  const sources: BlockNode[] = [];
+  const toClose: BlockNode[] = [];
+  let target: BlockNode | undefined;
+  let created: Set<string> | undefined;
+  try {
+    for (const s of opts.sources) {
+      const n = await openSpec(s, env, { readOnly: true });
+      toClose.push(n);
+      sources.push(opts.snapshot !== undefined ? await openSnapshotView(n, opts.snapshot) : n);
+    }
+    if (opts.snapshot !== undefined && sources[0] !== toClose[0]) toClose.unshift(sources[0]!);
+    const total = sources.reduce((a, s) => a + s.size, 0);
+    if (!Number.isSafeInteger(total)) throw invalidArgument('The sources are too large together');
+
+    // Create (or open) the target.
+    if (!opts.noCreate) {
+      const driver = findFormat(outFormat)!;
+      let values: OptionValues = {};
+      if (typeof opts.target.options === 'string') values = parseOptions(driver.createOptions, opts.target.options);
+      else if (opts.target.options) values = parseOptions(driver.createOptions, opts.target.options);
+      if (opts.backingFile !== undefined) {
+        if (!driver.supportsBacking && !driver.createOptions.some((o) => o.name === 'backing_file')) {
+          throw unsupported(`Backing file not supported for file format '${outFormat}'`);
+        }
+        values['backing_file'] = opts.backingFile;
+        if (opts.backingFormat) values['backing_fmt'] = opts.backingFormat;
+      }
+      if (opts.compressed && !driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
+      const before = stemSiblings(opts.target.filename);
+      const targetExisted = before.has(resolve(opts.target.filename));
+      created = new Set<string>();
+      try {
+        await createImage({ format: outFormat, filename: opts.target.filename, size: total, options: values, secrets: env.secrets, warn: env.warn, ...(ctl.signal ? { signal: ctl.signal } : {}) });
+      } finally {
+        for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);
+        if (targetExisted) created.add(resolve(opts.target.filename)); // truncated by us: incomplete now
+      }
+    }
+    target = await openImage(opts.target.filename, {
+      ...(opts.target.imageOpts ? {} : { format: outFormat }),
+      imageOpts: opts.target.imageOpts ?? false,
+      readOnly: false,
+      secrets: env.secrets,
+      warn: env.warn,
+    });
+    if (opts.noCreate && target.size < total) {
+      throw invalidArgument('output file is smaller than input file');
+    }
+    if (opts.compressed && !target.impl.writeCompressed) throw unsupported('Compression not supported for this file format');
+
+    const stats = await copyAll(sources, target, {
+      total,
+      parallel,
+      sparseSize,
+      compressed: opts.compressed ?? false,
+      inOrder: !(opts.outOfOrder ?? false),
+      // A freshly created image without backing reads as zeros (bdrv_has_zero_init); so does one
+      // the user vouches for with --target-is-zero.
+      zeroInit: targetHasBacking ? false : opts.noCreate ? (opts.targetIsZero ?? false) : sparseSize > 0,
+      topOnly: targetHasBacking,
+    }, ctl);
+    if (opts.flush) await target.flush();
+    const t = target;
+    target = undefined;
+    await t.close();
+    created = undefined; // complete: keep it
+    return { target: opts.target.filename, format: t.format, ...stats };
+  } finally {
+    if (target) await target.close().catch(() => {});
+    for (const n of toClose) await n.close().catch(() => {});
+    if (created) for (const f of created) rmSync(f, { force: true });
+  }
+}
+
+interface CopyParams {
+  total: number;
+  parallel: number;
+  sparseSize: number;
+  compressed: boolean;
+  inOrder: boolean;
+  zeroInit: boolean;
+  topOnly: boolean;
+}
+
+/** The copy loop: an in-order producer of items from block status, N lanes doing them. */
+async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, ctl: JobControl): Promise<{ bytesCopied: number; bytesSkipped: number }> {
+  const progress = progressReporter(ctl, p.total, 'copying');
+  const clusterSize = target.clusterSize ?? target.impl.clusterSize ?? 65536;
+  const dataChunk = p.compressed ? clusterSize : Math.max(COPY_CHUNK, clusterSize > COPY_CHUNK ? clusterSize : 0);
+  let bytesCopied = 0;
+  let bytesSkipped = 0;
+  const granularity = scanGranularity(p.sparseSize || 512);
+
+  // The sources, concatenated in the target's address space.
+  const bases: number[] = [];
+  let acc = 0;
+  for (const s of sources) {
+    bases.push(acc);
+    acc += s.size;
+  }
+  const sourceAt = (dst: number): number => {
+    let i = sources.length - 1;
+    while (i > 0 && bases[i]! > dst) i--;
+    while (i < sources.length - 1 && dst >= bases[i]! + sources[i]!.size) i++;
+    return i;
+  };
+  /** Status at `dst` (not crossing a source's end). */
+  const statusAt = async (dst: number, max: number): Promise<{ kind: Kind; length: number }> => {
+    const i = sourceAt(dst);
+    const src = sources[i]!;
+    const off = dst - bases[i]!;
+    const len = Math.min(max, src.size - off);
+    if (p.topOnly) {
+      const st = await src.blockStatus(off, len);
+      return { kind: !st.allocated ? 'skip' : st.zero ? 'zero' : 'data', length: st.length };
+    }
+    const st = await blockStatusAbove(src, off, len);
+    return { kind: st.zero ? 'zero' : 'data', length: st.length };
+  };
+  const directFds = sources.map(directReadFd);
+  /** Read [dst, dst+length) across sources, into `into` when given (the lane's own buffer). */
+  const readAt = async (dst: number, length: number, into?: Buffer): Promise<Buffer> => {
+    const i = sourceAt(dst);
+    const src = sources[i]!;
+    const off = dst - bases[i]!;
+    const fd = directFds[i];
+    if (into && fd !== undefined && off + length <= src.size) {
+      const view = into.subarray(0, length);
+      try {
+        await preadFull(fd, view, length, off);
+      } catch (e) {
+        throw fromSystemError(e, { path: src.filename, op: 'read', offset: off });
+      }
+      return view;
+    }
+    if (off + length <= src.size) return src.read(off, length);
+    const out = Buffer.alloc(length);
+    let done = 0;
+    for (let j = i; done < length && j < sources.length; j++) {
+      const o = j === i ? off : 0;
+      const n = Math.min(length - done, sources[j]!.size - o);
+      if (n > 0) (await sources[j]!.read(o, n)).copy(out, done);
+      done += Math.max(0, n);
+    }
+    return out;
+  };
+
+  // Producer state: where the next item starts, and the status extent it is in.
+  let pos = 0;
+  let seq = 0;
+  let pending: { kind: Kind; end: number } | undefined;
+
+  const nextItem = async (): Promise<Item | undefined> => {
+    if (pos >= p.total) return undefined;
+    if (p.compressed) {
+      // Whole clusters: a cluster is skipped only when all of it is zero/unallocated.
+      const st = await statusAt(pos, p.total - pos);
+      const end = Math.min(p.total, pos + st.length);
+      const wholeEnd = end >= p.total ? p.total : pos + Math.floor((end - pos) / clusterSize) * clusterSize;
+      if (st.kind !== 'data' && wholeEnd > pos) {
+        const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(wholeEnd - pos, ZERO_CHUNK), kind: st.kind };
+        pos += item.length;
+        return item;
+      }
+      const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(clusterSize, p.total - pos), kind: 'data' };
+      pos += item.length;
+      return item;
+    }
+    if (!pending || pos >= pending.end) {
+      const st = await statusAt(pos, p.total - pos);
+      pending = { kind: st.kind, end: pos + st.length };
+    }
+    // Cut at chunk boundaries of the target's address space, so requests cover whole clusters.
+    const chunk = pending.kind === 'data' ? dataChunk : ZERO_CHUNK;
+    const boundary = alignUp(pos + 1, chunk);
+    const len = Math.min(pending.end - pos, boundary - pos);
+    const item: Item = { seq: seq++, dstOffset: pos, length: len, kind: pending.kind };
+    pos += len;
+    return item;
+  };
+
+  // In-order writes: item k writes after item k-1's write settled (a chain of promises).
+  let writeTail: Promise<void> = Promise.resolve();
+  let producing: Promise<unknown> = Promise.resolve();
+
+  const doItem = async (item: Item, orderedAfter: Promise<void>, laneBuf: Buffer | undefined) => {
+    if (item.kind === 'skip' || (item.kind === 'zero' && p.zeroInit)) {
+      await orderedAfter;
+      bytesSkipped += item.length;
+      return;
+    }
+    if (item.kind === 'zero') {
+      await orderedAfter;
+      await target.writeZeroes(item.dstOffset, item.length, { mayUnmap: p.sparseSize > 0 });
+      bytesSkipped += item.length;
+      return;
+    }
+    // Compressed writes may hand the buffer to a worker (transfer): they always get a fresh one.
+    let buf: Buffer | undefined = await readAt(item.dstOffset, item.length, p.compressed ? undefined : laneBuf);
+    await orderedAfter;
+    if (p.compressed) {
+      if (p.zeroInit && isZero(buf)) bytesSkipped += item.length;
+      else {
+        await target.impl.writeCompressed!(item.dstOffset, buf);
+        bytesCopied += item.length;
+      }
+      buf = undefined;
+      return;
+    }
+    if (p.sparseSize === 0) {
+      await target.write(item.dstOffset, buf);
+      bytesCopied += item.length;
+      return;
+    }
+    for (const r of splitZeroRuns(buf, p.sparseSize, granularity)) {
+      if (!r.zero) {
+        await target.write(item.dstOffset + r.start, buf.subarray(r.start, r.start + r.length));
+        bytesCopied += r.length;
+      } else {
+        if (!p.zeroInit) await target.writeZeroes(item.dstOffset + r.start, r.length, { mayUnmap: true });
+        bytesSkipped += r.length;
+      }
+    }
+    buf = undefined; // the lane drops its buffer once the write settled
+  };
+
+  // Each lane owns one data buffer for the whole copy; it lends it to the target's write and
+  // reuses it only after that write settled (BlockNode.write's ownership rule).
+  const laneBuffers: Buffer[] = [];
+  let laneCount = 0;
+  await lanes(p.parallel, async () => {
+    if (ctl.signal?.aborted) throw cancelled();
+    // The producer runs one request at a time, in order.
+    let item: Item | undefined;
+    let myTurn!: () => void;
+    let prev!: Promise<void>;
+    const gate = producing.then(async () => {
+      item = await nextItem();
+      if (item && p.inOrder) {
+        prev = writeTail;
+        writeTail = new Promise<void>((r) => (myTurn = r));
+      }
+    });
+    producing = gate.catch(() => {});
+    await gate;
+    if (!item) return false;
+    const it = item as Item;
+    let laneBuf: Buffer | undefined;
+    if (it.kind === 'data' && !p.compressed) laneBuf = laneBuffers.pop() ?? (laneCount++, Buffer.allocUnsafe(dataChunk));
+    try {
+      await doItem(it, p.inOrder ? prev : Promise.resolve(), laneBuf);
+    } finally {
+      if (p.inOrder) myTurn();
+      if (laneBuf) laneBuffers.push(laneBuf);
+    }
+    progress.add(it.length);
+    return true;
+  });
+  if (ctl.signal?.aborted) throw cancelled();
+  progress.finish();
+  return { bytesCopied, bytesSkipped };
+}

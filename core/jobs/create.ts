@@ -1,0 +1,90 @@
+// The create job (qemu-img create; qemu-img.c img_create): validate the size and -o options
+// against the format's schema, then let core/block's createImage write the new image. Also words
+// qemu-img's "Formatting 'x', fmt=... size=..." line.
+
+import { createImage } from '../block/open.ts';
+import { findFormat } from '../block/registry.ts';
+import { parseOptions, type OptionValues } from '../block/options-schema.ts';
+import { invalidArgument, unsupported, throwIfAborted } from '../errors.ts';
+import type { JobControl, JobEnv } from './common.ts';
+
+export interface CreateOptions {
+  filename: string;
+  format: string;
+  /** Bytes; may be absent with a backing file. */
+  size?: number;
+  options?: string | OptionValues;
+  backingFile?: string;
+  backingFormat?: string;
+  /** -u: do not open the backing file (size must be given). */
+  unsafe?: boolean;
+}
+
+export interface CreateOutcome {
+  filename: string;
+  format: string;
+  size: number;
+  /** The options the user gave, as parsed (for the "Formatting" line). */
+  given: OptionValues;
+  /** Every option in effect (defaults included). */
+  options: OptionValues;
+}
+
+/** Parse the -o text/values (plus -b/-F) against the format's create schema. */
+export function createValues(o: CreateOptions): OptionValues {
+  const driver = findFormat(o.format);
+  if (!driver) throw unsupported(`Unknown file format '${o.format}'`);
+  const given = typeof o.options === 'string' || o.options === undefined ? parseOptions(driver.createOptions, o.options ?? '') : parseOptions(driver.createOptions, o.options);
+  if (o.backingFile !== undefined) {
+    if (!driver.createOptions.some((s) => s.name === 'backing_file')) throw unsupported(`Backing file not supported for file format '${o.format}'`);
+    given['backing_file'] = o.backingFile;
+  }
+  if (o.backingFormat !== undefined) {
+    if (!driver.createOptions.some((s) => s.name === 'backing_fmt')) throw unsupported(`Backing file format not supported for file format '${o.format}'`);
+    given['backing_fmt'] = o.backingFormat;
+  }
+  if (given['size'] !== undefined) {
+    if (o.size === undefined) o.size = Number(given['size']);
+    delete given['size'];
+  }
+  return given;
+}
+
+function showValue(v: string | number | boolean): string {
+  return typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+}
+
+/** "Formatting 'x', fmt=raw size=1048576 ..." (sizes in bytes, booleans on/off). */
+export function formattingLine(out: { filename: string; format: string; size: number; given: OptionValues }): string {
+  const parts = [`fmt=${out.format}`, `size=${out.size}`];
+  for (const [k, v] of Object.entries(out.given)) parts.push(`${k}=${showValue(v)}`);
+  return `Formatting '${out.filename}', ${parts.join(' ')}`;
+}
+
+export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}): Promise<CreateOutcome> {
+  throwIfAborted(ctl.signal);
+  const given = createValues(o);
+  if (o.size === undefined && given['backing_file'] === undefined) throw invalidArgument('Image creation needs a size parameter');
+  if (o.unsafe && o.size === undefined) throw invalidArgument('Image creation with -u needs a size parameter');
+  ctl.onProgress?.({ done: 0, total: 1, phase: 'creating' });
+  const options = await createImage({
+    format: o.format,
+    filename: o.filename,
+    ...(o.size !== undefined ? { size: o.size } : {}),
+    options: { ...given },
+    secrets: env.secrets,
+    warn: env.warn,
+    unsafeBacking: o.unsafe ?? false,
+    ...(ctl.signal ? { signal: ctl.signal } : {}),
+  });
+  let size = o.size;
+  if (size === undefined) {
+    // Inherited from the backing file: read it back from the new image.
+    const { openImage } = await import('../block/open.ts');
+    const n = await openImage(o.filename, { format: o.format, readOnly: true, noBacking: true, secrets: env.secrets, warn: env.warn });
+    size = n.size;
+    await n.close();
+  }
+  ctl.onProgress?.({ done: 1, total: 1, phase: 'creating' });
+  return { filename: o.filename, format: o.format, size, given, options };
+}

@@ -1,0 +1,113 @@
+// The info job (qemu-img info; qapi ImageInfo, block/qapi.c bdrv_query_image_info): the facts of
+// an image as qemu-img's --output=json shows them, the backing chain as an array, and the human
+// text of bdrv_image_info_dump.
+
+import { dirname, isAbsolute, join } from 'node:path';
+import type { BlockNode } from '../block/node.ts';
+import type { ImageInfo, SnapshotInfoJson } from '../api/types.ts';
+import type { SnapshotInfo } from '../block/types.ts';
+import { allocatedBytes, hostFiles, openSpec, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
+import { dumpObject, sizeToStr, snapshotTable } from './human.ts';
+
+export interface InfoOptions {
+  image: ImageSpec;
+  backingChain?: boolean;
+}
+
+/** QEMU's path_combine: a relative backing name is relative to the image's directory as given. */
+export function fullBackingFilename(imageName: string, backing: string): string {
+  if (isAbsolute(backing) || !imageName.includes('/')) return backing;
+  return join(dirname(imageName), backing);
+}
+
+export function snapshotToJson(s: SnapshotInfo): SnapshotInfoJson {
+  const out: SnapshotInfoJson = {
+    id: s.id,
+    name: s.name,
+    'vm-state-size': s.vmStateSize,
+    'date-sec': s.dateSec,
+    'date-nsec': s.dateNsec,
+    'vm-clock-sec': Math.floor(s.vmClockNsec / 1e9),
+    'vm-clock-nsec': s.vmClockNsec % 1e9,
+  };
+  if (s.icount !== undefined) out.icount = s.icount;
+  return out;
+}
+
+/** ImageInfo for one open node (its own layer only). */
+export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
+  const d = await node.info();
+  const out: ImageInfo = { 'virtual-size': node.size, filename: node.filename, format: node.format };
+  const cluster = d.clusterSize ?? node.clusterSize;
+  if (cluster !== undefined) out['cluster-size'] = cluster;
+  let actual = 0;
+  let known = false;
+  for (const f of hostFiles(node)) {
+    const a = await allocatedBytes(f);
+    if (a !== undefined) {
+      actual += a;
+      known = true;
+    }
+  }
+  if (d.extraActualSize !== undefined && node.children.length === 0) {
+    actual += d.extraActualSize;
+    known = true;
+  }
+  if (known) out['actual-size'] = actual;
+  if (d.encrypted) out.encrypted = true;
+  if (d.formatSpecific) out['format-specific'] = d.formatSpecific;
+  const backing = node.impl.backingFile;
+  if (backing) {
+    out['backing-filename'] = backing.filename;
+    out['full-backing-filename'] = fullBackingFilename(node.filename, backing.filename);
+    if (backing.format) out['backing-filename-format'] = backing.format;
+  }
+  if (node.impl.snapshots) {
+    const list = await node.impl.snapshots.list();
+    if (list.length > 0) out.snapshots = list.map(snapshotToJson);
+  }
+  out['dirty-flag'] = d.dirtyFlag ?? false;
+  if (d.children && d.children.length > 0) {
+    out.children = [];
+    for (const c of d.children) out.children.push({ name: c.name, info: await nodeInfo(c.node) });
+  }
+  return out;
+}
+
+/** qemu-img info: one ImageInfo, or the whole chain (top first) with backingChain. */
+export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {}): Promise<ImageInfo | ImageInfo[]> {
+  void ctl;
+  const node = await openSpec(opts.image, env, { readOnly: true, noBacking: !opts.backingChain });
+  try {
+    if (!opts.backingChain) return await nodeInfo(node);
+    const out: ImageInfo[] = [];
+    for (const n of node.chain()) out.push(await nodeInfo(n));
+    return out;
+  } finally {
+    await node.close();
+  }
+}
+
+/** The human text of one ImageInfo (qemu-img info without --output=json). */
+export function humanInfo(i: ImageInfo): string {
+  const lines = [
+    `image: ${i.filename}`,
+    `file format: ${i.format}`,
+    `virtual size: ${sizeToStr(i['virtual-size'])} (${i['virtual-size']} bytes)`,
+    `disk size: ${i['actual-size'] !== undefined ? sizeToStr(i['actual-size']) : 'unavailable'}`,
+  ];
+  if (i['cluster-size'] !== undefined) lines.push(`cluster_size: ${i['cluster-size']}`);
+  if (i.encrypted) lines.push('encrypted: yes');
+  if (i['dirty-flag']) lines.push('cleanly shut down: no');
+  if (i['backing-filename'] !== undefined) {
+    const full = i['full-backing-filename'];
+    lines.push(`backing file: ${i['backing-filename']}${full !== undefined && full !== i['backing-filename'] ? ` (actual path: ${full})` : ''}`);
+    if (i['backing-filename-format'] !== undefined) lines.push(`backing file format: ${i['backing-filename-format']}`);
+  }
+  if (i.snapshots && i.snapshots.length > 0) lines.push(snapshotTable(i.snapshots));
+  if (i['format-specific']) {
+    lines.push('Format specific information:');
+    lines.push(...dumpObject(i['format-specific'].data, 4));
+  }
+  return lines.join('\n') + '\n';
+}

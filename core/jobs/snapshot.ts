@@ -1,0 +1,46 @@
+// Internal snapshot jobs (qemu-img snapshot -l/-c/-a/-d; block/snapshot.c): list, create, apply
+// and delete through the driver's SnapshotCapability. Formats without one get qemu-img's words.
+
+import type { SnapshotInfoJson } from '../api/types.ts';
+import { BlockError } from '../errors.ts';
+import { withImage, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
+import { snapshotToJson } from './info.ts';
+
+export type SnapshotAction = 'create' | 'apply' | 'delete';
+
+const ACTION_WORDS: Record<SnapshotAction, string> = { create: 'create', apply: 'apply', delete: 'delete' };
+
+/** "-95 (Operation not supported)": qemu-img prints -errno then strerror for these. */
+const ENOTSUP_TEXT = '-95 (Operation not supported)';
+
+export async function snapshotList(image: ImageSpec, env: JobEnv): Promise<SnapshotInfoJson[]> {
+  return withImage(image, env, { readOnly: true, noBacking: true }, async (node) => {
+    if (!node.impl.snapshots) return [];
+    return (await node.impl.snapshots.list()).map(snapshotToJson);
+  });
+}
+
+export async function snapshotAction(action: SnapshotAction, image: ImageSpec, name: string, env: JobEnv, ctl: JobControl = {}): Promise<void> {
+  void ctl;
+  await withImage(image, env, { readOnly: false, noBacking: true }, async (node) => {
+    const snaps = node.impl.snapshots;
+    const fail = (why: string) => new BlockError('Unsupported', `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${why}`);
+    if (!snaps) throw fail(ENOTSUP_TEXT);
+    try {
+      if (action === 'create') {
+        const now = Date.now();
+        await snaps.create({ name, dateSec: Math.floor(now / 1000), dateNsec: (now % 1000) * 1e6, vmClockNsec: 0, vmStateSize: 0 });
+      } else if (action === 'apply') {
+        await snaps.apply(name);
+      } else {
+        await snaps.delete(name);
+      }
+    } catch (e) {
+      if (e instanceof BlockError && !e.message.startsWith('Could not')) {
+        throw new BlockError(e.kind, `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${e.message}`, e.context, { cause: e });
+      }
+      throw e;
+    }
+    await node.flush();
+  });
+}

@@ -1,0 +1,111 @@
+// Check / repair (qemu-img check [-r leaks|all]): runs as a job, then shows the findings in words:
+// qemu-img's summary lines and each problem the driver reported. Repairs write to the image, so
+// they ask first.
+
+import { useState } from 'react';
+import type { CheckReport } from '../../core/api/types.ts';
+import { api } from '../api-client.ts';
+import { trackJob } from '../jobs-actions.ts';
+import { useJobs } from '../stores/jobs.ts';
+import { basename } from '../util/format.ts';
+import { ConfirmDialog, Dialog } from './Dialog.tsx';
+import { checkWords } from './job-words.ts';
+
+type Repair = 'leaks' | 'all';
+
+export function CheckDialog({ image, onClose }: { image: string; onClose(): void }) {
+  const [jobId, setJobId] = useState<string>();
+  const [report, setReport] = useState<CheckReport>();
+  const [error, setError] = useState<string>();
+  const [confirm, setConfirm] = useState<Repair>();
+  const job = useJobs((s) => (jobId ? s.jobs[jobId] : undefined));
+  const running = job?.state === 'running';
+
+  const run = async (repair?: Repair) => {
+    setReport(undefined);
+    setError(undefined);
+    try {
+      const { jobId: id } = await api.check({ image: { filename: image }, ...(repair ? { repair } : {}) });
+      setJobId(id);
+      const r = (await trackJob(id, { refreshLibrary: Boolean(repair) })) as CheckReport | undefined;
+      if (r) setReport(r);
+      else setError(useJobs.getState().jobs[id]?.error?.message ?? 'The check did not complete.');
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+
+  if (confirm) {
+    return (
+      <ConfirmDialog
+        title={confirm === 'all' ? 'Repair all errors?' : 'Repair leaks?'}
+        message={
+          confirm === 'all'
+            ? `Platter will rewrite metadata of ${basename(image)} to fix corruptions and leaks. Make a copy first if its data matters; no other program may use the image meanwhile.`
+            : `Platter will free leaked clusters in ${basename(image)}. This only reclaims space; no other program may use the image meanwhile.`
+        }
+        confirmLabel={confirm === 'all' ? 'Repair all' : 'Repair leaks'}
+        danger={confirm === 'all'}
+        onCancel={() => setConfirm(undefined)}
+        onConfirm={() => {
+          const r = confirm;
+          setConfirm(undefined);
+          void run(r);
+        }}
+      />
+    );
+  }
+
+  const words = report ? checkWords(report) : [];
+  const bad = report ? (report.corruptions ?? 0) > 0 || report['check-errors'] > 0 : false;
+  return (
+    <Dialog
+      title={`Check ${basename(image)}`}
+      wide
+      onClose={onClose}
+      footer={
+        <>
+          <button type="button" disabled={running} onClick={() => setConfirm('leaks')}>
+            Repair leaks…
+          </button>
+          <button type="button" disabled={running} onClick={() => setConfirm('all')}>
+            Repair all…
+          </button>
+          <button type="button" className="primary" disabled={running} onClick={() => void run()}>
+            {report ? 'Check again' : 'Check'}
+          </button>
+        </>
+      }
+    >
+      <p className="mono path">{image}</p>
+      {running && (
+        <p role="status" className="muted">
+          Checking… {job && job.progress.total ? `${Math.floor((100 * job.progress.done) / job.progress.total)}%` : ''}
+        </p>
+      )}
+      {error && (
+        <p className="form-error" role="alert">
+          {error}
+        </p>
+      )}
+      {report && (
+        <section className={`check-result ${bad ? 'bad' : (report.leaks ?? 0) > 0 ? 'warn' : 'good'}`} aria-label="Check result">
+          {words.map((w) => (
+            <p key={w}>{w}</p>
+          ))}
+          {report.messages.length > 0 && (
+            <>
+              <h3>Findings</h3>
+              <ul className="findings">
+                {report.messages.map((m, i) => (
+                  <li key={i}>{m}</li>
+                ))}
+              </ul>
+            </>
+          )}
+        </section>
+      )}
+      {!report && !running && !error && <p className="muted">Check reads the image's metadata and reports corruptions and leaked clusters, as qemu-img check does. It changes nothing unless you choose a repair.</p>}
+    </Dialog>
+  );
+}

@@ -1,0 +1,163 @@
+// "Convert" (qemu-img convert): the selected image to a new file in another format, with the target
+// format's options generated from its schema, compression (-c) and a snapshot to convert from (-l).
+// A LUKS target continues in the passphrase dialog.
+
+import { useEffect, useId, useMemo, useState } from 'react';
+import { api } from '../api-client.ts';
+import { useFormats } from '../stores/formats.ts';
+import { useLibrary } from '../stores/library.ts';
+import { trackJob } from '../jobs-actions.ts';
+import { basename, dirname, joinPath, replaceExtension } from '../util/format.ts';
+import { Dialog } from './Dialog.tsx';
+import { OptionsForm, formErrors, initialValues, optionsToSend, type FormValues } from './OptionsForm.tsx';
+import { PassphraseDialog, type PassphraseResult } from './PassphraseDialog.tsx';
+import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID } from './image-forms.ts';
+
+/** Formats that can hold compressed clusters (qemu-img convert -c). */
+const COMPRESSIBLE = new Set(['qcow2', 'qcow', 'vmdk']);
+
+export function ConvertDialog({ source, onClose }: { source: string; onClose(): void }) {
+  const id = useId();
+  const allFormats = useFormats((s) => s.formats);
+  const formats = useMemo(() => allFormats.filter((f) => f.canCreate), [allFormats]);
+  const entry = useLibrary((s) => s.entries.find((e) => e.path === source));
+  const initialFormat = formats.some((f) => f.name === 'qcow2') ? 'qcow2' : (formats[0]?.name ?? 'raw');
+  const [formatName, setFormatName] = useState(initialFormat);
+  const [dir, setDir] = useState(dirname(source));
+  const [name, setName] = useState(basename(replaceExtension(source, initialFormat === 'raw' ? 'img' : initialFormat)));
+  const format = formats.find((f) => f.name === formatName);
+  const schema = useMemo(() => formSchema(format), [format]);
+  const [values, setValues] = useState<FormValues>(() => initialValues(schema));
+  const [compressed, setCompressed] = useState(false);
+  const [snapshot, setSnapshot] = useState('');
+  const [askPassphrase, setAskPassphrase] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+
+  useEffect(() => setValues(initialValues(schema)), [schema]);
+  useEffect(() => {
+    setName((n) => n.replace(/\.[A-Za-z0-9]+$/, '') + `.${formatName === 'raw' ? 'img' : formatName}`);
+    if (!COMPRESSIBLE.has(formatName)) setCompressed(false);
+  }, [formatName]);
+
+  const target = joinPath(dir.trim(), name.trim());
+  const problems = [
+    ...(!dir.trim() ? ['Choose the folder for the converted image.'] : []),
+    ...(!name.trim() || /[/\\]/.test(name) ? ['Enter a file name (without a folder).'] : []),
+    ...(target === source ? ['The target must be a new file, not the source.'] : []),
+    ...formErrors(schema, values),
+  ];
+  const keySecret = keySecretOption(format, values);
+
+  const start = async (pass?: PassphraseResult) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      const options = { ...optionsToSend(schema, values), ...(pass?.options ?? {}) };
+      if (keySecret && pass) options[keySecret] = PASSPHRASE_SECRET_ID;
+      const { jobId } = await api.convert({
+        source: { filename: source, ...(entry?.format ? { format: entry.format } : {}) },
+        target: { filename: target, format: formatName, options },
+        ...(compressed ? { compressed: true } : {}),
+        ...(snapshot ? { snapshot } : {}),
+        ...(pass ? { secrets: [{ id: PASSPHRASE_SECRET_ID, data: pass.passphrase }] } : {}),
+      });
+      trackJob(jobId, { refreshLibrary: true, addRoot: dir.trim(), select: target, doneText: `Converted ${basename(source)} to ${name.trim()}` });
+      onClose();
+    } catch (e) {
+      setError((e as Error).message);
+      setBusy(false);
+      setAskPassphrase(false);
+    }
+  };
+
+  const submit = () => {
+    if (problems.length) {
+      setError(problems[0]);
+      return;
+    }
+    if (keySecret) setAskPassphrase(true);
+    else void start();
+  };
+
+  if (askPassphrase) {
+    return <PassphraseDialog imageName={name} cipherSchema={cipherSchema(format)} onCancel={() => setAskPassphrase(false)} onSubmit={(r) => void start(r)} />;
+  }
+
+  return (
+    <Dialog
+      title={`Convert ${basename(source)}`}
+      wide
+      onClose={onClose}
+      footer={
+        <>
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="button" className="primary" disabled={busy} onClick={submit}>
+            {keySecret ? 'Continue…' : 'Convert'}
+          </button>
+        </>
+      }
+    >
+      <form
+        className="form-grid"
+        onSubmit={(e) => {
+          e.preventDefault();
+          submit();
+        }}
+      >
+        <div className="field span-2 source-line">
+          <span className="label">Source</span>
+          <span className="mono">{source}</span>
+          {entry?.format && <span className="badge">{entry.format}</span>}
+        </div>
+        <div className="field">
+          <label htmlFor={`${id}-fmt`}>Target format</label>
+          <select id={`${id}-fmt`} value={formatName} onChange={(e) => setFormatName(e.target.value)}>
+            {formats.map((f) => (
+              <option key={f.name} value={f.name}>
+                {f.name}
+              </option>
+            ))}
+          </select>
+          <p className="help">{format?.description}</p>
+        </div>
+        <div className="field">
+          <label htmlFor={`${id}-name`}>Target file name</label>
+          <input id={`${id}-name`} type="text" value={name} spellCheck={false} onChange={(e) => setName(e.target.value)} />
+        </div>
+        <div className="field span-2">
+          <label htmlFor={`${id}-dir`}>Target folder</label>
+          <input id={`${id}-dir`} type="text" value={dir} spellCheck={false} onChange={(e) => setDir(e.target.value)} />
+        </div>
+        <div className="field field-check">
+          <input id={`${id}-c`} type="checkbox" checked={compressed} disabled={!COMPRESSIBLE.has(formatName)} onChange={(e) => setCompressed(e.target.checked)} />
+          <label htmlFor={`${id}-c`}>Compress data (-c)</label>
+          <p className="help">Smaller file; each cluster is compressed on every core. Only for {[...COMPRESSIBLE].join(', ')}.</p>
+        </div>
+        {entry && entry.snapshots.length > 0 && (
+          <div className="field">
+            <label htmlFor={`${id}-snap`}>From snapshot (-l)</label>
+            <select id={`${id}-snap`} value={snapshot} onChange={(e) => setSnapshot(e.target.value)}>
+              <option value="">Current state</option>
+              {entry.snapshots.map((s) => (
+                <option key={s.id} value={s.name || s.id}>
+                  {s.name} (id {s.id})
+                </option>
+              ))}
+            </select>
+          </div>
+        )}
+        <div className="span-2">
+          <OptionsForm schema={schema} values={values} onChange={setValues} title={`${formatName} options`} />
+        </div>
+        {error && (
+          <p className="span-2 form-error" role="alert">
+            {error}
+          </p>
+        )}
+      </form>
+    </Dialog>
+  );
+}

@@ -1,0 +1,168 @@
+// The details pane: everything `qemu-img info` shows for the selected image (format-specific data
+// included) and its backing chain, read with --backing-chain and -U so an image in use still shows.
+
+import { useEffect, useState } from 'react';
+import type { ImageInfo } from '../../core/api/types.ts';
+import { api } from '../api-client.ts';
+import { selectedEntry, useLibrary } from '../stores/library.ts';
+import { useUi } from '../stores/ui.ts';
+import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
+
+function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [k, v] of Object.entries(data)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v)) out.push(...flatten(v as Record<string, unknown>, key));
+    else if (Array.isArray(v) && v.some((x) => x && typeof x === 'object')) v.forEach((x, i) => out.push(...flatten((x ?? {}) as Record<string, unknown>, `${key}[${i}]`)));
+    else if (Array.isArray(v)) out.push([key, v.map(String).join(', ')]);
+    else out.push([key, typeof v === 'boolean' ? (v ? 'true' : 'false') : String(v)]);
+  }
+  return out;
+}
+
+function Facts({ info }: { info: ImageInfo }) {
+  const rows: [string, string][] = [
+    ['Format', info.format],
+    ['Virtual size', `${formatBytes(info['virtual-size'])} (${info['virtual-size'].toLocaleString('en-US')} bytes)`],
+    ['Disk size', formatBytes(info['actual-size'])],
+    ...(info['cluster-size'] ? ([['Cluster size', String(info['cluster-size'])]] as [string, string][]) : []),
+    ['Encrypted', info.encrypted ? 'yes' : 'no'],
+    ...(info['dirty-flag'] !== undefined ? ([['Dirty flag', info['dirty-flag'] ? 'yes' : 'no']] as [string, string][]) : []),
+    ...(info['backing-filename'] ? ([['Backing file', info['backing-filename']]] as [string, string][]) : []),
+    ...(info['backing-filename-format'] ? ([['Backing format', info['backing-filename-format']]] as [string, string][]) : []),
+  ];
+  const specific = info['format-specific'] ? flatten(info['format-specific'].data) : [];
+  return (
+    <>
+      <dl className="facts">
+        {rows.map(([k, v]) => (
+          <div key={k}>
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </div>
+        ))}
+      </dl>
+      {specific.length > 0 && (
+        <details className="specific" open>
+          <summary>Format specific information ({info['format-specific']!.type})</summary>
+          <dl className="facts">
+            {specific.map(([k, v]) => (
+              <div key={k}>
+                <dt>{k}</dt>
+                <dd>{v}</dd>
+              </div>
+            ))}
+          </dl>
+        </details>
+      )}
+    </>
+  );
+}
+
+export function DetailsPane() {
+  const entry = useLibrary(selectedEntry);
+  const open = useUi((s) => s.open);
+  const setView = useUi((s) => s.setView);
+  const [chain, setChain] = useState<ImageInfo[]>();
+  const [error, setError] = useState<string>();
+
+  useEffect(() => {
+    setChain(undefined);
+    setError(undefined);
+    if (!entry || entry.error) return;
+    let live = true;
+    api
+      .info({ image: { filename: entry.path, forceShare: true }, backingChain: true })
+      .then((r) => live && setChain(Array.isArray(r) ? r : [r]))
+      .catch((e: Error) => live && setError(e.message));
+    return () => {
+      live = false;
+    };
+  }, [entry?.path, entry?.modified, entry?.snapshots.length, entry?.backingFile]);
+
+  if (!entry) {
+    return (
+      <aside className="details empty" aria-label="Image details">
+        <p>Select an image to see its details.</p>
+      </aside>
+    );
+  }
+  const info = chain?.[0];
+  return (
+    <aside className="details" aria-label="Image details">
+      <header className="details-header">
+        <h2 title={entry.path}>{entry.name}</h2>
+        <p className="mono path">{entry.path}</p>
+        <div className="details-actions">
+          <button type="button" onClick={() => open('convert', entry.path)} disabled={Boolean(entry.error)}>
+            Convert…
+          </button>
+          <button type="button" onClick={() => open('check', entry.path)} disabled={Boolean(entry.error)}>
+            Check…
+          </button>
+          <button type="button" onClick={() => setView('tree')}>
+            Snapshot tree
+          </button>
+        </div>
+      </header>
+      {entry.error && (
+        <p className="form-error" role="alert">
+          {entry.error.message}
+        </p>
+      )}
+      {error && (
+        <p className="form-error" role="alert">
+          {error}
+        </p>
+      )}
+      {entry.lock === 'in-use' && <p className="notice-inline">Another process is using this image (it holds the write lock). Details are read in shared mode.</p>}
+      {info && <Facts info={info} />}
+      {!info && !entry.error && !error && <p className="muted">Reading…</p>}
+      <section aria-label="Snapshots">
+        <h3>Snapshots ({entry.snapshots.length})</h3>
+        {entry.snapshots.length ? (
+          <table className="mini-table">
+            <thead>
+              <tr>
+                <th>ID</th>
+                <th>Tag</th>
+                <th>VM size</th>
+                <th>Date</th>
+                <th>VM clock</th>
+              </tr>
+            </thead>
+            <tbody>
+              {entry.snapshots.map((s) => (
+                <tr key={s.id}>
+                  <td>{s.id}</td>
+                  <td>{s.name}</td>
+                  <td>{formatBytes(s['vm-state-size'])}</td>
+                  <td>{formatDate(s['date-sec'] * 1000)}</td>
+                  <td className="mono">{formatVmClock(s['vm-clock-sec'], s['vm-clock-nsec'])}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : (
+          <p className="muted">No internal snapshots.</p>
+        )}
+      </section>
+      <section aria-label="Backing chain">
+        <h3>Backing chain</h3>
+        {chain && chain.length > 1 ? (
+          <ol className="chain">
+            {chain.map((c, i) => (
+              <li key={`${c.filename}-${i}`}>
+                <span className="badge">{c.format}</span> <span title={c.filename}>{basename(c.filename)}</span>
+                <span className="muted"> · {formatBytes(c['virtual-size'])}</span>
+                {i === 0 && <span className="muted"> (this image)</span>}
+              </li>
+            ))}
+          </ol>
+        ) : (
+          <p className="muted">{chain ? 'No backing file: this image stands alone.' : '—'}</p>
+        )}
+      </section>
+    </aside>
+  );
+}

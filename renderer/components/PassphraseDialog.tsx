@@ -1,0 +1,177 @@
+// The LUKS passphrase dialog (creating a luks image, or qcow2 with encrypt.format=luks): the
+// passphrase twice with a mismatch error, show/hide, a Caps Lock hint, a zxcvbn strength meter,
+// and the cipher options folded under "Advanced cipher options" with qemu-block-drivers(7)'s
+// defaults. The passphrase lives only in this component's state until it is handed to onSubmit
+// for one call; it never enters a store, a log or an event.
+
+import { useId, useMemo, useState, type KeyboardEvent } from 'react';
+import { ZxcvbnFactory } from '@zxcvbn-ts/core';
+import * as zxcvbnCommon from '@zxcvbn-ts/language-common';
+import * as zxcvbnEn from '@zxcvbn-ts/language-en';
+import type { FormatOptionJson } from '../../core/api/types.ts';
+import { Dialog } from './Dialog.tsx';
+import { OptionsForm, formErrors, initialValues, optionsToSend } from './OptionsForm.tsx';
+
+/** Cipher options of a luks payload, by their names without the qcow2 "encrypt." prefix, with the
+ *  defaults qemu-block-drivers(7) gives (used when a driver's schema has no default). */
+export const LUKS_CIPHER_DEFAULTS: Record<string, string> = {
+  'cipher-alg': 'aes-256',
+  'cipher-mode': 'xts',
+  'ivgen-alg': 'plain64',
+  'ivgen-hash-alg': 'sha256',
+  'hash-alg': 'sha256',
+  'iter-time': '2000',
+};
+
+/** Is this option one the passphrase dialog owns (key-secret and the cipher choices)? */
+export function isLuksSecretOption(name: string): boolean {
+  const bare = name.startsWith('encrypt.') ? name.slice('encrypt.'.length) : name;
+  return bare === 'key-secret' || bare in LUKS_CIPHER_DEFAULTS;
+}
+
+let zxcvbn: ZxcvbnFactory | undefined;
+function strength(password: string) {
+  zxcvbn ??= new ZxcvbnFactory({
+    dictionary: { ...zxcvbnCommon.dictionary, ...zxcvbnEn.dictionary },
+    graphs: zxcvbnCommon.adjacencyGraphs,
+    translations: zxcvbnEn.translations,
+  });
+  return zxcvbn.check(password.slice(0, 256));
+}
+
+const STRENGTH_WORDS = ['Very weak', 'Weak', 'Fair', 'Strong', 'Very strong'];
+
+export interface PassphraseResult {
+  passphrase: string;
+  /** Cipher options as the service takes them (with the schema's own names). */
+  options: Record<string, string | number | boolean>;
+}
+
+export interface PassphraseDialogProps {
+  /** The image being created (for the title). */
+  imageName: string;
+  /** The cipher options of the chosen format (luks's, or qcow2's encrypt.*), without key-secret. */
+  cipherSchema: FormatOptionJson[];
+  onSubmit(result: PassphraseResult): void;
+  onCancel(): void;
+}
+
+function withSeedDefaults(schema: FormatOptionJson[]): FormatOptionJson[] {
+  return schema.map((o) => {
+    const bare = o.name.startsWith('encrypt.') ? o.name.slice('encrypt.'.length) : o.name;
+    return o.default === undefined && LUKS_CIPHER_DEFAULTS[bare] !== undefined ? { ...o, default: LUKS_CIPHER_DEFAULTS[bare], advanced: true } : { ...o, advanced: true };
+  });
+}
+
+export function PassphraseDialog({ imageName, cipherSchema, onSubmit, onCancel }: PassphraseDialogProps) {
+  const id = useId();
+  const [pass, setPass] = useState('');
+  const [confirm, setConfirm] = useState('');
+  const [show, setShow] = useState(false);
+  const [capsLock, setCapsLock] = useState(false);
+  const [tried, setTried] = useState(false);
+  const schema = useMemo(() => withSeedDefaults(cipherSchema), [cipherSchema]);
+  const [cipher, setCipher] = useState(() => initialValues(schema));
+  const result = useMemo(() => (pass ? strength(pass) : undefined), [pass]);
+  const mismatch = confirm.length > 0 && pass !== confirm;
+  const empty = pass.length === 0;
+  const cipherErrors = formErrors(schema, cipher);
+
+  const onKey = (e: KeyboardEvent<HTMLInputElement>) => setCapsLock(e.getModifierState?.('CapsLock') ?? false);
+  const submit = () => {
+    setTried(true);
+    if (empty || pass !== confirm || cipherErrors.length) return;
+    onSubmit({ passphrase: pass, options: optionsToSend(schema, cipher) });
+  };
+  const score = result?.score ?? 0;
+
+  return (
+    <Dialog
+      title={`Encryption passphrase for ${imageName}`}
+      onClose={onCancel}
+      footer={
+        <>
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
+          <button type="button" className="primary" onClick={submit}>
+            Create encrypted image
+          </button>
+        </>
+      }
+    >
+      <form
+        className="passphrase-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          submit();
+        }}
+      >
+        <p className="muted">
+          The image is encrypted with LUKS. Without this passphrase its data cannot be read: Platter does not store it anywhere.
+        </p>
+        <div className="field">
+          <label htmlFor={`${id}-p`}>Passphrase</label>
+          <div className="password-row">
+            <input
+              id={`${id}-p`}
+              type={show ? 'text' : 'password'}
+              autoComplete="new-password"
+              value={pass}
+              spellCheck={false}
+              aria-describedby={`${id}-strength`}
+              onKeyUp={onKey}
+              onKeyDown={onKey}
+              onChange={(e) => setPass(e.target.value)}
+            />
+            <button type="button" className="toggle" aria-pressed={show} aria-label={show ? 'Hide passphrase' : 'Show passphrase'} onClick={() => setShow(!show)}>
+              {show ? 'Hide' : 'Show'}
+            </button>
+          </div>
+        </div>
+        <div className="strength" id={`${id}-strength`}>
+          <div className={`strength-meter s${score}`} role="meter" aria-label="Passphrase strength" aria-valuemin={0} aria-valuemax={4} aria-valuenow={result ? score : 0} aria-valuetext={result ? STRENGTH_WORDS[score] : 'No passphrase'}>
+            {[0, 1, 2, 3, 4].map((i) => (
+              <span key={i} className={result && i <= score ? 'on' : ''} />
+            ))}
+          </div>
+          <span className="strength-words">
+            {result ? `${STRENGTH_WORDS[score]} — cracked offline in ${result.crackTimes.offlineSlowHashingXPerSecond.display}` : 'Enter a passphrase'}
+          </span>
+          {result?.feedback.warning && <p className="help">{result.feedback.warning}</p>}
+        </div>
+        <div className="field">
+          <label htmlFor={`${id}-c`}>Confirm passphrase</label>
+          <input
+            id={`${id}-c`}
+            type={show ? 'text' : 'password'}
+            autoComplete="new-password"
+            value={confirm}
+            spellCheck={false}
+            aria-invalid={mismatch || (tried && pass !== confirm) || undefined}
+            aria-describedby={`${id}-err`}
+            onKeyUp={onKey}
+            onKeyDown={onKey}
+            onChange={(e) => setConfirm(e.target.value)}
+          />
+        </div>
+        {capsLock && (
+          <p className="hint-caps" role="status">
+            Caps Lock is on.
+          </p>
+        )}
+        <div id={`${id}-err`} role="alert" className="form-error">
+          {tried && empty ? 'Enter a passphrase.' : mismatch || (tried && pass !== confirm) ? 'The passphrases do not match.' : ''}
+        </div>
+        {schema.length > 0 && <OptionsForm schema={schema} values={cipher} onChange={setCipher} title="Cipher" advancedLabel="Advanced cipher options" />}
+        {tried && cipherErrors.length > 0 && (
+          <ul className="form-error" role="alert">
+            {cipherErrors.map((e) => (
+              <li key={e}>{e}</li>
+            ))}
+          </ul>
+        )}
+      </form>
+    </Dialog>
+  );
+}

@@ -1,0 +1,124 @@
+// Seed images for fuzzing, made by the real qemu-img and qemu-io: data patterns, zero writes,
+// discards, and per format what the format has (snapshots, compressed clusters, backing files).
+// Seeds are made once per machine in a cache folder (they are deterministic enough in content).
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { runOk } from '../helpers/qemu.ts';
+
+/** Passphrase for the luks seeds (a test value, not a secret). */
+export const FUZZ_PASSPHRASE = 'platter-fuzz';
+const SECRET = `secret,id=s0,data=${FUZZ_PASSPHRASE}`;
+
+const WRITES = ['write -P 0x11 0 64k', 'write -P 0x22 300k 5k', 'write -z 1M 64k', 'write -P 0x33 2047k 3k', 'discard 0 4k'];
+
+interface SeedRecipe {
+  name: string;
+  make(dir: string): void;
+}
+
+function qio(file: string, fmt: string, cmds: string[], extra: string[] = []): void {
+  for (const c of cmds) runOk('qemu-io', [...extra, '-f', fmt, '-c', c, file]);
+}
+
+function create(dir: string, name: string, fmt: string, size: string, opts: string[] = [], writes = WRITES): string {
+  const p = join(dir, name);
+  runOk('qemu-img', ['create', '-q', '-f', fmt, ...opts, p, size]);
+  if (writes.length) qio(p, fmt, writes);
+  return p;
+}
+
+const RECIPES: Record<string, SeedRecipe[]> = {
+  qcow2: [
+    { name: 'v3.qcow2', make: (d) => void create(d, 'v3.qcow2', 'qcow2', '4M') },
+    { name: 'v2-c4k.qcow2', make: (d) => void create(d, 'v2-c4k.qcow2', 'qcow2', '4M', ['-o', 'compat=0.10,cluster_size=4k']) },
+    {
+      name: 'snap.qcow2',
+      make: (d) => {
+        const p = create(d, 'snap.qcow2', 'qcow2', '4M', ['-o', 'cluster_size=4k,refcount_bits=4']);
+        runOk('qemu-img', ['snapshot', '-c', 's1', p]);
+        qio(p, 'qcow2', ['write -P 0x44 0 8k']);
+      },
+    },
+    {
+      name: 'compressed.qcow2',
+      make: (d) => {
+        const src = create(d, 'src.raw', 'raw', '2M', [], ['write -P 0x55 0 1M']);
+        runOk('qemu-img', ['convert', '-c', '-O', 'qcow2', src, join(d, 'compressed.qcow2')]);
+      },
+    },
+    {
+      name: 'overlay.qcow2',
+      make: (d) => {
+        create(d, 'base.qcow2', 'qcow2', '4M', [], ['write -P 0x66 0 1M']);
+        create(d, 'overlay.qcow2', 'qcow2', '4M', ['-b', 'base.qcow2', '-F', 'qcow2'], ['write -P 0x77 512k 64k']);
+      },
+    },
+  ],
+  qcow: [
+    { name: 'v1.qcow', make: (d) => void create(d, 'v1.qcow', 'qcow', '4M', [], WRITES.filter((w) => !w.startsWith('discard'))) },
+    {
+      name: 'overlay1.qcow',
+      make: (d) => {
+        create(d, 'base1.raw', 'raw', '4M', [], ['write -P 0x66 0 1M']);
+        create(d, 'overlay1.qcow', 'qcow', '4M', ['-b', 'base1.raw', '-F', 'raw'], ['write -P 0x77 512k 64k']);
+      },
+    },
+  ],
+  qed: [
+    { name: 'a.qed', make: (d) => void create(d, 'a.qed', 'qed', '4M') },
+    { name: 'c4k.qed', make: (d) => void create(d, 'c4k.qed', 'qed', '4M', ['-o', 'cluster_size=4k,table_size=2']) },
+  ],
+  vdi: [
+    { name: 'dyn.vdi', make: (d) => void create(d, 'dyn.vdi', 'vdi', '4M') },
+    { name: 'static.vdi', make: (d) => void create(d, 'static.vdi', 'vdi', '4M', ['-o', 'static=on']) },
+  ],
+  vpc: [
+    { name: 'dyn.vhd', make: (d) => void create(d, 'dyn.vhd', 'vpc', '4M') },
+    { name: 'fixed.vhd', make: (d) => void create(d, 'fixed.vhd', 'vpc', '4M', ['-o', 'subformat=fixed']) },
+  ],
+  vhdx: [
+    { name: 'dyn.vhdx', make: (d) => void create(d, 'dyn.vhdx', 'vhdx', '8M', ['-o', 'block_size=1M']) },
+  ],
+  vmdk: [
+    { name: 'sparse.vmdk', make: (d) => void create(d, 'sparse.vmdk', 'vmdk', '4M') },
+    {
+      name: 'stream.vmdk',
+      make: (d) => {
+        const src = create(d, 'src-s.raw', 'raw', '2M', [], ['write -P 0x55 0 1M']);
+        runOk('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', src, join(d, 'stream.vmdk')]);
+      },
+    },
+    { name: 'flat.vmdk', make: (d) => void create(d, 'flat.vmdk', 'vmdk', '4M', ['-o', 'subformat=monolithicFlat']) },
+  ],
+  luks: [
+    {
+      name: 'a.luks',
+      make: (d) => {
+        const p = join(d, 'a.luks');
+        runOk('qemu-img', ['create', '-q', '--object', SECRET, '-f', 'luks', '-o', 'key-secret=s0,iter-time=10', p, '2M']);
+        runOk('qemu-io', ['--object', SECRET, '--image-opts', `driver=luks,file.filename=${p},key-secret=s0`, '-c', 'write -P 0x11 0 64k']);
+      },
+    },
+  ],
+  raw: [{ name: 'a.raw', make: (d) => void create(d, 'a.raw', 'raw', '1M', [], ['write -P 0x11 0 64k']) }],
+};
+
+export function fuzzFormats(): string[] {
+  return Object.keys(RECIPES);
+}
+
+/** Make (once) and list the seed images of a format: [{path, name}] in one folder. */
+export function seedImages(format: string, cacheRoot = join(tmpdir(), 'platter-fuzz-seeds')): { dir: string; seeds: string[] } {
+  const recipes = RECIPES[format];
+  if (!recipes) throw new Error(`no fuzz seeds for format '${format}'`);
+  const dir = join(cacheRoot, format);
+  const done = join(dir, '.complete');
+  if (!existsSync(done)) {
+    mkdirSync(dir, { recursive: true });
+    for (const f of readdirSync(dir)) void f;
+    for (const r of recipes) r.make(dir);
+    writeFileSync(done, '');
+  }
+  return { dir, seeds: recipes.map((r) => join(dir, r.name)) };
+}

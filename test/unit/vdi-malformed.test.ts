@@ -1,0 +1,98 @@
+// Malformed VDI headers are refused with a clear BlockError (qemu-img's words where it has them),
+// without a crash, a hang, a huge allocation or a write to the file.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createImage, openImage } from '../../core/block/open.ts';
+import { BlockError } from '../../core/errors.ts';
+import { tempDir } from '../helpers/qemu.ts';
+
+/** Byte offsets in the VDI v1.1 header. */
+const BLOCK_SIZE_AT = 0x178;
+const BLOCKS_IN_IMAGE_AT = 0x180;
+const DISK_SIZE_AT = 0x170;
+const OFFSET_DATA_AT = 0x158;
+
+async function refuses(patch: (b: Buffer) => void, kind: BlockError['kind'], message: RegExp): Promise<void> {
+  const t = tempDir();
+  try {
+    const img = t.path('m.vdi');
+    await createImage({ format: 'vdi', filename: img, size: 2 << 20 });
+    const bytes = readFileSync(img);
+    patch(bytes);
+    writeFileSync(img, bytes);
+    const before = createHash('sha256').update(bytes).digest('hex');
+    for (const readOnly of [true, false]) {
+      await assert.rejects(openImage(img, { format: 'vdi', readOnly }), (e: unknown) => {
+        assert.ok(e instanceof BlockError, String(e));
+        assert.equal(e.kind, kind, e.message);
+        assert.match(e.message, message);
+        return true;
+      });
+    }
+    assert.equal(createHash('sha256').update(readFileSync(img)).digest('hex'), before, 'the file is unchanged');
+  } finally {
+    t.cleanup();
+  }
+}
+
+test('rejects a VDI block size other than 1 MiB with qemu-img\'s message', async () => {
+  await refuses((b) => b.writeUInt32LE(2 << 20, BLOCK_SIZE_AT), 'Unsupported', /unsupported VDI image \(block size 2097152 is not 1048576\)/);
+});
+
+test('rejects a VDI block count past QEMU\'s limit (block map larger than one request)', async () => {
+  await refuses((b) => b.writeUInt32LE(0x40000000, BLOCKS_IN_IMAGE_AT), 'Unsupported', /unsupported VDI image \(too many blocks 1073741824, max is 536870784\)/);
+});
+
+test('rejects a VDI disk size the block count cannot cover (blocks x block size overflow)', async () => {
+  await refuses((b) => b.writeBigUInt64LE(4n << 30n, DISK_SIZE_AT), 'Unsupported', /disk size 4294967296, image bitmap has room for 2097152/);
+});
+
+test('rejects a VDI disk size above 2^53 without losing precision', async () => {
+  await refuses((b) => b.writeBigUInt64LE(0xffffffffffffff00n, DISK_SIZE_AT), 'Unsupported', /Unsupported VDI image size \(size is 0xffffffffffffff00/);
+});
+
+test('rejects a VDI block map that extends beyond the end of the file (no huge allocation)', async () => {
+  // 500M entries would be a 2 GB map; the file is 1 KiB.
+  await refuses(
+    (b) => {
+      b.writeUInt32LE(500_000_000, BLOCKS_IN_IMAGE_AT);
+      b.writeUInt32LE(0x7ffffe00, OFFSET_DATA_AT);
+    },
+    'InvalidImage',
+    /block map \(500000000 entries at offset 512\) extends beyond the end of the file \(1024 bytes\)/,
+  );
+});
+
+test('rejects VDI data that overlaps the block map', async () => {
+  await refuses((b) => b.writeUInt32LE(0x200, OFFSET_DATA_AT), 'InvalidImage', /data offset 512 overlaps the block map/);
+});
+
+test('rejects a file without the VDI signature', async () => {
+  await refuses((b) => b.writeUInt32LE(0x12345678, 0x40), 'InvalidImage', /Image not in VDI format \(bad signature 12345678\)/);
+});
+
+test('a VDI block map entry pointing past the image is a Corrupt error on read, not a wild read', async () => {
+  const t = tempDir();
+  try {
+    const img = t.path('e.vdi');
+    await createImage({ format: 'vdi', filename: img, size: 2 << 20 });
+    const bytes = readFileSync(img);
+    bytes.writeUInt32LE(7, 0x200 + 4); // block 1 -> data block 7 of 2
+    writeFileSync(img, bytes);
+    const node = await openImage(img, { format: 'vdi', readOnly: true });
+    try {
+      assert.deepEqual(await node.read(0, 512), Buffer.alloc(512));
+      await assert.rejects(node.read(1 << 20, 512), (e: unknown) => e instanceof BlockError && e.kind === 'Corrupt' && /points to data block 7/.test(e.message));
+      const r = await node.impl.check!(undefined);
+      assert.equal(r.corruptions, 1, r.messages.join("\n"));
+      assert.match(r.messages[0]!, /block index 1 too large, is 7/);
+    } finally {
+      await node.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
