@@ -14,6 +14,7 @@ import { JobsPanel } from './components/JobsPanel.tsx';
 import { CreateDialog } from './components/CreateDialog.tsx';
 import { ConvertDialog } from './components/ConvertDialog.tsx';
 import { CheckDialog } from './components/CheckDialog.tsx';
+import { ResizeDialog } from './components/ResizeDialog.tsx';
 import { SnapshotTree } from './components/SnapshotTree.tsx';
 import { Dialog } from './components/Dialog.tsx';
 
@@ -24,6 +25,10 @@ function useStartup() {
       if (e.type === 'library-changed') void useLibrary.getState().refresh();
     });
     void useFormats.getState().load();
+    // A file dropped outside the library sidebar does nothing (never opens it in the window).
+    const swallow = (e: DragEvent) => e.preventDefault();
+    window.addEventListener('dragover', swallow);
+    window.addEventListener('drop', swallow);
     api
       .appConfig()
       .then((config) => {
@@ -33,7 +38,11 @@ function useStartup() {
         else void lib.refresh();
       })
       .catch((e: Error) => useUi.getState().notify(e.message, 'error'));
-    return off;
+    return () => {
+      off();
+      window.removeEventListener('dragover', swallow);
+      window.removeEventListener('drop', swallow);
+    };
   }, []);
 }
 
@@ -91,6 +100,8 @@ function Dialogs() {
       return target ? <ConvertDialog source={target} onClose={close} /> : null;
     case 'check':
       return target ? <CheckDialog image={target} onClose={close} /> : null;
+    case 'resize':
+      return target ? <ResizeDialog image={target} onClose={close} /> : null;
     case 'add-path':
       return (
         <Dialog title="Add to library" onClose={close}>

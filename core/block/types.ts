@@ -165,6 +165,10 @@ export interface NodeImpl {
 
   snapshots?: SnapshotCapability;
   check?(repair: RepairMode | undefined): Promise<CheckResult>;
+  /** Deallocate every cluster of this layer so all reads fall through to the backing file
+   *  (QEMU's bdrv_make_empty; qemu-img commit without -d). Unlike discard, which may leave zero
+   *  clusters that hide the backing data, the result must be "unallocated". */
+  makeEmpty?(): Promise<void>;
   amend?(options: OptionValues, ctx: AmendContext): Promise<void>;
   /** Make the image clean (lazy refcounts, need-check bits) before it closes. */
   close(): Promise<void>;

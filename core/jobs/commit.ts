@@ -6,7 +6,7 @@
 import { BlockNode } from '../block/node.ts';
 import { openImage } from '../block/open.ts';
 import { PERM_RESIZE } from '../block/types.ts';
-import { cancelled, invalidArgument } from '../errors.ts';
+import { cancelled, invalidArgument, unsupported } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { resolve } from 'node:path';
 
@@ -86,8 +86,11 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
     await base.flush();
     const emptied = !(o.drop ?? false) && o.base === undefined;
     if (emptied) {
-      // Empty the top so it reads through to the base (bdrv_make_empty).
-      for (let p = 0; p < top.size; p += 1 << 30) await top.discard(p, Math.min(1 << 30, top.size - p));
+      // Empty the top so it reads through to the base (bdrv_make_empty). Discard is no substitute:
+      // it may leave zero clusters that hide the base, so a format without makeEmpty keeps its
+      // data (the guest view stays right) and the user hears what qemu-img says.
+      if (!top.impl.makeEmpty) throw unsupported(`Could not empty ${top.filename}: Operation not supported`);
+      await top.impl.makeEmpty();
       await top.flush();
     }
     progress.finish();

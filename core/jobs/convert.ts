@@ -43,10 +43,13 @@ export interface ConvertOptions {
   /** -B / -F */
   backingFile?: string;
   backingFormat?: string;
-  /** Make the target durable before returning (qemu-img convert -t with a mode other than
-   *  'unsafe'). qemu-img's default for convert is cache=unsafe: no flush. */
-  flush?: boolean;
+  /** -t: the target's cache mode. qemu-img's default for convert is 'unsafe' (no flushes at all:
+   *  a crashed convert is redone anyway); any other mode flushes at the end. */
+  cache?: 'unsafe' | 'writeback' | 'writethrough' | 'none' | 'directsync';
 }
+
+/** qemu-img convert's default target cache mode. */
+export const DEFAULT_CONVERT_CACHE = 'unsafe';
 
 export interface ConvertStats {
   target: string;
@@ -67,6 +70,13 @@ export const MAX_SPARSE_SIZE = 16 << 20;
 export const COPY_CHUNK = 4 << 20;
 /** Zero/hole requests need no buffer, so they can be far larger. */
 const ZERO_CHUNK = 1 << 30;
+
+/**
+ * Formats whose compressed clusters may land in any order (each is placed wherever free space is,
+ * and found through the L2 table): convert -c lets their compressions run concurrently on the
+ * worker pool even without -W. Stream formats (vmdk streamOptimized) must be written in order.
+ */
+const ORDER_FREE_COMPRESSED_FORMATS = new Set(['qcow2', 'qcow']);
 
 type Kind = 'data' | 'zero' | 'skip';
 
@@ -219,6 +229,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     target = await openImage(opts.target.filename, {
       ...(opts.target.imageOpts ? {} : { format: outFormat }),
       imageOpts: opts.target.imageOpts ?? false,
+      fileOptions: { cache: opts.cache ?? DEFAULT_CONVERT_CACHE },
       readOnly: false,
       secrets: env.secrets,
       warn: env.warn,
@@ -233,13 +244,13 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       parallel,
       sparseSize,
       compressed: opts.compressed ?? false,
-      inOrder: !(opts.outOfOrder ?? false),
+      inOrder: !(opts.outOfOrder ?? false) && !(opts.compressed && ORDER_FREE_COMPRESSED_FORMATS.has(target.format)),
       // A freshly created image without backing reads as zeros (bdrv_has_zero_init); so does one
       // the user vouches for with --target-is-zero.
       zeroInit: targetHasBacking ? false : opts.noCreate ? (opts.targetIsZero ?? false) : sparseSize > 0,
       topOnly: targetHasBacking,
     }, ctl);
-    if (opts.flush) await target.flush();
+    if ((opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe') await target.flush();
     const t = target;
     target = undefined;
     await t.close();

@@ -100,6 +100,9 @@ export function DetailsPane() {
           <button type="button" onClick={() => open('check', entry.path)} disabled={Boolean(entry.error)}>
             Check…
           </button>
+          <button type="button" onClick={() => open('resize', entry.path)} disabled={Boolean(entry.error) || entry.lock === 'in-use'}>
+            Resize…
+          </button>
           <button type="button" onClick={() => setView('tree')}>
             Snapshot tree
           </button>
@@ -147,6 +150,22 @@ export function DetailsPane() {
           <p className="muted">No internal snapshots.</p>
         )}
       </section>
+      {info?.children && info.children.length > 0 && (
+        <section aria-label="Child nodes">
+          <h3>Child nodes</h3>
+          <ul className="chain">
+            {info.children.map((c) => (
+              <li key={`${c.name}-${c.info.filename}`}>
+                <span className="badge">{c.name}</span> <span title={c.info.filename}>{basename(c.info.filename)}</span>
+                <span className="muted">
+                  {' '}
+                  · {c.info.format} · {formatBytes(c.info['virtual-size'])}
+                </span>
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
       <section aria-label="Backing chain">
         <h3>Backing chain</h3>
         {chain && chain.length > 1 ? (

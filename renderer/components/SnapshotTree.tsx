@@ -4,7 +4,7 @@
 // with a confirmation before anything destructive. A plain list of the same relations is kept for
 // screen readers.
 
-import { memo, useMemo, useState } from 'react';
+import { memo, useMemo, useState, type KeyboardEvent } from 'react';
 import { Background, Controls, Handle, Position, ReactFlow, type Edge, type Node, type NodeProps } from '@xyflow/react';
 import { api } from '../api-client.ts';
 import { trackJob } from '../jobs-actions.ts';
@@ -17,11 +17,19 @@ import { CreateDialog } from './CreateDialog.tsx';
 
 type FlowNode = Node<GraphNodeData>;
 
+/** Enter or Space on a focused node selects it, as a click does (React Flow listens for clicks). */
+function clickOnKey(e: KeyboardEvent<HTMLDivElement>): void {
+  if (e.key === 'Enter' || e.key === ' ') {
+    e.preventDefault();
+    e.currentTarget.click();
+  }
+}
+
 const ImageNode = memo(function ImageNode({ data }: NodeProps<FlowNode>) {
   if (data.kind !== 'image') return null;
   const e = data.entry;
   return (
-    <div className={`graph-node image${data.selected ? ' selected' : ''}${e ? '' : ' missing'}`} role="button" tabIndex={0} aria-pressed={data.selected} aria-label={`Image ${data.label}`}>
+    <div className={`graph-node image${data.selected ? ' selected' : ''}${e ? '' : ' missing'}`} role="button" tabIndex={0} aria-pressed={data.selected} aria-label={`Image ${data.label}`} onKeyDown={clickOnKey}>
       <Handle type="target" position={Position.Top} isConnectable={false} />
       <div className="graph-title">
         <span className={`disk-icon fmt-${e?.format ?? 'unknown'}`} aria-hidden="true" />
@@ -36,7 +44,7 @@ const ImageNode = memo(function ImageNode({ data }: NodeProps<FlowNode>) {
 const SnapshotNode = memo(function SnapshotNode({ data }: NodeProps<FlowNode>) {
   if (data.kind !== 'snapshot') return null;
   return (
-    <div className={`graph-node snapshot${data.selected ? ' selected' : ''}`} role="button" tabIndex={0} aria-pressed={data.selected} aria-label={`Snapshot ${data.label} of ${data.imageName}`}>
+    <div className={`graph-node snapshot${data.selected ? ' selected' : ''}`} role="button" tabIndex={0} aria-pressed={data.selected} aria-label={`Snapshot ${data.label} of ${data.imageName}`} onKeyDown={clickOnKey}>
       <Handle type="target" position={Position.Top} isConnectable={false} />
       <div className="graph-title">◉ {data.label}</div>
       <div className="graph-sub">

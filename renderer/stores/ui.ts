@@ -4,7 +4,7 @@
 import { create } from 'zustand';
 
 export type View = 'images' | 'tree';
-export type DialogKind = 'create' | 'convert' | 'check' | 'add-path' | 'snapshot-create' | 'overlay' | 'rebase' | null;
+export type DialogKind = 'create' | 'convert' | 'check' | 'resize' | 'add-path' | null;
 
 export interface Notice {
   id: number;

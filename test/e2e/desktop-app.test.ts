@@ -91,6 +91,16 @@ describe('desktop app (browser mode, chromium)', () => {
     const info = JSON.parse(qemuImg('info', '--output=json', dst));
     assert.equal(info.format, 'qcow2');
     assert.equal(info['cluster-size'], 65536);
+
+    // Growing it from the details pane is what qemu-img resize does.
+    await page.getByRole('complementary', { name: 'Image details' }).getByRole('button', { name: 'Resize…' }).click();
+    const resize = page.getByRole('dialog', { name: 'Resize guest.qcow2' });
+    await resize.getByLabel('New virtual size', { exact: true }).fill('96');
+    await resize.getByLabel('New virtual size unit').selectOption({ label: 'MiB' });
+    await resize.getByRole('button', { name: 'Resize' }).click();
+    await page.getByRole('status').filter({ hasText: 'Image resized: guest.qcow2 is now 96 MiB.' }).waitFor({ timeout: 30_000 });
+    assert.equal(JSON.parse(qemuImg('info', '--output=json', dst))['virtual-size'], 96 << 20);
+    assert.equal(run('qemu-img', ['check', dst]).status, 0);
     assert.deepEqual(e2e.errors, []);
   });
 

@@ -5,12 +5,14 @@
 // extent (bounded), and converts it to raw (writing the data extents into a sparse file).
 import { createInterface } from 'node:readline';
 import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { open } from 'node:fs/promises';
 import { openImage } from '../../core/block/open.ts';
 import { blockStatusAbove } from '../../core/block/node.ts';
 import { SecretStore } from '../../core/block/secrets.ts';
 import { BlockError } from '../../core/errors.ts';
 import { FUZZ_PASSPHRASE } from './seeds.ts';
+import { watchOpenedFiles } from '../security/opened-files.ts';
 
 /** Bounds per case: a hostile image may claim petabytes; we read at most this much of it. */
 const MAX_READ_BYTES = 64 << 20;
@@ -70,13 +72,19 @@ for await (const line of rl) {
   if (!line.trim()) continue;
   const c = JSON.parse(line) as Case;
   let result: Record<string, unknown>;
+  // Files-opened guard: the image, its backing files and extents all live in the case's directory.
+  const watch = watchOpenedFiles([dirname(c.path)]);
   try {
     await runCase(c);
     result = { id: c.id, outcome: 'ok' };
   } catch (e) {
     if (e instanceof BlockError) result = { id: c.id, outcome: 'error', kind: e.kind, message: e.message };
     else result = { id: c.id, outcome: 'crash', message: String((e as Error)?.stack ?? e) };
+  } finally {
+    watch.stop();
   }
+  const outside = watch.outside();
+  if (outside.length > 0) result = { id: c.id, outcome: 'escape', message: `opened files outside the case directory: ${outside.join(', ')}` };
   result['rss'] = process.memoryUsage().rss;
   process.stdout.write(JSON.stringify(result) + '\n');
 }

@@ -131,7 +131,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
         await proc.restart();
       } else {
         const r = JSON.parse(answer) as { outcome: string; kind?: string; message?: string; rss: number };
-        if (r.outcome === 'crash') reason = `crash: ${r.message}`;
+        if (r.outcome === 'crash' || r.outcome === 'escape') reason = `${r.outcome}: ${r.message}`;
         else if (r.rss > maxRss) reason = `memory: rss ${r.rss} bytes`;
         else if (r.outcome === 'error') {
           report.errors++;

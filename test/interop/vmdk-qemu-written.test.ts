@@ -107,3 +107,20 @@ test('Platter writes into qemu-img-made images (sparse, split sparse, flat) read
     t.cleanup();
   }
 });
+
+test('a zero-size image made by qemu-img create is refused exactly as qemu-img info refuses it', { skip: SKIP_NO_QEMU }, async () => {
+  const t = tempDir();
+  try {
+    const img = t.path('zero.vmdk');
+    qemuImg('create', '-q', '-f', 'vmdk', img, '0');
+    const q = run('qemu-img', ['info', img]);
+    assert.notEqual(q.status, 0);
+    const theirs = q.stderr.trim().replace(/^qemu-img: /, '');
+    await assert.rejects(openImage(img, { readOnly: true }), (e: unknown) => {
+      assert.equal((e as Error).message, theirs);
+      return true;
+    });
+  } finally {
+    t.cleanup();
+  }
+});

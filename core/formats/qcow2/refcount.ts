@@ -163,11 +163,10 @@ export class Refcounts {
   async set(cluster: number, value: number): Promise<void> {
     if (value < 0 || value > this.max) throw corrupt(`Refcount of cluster ${cluster} would be ${value} (allowed: 0..${this.max})`, this.#io.ctx);
     const b = Math.floor(cluster / this.perBlock);
-    let buf = b < this.#table.length ? await this.#block(b) : undefined;
+    const buf = b < this.#table.length ? await this.#block(b) : undefined;
     if (!buf) {
       if (value === 0) return;
-      await this.#createBlock(b);
-      buf = (await this.#block(b))!;
+      throw corrupt(`Cluster ${cluster} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx);
     }
     const i = cluster % this.perBlock;
     writeRefcountEntry(buf, i, this.bits, value);
@@ -205,24 +204,60 @@ export class Refcounts {
     this.#dirty.clear();
   }
 
-  /** Allocate `n` contiguous free clusters (refcount 1); returns the host byte offset. */
+  /**
+   * Allocate `n` contiguous free clusters (refcount 1); returns the host byte offset. Refcount
+   * blocks the run needs and lacks are placed right after it (inside the same free area), so a
+   * run of any length can be found even when every block would otherwise sit in its own range.
+   */
   async allocate(n: number): Promise<number> {
+    const cs = this.clusterSize;
     for (;;) {
-      const start = await this.#findFree(n);
-      let created = false;
-      const lastBlock = Math.floor((start + n - 1) / this.perBlock);
-      for (let b = Math.floor(start / this.perBlock); b <= lastBlock; b++) {
-        if (b >= this.#table.length || !this.#table[b]) {
-          await this.#createBlock(b);
-          created = true;
-        }
+      let extra = 0;
+      let start = 0;
+      let missing: number[] = [];
+      for (;;) {
+        start = await this.#findFree(n + extra);
+        missing = this.#missingBlocks(start, n + extra);
+        if (missing.length <= extra) break;
+        extra = missing.length;
       }
-      if (created) continue; // a new block took the first cluster of its range: search again
-      for (let c = start; c < start + n; c++) await this.set(c, 1);
+      const last = missing[missing.length - 1];
+      if (last !== undefined && last >= this.#table.length) {
+        await this.#growTable(last);
+        continue; // the new table took clusters: search again
+      }
+      missing.forEach((b, i) => {
+        this.#table[b] = (start + n + i) * cs;
+        this.#blocks.set(b, Buffer.alloc(cs));
+      });
+      for (let c = start; c < start + n + missing.length; c++) await this.set(c, 1);
+      if (missing.length > 0) {
+        // New blocks in full, then (after a barrier) the table entries that point at them.
+        for (const b of missing) {
+          await this.#io.write(this.#table[b]!, this.#blocks.get(b)!);
+          this.#dirty.delete(b);
+        }
+        await this.#io.barrier();
+        for (const b of missing) {
+          if (b >= this.#diskCapacity) continue; // a growing table is written whole later
+          const e = Buffer.alloc(L1E_SIZE);
+          encodeReftableEntry(e, 0, this.#table[b]!);
+          await this.#io.write(this.#tableOffset + b * L1E_SIZE, e);
+        }
+        await this.#io.barrier();
+      }
       await this.commit();
-      this.#freeHint = start + n;
-      return start * this.clusterSize;
+      this.#freeHint = start + n + missing.length;
+      return start * cs;
     }
+  }
+
+  /** Blocks without a refcount block among those covering clusters [start, start+n). */
+  #missingBlocks(start: number, n: number): number[] {
+    const out: number[] = [];
+    const last = Math.floor((start + n - 1) / this.perBlock);
+    for (let b = Math.floor(start / this.perBlock); b <= last; b++) if (b >= this.#table.length || !this.#table[b]) out.push(b);
+    return out;
   }
 
   async #findFree(n: number): Promise<number> {
@@ -243,24 +278,6 @@ export class Refcounts {
         if (run === 0) start = c;
         if (++run >= n) return start;
       } else run = 0;
-    }
-  }
-
-  async #createBlock(b: number): Promise<void> {
-    if (b >= this.#table.length) await this.#growTable(b);
-    const cluster = b * this.perBlock;
-    const offset = cluster * this.clusterSize;
-    const buf = Buffer.alloc(this.clusterSize);
-    writeRefcountEntry(buf, 0, this.bits, 1); // the block counts itself
-    await this.#io.write(offset, buf);
-    await this.#io.barrier();
-    this.#table[b] = offset;
-    this.#blocks.set(b, buf);
-    if (b < this.#diskCapacity) {
-      const e = Buffer.alloc(L1E_SIZE);
-      encodeReftableEntry(e, 0, offset);
-      await this.#io.write(this.#tableOffset + b * L1E_SIZE, e);
-      await this.#io.barrier();
     }
   }
 

@@ -108,7 +108,7 @@ export class SparseExtent implements Extent {
     if (magic === VMDK4_MAGIC) {
       header = decodeSparseHeader(head);
       if (header.capacity === 0n && header.descriptorOffset !== 0n) {
-        throw unsupported('VMDK sparse extents that hold only a descriptor are not supported', ctx);
+        throw unsupported('A VMDK sparse extent that holds only a descriptor cannot be an extent of another descriptor', ctx);
       }
       if (header.gdOffset === GD_AT_END) {
         // The footer holds the real header (QEMU: "the footer takes precedence").

@@ -12,7 +12,7 @@ import type { Extent } from './extent.ts';
 import { FlatExtent } from './extent-flat.ts';
 import { SparseExtent } from './extent-sparse.ts';
 import { SeSparseExtent } from './extent-sesparse.ts';
-import { SECTOR, VMDK3_MAGIC, VMDK4_MAGIC } from './sparse-header.ts';
+import { decodeSparseHeader, SECTOR, VMDK3_MAGIC, VMDK4_MAGIC } from './sparse-header.ts';
 import { VmdkNode } from './vmdk-node.ts';
 
 /** Byte offset of the descriptor embedded in a sparse file (QEMU always reads it there). */
@@ -38,7 +38,17 @@ export async function openVmdk(file: BlockNode, ctx: OpenContext): Promise<VmdkN
   const name = ctx.filename;
   if (file.size < 4) throw invalidImage('File is too small, not a valid image', { path: name });
   const magic = (await file.read(0, 4)).readUInt32BE(0);
-  if (magic === VMDK4_MAGIC || magic === VMDK3_MAGIC) {
+  let descAt = 0;
+  if (magic === VMDK4_MAGIC && file.size >= SECTOR) {
+    // A sparse header with capacity 0 and a descriptor offset holds only a descriptor (QEMU
+    // vmdk_open_vmdk4): the descriptor then describes the extents, as a descriptor file does.
+    const h = decodeSparseHeader(await file.read(0, SECTOR));
+    if (h.capacity === 0n && h.descriptorOffset !== 0n) {
+      if (h.descriptorOffset * BigInt(SECTOR) >= BigInt(file.size)) throw invalidImage('The VMDK descriptor offset is past the end of the file', { path: name });
+      descAt = Number(h.descriptorOffset) * SECTOR;
+    }
+  }
+  if ((magic === VMDK4_MAGIC || magic === VMDK3_MAGIC) && descAt === 0) {
     const extent = await SparseExtent.open(file, name, '', 0, { workers: ctx.workers, writable: !ctx.readOnly });
     // QEMU reads (and on the first write rewrites) 20 sectors from 0x200; a header that says the
     // descriptor there is smaller bounds the area, so the rewrite cannot reach the tables after it.
@@ -63,9 +73,9 @@ export async function openVmdk(file: BlockNode, ctx: OpenContext): Promise<VmdkN
     });
   }
 
-  // A text descriptor file.
-  const textLength = Math.min(file.size, MAX_DESCRIPTOR_BYTES);
-  const d = parseDescriptor(descriptorText(await file.read(0, textLength)));
+  // A text descriptor file (or a descriptor held by an empty sparse header, at descAt).
+  const textLength = Math.min(file.size - descAt, MAX_DESCRIPTOR_BYTES);
+  const d = parseDescriptor(descriptorText(await file.read(descAt, textLength)));
   if (d.createType === undefined) throw invalidImage('invalid VMDK image descriptor', { path: name });
   if (!DESCRIPTOR_CREATE_TYPES.includes(d.createType)) throw unsupported(`Unsupported image type '${d.createType}'`, { path: name });
   const { cid, parentCid } = requireCids(d, name);
@@ -100,7 +110,7 @@ export async function openVmdk(file: BlockNode, ctx: OpenContext): Promise<VmdkN
     cid,
     parentCid,
     createType: d.createType,
-    descriptor: { file, offset: 0, length: textLength, embedded: false },
+    descriptor: { file, offset: descAt, length: textLength, embedded: descAt !== 0 },
     ...(d.parentFileNameHint !== undefined ? { parentFileNameHint: d.parentFileNameHint } : {}),
   });
 }

@@ -145,8 +145,10 @@ export class VmdkNode implements NodeImpl {
         (await ext.file.read(st.host + inGrain, n)).copy(out, pos - offset);
       } else if (st.kind === 'data') {
         (await ext.readData(st, inGrain, n)).copy(out, pos - offset);
-      } else if (st.kind === 'unalloc') {
-        if (this.#ctx.backing()) (await this.#readBacking(pos, n)).copy(out, pos - offset);
+      } else if (st.kind === 'unalloc' && this.#ctx.backing()) {
+        // One backing read for the whole run of unallocated grains.
+        while (n < extRemain && (await ext.lookup(extOff + n)).kind === 'unalloc') n = Math.min(extRemain, n + ext.grainBytes);
+        (await this.#readBacking(pos, n)).copy(out, pos - offset);
       }
       pos += n;
     }

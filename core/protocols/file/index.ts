@@ -25,6 +25,9 @@ const ZERO_WRITE_CHUNK = 4 << 20;
 /** Request alignment with O_DIRECT: 4 KiB covers 512e and 4Kn devices and every common fs. */
 const DIRECT_IO_ALIGNMENT = 4096;
 
+/** Optional process-wide observer of every path this driver opens or creates (fuzz/security tests). */
+export const fileOpenObserver: { onOpen?: (path: string) => void } = {};
+
 export const fileCreateOptions: readonly OptionSpec[] = [
   { name: 'preallocation', type: 'enum', values: ['off', 'falloc', 'full'], default: 'off', help: 'Preallocation mode (allowed values: off, falloc, full)' },
   { name: 'nocow', type: 'bool', default: false, help: 'Turn off copy-on-write (valid only on btrfs)', advanced: true },
@@ -311,6 +314,7 @@ export const fileDriver: ProtocolDriver = {
    * resize locks and check nobody uses it, only then empty it, set nocow, and size it.
    */
   async create(filename, size, options, ctx) {
+    fileOpenObserver.onOpen?.(filename);
     let fh: FileHandle;
     try {
       fh = await fsOpen(filename, constants.O_RDWR | constants.O_CREAT, 0o644);
@@ -340,6 +344,7 @@ export const fileDriver: ProtocolDriver = {
     const filename = optString(ctx.options, 'filename') ?? ctx.filename;
     const locking = lockingMode(optString(ctx.options, 'locking'));
     const { direct, noFlush } = cacheOptions(ctx.options);
+    fileOpenObserver.onOpen?.(filename);
     let st;
     try {
       st = await stat(filename);

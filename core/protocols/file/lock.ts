@@ -102,7 +102,10 @@ export class FileLock {
     const want = lockBytesFor(perm, shared);
     const union = new Set([...this.#held, ...want]);
     if (this.#host.testSeesOwnLocks) {
-      this.#check(perm, shared); // (Windows) our own locks would look like conflicts
+      // (Windows) our own locks would look like conflicts, so test before taking them. A later
+      // update that re-tests a byte this handle already holds would see itself: on Windows only
+      // the first acquire is exact (nothing calls update there today).
+      this.#check(perm, shared);
       this.#apply(union);
     } else {
       try {
