@@ -195,6 +195,7 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
               ...(i.snapshot !== undefined ? { snapshot: i.snapshot } : {}),
               ...(i.backingFile !== undefined ? { backingFile: i.backingFile } : {}),
               ...(i.backingFormat !== undefined ? { backingFormat: i.backingFormat } : {}),
+              ...(i.cache !== undefined ? { cache: i.cache } : {}),
             },
             env,
             ctl,

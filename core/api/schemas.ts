@@ -94,6 +94,8 @@ export const convertInput = z.object({
   backingFile: z.string().optional(),
   /** -F: the backing file's format. */
   backingFormat: z.string().optional(),
+  /** -t: the target's cache mode (default 'unsafe', as qemu-img convert: no flushes). */
+  cache: z.enum(['unsafe', 'writeback', 'writethrough', 'none', 'directsync']).optional(),
   ...withSecrets,
 });
 

@@ -142,6 +142,16 @@ const create: Command = {
     const obj = objects(p);
     // The "Formatting" line names the options as given (validated first, as qemu-img does).
     const given = createValues({ filename, format, ...(options !== undefined ? { options } : {}), ...(backingFile !== undefined ? { backingFile } : {}), ...(backingFormat !== undefined ? { backingFormat } : {}), ...(size !== undefined ? { size } : {}) });
+    // qemu-img prints the "Formatting" line before it creates (after validating the options);
+    // when the size comes from the backing file it is known only afterwards.
+    const shown = { ...given };
+    delete shown['backing_file'];
+    delete shown['backing_fmt'];
+    const ordered = { ...(backingFile !== undefined ? { backing_file: backingFile } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
+    const announce = (sz: number) => {
+      if (!has(p, 'q')) ctx.io.stdout(formattingLine({ filename, format, size: sz, given: ordered }) + '\n');
+    };
+    if (size !== undefined) announce(size);
     const h = ctx.service.create({
       filename,
       format,
@@ -153,13 +163,7 @@ const create: Command = {
       ...obj,
     });
     const r = await ctx.runJob(h, false);
-    if (!has(p, 'q')) {
-      const shown = { ...given };
-      delete shown['backing_file'];
-      delete shown['backing_fmt'];
-      const ordered = { ...(backingFile !== undefined ? { backing_file: backingFile } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
-      ctx.io.stdout(formattingLine({ filename, format, size: r.size, given: ordered }) + '\n');
-    }
+    if (size === undefined) announce(r.size);
     return 0;
   },
 };
@@ -265,6 +269,9 @@ const convert: Command = {
     const backingFile = last(p, 'B');
     const backingFormat = last(p, 'F');
     const snapshot = last(p, 'l');
+    const cache = last(p, 't');
+    const CACHE_MODES = ['unsafe', 'writeback', 'writethrough', 'none', 'directsync'] as const;
+    if (cache !== undefined && !(CACHE_MODES as readonly string[]).includes(cache)) throw invalidArgument(`Invalid cache option: ${cache}`);
     const h = ctx.service.convert({
       source: sources[0]!,
       ...(sources.length > 1 ? { moreSources: sources.slice(1) } : {}),
@@ -278,6 +285,7 @@ const convert: Command = {
       ...(snapshot !== undefined ? { snapshot } : {}),
       ...(backingFile !== undefined ? { backingFile } : {}),
       ...(backingFormat !== undefined ? { backingFormat } : {}),
+      ...(cache !== undefined ? { cache: cache as (typeof CACHE_MODES)[number] } : {}),
       ...objects(p),
     });
     await ctx.runJob(h, has(p, 'p') && !has(p, 'q'));

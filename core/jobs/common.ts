@@ -7,7 +7,7 @@ import { openImage, type OpenImageOptions } from '../block/open.ts';
 import type { BlockNode } from '../block/node.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
-import { invalidArgument, throwIfAborted } from '../errors.ts';
+import { BlockError, invalidArgument, throwIfAborted } from '../errors.ts';
 
 export interface JobProgressEvent {
   done: number;
@@ -174,4 +174,13 @@ export function secretStoreFrom(objects: readonly string[] = [], secrets: readon
     store.add(s.id, s.format === 'base64' ? Buffer.from(s.data, 'base64') : Buffer.from(s.data, 'utf8'));
   }
   return store;
+}
+
+/** qemu-img's words for a failed image creation: "<file>: Could not create '<file>': <cause>"
+ *  (OS errors), or "<file>: <cause>" for the rest. */
+export function createError(filename: string, e: unknown): unknown {
+  if (!(e instanceof BlockError)) return e;
+  const osLevel = e.kind === 'NotFound' || e.kind === 'Permission' || e.kind === 'Io';
+  const msg = osLevel && !e.message.startsWith('Could not') ? `Could not create '${filename}': ${e.message}` : e.message;
+  return new BlockError(e.kind, `${filename}: ${msg}`, e.context, { cause: e });
 }

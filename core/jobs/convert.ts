@@ -20,7 +20,7 @@ import type { OptionValues } from '../block/options-schema.ts';
 import { parseOptions } from '../block/options-schema.ts';
 import { splitKeyValueList } from '../block/options-tree.ts';
 import { BlockError, cancelled, fromSystemError, invalidArgument, unsupported } from '../errors.ts';
-import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
+import { createError, openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { scanGranularity, splitZeroRuns, isZero } from './zero-detect.ts';
 
 export interface ConvertOptions {
@@ -221,6 +221,11 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       created = new Set<string>();
       try {
         await createImage({ format: outFormat, filename: opts.target.filename, size: total, options: values, secrets: env.secrets, warn: env.warn, ...(ctl.signal ? { signal: ctl.signal } : {}) });
+      } catch (e) {
+        // qemu-img: "<target>: error while converting <fmt>: Could not create '<target>': ..."
+        const err = createError(opts.target.filename, e);
+        if (err instanceof BlockError) throw new BlockError(err.kind, err.message.replace(`${opts.target.filename}: `, `${opts.target.filename}: error while converting ${outFormat}: `), err.context, { cause: e });
+        throw err;
       } finally {
         for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);
         if (targetExisted) created.add(resolve(opts.target.filename)); // truncated by us: incomplete now

@@ -6,7 +6,7 @@ import { createImage } from '../block/open.ts';
 import { findFormat } from '../block/registry.ts';
 import { parseOptions, type OptionValues } from '../block/options-schema.ts';
 import { invalidArgument, unsupported, throwIfAborted } from '../errors.ts';
-import type { JobControl, JobEnv } from './common.ts';
+import { createError, type JobControl, type JobEnv } from './common.ts';
 
 export interface CreateOptions {
   filename: string;
@@ -76,6 +76,8 @@ export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}
     warn: env.warn,
     unsafeBacking: o.unsafe ?? false,
     ...(ctl.signal ? { signal: ctl.signal } : {}),
+  }).catch((e) => {
+    throw createError(o.filename, e);
   });
   let size = o.size;
   if (size === undefined) {

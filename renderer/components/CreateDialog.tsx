@@ -68,6 +68,8 @@ export function CreateDialog({ backingFile: presetBacking, onClose }: CreateDial
         ...(bytes !== undefined ? { size: bytes } : {}),
         options,
         ...(backing ? { backingFile: backing } : {}),
+        // -F: the backing file's format, when the library knows it (qemu-img wants it stated).
+        ...(backing && entries.find((e) => e.path === backing)?.format ? { backingFormat: entries.find((e) => e.path === backing)!.format } : {}),
         ...(pass ? { secrets: [{ id: PASSPHRASE_SECRET_ID, data: pass.passphrase }] } : {}),
       });
       trackJob(jobId, { refreshLibrary: true, addRoot: dir.trim(), select: filename, doneText: `Created ${name.trim()}` });

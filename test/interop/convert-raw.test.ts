@@ -10,16 +10,16 @@ import { platterInProcess, qemuImgRaw, qemuImg } from './harness.ts';
 
 const MiB = 1 << 20;
 
-/** A 32 MiB raw file: 3 MiB random at 1 MiB, 1 MiB of a byte pattern at 20 MiB, a 64 KiB run of
- *  written zeros at 10 MiB (data on disk, zeros to the guest), holes elsewhere. */
+/** A 16 MiB raw file: 3 MiB random at 1 MiB, 1 MiB of a byte pattern at 10 MiB, a 64 KiB run of
+ *  written zeros at 6 MiB (data on disk, zeros to the guest), holes elsewhere. */
 function makeSource(path: string): void {
   const fd = openSync(path, 'w');
-  ftruncateSync(fd, 32 * MiB);
+  ftruncateSync(fd, 16 * MiB);
   const rnd = Buffer.alloc(3 * MiB);
   for (let i = 0; i < rnd.length; i += 4) rnd.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
   writeSync(fd, rnd, 0, rnd.length, MiB);
-  writeSync(fd, Buffer.alloc(MiB, 0x5a), 0, MiB, 20 * MiB);
-  writeSync(fd, Buffer.alloc(64 * 1024), 0, 64 * 1024, 10 * MiB);
+  writeSync(fd, Buffer.alloc(MiB, 0x5a), 0, MiB, 10 * MiB);
+  writeSync(fd, Buffer.alloc(64 * 1024), 0, 64 * 1024, 6 * MiB);
   closeSync(fd);
 }
 
@@ -57,7 +57,7 @@ describe('platter convert vs qemu-img convert (raw)', { skip: SKIP_NO_QEMU }, ()
     const r = await platterInProcess(['convert', '-S', '0', '-f', 'raw', '-O', 'raw', src, out]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(md5File(out), md5File(src));
-    assert.ok(allocated(out) >= 32 * MiB, `allocated ${allocated(out)}`);
+    assert.ok(allocated(out) >= 16 * MiB, `allocated ${allocated(out)}`);
   });
 
   test('-W -m 3 -S 64k: out-of-order parallel copy has the same contents', async () => {
@@ -69,12 +69,12 @@ describe('platter convert vs qemu-img convert (raw)', { skip: SKIP_NO_QEMU }, ()
 
   test('-n --target-is-zero into an existing zeroed target, and -n over garbage writes the zeros', async () => {
     const z = t.path('z.raw');
-    qemuImg('create', '-f', 'raw', z, '32M');
+    qemuImg('create', '-f', 'raw', z, '16M');
     let r = await platterInProcess(['convert', '-n', '--target-is-zero', '-f', 'raw', '-O', 'raw', src, z]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(md5File(z), md5File(src));
     const g = t.path('garbage.raw');
-    writeFileSync(g, Buffer.alloc(32 * MiB, 0xff));
+    writeFileSync(g, Buffer.alloc(16 * MiB, 0xff));
     r = await platterInProcess(['convert', '-n', '-f', 'raw', '-O', 'raw', src, g]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(md5File(g), md5File(src));

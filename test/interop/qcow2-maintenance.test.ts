@@ -277,3 +277,27 @@ for (const raw of [true, false]) {
     }
   });
 }
+
+test('the refcount table grows (512-byte clusters, 64-bit refcounts) and qemu-img check stays clean', { skip: SKIP_NO_QEMU }, async () => {
+  const t = tempDir();
+  try {
+    const p = t.path('g.qcow2');
+    const size = 4 * MiB;
+    // One table cluster holds 64 blocks of 64 clusters: 2 MiB of file; writing 3 MiB outgrows it.
+    await createImage({ format: 'qcow2', filename: p, size, options: { cluster_size: 512, refcount_bits: 64 }, warn: quiet });
+    const before = readFileSync(p).readUInt32BE(56);
+    const n = await openImage(p, { warn: quiet });
+    try {
+      const writes: Promise<void>[] = [];
+      for (let off = 0; off < 3 * MiB; off += 256 * KiB) writes.push(n.write(off, Buffer.alloc(256 * KiB, 1 + off / (256 * KiB))));
+      await Promise.all(writes);
+    } finally {
+      await n.close();
+    }
+    assert.ok(readFileSync(p).readUInt32BE(56) > before, 'refcount_table_clusters grew');
+    assert.equal(qemuCheck(p).status, 0);
+    qemuIo('-c', 'read -P 1 0 256k', '-c', 'read -P 12 2816k 256k', '-c', 'read -P 0 3M 1M', p);
+  } finally {
+    t.cleanup();
+  }
+});

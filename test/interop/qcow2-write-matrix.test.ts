@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createImage, openImage } from '../../core/block/open.ts';
-import { tempDir, run, qemuImg, qemuImgJson, md5, SKIP_NO_QEMU } from '../helpers/qemu.ts';
+import { copyFileSync, chmodSync } from 'node:fs';
+import { tempDir, run, qemuImg, qemuImgJson, md5, SKIP_NO_QEMU, SKIP_NO_FIXTURES, fixture } from '../helpers/qemu.ts';
 
 const quiet = () => {};
 
@@ -40,10 +41,10 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { opts: { cluster_size: 512, compat: '1.1', refcount_bits: 1 }, size: 2 << 20, ops: 40, maxLen: 9000 },
-  { opts: { cluster_size: 4096, compat: '0.10' }, size: 4 << 20, ops: 40, maxLen: 40000 },
-  { opts: { cluster_size: 65536, compat: '1.1', lazy_refcounts: true, refcount_bits: 64 }, size: 8 << 20, ops: 40, maxLen: 200000 },
-  { opts: { cluster_size: 2 << 20, compat: '1.1', preallocation: 'metadata' }, size: 8 << 20, ops: 24, maxLen: 3 << 20 },
+  { opts: { cluster_size: 512, compat: '1.1', refcount_bits: 1 }, size: 2 << 20, ops: 32, maxLen: 9000 },
+  { opts: { cluster_size: 4096, compat: '0.10' }, size: 4 << 20, ops: 32, maxLen: 40000 },
+  { opts: { cluster_size: 65536, compat: '1.1', lazy_refcounts: true, refcount_bits: 64 }, size: 8 << 20, ops: 32, maxLen: 200000 },
+  { opts: { cluster_size: 2 << 20, compat: '1.1', preallocation: 'metadata' }, size: 6 << 20, ops: 16, maxLen: 3 << 20 },
   { opts: { cluster_size: 65536, compat: '0.10', preallocation: 'falloc' }, size: 4 << 20, ops: 30, maxLen: 150000 },
   { opts: { cluster_size: 4096, compat: '1.1', refcount_bits: 8, preallocation: 'full' }, size: 1 << 20, ops: 30, maxLen: 20000 },
   { opts: { cluster_size: 65536, compat: '1.1', extended_l2: true }, size: 4 << 20, ops: 30, maxLen: 150000 },
@@ -124,6 +125,46 @@ for (const c of CASES) {
       } finally {
         await again.close();
       }
+    } finally {
+      t.cleanup();
+    }
+  });
+}
+
+for (const id of ['generated/qcow2-extl2.qcow2', 'generated/qcow2-compressed-zlib.qcow2', 'generated/qcow2-snapshots.qcow2', 'generated/qcow2-c4k-refcount1.qcow2', 'generated/qcow2-v2.qcow2']) {
+  test(`writes into qemu-made ${id} (partial writes, write-zeroes) keep qemu-img check clean and qemu-img convert equal`, { skip: SKIP_NO_QEMU || SKIP_NO_FIXTURES }, async () => {
+    const t = tempDir();
+    try {
+      const path = t.path('q.qcow2');
+      copyFileSync(fixture(id), path);
+      chmodSync(path, 0o644);
+      const node = await openImage(path, { format: 'qcow2', warn: quiet });
+      let model: Buffer;
+      try {
+        model = await node.read(0, node.size);
+        const cs = node.clusterSize!;
+        const r = prng(cs);
+        for (let k = 0; k < 12; k++) {
+          const len = 1 + Math.floor(r() * 3 * cs);
+          const off = Math.floor(r() * (node.size - len));
+          if (k % 3 === 0) {
+            model.fill(0, off, off + len);
+            await node.writeZeroes(off, len);
+          } else {
+            const d = pattern(r, len);
+            d.copy(model, off);
+            await node.write(off, d);
+          }
+        }
+        assert.equal(md5(await node.read(0, node.size)), md5(model));
+      } finally {
+        await node.close();
+      }
+      const chk = run('qemu-img', ['check', '--output=json', path]);
+      assert.equal(chk.status, 0, chk.stderr + chk.stdout);
+      const raw = t.path('q.raw');
+      qemuImg('convert', '-O', 'raw', path, raw);
+      assert.equal(md5(readFileSync(raw)), md5(model));
     } finally {
       t.cleanup();
     }

@@ -124,3 +124,24 @@ test('a zero-size image made by qemu-img create is refused exactly as qemu-img i
     t.cleanup();
   }
 });
+
+test('extent names in UTF-8 (qemu-img create of "dïsk.vmdk", monolithicFlat) open, and the CID rewrite keeps the descriptor bytes qemu-img reads', { skip: SKIP_NO_QEMU }, async () => {
+  const t = tempDir();
+  try {
+    const img = t.path('dïsk.vmdk');
+    qemuImg('create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', img, '1M');
+    qemuIo('-f', 'vmdk', '-c', 'write -P 0x5c 4096 4096', img);
+    const node = await openImage(img, { format: 'vmdk' });
+    try {
+      assert.equal(((await node.info()).formatSpecific!.data as any).extents[0].filename.endsWith('dïsk-flat.vmdk'), true);
+      assert.ok((await node.read(4096, 4096)).equals(Buffer.alloc(4096, 0x5c)));
+      await node.write(0, Buffer.alloc(512, 0x5d));
+    } finally {
+      await node.close();
+    }
+    const out = qemuIo('-f', 'vmdk', '-c', 'read -P 0x5d 0 512', '-c', 'read -P 0x5c 4096 4096', img);
+    assert.doesNotMatch(out, /Pattern verification failed/);
+  } finally {
+    t.cleanup();
+  }
+});

@@ -21,6 +21,8 @@ export const MAX_RSS_GROWTH = 256 << 20;
 const MAX_READ_BYTES = 16 << 20;
 /** How many block-status extents one case walks at most. */
 const MAX_EXTENTS = 5000;
+/** How many snapshots one case opens as read-only views (qemu-img info opens none). */
+const MAX_SNAPSHOT_VIEWS = 8;
 /** Read chunk. */
 const CHUNK = 1 << 20;
 /** How often resident memory is sampled while a case runs. */
@@ -81,7 +83,7 @@ export async function probeHostile(path: string, o: HostileOptions = {}): Promis
     try {
       await node.info();
       if (node.impl.snapshots) {
-        for (const s of await node.impl.snapshots.list()) {
+        for (const s of (await node.impl.snapshots.list()).slice(0, MAX_SNAPSHOT_VIEWS)) {
           const view = await node.impl.snapshots.openView(s.id).catch((e: unknown) => {
             if (e instanceof BlockError) return undefined; // a broken snapshot is refused; enough
             throw e;

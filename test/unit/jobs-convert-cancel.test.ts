@@ -25,7 +25,7 @@ test('a convert cancelled at its first progress event rejects with Cancelled and
   const t = tempDir();
   try {
     const src = t.path('src.raw');
-    makeSource(src, 24);
+    makeSource(src, 8);
     const service = createPlatterService();
     const h = service.convert({ source: { filename: src, format: 'raw' }, target: { filename: t.path('out.raw'), format: 'raw' }, parallel: 1 });
     h.onProgress(() => h.cancel());
@@ -72,7 +72,7 @@ test('a cancelled convert over an existing file of the same name removes the now
   const t = tempDir();
   try {
     const src = t.path('src.raw');
-    makeSource(src, 16);
+    makeSource(src, 8);
     const out = t.path('out.raw');
     writeFileSync(out, 'old contents');
     const ac = new AbortController();

@@ -13,13 +13,19 @@ const quiet = () => {};
 const CS = 65536;
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
-/** A valid 1 MiB image with data in clusters 0 and 8 (so L1/L2 entries exist). */
+let validBytes: Buffer | undefined;
+
+/** A valid 1 MiB image with data in clusters 0 and 8 (so L1/L2 entries exist), made once. */
 async function validImage(path: string): Promise<void> {
-  await createImage({ format: 'qcow2', filename: path, size: 1 << 20, options: { cluster_size: CS }, warn: quiet });
-  const n = await openImage(path, { warn: quiet });
-  await n.write(0, Buffer.alloc(CS, 0x11));
-  await n.write(8 * CS, Buffer.alloc(100, 0x22));
-  await n.close();
+  if (!validBytes) {
+    await createImage({ format: 'qcow2', filename: path, size: 1 << 20, options: { cluster_size: CS }, warn: quiet });
+    const n = await openImage(path, { warn: quiet });
+    await n.write(0, Buffer.alloc(CS, 0x11));
+    await n.write(8 * CS, Buffer.alloc(100, 0x22));
+    await n.close();
+    validBytes = readFileSync(path);
+  }
+  writeFileSync(path, validBytes);
 }
 
 function l2Offset(buf: Buffer): number {

@@ -165,7 +165,7 @@ export async function createVmdk(file: BlockNode, ctx: CreateContext): Promise<v
     adapterType,
     toolsVersion,
   });
-  const bytes = Buffer.from(text, 'latin1');
+  const bytes = Buffer.from(text, 'utf8');
   if (!split && !flat) {
     if (bytes.length > NEW_DESC_SECTORS * SECTOR) throw invalidArgument('The VMDK descriptor is too long for its 20-sector area');
     await file.write(EMBEDDED_DESCRIPTOR_OFFSET, bytes);

@@ -46,10 +46,14 @@ export interface Descriptor {
   ddb: Map<string, string>;
 }
 
-/** The text of a descriptor held in `buf`, up to the first NUL (embedded areas are padded). */
-export function descriptorText(buf: Buffer): string {
+/**
+ * The text of a descriptor held in `buf`, up to the first NUL (embedded areas are padded).
+ * Parsing reads UTF-8 (extent and parent names as the host spells them); rewriting the CID uses
+ * latin1, which gives back every byte unchanged.
+ */
+export function descriptorText(buf: Buffer, encoding: 'utf8' | 'latin1' = 'utf8'): string {
   const end = buf.indexOf(0);
-  return buf.subarray(0, end < 0 ? buf.length : end).toString('latin1');
+  return buf.subarray(0, end < 0 ? buf.length : end).toString(encoding);
 }
 
 function unquote(v: string): string {

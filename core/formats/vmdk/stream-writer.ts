@@ -87,7 +87,7 @@ export async function writeStreamOptimized(file: BlockNode, o: StreamWriteOption
       adapterType: o.adapterType ?? 'ide',
       toolsVersion: '2147483647',
     }),
-    'latin1',
+    'utf8',
   );
   const descSectors = Math.ceil(desc.length / SECTOR);
   const overHead = Math.ceil((1 + descSectors) / GRAIN_SECTORS) * GRAIN_SECTORS;

@@ -160,7 +160,7 @@ export class VmdkNode implements NodeImpl {
     this.#cidUpdate ??= this.#descLock.run(async () => {
       const d = this.#descriptor;
       const avail = Math.max(0, Math.min(d.length, d.file.size - d.offset));
-      const text = descriptorText(await d.file.read(d.offset, avail));
+      const text = descriptorText(await d.file.read(d.offset, avail), 'latin1');
       const cid = randomInt(0, 0x100000000);
       const next = Buffer.from(replaceCid(text, cid), 'latin1');
       const area = d.embedded ? d.length : Math.ceil(Math.max(next.length, d.file.size) / SECTOR) * SECTOR;
