@@ -268,6 +268,15 @@ function canonicalPath(fileTree: OptionsTree): string | undefined {
   }
 }
 
+/** The real path (symlinks followed), or the path itself when it does not exist. */
+function realOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
 function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
   if (typeof fileTree.driver === 'string') {
     if (!findProtocol(fileTree.driver)) {
@@ -345,6 +354,11 @@ async function openSiblingFile(imageName: string, imageFileTree: OptionsTree, na
   const rel = relative(dir, full);
   if (rel === '' || rel.startsWith('..' + sep) || rel === '..' || isAbsolute(rel)) {
     throw new BlockError('Permission', `'${name}' is outside the image's directory; Platter opens only files next to the image that names them`, { path: imageName });
+  }
+  // A symlink inside the directory may lead anywhere (CVE-2022-47951): check where it really goes.
+  const realRel = relative(realOrSelf(dir), realOrSelf(full));
+  if (realRel === '' || realRel.startsWith('..' + sep) || realRel === '..' || isAbsolute(realRel)) {
+    throw new BlockError('Permission', `'${name}' is a link that leads outside the image's directory; Platter opens only files next to the image that names them`, { path: imageName });
   }
   try {
     return await openProtocol({ driver: 'file', filename: full }, full, readOnly, perms, warn);

@@ -12,6 +12,8 @@ import { l2ForWrite, writeL2Span } from './cluster-map.ts';
 import type { Qcow2Node } from './node.ts';
 import type { Qcow2Image } from './image.ts';
 import { versionOf } from './options.ts';
+import { maxRefcount, Refcounts, writeRefcountEntry } from './refcount.ts';
+import { encodeReftableEntry, L1E_SIZE } from './entries.ts';
 
 const V3_HINT = '(use version=v3 or greater)';
 
@@ -20,9 +22,9 @@ export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendCon
   const h = img.header;
   const target = o['compat'] !== undefined ? versionOf(String(o['compat'])) : h.version;
   const lazy = o['lazy_refcounts'] !== undefined ? o['lazy_refcounts'] === true : (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n;
-  if (o['refcount_bits'] !== undefined && Number(o['refcount_bits']) !== 1 << h.refcountOrder) {
-    throw unsupported(`Changing refcount_bits (from ${1 << h.refcountOrder} to ${o['refcount_bits']}) is not supported yet`, img.ctx);
-  }
+  const newBits = o['refcount_bits'] !== undefined ? Number(o['refcount_bits']) : 1 << h.refcountOrder;
+  if (!Number.isInteger(Math.log2(newBits)) || newBits < 1 || newBits > 64) throw invalidArgument('Refcount width must be a power of two and may not exceed 64 bits', img.ctx);
+  if (newBits !== 16 && target < 3) throw invalidArgument(`Different refcount widths than 16 bits require compatibility level 1.1 or above ${V3_HINT}`, img.ctx);
   if (o['data_file'] !== undefined || o['data_file_raw'] !== undefined) throw unsupported('Changing the external data file with amend is not supported yet', img.ctx);
   if (lazy && target < 3) throw invalidArgument(`Lazy refcounts only supported with compatibility level 1.1 and above ${V3_HINT}`, img.ctx);
   if (o['size'] !== undefined) throw unsupported("Use 'resize' to change the size of a qcow2 image", img.ctx);
@@ -48,6 +50,7 @@ export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendCon
     img.geo.version = 3;
     await img.writeHeader();
   }
+  if (newBits !== 1 << h.refcountOrder) await changeRefcountWidth(img, newBits);
   if (lazy !== ((h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n) && h.version >= 3) {
     await img.file.flush();
     if (lazy) h.compatible |= COMPAT_LAZY_REFCOUNTS;
@@ -121,4 +124,77 @@ async function expandZeroClusters(img: Qcow2Image, hasBacking: boolean, ctx: Ame
     }
     await img.refcounts.commit();
   }
+}
+
+/**
+ * Rewrite the refcount structures with `bits`-bit entries (QEMU's qcow2_change_refcount_order,
+ * simpler): the new table and blocks go after the end of the file, the header switches to them
+ * in one write, and the old ones become free. Until that header write the old structures stay
+ * valid, so a crash only leaves unreferenced clusters past the old end.
+ */
+async function changeRefcountWidth(img: Qcow2Image, bits: number): Promise<void> {
+  const cs = img.clusterSize;
+  const old = img.refcounts;
+  const nb = Math.ceil(img.file.size / cs);
+  const values = new Array<number>(nb);
+  for (let c = 0; c < nb; c++) values[c] = await old.get(c);
+  const max = maxRefcount(bits);
+  for (let c = 0; c < nb; c++) {
+    if (values[c]! > max) {
+      throw invalidArgument(`Cannot decrease refcount entry width to ${bits} bits: Cluster at offset 0x${(c * cs).toString(16)} has a refcount of ${values[c]}`, img.ctx);
+    }
+  }
+  // The old table and blocks are freed by the switch.
+  for (let i = 0; i < old.tableClusters; i++) values[old.tableOffset / cs + i] = 0;
+  for (const b of old.table) if (b && b / cs < nb) values[b / cs] = 0;
+  const perBlock = (cs * 8) / bits;
+  let blocks = 0;
+  let tableClusters = 0;
+  for (;;) {
+    const total = nb + blocks + tableClusters;
+    const nextBlocks = Math.ceil(total / perBlock);
+    const nextTable = Math.ceil((nextBlocks * L1E_SIZE) / cs);
+    if (nextBlocks === blocks && nextTable === tableClusters) break;
+    blocks = nextBlocks;
+    tableClusters = nextTable;
+  }
+  const tableAt = nb;
+  const blocksAt = nb + tableClusters;
+  const table = Buffer.alloc(tableClusters * cs);
+  for (let b = 0; b < blocks; b++) {
+    const buf = Buffer.alloc(cs);
+    for (let i = 0; i < perBlock; i++) {
+      const c = b * perBlock + i;
+      const v = c < nb ? values[c]! : c < nb + tableClusters + blocks ? 1 : 0;
+      if (v) writeRefcountEntry(buf, i, bits, v);
+    }
+    await img.writeMeta((blocksAt + b) * cs, buf);
+    encodeReftableEntry(table, b, (blocksAt + b) * cs);
+  }
+  await img.writeMeta(tableAt * cs, table);
+  await img.file.flush();
+  img.header.refcountOrder = Math.log2(bits);
+  img.header.refcountTableOffset = tableAt * cs;
+  img.header.refcountTableClusters = tableClusters;
+  await img.writeHeader();
+  const onFree = old.onFree;
+  img.refcounts = new Refcounts(
+    {
+      file: img.file,
+      write: (offset, data) => img.writeMeta(offset, data),
+      barrier: () => img.barrier(),
+      tableMoved: async (offset, clusters) => {
+        img.header.refcountTableOffset = offset;
+        img.header.refcountTableClusters = clusters;
+        await img.writeHeader();
+      },
+      ctx: img.ctx,
+    },
+    img.clusterBits,
+    img.header.refcountOrder,
+    tableAt * cs,
+    tableClusters,
+    table,
+  );
+  img.refcounts.onFree = onFree;
 }
