@@ -201,7 +201,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
 /** qemu-img's "Could not open 'x': cause" shape, applied once. */
 function prefixOpenError(e: unknown, name: string): unknown {
   if (!(e instanceof BlockError)) return e;
-  if (e.message.startsWith('Could not open') || e.kind === 'Locked' || e.kind === 'Cancelled') return e;
+  if (e.message.startsWith('Could not open') || e.kind === 'Cancelled') return e;
   const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
   return err;

@@ -4,6 +4,7 @@
 
 import { dirname, isAbsolute, join } from 'node:path';
 import type { BlockNode } from '../block/node.ts';
+import { parseDottedOptions, type OptionsTree } from '../block/options-tree.ts';
 import type { ImageInfo, SnapshotInfoJson } from '../api/types.ts';
 import type { SnapshotInfo } from '../block/types.ts';
 import { allocatedBytes, hostFiles, openSpec, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
@@ -74,14 +75,37 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   return out;
 }
 
+/**
+ * The name qemu-img shows for an --image-opts image: the plain file name when the options say no
+ * more than "this format on this file", else a json: pseudo-filename of the options (QEMU's
+ * bdrv_refresh_filename: driver, then the file child, then the format's other options).
+ */
+export function imageOptsDisplayName(spec: string, fallback: string): string {
+  let tree: OptionsTree;
+  try {
+    tree = parseDottedOptions(spec);
+  } catch {
+    return fallback;
+  }
+  const { driver, file, ...rest } = tree;
+  const fileTree = typeof file === 'object' && file !== null && !Array.isArray(file) ? (file as OptionsTree) : undefined;
+  const { driver: fileDriver, filename, ...fileRest } = fileTree ?? {};
+  if (Object.keys(rest).length === 0 && Object.keys(fileRest).length === 0 && typeof filename === 'string') return filename;
+  if (typeof driver !== 'string' || typeof filename !== 'string') return fallback;
+  const json: Record<string, unknown> = { driver, file: { driver: fileDriver ?? 'file', filename, ...fileRest }, ...rest };
+  return `json:${JSON.stringify(json).replace(/":/g, '": ').replace(/,"/g, ', "')}`;
+}
+
 /** qemu-img info: one ImageInfo, or the whole chain (top first) with backingChain. */
 export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {}): Promise<ImageInfo | ImageInfo[]> {
   void ctl;
   const node = await openSpec(opts.image, env, { readOnly: true, noBacking: !opts.backingChain });
   try {
-    if (!opts.backingChain) return await nodeInfo(node);
-    const out: ImageInfo[] = [];
-    for (const n of node.chain()) out.push(await nodeInfo(n));
+    const top = await nodeInfo(node);
+    if (opts.image.imageOpts) top.filename = imageOptsDisplayName(opts.image.filename, top.filename);
+    if (!opts.backingChain) return top;
+    const out: ImageInfo[] = [top];
+    for (const n of node.chain()) if (n !== node) out.push(await nodeInfo(n));
     return out;
   } finally {
     await node.close();

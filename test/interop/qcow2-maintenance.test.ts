@@ -301,3 +301,29 @@ test('the refcount table grows (512-byte clusters, 64-bit refcounts) and qemu-im
     t.cleanup();
   }
 });
+
+test('amend refcount_bits rewrites the refcount structures (qemu-img info refcount-bits, check) and refuses a width too narrow', { skip: SKIP_NO_QEMU }, async () => {
+  const t = tempDir();
+  try {
+    const p = t.path('rb.qcow2');
+    await createImage({ format: 'qcow2', filename: p, size: 4 * MiB, options: { cluster_size: 4096 }, warn: quiet });
+    const actx = { secrets: new SecretStore(), workers: sharedWorkerPool(), warn: quiet, force: false };
+    const n = await openImage(p, { warn: quiet });
+    try {
+      await n.write(0, Buffer.alloc(MiB, 0x61));
+      await n.impl.snapshots!.create({ name: 's', dateSec: 1, dateNsec: 0 });
+      await n.impl.amend!({ refcount_bits: 64 }, actx);
+      await n.write(2 * MiB, Buffer.alloc(100 * KiB, 0x62)); // allocation through the new structures
+      await assert.rejects(n.impl.amend!({ refcount_bits: 1 }, actx), /Cannot decrease refcount entry width to 1 bits/);
+      await n.impl.amend!({ refcount_bits: 2 }, actx);
+    } finally {
+      await n.close();
+    }
+    assert.equal(qemuImgJson('info', p)['format-specific'].data['refcount-bits'], 2);
+    const q = qemuCheck(p);
+    assert.equal(q.status, 0, JSON.stringify(q.json));
+    qemuIo('-c', 'read -P 0x61 0 1M', '-c', 'read -P 0x62 2M 100k', p);
+  } finally {
+    t.cleanup();
+  }
+});

@@ -12,7 +12,7 @@ import { l2ForWrite, writeL2Span } from './cluster-map.ts';
 import type { Qcow2Node } from './node.ts';
 import type { Qcow2Image } from './image.ts';
 import { versionOf } from './options.ts';
-import { maxRefcount, Refcounts, writeRefcountEntry } from './refcount.ts';
+import { maxRefcount, writeRefcountEntry } from './refcount.ts';
 import { encodeReftableEntry, L1E_SIZE } from './entries.ts';
 
 const V3_HINT = '(use version=v3 or greater)';
@@ -177,24 +177,5 @@ async function changeRefcountWidth(img: Qcow2Image, bits: number): Promise<void>
   img.header.refcountTableOffset = tableAt * cs;
   img.header.refcountTableClusters = tableClusters;
   await img.writeHeader();
-  const onFree = old.onFree;
-  img.refcounts = new Refcounts(
-    {
-      file: img.file,
-      write: (offset, data) => img.writeMeta(offset, data),
-      barrier: () => img.barrier(),
-      tableMoved: async (offset, clusters) => {
-        img.header.refcountTableOffset = offset;
-        img.header.refcountTableClusters = clusters;
-        await img.writeHeader();
-      },
-      ctx: img.ctx,
-    },
-    img.clusterBits,
-    img.header.refcountOrder,
-    tableAt * cs,
-    tableClusters,
-    table,
-  );
-  img.refcounts.onFree = onFree;
+  img.refcounts = img.makeRefcounts(img.header.refcountOrder, tableAt * cs, tableClusters, table);
 }

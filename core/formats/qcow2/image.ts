@@ -57,9 +57,14 @@ export class Qcow2Image {
     const l2Bytes = this.clusterSize;
     const cover = Math.ceil(init.header.size / (this.l2Entries * this.clusterSize)) * l2Bytes;
     this.l2Cache = new L2Cache(l2Bytes, cover);
-    this.refcounts = new Refcounts(
+    this.refcounts = this.makeRefcounts(init.header.refcountOrder, init.header.refcountTableOffset, init.header.refcountTableClusters, init.reftable);
+  }
+
+  /** Refcounts over the table at `tableOffset` (also used when amend rewrites them). */
+  makeRefcounts(refcountOrder: number, tableOffset: number, tableClusters: number, tableBuf: Buffer): Refcounts {
+    const r = new Refcounts(
       {
-        file: init.file,
+        file: this.file,
         write: (offset, data) => this.writeMeta(offset, data),
         barrier: () => this.barrier(),
         tableMoved: async (offset, clusters) => {
@@ -67,19 +72,20 @@ export class Qcow2Image {
           this.header.refcountTableClusters = clusters;
           await this.writeHeader();
         },
-        ctx: init.ctx,
+        ctx: this.ctx,
       },
       this.clusterBits,
-      init.header.refcountOrder,
-      init.header.refcountTableOffset,
-      init.header.refcountTableClusters,
-      init.reftable,
+      refcountOrder,
+      tableOffset,
+      tableClusters,
+      tableBuf,
     );
-    this.refcounts.onFree = (cluster) => {
+    r.onFree = (cluster) => {
       // A freed cluster may come back as anything: forget it as an L2 table.
       this.l2Cache.drop(cluster * this.clusterSize);
       this.onClusterFreed?.(cluster);
     };
+    return r;
   }
 
   /** Extra hook for freed clusters (the node's compressed-packing position). */
