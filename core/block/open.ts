@@ -2,7 +2,7 @@
 // open_disk; QEMU's bdrv_open). Builds the node graph: format node -> file (protocol) child, and
 // the backing chain below it, with permissions/locks computed as QEMU does.
 
-import { dirname, isAbsolute, resolve, relative, sep } from 'node:path';
+import { basename, dirname, isAbsolute, resolve, relative, sep } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { BlockError, invalidArgument, invalidImage, notFound, unsupported } from '../errors.ts';
 import { BlockNode } from './node.ts';
@@ -136,7 +136,8 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
         await file.close();
         file = await openProtocol(fileTree, displayName, readOnly, want, warn);
       }
-      if (probedRaw) {
+      // QEMU warns only when the guessed-raw image is writable (qemu-img info stays quiet).
+      if (probedRaw && !readOnly) {
         warn(
           `WARNING: Image format was not specified for '${displayName}' and probing guessed raw.\n` +
             `         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n` +
@@ -268,12 +269,14 @@ function canonicalPath(fileTree: OptionsTree): string | undefined {
   }
 }
 
-/** The real path (symlinks followed), or the path itself when it does not exist. */
+/** The real path (symlinks followed); for a path not created yet, its nearest existing parent's
+ *  real path plus the rest (so a symlinked directory on the way still counts). */
 function realOrSelf(path: string): string {
   try {
     return realpathSync(path);
   } catch {
-    return path;
+    const parent = dirname(path);
+    return parent === path ? path : resolve(realOrSelf(parent), basename(path));
   }
 }
 

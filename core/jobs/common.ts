@@ -39,19 +39,15 @@ export function defaultEnv(): JobEnv {
   return { secrets: new SecretStore(), warn: (m) => process.stderr.write(`${m}\n`) };
 }
 
-/** The start of the probed-raw warning, which qemu-img prints only for read-write opens. */
-const PROBED_RAW_WARNING = 'WARNING: Image format was not specified for';
-
 /** Open `spec` with the environment's secrets and warnings. */
 export function openSpec(spec: ImageSpec, env: JobEnv, extra: Partial<OpenImageOptions> = {}): Promise<BlockNode> {
   const readOnly = extra.readOnly ?? true;
-  const warn = readOnly ? (m: string) => (m.startsWith(PROBED_RAW_WARNING) ? undefined : env.warn(m)) : env.warn;
   return openImage(spec.filename, {
     ...(spec.format ? { format: spec.format } : {}),
     imageOpts: spec.imageOpts ?? false,
     forceShare: (spec.forceShare ?? false) && readOnly,
     secrets: env.secrets,
-    warn,
+    warn: env.warn,
     ...extra,
     readOnly,
   });

@@ -89,10 +89,11 @@ export function imageOptsDisplayName(spec: string, fallback: string): string {
   }
   const { driver, file, ...rest } = tree;
   const fileTree = typeof file === 'object' && file !== null && !Array.isArray(file) ? (file as OptionsTree) : undefined;
-  const { driver: fileDriver, filename, ...fileRest } = fileTree ?? {};
-  if (Object.keys(rest).length === 0 && Object.keys(fileRest).length === 0 && typeof filename === 'string') return filename;
+  // The file protocol's other options (locking, cache, aio) are run-time choices, not part of the name.
+  const { driver: fileDriver, filename } = fileTree ?? {};
+  if (Object.keys(rest).length === 0 && typeof filename === 'string') return filename;
   if (typeof driver !== 'string' || typeof filename !== 'string') return fallback;
-  const json: Record<string, unknown> = { driver, file: { driver: fileDriver ?? 'file', filename, ...fileRest }, ...rest };
+  const json: Record<string, unknown> = { driver, file: { driver: fileDriver ?? 'file', filename }, ...rest };
   return `json:${JSON.stringify(json).replace(/":/g, '": ').replace(/,"/g, ', "')}`;
 }
 

@@ -25,7 +25,9 @@ export interface MapExtent extends MapEntry {
 /** qemu-img's entry_mergeable: same flags and depth, same file, and contiguous host offsets. */
 export function mergeable(cur: MapExtent, next: MapExtent): boolean {
   if (cur.length === 0) return false;
-  if (cur.zero !== next.zero || cur.data !== next.data || (cur.compressed ?? false) !== (next.compressed ?? false) || cur.depth !== next.depth || cur.present !== next.present) return false;
+  // 7.2 neither prints nor compares "compressed" (newer QEMU does): a merged entry is marked
+  // compressed in the API data when any part of it is.
+  if (cur.zero !== next.zero || cur.data !== next.data || cur.depth !== next.depth || cur.present !== next.present) return false;
   if ((cur.filename === undefined) !== (next.filename === undefined) || cur.filename !== next.filename) return false;
   if ((cur.offset === undefined) !== (next.offset === undefined)) return false;
   if (cur.offset !== undefined && cur.offset + cur.length !== next.offset) return false;
@@ -84,7 +86,10 @@ export async function mapNode(node: BlockNode, start: number, length: number | u
       const f = names[st.depth];
       if (f !== undefined) e.filename = f;
     }
-    if (cur && mergeable(cur, e)) cur.length += e.length;
+    if (cur && mergeable(cur, e)) {
+      cur.length += e.length;
+      if (e.compressed) cur.compressed = true;
+    }
     else {
       if (cur) out.push(cur);
       cur = e;
@@ -97,11 +102,11 @@ export async function mapNode(node: BlockNode, start: number, length: number | u
   return out;
 }
 
-/** The JSON text of qemu-img map --output=json (one entry per line, its spacing). */
+/** The JSON text of qemu-img 7.2 map --output=json (one entry per line, its spacing; 7.2 has no
+ *  "compressed" key). */
 export function jsonMap(entries: readonly MapExtent[]): string {
   const line = (e: MapExtent) => {
     let s = `{ "start": ${e.start}, "length": ${e.length}, "depth": ${e.depth}, "present": ${e.present}, "zero": ${e.zero}, "data": ${e.data}`;
-    if (e.compressed !== undefined) s += `, "compressed": ${e.compressed}`;
     if (e.offset !== undefined) s += `, "offset": ${e.offset}`;
     return s + '}';
   };

@@ -1,5 +1,6 @@
 // A crash-test child: opens an image read-write through Platter and performs the op sequence,
-// printing "F <index>" after every flush that completed. The parent kills it with SIGKILL.
+// printing "F <index>" after every flush that completed, and "S <index>" / "E <index>" around
+// snapshot operations. The parent kills it with SIGKILL.
 import { openImage } from '../../core/block/open.ts';
 import { opSequence } from './ops.ts';
 
@@ -25,12 +26,16 @@ for (let i = 0; i < ops.length; i++) {
         process.stdout.write(`F ${i}\n`);
         break;
       case 'snapshot-create':
+        process.stdout.write(`S ${i}\n`);
         await node.impl.snapshots?.create({ name: op.name, dateSec: Math.floor(Date.now() / 1000), dateNsec: 0 });
+        process.stdout.write(`E ${i}\n`);
         break;
       case 'snapshot-delete':
         if (!deleted.has(op.name)) {
           deleted.add(op.name);
+          process.stdout.write(`S ${i}\n`);
           await node.impl.snapshots?.delete(op.name).catch(() => {});
+          process.stdout.write(`E ${i}\n`);
         }
         break;
     }

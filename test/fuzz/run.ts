@@ -2,7 +2,7 @@
 // with limits: a case fails on a crash (an exception that is not Platter's BlockError, a native
 // crash), a hang (no answer within the timeout), or memory over the cap.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createInterface, type Interface } from 'node:readline';
@@ -40,6 +40,11 @@ export interface FuzzReport {
   errorKinds: Record<string, number>;
   failures: FuzzFailure[];
   seconds: number;
+}
+
+/** Cases live in memory-backed storage where there is some (each case writes and reads MiBs). */
+function scratchRoot(): string {
+  return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 }
 
 const CHILD = fileURLToPath(new URL('./case-child.ts', import.meta.url));
@@ -108,7 +113,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const timeoutMs = o.timeoutMs ?? 10_000;
   const maxRss = o.maxRssBytes ?? MEMORY_CAP;
   const { dir: seedDir, seeds } = seedImages(o.format);
-  const work = mkdtempSync(join(tmpdir(), `platter-fuzz-${o.format}-`));
+  const work = mkdtempSync(join(scratchRoot(), `platter-fuzz-${o.format}-`));
   for (const f of readdirSync(seedDir)) if (!f.startsWith('.')) copyFileSync(join(seedDir, f), join(work, f));
   const seedBytes = seeds.map((s) => readFileSync(s));
   const report: FuzzReport = { format: o.format, cases: 0, ok: 0, errors: 0, errorKinds: {}, failures: [], seconds: 0 };

@@ -1,7 +1,7 @@
 // Seed images for fuzzing, made by the real qemu-img and qemu-io: data patterns, zero writes,
 // discards, and per format what the format has (snapshots, compressed clusters, backing files).
 // Seeds are made once per machine in a cache folder (they are deterministic enough in content).
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runOk } from '../helpers/qemu.ts';
@@ -10,7 +10,9 @@ import { runOk } from '../helpers/qemu.ts';
 export const FUZZ_PASSPHRASE = 'platter-fuzz';
 const SECRET = `secret,id=s0,data=${FUZZ_PASSPHRASE}`;
 
-const WRITES = ['write -P 0x11 0 64k', 'write -P 0x22 300k 5k', 'write -z 1M 64k', 'write -P 0x33 2047k 3k', 'discard 0 4k'];
+/** Seeds are 2 MiB: big enough for several tables and clusters, small enough that a case costs
+ *  milliseconds. */
+const WRITES = ['write -P 0x11 0 64k', 'write -P 0x22 300k 5k', 'write -z 1M 64k', 'write -P 0x33 1023k 3k', 'discard 0 4k'];
 
 interface SeedRecipe {
   name: string;
@@ -30,12 +32,12 @@ function create(dir: string, name: string, fmt: string, size: string, opts: stri
 
 const RECIPES: Record<string, SeedRecipe[]> = {
   qcow2: [
-    { name: 'v3.qcow2', make: (d) => void create(d, 'v3.qcow2', 'qcow2', '4M') },
-    { name: 'v2-c4k.qcow2', make: (d) => void create(d, 'v2-c4k.qcow2', 'qcow2', '4M', ['-o', 'compat=0.10,cluster_size=4k']) },
+    { name: 'v3.qcow2', make: (d) => void create(d, 'v3.qcow2', 'qcow2', '2M') },
+    { name: 'v2-c4k.qcow2', make: (d) => void create(d, 'v2-c4k.qcow2', 'qcow2', '2M', ['-o', 'compat=0.10,cluster_size=4k']) },
     {
       name: 'snap.qcow2',
       make: (d) => {
-        const p = create(d, 'snap.qcow2', 'qcow2', '4M', ['-o', 'cluster_size=4k,refcount_bits=4']);
+        const p = create(d, 'snap.qcow2', 'qcow2', '2M', ['-o', 'cluster_size=4k,refcount_bits=4']);
         runOk('qemu-img', ['snapshot', '-c', 's1', p]);
         qio(p, 'qcow2', ['write -P 0x44 0 8k']);
       },
@@ -50,38 +52,38 @@ const RECIPES: Record<string, SeedRecipe[]> = {
     {
       name: 'overlay.qcow2',
       make: (d) => {
-        create(d, 'base.qcow2', 'qcow2', '4M', [], ['write -P 0x66 0 1M']);
-        create(d, 'overlay.qcow2', 'qcow2', '4M', ['-b', 'base.qcow2', '-F', 'qcow2'], ['write -P 0x77 512k 64k']);
+        create(d, 'base.qcow2', 'qcow2', '2M', [], ['write -P 0x66 0 1M']);
+        create(d, 'overlay.qcow2', 'qcow2', '2M', ['-b', 'base.qcow2', '-F', 'qcow2'], ['write -P 0x77 512k 64k']);
       },
     },
   ],
   qcow: [
-    { name: 'v1.qcow', make: (d) => void create(d, 'v1.qcow', 'qcow', '4M', [], WRITES.filter((w) => !w.startsWith('discard'))) },
+    { name: 'v1.qcow', make: (d) => void create(d, 'v1.qcow', 'qcow', '2M', [], WRITES.filter((w) => !w.startsWith('discard'))) },
     {
       name: 'overlay1.qcow',
       make: (d) => {
-        create(d, 'base1.raw', 'raw', '4M', [], ['write -P 0x66 0 1M']);
-        create(d, 'overlay1.qcow', 'qcow', '4M', ['-b', 'base1.raw', '-F', 'raw'], ['write -P 0x77 512k 64k']);
+        create(d, 'base1.raw', 'raw', '2M', [], ['write -P 0x66 0 1M']);
+        create(d, 'overlay1.qcow', 'qcow', '2M', ['-b', 'base1.raw', '-F', 'raw'], ['write -P 0x77 512k 64k']);
       },
     },
   ],
   qed: [
-    { name: 'a.qed', make: (d) => void create(d, 'a.qed', 'qed', '4M') },
-    { name: 'c4k.qed', make: (d) => void create(d, 'c4k.qed', 'qed', '4M', ['-o', 'cluster_size=4k,table_size=2']) },
+    { name: 'a.qed', make: (d) => void create(d, 'a.qed', 'qed', '2M') },
+    { name: 'c4k.qed', make: (d) => void create(d, 'c4k.qed', 'qed', '2M', ['-o', 'cluster_size=4k,table_size=2']) },
   ],
   vdi: [
-    { name: 'dyn.vdi', make: (d) => void create(d, 'dyn.vdi', 'vdi', '4M') },
-    { name: 'static.vdi', make: (d) => void create(d, 'static.vdi', 'vdi', '4M', ['-o', 'static=on']) },
+    { name: 'dyn.vdi', make: (d) => void create(d, 'dyn.vdi', 'vdi', '2M') },
+    { name: 'static.vdi', make: (d) => void create(d, 'static.vdi', 'vdi', '2M', ['-o', 'static=on']) },
   ],
   vpc: [
-    { name: 'dyn.vhd', make: (d) => void create(d, 'dyn.vhd', 'vpc', '4M') },
-    { name: 'fixed.vhd', make: (d) => void create(d, 'fixed.vhd', 'vpc', '4M', ['-o', 'subformat=fixed']) },
+    { name: 'dyn.vhd', make: (d) => void create(d, 'dyn.vhd', 'vpc', '2M') },
+    { name: 'fixed.vhd', make: (d) => void create(d, 'fixed.vhd', 'vpc', '2M', ['-o', 'subformat=fixed']) },
   ],
   vhdx: [
     { name: 'dyn.vhdx', make: (d) => void create(d, 'dyn.vhdx', 'vhdx', '8M', ['-o', 'block_size=1M']) },
   ],
   vmdk: [
-    { name: 'sparse.vmdk', make: (d) => void create(d, 'sparse.vmdk', 'vmdk', '4M') },
+    { name: 'sparse.vmdk', make: (d) => void create(d, 'sparse.vmdk', 'vmdk', '2M') },
     {
       name: 'stream.vmdk',
       make: (d) => {
@@ -89,7 +91,7 @@ const RECIPES: Record<string, SeedRecipe[]> = {
         runOk('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', src, join(d, 'stream.vmdk')]);
       },
     },
-    { name: 'flat.vmdk', make: (d) => void create(d, 'flat.vmdk', 'vmdk', '4M', ['-o', 'subformat=monolithicFlat']) },
+    { name: 'flat.vmdk', make: (d) => void create(d, 'flat.vmdk', 'vmdk', '2M', ['-o', 'subformat=monolithicFlat']) },
   ],
   luks: [
     {
@@ -109,14 +111,16 @@ export function fuzzFormats(): string[] {
 }
 
 /** Make (once) and list the seed images of a format: [{path, name}] in one folder. */
-export function seedImages(format: string, cacheRoot = join(tmpdir(), 'platter-fuzz-seeds')): { dir: string; seeds: string[] } {
+/** Bump when a recipe changes, so cached seeds are made again. */
+const SEED_RECIPES_VERSION = 2;
+
+export function seedImages(format: string, cacheRoot = join(tmpdir(), `platter-fuzz-seeds-v${SEED_RECIPES_VERSION}`)): { dir: string; seeds: string[] } {
   const recipes = RECIPES[format];
   if (!recipes) throw new Error(`no fuzz seeds for format '${format}'`);
   const dir = join(cacheRoot, format);
   const done = join(dir, '.complete');
   if (!existsSync(done)) {
     mkdirSync(dir, { recursive: true });
-    for (const f of readdirSync(dir)) void f;
     for (const r of recipes) r.make(dir);
     writeFileSync(done, '');
   }

@@ -52,6 +52,19 @@ describe('qcow2 jobs: platter vs qemu-img', { skip: SKIP }, () => {
     assert.equal((await platterInProcess(['map', top])).stdout, qemuImg('map', top));
   });
 
+  test('map of a compressed image equals qemu-img 7.2 map (no "compressed" key; human table refused)', async () => {
+    const raw = t.path('forc.raw');
+    qemuImg('create', '-f', 'raw', raw, '1M');
+    qemuWrite(raw, 'raw', [[128 * KiB, 64 * KiB, 5], [512 * KiB, 64 * KiB, 6]]);
+    const c = t.path('c.qcow2');
+    qemuImg('convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, c);
+    assert.equal((await platterInProcess(['map', '--output=json', c])).stdout, qemuImg('map', '--output=json', c));
+    const q = qemuImgRaw('map', c);
+    const p = await platterInProcess(['map', c]);
+    assert.equal(p.status, q.status);
+    assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'));
+  });
+
   test('check --output=json of a clean image equals qemu-img check, exit 0', async () => {
     const { top } = chain('check');
     const q = qemuImgRaw('check', '--output=json', top);

@@ -161,3 +161,28 @@ test('snapshots made by Platter are listed, read (convert -l), applied and delet
     t.cleanup();
   }
 });
+
+test('makeEmpty deallocates every cluster so the overlay reads as its base (qemu-img map shows no allocation, check clean)', { skip: SKIP_NO_QEMU }, async () => {
+  const t = tempDir();
+  try {
+    const base = t.path('base.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', base, '1M');
+    qemuIo('-f', 'qcow2', '-c', 'write -P 0x7 0 1M', base);
+    const top = t.path('top.qcow2');
+    await createImage({ format: 'qcow2', filename: top, options: { backing_file: 'base.qcow2', backing_fmt: 'qcow2' }, warn: quiet });
+    const n = await openImage(top, { warn: quiet });
+    try {
+      await n.write(1000, Buffer.alloc(70000, 1));
+      await n.writeZeroes(300000, 65536 * 2);
+      await n.impl.makeEmpty!();
+      assert.equal(md5(await n.read(0, MiB)), md5(Buffer.alloc(MiB, 7)));
+    } finally {
+      await n.close();
+    }
+    const map = qemuImgJson('map', top) as { depth: number }[];
+    assert.ok(map.every((m) => m.depth === 1), JSON.stringify(map));
+    assertClean(top);
+  } finally {
+    t.cleanup();
+  }
+});

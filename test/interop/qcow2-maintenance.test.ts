@@ -178,6 +178,17 @@ test('resize grows the image and refuses a shrink that would drop allocated clus
     }
     assert.equal(qemuImgJson('info', p)['virtual-size'], 20 * MiB);
     assert.equal(qemuCheck(p).status, 0);
+    // Growing with preallocation=metadata maps every new cluster (qemu-img check counts them).
+    const m = await openImage(p, { warn: quiet });
+    try {
+      await m.truncate(21 * MiB, { preallocation: 'metadata' });
+      assert.equal((await m.read(20 * MiB, MiB)).every((b) => b === 0), true);
+    } finally {
+      await m.close();
+    }
+    const q = qemuCheck(p);
+    assert.equal(q.status, 0);
+    assert.equal(q.json['allocated-clusters'], MiB / 4096);
   } finally {
     t.cleanup();
   }

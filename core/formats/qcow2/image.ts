@@ -108,19 +108,19 @@ export class Qcow2Image {
   }
 
   /** Metadata writes issued so far, and how many of them a completed flush covers. */
-  #writeGen = 0;
-  #syncedGen = 0;
-  #syncing: Promise<void> | undefined;
+  private writeGenCount = 0;
+  private syncedGenCount = 0;
+  private syncInFlight: Promise<void> | undefined;
 
   /** Write metadata (anything but guest data) to the image file. */
   async writeMeta(offset: number, data: Buffer): Promise<void> {
-    this.#writeGen++;
+    this.writeGenCount++;
     await this.file.write(offset, data);
   }
 
   /** The generation of the latest metadata write (pass it to syncTo later). */
   get metaGeneration(): number {
-    return this.#writeGen;
+    return this.writeGenCount;
   }
 
   /**
@@ -130,25 +130,25 @@ export class Qcow2Image {
    */
   async syncTo(gen: number): Promise<void> {
     if (this.lazyRefcounts) return;
-    while (this.#syncedGen < gen) {
-      if (this.#syncing) {
-        await this.#syncing;
+    while (this.syncedGenCount < gen) {
+      if (this.syncInFlight) {
+        await this.syncInFlight;
         continue;
       }
-      const target = this.#writeGen;
+      const target = this.writeGenCount;
       const p = this.file.flush().then(() => {
-        this.#syncedGen = Math.max(this.#syncedGen, target);
+        this.syncedGenCount = Math.max(this.syncedGenCount, target);
       });
-      this.#syncing = p.finally(() => {
-        this.#syncing = undefined;
+      this.syncInFlight = p.finally(() => {
+        this.syncInFlight = undefined;
       });
-      await this.#syncing;
+      await this.syncInFlight;
     }
   }
 
   /** Order metadata writes: every earlier one is durable before later ones are issued. */
   async barrier(): Promise<void> {
-    await this.syncTo(this.#writeGen);
+    await this.syncTo(this.writeGenCount);
   }
 
   /** Rewrite cluster 0 from `this.header`. */

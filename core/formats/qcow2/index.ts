@@ -1,8 +1,9 @@
 // The qcow2 format driver (QEMU's bdrv_qcow2 table; docs/interop/qcow2.txt): probe by magic and
 // version, open (with the external data file and the repair of a dirty lazy-refcounts image),
 // create, measure. The work is split by concern across this folder: header.ts, validate.ts,
-// entries.ts, l2-cache.ts, cluster-map.ts, refcount.ts, snapshots*.ts, compress.ts, check.ts,
-// amend.ts, create.ts, measure.ts, prealloc.ts, bitmaps.ts, node.ts.
+// load.ts, image.ts, entries.ts, l2-cache.ts, cluster-map.ts, refcount.ts, snapshots*.ts,
+// compress.ts, check.ts, amend.ts, options.ts, create.ts, measure.ts, prealloc.ts, bitmaps.ts,
+// node.ts.
 
 import type { FormatDriver } from '../../block/types.ts';
 import { corrupt, invalidImage } from '../../errors.ts';

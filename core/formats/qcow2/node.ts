@@ -452,6 +452,27 @@ export class Qcow2Node implements NodeImpl {
     }
   }
 
+  /** Deallocate every guest cluster so reads fall through to the backing file (QEMU's
+   *  bdrv_make_empty, used by commit): entries become "unallocated", never "zero". */
+  async makeEmpty(): Promise<void> {
+    await this.#beforeWrite();
+    const img = this.img;
+    const geo = img.geo;
+    await this.exclusive(async () => {
+      for (let l1Index = 0; l1Index < img.l1Size; l1Index++) {
+        if (!decodeL1(img.l1, l1Index).offset) continue;
+        const first = l1Index * img.l2Entries;
+        const count = Math.min(img.l2Entries, Math.ceil(img.size / img.clusterSize) - first);
+        if (count <= 0) break;
+        await updateEntries(img, first, count, (t, idx, _i, old) => {
+          if (old.type === 'unallocated' && !old.allocMask && !old.zeroMask) return false;
+          encodeL2(t, idx, geo, { offset: 0, copied: false, allocMask: 0, zeroMask: 0 });
+          return !img.externalData;
+        });
+      }
+    });
+  }
+
   async writeCompressed(offset: number, data: Buffer): Promise<void> {
     const img = this.img;
     const cs = img.clusterSize;

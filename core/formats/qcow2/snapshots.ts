@@ -16,9 +16,13 @@ import type { Qcow2Node } from './node.ts';
 
 /**
  * Add `delta` references to every L2 table and data cluster reachable from `l1`, then make the
- * COPIED flags of those tables and of `l1` match the refcounts. Returns whether `l1` changed.
+ * COPIED flags of those tables and of `l1` match the refcounts. Nothing is written: refcount
+ * changes stay dirty in memory and changed L2 tables are collected in `tables`, so that
+ * writeBatch() issues them all at once (QEMU gets the same effect from its metadata caches): a
+ * crash then leaves the flags and refcounts either before or after, not half-way for long.
+ * Returns whether `l1` changed.
  */
-export async function updateTree(img: Qcow2Image, l1: Buffer, l1Size: number, delta: number): Promise<boolean> {
+export async function updateTree(img: Qcow2Image, l1: Buffer, l1Size: number, delta: number, tables: Map<number, Buffer>): Promise<boolean> {
   const cs = img.clusterSize;
   const rc = img.refcounts;
   let l1Changed = false;
@@ -41,7 +45,7 @@ export async function updateTree(img: Qcow2Image, l1: Buffer, l1Size: number, de
         dirty = true;
       }
     }
-    if (dirty) await img.writeMeta(e.offset, t);
+    if (dirty) tables.set(e.offset, t);
     if (delta) await rc.update(e.offset, cs, delta);
     const own = await rc.get(e.offset / cs);
     if (own === 0) continue;
@@ -50,8 +54,16 @@ export async function updateTree(img: Qcow2Image, l1: Buffer, l1Size: number, de
       l1Changed = true;
     }
   }
-  await rc.commit();
   return l1Changed;
+}
+
+/** Write the refcount changes, the changed L2 tables still in use, and `extra` writes
+ *  together, then make them durable. */
+export async function writeBatch(img: Qcow2Image, tables: Map<number, Buffer>, extra: (() => Promise<void>)[] = []): Promise<void> {
+  const live: [number, Buffer][] = [];
+  for (const [offset, t] of tables) if ((await img.refcounts.get(offset / img.clusterSize)) > 0) live.push([offset, t]);
+  await Promise.all([img.refcounts.commit(), ...live.map(([offset, t]) => img.writeMeta(offset, t)), ...extra.map((f) => f())]);
+  await img.barrier();
 }
 
 /** Rewrite the snapshot table at a new place and point the header at it; free the old one. */
@@ -142,8 +154,9 @@ export class Qcow2Snapshots implements SnapshotCapability {
         await img.writeMeta(l1Offset, copy);
         await img.barrier();
       }
-      if (await updateTree(img, img.l1, l1Size, +1)) await img.writeL1Entries(0, l1Size);
-      await img.barrier();
+      const tables = new Map<number, Buffer>();
+      const l1Changed = await updateTree(img, img.l1, l1Size, +1, tables);
+      await writeBatch(img, tables, l1Changed ? [() => img.writeL1Entries(0, l1Size)] : []);
       const sn: Snapshot = {
         l1TableOffset: l1Offset,
         l1Size,
@@ -179,17 +192,16 @@ export class Qcow2Snapshots implements SnapshotCapability {
       }
       const snL1 = await readL1(img, sn);
       if (sn.l1Size > img.l1Size) await growL1(img, sn.l1Size);
-      // References for what becomes active, before anything points at it.
-      if (await updateTree(img, snL1, sn.l1Size, +1)) await img.writeMeta(sn.l1TableOffset, snL1);
-      await img.barrier();
+      // References for what becomes active, the switch, and the old active tree's release.
+      const tables = new Map<number, Buffer>();
+      const snChanged = await updateTree(img, snL1, sn.l1Size, +1, tables);
       const old = Buffer.from(img.l1);
       const fresh = Buffer.alloc(img.l1Size * L1E_SIZE);
       snL1.copy(fresh, 0, 0, Math.min(snL1.length, fresh.length));
       img.l1.set(fresh);
-      await img.writeL1Entries(0, img.l1Size);
-      await img.barrier();
-      await updateTree(img, old, old.length / L1E_SIZE, -1);
-      if (await updateTree(img, img.l1, img.l1Size, 0)) await img.writeL1Entries(0, img.l1Size);
+      await updateTree(img, old, old.length / L1E_SIZE, -1, tables);
+      await updateTree(img, img.l1, img.l1Size, 0, tables);
+      await writeBatch(img, tables, [() => img.writeL1Entries(0, img.l1Size), ...(snChanged ? [() => img.writeMeta(sn.l1TableOffset, snL1)] : [])]);
     });
   }
 
@@ -208,12 +220,11 @@ export class Qcow2Snapshots implements SnapshotCapability {
         img.snapshots.splice(index, 0, sn);
         throw e;
       }
-      await updateTree(img, snL1, sn.l1Size, -1);
-      if (sn.l1Size) {
-        await img.refcounts.update(sn.l1TableOffset, sn.l1Size * L1E_SIZE, -1);
-        await img.refcounts.commit();
-      }
-      if (await updateTree(img, img.l1, img.l1Size, 0)) await img.writeL1Entries(0, img.l1Size);
+      const tables = new Map<number, Buffer>();
+      await updateTree(img, snL1, sn.l1Size, -1, tables);
+      if (sn.l1Size) await img.refcounts.update(sn.l1TableOffset, sn.l1Size * L1E_SIZE, -1);
+      const l1Changed = await updateTree(img, img.l1, img.l1Size, 0, tables);
+      await writeBatch(img, tables, l1Changed ? [() => img.writeL1Entries(0, img.l1Size)] : []);
     });
   }
 

@@ -1,0 +1,98 @@
+// The files-opened guard (issue 8, item 2): the file protocol reports every path it opens or
+// creates (fileOpenObserver), opened-files.ts tells which lie outside the allowed directories, and
+// the fuzz case child turns such a path into an "escape" failure. Proven here with a legitimate
+// image whose absolute backing file sits outside its directory (allowed by docs/security.md, but
+// outside a fuzz case's work directory), and one whose backing file sits next to it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { tempDir, qemuImg, SKIP_NO_QEMU } from '../helpers/qemu.ts';
+import { openImage, createImage } from '../../core/block/open.ts';
+import { watchOpenedFiles, isInside } from './opened-files.ts';
+
+const CASE_CHILD = fileURLToPath(new URL('../fuzz/case-child.ts', import.meta.url));
+const quiet = (): void => {};
+
+test('isInside follows symlinks and refuses the directory itself and its parent', () => {
+  const t = tempDir('platter-guard-');
+  try {
+    const inner = join(t.dir, 'inner');
+    mkdirSync(inner);
+    symlinkSync(t.dir, join(inner, 'up'));
+    assert.equal(isInside(join(inner, 'a.qcow2'), inner), true);
+    assert.equal(isInside(join(inner, 'sub', 'not-yet-created'), inner), true);
+    assert.equal(isInside(join(inner, 'up', 'x'), inner), false);
+    assert.equal(isInside(join(inner, '..', 'x'), inner), false);
+    assert.equal(isInside(inner, inner), false);
+    assert.equal(isInside('/etc/passwd', inner), false);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the guard records files opened and created through the file protocol, and flags those outside', async () => {
+  const t = tempDir('platter-guard-');
+  const inner = join(t.dir, 'inner');
+  mkdirSync(inner);
+  const base = join(t.dir, 'base.qcow2');
+  const top = join(inner, 'top.qcow2');
+  const watch = watchOpenedFiles([inner]);
+  try {
+    await createImage({ format: 'qcow2', filename: base, size: 1 << 20, warn: quiet });
+    await createImage({ format: 'qcow2', filename: top, options: { backing_file: base, backing_fmt: 'qcow2' }, warn: quiet });
+    const node = await openImage(top, { readOnly: true, warn: quiet });
+    await node.read(0, 4096);
+    await node.close();
+  } finally {
+    watch.stop();
+    t.cleanup();
+  }
+  assert.ok(watch.opened.includes(top) && watch.opened.includes(base), `opened: ${watch.opened.join(', ')}`);
+  assert.deepEqual([...new Set(watch.outside())], [base]);
+  // Stopped: later opens are not recorded.
+  const count = watch.opened.length;
+  const t2 = tempDir('platter-guard-');
+  try {
+    await createImage({ format: 'raw', filename: t2.path('x.raw'), size: 4096, warn: quiet });
+  } finally {
+    t2.cleanup();
+  }
+  assert.equal(watch.opened.length, count);
+});
+
+test('the fuzz case child reports an image that opens a file outside its case directory as an escape (qemu-img create -b)', { skip: SKIP_NO_QEMU, timeout: 60_000 }, async () => {
+  const t = tempDir('platter-guard-');
+  try {
+    const work = join(t.dir, 'work');
+    mkdirSync(work);
+    const outsideBase = join(t.dir, 'base.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', outsideBase, '1M');
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', outsideBase, '-F', 'qcow2', join(work, 'escape.qcow2'));
+    qemuImg('create', '-q', '-f', 'qcow2', join(work, 'base.qcow2'), '1M');
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', join(work, 'inside.qcow2'));
+    const child = spawn(process.execPath, ['--import', 'tsx', CASE_CHILD], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const ask = async (id: number, name: string): Promise<{ outcome: string; message?: string }> => {
+      child.stdin.write(JSON.stringify({ id, path: join(work, name), format: 'qcow2', probe: false, out: join(work, 'out.raw') }) + '\n');
+      const r = await lines.next();
+      assert.ok(!r.done, 'case child exited');
+      return JSON.parse(r.value as string);
+    };
+    try {
+      const escaped = await ask(1, 'escape.qcow2');
+      assert.equal(escaped.outcome, 'escape');
+      assert.match(escaped.message ?? '', new RegExp(`outside the case directory: ${outsideBase.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      const inside = await ask(2, 'inside.qcow2');
+      assert.equal(inside.outcome, 'ok', inside.message);
+    } finally {
+      child.stdin.end();
+      await new Promise((r) => child.once('exit', r));
+    }
+  } finally {
+    t.cleanup();
+  }
+});
