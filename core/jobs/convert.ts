@@ -67,7 +67,7 @@ export const MAX_PARALLEL = 16;
 /** qemu-img's largest -S: 16 MiB. */
 export const MAX_SPARSE_SIZE = 16 << 20;
 /** Bytes per data request: large transfers keep syscalls few (qemu-img uses 2 MiB buffers). */
-export const COPY_CHUNK = 4 << 20;
+export const COPY_CHUNK = 1 << 20;
 /** Zero/hole requests need no buffer, so they can be far larger. */
 const ZERO_CHUNK = 1 << 30;
 
@@ -203,6 +203,8 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     if (!Number.isSafeInteger(total)) throw invalidArgument('The sources are too large together');
 
     // Create (or open) the target.
+    /** As qemu-img (img_add_key_secrets): the created target opens with its *key-secret options. */
+    const keySecrets: Record<string, string> = {};
     if (!opts.noCreate) {
       const driver = findFormat(outFormat)!;
       let values: OptionValues = {};
@@ -216,6 +218,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
         if (opts.backingFormat) values['backing_fmt'] = opts.backingFormat;
       }
       if (opts.compressed && !driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
+      for (const [k, v] of Object.entries(values)) if (k.endsWith('key-secret') && typeof v === 'string') keySecrets[k] = v;
       const before = stemSiblings(opts.target.filename);
       const targetExisted = before.has(resolve(opts.target.filename));
       created = new Set<string>();
@@ -231,7 +234,8 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
         if (targetExisted) created.add(resolve(opts.target.filename)); // truncated by us: incomplete now
       }
     }
-    target = await openImage(opts.target.filename, {
+    const useSecrets = !opts.target.imageOpts && Object.keys(keySecrets).length > 0;
+    target = await openImage(useSecrets ? { file: { filename: opts.target.filename }, ...keySecrets } : opts.target.filename, {
       ...(opts.target.imageOpts ? {} : { format: outFormat }),
       imageOpts: opts.target.imageOpts ?? false,
       fileOptions: { cache: opts.cache ?? DEFAULT_CONVERT_CACHE },

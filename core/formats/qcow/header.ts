@@ -102,9 +102,7 @@ export function validateQcowHeader(h: QcowHeader, fileSize: number, ctx: BlockEr
     throw invalidImage(`L2 table size must be between 512 and 64k (l2_bits is ${h.l2Bits}, expected ${QCOW_MIN_L2_BITS}..${QCOW_MAX_L2_BITS})`, ctx);
   }
   if (h.cryptMethod > QCOW_CRYPT_AES) throw invalidImage(`invalid encryption method in qcow header (${h.cryptMethod})`, ctx);
-  if (h.cryptMethod === QCOW_CRYPT_AES) {
-    throw unsupported('qcow images encrypted with AES-CBC are not supported yet (crypt_method 1)', ctx);
-  }
+  // crypt_method 1 (AES-CBC) is decrypted by the node (qcow2/encryption.ts openQcowV1Crypto).
   // L1 size: the virtual size in units of (cluster * L2 entries), with QEMU's overflow guards.
   const shift = BigInt(h.clusterBits + h.l2Bits);
   if (h.size > 2n ** 64n - 1n - (1n << shift)) throw invalidImage('Image too large', ctx);

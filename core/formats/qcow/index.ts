@@ -2,13 +2,14 @@
 // tables cached) maps clusters to file offsets; L2 entries with bit 63 set point to a raw-deflate
 // compressed cluster whose byte count sits in the bits below it. New L2 tables and clusters are
 // appended at the end of the file (cluster aligned); an allocating write fills the rest of the
-// cluster from the backing file. AES encryption is refused for now (crypt_method 1).
+// cluster from the backing file. Legacy AES (crypt_method 1) goes through qcow2/encryption.ts.
 
 import type { BlockStatus, DriverInfo, FormatDriver, NodeImpl, OpenContext, ZeroFlags } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError, corrupt, invalidArgument, invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
 import { Mutex } from '../../util/range-lock.ts';
 import { TableCache } from '../qed/table-cache.ts';
+import { AES_DEPRECATION, COMPRESSION_WITH_ENCRYPTION, cryptoCreateParams, decryptData, encryptData, openQcowV1Crypto, type Qcow2Crypto } from '../qcow2/encryption.ts';
 import { QCOW_ENTRY_SIZE, QCOW_OFLAG_COMPRESSED, compressedEntry, decodeCompressed, decodeTable, encodeEntry } from './tables.ts';
 import {
   QCOW_CREATE_BITS,
@@ -55,8 +56,11 @@ class QcowNode implements NodeImpl {
   #end: number;
   /** The last decompressed cluster (QEMU's cluster_cache). */
   #lastCompressed: { host: number; data: Buffer } | undefined;
+  /** Legacy AES-CBC (crypt_method 1), IV = guest sector; undefined when not encrypted. */
+  readonly #crypto: Qcow2Crypto | undefined;
 
-  constructor(file: BlockNode, geo: QcowGeometry, l1: BigUint64Array, ctx: OpenContext, backingName: string | undefined) {
+  constructor(file: BlockNode, geo: QcowGeometry, l1: BigUint64Array, ctx: OpenContext, backingName: string | undefined, crypto?: Qcow2Crypto) {
+    this.#crypto = crypto;
     this.#file = file;
     this.#geo = geo;
     this.#l1 = l1;
@@ -66,6 +70,11 @@ class QcowNode implements NodeImpl {
     this.clusterSize = geo.clusterSize;
     this.#end = file.size;
     if (backingName !== undefined) this.backingFile = { filename: backingName };
+  }
+
+  /** Guest data as it goes to disk (AES-CBC with IV = guest sector when encrypted). */
+  #encrypt(guest: number, data: Buffer): Promise<Buffer> | Buffer {
+    return this.#crypto ? encryptData(this.#crypto, guest, 0, data) : data;
   }
 
   #l2Bytes(): number {
@@ -164,7 +173,10 @@ class QcowNode implements NodeImpl {
       const pos = offset + done;
       const { m, n } = await this.#run(pos, length - done);
       let part: Buffer;
-      if (m.kind === 'data') part = await this.#file.read(m.host + (pos % cs), n);
+      if (m.kind === 'data') {
+        part = await this.#file.read(m.host + (pos % cs), n);
+        if (this.#crypto) part = await decryptData(this.#crypto, pos, 0, part);
+      }
       else if (m.kind === 'unallocated') part = await this.#ctx.readBacking(pos, n);
       else part = (await this.#decompress(m)).subarray(pos % cs, (pos % cs) + n);
       if (n === length && m.kind !== 'compressed') return part; // one run: no copy
@@ -183,7 +195,7 @@ class QcowNode implements NodeImpl {
       const n = Math.min(data.length - done, cs - inCluster);
       const part = data.subarray(done, done + n);
       const m = await this.#lookup(pos);
-      if (m.kind === 'data') await this.#file.write(m.host + inCluster, part);
+      if (m.kind === 'data') await this.#file.write(m.host + inCluster, await this.#encrypt(pos, part));
       else await this.#allocateAndWrite(pos - inCluster, inCluster, part);
       done += n;
     }
@@ -228,7 +240,7 @@ class QcowNode implements NodeImpl {
       try {
         const m = this.#decode(l2.table[l2.index]!, clusterStart);
         if (m.kind === 'data') {
-          await this.#file.write(m.host + inCluster, part);
+          await this.#file.write(m.host + inCluster, await this.#encrypt(clusterStart + inCluster, part));
           return;
         }
         const cs = this.clusterSize;
@@ -240,7 +252,7 @@ class QcowNode implements NodeImpl {
           part.copy(whole, inCluster);
         }
         const host = this.#allocAligned(cs);
-        await this.#file.write(host, whole);
+        await this.#file.write(host, await this.#encrypt(clusterStart, whole));
         if (this.#lastCompressed && m.kind === 'compressed' && this.#lastCompressed.host === m.host) this.#lastCompressed = undefined;
         await this.#setL2Entry(l2, BigInt(host));
       } finally {
@@ -258,7 +270,8 @@ class QcowNode implements NodeImpl {
       const pos = offset + done;
       const n = Math.min(length - done, cs - (pos % cs));
       const m = await this.#lookup(pos);
-      if (m.kind === 'data') await this.#file.writeZeroes(m.host + (pos % cs), n);
+      if (m.kind === 'data' && this.#crypto) await this.write(pos, Buffer.alloc(n)); // zeros must be encrypted
+      else if (m.kind === 'data') await this.#file.writeZeroes(m.host + (pos % cs), n);
       else if (m.kind === 'compressed' || hasBacking) await this.write(pos, Buffer.alloc(n));
       done += n;
     }
@@ -266,6 +279,7 @@ class QcowNode implements NodeImpl {
 
   async writeCompressed(offset: number, data: Buffer): Promise<void> {
     const cs = this.clusterSize;
+    if (this.#crypto) throw unsupported(COMPRESSION_WITH_ENCRYPTION, this.#ectx);
     if (offset % cs !== 0 || data.length > cs) throw invalidArgument(`compressed writes must be one whole cluster (offset ${offset}, ${data.length} bytes)`, this.#ectx);
     let cluster = data;
     if (data.length < cs) {
@@ -320,10 +334,11 @@ class QcowNode implements NodeImpl {
   }
 
   async info(): Promise<DriverInfo> {
-    return { clusterSize: this.clusterSize, encrypted: false };
+    return { clusterSize: this.clusterSize, encrypted: this.#crypto !== undefined };
   }
 
   async close(): Promise<void> {
+    this.#crypto?.close();
     this.#l2.clear();
     this.#lastCompressed = undefined;
   }
@@ -349,8 +364,10 @@ export const qcowDriver: FormatDriver = {
 
   async create(file, ctx) {
     const o = ctx.options;
-    if (o['encryption'] === true || o['encrypt.format'] !== undefined) {
-      throw unsupported('qcow AES encryption is not supported yet: create the image without encryption', { path: ctx.filename });
+    const crypto = cryptoCreateParams(o, 'qcow');
+    if (crypto.method !== QCOW_CRYPT_NONE) {
+      ctx.warn(AES_DEPRECATION);
+      ctx.secrets.get(crypto.secretId!); // an unknown secret id fails before anything is written
     }
     // Whole sectors, as qemu-img create rounds the size up.
     const size = Math.ceil(ctx.size / SECTOR) * SECTOR;
@@ -371,7 +388,7 @@ export const qcowDriver: FormatDriver = {
       size: BigInt(size),
       clusterBits: bits.cluster,
       l2Bits: bits.l2,
-      cryptMethod: QCOW_CRYPT_NONE,
+      cryptMethod: crypto.method,
       l1TableOffset: BigInt(l1Offset),
     });
     await file.write(0, header);
@@ -394,6 +411,7 @@ export const qcowDriver: FormatDriver = {
       if (nul >= 0) backingName = backingName.slice(0, nul);
       if (backingName === '') backingName = undefined;
     }
-    return new QcowNode(file, geo, l1, ctx, backingName);
+    const crypto = openQcowV1Crypto(h.cryptMethod, ctx.options, ctx.secrets, ctx.workers, ctx.warn);
+    return new QcowNode(file, geo, l1, ctx, backingName, crypto);
   },
 };

@@ -1,11 +1,11 @@
 // qemu-img create -f qcow2 (QEMU qcow2_co_create as inspiration): check the options with
 // qemu-img's words, write the three first clusters QEMU writes (header, refcount table, one
 // refcount block), then grow the empty image to its size (the L1 table lands in cluster 3)
-// and preallocate as asked. Encryption keeps a clear "not yet supported" error as its hook.
+// and preallocate as asked. Encryption (encrypt.format=luks|aes) is set up by encryption.ts.
 
 import type { BlockNode } from '../../block/node.ts';
 import type { CreateContext } from '../../block/types.ts';
-import { invalidArgument, unsupported } from '../../errors.ts';
+import { invalidArgument } from '../../errors.ts';
 import {
   AUTOCLEAR_DATA_FILE_RAW,
   COMPAT_LAZY_REFCOUNTS,
@@ -25,6 +25,8 @@ import { l1EntriesFor, MIN_EXTL2_CLUSTER_BITS } from './validate.ts';
 import { preallocate } from './prealloc.ts';
 import { DEFAULT_CLUSTER_SIZE, DEFAULT_REFCOUNT_BITS, MAX_CLUSTER_SIZE, MAX_REFCOUNT_BITS, MIN_CLUSTER_SIZE, versionOf } from './options.ts';
 import type { Preallocation } from '../../block/types.ts';
+import { AES_DEPRECATION, createLuksHeader, cryptoCreateParams, type CryptoCreateParams } from './encryption.ts';
+import { CRYPT_AES, CRYPT_LUKS, CRYPT_NONE } from './header.ts';
 
 /** Guest sizes must be whole 512-byte sectors (QEMU: BDRV_SECTOR_SIZE). */
 const SECTOR = 512;
@@ -45,13 +47,13 @@ export interface Qcow2CreateParams {
   backingFormat?: string;
   dataFile?: string;
   dataFileRaw: boolean;
+  /** encrypt.* options (encryption.ts); method CRYPT_NONE when unencrypted. */
+  crypto?: CryptoCreateParams;
 }
 
 /** Turn option values into checked parameters (qemu-img's errors, same order of checks). */
 export function createParams(o: Record<string, unknown>, size: number): Qcow2CreateParams {
-  if (o['encrypt.format'] !== undefined || o['encryption'] === true) {
-    throw unsupported('qcow2 encryption (encrypt.format=luks|aes) is not supported yet by Platter', {});
-  }
+  const crypto = cryptoCreateParams(o, 'qcow2');
   const version = versionOf(String(o['compat'] ?? '1.1'));
   const clusterSize = Number(o['cluster_size'] ?? DEFAULT_CLUSTER_SIZE);
   if (!Number.isInteger(Math.log2(clusterSize)) || clusterSize < MIN_CLUSTER_SIZE || clusterSize > MAX_CLUSTER_SIZE) {
@@ -88,7 +90,7 @@ export function createParams(o: Record<string, unknown>, size: number): Qcow2Cre
   if (backingFile && Buffer.byteLength(backingFile) > MAX_BACKING_NAME) throw invalidArgument(`Backing file name too long (at most ${MAX_BACKING_NAME} bytes)`);
   // A raw data file must stay consistent: its mapping is fixed from the start (QEMU does this).
   if (dataFileRaw && preallocation === 'off') preallocation = 'metadata';
-  return { version, clusterSize, refcountBits, lazyRefcounts, extendedL2, compressionType, preallocation, dataFileRaw, ...(backingFile ? { backingFile } : {}), ...(backingFormat ? { backingFormat } : {}), ...(dataFile ? { dataFile } : {}) };
+  return { crypto, version, clusterSize, refcountBits, lazyRefcounts, extendedL2, compressionType, preallocation, dataFileRaw, ...(backingFile ? { backingFile } : {}), ...(backingFormat ? { backingFormat } : {}), ...(dataFile ? { dataFile } : {}) };
 }
 
 /** The first three clusters of an empty image (size 0, no L1 table). */
@@ -127,6 +129,14 @@ export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<
   await img.meta.run(async () => {
     await growL1(img, l1EntriesFor(ctx.size, img.clusterBits, img.geo.extendedL2));
     img.header.size = ctx.size;
+    if (p.crypto && p.crypto.method !== CRYPT_NONE) {
+      if (p.crypto.method === CRYPT_AES) ctx.warn(AES_DEPRECATION);
+      ctx.secrets.get(p.crypto.secretId!); // an unknown secret id fails before the header changes
+      if (p.crypto.method === CRYPT_LUKS) {
+        img.header.cryptoExt = await createLuksHeader(file, p.crypto, ctx.secrets, ctx.workers, img.clusterSize, (n) => img.refcounts.allocate(n));
+      }
+      img.header.cryptMethod = p.crypto.method;
+    }
     await img.writeHeader();
     await preallocate(img, 0, ctx.size, p.preallocation);
   });

@@ -15,6 +15,7 @@ import { checkImage } from './check.ts';
 import { createQcow2 } from './create.ts';
 import { measureQcow2 } from './measure.ts';
 import { QCOW2_AMEND_OPTIONS, QCOW2_CREATE_OPTIONS } from './options.ts';
+import { attachCrypto, openCrypto } from './encryption.ts';
 
 /** QEMU's probe score for a qcow2 magic with a known version. */
 const PROBE_SCORE = 100;
@@ -38,6 +39,8 @@ export const qcow2Driver: FormatDriver = {
 
   async open(file, ctx) {
     const img = await loadImage(file, { filename: ctx.filename, readOnly: ctx.readOnly, workers: ctx.workers, warn: ctx.warn });
+    const crypto = await openCrypto({ file, cryptMethod: img.header.cryptMethod, cryptoExt: img.header.cryptoExt, clusterSize: img.clusterSize, options: ctx.options, secrets: ctx.secrets, workers: ctx.workers, warn: ctx.warn, ctx: { path: ctx.filename } });
+    if (crypto) attachCrypto(img, crypto);
     const dataOpt = optString(ctx.options, 'data-file');
     if (img.externalData) {
       const name = dataOpt ?? img.header.dataFile;

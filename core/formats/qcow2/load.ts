@@ -6,7 +6,7 @@
 import type { BlockNode } from '../../block/node.ts';
 import { invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
-import { decodeExtensions, decodeFixedHeader, HEADER_READ_BYTES, CRYPT_NONE } from './header.ts';
+import { decodeExtensions, decodeFixedHeader, HEADER_READ_BYTES } from './header.ts';
 import { L1E_SIZE } from './entries.ts';
 import { Qcow2Image } from './image.ts';
 import { MAX_CLUSTER_BITS, MIN_CLUSTER_BITS, validateHeader } from './validate.ts';
@@ -35,10 +35,8 @@ export async function loadImage(file: BlockNode, o: LoadOptions): Promise<Qcow2I
   if (h.backingFileOffset > 0 && h.backingFileSize > 0) {
     h.backingFile = cluster0.toString('utf8', h.backingFileOffset, h.backingFileOffset + h.backingFileSize);
   }
-  if (h.cryptMethod !== CRYPT_NONE) {
-    // Hook for the encryption work: qcow2 AES / LUKS payload decryption is not wired yet.
-    throw unsupported(`Encrypted qcow2 images (encrypt.format=${h.cryptMethod === 1 ? 'aes' : 'luks'}) are not supported yet`, ctx);
-  }
+  // Encrypted images (h.cryptMethod !== CRYPT_NONE): the cipher is set up by encryption.ts
+  // (openCrypto) once the image is loaded; nothing here reads guest data.
   const l1 = h.l1Size > 0 ? await file.read(h.l1TableOffset, h.l1Size * L1E_SIZE) : Buffer.alloc(0);
   const reftable = await file.read(h.refcountTableOffset, h.refcountTableClusters * cs);
   const img = new Qcow2Image({ header: h, file, l1, reftable, readOnly: o.readOnly, ctx, workers: o.workers, warn: o.warn });

@@ -25,6 +25,7 @@ import { Qcow2Snapshots } from './snapshots.ts';
 import { amendImage } from './amend.ts';
 import { bitmapInfo } from './bitmaps.ts';
 import { preallocate } from './prealloc.ts';
+import { closeCrypto, COMPRESSION_WITH_ENCRYPTION, CRYPT_SECTOR, cryptoOf, decryptData, encryptData, encryptInfo } from './encryption.ts';
 
 /** A run of guest bytes with one source, built while walking clusters. */
 interface Piece {
@@ -61,6 +62,10 @@ export class Qcow2Node implements NodeImpl {
   }
   get clusterSize(): number {
     return this.img.clusterSize;
+  }
+  /** Encrypted images work on whole 512-byte sectors (encryption.ts). */
+  get alignment(): number {
+    return cryptoOf(this.img) ? CRYPT_SECTOR : 1;
   }
   get backingFile(): { filename: string; format?: string } | undefined {
     const h = this.img.header;
@@ -173,7 +178,11 @@ export class Qcow2Node implements NodeImpl {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const pieces = await this.#pieces(offset, length);
-    if (pieces.length === 1 && pieces[0]!.kind === 'data') return this.img.dataFile.read(pieces[0]!.host, length); // no copy
+    const crypto = cryptoOf(this.img);
+    if (pieces.length === 1 && pieces[0]!.kind === 'data') {
+      const d = await this.img.dataFile.read(pieces[0]!.host, length); // no copy
+      return crypto ? decryptData(crypto, offset, pieces[0]!.host, d) : d;
+    }
     const out = Buffer.allocUnsafe(length);
     await Promise.all(
       pieces.map(async (p) => {
@@ -182,9 +191,11 @@ export class Qcow2Node implements NodeImpl {
           case 'zero':
             out.fill(0, at, at + p.length);
             return;
-          case 'data':
-            (await this.img.dataFile.read(p.host, p.length)).copy(out, at);
+          case 'data': {
+            const d = await this.img.dataFile.read(p.host, p.length);
+            (crypto ? await decryptData(crypto, p.guest, p.host, d) : d).copy(out, at);
             return;
+          }
           case 'backing':
             (await this.#ctx.readBacking(p.guest, p.length)).copy(out, at);
             return;
@@ -291,7 +302,9 @@ export class Qcow2Node implements NodeImpl {
           let q = Math.min(gEnd, (first + k + 1) * cs);
           while (q < gEnd && entries[Math.floor(q / cs) - first]!.offset === host + (q - p)) q = Math.min(gEnd, q + cs);
           this.#checkHost(entries[k]!.offset, p);
-          await img.dataFile.write(host, slice.subarray(p - gStart, q - gStart));
+          const crypto = cryptoOf(img);
+          const part = slice.subarray(p - gStart, q - gStart);
+          await img.dataFile.write(host, crypto ? await encryptData(crypto, p, host, part) : part);
           p = q;
         }
       } else {
@@ -327,7 +340,8 @@ export class Qcow2Node implements NodeImpl {
           gen = img.metaGeneration;
           return at;
         });
-    await img.dataFile.write(host, buf);
+    const crypto = cryptoOf(img);
+    await img.dataFile.write(host, crypto ? await encryptData(crypto, base, host, buf) : buf);
     // The new refcounts reach the disk before the L2 entries that use them; parallel writers
     // share this flush.
     await img.syncTo(gen);
@@ -479,6 +493,7 @@ export class Qcow2Node implements NodeImpl {
     if (offset % cs !== 0) throw invalidArgument(`Compressed writes must be cluster aligned (offset ${offset}, cluster size ${cs})`, img.ctx);
     if (data.length !== cs && offset + data.length !== img.size) throw invalidArgument(`Compressed writes must cover one whole cluster (${data.length} bytes given, cluster size ${cs})`, img.ctx);
     if (img.externalData) throw unsupported('Compression is not supported with an external data file', img.ctx);
+    if (cryptoOf(img)) throw unsupported(COMPRESSION_WITH_ENCRYPTION, img.ctx);
     let whole = data;
     if (data.length < cs) {
       whole = Buffer.alloc(cs);
@@ -560,6 +575,8 @@ export class Qcow2Node implements NodeImpl {
     }
     switch (firstK.kind) {
       case 'data':
+        // As QEMU: no host offset for encrypted data (the bytes there are ciphertext).
+        if (cryptoOf(img)) return { offset, length: len, data: true, zero: false, allocated: true };
         return { offset, length: len, data: true, zero: false, allocated: true, hostOffset: firstK.host };
       case 'compressed':
         return { offset, length: len, data: true, zero: false, allocated: true, compressed: true };
@@ -620,6 +637,8 @@ export class Qcow2Node implements NodeImpl {
         if (bitmaps) data['bitmaps'] = bitmaps;
       }
       data['refcount-bits'] = 1 << h.refcountOrder;
+      const crypto = cryptoOf(img);
+      if (crypto) data['encrypt'] = encryptInfo(crypto);
       if (img.externalData) {
         if (h.dataFile) data['data-file'] = h.dataFile;
         data['data-file-raw'] = img.dataRaw;
@@ -679,6 +698,7 @@ export class Qcow2Node implements NodeImpl {
     if (this.#closed) return;
     this.#closed = true;
     const img = this.img;
+    closeCrypto(img);
     if (img.readOnly) return;
     await img.meta.run(async () => {
       await img.refcounts.commit();

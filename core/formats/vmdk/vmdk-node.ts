@@ -120,7 +120,17 @@ export class VmdkNode implements NodeImpl {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length);
+    // The result buffer is made lazily: a request served by one contiguous host read (the common
+    // case when converting a sparse extent) returns that read's buffer, with no zeroing or copy.
+    let out: Buffer | undefined;
+    const put = (piece: Buffer, at: number): void => {
+      if (!out && at === 0 && piece.length === length) {
+        out = piece;
+        return;
+      }
+      out ??= Buffer.alloc(length);
+      piece.copy(out, at);
+    };
     let pos = offset;
     const end = offset + length;
     while (pos < end) {
@@ -128,7 +138,7 @@ export class VmdkNode implements NodeImpl {
       const extOff = pos - ext.start;
       const extRemain = Math.min(end, ext.start + ext.length) - pos;
       if (ext instanceof FlatExtent) {
-        (await ext.file.read(ext.hostOffset(extOff), extRemain)).copy(out, pos - offset);
+        put(await ext.file.read(ext.hostOffset(extOff), extRemain), pos - offset);
         pos += extRemain;
         continue;
       }
@@ -142,17 +152,17 @@ export class VmdkNode implements NodeImpl {
           if (next.kind !== 'data' || next.compressed || next.host !== st.host + inGrain + n) break;
           n = Math.min(extRemain, n + ext.grainBytes);
         }
-        (await ext.file.read(st.host + inGrain, n)).copy(out, pos - offset);
+        put(await ext.file.read(st.host + inGrain, n), pos - offset);
       } else if (st.kind === 'data') {
-        (await ext.readData(st, inGrain, n)).copy(out, pos - offset);
+        put(await ext.readData(st, inGrain, n), pos - offset);
       } else if (st.kind === 'unalloc' && this.#ctx.backing()) {
         // One backing read for the whole run of unallocated grains.
         while (n < extRemain && (await ext.lookup(extOff + n)).kind === 'unalloc') n = Math.min(extRemain, n + ext.grainBytes);
-        (await this.#readBacking(pos, n)).copy(out, pos - offset);
+        put(await this.#readBacking(pos, n), pos - offset);
       }
       pos += n;
     }
-    return out;
+    return out ?? Buffer.alloc(length);
   }
 
   /** Replace the CID once per open, on the first write (QEMU vmdk_write_cid). */
