@@ -194,7 +194,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   let created: Set<string> | undefined;
   try {
     for (const s of opts.sources) {
-      const n = await openSpec(s, env, { readOnly: true });
+      const n = await openSpec(s, env, { readOnly: true, noShare: true });
       toClose.push(n);
       sources.push(opts.snapshot !== undefined ? await openSnapshotView(n, opts.snapshot) : n);
     }
@@ -247,6 +247,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       throw invalidArgument('output file is smaller than input file');
     }
     if (opts.compressed && !target.impl.writeCompressed) throw unsupported('Compression not supported for this file format');
+    if (opts.compressed && (await target.impl.info?.())?.encrypted) throw unsupported('Compression and encryption not supported at the same time');
 
     const stats = await copyAll(sources, target, {
       total,

@@ -33,7 +33,7 @@ export function parseResizeSize(size: string | number): { relative: -1 | 0 | 1; 
 export async function resize(o: ResizeOptions, env: JobEnv, ctl: JobControl = {}): Promise<{ filename: string; oldSize: number; newSize: number }> {
   void ctl;
   const { relative, bytes } = parseResizeSize(o.size);
-  return withImage(o.image, env, { readOnly: false, extraPerm: PERM_RESIZE }, async (node) => {
+  return withImage(o.image, env, { readOnly: false, noShare: false, extraPerm: PERM_RESIZE }, async (node) => {
     const old = node.size;
     const target = relative === 0 ? bytes : old + relative * bytes;
     if (target < 0) throw invalidArgument('New image size must be positive');

@@ -8,6 +8,7 @@ import { blockStatusAbove } from '../../block/node.ts';
 import type { MeasureResult } from '../../block/types.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
 import { createParams } from './create.ts';
+import { cryptoHeaderBytes } from './encryption.ts';
 import { L1E_SIZE } from './entries.ts';
 import type { Qcow2Node } from './node.ts';
 import { readBitmapDirectory } from './bitmaps.ts';
@@ -67,7 +68,9 @@ export async function measureQcow2(size: number, options: OptionValues, source?:
     }
   }
   if (p.preallocation === 'full' || p.preallocation === 'falloc') required = virtualSize;
-  const fullyAllocated = fullyAllocatedSize(virtualSize, cs, p.refcountBits, p.extendedL2);
+  // The LUKS header clusters of encrypt.format=luks (encryption.ts), as qcow2_measure adds them.
+  const luksBytes = p.crypto ? cryptoHeaderBytes(p.crypto, cs) : 0;
+  const fullyAllocated = fullyAllocatedSize(virtualSize, cs, p.refcountBits, p.extendedL2) + luksBytes;
   const out: MeasureResult = { required: fullyAllocated - virtualSize + required, fullyAllocated };
   if (p.version >= 3 && source && source.format === 'qcow2') {
     out.bitmaps = await bitmapsSize(source, cs);

@@ -568,6 +568,20 @@ export class Qcow2Node implements NodeImpl {
     // Merge following units with the same status (and contiguous host data), bounded work.
     const MAX_UNITS = 1 << 16;
     for (let u = 0; len < length && u < MAX_UNITS; u++) {
+      if (firstK.kind === 'unalloc' && !img.geo.extendedL2) {
+        // Guest ranges whose L1 entry has no L2 table are unallocated as a whole: step over them
+        // a table at a time (an empty 128 GiB image of 512-byte clusters is millions of units).
+        const tableSpan = img.l2Entries * cs;
+        let skipped = false;
+        while (len < length) {
+          const l1i = Math.floor((offset + len) / tableSpan);
+          if (l1i >= img.l1Size) len = length;
+          else if (decodeL1(img.l1, l1i).offset) break;
+          else len = Math.min(length, (l1i + 1) * tableSpan - offset);
+          skipped = true;
+        }
+        if (skipped) continue;
+      }
       const k = await at(offset + len);
       if (k.kind !== firstK.kind) break;
       if (firstK.kind === 'data' && k.host !== firstK.host + len) break;
