@@ -2,50 +2,46 @@
 // bench (its report lines), --image-opts (against qemu-img info --image-opts), --object secrets on
 // a LUKS image (against qemu-img convert), and convert -l from an internal snapshot.
 
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { tempDir, SKIP_NO_QEMU, md5File } from '../helpers/qemu.ts';
+import { SKIP_NO_QEMU, md5File } from '../helpers/qemu.ts';
+import { scratchWithSource } from '../helpers/scratch-source.ts';
 import { findFormat } from '../../core/block/registry.ts';
 import { platterInProcess, qemuImgRaw, qemuImg, qemuWrite } from './harness.ts';
 
 const KiB = 1024;
 
 describe('platter dd, bench, --image-opts, --object, convert -l vs qemu-img', { skip: SKIP_NO_QEMU }, () => {
-  let t: ReturnType<typeof tempDir>;
-  let src: string;
-  before(() => {
-    t = tempDir();
-    src = t.path('src.raw');
+  const fx = scratchWithSource((src) => {
     const b = Buffer.alloc(1024 * KiB);
     for (let i = 0; i < b.length; i++) b[i] = (i * 13) & 0xff;
     writeFileSync(src, b);
   });
-  after(() => t.cleanup());
 
   test('dd bs= count= skip= makes the same file as qemu-img dd', async () => {
     for (const ops of [['bs=4k', 'count=100', 'skip=3'], ['bs=512', 'skip=7'], ['bs=64k', 'count=2']]) {
-      const q = t.path('dd.q');
-      const p = t.path('dd.p');
-      qemuImg('dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${src}`, `of=${q}`);
-      const r = await platterInProcess(['dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${src}`, `of=${p}`]);
+      const q = fx.t.path('dd.q');
+      const p = fx.t.path('dd.p');
+      qemuImg('dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${fx.src}`, `of=${q}`);
+      const r = await platterInProcess(['dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${fx.src}`, `of=${p}`]);
       assert.equal(r.status, 0, r.stderr);
       assert.equal(md5File(p), md5File(q), ops.join(' '));
     }
-    const bad = await platterInProcess(['dd', 'bs=4k', `if=${src}`]);
+    const bad = await platterInProcess(['dd', 'bs=4k', `if=${fx.src}`]);
     assert.equal(bad.status, 1);
     assert.equal(bad.stderr, 'platter: Must specify both input and output files\n');
   });
 
   test('bench prints qemu-img bench\'s request line and a completion line', async () => {
-    const args = ['bench', '-c', '50', '-d', '4', '-s', '8k', '-f', 'raw', src];
+    const args = ['bench', '-c', '50', '-d', '4', '-s', '8k', '-f', 'raw', fx.src];
     const q = qemuImg(...args).split('\n')[0];
     const r = await platterInProcess(args);
     assert.equal(r.status, 0, r.stderr);
     const lines = r.stdout.split('\n');
     assert.equal(lines[0], q);
     assert.match(lines[1]!, /^Run completed in \d+\.\d{3} seconds\.$/);
-    const w = t.path('w.raw');
+    const w = fx.t.path('w.raw');
     writeFileSync(w, Buffer.alloc(64 * KiB, 1));
     const wr = await platterInProcess(['bench', '-w', '-c', '16', '-d', '2', '--pattern=7', '-f', 'raw', w]);
     assert.equal(wr.status, 0, wr.stderr);
@@ -53,7 +49,7 @@ describe('platter dd, bench, --image-opts, --object, convert -l vs qemu-img', { 
   });
 
   test('info --image-opts equals qemu-img info --image-opts', async () => {
-    const spec = `driver=raw,file.driver=file,file.filename=${src}`;
+    const spec = `driver=raw,file.driver=file,file.filename=${fx.src}`;
     assert.equal((await platterInProcess(['info', '--image-opts', spec])).stdout, qemuImg('info', '--image-opts', spec));
     const both = await platterInProcess(['info', '--image-opts', '-f', 'raw', spec]);
     assert.equal(both.status, 1);
@@ -61,15 +57,15 @@ describe('platter dd, bench, --image-opts, --object, convert -l vs qemu-img', { 
   });
 
   test('--object secret opens a LUKS image for convert, as qemu-img convert --object does', { skip: findFormat('luks') ? false : "format driver 'luks' is not registered" }, async () => {
-    const luks = t.path('d.luks');
+    const luks = fx.t.path('d.luks');
     const obj = 'secret,id=sec0,data=correct horse';
     qemuImg('create', '-f', 'luks', '--object', obj, '-o', 'key-secret=sec0,iter-time=10', luks, '1M');
-    qemuImg('dd', '-f', 'raw', '-O', 'raw', 'bs=64k', 'count=16', `if=${src}`, `of=${t.path('plain.raw')}`);
-    qemuImg('convert', '-n', '--object', obj, '-f', 'raw', '--target-image-opts', t.path('plain.raw'), `driver=luks,key-secret=sec0,file.filename=${luks}`);
-    const out = t.path('dec.raw');
+    qemuImg('dd', '-f', 'raw', '-O', 'raw', 'bs=64k', 'count=16', `if=${fx.src}`, `of=${fx.t.path('plain.raw')}`);
+    qemuImg('convert', '-n', '--object', obj, '-f', 'raw', '--target-image-opts', fx.t.path('plain.raw'), `driver=luks,key-secret=sec0,file.filename=${luks}`);
+    const out = fx.t.path('dec.raw');
     const r = await platterInProcess(['convert', '--object', obj, '--image-opts', `driver=luks,key-secret=sec0,file.filename=${luks}`, '-O', 'raw', out]);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(md5File(out), md5File(t.path('plain.raw')));
+    assert.equal(md5File(out), md5File(fx.t.path('plain.raw')));
     const wrong = await platterInProcess(['info', '--object', 'secret,id=sec0,data=wrong', '--image-opts', `driver=luks,key-secret=sec0,file.filename=${luks}`]);
     assert.equal(wrong.status, 1);
     assert.equal(wrong.stderr.split('\n').filter(Boolean).length, 1, wrong.stderr);
@@ -77,22 +73,22 @@ describe('platter dd, bench, --image-opts, --object, convert -l vs qemu-img', { 
   });
 
   test('convert -l converts an internal snapshot, as qemu-img convert -l does', { skip: findFormat('qcow2') ? false : "format driver 'qcow2' is not registered" }, async () => {
-    const img = t.path('s.qcow2');
+    const img = fx.t.path('s.qcow2');
     qemuImg('create', '-f', 'qcow2', img, '1M');
     qemuWrite(img, 'qcow2', [[0, 64 * KiB, 1]]);
     qemuImg('snapshot', '-c', 'snap1', img);
     qemuWrite(img, 'qcow2', [[0, 64 * KiB, 2], [512 * KiB, 4 * KiB, 3]]);
-    const q = t.path('l.q.raw');
-    const p = t.path('l.p.raw');
+    const q = fx.t.path('l.q.raw');
+    const p = fx.t.path('l.p.raw');
     qemuImg('convert', '-l', 'snap1', '-O', 'raw', img, q);
     const r = await platterInProcess(['convert', '-l', 'snap1', '-O', 'raw', img, p]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(md5File(p), md5File(q));
-    const byId = await platterInProcess(['convert', '-l', 'snapshot.id=1', '-O', 'raw', img, t.path('l2.raw')]);
+    const byId = await platterInProcess(['convert', '-l', 'snapshot.id=1', '-O', 'raw', img, fx.t.path('l2.raw')]);
     assert.equal(byId.status, 0, byId.stderr);
-    assert.equal(md5File(t.path('l2.raw')), md5File(q));
-    const missing = await platterInProcess(['convert', '-l', 'nope', '-O', 'raw', img, t.path('l3.raw')]);
-    const qm = qemuImgRaw('convert', '-l', 'nope', '-O', 'raw', img, t.path('l4.raw'));
+    assert.equal(md5File(fx.t.path('l2.raw')), md5File(q));
+    const missing = await platterInProcess(['convert', '-l', 'nope', '-O', 'raw', img, fx.t.path('l3.raw')]);
+    const qm = qemuImgRaw('convert', '-l', 'nope', '-O', 'raw', img, fx.t.path('l4.raw'));
     assert.equal(missing.status, qm.status);
     assert.equal(missing.stderr, qm.stderr.replace(/^qemu-img:/gm, 'platter:'));
   });

@@ -3,10 +3,11 @@
 // image), and platter info/map of a qemu-img-made image agree with qemu-img info/map. Formats
 // whose driver is not registered are skipped, saying so.
 
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
-import { tempDir, SKIP_NO_QEMU, md5File } from '../helpers/qemu.ts';
+import { SKIP_NO_QEMU, md5File } from '../helpers/qemu.ts';
+import { scratchWithSource } from '../helpers/scratch-source.ts';
 import { findFormat } from '../../core/block/registry.ts';
 import { platterInProcess, qemuImgRaw, qemuImg } from './harness.ts';
 
@@ -37,39 +38,32 @@ function makeSource(path: string): void {
 }
 
 describe('platter convert through every registered format (compared with qemu-img)', { skip: SKIP_NO_QEMU }, () => {
-  let t: ReturnType<typeof tempDir>;
-  let src: string;
-  before(() => {
-    t = tempDir();
-    src = t.path('src.raw');
-    makeSource(src);
-  });
-  after(() => t.cleanup());
+  const fx = scratchWithSource(makeSource);
 
   for (const f of FORMATS) {
     const skip = findFormat(f.name) ? false : `format driver '${f.name}' is not registered`;
     test(`raw -> ${f.name} -> raw keeps the contents (qemu-img compare${f.check ? ', qemu-img check' : ''})`, { skip }, async () => {
-      const img = t.path(`p.${f.name}`);
-      let r = await platterInProcess(['convert', '-f', 'raw', '-O', f.name, src, img]);
+      const img = fx.t.path(`p.${f.name}`);
+      let r = await platterInProcess(['convert', '-f', 'raw', '-O', f.name, fx.src, img]);
       assert.equal(r.status, 0, r.stderr);
-      const cmp = qemuImgRaw('compare', '-f', 'raw', '-F', f.name, src, img);
+      const cmp = qemuImgRaw('compare', '-f', 'raw', '-F', f.name, fx.src, img);
       assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
       if (f.check) {
         const chk = qemuImgRaw('check', '-f', f.name, img);
         assert.equal(chk.status, 0, chk.stdout + chk.stderr);
       }
-      const back = t.path(`back-${f.name}.raw`);
+      const back = fx.t.path(`back-${f.name}.raw`);
       r = await platterInProcess(['convert', '-f', f.name, '-O', 'raw', img, back]);
       assert.equal(r.status, 0, r.stderr);
       // Same bytes; some formats round the virtual size up (vpc CHS geometry), so compare as qemu-img does.
-      const again = qemuImgRaw('compare', '-f', 'raw', '-F', 'raw', src, back);
+      const again = qemuImgRaw('compare', '-f', 'raw', '-F', 'raw', fx.src, back);
       assert.equal(again.status, 0, again.stdout + again.stderr);
-      if (qemuImgJsonSize(back) === 8 * MiB) assert.equal(md5File(back), md5File(src));
+      if (qemuImgJsonSize(back) === 8 * MiB) assert.equal(md5File(back), md5File(fx.src));
     });
 
     test(`info --output=json and map --output=json of a qemu-img-made ${f.name} match qemu-img info/map`, { skip, ...(f.mapTodo ? { todo: f.mapTodo } : {}) }, async () => {
-      const img = t.path(`q.${f.name}`);
-      qemuImg('convert', '-f', 'raw', '-O', f.name, ...f.create, src, img);
+      const img = fx.t.path(`q.${f.name}`);
+      qemuImg('convert', '-f', 'raw', '-O', f.name, ...f.create, fx.src, img);
       const qi = JSON.parse(qemuImg('info', '-f', f.name, '--output=json', img));
       const pi = await platterInProcess(['info', '-f', f.name, '--output=json', img]);
       assert.equal(pi.status, 0, pi.stderr);

@@ -2,10 +2,11 @@
 // contents, holes kept (block status and -S zero detection), -S 0 fully allocates, -n with
 // --target-is-zero, several sources concatenated, -W -m out-of-order parallel copies.
 
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync, writeFileSync, openSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
-import { tempDir, SKIP_NO_QEMU, md5File } from '../helpers/qemu.ts';
+import { SKIP_NO_QEMU, md5File } from '../helpers/qemu.ts';
+import { scratchWithSource } from '../helpers/scratch-source.ts';
 import { platterInProcess, qemuImgRaw, qemuImg } from './harness.ts';
 
 const MiB = 1 << 20;
@@ -26,22 +27,15 @@ function makeSource(path: string): void {
 const allocated = (p: string) => statSync(p).blocks * 512;
 
 describe('platter convert vs qemu-img convert (raw)', { skip: SKIP_NO_QEMU }, () => {
-  let t: ReturnType<typeof tempDir>;
-  let src: string;
-  before(() => {
-    t = tempDir();
-    src = t.path('src.raw');
-    makeSource(src);
-  });
-  after(() => t.cleanup());
+  const fx = scratchWithSource(makeSource);
 
   test('raw -> raw: same contents as the source and as qemu-img convert, holes kept (du close to data size)', async () => {
-    const out = t.path('out.raw');
-    const r = await platterInProcess(['convert', '-f', 'raw', '-O', 'raw', src, out]);
+    const out = fx.t.path('out.raw');
+    const r = await platterInProcess(['convert', '-f', 'raw', '-O', 'raw', fx.src, out]);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(md5File(out), md5File(src));
-    const q = t.path('q.raw');
-    qemuImg('convert', '-f', 'raw', '-O', 'raw', src, q);
+    assert.equal(md5File(out), md5File(fx.src));
+    const q = fx.t.path('q.raw');
+    qemuImg('convert', '-f', 'raw', '-O', 'raw', fx.src, q);
     assert.equal(qemuImgRaw('compare', '-f', 'raw', '-F', 'raw', out, q).status, 0);
     // 4 MiB of data; the written zeros and the holes must not be allocated.
     assert.ok(allocated(out) <= 4 * MiB + 256 * 1024, `allocated ${allocated(out)} bytes`);
@@ -53,58 +47,58 @@ describe('platter convert vs qemu-img convert (raw)', { skip: SKIP_NO_QEMU }, ()
   });
 
   test('-S 0 writes every byte (fully allocated), like qemu-img convert -S 0', async () => {
-    const out = t.path('full.raw');
-    const r = await platterInProcess(['convert', '-S', '0', '-f', 'raw', '-O', 'raw', src, out]);
+    const out = fx.t.path('full.raw');
+    const r = await platterInProcess(['convert', '-S', '0', '-f', 'raw', '-O', 'raw', fx.src, out]);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(md5File(out), md5File(src));
+    assert.equal(md5File(out), md5File(fx.src));
     assert.ok(allocated(out) >= 16 * MiB, `allocated ${allocated(out)}`);
   });
 
   test('-W -m 3 -S 64k: out-of-order parallel copy has the same contents', async () => {
-    const out = t.path('w.raw');
-    const r = await platterInProcess(['convert', '-W', '-m', '3', '-S', '64k', '-f', 'raw', '-O', 'raw', src, out]);
+    const out = fx.t.path('w.raw');
+    const r = await platterInProcess(['convert', '-W', '-m', '3', '-S', '64k', '-f', 'raw', '-O', 'raw', fx.src, out]);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(md5File(out), md5File(src));
+    assert.equal(md5File(out), md5File(fx.src));
   });
 
   test('-n --target-is-zero into an existing zeroed target, and -n over garbage writes the zeros', async () => {
-    const z = t.path('z.raw');
+    const z = fx.t.path('z.raw');
     qemuImg('create', '-f', 'raw', z, '16M');
-    let r = await platterInProcess(['convert', '-n', '--target-is-zero', '-f', 'raw', '-O', 'raw', src, z]);
+    let r = await platterInProcess(['convert', '-n', '--target-is-zero', '-f', 'raw', '-O', 'raw', fx.src, z]);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(md5File(z), md5File(src));
-    const g = t.path('garbage.raw');
+    assert.equal(md5File(z), md5File(fx.src));
+    const g = fx.t.path('garbage.raw');
     writeFileSync(g, Buffer.alloc(16 * MiB, 0xff));
-    r = await platterInProcess(['convert', '-n', '-f', 'raw', '-O', 'raw', src, g]);
+    r = await platterInProcess(['convert', '-n', '-f', 'raw', '-O', 'raw', fx.src, g]);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(md5File(g), md5File(src));
+    assert.equal(md5File(g), md5File(fx.src));
   });
 
   test('two sources are concatenated, as qemu-img convert a b out does', async () => {
-    const b = t.path('b.raw');
+    const b = fx.t.path('b.raw');
     writeFileSync(b, Buffer.alloc(MiB, 0x11));
-    const out = t.path('cat.raw');
-    const q = t.path('qcat.raw');
-    const r = await platterInProcess(['convert', '-f', 'raw', '-O', 'raw', src, b, out]);
+    const out = fx.t.path('cat.raw');
+    const q = fx.t.path('qcat.raw');
+    const r = await platterInProcess(['convert', '-f', 'raw', '-O', 'raw', fx.src, b, out]);
     assert.equal(r.status, 0, r.stderr);
-    qemuImg('convert', '-f', 'raw', '-O', 'raw', src, b, q);
+    qemuImg('convert', '-f', 'raw', '-O', 'raw', fx.src, b, q);
     assert.equal(md5File(out), md5File(q));
   });
 
   test('-p prints qemu-img style progress lines', async () => {
-    const r = await platterInProcess(['convert', '-p', '-f', 'raw', '-O', 'raw', src, t.path('p.raw')]);
+    const r = await platterInProcess(['convert', '-p', '-f', 'raw', '-O', 'raw', fx.src, fx.t.path('p.raw')]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^ {4}\(0\.00\/100%\)\r/);
     assert.match(r.stdout, / {4}\(100\.00\/100%\)\r\n$/);
   });
 
   test('argument errors use qemu-img convert words and create nothing', async () => {
-    const out = t.path('never.raw');
+    const out = fx.t.path('never.raw');
     const cases: [string[], RegExp][] = [
-      [['convert', '-m', '17', src, out], /Invalid number of coroutines. Allowed number of coroutines is between 1 and 16/],
-      [['convert', '-S', '100', src, out], /Invalid buffer size for sparse output specified/],
-      [['convert', '-c', '-f', 'raw', '-O', 'raw', src, out], /Compression not supported for this file format/],
-      [['convert', '-f', 'raw', t.path('missing.raw'), out], /Could not open '.*missing\.raw': No such file or directory/],
+      [['convert', '-m', '17', fx.src, out], /Invalid number of coroutines. Allowed number of coroutines is between 1 and 16/],
+      [['convert', '-S', '100', fx.src, out], /Invalid buffer size for sparse output specified/],
+      [['convert', '-c', '-f', 'raw', '-O', 'raw', fx.src, out], /Compression not supported for this file format/],
+      [['convert', '-f', 'raw', fx.t.path('missing.raw'), out], /Could not open '.*missing\.raw': No such file or directory/],
     ];
     for (const [args, re] of cases) {
       const r = await platterInProcess(args);

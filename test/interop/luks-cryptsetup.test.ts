@@ -3,38 +3,19 @@
 // passphrase is rejected); headers `cryptsetup luksFormat --type luks1` writes are unlocked by
 // Platter, which reads their payload as `qemu-img convert` does; key slots Platter changes are
 // honoured by cryptsetup and the other way round; LUKS2 is refused as QEMU 7.2 refuses it.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { SKIP_NO_FIXTURES, SKIP_NO_QEMU, fixture, fixtureById, have, md5, qemuImg, run, runOk, tempDir } from '../helpers/qemu.ts';
+import { SKIP_NO_FIXTURES, SKIP_NO_QEMU, fixture, fixtureById, have, md5, qemuImg, run, runOk } from '../helpers/qemu.ts';
 import { createImage, openImage, probeFormat } from '../../core/block/open.ts';
-import { SecretStore } from '../../core/block/secrets.ts';
 import { parseOptions } from '../../core/block/options-schema.ts';
-import { WorkerPool } from '../../core/workers/pool.ts';
 import { luksDriver } from '../../core/formats/luks/index.ts';
-import type { BlockNode } from '../../core/block/node.ts';
+import { luksInteropContext } from '../helpers/luks.ts';
 
 const SKIP_NO_CRYPTSETUP = have('cryptsetup') ? SKIP_NO_QEMU : 'cryptsetup not installed (apt-get install cryptsetup-bin)';
 const PASS = 'Cryptsetup-Interop-Pass-51e2';
 const PASS2 = 'Cryptsetup-Second-Pass-0c7a';
-const tmp = tempDir('platter-luks-cs-');
-const pool = new WorkerPool(2);
-const seen: string[] = [];
-after(async () => {
-  await pool.close();
-  tmp.cleanup();
-});
-
-function secrets(): SecretStore {
-  const s = new SecretStore();
-  s.add('s0', PASS);
-  s.add('s1', PASS2);
-  return s;
-}
-
-async function open(f: string, id = 's0', readOnly = true): Promise<BlockNode> {
-  return openImage({ driver: 'luks', file: { filename: f }, 'key-secret': id }, { secrets: secrets(), workers: pool, readOnly });
-}
+const { tmp, pool, seen, secrets, open, openFixture, assertNoPassphraseSeen } = luksInteropContext('platter-luks-cs-', PASS, PASS2);
 
 /** `cryptsetup luksOpen --test-passphrase --key-file -`: exit status 0 when the passphrase opens a slot. */
 const testPassphrase = (f: string, pass: string) => run('cryptsetup', ['luksOpen', '--test-passphrase', '--key-file', '-', f], { input: pass }).status;
@@ -95,9 +76,7 @@ test('a header from cryptsetup luksFormat --type luks1 is unlocked by Platter; i
 test('fixture luks1-cryptsetup.luks (cryptsetup header, QEMU-written payload): Platter reads the raw md5', { skip: SKIP_NO_FIXTURES }, async () => {
   const facts = fixtureById('generated/luks1-cryptsetup.luks');
   const f = fixture('generated/luks1-cryptsetup.luks', tmp.dir);
-  const s = new SecretStore();
-  s.add('s0', 'platter-fixture');
-  const n = await openImage({ driver: 'luks', file: { filename: f }, 'key-secret': 's0' }, { secrets: s, workers: pool, readOnly: true });
+  const n = await openFixture(f);
   try {
     assert.equal(n.size, facts.virtual_size);
     assert.equal(md5(await n.read(0, n.size)), facts.raw_md5);
@@ -134,9 +113,7 @@ test('key slots Platter adds and erases are honoured by cryptsetup, and a key cr
 test('LUKS2 (cryptsetup luksFormat default) is refused with QEMU 7.2\'s words and not probed as luks', { skip: SKIP_NO_FIXTURES }, async () => {
   const facts = fixtureById('generated/luks2-cryptsetup.luks');
   const f = fixture('generated/luks2-cryptsetup.luks');
-  const s = new SecretStore();
-  s.add('s0', 'platter-fixture');
-  await assert.rejects(openImage({ driver: 'luks', file: { filename: f }, 'key-secret': 's0' }, { secrets: s, workers: pool, readOnly: true }), (e: Error) => {
+  await assert.rejects(openFixture(f), (e: Error) => {
     seen.push(e.message);
     assert.match(e.message, /LUKS version 2 is not supported/);
     assert.ok(facts.qemu_error.includes('LUKS version 2 is not supported'));
@@ -152,5 +129,5 @@ test('LUKS2 (cryptsetup luksFormat default) is refused with QEMU 7.2\'s words an
 
 test('no output, error or info of these tests contains a passphrase', () => {
   assert.ok(seen.length >= 3, 'outputs were collected');
-  for (const text of seen) assert.ok(!text.includes(PASS) && !text.includes(PASS2), `leak in: ${text.slice(0, 200)}`);
+  assertNoPassphraseSeen();
 });

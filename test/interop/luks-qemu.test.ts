@@ -3,42 +3,22 @@
 // never-written sectors, which decrypt to key-dependent noise); images Platter creates and writes
 // read back through `qemu-io` and `qemu-img compare`; `qemu-img info` shows the same luks data;
 // key slots Platter adds or erases are honoured by qemu-io; the passphrase never leaks.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { SKIP_NO_FIXTURES, SKIP_NO_QEMU, fixture, fixtureById, md5, qemuImg, qemuImgJson, qemuIo, run, tempDir } from '../helpers/qemu.ts';
+import { SKIP_NO_FIXTURES, SKIP_NO_QEMU, fixture, fixtureById, md5, qemuImg, qemuImgJson, qemuIo, run } from '../helpers/qemu.ts';
 import { createImage, openImage } from '../../core/block/open.ts';
-import { SecretStore } from '../../core/block/secrets.ts';
 import { parseOptions } from '../../core/block/options-schema.ts';
-import { WorkerPool } from '../../core/workers/pool.ts';
 import { luksDriver } from '../../core/formats/luks/index.ts';
-import type { BlockNode } from '../../core/block/node.ts';
+import { luksInteropContext } from '../helpers/luks.ts';
 
 const PASS = 'Qemu-Interop-Passphrase-7d41';
 const PASS2 = 'Second-Slot-Passphrase-93b0';
-const tmp = tempDir('platter-luks-qemu-');
-const pool = new WorkerPool(2);
-/** Everything Platter printed, returned or threw in these tests (scanned for the passphrases). */
-const seen: string[] = [];
-after(async () => {
-  await pool.close();
-  tmp.cleanup();
-});
+const { tmp, pool, seen, secrets, open, openFixture, assertNoPassphraseSeen } = luksInteropContext('platter-luks-qemu-', PASS, PASS2);
 
 const obj = (id: string, data: string) => ['--object', `secret,id=${id},data=${data}`];
 const spec = (f: string, id = 's0') => `driver=luks,file.filename=${f},key-secret=${id}`;
-
-function secrets(): SecretStore {
-  const s = new SecretStore();
-  s.add('s0', PASS);
-  s.add('s1', PASS2);
-  return s;
-}
-
-async function open(f: string, id = 's0', readOnly = true): Promise<BlockNode> {
-  return openImage({ driver: 'luks', file: { filename: f }, 'key-secret': id }, { secrets: secrets(), workers: pool, readOnly });
-}
 
 async function platterInfo(f: string): Promise<Record<string, unknown>> {
   const n = await openImage({ driver: 'luks', file: { filename: f } }, { workers: pool, readOnly: true });
@@ -155,9 +135,7 @@ test('the wrong passphrase is refused as QEMU refuses it, and the image is left 
 test('fixture luks1-qemu.luks: Platter reads the raw md5 and info fixtures.json records', { skip: SKIP_NO_FIXTURES }, async () => {
   const facts = fixtureById('generated/luks1-qemu.luks');
   const f = fixture('generated/luks1-qemu.luks', tmp.dir);
-  const s = new SecretStore();
-  s.add('s0', 'platter-fixture');
-  const n = await openImage({ driver: 'luks', file: { filename: f }, 'key-secret': 's0' }, { secrets: s, workers: pool, readOnly: true });
+  const n = await openFixture(f);
   try {
     assert.equal(n.size, facts.virtual_size);
     assert.equal(md5(await n.read(0, n.size)), facts.raw_md5);
@@ -182,7 +160,5 @@ test('measure: Platter\'s required size for a luks target equals qemu-img measur
 
 test('no output, error or info of these tests contains a passphrase', () => {
   assert.ok(seen.length > 5, 'outputs were collected');
-  for (const text of seen) {
-    assert.ok(!text.includes(PASS) && !text.includes(PASS2), `leak in: ${text.slice(0, 200)}`);
-  }
+  assertNoPassphraseSeen();
 });

@@ -7,8 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createImage, openImage } from '../../core/block/open.ts';
-import { blockStatusAbove, type BlockNode } from '../../core/block/node.ts';
-import { fixture, fixtureById, md5, qemuImg, qemuImgJson, qemuIo, run, SKIP_NO_FIXTURES, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
+import type { BlockNode } from '../../core/block/node.ts';
+import { assertFixtureReadsAsQemu, assertMapMatches, assertQemuCompareRaw, concurrentRandomWrites, qemuRaw, withImageNode } from '../helpers/image-compare.ts';
+import { fixture, fixtureById, qemuImg, qemuImgJson, qemuIo, run, SKIP_NO_FIXTURES, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -19,46 +20,13 @@ function pattern(length: number, seed: number): Buffer {
   return b;
 }
 
-function qemuRaw(path: string, dir: string, format: string): Buffer {
-  const out = `${dir}/qemu-raw-${Math.random().toString(36).slice(2)}.bin`;
-  qemuImg('convert', '-f', format, '-O', 'raw', path, out);
-  return readFileSync(out);
-}
-
-async function withNode<T>(path: string, fn: (n: BlockNode) => Promise<T>, readOnly = true): Promise<T> {
-  const node = await openImage(path, { readOnly, format: 'qcow', warn: () => {} });
-  try {
-    return await fn(node);
-  } finally {
-    await node.close();
-  }
-}
-
-/** Compare Platter's block status through the backing chain with `qemu-img map --output=json`. */
-async function assertMapMatches(node: BlockNode, map: any[]): Promise<void> {
-  for (const e of map) {
-    let pos = e.start;
-    while (pos < e.start + e.length) {
-      const st = await blockStatusAbove(node, pos, e.start + e.length - pos);
-      assert.equal(st.depth, e.depth, `depth at ${pos}`);
-      assert.equal(st.data, e.data, `data at ${pos}`);
-      assert.equal(st.zero, e.zero, `zero at ${pos}`);
-      assert.equal(st.allocated, e.present, `present at ${pos}`);
-      if (e.offset !== undefined) assert.equal(st.hostOffset, e.offset + (pos - e.start), `host offset at ${pos}`);
-      pos += st.length;
-    }
-  }
-}
+const withNode = <T>(path: string, fn: (n: BlockNode) => Promise<T>, readOnly = true): Promise<T> => withImageNode(path, 'qcow', fn, readOnly);
 
 test('generated/qcow1.qcow reads with the md5 of qemu-img convert -O raw and maps as qemu-img map', { skip: SKIP_NO_FIXTURES }, async () => {
   const f = fixtureById('generated/qcow1.qcow');
   const node = await openImage(fixture(f.open), { readOnly: true });
   try {
-    assert.equal(node.format, 'qcow');
-    assert.equal(node.size, f.qemu_info['virtual-size']);
-    assert.equal((await node.info()).clusterSize, f.qemu_info['cluster-size']);
-    assert.equal(md5(await node.read(0, node.size)), f.raw_md5);
-    await assertMapMatches(node, f.qemu_map);
+    await assertFixtureReadsAsQemu(node, f, 'qcow');
   } finally {
     await node.close();
   }
@@ -115,9 +83,7 @@ test('a qcow compressed by qemu-img convert -c reads identically and reports com
       Buffer.from('partial').copy(src, 4 * KiB + 100);
       assert.deepEqual(await node.read(0, node.size), src);
     }, false);
-    writeFileSync(raw, src);
-    const cmp = run('qemu-img', ['compare', '-f', 'qcow', '-F', 'raw', img, raw]);
-    assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+    assertQemuCompareRaw('qcow', img, raw, src);
   } finally {
     t.cleanup();
   }
@@ -156,10 +122,7 @@ test('qcow images Platter creates and writes (plain, with a backing file, compre
         assert.equal((await node.blockStatus(2 * MiB + 256 * KiB, cs)).compressed, true);
         assert.deepEqual(await node.read(0, node.size), expected);
       }, false);
-      const raw = t.path('expected.raw');
-      writeFileSync(raw, expected);
-      const cmp = run('qemu-img', ['compare', '-f', 'qcow', '-F', 'raw', img, raw]);
-      assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+      assertQemuCompareRaw('qcow', img, t.path('expected.raw'), expected);
       const info = qemuImgJson('info', '-f', 'qcow', img);
       assert.equal(info['virtual-size'], expected.length);
       assert.equal(info['cluster-size'], withBacking ? 512 : 4096, 'the cluster size qemu-img create picks');
@@ -170,11 +133,11 @@ test('qcow images Platter creates and writes (plain, with a backing file, compre
   }
 });
 
-test('qcow create refuses what qemu-img create refuses: zero size, encryption (not yet supported)', async () => {
+test('qcow create refuses what qemu-img create refuses: zero size, encryption without encrypt.key-secret', async () => {
   const t = tempDir();
   try {
     await assert.rejects(createImage({ format: 'qcow', filename: t.path('z.qcow'), size: 0 }), /Image size is too small, cannot be zero length/);
-    await assert.rejects(createImage({ format: 'qcow', filename: t.path('e.qcow'), size: MiB, options: 'encryption=on' }), (e: any) => e.kind === 'Unsupported');
+    await assert.rejects(createImage({ format: 'qcow', filename: t.path('e.qcow'), size: MiB, options: 'encryption=on' }), /Parameter 'encrypt.key-secret' is required for cipher/);
   } finally {
     t.cleanup();
   }
@@ -187,26 +150,11 @@ test('qcow under 8 concurrent random writes (as convert -m 8 issues them) matche
     const size = 6 * MiB;
     await createImage({ format: 'qcow', filename: img, size });
     const model = Buffer.alloc(size);
-    let seed = 777;
-    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
     await withNode(img, async (node) => {
-      for (let round = 0; round < 12; round++) {
-        const slot = size / 8;
-        await Promise.all(
-          Array.from({ length: 8 }, async (_, i) => {
-            const len = 1 + rand(48 * KiB);
-            const off = i * slot + rand(slot - len);
-            const d = pattern(len, round * 8 + i);
-            await node.write(off, d);
-            d.copy(model, off);
-          }),
-        );
-      }
+      await concurrentRandomWrites(node, model, { seed: 777, pattern, zeroes: false });
       assert.ok((await node.read(0, size)).equals(model));
     }, false);
-    writeFileSync(t.path('model.raw'), model);
-    const cmp = run('qemu-img', ['compare', '-f', 'qcow', '-F', 'raw', img, t.path('model.raw')]);
-    assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+    assertQemuCompareRaw('qcow', img, t.path('model.raw'), model);
   } finally {
     t.cleanup();
   }

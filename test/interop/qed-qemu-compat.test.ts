@@ -8,8 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, readFileSync, readSync, closeSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createImage, openImage, type CreateImageOptions } from '../../core/block/open.ts';
-import { blockStatusAbove, type BlockNode } from '../../core/block/node.ts';
-import { fixture, fixtureById, md5, qemuImg, qemuImgJson, qemuIo, run, SKIP_NO_FIXTURES, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
+import type { BlockNode } from '../../core/block/node.ts';
+import { assertFixtureReadsAsQemu, assertMapMatches, assertQemuCompareRaw, concurrentRandomWrites, qemuRaw as qemuRawAs, withImageNode } from '../helpers/image-compare.ts';
+import { fixture, fixtureById, qemuImg, qemuImgJson, qemuIo, run, SKIP_NO_FIXTURES, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -23,35 +24,9 @@ function pattern(length: number, seed: number): Buffer {
   return b;
 }
 
-function qemuRaw(path: string, dir: string): Buffer {
-  const out = `${dir}/qemu-raw-${Math.random().toString(36).slice(2)}.bin`;
-  qemuImg('convert', '-f', 'qed', '-O', 'raw', path, out);
-  return readFileSync(out);
-}
+const qemuRaw = (path: string, dir: string): Buffer => qemuRawAs(path, dir, 'qed');
 
-async function withNode<T>(path: string, fn: (n: BlockNode) => Promise<T>, readOnly = true): Promise<T> {
-  const node = await openImage(path, { readOnly, format: 'qed', warn: () => {} });
-  try {
-    return await fn(node);
-  } finally {
-    await node.close();
-  }
-}
-
-async function assertMapMatches(node: BlockNode, map: any[]): Promise<void> {
-  for (const e of map) {
-    let pos = e.start;
-    while (pos < e.start + e.length) {
-      const st = await blockStatusAbove(node, pos, e.start + e.length - pos);
-      assert.equal(st.depth, e.depth, `depth at ${pos}`);
-      assert.equal(st.data, e.data, `data at ${pos}`);
-      assert.equal(st.zero, e.zero, `zero at ${pos}`);
-      assert.equal(st.allocated, e.present, `present at ${pos}`);
-      if (e.offset !== undefined) assert.equal(st.hostOffset, e.offset + (pos - e.start), `host offset at ${pos}`);
-      pos += st.length;
-    }
-  }
-}
+const withNode = <T>(path: string, fn: (n: BlockNode) => Promise<T>, readOnly = true): Promise<T> => withImageNode(path, 'qed', fn, readOnly);
 
 function featuresByte(path: string): number {
   const fd = openSync(path, 'r');
@@ -68,11 +43,7 @@ test('generated/qed.qed reads as qemu-img convert -O raw, maps as qemu-img map a
   const f = fixtureById('generated/qed.qed');
   const node = await openImage(fixture(f.open), { readOnly: true });
   try {
-    assert.equal(node.format, 'qed');
-    assert.equal(node.size, f.qemu_info['virtual-size']);
-    assert.equal((await node.info()).clusterSize, f.qemu_info['cluster-size']);
-    assert.equal(md5(await node.read(0, node.size)), f.raw_md5);
-    await assertMapMatches(node, f.qemu_map);
+    await assertFixtureReadsAsQemu(node, f, 'qed');
     const r = await node.impl.check!(undefined);
     assert.equal(r.corruptions, 0);
     assert.equal(r.leaks, 0);
@@ -147,12 +118,10 @@ test('qed images Platter creates and writes (cluster/table sizes, backing file) 
         assert.equal((await node.info()).dirtyFlag, true, 'need-check is set while allocations may be in flight');
       }, false);
       assert.equal(featuresByte(img) & NEED_CHECK, 0, 'need-check is cleared on close');
-      writeFileSync(t.path('expected.raw'), expected);
       const check = run('qemu-img', ['check', '-f', 'qed', img]);
       assert.equal(check.status, 0, check.stdout + check.stderr);
       assert.match(check.stdout, /No errors were found on the image/);
-      const cmp = run('qemu-img', ['compare', '-f', 'qed', '-F', 'raw', img, t.path('expected.raw')]);
-      assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+      assertQemuCompareRaw('qed', img, t.path('expected.raw'), expected);
       const info = qemuImgJson('info', '-f', 'qed', img);
       assert.equal(info['virtual-size'], 4 * MiB);
       assert.equal(info['cluster-size'], l.cluster_size);
@@ -229,34 +198,14 @@ test('qed under 8 concurrent random writes (as convert -m 8 issues them) matches
     writeFileSync(t.path('base.raw'), pattern(size, 21));
     await createImage({ format: 'qed', filename: img, options: { cluster_size: 16 * KiB, table_size: 2, backing_file: 'base.raw', backing_fmt: 'raw' }, warn: () => {} });
     const model = pattern(size, 21);
-    let seed = 12345;
-    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
     await withNode(img, async (node) => {
-      for (let round = 0; round < 12; round++) {
-        // Eight requests in flight, never overlapping one another (their order would be undefined).
-        const slot = size / 8;
-        await Promise.all(
-          Array.from({ length: 8 }, async (_, i) => {
-            const len = 1 + rand(48 * KiB);
-            const off = i * slot + rand(slot - len);
-            if (rand(5) === 0) {
-              await node.writeZeroes(off, len);
-              model.fill(0, off, off + len);
-            } else {
-              const d = pattern(len, round * 8 + i);
-              await node.write(off, d);
-              d.copy(model, off);
-            }
-          }),
-        );
-      }
+      // Eight requests in flight, never overlapping one another (their order would be undefined).
+      await concurrentRandomWrites(node, model, { seed: 12345, pattern, zeroes: true });
       assert.ok((await node.read(0, size)).equals(model));
     }, false);
-    writeFileSync(t.path('model.raw'), model);
     const check = run('qemu-img', ['check', '-f', 'qed', img]);
     assert.equal(check.status, 0, check.stdout + check.stderr);
-    const cmp = run('qemu-img', ['compare', '-f', 'qed', '-F', 'raw', img, t.path('model.raw')]);
-    assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+    assertQemuCompareRaw('qed', img, t.path('model.raw'), model);
   } finally {
     t.cleanup();
   }

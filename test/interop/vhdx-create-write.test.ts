@@ -5,35 +5,18 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createImage, openImage } from '../../core/block/open.ts';
 import { BlockError } from '../../core/errors.ts';
-import { parseSizeText } from '../../core/block/options-schema.ts';
-import { qemuImg, qemuImgJson, qemuIo, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
-
-/** Block starts, a 1 MiB block boundary, unaligned sectors, a later block. */
-const WRITES: [number, number, number][] = [
-  [0, 65536, 0x11],
-  [1052160, 3072, 0x22],
-  [2096640, 4096, 0x33],
-  [3 << 20, 128 << 10, 0x55],
-  [4128768, 65536, 0x44],
-];
+import { assertCreateMatchesQemu, assertIdenticalToRaw, qemuIoWriteArgs, SPREAD_WRITES as WRITES } from '../helpers/create-write.ts';
+import { qemuImg, qemuIo, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 
 test('vhdx images Platter creates match qemu-img create and pass qemu-img check (qemu-img info, qemu-img check)', { skip: SKIP_NO_QEMU }, async () => {
   const t = tempDir();
   try {
     const cases = [['100M', ''], ['5M', 'subformat=fixed'], ['10M', 'block_size=1M,log_size=2M'], ['3G', ''], ['6M', 'subformat=fixed,block_state_zero=off'], ['4M', 'block_state_zero=off']];
     for (const [i, [size, opts]] of cases.entries()) {
-      const q = t.path(`q${i}.vhdx`);
-      const p = t.path(`p${i}.vhdx`);
-      qemuImg('create', '-q', '-f', 'vhdx', ...(opts ? ['-o', opts] : []), q, size!);
-      await createImage({ format: 'vhdx', filename: p, size: parseSizeText(size!)!, options: opts! });
-      const qi = qemuImgJson('info', '-f', 'vhdx', q);
-      const pi = qemuImgJson('info', '-f', 'vhdx', p);
-      assert.equal(pi['virtual-size'], qi['virtual-size'], `${size} ${opts}`);
-      assert.equal(pi['cluster-size'], qi['cluster-size'], `${size} ${opts}`);
-      assert.equal(readFileSync(p).length, readFileSync(q).length, `${size} ${opts}: file length`);
+      const { p } = await assertCreateMatchesQemu(t, 'vhdx', 'vhdx', i, size!, opts!);
       qemuImg('check', '-f', 'vhdx', p);
     }
   } finally {
@@ -71,9 +54,8 @@ test('vhdx images Platter writes concurrently hold the data and pass qemu-img ch
       const expected = Buffer.alloc(size);
       for (const [o, l, b] of WRITES) expected.fill(b, o, o + l);
       expected.fill(0, 0, 4096);
-      writeFileSync(t.path('e.raw'), expected);
       qemuImg('check', '-f', 'vhdx', img);
-      assert.match(qemuImg('compare', '-f', 'vhdx', '-F', 'raw', img, t.path('e.raw')), /Images are identical/, opts);
+      assertIdenticalToRaw('vhdx', img, t.path('e.raw'), expected, opts);
     }
   } finally {
     t.cleanup();
@@ -86,7 +68,7 @@ test('vhdx images qemu-io writes read the same through Platter, and Platter writ
     for (const opts of ['block_size=1M,log_size=1M', 'subformat=fixed']) {
       const img = t.path('q.vhdx');
       qemuImg('create', '-q', '-f', 'vhdx', '-o', opts, img, '4M');
-      qemuIo('-f', 'vhdx', ...WRITES.flatMap(([o, l, b]) => ['-c', `write -q -P ${b} ${o} ${l}`]), '-c', 'write -q -z 3211264 64k', img);
+      qemuIo('-f', 'vhdx', ...qemuIoWriteArgs(WRITES), '-c', 'write -q -z 3211264 64k', img);
       qemuImg('convert', '-f', 'vhdx', '-O', 'raw', img, t.path('q.raw'));
       const expected = readFileSync(t.path('q.raw'));
       const node = await openImage(img, { readOnly: false, format: 'vhdx' });
@@ -97,9 +79,8 @@ test('vhdx images qemu-io writes read the same through Platter, and Platter writ
         await node.close();
       }
       expected.fill(0x77, 2 << 20, (2 << 20) + 8192);
-      writeFileSync(t.path('e.raw'), expected);
       qemuImg('check', '-f', 'vhdx', img);
-      assert.match(qemuImg('compare', '-f', 'vhdx', '-F', 'raw', img, t.path('e.raw')), /Images are identical/, opts);
+      assertIdenticalToRaw('vhdx', img, t.path('e.raw'), expected, opts);
     }
   } finally {
     t.cleanup();

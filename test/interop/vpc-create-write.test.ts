@@ -5,19 +5,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createImage, openImage } from '../../core/block/open.ts';
-import { parseSizeText } from '../../core/block/options-schema.ts';
+import { assertCreateMatchesQemu, assertIdenticalToRaw, qemuIoWriteArgs, SPREAD_WRITES as WRITES } from '../helpers/create-write.ts';
 import { qemuImg, qemuImgJson, qemuIo, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
-
-/** Writes that cover a block start, a block boundary, unaligned sectors and a later block. */
-const WRITES: [number, number, number][] = [
-  [0, 65536, 0x11],
-  [1052160, 3072, 0x22],
-  [2096640, 4096, 0x33],
-  [3 << 20, 128 << 10, 0x55],
-  [4128768, 65536, 0x44],
-];
 
 async function platterWrite(path: string, size: number): Promise<Buffer> {
   const expected = Buffer.alloc(size);
@@ -39,15 +30,7 @@ test('vpc virtual sizes match qemu-img create for odd sizes, subformats and forc
       ['1G', ''], ['100000001', 'subformat=fixed'],
     ];
     for (const [i, [size, opts]] of cases.entries()) {
-      const q = t.path(`q${i}.vhd`);
-      const p = t.path(`p${i}.vhd`);
-      qemuImg('create', '-q', '-f', 'vpc', ...(opts ? ['-o', opts] : []), q, size!);
-      await createImage({ format: 'vpc', filename: p, size: parseSizeText(size!)!, options: opts! });
-      const qi = qemuImgJson('info', '-f', 'vpc', q);
-      const pi = qemuImgJson('info', '-f', 'vpc', p);
-      assert.equal(pi['virtual-size'], qi['virtual-size'], `${size} ${opts}: virtual size`);
-      assert.equal(pi['cluster-size'], qi['cluster-size'], `${size} ${opts}: cluster size`);
-      assert.equal(readFileSync(p).length, readFileSync(q).length, `${size} ${opts}: file length`);
+      const { p, qi } = await assertCreateMatchesQemu(t, 'vpc', 'vhd', i, size!, opts!);
       const node = await openImage(p, { readOnly: true, format: 'vpc' });
       assert.equal(node.size, qi['virtual-size']);
       await node.close();
@@ -65,9 +48,7 @@ test('vpc images Platter writes (dynamic and fixed) hold the written data (qemu-
       await createImage({ format: 'vpc', filename: img, size: 4100 << 10, options: `subformat=${sub}` });
       const size = qemuImgJson('info', '-f', 'vpc', img)['virtual-size'];
       const expected = await platterWrite(img, size);
-      const raw = t.path(`${sub}.raw`);
-      writeFileSync(raw, expected);
-      assert.match(qemuImg('compare', '-f', 'vpc', '-F', 'raw', img, raw), /Images are identical/, sub);
+      assertIdenticalToRaw('vpc', img, t.path(`${sub}.raw`), expected, sub);
     }
   } finally {
     t.cleanup();
@@ -80,7 +61,7 @@ test('vpc images qemu-io writes read the same through Platter (qemu-io write, qe
     for (const opts of ['subformat=dynamic', 'subformat=fixed', 'force_size=on']) {
       const img = t.path('q.vhd');
       qemuImg('create', '-q', '-f', 'vpc', '-o', opts, img, '5M');
-      qemuIo('-f', 'vpc', ...WRITES.flatMap(([o, l, b]) => ['-c', `write -q -P ${b} ${o} ${l}`]), img);
+      qemuIo('-f', 'vpc', ...qemuIoWriteArgs(WRITES), img);
       qemuImg('convert', '-f', 'vpc', '-O', 'raw', img, t.path('q.raw'));
       const node = await openImage(img, { readOnly: true, format: 'vpc' });
       try {
@@ -94,8 +75,7 @@ test('vpc images qemu-io writes read the same through Platter (qemu-io write, qe
       await node2.write(2 << 20, Buffer.alloc(8192, 0x77));
       await node2.close();
       expected.fill(0x77, 2 << 20, (2 << 20) + 8192);
-      writeFileSync(t.path('e.raw'), expected);
-      assert.match(qemuImg('compare', '-f', 'vpc', '-F', 'raw', img, t.path('e.raw')), /Images are identical/, opts);
+      assertIdenticalToRaw('vpc', img, t.path('e.raw'), expected, opts);
     }
   } finally {
     t.cleanup();

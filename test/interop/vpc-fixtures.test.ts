@@ -4,57 +4,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { openImage } from '../../core/block/open.ts';
 import { BlockError } from '../../core/errors.ts';
-import { readFileSync } from 'node:fs';
-import { fixture, fixtureFacts, HAVE_FIXTURES, run, SKIP_NO_FIXTURES, tempDir } from '../helpers/qemu.ts';
+import { MD5_LIMIT, verifyFixtureContent } from '../helpers/fixture-content.ts';
+import { fixture, fixtureFacts, HAVE_FIXTURES, SKIP_NO_FIXTURES, tempDir } from '../helpers/qemu.ts';
 
-const CHUNK = 16 << 20;
 const facts = HAVE_FIXTURES ? fixtureFacts().filter((f) => f.format === 'vpc') : [];
-
-async function streamMd5(node: Awaited<ReturnType<typeof openImage>>, offset: number, length: number): Promise<string> {
-  const h = createHash('md5');
-  for (let p = 0; p < length; p += CHUNK) h.update(await node.read(offset + p, Math.min(CHUNK, length - p)));
-  return h.digest('hex');
-}
-
-/** Above this, hashing the whole disk costs seconds: check the recorded nonzero runs instead
- *  (fixtures.json raw_nonzero_runs, which qemu-img's raw output gave). */
-const MD5_LIMIT = 64 << 20;
-
-/** Runs of one fill byte read as that byte; everything between reads as zeros (zero extents
- *  reported by block status are taken as read). */
-async function verifyRuns(node: Awaited<ReturnType<typeof openImage>>, runs: [number, number, string][], id: string, fmt: string, path: string, tmp: string): Promise<void> {
-  let pos = 0;
-  const zerosUpTo = async (end: number) => {
-    while (pos < end) {
-      const st = await node.blockStatus(pos, end - pos);
-      if (!st.zero) {
-        const n = Math.min(st.length, CHUNK);
-        assert.ok((await node.read(pos, n)).equals(Buffer.alloc(n)), `${id}: zeros at ${pos}`);
-        pos += n;
-      } else pos += st.length;
-    }
-  };
-  for (const [o, l, fill] of runs) {
-    await zerosUpTo(o);
-    if (fill === 'mixed') {
-      // No hash of a mixed run is recorded: compare it with the bytes qemu-img dd reads there.
-      const out = `${tmp}/run.raw`;
-      run('qemu-img', ['dd', '-f', fmt, '-O', 'raw', `if=${path}`, `of=${out}`, 'bs=512', `skip=${o / 512}`, `count=${l / 512}`]);
-      assert.ok((await node.read(o, l)).equals(readFileSync(out)), `${id}: mixed run at ${o}`);
-      pos = o + l;
-      continue;
-    }
-    for (let p = o; p < o + l; p += CHUNK) {
-      const n = Math.min(CHUNK, o + l - p);
-      assert.ok((await node.read(p, n)).equals(Buffer.alloc(n, Number(fill))), `${id}: ${fill} at ${p}`);
-    }
-    pos = o + l;
-  }
-  await zerosUpTo(node.size);
-}
 
 function unpack(f: any, dir: string): string {
   for (const file of f.files) fixture(String(file.path).replace(/\.gz$/, ''), dir);
@@ -68,10 +23,7 @@ test('vpc fixtures read with the md5 and virtual size qemu-img reports (qemu-img
       const path = unpack(f, t.dir);
       const node = await openImage(path, { readOnly: true, format: 'vpc' });
       try {
-        assert.equal(node.size, f.virtual_size, `${f.id}: virtual size`);
-        if (f.raw_md5 && node.size <= MD5_LIMIT) assert.equal(await streamMd5(node, 0, node.size), f.raw_md5, `${f.id}: md5`);
-        else if (f.raw_md5) await verifyRuns(node, f.raw_nonzero_runs, f.id, 'vpc', path, t.dir);
-        for (const [o, l, h] of f.raw_data_ranges_md5 ?? []) assert.equal(await streamMd5(node, o, l), h, `${f.id}: md5 of [${o}, +${l})`);
+        await verifyFixtureContent(node, f, 'vpc', path, t.dir);
       } finally {
         await node.close();
       }

@@ -16,7 +16,7 @@ interface MapEntry {
   zero: boolean;
 }
 
-test('qcow2 block status of a 16 GiB image of 512-byte clusters walks its empty L2 tables in a few calls, as qemu-img map reports', { skip: SKIP_NO_QEMU }, async () => {
+test('qcow2 block status of a 16 GiB image of 512-byte clusters walks its empty L2 tables in a few calls, as qemu-img map reports', { skip: SKIP_NO_QEMU, timeout: 60_000 }, async () => {
   const t = tempDir();
   try {
     const path = t.path('big.qcow2');

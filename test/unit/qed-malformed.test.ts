@@ -4,10 +4,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createImage, openImage } from '../../core/block/open.ts';
 import { BlockError } from '../../core/errors.ts';
+import { assertPatchedImageRefused } from '../helpers/malformed.ts';
 import { tempDir } from '../helpers/qemu.ts';
 
 /** Byte offsets in the QED header (qed_spec.txt). */
@@ -22,29 +22,19 @@ const BACKING_SIZE_AT = 60;
 const NEED_CHECK = 2n;
 const CLUSTER = 64 * 1024;
 
-async function refuses(patch: (b: Buffer) => void, kind: BlockError['kind'], message: RegExp): Promise<void> {
-  const t = tempDir();
-  try {
-    const img = t.path('m.qed');
-    await createImage({ format: 'qed', filename: img, size: 4 << 20 });
-    const bytes = readFileSync(img);
-    patch(bytes);
-    bytes.writeBigUInt64LE(bytes.readBigUInt64LE(FEATURES_AT) | NEED_CHECK, FEATURES_AT);
-    writeFileSync(img, bytes);
-    const before = createHash('sha256').update(bytes).digest('hex');
-    for (const readOnly of [true, false]) {
-      await assert.rejects(openImage(img, { format: 'qed', readOnly }), (e: unknown) => {
-        assert.ok(e instanceof BlockError, String(e));
-        assert.equal(e.kind, kind, e.message);
-        assert.match(e.message, message);
-        return true;
-      });
-    }
-    assert.equal(createHash('sha256').update(readFileSync(img)).digest('hex'), before, 'the file is unchanged');
-  } finally {
-    t.cleanup();
-  }
-}
+/** The image is patched, then marked need-check (so a read-write open would try to repair it). */
+const refuses = (patch: (b: Buffer) => void, kind: BlockError['kind'], message: RegExp): Promise<void> =>
+  assertPatchedImageRefused({
+    name: 'm.qed',
+    format: 'qed',
+    size: 4 << 20,
+    patch: (bytes) => {
+      patch(bytes);
+      bytes.writeBigUInt64LE(bytes.readBigUInt64LE(FEATURES_AT) | NEED_CHECK, FEATURES_AT);
+    },
+    kind,
+    message,
+  });
 
 test('rejects a QED table size out of range (0, 32) or not a power of two (3)', async () => {
   for (const v of [0, 32, 3]) await refuses((b) => b.writeUInt32LE(v, TABLE_SIZE_AT), 'InvalidImage', new RegExp(`QED table size is invalid \\(${v};`));

@@ -3,10 +3,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createImage, openImage } from '../../core/block/open.ts';
 import { BlockError } from '../../core/errors.ts';
+import { assertPatchedImageRefused } from '../helpers/malformed.ts';
 import { tempDir } from '../helpers/qemu.ts';
 
 /** Byte offsets in the VDI v1.1 header. */
@@ -15,28 +15,8 @@ const BLOCKS_IN_IMAGE_AT = 0x180;
 const DISK_SIZE_AT = 0x170;
 const OFFSET_DATA_AT = 0x158;
 
-async function refuses(patch: (b: Buffer) => void, kind: BlockError['kind'], message: RegExp): Promise<void> {
-  const t = tempDir();
-  try {
-    const img = t.path('m.vdi');
-    await createImage({ format: 'vdi', filename: img, size: 2 << 20 });
-    const bytes = readFileSync(img);
-    patch(bytes);
-    writeFileSync(img, bytes);
-    const before = createHash('sha256').update(bytes).digest('hex');
-    for (const readOnly of [true, false]) {
-      await assert.rejects(openImage(img, { format: 'vdi', readOnly }), (e: unknown) => {
-        assert.ok(e instanceof BlockError, String(e));
-        assert.equal(e.kind, kind, e.message);
-        assert.match(e.message, message);
-        return true;
-      });
-    }
-    assert.equal(createHash('sha256').update(readFileSync(img)).digest('hex'), before, 'the file is unchanged');
-  } finally {
-    t.cleanup();
-  }
-}
+const refuses = (patch: (b: Buffer) => void, kind: BlockError['kind'], message: RegExp): Promise<void> =>
+  assertPatchedImageRefused({ name: 'm.vdi', format: 'vdi', size: 2 << 20, patch, kind, message });
 
 test('rejects a VDI block size other than 1 MiB with qemu-img\'s message', async () => {
   await refuses((b) => b.writeUInt32LE(2 << 20, BLOCK_SIZE_AT), 'Unsupported', /unsupported VDI image \(block size 2097152 is not 1048576\)/);

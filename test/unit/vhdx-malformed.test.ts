@@ -3,44 +3,26 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/block/open.ts';
 import { BlockError } from '../../core/errors.ts';
 import { crc32cWithZeroField } from '../../core/util/crc32c.ts';
 import { encodeEntry } from '../../core/formats/vhdx/log.ts';
+import { assertRefusedUnchanged, createPatched, sha256File } from '../helpers/malformed.ts';
 import { tempDir } from '../helpers/qemu.ts';
 
 const H1 = 64 << 10;
 const H2 = 128 << 10;
 const RT1 = 192 << 10;
 const RT_SIZE = 64 << 10;
-const digest = (p: string) => createHash('md5').update(readFileSync(p)).digest('hex');
 
 function fixCrc(b: Buffer, at: number, length: number): void {
   b.writeUInt32LE(crc32cWithZeroField(b.subarray(at, at + length), 4), at + 4);
 }
 
-async function expectRefusal(path: string, message: string): Promise<void> {
-  const before = digest(path);
-  for (const readOnly of [true, false]) {
-    await assert.rejects(openImage(path, { readOnly, format: 'vhdx' }), (e: unknown) => {
-      assert.ok(e instanceof BlockError, 'a BlockError');
-      assert.ok(e.message.includes(message), `'${e.message}' should include '${message}'`);
-      return true;
-    });
-  }
-  assert.equal(digest(path), before, 'file unchanged');
-}
+const expectRefusal = (path: string, message: string): Promise<void> => assertRefusedUnchanged({ path, format: 'vhdx', message });
 
-async function mutated(t: ReturnType<typeof tempDir>, name: string, edit: (b: Buffer) => void): Promise<string> {
-  const p = t.path(name);
-  await createImage({ format: 'vhdx', filename: p, size: 4 << 20, options: 'block_size=1M' });
-  const b = readFileSync(p);
-  edit(b);
-  writeFileSync(p, b);
-  return p;
-}
+const mutated = (t: ReturnType<typeof tempDir>, name: string, edit: (b: Buffer) => void): Promise<string> =>
+  createPatched({ path: t.path(name), format: 'vhdx', size: 4 << 20, options: 'block_size=1M', patch: edit });
 
 test('rejects two headers with bad CRC-32C checksums, and opens with one good header', async () => {
   const t = tempDir();
@@ -116,10 +98,10 @@ test('rejects a log entry that writes past the end of the file, before replaying
         fixCrc(b, h, 4096);
       }
     });
-    const before = digest(p);
+    const before = sha256File(p);
     await assert.rejects(openImage(p, { readOnly: true, format: 'vhdx' }), /contains a log that needs to be replayed/);
     await assert.rejects(openImage(p, { readOnly: false, format: 'vhdx' }), (e: unknown) => e instanceof BlockError && e.message.includes(`writes [${2 ** 40}, +4096) past the end of the file`));
-    assert.equal(digest(p), before, 'file unchanged: not even the valid first descriptor was applied');
+    assert.equal(sha256File(p), before, 'file unchanged: not even the valid first descriptor was applied');
   } finally {
     t.cleanup();
   }

@@ -3,36 +3,15 @@
 // read-write.
 
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
-import { BlockError } from '../../core/errors.ts';
+import { assertRefusedUnchanged, createPatched } from '../helpers/malformed.ts';
 import { tempDir } from '../helpers/qemu.ts';
 
 const DYN = 512; // the dynamic header of a new image
-const digest = (p: string) => createHash('md5').update(readFileSync(p)).digest('hex');
 
-async function expectRefusal(path: string, message: string): Promise<void> {
-  const before = digest(path);
-  for (const readOnly of [true, false]) {
-    await assert.rejects(openImage(path, { readOnly, format: 'vpc' }), (e: unknown) => {
-      assert.ok(e instanceof BlockError, 'a BlockError');
-      assert.ok(e.message.includes(message), `'${e.message}' should include '${message}'`);
-      return true;
-    });
-  }
-  assert.equal(digest(path), before, 'file unchanged');
-}
+const expectRefusal = (path: string, message: string): Promise<void> => assertRefusedUnchanged({ path, format: 'vpc', message });
 
-async function mutated(t: ReturnType<typeof tempDir>, name: string, edit: (b: Buffer) => void): Promise<string> {
-  const p = t.path(name);
-  await createImage({ format: 'vpc', filename: p, size: 4 << 20 });
-  const b = readFileSync(p);
-  edit(b);
-  writeFileSync(p, b);
-  return p;
-}
+const mutated = (t: ReturnType<typeof tempDir>, name: string, edit: (b: Buffer) => void): Promise<string> =>
+  createPatched({ path: t.path(name), format: 'vpc', size: 4 << 20, patch: edit });
 
 test('rejects a VHD block size of 0 and one that is not a power of two', async () => {
   const t = tempDir();

@@ -10,7 +10,10 @@ import type { OptionsTree } from '../../block/options-tree.ts';
 import type { SecretStore } from '../../block/secrets.ts';
 import { corrupt, invalidArgument, invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
-import { createLuksVolume, luksInfoData, luksPayloadOffsetFor, openLuksVolume, readLuksHeader, type LuksCreateOptions, type LuksIo } from '../../crypto/luks-volume.ts';
+import { createLuksVolume, luksInfoData, luksPayloadOffsetFor, openLuksVolume, readLuksHeader, type LuksCreateOptions, type LuksIo, type LuksVolume } from '../../crypto/luks-volume.ts';
+import type { AmendContext } from '../../block/types.ts';
+import type { OptionSpec, OptionValues } from '../../block/options-schema.ts';
+import { LUKS_NUM_KEY_SLOTS } from '../../crypto/luks-header.ts';
 import { openQcowAesCipher } from '../../crypto/qcow-aes.ts';
 import type { SectorCipher } from '../../crypto/sector-cipher.ts';
 import type { CipherMode, HashAlg, IvGenAlg } from '../../crypto/algorithms.ts';
@@ -28,7 +31,7 @@ export const KEY_SECRET_REQUIRED = "Parameter 'encrypt.key-secret' is required f
 export const COMPRESSION_WITH_ENCRYPTION = 'Compression and encryption not supported at the same time';
 /** Warning given on every use of legacy AES (qemu-block-drivers(7): flawed, use LUKS). */
 export const AES_DEPRECATION =
-  "Use of AES-CBC encrypted qcow/qcow2 images is deprecated: the 'aes' encryption format has known weaknesses; convert to encrypt.format=luks";
+  "Use of AES-CBC encrypted qcow/qcow2 images is deprecated and no longer supported in system emulators (predictable IVs, the passphrase is the key); it remains only for data liberation: convert to encrypt.format=luks";
 
 export interface Qcow2Crypto {
   format: 'aes' | 'luks';
@@ -36,8 +39,10 @@ export interface Qcow2Crypto {
   cipher: SectorCipher | undefined;
   /** IV sector from the host offset (luks) or the guest offset (aes). */
   ivFromHost: boolean;
-  /** qemu-img info 'encrypt' data (without 'format'). */
-  info: Record<string, unknown>;
+  /** qemu-img info 'encrypt' data (without 'format'), as of now (key slots may change). */
+  info(): Record<string, unknown>;
+  /** The unlocked LUKS volume (key-slot amend); undefined for aes or without a secret. */
+  volume?: LuksVolume;
   close(): void;
 }
 
@@ -137,14 +142,14 @@ export async function openCrypto(o: OpenCryptoOptions): Promise<Qcow2Crypto | un
   if (o.cryptMethod === CRYPT_AES) {
     o.warn(AES_DEPRECATION);
     const cipher = id !== undefined ? openQcowAesCipher(o.secrets.get(id), o.workers) : undefined;
-    return { format: 'aes', cipher, ivFromHost: false, info: {}, close: () => cipher?.close() };
+    return { format: 'aes', cipher, ivFromHost: false, info: () => ({}), close: () => cipher?.close() };
   }
   if (o.cryptMethod !== CRYPT_LUKS) throw unsupported(`Unsupported encryption method: ${o.cryptMethod}`, o.ctx);
   const { offset, length } = decodeCryptoExt(o.cryptoExt, o.clusterSize, o.file.size, o.ctx);
   const io = regionIo(o.file, offset, length, o.ctx);
   const { header, params } = await readLuksHeader(io);
   const volume = id !== undefined ? await openLuksVolume(io, o.secrets.get(id), o.workers) : undefined;
-  return { format: 'luks', cipher: volume?.cipher, ivFromHost: true, info: luksInfoData(volume?.header ?? header, params), close: () => volume?.close() };
+  return { format: 'luks', cipher: volume?.cipher, ivFromHost: true, info: () => luksInfoData(volume?.header ?? header, params), ...(volume ? { volume } : {}), close: () => volume?.close() };
 }
 
 /** Set up decryption for a qcow v1 image (legacy AES only). */
@@ -153,7 +158,7 @@ export function openQcowV1Crypto(cryptMethod: number, options: OptionsTree | und
   warn(AES_DEPRECATION);
   const id = keySecretOption(options);
   const cipher = id !== undefined ? openQcowAesCipher(secrets.get(id), workers) : undefined;
-  return { format: 'aes', cipher, ivFromHost: false, info: {}, close: () => cipher?.close() };
+  return { format: 'aes', cipher, ivFromHost: false, info: () => ({}), close: () => cipher?.close() };
 }
 
 function needCipher(c: Qcow2Crypto): SectorCipher {
@@ -187,7 +192,7 @@ export function encryptInfo(c: Qcow2Crypto): Record<string, unknown> {
   if (c.format === 'aes') return { format: 'aes' };
   // qemu-img's key order: 'format' comes right after 'uuid' (before any ivgen-hash-alg).
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(c.info)) {
+  for (const [k, v] of Object.entries(c.info())) {
     out[k] = v;
     if (k === 'uuid') out['format'] = 'luks';
   }
@@ -264,4 +269,44 @@ export async function createLuksHeader(
   const volume = await createLuksVolume(io, { passphrase: secrets.get(p.secretId!), ...p.luks! }, workers);
   volume.close();
   return encodeCryptoExt(offset, length);
+}
+
+// ---------------------------------------------------------------- amend (key slots)
+
+/** qemu-img amend -o encrypt.* for qcow2 + luks (QEMU's qcow2 amend options, luks key slots). */
+export const CRYPTO_AMEND_OPTIONS: readonly OptionSpec[] = [
+  { name: 'encrypt.state', type: 'enum', values: ['active', 'inactive'], help: 'Select new state of affected keyslots (active/inactive)' },
+  { name: 'encrypt.keyslot', type: 'number', min: 0, max: LUKS_NUM_KEY_SLOTS - 1, help: 'Select a single keyslot to modify explicitly' },
+  { name: 'encrypt.old-secret', type: 'secret-id', help: 'Select all keyslots that match this password' },
+  { name: 'encrypt.new-secret', type: 'secret-id', help: 'New secret to set in the matching keyslots. Empty string to erase' },
+];
+
+/** Apply encrypt.* amend options (nothing when none is given). Caller holds the image exclusively. */
+export async function amendCrypto(img: object, o: OptionValues, ctx: AmendContext): Promise<void> {
+  const given = (k: string) => o[`encrypt.${k}`] !== undefined;
+  if (!['state', 'keyslot', 'old-secret', 'new-secret', 'iter-time'].some(given)) return;
+  if (given('format')) throw invalidArgument("Changing the encryption format is not supported");
+  const c = cryptoOf(img);
+  if (!c) throw invalidArgument('Amending encryption options is not supported for an unencrypted image');
+  if (c.format !== 'luks') throw unsupported('Amending encryption options is only supported for encrypt.format=luks');
+  const v = c.volume;
+  if (!v) throw invalidArgument(KEY_SECRET_REQUIRED);
+  const state = o['encrypt.state'];
+  if (state === undefined) throw invalidArgument("Parameter 'encrypt.state' is missing");
+  const keyslot = o['encrypt.keyslot'] as number | undefined;
+  const secret = (name: string) => {
+    const id = o[`encrypt.${name}`];
+    return id === undefined ? undefined : ctx.secrets.get(String(id));
+  };
+  if (state === 'active') {
+    if (!given('new-secret')) throw invalidArgument("'new-secret' is required to activate a keyslot");
+    if (given('old-secret')) throw invalidArgument("'old-secret' must not be given when activating keyslots");
+    const iterTime = o['encrypt.iter-time'] as number | undefined;
+    await v.addKeySlot({ newPassphrase: secret('new-secret')!, ...(keyslot !== undefined ? { keyslot } : {}), ...(iterTime !== undefined ? { iterTimeMs: Number(iterTime) } : {}), force: ctx.force });
+  } else {
+    if (given('new-secret')) throw invalidArgument("'new-secret' must not be given when erasing keyslots");
+    if (given('iter-time')) throw invalidArgument("'iter-time' must not be given when erasing keyslots");
+    const old = secret('old-secret');
+    await v.eraseKeySlots({ ...(keyslot !== undefined ? { keyslot } : {}), ...(old ? { oldPassphrase: old } : {}), force: ctx.force, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+  }
 }

@@ -25,7 +25,7 @@ import { Qcow2Snapshots } from './snapshots.ts';
 import { amendImage } from './amend.ts';
 import { bitmapInfo } from './bitmaps.ts';
 import { preallocate } from './prealloc.ts';
-import { closeCrypto, COMPRESSION_WITH_ENCRYPTION, CRYPT_SECTOR, cryptoOf, decryptData, encryptData, encryptInfo } from './encryption.ts';
+import { amendCrypto, closeCrypto, COMPRESSION_WITH_ENCRYPTION, CRYPT_SECTOR, cryptoOf, decryptData, encryptData, encryptInfo } from './encryption.ts';
 
 /** A run of guest bytes with one source, built while walking clusters. */
 interface Piece {
@@ -705,7 +705,10 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async amend(options: OptionValues, ctx: AmendContext): Promise<void> {
-    await this.exclusive(() => amendImage(this, options, ctx));
+    await this.exclusive(async () => {
+      await amendCrypto(this.img, options, ctx); // encrypt.* key slots (encryption.ts)
+      await amendImage(this, options, ctx);
+    });
   }
 
   async close(): Promise<void> {

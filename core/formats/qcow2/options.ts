@@ -3,6 +3,7 @@
 // the API and the GUI forms.
 
 import type { OptionSpec } from '../../block/options-schema.ts';
+import { CRYPTO_AMEND_OPTIONS } from './encryption.ts';
 
 /** Default cluster size (64 KiB), and the bounds qcow2 allows (512 B .. 2 MiB). */
 export const DEFAULT_CLUSTER_SIZE = 65536;
@@ -40,11 +41,11 @@ export const QCOW2_CREATE_OPTIONS: readonly OptionSpec[] = [
 
 /** What `qemu-img amend -o` accepts for qcow2 (QEMU's qcow2_amend_opts). */
 export const QCOW2_AMEND_OPTIONS: readonly OptionSpec[] = QCOW2_CREATE_OPTIONS.filter((o) =>
-  ['size', 'compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw', 'lazy_refcounts', 'refcount_bits'].includes(o.name),
+  ['size', 'compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw', 'lazy_refcounts', 'refcount_bits', 'encrypt.iter-time'].includes(o.name),
 ).map((o) => {
   const { default: _d, ...rest } = o;
   return rest;
-});
+}).concat(CRYPTO_AMEND_OPTIONS);
 
 /** Version number for a compat value. */
 export function versionOf(compat: string): number {
