@@ -92,6 +92,7 @@ for (const t of TARGETS) {
       const rng = new Rng(t.format.length * 7919 + t.create.length);
       let before = Buffer.alloc(CRASH_IMAGE_SIZE);
       let snapshotWindowKills = 0;
+      let replayedLogs = 0;
       for (let k = 0; k < KILLS; k++) {
         const seed = 1000 + k;
         const r = await runAndKill(img, t.format, seed, t.snapshots, 30 + rng.below(400));
@@ -104,6 +105,16 @@ for (const t of TARGETS) {
           assert.ok(repair.status === 0, `kill ${k}: platter check -r all exit ${repair.status}: ${repair.stderr}${repair.stdout}`);
           const info2 = JSON.parse(runOk('qemu-img', ['info', '--output=json', img]));
           assert.equal(info2['dirty-flag'], false, `kill ${k}: repaired image is clean`);
+        }
+        if (t.format === 'vhdx') {
+          // A kill between a metadata log write and its application leaves a log to replay: that
+          // IS vhdx's crash consistency. QEMU refuses read-only opens until `check -r all` replays
+          // it, so QEMU replays Platter's log here, and the checks below judge the result.
+          const probe = run('qemu-img', ['check', '-f', 'vhdx', img]);
+          if (probe.status !== 0 && /contains a log that needs to be replayed/.test(probe.stderr)) {
+            runOk('qemu-img', ['check', '-q', '-r', 'all', '-f', 'vhdx', img]);
+            replayedLogs++;
+          }
         }
         if (t.checkable) {
           const check = run('qemu-img', ['check', '-f', t.format, '--output=json', img]);
@@ -132,6 +143,7 @@ for (const t of TARGETS) {
         }
         before = now;
       }
+      if (replayedLogs > 0) process.stdout.write(`# ${t.format}: ${replayedLogs} of ${KILLS} kills left a log that qemu-img replayed\n`);
       assert.ok(snapshotWindowKills <= Math.ceil(KILLS / 2), `${snapshotWindowKills} of ${KILLS} kills landed inside snapshot operations with check findings`);
     } finally {
       tmp.cleanup();
