@@ -1,12 +1,14 @@
 // The one dispatcher behind both transports (Electron IPC in main.ts, the WebSocket in
 // browser-server.ts): validates every call's input with its zod schema (core/api INPUT_SCHEMAS or
 // an app method's own schema), calls the service, and answers {ok, value} | {ok: false, error} with
-// errors as plain data (BlockError.toJSON()). Job events are fanned out to every listener.
+// errors as plain data (BlockError.toJSON()). Job events and the library watcher's
+// 'library-changed' events are fanned out to every listener.
 // Nothing here logs inputs: they may hold passphrases.
 
 import type { z } from 'zod';
 import { callService, type PlatterService } from '../core/api/service.ts';
 import { libraryScanInput, scanLibrary } from '../core/api/library.ts';
+import { createLibraryWatcher, libraryWatchInput } from '../core/api/library-watch.ts';
 import type { AppConfig, AppEvent, CallRequest, CallResult } from '../core/api/app-protocol.ts';
 import type { SerializedError } from '../core/api/types.ts';
 import { BlockError, invalidArgument } from '../core/errors.ts';
@@ -51,13 +53,7 @@ function validate(method: string, schema: z.ZodType, input: unknown): unknown {
 export function createDispatcher(opts: DispatcherOptions): Dispatcher {
   const { service } = opts;
   const listeners = new Set<(event: AppEvent) => void>();
-  const appMethods = new Map<string, AppMethod>([
-    ['appConfig', { schema: zod.object({}).optional(), run: () => opts.config }],
-    ['libraryScan', { schema: libraryScanInput, run: (input) => scanLibrary(service, input as z.infer<typeof libraryScanInput>) }],
-  ]);
-  for (const [name, m] of Object.entries(opts.extraMethods ?? {})) appMethods.set(name, m);
-
-  const unsubscribe = service.onEvent((event) => {
+  const emit = (event: AppEvent) => {
     for (const l of listeners) {
       try {
         l(event);
@@ -65,7 +61,17 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
         // one broken listener (a closed window) must not stop the others
       }
     }
-  });
+  };
+  // Library folders changed on disk (by Platter or another program): the renderer re-scans them.
+  const watcher = createLibraryWatcher((roots) => emit({ type: 'library-changed', roots }));
+  const appMethods = new Map<string, AppMethod>([
+    ['appConfig', { schema: zod.object({}).optional(), run: () => opts.config }],
+    ['libraryScan', { schema: libraryScanInput, run: (input) => scanLibrary(service, input as z.infer<typeof libraryScanInput>) }],
+    ['libraryWatch', { schema: libraryWatchInput, run: (input) => watcher.set((input as z.infer<typeof libraryWatchInput>).paths) }],
+  ]);
+  for (const [name, m] of Object.entries(opts.extraMethods ?? {})) appMethods.set(name, m);
+
+  const unsubscribe = service.onEvent(emit);
 
   return {
     async call(request: CallRequest): Promise<CallResult> {
@@ -84,6 +90,7 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
     },
     async close() {
       unsubscribe();
+      watcher.close();
       listeners.clear();
       await service.close();
     },

@@ -22,7 +22,7 @@ function useStartup() {
   useEffect(() => {
     const off = onEvent((e) => {
       useJobs.getState().handle(e);
-      if (e.type === 'library-changed') void useLibrary.getState().refresh();
+      if (e.type === 'library-changed') void (e.roots ? useLibrary.getState().refreshRoots(e.roots) : useLibrary.getState().refresh());
     });
     void useFormats.getState().load();
     // A file dropped outside the library sidebar does nothing (never opens it in the window).

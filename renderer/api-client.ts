@@ -5,6 +5,7 @@
 
 import type { AppConfig, AppEvent, CallResult, JobStarted, WsServerFrame } from '../core/api/app-protocol.ts';
 import type { LibraryEntry, LibraryScanInput } from '../core/api/library.ts';
+import type { LibraryWatchInput } from '../core/api/library-watch.ts';
 import type {
   AmendInput,
   CheckInput,
@@ -13,6 +14,7 @@ import type {
   ConvertInput,
   CreateInput,
   InfoInput,
+  MapInput,
   RebaseInput,
   ResizeInput,
   SnapshotInput,
@@ -151,8 +153,10 @@ export const isElectron = () => Boolean(window.platter);
 export const api = {
   appConfig: () => call<AppConfig>('appConfig', {}),
   libraryScan: (input: LibraryScanInput) => call<LibraryEntry[]>('libraryScan', input),
+  libraryWatch: (input: LibraryWatchInput) => call<{ watching: number; polling: number; dropped: number }>('libraryWatch', input),
   pickPaths: (kind: 'folder' | 'file') => call<string[]>('pickPaths', { kind }),
   info: (input: InfoInput) => call<ImageInfo | ImageInfo[]>('info', input),
+  map: (input: MapInput) => call<unknown[]>('map', input),
   listFormats: () => call<FormatDescription[]>('listFormats', {}),
   create: (input: CreateInput) => call<JobStarted>('create', input),
   convert: (input: ConvertInput) => call<JobStarted>('convert', input),

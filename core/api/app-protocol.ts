@@ -22,8 +22,10 @@ export interface WsCallFrame extends CallRequest {
 /** WebSocket frames from the server: an answer to call `id`, or a pushed event. */
 export type WsServerFrame = ({ id: number } & CallResult) | { event: AppEvent };
 
-/** Events pushed to the renderer. Job events never carry secret bytes. */
-export type AppEvent = JobEvent | { type: 'library-changed' };
+/** Events pushed to the renderer. Job events never carry secret bytes. 'library-changed' names the
+ *  library paths (as the renderer gave them to libraryWatch) whose folder changed on disk; absent:
+ *  re-scan everything. */
+export type AppEvent = JobEvent | { type: 'library-changed'; roots?: string[] };
 
 /** What a long-running call returns at once; progress and result follow as job events. */
 export interface JobStarted {

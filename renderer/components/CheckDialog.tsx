@@ -1,15 +1,19 @@
 // Check / repair (qemu-img check [-r leaks|all]): runs as a job, then shows the findings in words:
 // qemu-img's summary lines and each problem the driver reported. Repairs write to the image, so
-// they ask first.
+// they ask first. An encrypted image asks for its passphrase first (UnlockDialog); it stays in this
+// component's state and goes with each check call as a secret.
 
 import { useState } from 'react';
 import type { CheckReport } from '../../core/api/types.ts';
 import { api } from '../api-client.ts';
 import { trackJob } from '../jobs-actions.ts';
 import { useJobs } from '../stores/jobs.ts';
+import { useLibrary } from '../stores/library.ts';
 import { basename } from '../util/format.ts';
 import { ConfirmDialog, Dialog } from './Dialog.tsx';
 import { checkWords } from './job-words.ts';
+import { SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
+import { UnlockDialog } from './UnlockDialog.tsx';
 
 type Repair = 'leaks' | 'all';
 
@@ -18,6 +22,9 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
   const [report, setReport] = useState<CheckReport>();
   const [error, setError] = useState<string>();
   const [confirm, setConfirm] = useState<Repair>();
+  const entry = useLibrary((s) => s.entries.find((e) => e.path === image));
+  /** The encrypted image's passphrase, for this dialog's check calls. */
+  const [pass, setPass] = useState<string>();
   const job = useJobs((s) => (jobId ? s.jobs[jobId] : undefined));
   const running = job?.state === 'running';
 
@@ -25,7 +32,8 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
     setReport(undefined);
     setError(undefined);
     try {
-      const { jobId: id } = await api.check({ image: { filename: image }, ...(repair ? { repair } : {}) });
+      const ref = pass !== undefined ? unlockedRef(image, entry?.format, SOURCE_SECRET_ID) : { filename: image };
+      const { jobId: id } = await api.check({ image: ref, ...(repair ? { repair } : {}), ...(pass !== undefined ? { secrets: [{ id: SOURCE_SECRET_ID, data: pass }] } : {}) });
       setJobId(id);
       const r = (await trackJob(id, { refreshLibrary: Boolean(repair) })) as CheckReport | undefined;
       if (r) setReport(r);
@@ -34,6 +42,10 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
       setError((e as Error).message);
     }
   };
+
+  if (entry?.encrypted && pass === undefined) {
+    return <UnlockDialog path={image} name={basename(image)} format={entry.format} onUnlock={setPass} onCancel={onClose} />;
+  }
 
   if (confirm) {
     return (

@@ -1,6 +1,7 @@
 // "Convert" (qemu-img convert): the selected image to a new file in another format, with the target
 // format's options generated from its schema, compression (-c) and a snapshot to convert from (-l).
-// A LUKS target continues in the passphrase dialog.
+// A LUKS target continues in the passphrase dialog. An encrypted source asks for its passphrase first
+// (UnlockDialog); it stays in this component's state and goes with the convert call as a secret.
 
 import { useEffect, useId, useMemo, useState } from 'react';
 import { api } from '../api-client.ts';
@@ -11,7 +12,8 @@ import { basename, dirname, joinPath, replaceExtension } from '../util/format.ts
 import { Dialog } from './Dialog.tsx';
 import { OptionsForm, formErrors, initialValues, optionsToSend, type FormValues } from './OptionsForm.tsx';
 import { PassphraseDialog, type PassphraseResult } from './PassphraseDialog.tsx';
-import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID } from './image-forms.ts';
+import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
+import { UnlockDialog } from './UnlockDialog.tsx';
 
 /** Formats that can hold compressed clusters (qemu-img convert -c). */
 const COMPRESSIBLE = new Set(['qcow2', 'qcow', 'vmdk']);
@@ -33,6 +35,8 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
   const [askPassphrase, setAskPassphrase] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
+  /** The encrypted source's passphrase, for this dialog's one convert call. */
+  const [sourcePass, setSourcePass] = useState<string>();
 
   useEffect(() => setValues(initialValues(schema)), [schema]);
   useEffect(() => {
@@ -55,12 +59,16 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
     try {
       const options = { ...optionsToSend(schema, values), ...(pass?.options ?? {}) };
       if (keySecret && pass) options[keySecret] = PASSPHRASE_SECRET_ID;
+      const secrets = [
+        ...(sourcePass !== undefined ? [{ id: SOURCE_SECRET_ID, data: sourcePass }] : []),
+        ...(pass ? [{ id: PASSPHRASE_SECRET_ID, data: pass.passphrase }] : []),
+      ];
       const { jobId } = await api.convert({
-        source: { filename: source, ...(entry?.format ? { format: entry.format } : {}) },
+        source: sourcePass !== undefined ? unlockedRef(source, entry?.format, SOURCE_SECRET_ID) : { filename: source, ...(entry?.format ? { format: entry.format } : {}) },
         target: { filename: target, format: formatName, options },
         ...(compressed ? { compressed: true } : {}),
         ...(snapshot ? { snapshot } : {}),
-        ...(pass ? { secrets: [{ id: PASSPHRASE_SECRET_ID, data: pass.passphrase }] } : {}),
+        ...(secrets.length ? { secrets } : {}),
       });
       trackJob(jobId, { refreshLibrary: true, addRoot: dir.trim(), select: target, doneText: `Converted ${basename(source)} to ${name.trim()}` });
       onClose();
@@ -79,6 +87,10 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
     if (keySecret) setAskPassphrase(true);
     else void start();
   };
+
+  if (entry?.encrypted && sourcePass === undefined) {
+    return <UnlockDialog path={source} name={basename(source)} format={entry.format} onUnlock={setSourcePass} onCancel={onClose} />;
+  }
 
   if (askPassphrase) {
     return <PassphraseDialog imageName={name} cipherSchema={cipherSchema(format)} onCancel={() => setAskPassphrase(false)} onSubmit={(r) => void start(r)} />;

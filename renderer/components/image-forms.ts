@@ -28,3 +28,20 @@ export function keySecretOption(format: FormatDescription | undefined, values: F
 
 /** The id the passphrase travels under in one call (the call's own secret store). */
 export const PASSPHRASE_SECRET_ID = 'passphrase0';
+
+/** The id an encrypted source image's passphrase travels under (beside a LUKS target's own). */
+export const SOURCE_SECRET_ID = 'sourcepass0';
+
+/** The engine's words for a wrong LUKS passphrase (core/crypto/luks-volume.ts INVALID_PASSWORD). */
+export const INVALID_PASSWORD = 'Invalid password, cannot unlock any keyslot';
+
+/**
+ * An encrypted image opened with its key secret: a json: pseudo-filename (as qemu-img accepts)
+ * naming the secret by id, so no file name needs escaping. luks takes `key-secret`; qcow2 (luks or
+ * aes payload) and qcow take `encrypt.key-secret`. The passphrase itself goes in the call's secrets.
+ */
+export function unlockedRef(path: string, format: string | undefined, secretId: string): { filename: string } {
+  const file = { driver: 'file', filename: path };
+  const tree = format === 'luks' ? { driver: 'luks', file, 'key-secret': secretId } : { driver: format ?? 'qcow2', file, encrypt: { 'key-secret': secretId } };
+  return { filename: `json:${JSON.stringify(tree)}` };
+}

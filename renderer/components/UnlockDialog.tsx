@@ -1,0 +1,92 @@
+// The passphrase prompt for opening an encrypted image (luks, or qcow2 with encrypt.format luks/aes)
+// before Convert or Check reads it: a labelled password field, Unlock and Cancel. Unlock tries the
+// passphrase by opening the image once (a one-byte map); a wrong one shows the engine's words
+// ("Invalid password, cannot unlock any keyslot") and the prompt stays. The passphrase lives in this
+// component's state, then in the caller's component state for its one call: never in a store, a
+// log or an event.
+
+import { useId, useState } from 'react';
+import { api } from '../api-client.ts';
+import { Dialog } from './Dialog.tsx';
+import { INVALID_PASSWORD, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
+
+export interface UnlockDialogProps {
+  path: string;
+  name: string;
+  format: string | undefined;
+  onUnlock(passphrase: string): void;
+  onCancel(): void;
+}
+
+export function UnlockDialog({ path, name, format, onUnlock, onCancel }: UnlockDialogProps) {
+  const id = useId();
+  const [pass, setPass] = useState('');
+  const [show, setShow] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState('');
+
+  const unlock = async () => {
+    if (!pass) {
+      setError('Enter the passphrase.');
+      return;
+    }
+    setBusy(true);
+    setError('');
+    try {
+      await api.map({ image: unlockedRef(path, format, SOURCE_SECRET_ID), start: 0, length: 1, secrets: [{ id: SOURCE_SECRET_ID, data: pass }] });
+      onUnlock(pass);
+    } catch (e) {
+      const message = (e as Error).message;
+      setError(message.includes(INVALID_PASSWORD) ? `Wrong passphrase: ${INVALID_PASSWORD}.` : message);
+      setBusy(false);
+    }
+  };
+
+  return (
+    <Dialog
+      title={`Unlock ${name}`}
+      onClose={onCancel}
+      footer={
+        <>
+          <button type="button" onClick={onCancel}>
+            Cancel
+          </button>
+          <button type="button" className="primary" disabled={busy} onClick={() => void unlock()}>
+            {busy ? 'Unlocking…' : 'Unlock'}
+          </button>
+        </>
+      }
+    >
+      <form
+        className="passphrase-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void unlock();
+        }}
+      >
+        <p className="muted">This image is encrypted{format ? ` (${format})` : ''}. Enter its passphrase to read it. Platter does not store it.</p>
+        <div className="field">
+          <label htmlFor={`${id}-p`}>Passphrase</label>
+          <div className="password-row">
+            <input
+              id={`${id}-p`}
+              type={show ? 'text' : 'password'}
+              autoComplete="current-password"
+              value={pass}
+              spellCheck={false}
+              aria-invalid={error ? true : undefined}
+              aria-describedby={`${id}-err`}
+              onChange={(e) => setPass(e.target.value)}
+            />
+            <button type="button" className="toggle" aria-pressed={show} aria-label={show ? 'Hide passphrase' : 'Show passphrase'} onClick={() => setShow(!show)}>
+              {show ? 'Hide' : 'Show'}
+            </button>
+          </div>
+        </div>
+        <div id={`${id}-err`} role="alert" className="form-error">
+          {error}
+        </div>
+      </form>
+    </Dialog>
+  );
+}
