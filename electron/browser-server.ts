@@ -15,6 +15,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { AppEvent, WsCallFrame, WsServerFrame } from '../core/api/app-protocol.ts';
 import type { Dispatcher } from './dispatch.ts';
 import { securityHeaders } from './csp.ts';
+import { RENDERER_MIME } from './mime.ts';
 
 /** Bytes of entropy in the launch token (256 bits). */
 const TOKEN_BYTES = 32;
@@ -24,17 +25,6 @@ const MAX_FRAME_BYTES = 1 << 20;
 export const WS_PATH = '/ws';
 /** The only address browser mode listens on. */
 const LOOPBACK = '127.0.0.1';
-
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.png': 'image/png',
-  '.svg': 'image/svg+xml',
-  '.map': 'application/json',
-  '.txt': 'text/plain; charset=utf-8',
-  '.woff2': 'font/woff2',
-};
 
 export interface BrowserServerOptions {
   dispatcher: Dispatcher;
@@ -95,7 +85,7 @@ export async function startBrowserServer(opts: BrowserServerOptions): Promise<Br
       }
       const file = normalize(join(root, path));
       if (!file.startsWith(root) || path.includes('\0')) return refuse(res, 403, 'Forbidden', headers);
-      const type = MIME[extname(file)];
+      const type = RENDERER_MIME[extname(file)];
       if (!type) return refuse(res, 404, 'Not Found', headers);
       let body: Buffer;
       try {

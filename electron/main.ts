@@ -12,21 +12,13 @@ import { createPlatterService } from '../core/api/service.ts';
 import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL, type CallRequest, type CallResult } from '../core/api/app-protocol.ts';
 import { createDispatcher } from './dispatch.ts';
 import { contentSecurityPolicy } from './csp.ts';
+import { RENDERER_MIME } from './mime.ts';
 
 /** The renderer's own scheme and origin: the only sender the IPC handler answers. */
 const APP_SCHEME = 'platter';
 const APP_ORIGIN = `${APP_SCHEME}://app`;
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RENDERER_DIR = normalize(join(HERE, '../renderer') + sep);
-
-const MIME: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.png': 'image/png',
-  '.svg': 'image/svg+xml',
-  '.map': 'application/json',
-};
 
 // Must run before 'ready': platter:// behaves like https (standard, secure, fetch allowed).
 protocol.registerSchemesAsPrivileged([{ scheme: APP_SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true } }]);
@@ -37,7 +29,7 @@ async function serveRenderer(request: Request): Promise<Response> {
   if (url.host !== 'app') return new Response('Forbidden', { status: 403 });
   const path = url.pathname === '/' ? '/index.html' : decodeURIComponent(url.pathname);
   const file = normalize(join(RENDERER_DIR, path));
-  const type = MIME[extname(file)];
+  const type = RENDERER_MIME[extname(file)];
   if (!file.startsWith(RENDERER_DIR) || !type) return new Response('Not Found', { status: 404 });
   try {
     const body = await readFile(file);
