@@ -11,6 +11,7 @@ import * as zxcvbnEn from '@zxcvbn-ts/language-en';
 import type { FormatOptionJson } from '../../core/api/types.ts';
 import { Dialog } from './Dialog.tsx';
 import { OptionsForm, formErrors, initialValues, optionsToSend } from './OptionsForm.tsx';
+import { PassphraseInput } from './PassphraseInput.tsx';
 
 /** Cipher options of a luks payload, by their names without the qcow2 "encrypt." prefix, with the
  *  defaults qemu-block-drivers(7) gives (used when a driver's schema has no default). */
@@ -110,25 +111,18 @@ export function PassphraseDialog({ imageName, cipherSchema, onSubmit, onCancel }
         <p className="muted">
           The image is encrypted with LUKS. Without this passphrase its data cannot be read: Platter does not store it anywhere.
         </p>
-        <div className="field">
-          <label htmlFor={`${id}-p`}>Passphrase</label>
-          <div className="password-row">
-            <input
-              id={`${id}-p`}
-              type={show ? 'text' : 'password'}
-              autoComplete="new-password"
-              value={pass}
-              spellCheck={false}
-              aria-describedby={`${id}-strength`}
-              onKeyUp={onKey}
-              onKeyDown={onKey}
-              onChange={(e) => setPass(e.target.value)}
-            />
-            <button type="button" className="toggle" aria-pressed={show} aria-label={show ? 'Hide passphrase' : 'Show passphrase'} onClick={() => setShow(!show)}>
-              {show ? 'Hide' : 'Show'}
-            </button>
-          </div>
-        </div>
+        <PassphraseInput
+          id={`${id}-p`}
+          label="Passphrase"
+          value={pass}
+          onValue={setPass}
+          show={show}
+          onToggleShow={() => setShow(!show)}
+          autoComplete="new-password"
+          aria-describedby={`${id}-strength`}
+          onKeyUp={onKey}
+          onKeyDown={onKey}
+        />
         <div className="strength" id={`${id}-strength`}>
           <div className={`strength-meter s${score}`} role="meter" aria-label="Passphrase strength" aria-valuemin={0} aria-valuemax={4} aria-valuenow={result ? score : 0} aria-valuetext={result ? STRENGTH_WORDS[score] : 'No passphrase'}>
             {[0, 1, 2, 3, 4].map((i) => (

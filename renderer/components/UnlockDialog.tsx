@@ -9,6 +9,7 @@ import { useId, useState } from 'react';
 import { api } from '../api-client.ts';
 import { Dialog } from './Dialog.tsx';
 import { INVALID_PASSWORD, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
+import { PassphraseInput } from './PassphraseInput.tsx';
 
 export interface UnlockDialogProps {
   path: string;
@@ -65,24 +66,17 @@ export function UnlockDialog({ path, name, format, onUnlock, onCancel }: UnlockD
         }}
       >
         <p className="muted">This image is encrypted{format ? ` (${format})` : ''}. Enter its passphrase to read it. Platter does not store it.</p>
-        <div className="field">
-          <label htmlFor={`${id}-p`}>Passphrase</label>
-          <div className="password-row">
-            <input
-              id={`${id}-p`}
-              type={show ? 'text' : 'password'}
-              autoComplete="current-password"
-              value={pass}
-              spellCheck={false}
-              aria-invalid={error ? true : undefined}
-              aria-describedby={`${id}-err`}
-              onChange={(e) => setPass(e.target.value)}
-            />
-            <button type="button" className="toggle" aria-pressed={show} aria-label={show ? 'Hide passphrase' : 'Show passphrase'} onClick={() => setShow(!show)}>
-              {show ? 'Hide' : 'Show'}
-            </button>
-          </div>
-        </div>
+        <PassphraseInput
+          id={`${id}-p`}
+          label="Passphrase"
+          value={pass}
+          onValue={setPass}
+          show={show}
+          onToggleShow={() => setShow(!show)}
+          autoComplete="current-password"
+          aria-invalid={error ? true : undefined}
+          aria-describedby={`${id}-err`}
+        />
         <div id={`${id}-err`} role="alert" className="form-error">
           {error}
         </div>
