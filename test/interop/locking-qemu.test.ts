@@ -5,7 +5,7 @@
 // protocol with the permissions the generic layer computes for a format's storage child.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, statSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openImage } from '../../core/block/open.ts';
 import { findFormat } from '../../core/block/registry.ts';
@@ -15,25 +15,10 @@ import { fileDriver } from '../../core/protocols/file/index.ts';
 import { rootPerms, storageChildPerms } from '../../core/block/permissions.ts';
 import { hostOps } from '../../core/host/index.ts';
 import { tempDir, run, have, qemuImg, SKIP_NO_QEMU } from '../helpers/qemu.ts';
+import { HOLD_TIMEOUT_MS, lockedBytes } from './lock-matrix-harness.ts';
 
 const SKIP = process.platform !== 'linux' ? 'needs Linux /proc/locks' : !existsSync('/proc/locks') ? 'no /proc/locks' : SKIP_NO_QEMU || (have('qemu-nbd') ? false : 'qemu-nbd not installed');
 const SKIP_NBDKIT = SKIP || (have('nbdkit') ? false : 'nbdkit not installed (holds qemu-img convert open)');
-const HOLD_TIMEOUT_MS = 8000;
-
-/** Bytes locked on `path` by anyone, from /proc/locks ("N: OFDLCK ADVISORY READ -1 fd:01:INODE START END"). */
-function lockedBytes(path: string): number[] {
-  const ino = String(statSync(path).ino);
-  const out = new Set<number>();
-  for (const line of readFileSync('/proc/locks', 'utf8').split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 8 || f[1] === '->') continue;
-    if (f[5]!.split(':')[2] !== ino) continue;
-    const start = Number(f[6]);
-    const end = f[7] === 'EOF' ? start : Number(f[7]);
-    for (let b = start; b <= end; b++) out.add(b);
-  }
-  return [...out].sort((a, b) => a - b);
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
