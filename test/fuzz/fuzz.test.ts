@@ -15,7 +15,7 @@ const SEED = 20261126;
 for (const format of fuzzFormats()) {
   const skip = SKIP_NO_QEMU || (findFormat(format) ? false : `no '${format}' driver registered`);
   test(`${CASES} mutated ${format} images: no crash, no hang, no runaway memory`, { skip, timeout: 30 * 60_000 }, async () => {
-    const r = await runFuzz({ format, cases: CASES, seed: SEED });
+    const r = await runFuzz({ format, cases: CASES, seed: SEED, jobs: 2 });
     const detail = r.failures.slice(0, 5).map((f) => `case ${f.caseId} (${f.seedImage}: ${f.mutation.join(', ')}): ${f.reason}`).join('\n');
     assert.equal(r.failures.length, 0, `${r.failures.length} failing cases, first ones:\n${detail}`);
     assert.equal(r.cases, CASES);

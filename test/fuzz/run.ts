@@ -19,6 +19,10 @@ export interface FuzzOptions {
   timeoutMs?: number;
   /** Resident memory cap for the case process. */
   maxRssBytes?: number;
+  /** Case processes run side by side (default 1). */
+  jobs?: number;
+  /** Log a progress line every this many cases (default: none). */
+  progressEvery?: number;
   /** Where failing inputs are saved (default: none). */
   saveFailuresTo?: string;
   log?: (line: string) => void;
@@ -61,7 +65,7 @@ class CaseProcess {
   }
 
   start(): void {
-    this.child = spawn(process.execPath, ['--import', 'tsx', `--max-old-space-size=${MEMORY_CAP >> 20}`, CHILD], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [...(process.env.FUZZ_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), '--import', 'tsx', `--max-old-space-size=${MEMORY_CAP >> 20}`, CHILD], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.stderr = '';
     this.child.stderr.on('data', (d: Buffer) => {
       this.stderr = (this.stderr + d.toString()).slice(-4000);
@@ -102,8 +106,12 @@ class CaseProcess {
   async stop(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const gone = new Promise((r) => this.child.once('exit', r));
-      this.child.kill('SIGKILL');
+      // A healthy child ends when its input ends (and writes a profile if asked to); a stuck one
+      // is killed.
+      this.child.stdin.end();
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
       await gone;
+      clearTimeout(timer);
     }
   }
 }
@@ -112,52 +120,70 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const started = Date.now();
   const timeoutMs = o.timeoutMs ?? 10_000;
   const maxRss = o.maxRssBytes ?? MEMORY_CAP;
+  const jobs = Math.max(1, Math.min(o.jobs ?? 1, 16));
   const { dir: seedDir, seeds } = seedImages(o.format);
   const work = mkdtempSync(join(scratchRoot(), `platter-fuzz-${o.format}-`));
-  for (const f of readdirSync(seedDir)) if (!f.startsWith('.')) copyFileSync(join(seedDir, f), join(work, f));
   const seedBytes = seeds.map((s) => readFileSync(s));
   const report: FuzzReport = { format: o.format, cases: 0, ok: 0, errors: 0, errorKinds: {}, failures: [], seconds: 0 };
-  const proc = new CaseProcess();
-  try {
-    for (let i = 0; i < o.cases; i++) {
-      const rng = new Rng((o.seed * 1_000_003 + i) >>> 0);
-      const which = rng.below(seeds.length);
-      const m = mutate(o.format, seedBytes[which]!, rng);
-      const path = join(work, `case${extname(seeds[which]!)}`);
-      writeFileSync(path, m.image);
-      const answer = await proc.ask({ id: i, path, format: o.format, probe: rng.chance(0.15), out: join(work, 'out.raw') }, timeoutMs);
-      report.cases++;
-      let reason: string | undefined;
-      if (answer === 'timeout') {
-        reason = `hang: no answer within ${timeoutMs} ms`;
-        await proc.restart();
-      } else if (answer === null) {
-        reason = `process died (${proc.child.signalCode ?? proc.child.exitCode}): ${proc.stderr.trim().split('\n').slice(-3).join(' | ')}`;
-        await proc.restart();
-      } else {
-        const r = JSON.parse(answer) as { outcome: string; kind?: string; message?: string; rss: number };
-        if (r.outcome === 'crash' || r.outcome === 'escape') reason = `${r.outcome}: ${r.message}`;
-        else if (r.rss > maxRss) reason = `memory: rss ${r.rss} bytes`;
-        else if (r.outcome === 'error') {
-          report.errors++;
-          report.errorKinds[r.kind ?? '?'] = (report.errorKinds[r.kind ?? '?'] ?? 0) + 1;
-        } else report.ok++;
-      }
-      if (reason) {
-        const failure: FuzzFailure = { caseId: i, seedImage: basename(seeds[which]!), mutation: m.description, reason };
-        if (o.saveFailuresTo) {
-          mkdirSync(o.saveFailuresTo, { recursive: true });
-          failure.savedAs = join(o.saveFailuresTo, `${o.format}-seed${o.seed}-case${i}${extname(seeds[which]!)}`);
-          writeFileSync(failure.savedAs, m.image);
+  // Case i's mutation depends only on (seed, i), so the figures do not depend on the job count.
+  let next = 0;
+  const lane = async (k: number) => {
+    // Each lane has its own folder with every seed file (overlays and vmdk descriptors name their
+    // siblings) and its own case process.
+    const dir = join(work, `lane${k}`);
+    mkdirSync(dir);
+    for (const f of readdirSync(seedDir)) if (!f.startsWith('.')) copyFileSync(join(seedDir, f), join(dir, f));
+    const proc = new CaseProcess();
+    try {
+      while (next < o.cases) {
+        const i = next++;
+        const rng = new Rng((o.seed * 1_000_003 + i) >>> 0);
+        const which = rng.below(seeds.length);
+        const m = mutate(o.format, seedBytes[which]!, rng);
+        const path = join(dir, `case${extname(seeds[which]!)}`);
+        writeFileSync(path, m.image);
+        const answer = await proc.ask({ id: i, path, format: o.format, probe: rng.chance(0.15), out: join(dir, 'out.raw') }, timeoutMs);
+        report.cases++;
+        let reason: string | undefined;
+        if (answer === 'timeout') {
+          reason = `hang: no answer within ${timeoutMs} ms`;
+          await proc.restart();
+        } else if (answer === null) {
+          reason = `process died (${proc.child.signalCode ?? proc.child.exitCode}): ${proc.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+          await proc.restart();
+        } else {
+          const r = JSON.parse(answer) as { outcome: string; kind?: string; message?: string; rss: number };
+          if (r.outcome === 'crash' || r.outcome === 'escape') reason = `${r.outcome}: ${r.message}`;
+          else if (r.rss > maxRss) reason = `memory: rss ${r.rss} bytes`;
+          else if (r.outcome === 'error') {
+            report.errors++;
+            report.errorKinds[r.kind ?? '?'] = (report.errorKinds[r.kind ?? '?'] ?? 0) + 1;
+          } else report.ok++;
         }
-        report.failures.push(failure);
-        o.log?.(`FAIL ${o.format} case ${i} (${failure.seedImage}: ${m.description.join(', ')}): ${reason}`);
+        if (reason) {
+          const failure: FuzzFailure = { caseId: i, seedImage: basename(seeds[which]!), mutation: m.description, reason };
+          if (o.saveFailuresTo) {
+            mkdirSync(o.saveFailuresTo, { recursive: true });
+            failure.savedAs = join(o.saveFailuresTo, `${o.format}-seed${o.seed}-case${i}${extname(seeds[which]!)}`);
+            writeFileSync(failure.savedAs, m.image);
+          }
+          report.failures.push(failure);
+          o.log?.(`FAIL ${o.format} case ${i} (${failure.seedImage}: ${m.description.join(', ')}): ${reason}`);
+        }
+        if (o.progressEvery && report.cases % o.progressEvery === 0) {
+          o.log?.(`${o.format}: ${report.cases}/${o.cases} cases, ${report.failures.length} failures, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+        }
       }
+    } finally {
+      await proc.stop();
     }
+  };
+  try {
+    await Promise.all(Array.from({ length: jobs }, (_, k) => lane(k)));
   } finally {
-    await proc.stop();
     rmSync(work, { recursive: true, force: true });
   }
+  report.failures.sort((a, b) => a.caseId - b.caseId);
   report.seconds = (Date.now() - started) / 1000;
   return report;
 }
