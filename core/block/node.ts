@@ -66,6 +66,11 @@ export class BlockNode {
     return this.impl.alignment ?? 1;
   }
 
+  /** flush() never reaches stable storage (cache=unsafe). */
+  get noFlush(): boolean {
+    return this.impl.noFlush === true;
+  }
+
   get clusterSize(): number | undefined {
     return this.impl.clusterSize;
   }
@@ -132,6 +137,30 @@ export class BlockNode {
     }
   }
 
+  /** Read `into.length` bytes at `offset` into `into`, which the caller owns before and after. */
+  async readInto(offset: number, into: Buffer): Promise<void> {
+    this.#checkOpen('read');
+    const length = into.length;
+    const impl = this.impl;
+    const growable = impl.growable ?? false;
+    this.#checkRange('read', offset, length, growable);
+    if (length === 0) return;
+    const align = this.alignment;
+    if (!impl.readInto || offset % align !== 0 || length % align !== 0 || (growable && offset + length > this.size)) {
+      (await this.read(offset, length)).copy(into);
+      return;
+    }
+    try {
+      const max = impl.maxTransfer ?? length;
+      for (let done = 0; done < length; done += max) {
+        const n = Math.min(max, length - done);
+        await impl.readInto(offset + done, n, into.subarray(done, done + n));
+      }
+    } catch (e) {
+      this.#wrap(e, 'read', offset);
+    }
+  }
+
   async #readSplit(offset: number, length: number): Promise<Buffer> {
     const max = this.impl.maxTransfer;
     if (!max || length <= max) return this.impl.read(offset, length);
@@ -179,6 +208,22 @@ export class BlockNode {
     for (let done = 0; done < data.length; done += max) {
       await this.impl.write!(offset + done, data.subarray(done, Math.min(data.length, done + max)), flags);
     }
+  }
+
+  /** Allocate [offset, offset+length) ahead of writing it (NodeImpl.reserve); false when the
+   *  driver has no such step. */
+  async reserve(offset: number, length: number): Promise<boolean> {
+    this.#checkOpen('reserve');
+    this.#checkWritable('reserve');
+    this.#checkRange('reserve', offset, length, false);
+    if (!this.impl.reserve) return false;
+    if (length === 0) return true;
+    try {
+      await this.impl.reserve(offset, length);
+    } catch (e) {
+      this.#wrap(e, 'reserve', offset);
+    }
+    return true;
   }
 
   /** Make [offset, offset+length) read as zeros (qemu-io write -z). */

@@ -137,16 +137,30 @@ export interface NodeImpl {
   readonly alignment?: number;
   /** Largest single request the driver takes; the generic layer splits bigger ones. */
   readonly maxTransfer?: number;
+  /** True when flush() never reaches stable storage (cache=unsafe): formats above may then keep
+   *  their metadata write-back, as nothing they write is durable before close anyway. */
+  readonly noFlush?: boolean;
   /** Protocol nodes a format grows by writing past the end (QEMU lets a file grow on write):
    *  writes may pass `size`, and reads past it return zeros. */
   readonly growable?: boolean;
 
   read(offset: number, length: number): Promise<Buffer>;
+  /** Read into a buffer the caller owns, writing every byte of into[0, length) (optional: the
+   *  generic layer falls back to read() and a copy). Saves a fresh buffer per request, which at
+   *  convert speeds is what the garbage collector would otherwise chase. */
+  readInto?(offset: number, length: number, into: Buffer): Promise<void>;
   write?(offset: number, data: Buffer, flags: WriteFlags): Promise<void>;
   /** Without it, the generic layer writes zero-filled buffers. */
   writeZeroes?(offset: number, length: number, flags: ZeroFlags): Promise<void>;
   /** Without it, discard is a successful no-op (as in QEMU, discard is advisory). */
   discard?(offset: number, length: number): Promise<void>;
+  /**
+   * Map the unallocated parts of a guest range to new storage without writing data (QEMU's
+   * preallocation=metadata, for one range), so that a copy filling a new image in guest order
+   * gets an in-order layout while its data writes overlap. Until written, the range reads as
+   * zeros. A driver may decline (do nothing), e.g. when it keeps metadata write-through.
+   */
+  reserve?(offset: number, length: number): Promise<void>;
   /** Without it, everything reads as allocated data. */
   blockStatus?(offset: number, length: number): Promise<BlockStatus>;
   flush?(): Promise<void>;

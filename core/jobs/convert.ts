@@ -260,6 +260,10 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       // the user vouches for with --target-is-zero.
       zeroInit: targetHasBacking ? false : opts.noCreate ? (opts.targetIsZero ?? false) : sparseSize > 0,
       topOnly: targetHasBacking,
+      // A new image without backing, filled in order: allocate each request's clusters in the
+      // order (so the layout follows guest order as with in-order writes), then let the data
+      // writes overlap. Formats without a reserve step keep one write in flight.
+      reserve: !opts.noCreate && !targetHasBacking && !opts.compressed && !(opts.outOfOrder ?? false) && target.impl.reserve !== undefined,
     }, ctl);
     if ((opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe') await target.flush();
     const t = target;
@@ -282,6 +286,8 @@ interface CopyParams {
   inOrder: boolean;
   zeroInit: boolean;
   topOnly: boolean;
+  /** In-order mode through target.reserve(): the order covers allocation, not data writes. */
+  reserve: boolean;
 }
 
 /** The copy loop: an in-order producer of items from block status, N lanes doing them. */
@@ -335,6 +341,11 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       }
       return view;
     }
+    if (into && off + length <= src.size) {
+      const view = into.subarray(0, length);
+      await src.readInto(off, view);
+      return view;
+    }
     if (off + length <= src.size) return src.read(off, length);
     const out = Buffer.alloc(length);
     let done = 0;
@@ -385,7 +396,7 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
   let writeTail: Promise<void> = Promise.resolve();
   let producing: Promise<unknown> = Promise.resolve();
 
-  const doItem = async (item: Item, orderedAfter: Promise<void>, laneBuf: Buffer | undefined) => {
+  const doItem = async (item: Item, orderedAfter: Promise<void>, laneBuf: Buffer | undefined, ordered: () => void) => {
     if (item.kind === 'skip' || (item.kind === 'zero' && p.zeroInit)) {
       await orderedAfter;
       bytesSkipped += item.length;
@@ -409,12 +420,12 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       buf = undefined;
       return;
     }
-    if (p.sparseSize === 0) {
-      await target.write(item.dstOffset, buf);
-      bytesCopied += item.length;
-      return;
+    const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : splitZeroRuns(buf, p.sparseSize, granularity);
+    if (p.reserve) {
+      for (const r of runs) if (!r.zero) await target.reserve(item.dstOffset + r.start, r.length);
+      ordered(); // the next request may allocate now; the data writes overlap
     }
-    for (const r of splitZeroRuns(buf, p.sparseSize, granularity)) {
+    for (const r of runs) {
       if (!r.zero) {
         await target.write(item.dstOffset + r.start, buf.subarray(r.start, r.start + r.length));
         bytesCopied += r.length;
@@ -450,7 +461,9 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     let laneBuf: Buffer | undefined;
     if (it.kind === 'data' && !p.compressed) laneBuf = laneBuffers.pop() ?? (laneCount++, Buffer.allocUnsafe(dataChunk));
     try {
-      await doItem(it, p.inOrder ? prev : Promise.resolve(), laneBuf);
+      await doItem(it, p.inOrder ? prev : Promise.resolve(), laneBuf, () => {
+        if (p.inOrder) myTurn();
+      });
     } finally {
       if (p.inOrder) myTurn();
       if (laneBuf) laneBuffers.push(laneBuf);

@@ -2,7 +2,8 @@
 // block/qcow2-cluster.c as inspiration): two-level L1/L2 lookup, L2 table allocation and
 // copy-on-write of L2 tables shared with snapshots, batched L2 entry updates, L1 growth.
 // Every function that changes metadata expects the caller to hold img.meta. Write order:
-// refcounts (committed inside allocate) -> barrier -> L2 table -> barrier -> L1 entry.
+// refcounts (committed inside allocate) -> barrier -> L2 table -> barrier -> L1 entry. In the
+// image's write-back mode, L2 entry changes stay in the cache and barriers write them back.
 
 import { corrupt, invalidImage } from '../../errors.ts';
 import { decodeL1, decodeL2, encodeL1, l2EntryBytes, L1E_SIZE, type L2Entry } from './entries.ts';
@@ -27,10 +28,15 @@ export async function lookup(img: Qcow2Image, guestOffset: number): Promise<L2En
   return decodeL2(table, l2Index, img.geo);
 }
 
+/** Does an L2 entry hold host clusters of the image file (compressed bytes or a data cluster)? */
+function holdsClusters(img: Qcow2Image, e: L2Entry): boolean {
+  return e.type === 'compressed' || ((e.type === 'normal' || e.type === 'zero-alloc') && !img.externalData);
+}
+
 /** Free what an L2 entry held (compressed bytes or a data cluster); commit() is the caller's. */
 export async function releaseEntry(img: Qcow2Image, e: L2Entry): Promise<void> {
   if (e.type === 'compressed') await img.refcounts.update(e.compressedOffset, e.compressedSize, -1);
-  else if ((e.type === 'normal' || e.type === 'zero-alloc') && !img.externalData) await img.refcounts.update(e.offset, img.clusterSize, -1);
+  else if (holdsClusters(img, e)) await img.refcounts.update(e.offset, img.clusterSize, -1);
 }
 
 /**
@@ -74,19 +80,25 @@ export async function updateEntries(img: Qcow2Image, cluster: number, count: num
   if (first + count > img.l2Entries) throw corrupt('internal: L2 update crosses a table boundary', img.ctx);
   // Refcounts of the new clusters are on disk before entries use them (unless the caller
   // already made sure, outside the metadata lock).
-  if (!synced) await img.barrier();
+  const deferring = img.deferring;
+  if (!synced && !deferring) await img.barrier();
   const l2 = await l2ForWrite(img, l1Index);
   const release: L2Entry[] = [];
   for (let i = 0; i < count; i++) {
     const old = decodeL2(l2.table, first + i, img.geo);
-    if (apply(l2.table, first + i, i, old)) release.push(old);
+    if (apply(l2.table, first + i, i, old) && holdsClusters(img, old)) release.push(old);
   }
-  await writeL2Span(img, l2, first, count);
+  if (deferring) {
+    const eb = l2EntryBytes(img.geo);
+    img.l2Cache.markDirty(l2.offset, l2.table, first * eb, (first + count) * eb);
+  } else await writeL2Span(img, l2, first, count);
   if (release.length > 0) {
+    // The entries that dropped their references reach the file before the lowered refcounts.
     await img.barrier();
     for (const e of release) await releaseEntry(img, e);
     await img.refcounts.commit();
   }
+  if (deferring) await img.writeBackIfFull();
 }
 
 /** Make the active L1 table hold at least `entries` entries (moves it to new clusters). */

@@ -1,6 +1,13 @@
 // The in-memory state of one open qcow2 image (QEMU's BDRVQcow2State): the decoded header, the
 // geometry derived from it, the active L1 table, the L2 cache, refcounts, and the locks that
 // order metadata updates. The on-disk header is kept apart (header.ts); this class rewrites it.
+//
+// Metadata is written through (each L2/refcount change reaches the file at once, ordered by
+// barriers) unless the file never flushes to disk (cache=unsafe, convert's default target mode):
+// then L2 tables and refcount blocks stay dirty in their caches and writeBack() writes them,
+// refcounts first, at flush, close, before any freeing, before whole-image operations, and when
+// a cache fills (QEMU's write-back qcow2 caches with the refcount->L2 dependency). The file sees
+// the same order of writes, so a killed process leaves leaks at worst, as in write-through mode.
 
 import type { BlockNode } from '../../block/node.ts';
 import type { BlockErrorContext } from '../../errors.ts';
@@ -12,6 +19,9 @@ import { L1E_SIZE, l2EntryBytes, SUBCLUSTERS, type EntryGeometry } from './entri
 import { L2Cache } from './l2-cache.ts';
 import { Refcounts } from './refcount.ts';
 import type { Snapshot } from './snapshots-table.ts';
+
+/** Refcount blocks held dirty before a write-back. */
+const REFCOUNT_DIRTY_MAX = 64;
 
 export class Qcow2Image {
   header: Qcow2Header;
@@ -38,6 +48,13 @@ export class Qcow2Image {
   readonly ctx: BlockErrorContext;
   readonly workers: WorkerPool;
   readonly warn: (m: string) => void;
+  /** Keep L2 and refcount changes in memory until writeBack() (the file never flushes). */
+  readonly writeBackMode: boolean;
+  /** End of the highest host cluster reserve() mapped; the file may still end before it (the
+   *  data has not landed yet) and is grown to it at flush and close. */
+  reservedEnd = 0;
+  /** Whole-image operations in progress (they run with metadata written through). */
+  #writeThroughDepth = 0;
 
   constructor(init: { header: Qcow2Header; file: BlockNode; l1: Buffer; reftable: Buffer; readOnly: boolean; ctx: BlockErrorContext; workers: WorkerPool; warn: (m: string) => void }) {
     this.header = init.header;
@@ -54,6 +71,7 @@ export class Qcow2Image {
     this.ctx = init.ctx;
     this.workers = init.workers;
     this.warn = init.warn;
+    this.writeBackMode = !init.readOnly && init.file.noFlush;
     const l2Bytes = this.clusterSize;
     const cover = Math.ceil(init.header.size / (this.l2Entries * this.clusterSize)) * l2Bytes;
     this.l2Cache = new L2Cache(l2Bytes, cover);
@@ -67,6 +85,7 @@ export class Qcow2Image {
         file: this.file,
         write: (offset, data) => this.writeMeta(offset, data),
         barrier: () => this.barrier(),
+        deferring: () => this.deferring,
         tableMoved: async (offset, clusters) => {
           this.header.refcountTableOffset = offset;
           this.header.refcountTableClusters = clusters;
@@ -146,9 +165,47 @@ export class Qcow2Image {
     }
   }
 
-  /** Order metadata writes: every earlier one is durable before later ones are issued. */
+  /** Order metadata writes: every earlier one is durable before later ones are issued (in
+   *  write-back mode, every change held in the caches is written first). */
   async barrier(): Promise<void> {
+    if (this.writeBackMode) await this.writeBack();
     await this.syncTo(this.writeGenCount);
+  }
+
+  /** L2 and refcount changes are being held in memory right now. */
+  get deferring(): boolean {
+    return this.writeBackMode && this.#writeThroughDepth === 0;
+  }
+
+  /** Write every held change: refcount blocks, then L2 tables (whose new entries they cover).
+   *  Caller holds `meta`. */
+  async writeBack(): Promise<void> {
+    await this.refcounts.writeBack();
+    const tables = this.l2Cache.dirtyTables();
+    if (tables.length === 0) return;
+    await this.syncTo(this.writeGenCount); // no-op unless the file flushes
+    for (const t of tables) {
+      await this.writeMeta(t.offset + t.lo, t.table.subarray(t.lo, t.hi));
+      this.l2Cache.clean(t.offset);
+    }
+  }
+
+  /** Run a whole-image operation (snapshots, check, amend, resize) with every held change
+   *  written back first and metadata written through while it runs. Caller holds `meta`. */
+  async writeThrough<T>(fn: () => Promise<T>): Promise<T> {
+    await this.writeBack();
+    this.#writeThroughDepth++;
+    try {
+      return await fn();
+    } finally {
+      this.#writeThroughDepth--;
+    }
+  }
+
+  /** After a deferred change: write back when a cache is half dirty (dirty L2 tables cannot be
+   *  evicted, and bounded dirt bounds what a kill loses). Caller holds `meta`. */
+  async writeBackIfFull(): Promise<void> {
+    if (this.l2Cache.needsWriteBack || this.refcounts.dirtyBlocks >= REFCOUNT_DIRTY_MAX) await this.writeBack();
   }
 
   /** Rewrite cluster 0 from `this.header`. */

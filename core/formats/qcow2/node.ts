@@ -24,7 +24,7 @@ import { checkImage } from './check.ts';
 import { Qcow2Snapshots } from './snapshots.ts';
 import { amendImage } from './amend.ts';
 import { bitmapInfo } from './bitmaps.ts';
-import { preallocate } from './prealloc.ts';
+import { mapUnallocated, preallocate } from './prealloc.ts';
 import { amendCrypto, closeCrypto, COMPRESSION_WITH_ENCRYPTION, CRYPT_SECTOR, cryptoOf, decryptData, encryptData, encryptInfo } from './encryption.ts';
 
 /** A run of guest bytes with one source, built while walking clusters. */
@@ -157,7 +157,7 @@ export class Qcow2Node implements NodeImpl {
   #checkHost(host: number, guest: number): void {
     const img = this.img;
     if (host % img.clusterSize !== 0) throw corrupt(`Data cluster for guest offset ${guest} is not properly aligned (host offset 0x${host.toString(16)}); L2 entry corrupted`, img.ctx);
-    if (!img.externalData && host >= img.dataFile.size) {
+    if (!img.externalData && host >= Math.max(img.dataFile.size, img.reservedEnd)) {
       throw corrupt(`L2 entry for guest offset ${guest} points past the end of the file (host offset 0x${host.toString(16)}, file size ${img.dataFile.size})`, img.ctx);
     }
     if (host < img.clusterSize && !img.externalData) throw corrupt(`L2 entry for guest offset ${guest} points into the qcow2 header`, img.ctx);
@@ -177,13 +177,14 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, length, out);
+    return out;
+  }
+
+  async readInto(offset: number, length: number, out: Buffer): Promise<void> {
     const pieces = await this.#pieces(offset, length);
     const crypto = cryptoOf(this.img);
-    if (pieces.length === 1 && pieces[0]!.kind === 'data') {
-      const d = await this.img.dataFile.read(pieces[0]!.host, length); // no copy
-      return crypto ? decryptData(crypto, offset, pieces[0]!.host, d) : d;
-    }
-    const out = Buffer.allocUnsafe(length);
     await Promise.all(
       pieces.map(async (p) => {
         const at = p.guest - offset;
@@ -192,8 +193,9 @@ export class Qcow2Node implements NodeImpl {
             out.fill(0, at, at + p.length);
             return;
           case 'data': {
-            const d = await this.img.dataFile.read(p.host, p.length);
-            (crypto ? await decryptData(crypto, p.guest, p.host, d) : d).copy(out, at);
+            const into = out.subarray(at, at + p.length);
+            await this.img.dataFile.readInto(p.host, into);
+            if (crypto) (await decryptData(crypto, p.guest, p.host, into)).copy(into);
             return;
           }
           case 'backing':
@@ -206,7 +208,6 @@ export class Qcow2Node implements NodeImpl {
         }
       }),
     );
-    return out;
   }
 
   // ---------------------------------------------------------------- writes
@@ -238,11 +239,11 @@ export class Qcow2Node implements NodeImpl {
     });
   }
 
-  /** Lock the whole image (snapshot ops, resize, amend, check). */
+  /** Lock the whole image (snapshot ops, resize, amend, check), with metadata written through. */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const release = await this.img.writes.acquire(0, Number.MAX_SAFE_INTEGER);
     try {
-      return await this.img.meta.run(fn);
+      return await this.img.meta.run(() => this.img.writeThrough(fn));
     } finally {
       release();
     }
@@ -358,6 +359,32 @@ export class Qcow2Node implements NodeImpl {
         true,
       ),
     );
+  }
+
+  /** Map the unallocated clusters of a guest range to new host clusters ahead of their data
+   *  (NodeImpl.reserve). Only in write-back mode (a convert target), and only where a mapped
+   *  cluster reads as zeros until written: no encryption, backing file or external data file. */
+  async reserve(offset: number, length: number): Promise<void> {
+    const img = this.img;
+    if (!img.deferring || cryptoOf(img) || img.externalData || this.#hasBacking() || img.header.backingFile) return;
+    await this.#beforeWrite();
+    const cs = img.clusterSize;
+    const start = Math.floor(offset / cs) * cs;
+    const end = Math.min(Math.ceil((offset + length) / cs) * cs, Math.ceil(img.size / cs) * cs);
+    const release = await img.writes.acquire(start, end);
+    try {
+      await img.meta.run(async () => {
+        img.reservedEnd = Math.max(img.reservedEnd, await mapUnallocated(img, start, end, ALL_SUBCLUSTERS));
+      });
+    } finally {
+      release();
+    }
+  }
+
+  /** Grow the file over clusters reserve() mapped whose data never reached their end. */
+  async #coverReserved(): Promise<void> {
+    const img = this.img;
+    if (img.reservedEnd > img.dataFile.size) await img.dataFile.truncate(img.reservedEnd, { preallocation: 'off', shrink: false });
   }
 
   /** Old contents of a guest range (for copy-on-write), reading past the virtual end as zeros. */
@@ -633,7 +660,11 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async flush(): Promise<void> {
-    await this.img.meta.run(() => this.img.refcounts.commit());
+    if (this.img.readOnly) return;
+    await this.img.meta.run(async () => {
+      await this.#coverReserved();
+      await this.img.writeBack();
+    });
   }
 
   // ---------------------------------------------------------------- metadata
@@ -718,7 +749,8 @@ export class Qcow2Node implements NodeImpl {
     closeCrypto(img);
     if (img.readOnly) return;
     await img.meta.run(async () => {
-      await img.refcounts.commit();
+      await this.#coverReserved();
+      await img.writeBack();
       if (img.header.incompatible & INCOMPAT_DIRTY) {
         await img.file.flush();
         img.header.incompatible &= ~INCOMPAT_DIRTY;

@@ -13,11 +13,24 @@ const ZERO_CHUNK = 1 << 20;
 
 export async function preallocate(img: Qcow2Image, from: number, to: number, mode: Preallocation): Promise<void> {
   if (mode === 'off' || to <= from) return;
-  const cs = img.clusterSize;
-  const fileEndBefore = img.dataFile.size;
   // With a backing file (extended L2 only), preallocated subclusters stay unallocated so the
   // backing still shows through; otherwise they are allocated and read as the (zero) host data.
-  const allocMask = img.header.backingFile ? 0 : ALL_SUBCLUSTERS;
+  const hostEnd = await mapUnallocated(img, from, to, img.header.backingFile ? 0 : ALL_SUBCLUSTERS);
+  const target = img.externalData ? Math.max(to, hostEnd) : hostEnd;
+  if (target > img.dataFile.size) {
+    await img.dataFile.truncate(target, { preallocation: mode === 'metadata' ? 'off' : mode, shrink: false });
+  }
+}
+
+/**
+ * Give every unallocated guest cluster of [from, to) an L2 entry pointing at a new host cluster
+ * (runs allocated contiguously, in guest order); host clusters reused from inside the file are
+ * zeroed first. Returns the end of the highest host cluster mapped (0 if none). The file is not
+ * grown: the caller does that (preallocate) or covers the gap until data lands (reserve).
+ */
+export async function mapUnallocated(img: Qcow2Image, from: number, to: number, allocMask: number): Promise<number> {
+  const cs = img.clusterSize;
+  const fileEndBefore = img.dataFile.size;
   let hostEnd = 0;
   let pos = Math.floor(from / cs) * cs;
   while (pos < to) {
@@ -52,8 +65,5 @@ export async function preallocate(img: Qcow2Image, from: number, to: number, mod
     }
     pos += n * cs;
   }
-  const target = img.externalData ? Math.max(to, hostEnd) : hostEnd;
-  if (target > img.dataFile.size) {
-    await img.dataFile.truncate(target, { preallocation: mode === 'metadata' ? 'off' : mode, shrink: false });
-  }
+  return hostEnd;
 }

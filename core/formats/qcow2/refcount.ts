@@ -2,7 +2,8 @@
 // block/qcow2-refcount.c as inspiration): the refcount table, refcount blocks of every width
 // (refcount_order 0..6 = 1..64 bits), cluster allocation, freeing, and growth of the refcount
 // table. Every change is written through (dirty byte span of each touched block) when commit()
-// runs; callers hold the node's metadata mutex. New refcount blocks describe themselves: the
+// runs, or, in the image's write-back mode, kept dirty until writeBack(); callers hold the node's
+// metadata mutex. New refcount blocks describe themselves: the
 // block for clusters [k*N, (k+1)*N) lives in cluster k*N, which is free by definition when the
 // block does not exist yet.
 
@@ -21,6 +22,8 @@ export interface RefcountIo {
   barrier(): Promise<void>;
   /** Record a moved refcount table in the image header. */
   tableMoved(offset: number, clusters: number): Promise<void>;
+  /** Write-back mode: commit() leaves changes dirty for the image's next writeBack(). */
+  deferring(): boolean;
   ctx: BlockErrorContext;
 }
 
@@ -195,13 +198,23 @@ export class Refcounts {
     return freed;
   }
 
-  /** Write every changed refcount span to disk. */
+  /** Write every changed refcount span to disk (in write-back mode: later, at writeBack()). */
   async commit(): Promise<void> {
+    if (!this.#io.deferring()) await this.writeBack();
+  }
+
+  /** Write every changed refcount span to disk now. */
+  async writeBack(): Promise<void> {
     for (const [b, [lo, hi]] of this.#dirty) {
       const buf = this.#blocks.get(b)!;
       await this.#io.write(this.#table[b]! + lo, buf.subarray(lo, hi));
+      this.#dirty.delete(b);
     }
-    this.#dirty.clear();
+  }
+
+  /** Refcount blocks with changes not on disk. */
+  get dirtyBlocks(): number {
+    return this.#dirty.size;
   }
 
   /**

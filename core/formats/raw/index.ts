@@ -38,6 +38,10 @@ class RawNode implements NodeImpl {
     return this.#file.read(offset, length);
   }
 
+  readInto(offset: number, length: number, into: Buffer): Promise<void> {
+    return this.#file.readInto(offset, into.subarray(0, length));
+  }
+
   async write(offset: number, data: Buffer): Promise<void> {
     if (this.#probed && offset < PROBE_BYTES) {
       const head = await this.#file.read(0, Math.min(PROBE_BYTES, Math.max(this.size, offset + data.length)));

@@ -120,15 +120,15 @@ export class VmdkNode implements NodeImpl {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    // The result buffer is made lazily: a request served by one contiguous host read (the common
-    // case when converting a sparse extent) returns that read's buffer, with no zeroing or copy.
-    let out: Buffer | undefined;
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, length, out);
+    return out;
+  }
+
+  /** Fill out[0, length): data grains are read straight into it, runs of contiguous grains in
+   *  one request; unallocated grains without a backing file and zeroed grains become zeros. */
+  async readInto(offset: number, length: number, out: Buffer): Promise<void> {
     const put = (piece: Buffer, at: number): void => {
-      if (!out && at === 0 && piece.length === length) {
-        out = piece;
-        return;
-      }
-      out ??= Buffer.alloc(length);
       piece.copy(out, at);
     };
     let pos = offset;
@@ -137,8 +137,9 @@ export class VmdkNode implements NodeImpl {
       const ext = this.#find(pos);
       const extOff = pos - ext.start;
       const extRemain = Math.min(end, ext.start + ext.length) - pos;
+      const at = pos - offset;
       if (ext instanceof FlatExtent) {
-        put(await ext.file.read(ext.hostOffset(extOff), extRemain), pos - offset);
+        await ext.file.readInto(ext.hostOffset(extOff), out.subarray(at, at + extRemain));
         pos += extRemain;
         continue;
       }
@@ -152,17 +153,16 @@ export class VmdkNode implements NodeImpl {
           if (next.kind !== 'data' || next.compressed || next.host !== st.host + inGrain + n) break;
           n = Math.min(extRemain, n + ext.grainBytes);
         }
-        put(await ext.file.read(st.host + inGrain, n), pos - offset);
+        await ext.file.readInto(st.host + inGrain, out.subarray(at, at + n));
       } else if (st.kind === 'data') {
-        put(await ext.readData(st, inGrain, n), pos - offset);
+        put(await ext.readData(st, inGrain, n), at);
       } else if (st.kind === 'unalloc' && this.#ctx.backing()) {
         // One backing read for the whole run of unallocated grains.
         while (n < extRemain && (await ext.lookup(extOff + n)).kind === 'unalloc') n = Math.min(extRemain, n + ext.grainBytes);
-        put(await this.#readBacking(pos, n), pos - offset);
-      }
+        put(await this.#readBacking(pos, n), at);
+      } else out.fill(0, at, at + n);
       pos += n;
     }
-    return out ?? Buffer.alloc(length);
   }
 
   /** Replace the CID once per open, on the first write (QEMU vmdk_write_cid). */

@@ -74,6 +74,10 @@ class FileNode implements NodeImpl {
     return this.#size;
   }
 
+  get noFlush(): boolean {
+    return this.#noFlush;
+  }
+
   get fd(): number {
     return this.#fh.fd;
   }
@@ -85,6 +89,20 @@ class FileNode implements NodeImpl {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const buf = this.#direct ? alignedBuffer(length, this.alignment) : Buffer.allocUnsafe(length);
+    await this.#pread(buf, offset, length);
+    return buf;
+  }
+
+  async readInto(offset: number, length: number, into: Buffer): Promise<void> {
+    if (this.#direct && !isAligned(into, this.alignment)) {
+      (await this.read(offset, length)).copy(into);
+      return;
+    }
+    await this.#pread(into, offset, length);
+  }
+
+  /** Fill buf[0, length) from `offset` (zeros past the end of the file). */
+  async #pread(buf: Buffer, offset: number, length: number): Promise<void> {
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.#fh.read(buf, done, length - done, offset + done).catch((e) => {
@@ -94,11 +112,10 @@ class FileNode implements NodeImpl {
       // Past EOF (or the file shrank underneath us): zeros, as QEMU pads short reads. With O_DIRECT
       // a short read means EOF too (and a retry at the unaligned offset would fail with EINVAL).
       if (bytesRead === 0 || (this.#direct && done < length)) {
-        buf.fill(0, done);
+        buf.fill(0, done, length);
         break;
       }
     }
-    return buf;
   }
 
   async write(offset: number, data: Buffer, flags: WriteFlags = {}): Promise<void> {
