@@ -384,6 +384,9 @@ export interface CreateImageOptions {
   signal?: AbortSignal;
   /** -u: do not open the backing file to check it (size must be given). */
   unsafeBacking?: boolean;
+  /** The name the image will carry when `filename` is a staging name (core/jobs/staging.ts):
+   *  what the image records about itself and derives sibling names from (vmdk extents). */
+  finalName?: string;
 }
 
 /** Create a new image (qemu-img create). Returns the parsed options actually used. */
@@ -420,7 +423,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
     const createdSiblings: BlockNode[] = [];
     const ctx: CreateContext = {
-      filename: o.filename,
+      filename: o.finalName ?? o.filename,
       size,
       options: values,
       secrets,

@@ -6,10 +6,12 @@
 // -c whole-cluster compressed writes (the driver compresses in the worker pool); -l snapshots;
 // -B backing for the target (then only the source's top layer is copied).
 //
-// Failure policy: the target is created under its final name (vmdk descriptors name their extents,
-// so a rename would break them); when the job fails or is cancelled, every file it created (the
-// target and any sibling file that appeared next to it with the target's stem) is removed, so no
-// file that claims to be complete is left behind. With -n the target is the user's and is kept.
+// Failure policy: a new target is written under a staging name and renamed into place once
+// complete (staging.ts; files it names, such as vmdk extents, get their final names at once), so
+// a killed convert leaves no file under the target's name that opens as a finished image, and an
+// image that was there stays untouched until the new one replaces it. When the job fails or is
+// cancelled, every file it created (the staged file and any sibling that appeared next to the
+// target with its stem) is removed. With -n the target is the user's: written in place, kept.
 
 import { read as fsRead, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
@@ -22,6 +24,7 @@ import { splitKeyValueList } from '../block/options-tree.ts';
 import { BlockError, cancelled, fromSystemError, invalidArgument, unsupported } from '../errors.ts';
 import { createError, openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { scanGranularity, splitZeroRuns, isZero } from './zero-detect.ts';
+import { renamePath, stageTarget, type StagedTarget } from './staging.ts';
 
 export interface ConvertOptions {
   sources: ImageSpec[];
@@ -193,6 +196,9 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   const toClose: BlockNode[] = [];
   let target: BlockNode | undefined;
   let created: Set<string> | undefined;
+  const staged: StagedTarget | undefined = opts.noCreate || opts.target.imageOpts ? undefined : stageTarget(opts.target.filename);
+  /** Where the target is written (its staging name until complete). */
+  const writePath = staged?.path ?? opts.target.filename;
   try {
     for (const s of opts.sources) {
       const n = await openSpec(s, env, { readOnly: true, noShare: true });
@@ -223,20 +229,30 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       const before = stemSiblings(opts.target.filename);
       const targetExisted = before.has(resolve(opts.target.filename));
       created = new Set<string>();
+      if (staged) created.add(staged.path);
       try {
-        await createImage({ format: outFormat, filename: opts.target.filename, size: total, options: values, secrets: env.secrets, warn: env.warn, ...(ctl.signal ? { signal: ctl.signal } : {}) });
+        await createImage({
+          format: outFormat,
+          filename: writePath,
+          ...(staged ? { finalName: opts.target.filename } : {}),
+          size: total,
+          options: values,
+          secrets: env.secrets,
+          warn: env.warn,
+          ...(ctl.signal ? { signal: ctl.signal } : {}),
+        });
       } catch (e) {
         // qemu-img: "<target>: error while converting <fmt>: Could not create '<target>': ..."
-        const err = createError(opts.target.filename, e);
+        const err = createError(opts.target.filename, staged ? renamePath(e, staged.path, opts.target.filename) : e);
         if (err instanceof BlockError) throw new BlockError(err.kind, err.message.replace(`${opts.target.filename}: `, `${opts.target.filename}: error while converting ${outFormat}: `), err.context, { cause: e });
         throw err;
       } finally {
         for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);
-        if (targetExisted) created.add(resolve(opts.target.filename)); // truncated by us: incomplete now
+        if (targetExisted && !staged) created.add(resolve(opts.target.filename)); // truncated by us: incomplete now
       }
     }
     const useSecrets = !opts.target.imageOpts && Object.keys(keySecrets).length > 0;
-    target = await openImage(useSecrets ? { file: { filename: opts.target.filename }, ...keySecrets } : opts.target.filename, {
+    target = await openImage(useSecrets ? { file: { filename: writePath }, ...keySecrets } : writePath, {
       ...(opts.target.imageOpts ? {} : { format: outFormat }),
       imageOpts: opts.target.imageOpts ?? false,
       fileOptions: { cache: opts.cache ?? DEFAULT_CONVERT_CACHE },
@@ -265,12 +281,16 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       // writes overlap. Formats without a reserve step keep one write in flight.
       reserve: !opts.noCreate && !targetHasBacking && !opts.compressed && !(opts.outOfOrder ?? false) && target.impl.reserve !== undefined,
     }, ctl);
-    if ((opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe') await target.flush();
+    const durable = (opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe';
+    if (durable) await target.flush();
     const t = target;
     target = undefined;
     await t.close();
-    created = undefined; // complete: keep it
+    staged?.commit(durable); // complete: now it may carry the target's name
+    created = undefined;
     return { target: opts.target.filename, format: t.format, ...stats };
+  } catch (e) {
+    throw staged ? renamePath(e, staged.path, opts.target.filename) : e;
   } finally {
     if (target) await target.close().catch(() => {});
     for (const n of toClose) await n.close().catch(() => {});

@@ -6,6 +6,7 @@ import { createImage } from '../block/open.ts';
 import { findFormat } from '../block/registry.ts';
 import { parseOptions, type OptionValues } from '../block/options-schema.ts';
 import { invalidArgument, unsupported, throwIfAborted } from '../errors.ts';
+import { renamePath, stageTarget } from './staging.ts';
 import { createError, type JobControl, type JobEnv } from './common.ts';
 
 export interface CreateOptions {
@@ -67,9 +68,12 @@ export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}
   if (o.size === undefined && given['backing_file'] === undefined) throw invalidArgument('Image creation needs a size parameter');
   if (o.unsafe && o.size === undefined) throw invalidArgument('Image creation with -u needs a size parameter');
   ctl.onProgress?.({ done: 0, total: 1, phase: 'creating' });
+  // Written under a staging name and renamed when complete (staging.ts).
+  const staged = stageTarget(o.filename);
   const options = await createImage({
     format: o.format,
-    filename: o.filename,
+    filename: staged?.path ?? o.filename,
+    ...(staged ? { finalName: o.filename } : {}),
     ...(o.size !== undefined ? { size: o.size } : {}),
     options: { ...given },
     secrets: env.secrets,
@@ -77,8 +81,15 @@ export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}
     unsafeBacking: o.unsafe ?? false,
     ...(ctl.signal ? { signal: ctl.signal } : {}),
   }).catch((e) => {
-    throw createError(o.filename, e);
+    staged?.discard();
+    throw createError(o.filename, staged ? renamePath(e, staged.path, o.filename) : e);
   });
+  try {
+    staged?.commit(true);
+  } catch (e) {
+    staged?.discard();
+    throw createError(o.filename, e);
+  }
   let size = o.size;
   if (size === undefined) {
     // Inherited from the backing file: read it back from the new image.

@@ -1,6 +1,7 @@
 // The convert job under cancellation and failure: a cancelled or failed convert removes the
-// target it created (no file that looks complete is left), rejects with kind 'Cancelled', and a
-// convert into an existing target (-n) keeps the user's file.
+// target it created (no file that looks complete is left, and no staging file), rejects with kind
+// 'Cancelled'; an image that was under the target's name is untouched (the new one was staged);
+// a convert into an existing target (-n) keeps the user's file.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,7 +69,7 @@ test('a convert that fails mid-way (source shorter than the target needs, -n ref
   }
 });
 
-test('a cancelled convert over an existing file of the same name removes the now-incomplete file', async () => {
+test('a cancelled convert over an existing file of the same name leaves that file untouched and no staging file', async () => {
   const t = tempDir();
   try {
     const src = t.path('src.raw');
@@ -77,7 +78,8 @@ test('a cancelled convert over an existing file of the same name removes the now
     writeFileSync(out, 'old contents');
     const ac = new AbortController();
     await assert.rejects(convert({ sources: [{ filename: src, format: 'raw' }], target: { filename: out, format: 'raw' }, parallel: 1 }, defaultEnv(), { signal: ac.signal, onProgress: () => ac.abort() }), /cancelled/i);
-    assert.equal(existsSync(out), false);
+    assert.equal(readFileSync(out, 'utf8'), 'old contents');
+    assert.deepEqual(readdirSync(t.dir).sort(), ['out.raw', 'src.raw']);
   } finally {
     t.cleanup();
   }
