@@ -83,13 +83,22 @@ class CaseProcess {
     });
   }
 
-  /** Send one case; resolves with its answer line, null if the process died, 'timeout' on a hang. */
+  /** Send one case; resolves with its answer line, null if the process died, 'timeout' on a hang.
+   *  A timer that fires more than a second late means this process was suspended (SIGSTOP, a
+   *  paused VM) with the case: the case gets its full time again instead of counting as a hang. */
   ask(payload: object, timeoutMs: number): Promise<string | null | 'timeout'> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#waiting = undefined;
-        resolve('timeout');
-      }, timeoutMs);
+      let timer: NodeJS.Timeout;
+      let suspensions = 0;
+      const arm = () => {
+        const due = Date.now() + timeoutMs;
+        timer = setTimeout(() => {
+          if (Date.now() - due > 1000 && ++suspensions <= 20) return arm();
+          this.#waiting = undefined;
+          resolve('timeout');
+        }, timeoutMs);
+      };
+      arm();
       this.#waiting = (line) => {
         clearTimeout(timer);
         resolve(line);
