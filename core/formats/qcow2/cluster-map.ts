@@ -28,6 +28,26 @@ export async function lookup(img: Qcow2Image, guestOffset: number): Promise<L2En
   return decodeL2(table, l2Index, img.geo);
 }
 
+/** The L2 entries of guest clusters [cluster, cluster+count), which lie in one L2 table: one
+ *  table fetch for the run (the copy and allocation paths look at whole requests). */
+export async function lookupRun(img: Qcow2Image, cluster: number, count: number): Promise<L2Entry[]> {
+  const l1Index = Math.floor(cluster / img.l2Entries);
+  const first = cluster - l1Index * img.l2Entries;
+  if (first + count > img.l2Entries) throw corrupt('internal: L2 lookup run crosses a table boundary', img.ctx);
+  const out = new Array<L2Entry>(count);
+  if (l1Index >= img.l1Size) return out.fill(UNALLOCATED);
+  const l1e = decodeL1(img.l1, l1Index);
+  if (!l1e.offset) return out.fill(UNALLOCATED);
+  const table = await img.l2Table(l1e.offset);
+  for (let i = 0; i < count; i++) out[i] = decodeL2(table, first + i, img.geo);
+  return out;
+}
+
+/** Clusters from `cluster` to the end of its L2 table. */
+export function clustersLeftInTable(img: Qcow2Image, cluster: number): number {
+  return img.l2Entries - (cluster % img.l2Entries);
+}
+
 /** Does an L2 entry hold host clusters of the image file (compressed bytes or a data cluster)? */
 function holdsClusters(img: Qcow2Image, e: L2Entry): boolean {
   return e.type === 'compressed' || ((e.type === 'normal' || e.type === 'zero-alloc') && !img.externalData);

@@ -17,7 +17,7 @@ import {
 } from './header.ts';
 import { ALL_SUBCLUSTERS, decodeL1, encodeCompressedL2, encodeL2, type L2Entry } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
-import { growL1, lookup, position, updateEntries } from './cluster-map.ts';
+import { clustersLeftInTable, growL1, lookup, lookupRun, position, updateEntries } from './cluster-map.ts';
 import { compressClusters, decompressCluster } from './compress.ts';
 import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
@@ -119,10 +119,18 @@ export class Qcow2Node implements NodeImpl {
     };
     const end = offset + length;
     let pos = offset;
+    let entries: L2Entry[] = [];
+    let next = 0;
     while (pos < end) {
       const inCl = pos % cs;
       const n = Math.min(cs - inCl, end - pos);
-      const e = await lookup(img, pos);
+      if (next === entries.length) {
+        // The entries of the rest of the request within this L2 table, in one fetch.
+        const cluster = Math.floor(pos / cs);
+        entries = await lookupRun(img, cluster, Math.min(clustersLeftInTable(img, cluster), Math.floor((end - 1) / cs) - cluster + 1));
+        next = 0;
+      }
+      const e = entries[next++]!;
       if (e.type === 'compressed') {
         if (img.externalData) throw corrupt(`Compressed cluster at guest offset ${pos - inCl} in an image with an external data file`, img.ctx);
         push({ kind: 'compressed', guest: pos, length: n, host: inCl, entry: e });
@@ -283,8 +291,7 @@ export class Qcow2Node implements NodeImpl {
     const cs = img.clusterSize;
     const first = Math.floor(offset / cs);
     const last = Math.floor((offset + data.length - 1) / cs);
-    const entries: L2Entry[] = [];
-    for (let c = first; c <= last; c++) entries.push(await lookup(img, c * cs));
+    const entries = await lookupRun(img, first, last - first + 1);
     const inPlace = (e: L2Entry) => e.type === 'normal' && e.copied && (!img.geo.extendedL2 || e.allocMask === ALL_SUBCLUSTERS);
     let i = 0;
     while (i < entries.length) {

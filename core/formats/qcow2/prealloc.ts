@@ -6,7 +6,7 @@
 import type { Preallocation } from '../../block/types.ts';
 import { encodeL2, ALL_SUBCLUSTERS } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
-import { lookup, position, updateEntries } from './cluster-map.ts';
+import { lookupRun, position, updateEntries } from './cluster-map.ts';
 
 /** Zero-fill chunk for host clusters reused inside the file. */
 const ZERO_CHUNK = 1 << 20;
@@ -37,19 +37,16 @@ export async function mapUnallocated(img: Qcow2Image, from: number, to: number, 
     const { cluster, l2Index } = position(img, pos);
     const n = Math.min(img.l2Entries - l2Index, Math.ceil((to - pos) / cs));
     // Runs of unallocated clusters within this table.
+    const entries = await lookupRun(img, cluster, n);
+    const free = (k: number) => entries[k]!.type === 'unallocated' || entries[k]!.type === 'zero-plain';
     let i = 0;
     while (i < n) {
-      const e = await lookup(img, (cluster + i) * cs);
-      if (e.type !== 'unallocated' && e.type !== 'zero-plain') {
+      if (!free(i)) {
         i++;
         continue;
       }
       let j = i + 1;
-      while (j < n) {
-        const f = await lookup(img, (cluster + j) * cs);
-        if (f.type !== 'unallocated' && f.type !== 'zero-plain') break;
-        j++;
-      }
+      while (j < n && free(j)) j++;
       const count = j - i;
       const host = img.externalData ? (cluster + i) * cs : await img.refcounts.allocate(count);
       // Clusters reused from inside the file may hold old bytes: zero them.
