@@ -4,6 +4,12 @@
 // encryption header), compare them with the stored refcounts (lower = corruption, higher =
 // leak), check QCOW_OFLAG_COPIED on the active tables, and report fragmentation figures.
 // Repair: 'leaks' fixes refcounts that are too high; 'all' fixes every mismatch and flag.
+//
+// Snapshots usually share most L2 tables with each other and with the active image: the walk
+// of a snapshot's L2 table is summarised once (the clusters it references, the errors it holds)
+// and later references to the same table reuse the summary, so checking N snapshots costs their
+// L1 tables plus the distinct L2 tables, not N times every table (CVE-2015-5162: a crafted
+// snapshot table must not buy unbounded CPU). Errors are still reported once per reference.
 
 import type { CheckResult, RepairMode } from '../../block/types.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, L1E_SIZE, l2EntryBytes } from './entries.ts';
@@ -40,6 +46,94 @@ export async function checkImage(img: Qcow2Image, repair: RepairMode | undefined
   let fragmented = 0;
   let compressed = 0;
 
+  /** Where the walk of one L2 table sends its findings. */
+  interface L2Sink {
+    inc(offset: number, size: number): void;
+    error(message: string): void;
+  }
+  const direct: L2Sink = {
+    inc,
+    error: (m) => {
+      res.corruptions++;
+      res.messages.push(m);
+    },
+  };
+
+  /** A snapshot L2 table's contribution: the clusters it references and the errors it holds. */
+  interface L2Summary {
+    clusters: Int32Array;
+    errors: string[];
+  }
+  const summaries = new Map<number, L2Summary>();
+  /** References to each summarised table not yet added to `refs`. */
+  const pending = new Map<number, number>();
+  /** Cluster indices kept in summaries at most (about 64 MiB); tables past it are walked again. */
+  const SUMMARY_BUDGET = 16 << 20;
+  let summarised = 0;
+
+  const summarise = (table: Buffer): L2Summary => {
+    const clusters: number[] = [];
+    const errors: string[] = [];
+    walkL2(table, {
+      inc: (offset, size) => {
+        if (size <= 0) return;
+        const first = Math.floor(offset / cs);
+        const last = Math.floor((offset + size - 1) / cs);
+        for (let c = first; c <= last; c++) {
+          if (c >= nbClusters) {
+            errors.push(`ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${hex(offset)} size 0x${hex(size)}`);
+            return;
+          }
+          clusters.push(c);
+        }
+      },
+      error: (m) => errors.push(m),
+    }, false);
+    return { clusters: Int32Array.from(clusters), errors };
+  };
+
+  /** Walk the entries of one L2 table (active: also count allocation and fragmentation). */
+  const walkL2 = (table: Buffer, sink: L2Sink, active: boolean): void => {
+    let nextContiguous = 0;
+    for (let j = 0; j < img.l2Entries; j++) {
+      const x = decodeL2(table, j, img.geo);
+      switch (x.type) {
+        case 'compressed':
+          if (img.externalData) {
+            sink.error(`ERROR compressed cluster ${j} with data file`);
+            break;
+          }
+          if (x.allocMask || x.zeroMask) {
+            sink.error(`ERROR compressed cluster ${j} with non-zero subcluster allocation bitmap`);
+            break;
+          }
+          sink.inc(x.compressedOffset, x.compressedSize);
+          if (active) {
+            allocated++;
+            compressed++;
+            fragmented++;
+          }
+          break;
+        case 'normal':
+        case 'zero-alloc':
+          if (x.allocMask & x.zeroMask) sink.error(`ERROR offset=${hex(x.offset)}: Allocated cluster has corrupted subcluster allocation bitmap`);
+          if (x.offset % cs !== 0) sink.error(`ERROR offset=${hex(x.offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
+          if (active) {
+            allocated++;
+            if (nextContiguous && x.offset !== nextContiguous) fragmented++;
+            nextContiguous = x.offset + cs;
+          }
+          if (!img.externalData) sink.inc(x.offset, cs);
+          break;
+        case 'unallocated':
+          if (x.allocMask) sink.error('ERROR: Unallocated cluster has non-zero subcluster allocation map');
+          break;
+        default:
+          break;
+      }
+    }
+  };
+
   const walkL1 = async (l1: Buffer, l1Offset: number, l1Size: number, active: boolean) => {
     if (l1Size === 0) return;
     inc(l1Offset, l1Size * L1E_SIZE);
@@ -62,56 +156,23 @@ export async function checkImage(img: Qcow2Image, repair: RepairMode | undefined
         res.messages.push(`ERROR: I/O error in check_refcounts_l2 (L2 table at 0x${hex(e.offset)} is past the end of the file)`);
         continue;
       }
-      const table = await img.file.read(e.offset, cs);
-      let nextContiguous = 0;
-      for (let j = 0; j < img.l2Entries; j++) {
-        const x = decodeL2(table, j, img.geo);
-        switch (x.type) {
-          case 'compressed':
-            if (img.externalData) {
-              res.corruptions++;
-              res.messages.push(`ERROR compressed cluster ${j} with data file`);
-              break;
-            }
-            if (x.allocMask || x.zeroMask) {
-              res.corruptions++;
-              res.messages.push(`ERROR compressed cluster ${j} with non-zero subcluster allocation bitmap`);
-              break;
-            }
-            inc(x.compressedOffset, x.compressedSize);
-            if (active) {
-              allocated++;
-              compressed++;
-              fragmented++;
-            }
-            break;
-          case 'normal':
-          case 'zero-alloc':
-            if (x.allocMask & x.zeroMask) {
-              res.corruptions++;
-              res.messages.push(`ERROR offset=${hex(x.offset)}: Allocated cluster has corrupted subcluster allocation bitmap`);
-            }
-            if (x.offset % cs !== 0) {
-              res.corruptions++;
-              res.messages.push(`ERROR offset=${hex(x.offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
-            }
-            if (active) {
-              allocated++;
-              if (nextContiguous && x.offset !== nextContiguous) fragmented++;
-              nextContiguous = x.offset + cs;
-            }
-            if (!img.externalData) inc(x.offset, cs);
-            break;
-          case 'unallocated':
-            if (x.allocMask) {
-              res.corruptions++;
-              res.messages.push('ERROR: Unallocated cluster has non-zero subcluster allocation map');
-            }
-            break;
-          default:
-            break;
-        }
+      if (active) {
+        walkL2(await img.file.read(e.offset, cs), direct, true);
+        continue;
       }
+      let s = summaries.get(e.offset);
+      if (!s) {
+        const table = await img.file.read(e.offset, cs);
+        if (summarised >= SUMMARY_BUDGET) {
+          walkL2(table, direct, false);
+          continue;
+        }
+        s = summarise(table);
+        summaries.set(e.offset, s);
+        summarised += s.clusters.length;
+      }
+      for (const m of s.errors) direct.error(m);
+      pending.set(e.offset, (pending.get(e.offset) ?? 0) + 1);
     }
   };
 
@@ -126,6 +187,9 @@ export async function checkImage(img: Qcow2Image, repair: RepairMode | undefined
     }
     const l1 = await img.file.read(sn.l1TableOffset, sn.l1Size * L1E_SIZE);
     await walkL1(l1, sn.l1TableOffset, sn.l1Size, false);
+  }
+  for (const [offset, times] of pending) {
+    for (const c of summaries.get(offset)!.clusters) refs[c]! += times;
   }
   if (img.header.nbSnapshots > 0) inc(img.header.snapshotsOffset, img.snapshotTableBytes);
   inc(img.refcounts.tableOffset, img.refcounts.tableClusters * cs);
