@@ -98,7 +98,7 @@ const RECIPES: Record<string, SeedRecipe[]> = {
       name: 'a.luks',
       make: (d) => {
         const p = join(d, 'a.luks');
-        runOk('qemu-img', ['create', '-q', '--object', SECRET, '-f', 'luks', '-o', 'key-secret=s0,iter-time=10', p, '2M']);
+        runOk('qemu-img', ['create', '-q', '--object', SECRET, '-f', 'luks', '-o', 'key-secret=s0,iter-time=1', p, '2M']);
         runOk('qemu-io', ['--object', SECRET, '--image-opts', `driver=luks,file.filename=${p},key-secret=s0`, '-c', 'write -P 0x11 0 64k']);
       },
     },
@@ -112,7 +112,7 @@ export function fuzzFormats(): string[] {
 
 /** Make (once) and list the seed images of a format: [{path, name}] in one folder. */
 /** Bump when a recipe changes, so cached seeds are made again. */
-const SEED_RECIPES_VERSION = 2;
+const SEED_RECIPES_VERSION = 3;
 
 export function seedImages(format: string, cacheRoot = join(tmpdir(), `platter-fuzz-seeds-v${SEED_RECIPES_VERSION}`)): { dir: string; seeds: string[] } {
   const recipes = RECIPES[format];
