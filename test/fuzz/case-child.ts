@@ -7,12 +7,12 @@ import { createInterface } from 'node:readline';
 import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { open } from 'node:fs/promises';
-import { openImage } from '../../core/block/open.ts';
+import { openImage, resolveBackingFilename } from '../../core/block/open.ts';
 import { blockStatusAbove } from '../../core/block/node.ts';
 import { SecretStore } from '../../core/block/secrets.ts';
 import { BlockError } from '../../core/errors.ts';
 import { FUZZ_PASSPHRASE } from './seeds.ts';
-import { watchOpenedFiles } from '../security/opened-files.ts';
+import { canonical, watchOpenedFiles } from '../security/opened-files.ts';
 
 /** Bounds per case: a hostile image may claim petabytes; we read at most this much of it. */
 const MAX_READ_BYTES = 64 << 20;
@@ -67,6 +67,39 @@ async function runCase(c: Case): Promise<void> {
   }
 }
 
+/**
+ * The backing chain an image names, as the rules resolve it (docs/security.md: a backing file may
+ * be any plain path, relative to the image or absolute, never a protocol or json:). A mutated
+ * backing name that became an absolute path is a file the rules allow, not an escape; everything
+ * else (extents, data files, protocols) must stay in the case directory.
+ */
+async function namedBackingChain(c: Case): Promise<Set<string>> {
+  const chain = new Set<string>();
+  let image = c.path;
+  let format: string | undefined = c.probe || c.format === 'luks' ? undefined : c.format;
+  for (let depth = 0; depth < 4; depth++) {
+    let backing: { filename: string; format?: string } | undefined;
+    try {
+      const node = await openImage(image, { readOnly: true, noBacking: true, warn: () => {}, ...(format ? { format } : {}) });
+      backing = node.impl.backingFile;
+      await node.close();
+    } catch {
+      break;
+    }
+    if (!backing) break;
+    let next: string;
+    try {
+      next = resolveBackingFilename(image, { driver: 'file', filename: image }, backing.filename);
+    } catch {
+      break;
+    }
+    chain.add(canonical(next));
+    image = next;
+    format = backing.format;
+  }
+  return chain;
+}
+
 const rl = createInterface({ input: process.stdin });
 for await (const line of rl) {
   if (!line.trim()) continue;
@@ -83,7 +116,11 @@ for await (const line of rl) {
   } finally {
     watch.stop();
   }
-  const outside = watch.outside();
+  let outside = watch.outside();
+  if (outside.length > 0) {
+    const allowed = await namedBackingChain(c);
+    outside = outside.filter((f) => !allowed.has(canonical(f)));
+  }
   if (outside.length > 0) result = { id: c.id, outcome: 'escape', message: `opened files outside the case directory: ${outside.join(', ')}` };
   result['rss'] = process.memoryUsage().rss;
   process.stdout.write(JSON.stringify(result) + '\n');

@@ -314,3 +314,26 @@ test('cache=none given for the image (--image-opts) reaches the file node as dir
     t.cleanup();
   }
 });
+
+test('close waits for reads and writes in flight (they complete with their data); requests after close fail with a typed error', async () => {
+  const t = tempDir();
+  try {
+    const path = t.path('inflight.raw');
+    writeFileSync(path, Buffer.alloc(8 * MiB, 0x11));
+    const impl = await fileDriver.open({ filename: path, options: { filename: path }, readOnly: false, perm: PERM_ALL, sharedPerm: PERM_ALL, warn: () => {} });
+    const data = randomBytes(4 * MiB);
+    const reads = [0, 1, 2].map((i) => impl.read(i * MiB, MiB));
+    const write = impl.write!(4 * MiB, data, {});
+    const into = Buffer.alloc(MiB);
+    const readInto = impl.readInto!(3 * MiB, MiB, into);
+    await impl.close!();
+    for (const r of await Promise.all(reads)) assert.ok(r.equals(Buffer.alloc(MiB, 0x11)));
+    await write;
+    await readInto;
+    assert.ok(into.equals(Buffer.alloc(MiB, 0x11)));
+    assert.ok(readFileSync(path).subarray(4 * MiB).equals(data));
+    await assert.rejects(impl.read(0, 4096), (e: unknown) => e instanceof BlockError && /closed/.test(e.message));
+  } finally {
+    t.cleanup();
+  }
+});

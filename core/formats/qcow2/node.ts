@@ -121,6 +121,7 @@ export class Qcow2Node implements NodeImpl {
     let pos = offset;
     let entries: L2Entry[] = [];
     let next = 0;
+    const external = img.externalData;
     while (pos < end) {
       const inCl = pos % cs;
       const n = Math.min(cs - inCl, end - pos);
@@ -132,11 +133,11 @@ export class Qcow2Node implements NodeImpl {
       }
       const e = entries[next++]!;
       if (e.type === 'compressed') {
-        if (img.externalData) throw corrupt(`Compressed cluster at guest offset ${pos - inCl} in an image with an external data file`, img.ctx);
+        if (external) throw corrupt(`Compressed cluster at guest offset ${pos - inCl} in an image with an external data file`, img.ctx);
         push({ kind: 'compressed', guest: pos, length: n, host: inCl, entry: e });
       } else if (!img.geo.extendedL2) {
         if (e.type === 'normal') {
-          this.#checkHost(e.offset, pos - inCl);
+          this.#checkHost(e.offset, pos - inCl, external);
           push({ kind: 'data', guest: pos, length: n, host: e.offset + inCl });
         } else if (e.type === 'zero-plain' || e.type === 'zero-alloc') push({ kind: 'zero', guest: pos, length: n, host: 0 });
         else push({ kind: 'backing', guest: pos, length: n, host: 0 });
@@ -144,7 +145,7 @@ export class Qcow2Node implements NodeImpl {
         // Extended L2: status per subcluster.
         if (e.allocMask & e.zeroMask) throw corrupt(`Guest cluster at ${pos - inCl}: subcluster bitmap marks subclusters both allocated and zero (0x${e.zeroMask.toString(16)}/0x${e.allocMask.toString(16)})`, img.ctx);
         if (e.type === 'unallocated' && e.allocMask) throw corrupt(`Guest cluster at ${pos - inCl} is unallocated but its subcluster bitmap marks subclusters allocated`, img.ctx);
-        if (e.type === 'normal') this.#checkHost(e.offset, pos - inCl);
+        if (e.type === 'normal') this.#checkHost(e.offset, pos - inCl, external);
         let p = pos;
         while (p < pos + n) {
           const within = p % cs;
@@ -162,13 +163,17 @@ export class Qcow2Node implements NodeImpl {
     return out;
   }
 
-  #checkHost(host: number, guest: number): void {
+  /** Refuse a data cluster offset no valid image has (`external`: img.externalData, which callers
+   *  walking many clusters look up once). */
+  #checkHost(host: number, guest: number, external = this.img.externalData): void {
     const img = this.img;
-    if (host % img.clusterSize !== 0) throw corrupt(`Data cluster for guest offset ${guest} is not properly aligned (host offset 0x${host.toString(16)}); L2 entry corrupted`, img.ctx);
-    if (!img.externalData && host >= Math.max(img.dataFile.size, img.reservedEnd)) {
+    const cs = img.clusterSize;
+    if (host % cs !== 0) throw corrupt(`Data cluster for guest offset ${guest} is not properly aligned (host offset 0x${host.toString(16)}); L2 entry corrupted`, img.ctx);
+    if (external) return;
+    if (host >= img.dataFile.size && host >= img.reservedEnd) {
       throw corrupt(`L2 entry for guest offset ${guest} points past the end of the file (host offset 0x${host.toString(16)}, file size ${img.dataFile.size})`, img.ctx);
     }
-    if (host < img.clusterSize && !img.externalData) throw corrupt(`L2 entry for guest offset ${guest} points into the qcow2 header`, img.ctx);
+    if (host < cs) throw corrupt(`L2 entry for guest offset ${guest} points into the qcow2 header`, img.ctx);
   }
 
   async #readCompressed(e: L2Entry, guestCluster: number): Promise<Buffer> {
