@@ -259,9 +259,12 @@ ${table}
 ${skipped.length ? `\nSkipped:\n${skipped.map((s) => `- ${s}`).join('\n')}\n` : ''}
 How platter gets there: convert is driven by block status (holes and known-zero ranges are neither
 read nor written), data is moved in 1 MiB requests with 8 in flight (-m; small enough for the
-buffers to stay in the CPU caches, which halved the kernel's copy time against 4 MiB), writes of
-qcow2 targets are not flushed until the end (-t unsafe, qemu-img's default), zero runs inside data are
-detected (-S 4k) and skipped, and compression runs in the worker pool (one worker per core).
+buffers to stay in the CPU caches, which halved the kernel's copy time against 4 MiB), each lane
+reads into its own reusable buffer (readInto), zero runs inside data are detected (-S 4k) and
+skipped, and compression runs in the worker pool (one worker per core). A qcow2 target opened with
+-t unsafe (qemu-img's default) keeps its L2 and refcount changes in its caches until close, and
+the in-order copy orders the allocation of each request's clusters, not its data write, so the
+layout follows guest order while writes overlap.
 Figures vary from run to run on a shared machine; compare the two columns of one run, not runs.
 `;
   process.stdout.write(`\n${table}\n`);

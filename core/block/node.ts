@@ -211,7 +211,7 @@ export class BlockNode {
   }
 
   /** Allocate [offset, offset+length) ahead of writing it (NodeImpl.reserve); false when the
-   *  driver has no such step. */
+   *  driver has no such step or declined it. */
   async reserve(offset: number, length: number): Promise<boolean> {
     this.#checkOpen('reserve');
     this.#checkWritable('reserve');
@@ -219,11 +219,10 @@ export class BlockNode {
     if (!this.impl.reserve) return false;
     if (length === 0) return true;
     try {
-      await this.impl.reserve(offset, length);
+      return await this.impl.reserve(offset, length);
     } catch (e) {
       this.#wrap(e, 'reserve', offset);
     }
-    return true;
   }
 
   /** Make [offset, offset+length) read as zeros (qemu-io write -z). */

@@ -158,9 +158,10 @@ export interface NodeImpl {
    * Map the unallocated parts of a guest range to new storage without writing data (QEMU's
    * preallocation=metadata, for one range), so that a copy filling a new image in guest order
    * gets an in-order layout while its data writes overlap. Until written, the range reads as
-   * zeros. A driver may decline (do nothing), e.g. when it keeps metadata write-through.
+   * zeros. A driver may decline (do nothing and answer false), e.g. when it keeps metadata
+   * write-through; then the caller keeps its writes in order instead.
    */
-  reserve?(offset: number, length: number): Promise<void>;
+  reserve?(offset: number, length: number): Promise<boolean>;
   /** Without it, everything reads as allocated data. */
   blockStatus?(offset: number, length: number): Promise<BlockStatus>;
   flush?(): Promise<void>;

@@ -442,8 +442,11 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     }
     const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : splitZeroRuns(buf, p.sparseSize, granularity);
     if (p.reserve) {
-      for (const r of runs) if (!r.zero) await target.reserve(item.dstOffset + r.start, r.length);
-      ordered(); // the next request may allocate now; the data writes overlap
+      let reserved = true;
+      for (const r of runs) if (!r.zero) reserved = (await target.reserve(item.dstOffset + r.start, r.length)) && reserved;
+      // Allocated in order: the next request may allocate now and the data writes overlap. A
+      // driver that declined keeps this request's write in order instead.
+      if (reserved) ordered();
     }
     for (const r of runs) {
       if (!r.zero) {

@@ -70,6 +70,23 @@ describe('qcow2 write-back metadata and in-order reservation (convert targets)',
     });
   }
 
+  test('convert -t writeback (metadata written through, no reservation): writes stay in order, host clusters in guest order, check clean', async () => {
+    const t = tempDir();
+    try {
+      const src = t.path('src.raw');
+      makeSource(src);
+      const out = t.path('wt.qcow2');
+      const r = await platterInProcess(['convert', '-t', 'writeback', '-f', 'raw', '-O', 'qcow2', src, out]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(run('qemu-img', ['check', out]).status, 0);
+      assert.equal(run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', src, out]).status, 0);
+      const offsets = hostOffsets(out);
+      for (let i = 1; i < offsets.length; i++) assert.ok(offsets[i]! > offsets[i - 1]!, `host offsets out of guest order: ${offsets.join(', ')}`);
+    } finally {
+      t.cleanup();
+    }
+  });
+
   test('cache=unsafe node: writes, discards that free clusters, rewrites and a snapshot in between; after close qemu-img check is clean and qemu-io reads every byte', async () => {
     const t = tempDir();
     try {

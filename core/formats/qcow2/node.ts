@@ -376,9 +376,9 @@ export class Qcow2Node implements NodeImpl {
   /** Map the unallocated clusters of a guest range to new host clusters ahead of their data
    *  (NodeImpl.reserve). Only in write-back mode (a convert target), and only where a mapped
    *  cluster reads as zeros until written: no encryption, backing file or external data file. */
-  async reserve(offset: number, length: number): Promise<void> {
+  async reserve(offset: number, length: number): Promise<boolean> {
     const img = this.img;
-    if (!img.deferring || cryptoOf(img) || img.externalData || this.#hasBacking() || img.header.backingFile) return;
+    if (!img.deferring || cryptoOf(img) || img.externalData || this.#hasBacking() || img.header.backingFile) return false;
     await this.#beforeWrite();
     const cs = img.clusterSize;
     const start = Math.floor(offset / cs) * cs;
@@ -391,6 +391,7 @@ export class Qcow2Node implements NodeImpl {
     } finally {
       release();
     }
+    return true;
   }
 
   /** Grow the file over clusters reserve() mapped whose data never reached their end. */
