@@ -6,10 +6,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, openSync, readdirSync, writeSync, closeSync, ftruncateSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { REPO_ROOT, SKIP_NO_QEMU, md5File, qemuImg, run, tempDir } from '../helpers/qemu.ts';
+import { SKIP_NO_QEMU, md5File, qemuImg, run, tempDir } from '../helpers/qemu.ts';
+import { runPlatterAndKill } from './kill.ts';
 import { Rng } from '../fuzz/rng.ts';
 import { isStagingLeftover } from '../../core/jobs/staging.ts';
 
@@ -26,32 +25,6 @@ function makeSource(path: string): void {
     writeSync(fd, buf, 0, buf.length, i * 2 * MiB + 4096);
   }
   closeSync(fd);
-}
-
-/** Run the CLI; once it reports copy progress (convert -p), or once a file of the target
- *  appears in `dir` (create), SIGKILL it after `delayMs`. Resolves with how it ended. */
-function runAndKill(args: string[], delayMs: number, trigger: { progress: true } | { fileIn: string; stem: string }): Promise<{ killed: boolean; status: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/platter.mjs'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let timer: NodeJS.Timeout | undefined;
-    let stderr = '';
-    const arm = () => (timer ??= setTimeout(() => child.kill('SIGKILL'), delayMs));
-    const poll =
-      'fileIn' in trigger
-        ? setInterval(() => {
-            if (readdirSync(trigger.fileIn).some((n) => n.includes(trigger.stem))) arm();
-          }, 5)
-        : undefined;
-    child.stdout.on('data', (d: Buffer) => {
-      if ('progress' in trigger && /\((?!0\.00)\d+\.\d+\/100%\)/.test(d.toString())) arm();
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (status, signal) => {
-      if (timer) clearTimeout(timer);
-      if (poll) clearInterval(poll);
-      resolve({ killed: signal === 'SIGKILL', status, stderr });
-    });
-  });
 }
 
 function leftovers(dir: string): string[] {
@@ -72,7 +45,7 @@ test(`convert killed ${KILLS} times while copying: the target name holds nothing
       const old = i % 2 === 1;
       if (old) qemuImg('create', '-q', '-f', fmt, out, '1M');
       const oldMd5 = old ? md5File(out) : '';
-      const r = await runAndKill(['convert', '-p', '-m', '1', '-f', 'raw', '-O', fmt, src, out], rng.below(400), { progress: true });
+      const r = await runPlatterAndKill(['convert', '-p', '-m', '1', '-f', 'raw', '-O', fmt, src, out], rng.below(400), { progress: true });
       if (r.killed) killedWhileCopying++;
       else assert.equal(r.status, 0, r.stderr);
       if (existsSync(out) && (!old || md5File(out) !== oldMd5)) {
@@ -99,7 +72,7 @@ test('create -o preallocation=full (vdi: static=on) killed part way leaves no im
       const out = t.path(`big-${i}.${fmt}`);
       const prealloc = fmt === 'vdi' ? ['-o', 'static=on'] : ['-o', 'preallocation=full'];
       // Killed 20-80 ms after its first file appears: while it preallocates 3 GiB.
-      const r = await runAndKill(['create', '-q', '-f', fmt, ...prealloc, out, '3G'], 20 + i * 30, { fileIn: t.dir, stem: `big-${i}.` });
+      const r = await runPlatterAndKill(['create', '-q', '-f', fmt, ...prealloc, out, '3G'], 20 + i * 30, { fileIn: t.dir, stem: `big-${i}.` });
       if (r.killed) assert.equal(existsSync(out), false, `${fmt}: a killed create left ${out}`);
       else {
         assert.equal(r.status, 0, r.stderr);

@@ -35,6 +35,9 @@ import {
 
 /** Byte offset of the signature field (for probing). */
 const SIGNATURE_OFFSET = 0x40;
+/** A block map whose first entries up to the one being set fit in this many bytes is written with
+ *  the header in a single write (images up to 16 GiB with 1 MiB blocks); bigger maps take two. */
+const ATOMIC_MAP_BYTES = 64 << 10;
 
 class VdiNode implements NodeImpl {
   readonly size: number;
@@ -137,9 +140,17 @@ class VdiNode implements NodeImpl {
       this.#map[block] = target;
       const first = block - (block % VDI_BMAP_ENTRIES_PER_SECTOR);
       const count = Math.min(VDI_BMAP_ENTRIES_PER_SECTOR, h.blocksInImage - first);
-      await this.#file.write(h.offsetBmap + first * VDI_BMAP_ENTRY_SIZE, encodeBlockMap(this.#map, first, count));
       h.blocksAllocated = Math.max(h.blocksAllocated + 1, this.#nextBlock);
-      await this.#file.write(0, encodeVdiHeader(h));
+      const head = encodeVdiHeader(h);
+      if (h.offsetBmap === head.length && (first + count) * VDI_BMAP_ENTRY_SIZE <= ATOMIC_MAP_BYTES) {
+        // The header's allocated count and the new map entry in one write: a process killed
+        // between two writes would leave them disagreeing, which qemu-img check calls corruption
+        // (QEMU itself writes the header, then the map).
+        await this.#file.write(0, Buffer.concat([head, encodeBlockMap(this.#map, 0, first + count)]));
+      } else {
+        await this.#file.write(h.offsetBmap + first * VDI_BMAP_ENTRY_SIZE, encodeBlockMap(this.#map, first, count));
+        await this.#file.write(0, head);
+      }
     });
   }
 
