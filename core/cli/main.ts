@@ -3,6 +3,7 @@
 // the CLI-only dd/bench), print. Errors are one "platter: <message>" line on stderr and a
 // non-zero exit; a JS stack trace is shown only with --debug.
 
+import { setFlagsFromString } from 'node:v8';
 import { BlockError } from '../errors.ts';
 import type { PlatterService, JobHandle } from '../api/service.ts';
 // The implementation directly, without the zod schemas: the CLI builds well-formed inputs itself,
@@ -47,7 +48,17 @@ export function errorText(message: string): string {
   return `${PROGRAM}: ${message}\n`;
 }
 
+/**
+ * A CLI run lives seconds. With V8's default interrupt budget dozens of functions reach the
+ * optimising compiler within the first second, and its threads then compete with the copy for the
+ * cores (measured: a third of a 1.25 GiB convert's user CPU on 2 cores). A larger budget optimises
+ * only what stays hot: 0.3-0.5 s less CPU and 10-15% less wall time per convert. Applies to
+ * functions first run after it is set, which is every function of the data path.
+ */
+const CLI_V8_FLAGS = '--interrupt-budget=400000';
+
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  if (io === defaultIo) setFlagsFromString(CLI_V8_FLAGS);
   let debug = false;
   const args = [...argv];
   while (args[0] === '--debug') {
