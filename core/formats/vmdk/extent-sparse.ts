@@ -188,6 +188,27 @@ export class SparseExtent implements Extent {
     return { kind: 'data', host: e * SECTOR, compressed: this.compressed };
   }
 
+  async lookupRun(offset: number, maxBytes: number): Promise<{ state: GrainState; length: number }> {
+    const state = await this.lookup(offset);
+    const gb = this.grainBytes;
+    const gtSpan = this.layout.gtEntries * gb;
+    let length = Math.min(maxBytes, gb - (offset % gb));
+    if (state.kind === 'data' && state.compressed) return { state, length };
+    const { l1, l2 } = this.#indices(offset);
+    const gtSector = this.#gd[l1]!;
+    // No grain table: the rest of its span is unallocated.
+    if (gtSector === 0) return { state, length: Math.min(maxBytes, gtSpan - (offset % gtSpan)) };
+    const gt = await this.#loadGT(gtSector).table;
+    for (let i = l2 + 1; length < maxBytes && i < this.layout.gtEntries; i++) {
+      const e = gt[i]!;
+      const kind = e === 0 ? 'unalloc' : this.layout.zeroGrain && e === GTE_ZEROED ? 'zero' : 'data';
+      if (kind !== state.kind) break;
+      if (state.kind === 'data' && e * SECTOR !== state.host + (i - l2) * gb) break;
+      length = Math.min(maxBytes, length + gb);
+    }
+    return { state, length };
+  }
+
   async readData(state: GrainState & { kind: 'data' }, inGrain: number, length: number): Promise<Buffer> {
     if (!state.compressed) return this.file.read(state.host + inGrain, length);
     let grain = this.#grainCache.get(state.host);

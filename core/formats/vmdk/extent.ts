@@ -27,6 +27,10 @@ export interface Extent {
   readonly grainBytes: number;
   /** State of the grain holding `offset` (relative to the extent). */
   lookup(offset: number): Promise<GrainState>;
+  /** The state at `offset` and how many bytes from there (at most `maxBytes`) share it: grains of
+   *  the same kind, data ones uncompressed and contiguous in the file. Optional (one grain-table
+   *  fetch per run instead of one lookup per grain). */
+  lookupRun?(offset: number, maxBytes: number): Promise<{ state: GrainState; length: number }>;
   /** Read `length` bytes at `inGrain` of a grain whose state is data. */
   readData(state: GrainState & { kind: 'data' }, inGrain: number, length: number): Promise<Buffer>;
 }

@@ -145,22 +145,28 @@ export class VmdkNode implements NodeImpl {
       }
       const inGrain = extOff % ext.grainBytes;
       let n = Math.min(extRemain, ext.grainBytes - inGrain);
-      const st = await ext.lookup(extOff);
-      if (st.kind === 'data' && !st.compressed) {
-        // Coalesce following grains that sit right after this one in the file.
-        while (n < extRemain) {
-          const next = await ext.lookup(extOff + n);
-          if (next.kind !== 'data' || next.compressed || next.host !== st.host + inGrain + n) break;
-          n = Math.min(extRemain, n + ext.grainBytes);
+      let st: GrainState;
+      if (ext.lookupRun) {
+        // The run of grains alike from here, from one grain-table fetch.
+        ({ state: st, length: n } = await ext.lookupRun(extOff, extRemain));
+      } else {
+        st = await ext.lookup(extOff);
+        if (st.kind === 'data' && !st.compressed) {
+          // Coalesce following grains that sit right after this one in the file.
+          while (n < extRemain) {
+            const next = await ext.lookup(extOff + n);
+            if (next.kind !== 'data' || next.compressed || next.host !== st.host + inGrain + n) break;
+            n = Math.min(extRemain, n + ext.grainBytes);
+          }
+        } else if (st.kind === 'unalloc' && this.#ctx.backing()) {
+          while (n < extRemain && (await ext.lookup(extOff + n)).kind === 'unalloc') n = Math.min(extRemain, n + ext.grainBytes);
         }
-        await ext.file.readInto(st.host + inGrain, out.subarray(at, at + n));
-      } else if (st.kind === 'data') {
-        put(await ext.readData(st, inGrain, n), at);
-      } else if (st.kind === 'unalloc' && this.#ctx.backing()) {
-        // One backing read for the whole run of unallocated grains.
-        while (n < extRemain && (await ext.lookup(extOff + n)).kind === 'unalloc') n = Math.min(extRemain, n + ext.grainBytes);
-        put(await this.#readBacking(pos, n), at);
-      } else out.fill(0, at, at + n);
+      }
+      if (st.kind === 'data' && !st.compressed) await ext.file.readInto(st.host + inGrain, out.subarray(at, at + n));
+      else if (st.kind === 'data') put(await ext.readData(st, inGrain, Math.min(n, ext.grainBytes - inGrain)), at);
+      // One backing read for the whole run of unallocated grains.
+      else if (st.kind === 'unalloc' && this.#ctx.backing()) put(await this.#readBacking(pos, n), at);
+      else out.fill(0, at, at + n);
       pos += n;
     }
   }
