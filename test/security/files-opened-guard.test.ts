@@ -1,8 +1,11 @@
 // The files-opened guard (issue 8, item 2): the file protocol reports every path it opens or
 // creates (fileOpenObserver), opened-files.ts tells which lie outside the allowed directories, and
-// the fuzz case child turns such a path into an "escape" failure. Proven here with a legitimate
-// image whose absolute backing file sits outside its directory (allowed by docs/security.md, but
-// outside a fuzz case's work directory), and one whose backing file sits next to it.
+// the fuzz case child turns such a path into an "escape" failure unless it is a file the image's
+// rules allow: the backing chain the image names (docs/security.md lets a backing file be any
+// plain path, absolute ones included; a fuzz mutation found one). Proven here with the guard on its
+// own, and through the case child with an image whose absolute backing file sits outside the case
+// directory (allowed), one whose backing file sits next to it, and one whose backing name is a
+// protocol URL (refused before anything is opened).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -64,7 +67,7 @@ test('the guard records files opened and created through the file protocol, and 
   assert.equal(watch.opened.length, count);
 });
 
-test('the fuzz case child reports an image that opens a file outside its case directory as an escape (qemu-img create -b)', { skip: SKIP_NO_QEMU, timeout: 60_000 }, async () => {
+test('the fuzz case child allows the backing chain an image names, even outside its case directory, and opens nothing for a protocol backing name (qemu-img create -b)', { skip: SKIP_NO_QEMU, timeout: 60_000 }, async () => {
   const t = tempDir('platter-guard-');
   try {
     const work = join(t.dir, 'work');
@@ -74,6 +77,7 @@ test('the fuzz case child reports an image that opens a file outside its case di
     qemuImg('create', '-q', '-f', 'qcow2', '-b', outsideBase, '-F', 'qcow2', join(work, 'escape.qcow2'));
     qemuImg('create', '-q', '-f', 'qcow2', join(work, 'base.qcow2'), '1M');
     qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', join(work, 'inside.qcow2'));
+    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'nbd://127.0.0.1:1/x', '-F', 'raw', join(work, 'protocol.qcow2'), '1M');
     const child = spawn(process.execPath, ['--import', 'tsx', CASE_CHILD], { stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
     const ask = async (id: number, name: string): Promise<{ outcome: string; message?: string }> => {
@@ -83,11 +87,13 @@ test('the fuzz case child reports an image that opens a file outside its case di
       return JSON.parse(r.value as string);
     };
     try {
-      const escaped = await ask(1, 'escape.qcow2');
-      assert.equal(escaped.outcome, 'escape');
-      assert.match(escaped.message ?? '', new RegExp(`outside the case directory: ${outsideBase.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      const named = await ask(1, 'escape.qcow2');
+      assert.equal(named.outcome, 'ok', named.message);
       const inside = await ask(2, 'inside.qcow2');
       assert.equal(inside.outcome, 'ok', inside.message);
+      const protocol = await ask(3, 'protocol.qcow2');
+      assert.equal(protocol.outcome, 'error', protocol.message);
+      assert.match(protocol.message ?? '', /protocol/);
     } finally {
       child.stdin.end();
       await new Promise((r) => child.once('exit', r));
