@@ -588,8 +588,17 @@ export class Qcow2Node implements NodeImpl {
     const sub = img.subclusterSize;
     const backing = this.#hasBacking();
     type K = { kind: 'data' | 'zero' | 'unalloc' | 'compressed'; host: number };
+    // The entries of the request's clusters, one L2 table fetch at a time.
+    let run: L2Entry[] = [];
+    let runFirst = 0;
+    const lastCluster = Math.ceil((offset + length) / cs) - 1;
     const at = async (pos: number): Promise<K> => {
-      const e = await lookup(img, pos);
+      const c = Math.floor(pos / cs);
+      if (c < runFirst || c - runFirst >= run.length) {
+        run = await lookupRun(img, c, Math.min(clustersLeftInTable(img, c), Math.max(1, lastCluster - c + 1)));
+        runFirst = c;
+      }
+      const e = run[c - runFirst]!;
       const within = pos % cs;
       if (e.type === 'compressed') return { kind: 'compressed', host: 0 };
       if (img.geo.extendedL2) {
