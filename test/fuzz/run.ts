@@ -65,7 +65,9 @@ class CaseProcess {
   }
 
   start(): void {
-    this.child = spawn(process.execPath, [...(process.env.FUZZ_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), '--import', 'tsx', `--max-old-space-size=${MEMORY_CAP >> 20}`, CHILD], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // PLATTER_FUZZ_PROFILE_DIR=DIR: each case process writes a V8 CPU profile there when it ends.
+    const profile = process.env.PLATTER_FUZZ_PROFILE_DIR;
+    this.child = spawn(process.execPath, [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), '--import', 'tsx', `--max-old-space-size=${MEMORY_CAP >> 20}`, CHILD], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.stderr = '';
     this.child.stderr.on('data', (d: Buffer) => {
       this.stderr = (this.stderr + d.toString()).slice(-4000);
