@@ -265,12 +265,15 @@ export class BlockNode {
     }
   }
 
-  /** Status of the extent starting at `offset` (at most `length` bytes, at least one byte). */
-  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
+  /** Status of the extent starting at `offset` (at most `length` bytes, at least one byte): as
+   *  QEMU reports it, or with `precise` the driver's own allocation where QEMU reports none
+   *  (FormatDriver.qemuHidesAllocation). */
+  async blockStatus(offset: number, length: number, opts: StatusOptions = {}): Promise<BlockStatus> {
     this.#checkOpen('block-status');
     this.#checkRange('block-status', offset, length);
     if (length === 0) throw invalidArgument('block status of an empty range', this.#ctx('block-status', offset));
-    if (!this.impl.blockStatus) return { offset, length, data: true, zero: false, allocated: true };
+    const hidden = this.driver.kind === 'format' && this.driver.qemuHidesAllocation === true && !opts.precise;
+    if (!this.impl.blockStatus || hidden) return { offset, length, data: true, zero: false, allocated: true };
     try {
       const st = await this.impl.blockStatus(offset, length);
       if (st.offset !== offset || st.length <= 0 || st.length > length) {
@@ -339,6 +342,11 @@ export class BlockNode {
   }
 }
 
+export interface StatusOptions {
+  /** The driver's own allocation even where QEMU reports none (convert's skipping of holes). */
+  precise?: boolean;
+}
+
 export function alignDown(v: number, align: number): number {
   return align <= 1 ? v : v - (v % align);
 }
@@ -352,7 +360,7 @@ export function alignUp(v: number, align: number): number {
  * `offset`, descending into backing nodes for ranges `top` does not allocate. `depth` is how many
  * layers down the answer came from (qemu-img map "depth"); past the bottom, ranges read as zero.
  */
-export async function blockStatusAbove(top: BlockNode, offset: number, length: number): Promise<BlockStatus & { depth: number; node: BlockNode | undefined }> {
+export async function blockStatusAbove(top: BlockNode, offset: number, length: number, opts: StatusOptions = {}): Promise<BlockStatus & { depth: number; node: BlockNode | undefined }> {
   let node: BlockNode | undefined = top;
   let depth = 0;
   let len = length;
@@ -360,7 +368,7 @@ export async function blockStatusAbove(top: BlockNode, offset: number, length: n
     if (offset >= node.size) {
       return { offset, length: len, data: false, zero: true, allocated: false, depth, node: undefined };
     }
-    const st = await node.blockStatus(offset, Math.min(len, node.size - offset));
+    const st = await node.blockStatus(offset, Math.min(len, node.size - offset), opts);
     if (st.allocated || !node.backing) {
       return { ...st, depth, node };
     }

@@ -266,6 +266,11 @@ export interface FormatDriver {
   readonly readOnlyFormat?: boolean;
   /** True when the format has a backing-file concept. */
   readonly supportsBacking?: boolean;
+  /** QEMU (7.2) has no block-status callback for this format, so qemu-img map, measure and
+   *  compare see every byte as data at no host offset. BlockNode.blockStatus answers the same
+   *  unless asked for the driver's own allocation ({ precise: true }), which convert uses to skip
+   *  unallocated blocks (qemu-img's zero detection skips them too: the target is the same). */
+  readonly qemuHidesAllocation?: boolean;
 }
 
 /** A protocol driver (file, host_device, nbd, ...): the bottom of a chain. */

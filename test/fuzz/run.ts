@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Rng } from './rng.ts';
 import { mutate } from './mutate.ts';
 import { seedImages } from './seeds.ts';
+import { caseTimeoutMs } from './budget.ts';
 
 export interface FuzzOptions {
   format: string;
@@ -153,11 +154,12 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
         const m = mutate(o.format, seedBytes[which]!, rng);
         const path = join(dir, `case${extname(seeds[which]!)}`);
         writeFileSync(path, m.image);
-        const answer = await proc.ask({ id: i, path, format: o.format, probe: rng.chance(0.15), out: join(dir, 'out.raw') }, timeoutMs);
+        const caseTimeout = caseTimeoutMs(m.image, timeoutMs);
+        const answer = await proc.ask({ id: i, path, format: o.format, probe: rng.chance(0.15), out: join(dir, 'out.raw') }, caseTimeout);
         report.cases++;
         let reason: string | undefined;
         if (answer === 'timeout') {
-          reason = `hang: no answer within ${timeoutMs} ms`;
+          reason = `hang: no answer within ${caseTimeout} ms`;
           await proc.restart();
         } else if (answer === null) {
           reason = `process died (${proc.child.signalCode ?? proc.child.exitCode}): ${proc.stderr.trim().split('\n').slice(-3).join(' | ')}`;

@@ -15,6 +15,7 @@ import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../../core/block/typ
 import { rootPerms, filterChildPerms } from '../../core/block/permissions.ts';
 import type { OptionsTree } from '../../core/block/options-tree.ts';
 import { tempDir } from '../helpers/qemu.ts';
+import { isAligned } from '../../core/host/index.ts';
 
 const MiB = 1 << 20;
 const STAT_BLOCK = 512;
@@ -333,6 +334,27 @@ test('close waits for reads and writes in flight (they complete with their data)
     assert.ok(into.equals(Buffer.alloc(MiB, 0x11)));
     assert.ok(readFileSync(path).subarray(4 * MiB).equals(data));
     await assert.rejects(impl.read(0, 4096), (e: unknown) => e instanceof BlockError && /closed/.test(e.message));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('reads of 64 KiB or more land in page-aligned buffers (fast page-cache copies) and hold the file bytes', async () => {
+  const t = tempDir();
+  try {
+    const p = t.path('a.bin');
+    const data = randomBytes(2 * MiB);
+    writeFileSync(p, data);
+    const n = await openFile(p, { readOnly: true });
+    try {
+      for (const [off, len] of [[0, 65536], [4096, MiB], [12345, MiB + 7]] as const) {
+        const b = await n.read(off, len);
+        assert.ok(isAligned(b, 4096), `read(${off}, ${len}) is page-aligned`);
+        assert.ok(b.equals(data.subarray(off, off + len)));
+      }
+    } finally {
+      await n.close();
+    }
   } finally {
     t.cleanup();
   }

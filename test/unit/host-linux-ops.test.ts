@@ -191,4 +191,6 @@ test('alignedBuffer returns zeroed memory at the asked alignment', () => {
     assert.ok(b.every((x) => x === 0));
   }
   assert.equal(isAligned(alignedBuffer(4096, 4096).subarray(1), 4096), false);
+  // Unzeroed (bulk read buffers): aligned the same way.
+  for (const size of [65536, MiB]) assert.ok(isAligned(alignedBuffer(size, 4096, false), 4096), `unzeroed aligned for ${size}`);
 });

@@ -43,6 +43,19 @@ export async function lookupRun(img: Qcow2Image, cluster: number, count: number)
   return out;
 }
 
+/** The L2 entries of guest clusters from `cluster` to the end of its table, decoded on demand:
+ *  block status merges runs of unknown length, so it must not decode a whole table per call. */
+export async function lazyRun(img: Qcow2Image, cluster: number): Promise<{ count: number; entry(i: number): L2Entry }> {
+  const l1Index = Math.floor(cluster / img.l2Entries);
+  const first = cluster - l1Index * img.l2Entries;
+  const count = img.l2Entries - first;
+  const l1e = l1Index < img.l1Size ? decodeL1(img.l1, l1Index) : undefined;
+  if (!l1e?.offset) return { count, entry: () => UNALLOCATED };
+  const table = await img.l2Table(l1e.offset);
+  const geo = img.geo;
+  return { count, entry: (i) => decodeL2(table, first + i, geo) };
+}
+
 /** Clusters from `cluster` to the end of its L2 table. */
 export function clustersLeftInTable(img: Qcow2Image, cluster: number): number {
   return img.l2Entries - (cluster % img.l2Entries);

@@ -17,7 +17,7 @@ import {
 } from './header.ts';
 import { ALL_SUBCLUSTERS, decodeL1, encodeCompressedL2, encodeL2, type L2Entry } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
-import { clustersLeftInTable, growL1, lookup, lookupRun, position, updateEntries } from './cluster-map.ts';
+import { clustersLeftInTable, growL1, lazyRun, lookup, lookupRun, position, UNALLOCATED, updateEntries } from './cluster-map.ts';
 import { compressClusters, decompressCluster } from './compress.ts';
 import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
@@ -589,16 +589,15 @@ export class Qcow2Node implements NodeImpl {
     const backing = this.#hasBacking();
     type K = { kind: 'data' | 'zero' | 'unalloc' | 'compressed'; host: number };
     // The entries of the request's clusters, one L2 table fetch at a time.
-    let run: L2Entry[] = [];
+    let run: { count: number; entry(i: number): L2Entry } = { count: 0, entry: () => UNALLOCATED };
     let runFirst = 0;
-    const lastCluster = Math.ceil((offset + length) / cs) - 1;
     const at = async (pos: number): Promise<K> => {
       const c = Math.floor(pos / cs);
-      if (c < runFirst || c - runFirst >= run.length) {
-        run = await lookupRun(img, c, Math.min(clustersLeftInTable(img, c), Math.max(1, lastCluster - c + 1)));
+      if (c < runFirst || c - runFirst >= run.count) {
+        run = await lazyRun(img, c);
         runFirst = c;
       }
-      const e = run[c - runFirst]!;
+      const e = run.entry(c - runFirst);
       const within = pos % cs;
       if (e.type === 'compressed') return { kind: 'compressed', host: 0 };
       if (img.geo.extendedL2) {

@@ -268,4 +268,5 @@ export const vhdxDriver: FormatDriver = {
   createOptions: vhdxCreateOptions,
   create: (file, ctx) => createVhdx(file, ctx),
   open: (file, ctx) => openVhdx(file, ctx.filename, ctx.readOnly),
+  qemuHidesAllocation: true,
 };

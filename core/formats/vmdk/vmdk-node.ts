@@ -286,10 +286,20 @@ export class VmdkNode implements NodeImpl {
       if (o.kind === 'data' && st.kind === 'data') return !st.compressed && !o.compressed && o.host === st.host + inGrain + n;
       return true;
     };
-    for (let i = 0; n < limit && i < MAX_STATUS_GRAINS; i++) {
-      const next = await ext.lookup(extOff + n);
-      if (!same(next)) break;
-      n = Math.min(limit, n + ext.grainBytes);
+    if (ext.lookupRun && !(st.kind === 'data' && st.compressed)) {
+      // A grain table at a time (lookupRun merges within one table without awaiting per grain).
+      const maxBytes = Math.min(limit, n + MAX_STATUS_GRAINS * ext.grainBytes);
+      while (n < maxBytes) {
+        const next = await ext.lookupRun(extOff + n, maxBytes - n);
+        if (!same(next.state)) break;
+        n += next.length;
+      }
+    } else {
+      for (let i = 0; n < limit && i < MAX_STATUS_GRAINS; i++) {
+        const next = await ext.lookup(extOff + n);
+        if (!same(next)) break;
+        n = Math.min(limit, n + ext.grainBytes);
+      }
     }
     switch (st.kind) {
       case 'unalloc':
