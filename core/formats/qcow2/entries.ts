@@ -113,6 +113,42 @@ export function decodeL2(buf: Buffer, index: number, g: EntryGeometry): L2Entry 
   return { type, offset, copied, compressedOffset: 0, compressedSize: 0, allocMask, zeroMask, reservedBits };
 }
 
+/** Block-status classes of standard L2 entries (the `type` of decodeL2, with both zero kinds as
+ *  one: status does not tell them apart). */
+export const L2_DATA = 0;
+export const L2_ZERO = 1;
+export const L2_UNALLOCATED = 2;
+export const L2_COMPRESSED = 3;
+
+/**
+ * Block status over a standard L2 table without decoding entry objects (block status walks whole
+ * tables; an object per entry made the walk of a 4 GiB image cost 0.2 s of CPU): how many entries
+ * from `index` (at most `max`) share entry `index`'s class, data entries with host offsets
+ * `clusterSize` apart. `host` is the first entry's host offset (data entries). The classes follow
+ * decodeL2: zero flag (version 3) first, then compressed, then offset / COPIED with an external
+ * data file. Standard entries only (not extended L2).
+ */
+export function scanStandardL2(buf: Buffer, index: number, max: number, g: EntryGeometry, clusterSize: number): { kind: number; host: number; count: number } {
+  const classify = (p: number): number => {
+    const hi = buf.readUInt32BE(p);
+    const lo = buf.readUInt32BE(p + 4);
+    if (hi & OFLAG_COMPRESSED_HI) return L2_COMPRESSED;
+    if ((lo & OFLAG_ZERO_LO) !== 0 && g.version >= 3) return L2_ZERO;
+    if ((hi & OFFSET_MASK_HI) !== 0 || (lo & OFFSET_MASK_LO) !== 0 || ((hi & OFLAG_COPIED_HI) !== 0 && g.externalData)) return L2_DATA;
+    return L2_UNALLOCATED;
+  };
+  const hostAt = (p: number): number => (buf.readUInt32BE(p) & OFFSET_MASK_HI) * TWO32 + ((buf.readUInt32BE(p + 4) & OFFSET_MASK_LO) >>> 0);
+  let p = index * 8;
+  const kind = classify(p);
+  const host = kind === L2_DATA ? hostAt(p) : 0;
+  let count = 1;
+  for (p += 8; count < max; count++, p += 8) {
+    if (classify(p) !== kind) break;
+    if (kind === L2_DATA && hostAt(p) !== host + count * clusterSize) break;
+  }
+  return { kind, host, count };
+}
+
 /** Write a standard (non-compressed) L2 entry. */
 export function encodeL2(buf: Buffer, index: number, g: EntryGeometry, e: { offset: number; copied: boolean; zero?: boolean; allocMask?: number; zeroMask?: number }): void {
   const p = index * l2EntryBytes(g);
