@@ -2,6 +2,7 @@
 // bdrv_find_protocol). Every URI and prefix form of qemu-block-drivers(7) is recognised here, so a
 // protocol missing a driver answers "not yet supported" instead of being mistaken for a file.
 
+import { isAbsolute } from 'node:path';
 import { unsupported } from '../errors.ts';
 import type { OptionsTree } from './options-tree.ts';
 
@@ -81,4 +82,13 @@ export function protocolTreeForFilename(filename: string, implemented: (name: st
   if (!d) throw unsupported(`The '${driverName}' protocol is not yet supported by Platter (for '${filename}')`, { path: filename });
   if (d.parseFilename) return { driver: driverName, ...d.parseFilename(filename) };
   return { driver: driverName, filename };
+}
+
+/** QEMU's path_combine: a relative name recorded in an image (backing file, vmdk extent, data
+ *  file) is relative to the image's directory as the image was named (not made absolute). */
+export function pathCombine(imageName: string, name: string): string {
+  if (isAbsolute(name)) return name;
+  // The image's name up to its last separator, kept as typed ("./sub/a.vmdk" -> "./sub/").
+  const cut = Math.max(imageName.lastIndexOf('/'), process.platform === 'win32' ? imageName.lastIndexOf('\\') : -1);
+  return cut < 0 ? name : imageName.slice(0, cut + 1) + name;
 }

@@ -9,7 +9,7 @@ import { BlockNode } from './node.ts';
 import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
 import { PROBE_BYTES } from './types.ts';
 import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
-import { protocolPrefix, protocolTreeForFilename } from './filename.ts';
+import { pathCombine, protocolPrefix, protocolTreeForFilename } from './filename.ts';
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
@@ -301,7 +301,7 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree): stri
   return `json:${JSON.stringify(fileTree)}`;
 }
 
-async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly: boolean, perms: PermPair, warn: (m: string) => void): Promise<BlockNode> {
+async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly: boolean, perms: PermPair, warn: (m: string) => void, nodeName?: string): Promise<BlockNode> {
   const driverName = String(fileTree.driver);
   const proto = findProtocol(driverName);
   if (!proto) {
@@ -314,7 +314,7 @@ async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly
   }
   const { driver: _d, ...options } = fileTree;
   const impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn });
-  return new BlockNode({ driver: proto, impl, filename: String(fileTree.filename ?? displayName), readOnly, options });
+  return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options });
 }
 
 /** Probe the format from the first bytes (QEMU's find_image_format: best score wins, raw last). */
@@ -364,7 +364,8 @@ async function openSiblingFile(imageName: string, imageFileTree: OptionsTree, na
     throw new BlockError('Permission', `'${name}' is a link that leads outside the image's directory; Platter opens only files next to the image that names them`, { path: imageName });
   }
   try {
-    return await openProtocol({ driver: 'file', filename: full }, full, readOnly, perms, warn);
+    // Shown (map, info, errors) as QEMU names it: path_combine with the image's name as given.
+    return await openProtocol({ driver: 'file', filename: full }, full, readOnly, perms, warn, pathCombine(imageFileTree.filename, name));
   } catch (e) {
     if (e instanceof BlockError && e.kind === 'NotFound') throw notFound(`Could not open '${full}': No such file or directory`, { path: full });
     throw e;

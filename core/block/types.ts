@@ -36,6 +36,9 @@ export interface BlockStatus {
   allocated: boolean;
   /** Byte offset in the node's file child where the data is (qemu-img map "offset"). */
   hostOffset?: number;
+  /** The file `hostOffset` is in when it is not the node's file child (a vmdk extent file): its
+   *  name as QEMU shows it (qemu-img map "File"). */
+  hostFile?: string;
   /** Compressed data (qemu-img map "compressed", qcow2/vmdk streams). */
   compressed?: boolean;
 }
@@ -164,6 +167,14 @@ export interface NodeImpl {
   reserve?(offset: number, length: number): Promise<boolean>;
   /** Without it, everything reads as allocated data. */
   blockStatus?(offset: number, length: number): Promise<BlockStatus>;
+  /**
+   * Where the last range QEMU's driver answers in one block-status call begins, when that driver
+   * answers in smaller units than this one merges (qcow2: an L2 table; qcow: a cluster; vdi: a
+   * block; vmdk: a grain). QEMU flags the answer that reaches the end of the image (EOF), and
+   * `compare -s` compares those flags: this tells compare where QEMU's EOF flag starts. Without
+   * it, QEMU's answer is the whole run, as here.
+   */
+  qemuLastStatusUnit?(): number;
   flush?(): Promise<void>;
   truncate?(size: number, options: TruncateOptions): Promise<void>;
   info?(): Promise<DriverInfo>;

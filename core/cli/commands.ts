@@ -314,7 +314,8 @@ const map: Command = {
       ...(ml !== undefined ? { length: num(ml, 'max length') } : {}),
       ...objects(p),
     });
-    ctx.io.stdout(out === 'json' ? jsonMap(entries) : humanMap(entries));
+    if (out === 'json') ctx.io.stdout(jsonMap(entries));
+    else humanMap(entries, (text) => ctx.io.stdout(text));
     return 0;
   },
 };

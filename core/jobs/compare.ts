@@ -5,6 +5,7 @@
 
 import { blockStatusAbove, type BlockNode } from '../block/node.ts';
 import type { CompareResult } from '../api/types.ts';
+import type { BlockStatus } from '../block/types.ts';
 import { cancelled } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { isZero } from './zero-detect.ts';
@@ -57,6 +58,30 @@ async function firstNonZero(node: BlockNode, start: number, ctl: JobControl, tic
   return -1;
 }
 
+/** qemu-img compare -s compares the whole block-status word of the two images: allocated, data,
+ *  zero, compressed, and whether a host offset is known (BDRV_BLOCK_OFFSET_VALID; a vhdx image,
+ *  whose QEMU driver reports no offsets, differs there from a raw file at its first block). */
+function sameStatusFlags(a: BlockStatus, b: BlockStatus): boolean {
+  return a.allocated === b.allocated && a.zero === b.zero && a.data === b.data && (a.compressed ?? false) === (b.compressed ?? false) && (a.hostOffset !== undefined) === (b.hostOffset !== undefined);
+}
+
+/** Where, in the step [off, off+len), QEMU's answer first reaches the end of the image (its EOF
+ *  flag): from the start of the node's last QEMU status unit, if this run reaches the end. */
+function eofFrom(node: BlockNode, st: BlockStatus, off: number): number {
+  if (st.offset + st.length !== node.size) return Infinity;
+  return Math.max(off, node.impl.qemuLastStatusUnit?.() ?? off);
+}
+
+/** qemu-img compare -s also compares the EOF flag, set on the answer that reaches the end of the
+ *  image; QEMU's drivers answer in units of their own (NodeImpl.qemuLastStatusUnit), so two images
+ *  with the same status to their end can still differ there. The first such offset, if any. */
+function eofMismatch(a: BlockNode, sa: BlockStatus, b: BlockNode, sb: BlockStatus, off: number, len: number): number | undefined {
+  const ta = eofFrom(a, sa, off);
+  const tb = eofFrom(b, sb, off);
+  const first = Math.min(ta, tb);
+  return ta !== tb && first < off + len ? first : undefined;
+}
+
 export async function compare(o: CompareOptions, env: JobEnv, ctl: JobControl = {}): Promise<CompareResult> {
   const a = await openSpec(o.a, env, { readOnly: true });
   let b: BlockNode | undefined;
@@ -73,8 +98,9 @@ export async function compare(o: CompareOptions, env: JobEnv, ctl: JobControl = 
       const sa = await blockStatusAbove(a, off, common - off);
       const sb = await blockStatusAbove(b, off, common - off);
       const len = Math.min(sa.length, sb.length);
-      if (o.strict && (sa.allocated !== sb.allocated || sa.zero !== sb.zero)) {
-        return { identical: false, mismatchOffset: off, message: `Strict mode: Offset ${off} block status mismatch!`, ...(warning ? { warning } : {}) };
+      if (o.strict) {
+        const at = !sameStatusFlags(sa, sb) ? off : eofMismatch(a, sa, b, sb, off, len);
+        if (at !== undefined) return { identical: false, mismatchOffset: at, message: `Strict mode: Offset ${at} block status mismatch!`, ...(warning ? { warning } : {}) };
       }
       if (!(sa.zero && sb.zero)) {
         for (let p = off; p < off + len; p += CHUNK) {

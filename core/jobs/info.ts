@@ -2,7 +2,7 @@
 // an image as qemu-img's --output=json shows them, the backing chain as an array, and the human
 // text of bdrv_image_info_dump.
 
-import { dirname, isAbsolute, join } from 'node:path';
+import { pathCombine } from '../block/filename.ts';
 import type { BlockNode } from '../block/node.ts';
 import { parseDottedOptions, type OptionsTree } from '../block/options-tree.ts';
 import type { ImageInfo, SnapshotInfoJson } from '../api/types.ts';
@@ -15,11 +15,8 @@ export interface InfoOptions {
   backingChain?: boolean;
 }
 
-/** QEMU's path_combine: a relative backing name is relative to the image's directory as given. */
-export function fullBackingFilename(imageName: string, backing: string): string {
-  if (isAbsolute(backing) || !imageName.includes('/')) return backing;
-  return join(dirname(imageName), backing);
-}
+/** The backing file's name as QEMU opens it (path_combine with the image's name). */
+export const fullBackingFilename = pathCombine;
 
 export function snapshotToJson(s: SnapshotInfo): SnapshotInfoJson {
   const out: SnapshotInfoJson = {

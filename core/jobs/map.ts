@@ -83,7 +83,7 @@ export async function mapNode(node: BlockNode, start: number, length: number | u
     if (st.compressed) e.compressed = true;
     if (st.hostOffset !== undefined && st.node) {
       e.offset = st.hostOffset;
-      const f = names[st.depth];
+      const f = st.hostFile ?? names[st.depth];
       if (f !== undefined) e.filename = f;
     }
     if (cur && mergeable(cur, e)) {
@@ -118,14 +118,18 @@ function hex16(v: number): string {
   return (v === 0 ? '0' : `0x${v.toString(16)}`).padEnd(16);
 }
 
-/** The human table of qemu-img map: data extents only; external/compressed data cannot be shown. */
-export function humanMap(entries: readonly MapExtent[]): string {
+/** The human table of qemu-img map: data extents only; external/compressed data cannot be shown.
+ *  Written as qemu-img writes it: the heading and the rows before such data, then the error. */
+export function humanMap(entries: readonly MapExtent[], write: (text: string) => void): void {
   let s = `${'Offset'.padEnd(16)}${'Length'.padEnd(16)}${'Mapped to'.padEnd(16)}File\n`;
   for (const e of entries) {
-    if (e.data && e.offset === undefined) throw invalidArgument('File contains external, encrypted or compressed clusters.');
+    if (e.data && e.offset === undefined) {
+      write(s);
+      throw invalidArgument('File contains external, encrypted or compressed clusters.');
+    }
     if (e.data && !e.zero) s += `${hex16(e.start)}${hex16(e.length)}${hex16(e.offset ?? 0)}${e.filename ?? ''}\n`;
   }
-  return s;
+  write(s);
 }
 
 /** The API's MapEntry list (host file names kept: the GUI and the human table show them). */

@@ -316,6 +316,11 @@ class QcowNode implements NodeImpl {
     });
   }
 
+  /** QEMU's qcow answers block status a cluster at a time. */
+  qemuLastStatusUnit(): number {
+    return Math.max(0, Math.floor((this.size - 1) / this.clusterSize) * this.clusterSize);
+  }
+
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const first = await this.#run(offset, length);
     const m = first.m;

@@ -15,7 +15,7 @@ import {
   INCOMPAT_DIRTY,
   MAX_BACKING_NAME,
 } from './header.ts';
-import { ALL_SUBCLUSTERS, decodeL1, encodeCompressedL2, encodeL2, L2_COMPRESSED, L2_DATA, L2_UNALLOCATED, L2_ZERO, scanStandardL2, type L2Entry } from './entries.ts';
+import { ALL_SUBCLUSTERS, SUBCLUSTERS, decodeL1, encodeCompressedL2, encodeL2, L2_COMPRESSED, L2_DATA, L2_UNALLOCATED, L2_ZERO, scanStandardL2, type L2Entry } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
 import { clustersLeftInTable, growL1, lazyRun, lookup, lookupRun, position, UNALLOCATED, updateEntries } from './cluster-map.ts';
 import { compressClusters, decompressCluster } from './compress.ts';
@@ -625,10 +625,11 @@ export class Qcow2Node implements NodeImpl {
     const firstKind = classify(offset);
     const firstHost = host;
     let len = Math.min(length, step - (offset % step));
-    // Merge following units with the same status (and contiguous host data), bounded work.
-    const MAX_UNITS = 1 << 16;
+    // Merge following units (subclusters: this path is extended L2 only) with the same status
+    // and contiguous host data; bounded work, as many clusters as the standard path reads.
+    const MAX_UNITS = (1 << 16) * SUBCLUSTERS;
     for (let u = 0; len < length && u < MAX_UNITS; u++) {
-      if (firstKind === 'unalloc' && !img.geo.extendedL2) {
+      if (firstKind === 'unalloc') {
         // Guest ranges whose L1 entry has no L2 table are unallocated as a whole: step over them
         // a table at a time (an empty 128 GiB image of 512-byte clusters is millions of units).
         const tableSpan = img.l2Entries * cs;
@@ -661,6 +662,12 @@ export class Qcow2Node implements NodeImpl {
       default:
         return { offset, length: len, data: false, zero: !backing, allocated: false };
     }
+  }
+
+  /** QEMU answers block status an L2 table at a time (its cache slice is the whole table). */
+  qemuLastStatusUnit(): number {
+    const span = this.img.l2Entries * this.img.clusterSize;
+    return Math.max(0, Math.floor((this.size - 1) / span) * span);
   }
 
   /** Block status with standard L2 entries: whole tables scanned without entry objects. */

@@ -7,7 +7,7 @@ import type { BlockStatus, CheckResult, DriverInfo, FormatDriver, NodeImpl, Repa
 import type { BlockNode } from '../../block/node.ts';
 import { invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
 import { Mutex } from '../../util/range-lock.ts';
-import { refineWithFile } from './host-status.ts';
+import { refineWithFile } from '../../block/host-status.ts';
 import {
   VDI_BLOCK_SIZE,
   VDI_DISK_SIZE_MAX,
@@ -165,6 +165,12 @@ class VdiNode implements NodeImpl {
       if (host !== undefined) await this.#file.writeZeroes(this.#hostOffset(host, inBlock), n);
       done += n;
     }
+  }
+
+  /** QEMU's vdi answers block status a block at a time. */
+  qemuLastStatusUnit(): number {
+    const bs = this.#header.blockSize;
+    return Math.max(0, Math.floor((this.size - 1) / bs) * bs);
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {

@@ -9,6 +9,7 @@ import { stat } from 'node:fs/promises';
 import type { BlockNode } from '../../block/node.ts';
 import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, WriteFlags, ZeroFlags } from '../../block/types.ts';
 import { BlockError, invalidArgument, invalidImage, unsupported } from '../../errors.ts';
+import { refineWithFile } from '../../block/host-status.ts';
 import { Mutex } from '../../util/range-lock.ts';
 import { replaceCid, descriptorText } from './descriptor.ts';
 import type { Extent, GrainState } from './extent.ts';
@@ -270,13 +271,22 @@ export class VmdkNode implements NodeImpl {
     await this.#touchCid();
   }
 
+  /** QEMU's vmdk answers block status a grain at a time (a flat extent is one grain). */
+  qemuLastStatusUnit(): number {
+    const last = this.extents[this.extents.length - 1];
+    if (!last || last.length === 0) return 0;
+    return last.start + Math.floor((last.length - 1) / last.grainBytes) * last.grainBytes;
+  }
+
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const ext = this.#find(offset);
     const extOff = offset - ext.start;
     const limit = Math.min(length, ext.start + ext.length - offset);
     const ownFile = ext.file === this.#file;
     if (ext instanceof FlatExtent) {
-      return { offset, length: limit, data: true, zero: false, allocated: true, ...(ownFile ? { hostOffset: ext.hostOffset(extOff) } : {}) };
+      // As QEMU (BDRV_BLOCK_RECURSE for flat extents): holes in the extent file read as zero.
+      const st: BlockStatus = { offset, length: limit, data: true, zero: false, allocated: true, hostOffset: ext.hostOffset(extOff), ...(ownFile ? {} : { hostFile: ext.file.filename }) };
+      return refineWithFile(ext.file, st);
     }
     const inGrain = extOff % ext.grainBytes;
     let n = Math.min(limit, ext.grainBytes - inGrain);
@@ -313,7 +323,7 @@ export class VmdkNode implements NodeImpl {
           data: true,
           zero: false,
           allocated: true,
-          ...(st.compressed ? { compressed: true } : ownFile ? { hostOffset: st.host + inGrain } : {}),
+          ...(st.compressed ? { compressed: true } : { hostOffset: st.host + inGrain, ...(ownFile ? {} : { hostFile: ext.file.filename }) }),
         };
     }
   }

@@ -1,10 +1,10 @@
 // Refine a format driver's "data at host offset X" answer with what the file underneath knows, as
-// QEMU's bdrv_co_block_status does when a driver sets BDRV_BLOCK_RECURSE (vdi does for static
-// images): the extent is cut to the file's own extent there, and a hole (or the end of the file)
-// makes it read as zero. (A candidate for core/block if other drivers need it.)
+// QEMU's bdrv_co_block_status does when a driver sets BDRV_BLOCK_RECURSE (vdi for static images,
+// vmdk for flat extents): the extent is cut to the file's own extent there, and a hole (or the
+// end of the file) makes it read as zero.
 
-import type { BlockNode } from '../../block/node.ts';
-import type { BlockStatus } from '../../block/types.ts';
+import type { BlockNode } from './node.ts';
+import type { BlockStatus } from './types.ts';
 
 export async function refineWithFile(file: BlockNode, st: BlockStatus): Promise<BlockStatus> {
   if (!st.data || st.zero || st.hostOffset === undefined) return st;
