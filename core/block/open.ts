@@ -237,8 +237,12 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   if (canonical && seen.has(canonical)) {
     throw invalidImage(`Backing file '${meta.filename}' creates an infinite loop.`, { path: node.filename });
   }
+  // Named as QEMU names it (path_combine with the image's name as given: "b.qcow2", not an
+  // absolute path) wherever that name cannot be mistaken for a protocol.
+  const shown = isAbsolute(meta.filename) ? full : pathCombine(typeof fileTree.filename === 'string' ? fileTree.filename : node.filename, meta.filename);
+  const openAs = shown !== full && resolve(shown) === full && protocolPrefix(shown) === undefined && !shown.startsWith('json:') ? shown : full;
   try {
-    node.backing = await openImage(full, { ...childOpts, format: opts.backingFormat ?? meta.format });
+    node.backing = await openImage(openAs, { ...childOpts, format: opts.backingFormat ?? meta.format });
   } catch (e) {
     if (e instanceof BlockError && e.message.includes('creates an infinite loop')) throw e;
     const msg = e instanceof BlockError ? e.message : String(e);

@@ -2,6 +2,7 @@
 // (qemu-img.c getopt strings) and output. Each parses its arguments, calls core/api, and prints
 // what qemu-img prints (human text, or --output=json).
 
+import { qemuJson } from './qemu-json.ts';
 import { invalidArgument, BlockError } from '../errors.ts';
 import type { JobHandle, PlatterService, ImageRef } from '../api/service.ts';
 import type { CheckReport, ImageInfo, MapEntry } from '../api/types.ts';
@@ -100,9 +101,8 @@ function optionsHelp(format: string): string {
   return describeOptions(d.name, d.createOptions) + '\n';
 }
 
-function json(v: unknown): string {
-  return JSON.stringify(v, null, 4) + '\n';
-}
+/** qemu-img's JSON text (its key order and escapes: qemu-json.ts). */
+const json = qemuJson;
 
 function helpFor(name: string, c: Command, ctx: CommandContext): number {
   ctx.io.stdout(`usage: platter ${c.syntax}\n(${name}: the options of 'qemu-img ${name}')\n`);
@@ -116,7 +116,9 @@ const info: Command = {
     if (has(p, 'h')) return helpFor('info', info, ctx);
     const out = outputFormat(p);
     const r = await ctx.service.info({ image: imageRef(p, oneFile(p)), backingChain: has(p, 'backing-chain'), ...objects(p) });
-    if (out === 'json') ctx.io.stdout(json(r));
+    // qemu-img 7.2 has no "children" (a vmdk's extent files): the GUI shows them, the CLI does not.
+    const withoutChildren = ({ children: _c, ...rest }: ImageInfo): ImageInfo => rest;
+    if (out === 'json') ctx.io.stdout(json(Array.isArray(r) ? r.map(withoutChildren) : withoutChildren(r)));
     else ctx.io.stdout((Array.isArray(r) ? r : [r]).map((i: ImageInfo) => humanInfo(i)).join('\n'));
     return 0;
   },
