@@ -17,6 +17,9 @@ function addressOf(buf: Buffer): bigint | undefined {
   }
 }
 
+/** The alignment that makes the kernel's page-cache copies fast (the page size). */
+export const PAGE_ALIGNMENT = 4096;
+
 /** Is `buf`'s memory aligned to `alignment` bytes (a power of two)? */
 export function isAligned(buf: Buffer, alignment: number): boolean {
   if (alignment <= 1) return true;

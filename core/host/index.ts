@@ -67,4 +67,4 @@ export function hostOps(): HostOps {
   return host;
 }
 
-export { alignedBuffer, isAligned } from './aligned.ts';
+export { alignedBuffer, isAligned, PAGE_ALIGNMENT } from './aligned.ts';

@@ -24,7 +24,7 @@ import { splitKeyValueList } from '../block/options-tree.ts';
 import { BlockError, cancelled, fromSystemError, invalidArgument, unsupported } from '../errors.ts';
 import { createError, openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { scanGranularity, splitZeroRuns, isZero } from './zero-detect.ts';
-import { alignedBuffer } from '../host/index.ts';
+import { alignedBuffer, PAGE_ALIGNMENT } from '../host/index.ts';
 import { renamePath, stageTarget, type StagedTarget } from './staging.ts';
 
 export interface ConvertOptions {
@@ -75,9 +75,6 @@ export const MAX_SPARSE_SIZE = 16 << 20;
 export const COPY_CHUNK = 1 << 20;
 /** Zero/hole requests need no buffer, so they can be far larger. */
 const ZERO_CHUNK = 1 << 30;
-/** Lane buffers start on a page boundary: the kernel copies page-cache pages into them three
- *  times faster than into malloc'd memory (host/aligned.ts). */
-const PAGE_ALIGNMENT = 4096;
 
 /**
  * Formats whose compressed clusters may land in any order (each is placed wherever free space is,

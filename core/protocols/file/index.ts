@@ -14,7 +14,7 @@ import type { BlockStatus, NodeImpl, ProtocolDriver, TruncateOptions, WriteFlags
 import { PERM_ALL, PERM_RESIZE, PERM_WRITE } from '../../block/types.ts';
 import { optBool, optString, type OptionsTree } from '../../block/options-tree.ts';
 import type { OptionSpec } from '../../block/options-schema.ts';
-import { alignedBuffer, hostOps, isAligned } from '../../host/index.ts';
+import { alignedBuffer, hostOps, isAligned, PAGE_ALIGNMENT } from '../../host/index.ts';
 import { Mutex } from '../../util/range-lock.ts';
 import { FileLock, lockHint, type LockingMode } from './lock.ts';
 
@@ -24,9 +24,8 @@ const MAX_IO = 256 << 20;
 const ZERO_WRITE_CHUNK = 4 << 20;
 /** Request alignment with O_DIRECT: 4 KiB covers 512e and 4Kn devices and every common fs. */
 const DIRECT_IO_ALIGNMENT = 4096;
-/** Reads of at least this many bytes get page-aligned buffers (PAGE_SIZE). */
+/** Reads of at least this many bytes get page-aligned buffers (PAGE_ALIGNMENT). */
 const BULK_READ = 64 << 10;
-const PAGE_SIZE = 4096;
 
 /** Optional process-wide observer of every path this driver opens or creates (fuzz/security tests). */
 export const fileOpenObserver: { onOpen?: (path: string) => void } = {};
@@ -93,7 +92,7 @@ class FileNode implements NodeImpl {
 
   async read(offset: number, length: number): Promise<Buffer> {
     // Large reads land in page-aligned memory, where the kernel's copy is fastest (aligned.ts).
-    const buf = this.#direct ? alignedBuffer(length, this.alignment) : length >= BULK_READ ? alignedBuffer(length, PAGE_SIZE, false) : Buffer.allocUnsafe(length);
+    const buf = this.#direct ? alignedBuffer(length, this.alignment) : length >= BULK_READ ? alignedBuffer(length, PAGE_ALIGNMENT, false) : Buffer.allocUnsafe(length);
     await this.#pread(buf, offset, length);
     return buf;
   }
