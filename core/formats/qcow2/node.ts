@@ -588,6 +588,7 @@ export class Qcow2Node implements NodeImpl {
     const cs = img.clusterSize;
     const sub = img.subclusterSize;
     const backing = this.#hasBacking();
+    // Extended L2 entries from here on: status per subcluster.
     type Kind = 'data' | 'zero' | 'unalloc' | 'compressed';
     // The entries of the request's clusters, one L2 table fetch at a time; the merge below is
     // synchronous within a table (an await per cluster cost 3 us, 0.2 s for a 4 GiB image).
@@ -598,35 +599,27 @@ export class Qcow2Node implements NodeImpl {
       run = await lazyRun(img, c);
       runFirst = c;
     };
-    /** Host offset of the last unit classified as data or zero-alloc. */
+    /** Host offset of the last subcluster classified as data. */
     let host = 0;
     const classify = (pos: number): Kind => {
       const c = Math.floor(pos / cs);
       const e = run.entry(c - runFirst);
       const within = pos % cs;
       if (e.type === 'compressed') return 'compressed';
-      if (img.geo.extendedL2) {
-        const bit = 1 << Math.floor(within / sub);
-        if (e.allocMask & bit) {
-          host = e.offset + within;
-          return 'data';
-        }
-        return e.zeroMask & bit ? 'zero' : 'unalloc';
-      }
-      if (e.type === 'normal') {
+      const bit = 1 << Math.floor(within / sub);
+      if (e.allocMask & bit) {
         host = e.offset + within;
         return 'data';
       }
-      if (e.type === 'zero-plain' || e.type === 'zero-alloc') return 'zero';
-      return 'unalloc';
+      return e.zeroMask & bit ? 'zero' : 'unalloc';
     };
-    const step = img.geo.extendedL2 ? sub : cs;
+    const step = sub;
     await fetch(Math.floor(offset / cs));
     const firstKind = classify(offset);
     const firstHost = host;
     let len = Math.min(length, step - (offset % step));
-    // Merge following units (subclusters: this path is extended L2 only) with the same status
-    // and contiguous host data; bounded work, as many clusters as the standard path reads.
+    // Merge following subclusters with the same status and contiguous host data; bounded work,
+    // as many clusters as the standard path reads.
     const MAX_UNITS = (1 << 16) * SUBCLUSTERS;
     for (let u = 0; len < length && u < MAX_UNITS; u++) {
       if (firstKind === 'unalloc') {
