@@ -11,6 +11,7 @@ import type { PlatterService, JobHandle } from '../api/service.ts';
 import { implementService } from '../api/implementation.ts';
 import { COMMANDS, StatusError, type CommandContext } from './commands.ts';
 import { ProgressPrinter } from './progress.ts';
+import { hostOps } from '../host/index.ts';
 
 export const PROGRAM = 'platter';
 /** The qemu-img version whose interface this CLI follows. */
@@ -93,6 +94,10 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     },
     warn: (m) => io.stderr(`${m}\n`),
     runJob: async <T>(h: JobHandle<T>, progress: boolean) => {
+      // This process's main thread dispatches every request of the job: its helper threads (the
+      // I/O pool, V8's) should not preempt it each time it wakes one (measured on 2 cores: 1,700
+      // involuntary context switches per 1.25 GiB convert, 200 without; wall time 5-8% less).
+      if (io === defaultIo) hostOps().batchHelperThreads();
       const printer = new ProgressPrinter(progress, io.stdout);
       printer.start();
       const off = h.onProgress((p) => printer.update(p.done, p.total));

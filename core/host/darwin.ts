@@ -138,6 +138,7 @@ export function createDarwinHost(): HostOps {
       if ((ioctl(fd, DKIOCGETBLOCKSIZE, 'void *', bsize) as number) !== 0) return undefined;
       return bsize.readUInt32LE(0) || undefined;
     },
+    batchHelperThreads: () => 0,
     setDirectIo(fd) {
       return (fcntl(fd, F_NOCACHE, 'int', 1) as number) !== -1;
     },

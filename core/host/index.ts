@@ -43,6 +43,14 @@ export interface HostOps {
   /** Turn direct (uncached) I/O on for an open fd where the OS does it by fcntl rather than an open
    *  flag (macOS F_NOCACHE). False when the OS has no such call. */
   setDirectIo(fd: number): boolean;
+  /**
+   * Mark every thread of this process except the calling main thread as batch work (Linux
+   * SCHED_BATCH): a woken helper thread (libuv's I/O pool, V8's compiler and GC helpers) then
+   * waits for the next scheduling tick instead of preempting the thread that feeds it. For a
+   * command-line process, whose main thread dispatches every request. Returns how many threads
+   * were changed (0 where the OS has no such policy).
+   */
+  batchHelperThreads(): number;
 }
 
 import { createLinuxHost } from './linux.ts';

@@ -1,12 +1,13 @@
 // Linux HostOps through koffi (FFI into glibc): lseek(SEEK_DATA/SEEK_HOLE), fallocate(2)
 // (PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE), posix_fallocate(3), fcntl(2) record locks (F_OFD_SETLK /
 // F_OFD_GETLK, F_SETLK / F_GETLK fallback), ioctl_iflags(2) FS_IOC_GETFLAGS/SETFLAGS for
-// FS_NOCOW_FL, and block device ioctls BLKGETSIZE64/BLKSSZGET (<linux/fs.h>).
+// FS_NOCOW_FL, block device ioctls BLKGETSIZE64/BLKSSZGET (<linux/fs.h>), and
+// sched_setscheduler(2) SCHED_BATCH for a CLI's helper threads.
 // Only LP64 targets (x86-64, aarch64) are handled: the struct layout and ioctl numbers below are
 // theirs; any other arch makes createLinuxHost throw and the portable host is used instead.
 // Slow calls (fallocate of large ranges) use koffi's async form so the event loop keeps running.
 import koffi from 'koffi';
-import { openSync, closeSync, fstatSync } from 'node:fs';
+import { openSync, closeSync, fstatSync, readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { HostOps, LockType } from './index.ts';
 import { errnoError } from './errno.ts';
@@ -32,6 +33,9 @@ const FS_IOC_GETFLAGS = 0x80086601; // _IOR('f', 1, long)
 const FS_IOC_SETFLAGS = 0x40086602; // _IOW('f', 2, long)
 const BLKGETSIZE64 = 0x80081272; // _IOR(0x12, 114, size_t)
 const BLKSSZGET = 0x1268; // _IO(0x12, 104), result is an int
+/** sched_setscheduler(2) policy (<linux/sched.h>): no wakeup preemption, for batch work. */
+const SCHED_BATCH = 3;
+
 /** The btrfs "no copy on write" inode flag (FS_NOCOW_FL). */
 const FS_NOCOW_FL = 0x00800000;
 
@@ -57,6 +61,7 @@ export function createLinuxHost(): HostOps {
   const posixFallocate = libc.func('int posix_fallocate(int fd, int64_t offset, int64_t len)');
   const fcntlLock = libc.func('int fcntl(int fd, int cmd, void *lock)');
   const ioctlPtr = libc.func('int ioctl(int fd, unsigned long request, void *arg)');
+  const setScheduler = libc.func('int sched_setscheduler(int pid, int policy, void *param)');
   const errnoLocation = libc.func('int *__errno_location()');
   /** errno of this thread, read right after the failing call (nothing else runs in between). */
   const errno = (): number => koffi.decode(errnoLocation(), 'int') as number;
@@ -179,5 +184,22 @@ export function createLinuxHost(): HostOps {
       return v > 0 ? v : undefined;
     },
     setDirectIo: () => false, // Linux uses the O_DIRECT open flag instead
+    batchHelperThreads() {
+      // Per thread: sched_setscheduler(tid) changes that thread only. The main thread's tid is the
+      // pid. struct sched_param is one int (the static priority, 0 for SCHED_BATCH).
+      let tids: string[];
+      try {
+        tids = readdirSync('/proc/self/task');
+      } catch {
+        return 0;
+      }
+      const param = Buffer.alloc(4);
+      let changed = 0;
+      for (const t of tids) {
+        const tid = Number(t);
+        if (Number.isInteger(tid) && tid !== process.pid && (setScheduler(tid, SCHED_BATCH, param) as number) === 0) changed++;
+      }
+      return changed;
+    },
   };
 }

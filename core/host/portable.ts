@@ -17,6 +17,7 @@ export function createPortableHost(): HostOps {
     locksSupported: false,
     deviceSize: () => undefined,
     deviceBlockSize: () => undefined,
+    batchHelperThreads: () => 0,
     setDirectIo: () => false,
   };
 }

@@ -96,6 +96,7 @@ export function createWin32Host(): HostOps {
     },
     deviceSize: () => undefined,
     deviceBlockSize: () => undefined,
+    batchHelperThreads: () => 0,
     setDirectIo: () => false,
   };
 }

@@ -1,10 +1,10 @@
 // The Linux host layer (core/host/linux.ts) against the real kernel: SEEK_DATA/SEEK_HOLE,
 // fallocate punch-hole / zero-range, posix_fallocate (allocated size read from stat blocks, as du
 // does), OFD and POSIX byte-range locks and their struct flock layout, block device queries on a
-// regular file, and aligned buffers for O_DIRECT.
+// regular file, aligned buffers for O_DIRECT, and SCHED_BATCH for helper threads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openSync, closeSync, writeSync, readFileSync, fstatSync, ftruncateSync } from 'node:fs';
+import { openSync, closeSync, writeSync, readFileSync, fstatSync, ftruncateSync, readdirSync, existsSync } from 'node:fs';
 import { hostOps, alignedBuffer, isAligned } from '../../core/host/index.ts';
 import { encodeFlock, decodeFlockType, FLOCK_SIZE, F_WRLCK, F_UNLCK } from '../../core/host/flock.ts';
 import { spawnSync } from 'node:child_process';
@@ -193,4 +193,26 @@ test('alignedBuffer returns zeroed memory at the asked alignment', () => {
   assert.equal(isAligned(alignedBuffer(4096, 4096).subarray(1), 4096), false);
   // Unzeroed (bulk read buffers): aligned the same way.
   for (const size of [65536, MiB]) assert.ok(isAligned(alignedBuffer(size, 4096, false), 4096), `unzeroed aligned for ${size}`);
+});
+
+/** Scheduling policy of a thread of this process: field 41 of /proc/self/task/TID/stat (proc(5)). */
+function threadPolicy(tid: string): number {
+  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may itself hold spaces.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[41 - 3]);
+}
+
+test('batchHelperThreads makes every thread but the main one SCHED_BATCH, and the main one keeps its policy', { skip: SKIP_NOT_LINUX }, async () => {
+  const SCHED_OTHER = 0;
+  const SCHED_BATCH = 3;
+  await new Promise((r) => setImmediate(r));
+  const tids = readdirSync('/proc/self/task');
+  const helpers = tids.filter((t) => Number(t) !== process.pid);
+  assert.ok(helpers.length > 0, 'a Node process has helper threads (V8 platform workers, libuv pool)');
+  assert.equal(threadPolicy(String(process.pid)), SCHED_OTHER);
+  const changed = hostOps().batchHelperThreads();
+  assert.ok(changed >= helpers.length, `changed ${changed} of ${helpers.length} helper threads`);
+  for (const t of helpers) if (existsSync(`/proc/self/task/${t}`)) assert.equal(threadPolicy(t), SCHED_BATCH, `thread ${t}`);
+  assert.equal(threadPolicy(String(process.pid)), SCHED_OTHER, 'the main thread keeps SCHED_OTHER');
 });
