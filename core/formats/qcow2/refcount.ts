@@ -153,8 +153,13 @@ export class Refcounts {
   }
 
   #markDirty(b: number, i: number): void {
-    const lo = Math.floor((i * this.bits) / 8);
-    const hi = Math.ceil(((i + 1) * this.bits) / 8);
+    this.#markDirtySpan(b, i, i + 1);
+  }
+
+  /** Entries [first, end) of block `b` changed. */
+  #markDirtySpan(b: number, first: number, end: number): void {
+    const lo = Math.floor((first * this.bits) / 8);
+    const hi = Math.ceil((end * this.bits) / 8);
     const d = this.#dirty.get(b);
     if (d) {
       d[0] = Math.min(d[0], lo);
@@ -177,6 +182,22 @@ export class Refcounts {
     if (value === 0) {
       if (cluster < this.#freeHint) this.#freeHint = cluster;
       this.onFree?.(cluster);
+    }
+  }
+
+  /** Set the refcount of clusters [start, start+count) to `value` (> 0), a refcount block at a
+   *  time; every block must exist. */
+  async #setRange(start: number, count: number, value: number): Promise<void> {
+    const per = this.perBlock;
+    for (let c = start; c < start + count; ) {
+      const b = Math.floor(c / per);
+      const buf = b < this.#table.length ? await this.#block(b) : undefined;
+      if (!buf) throw corrupt(`Cluster ${c} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx);
+      const first = c - b * per;
+      const end = Math.min(per, first + start + count - c);
+      for (let i = first; i < end; i++) writeRefcountEntry(buf, i, this.bits, value);
+      this.#markDirtySpan(b, first, end);
+      c += end - first;
     }
   }
 
@@ -243,7 +264,7 @@ export class Refcounts {
         this.#table[b] = (start + n + i) * cs;
         this.#blocks.set(b, Buffer.alloc(cs));
       });
-      for (let c = start; c < start + n + missing.length; c++) await this.set(c, 1);
+      await this.#setRange(start, n + missing.length, 1);
       if (missing.length > 0) {
         // New blocks in full, then (after a barrier) the table entries that point at them.
         for (const b of missing) {
@@ -276,21 +297,26 @@ export class Refcounts {
   async #findFree(n: number): Promise<number> {
     let start = this.#freeHint;
     let run = 0;
-    for (let c = this.#freeHint; ; c++) {
-      const b = Math.floor(c / this.perBlock);
-      if (b >= this.#table.length || !this.#table[b]) {
+    const per = this.perBlock;
+    for (let c = this.#freeHint; ; ) {
+      const b = Math.floor(c / per);
+      const blockEnd = (b + 1) * per;
+      const buf = b < this.#table.length ? await this.#block(b) : undefined;
+      if (!buf) {
         // No block: this and every later cluster of the block are free.
         if (run === 0) start = c;
-        const room = (b + 1) * this.perBlock - c;
-        if (run + room >= n) return start;
-        run += room;
-        c += room - 1;
+        if (run + (blockEnd - c) >= n) return start;
+        run += blockEnd - c;
+        c = blockEnd;
         continue;
       }
-      if ((await this.get(c)) === 0) {
-        if (run === 0) start = c;
-        if (++run >= n) return start;
-      } else run = 0;
+      // One block at a time, without an await per entry.
+      for (; c < blockEnd; c++) {
+        if (readRefcountEntry(buf, c - b * per, this.bits) === 0) {
+          if (run === 0) start = c;
+          if (++run >= n) return start;
+        } else run = 0;
+      }
     }
   }
 
