@@ -4,7 +4,7 @@
 // maxTransfer, defaults for missing capabilities, and "not supported by this format" errors.
 
 import { BlockError, invalidArgument, unsupported } from '../errors.ts';
-import type { BlockDriver, BlockStatus, DriverInfo, NodeImpl, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
+import type { BlockDriver, BlockStatus, DriverInfo, NodeImpl, Reservation, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
 import { RangeLock } from '../util/range-lock.ts';
 
 /** Zero buffers are shared read-only slices of one allocation (never written to). */
@@ -210,14 +210,14 @@ export class BlockNode {
     }
   }
 
-  /** Allocate [offset, offset+length) ahead of writing it (NodeImpl.reserve); false when the
+  /** Allocate [offset, offset+length) ahead of writing it (NodeImpl.reserve); undefined when the
    *  driver has no such step or declined it. */
-  async reserve(offset: number, length: number): Promise<boolean> {
+  async reserve(offset: number, length: number): Promise<Reservation | undefined> {
     this.#checkOpen('reserve');
     this.#checkWritable('reserve');
     this.#checkRange('reserve', offset, length, false);
-    if (!this.impl.reserve) return false;
-    if (length === 0) return true;
+    if (!this.impl.reserve) return undefined;
+    if (length === 0) return {};
     try {
       return await this.impl.reserve(offset, length);
     } catch (e) {

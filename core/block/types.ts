@@ -41,6 +41,20 @@ export interface BlockStatus {
   hostFile?: string;
   /** Compressed data (qemu-img map "compressed", qcow2/vmdk streams). */
   compressed?: boolean;
+  /**
+   * The node holding the data at `hostOffset`, set only where its bytes [hostOffset,
+   * hostOffset+length) are the guest bytes verbatim and the driver has made the checks its own
+   * read path makes (in the file, not in the header, aligned): convert then reads them from there
+   * without the format layer. Absent, the range is read through the driver.
+   */
+  hostNode?: BlockNode;
+}
+
+/** What NodeImpl.reserve mapped. With `host`, the whole range's bytes now live verbatim and
+ *  contiguously at `host.offset` of `host.node`, and the caller may write them there directly
+ *  (until the image's metadata changes; convert writes a new image it alone has open). */
+export interface Reservation {
+  host?: { node: BlockNode; offset: number };
 }
 
 export interface WriteFlags {
@@ -161,10 +175,10 @@ export interface NodeImpl {
    * Map the unallocated parts of a guest range to new storage without writing data (QEMU's
    * preallocation=metadata, for one range), so that a copy filling a new image in guest order
    * gets an in-order layout while its data writes overlap. Until written, the range reads as
-   * zeros. A driver may decline (do nothing and answer false), e.g. when it keeps metadata
+   * zeros. A driver may decline (do nothing and answer undefined), e.g. when it keeps metadata
    * write-through; then the caller keeps its writes in order instead.
    */
-  reserve?(offset: number, length: number): Promise<boolean>;
+  reserve?(offset: number, length: number): Promise<Reservation | undefined>;
   /** Without it, everything reads as allocated data. */
   blockStatus?(offset: number, length: number): Promise<BlockStatus>;
   /**

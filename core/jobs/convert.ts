@@ -94,19 +94,26 @@ interface Item {
   dstOffset: number;
   length: number;
   kind: Kind;
+  /** Where the source's bytes of a data item lie verbatim (BlockStatus.hostNode). */
+  src?: HostPlace;
+}
+
+/** A byte offset in a node. */
+interface HostPlace {
+  node: BlockNode;
+  offset: number;
 }
 
 /**
- * The file descriptor under a raw image on a plain file, when reads can go straight to it: then
- * each lane reads into the one buffer it owns instead of a fresh allocation per request (fresh
- * multi-MiB buffers cost more than the copy itself here; PERFORMANCE-NOTES "reuse buffers").
- * Relies on the file protocol's public `fd` getter; any other stack takes the generic path.
+ * The descriptor of a plain file node (the file protocol, buffered): reads of data whose place in
+ * it block status names (BlockStatus.hostNode) go straight to it, into the lane's own buffer,
+ * without the format layer (PERFORMANCE-NOTES "reuse buffers"; the request path through the
+ * format driver cost more main-thread time than the copy's bookkeeping). Relies on the file
+ * protocol's public `fd` getter; any other node is read through BlockNode.readInto.
  */
-function directReadFd(node: BlockNode): number | undefined {
-  const file = node.file;
-  if (node.driver.name !== 'raw' || !file || file.driver.name !== 'file' || file.alignment !== 1) return undefined;
-  if ('offset' in node.options || 'size' in node.options || node.size !== file.size) return undefined;
-  const fd = (file.impl as { fd?: unknown }).fd;
+function plainFileFd(node: BlockNode): number | undefined {
+  if (node.driver.name !== 'file' || node.alignment !== 1) return undefined;
+  const fd = (node.impl as { fd?: unknown }).fd;
   return typeof fd === 'number' ? fd : undefined;
 }
 
@@ -337,32 +344,32 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     while (i < sources.length - 1 && dst >= bases[i]! + sources[i]!.size) i++;
     return i;
   };
-  /** Status at `dst` (not crossing a source's end). */
-  const statusAt = async (dst: number, max: number): Promise<{ kind: Kind; length: number }> => {
+  /** Status at `dst` (not crossing a source's end); for data, where it lies verbatim if known. */
+  const statusAt = async (dst: number, max: number): Promise<{ kind: Kind; length: number; src?: HostPlace }> => {
     const i = sourceAt(dst);
     const src = sources[i]!;
     const off = dst - bases[i]!;
     const len = Math.min(max, src.size - off);
-    if (p.topOnly) {
-      const st = await src.blockStatus(off, len, PRECISE);
-      return { kind: !st.allocated ? 'skip' : st.zero ? 'zero' : 'data', length: st.length };
-    }
-    const st = await blockStatusAbove(src, off, len, PRECISE);
-    return { kind: st.zero ? 'zero' : 'data', length: st.length };
+    const st = p.topOnly ? await src.blockStatus(off, len, PRECISE) : await blockStatusAbove(src, off, len, PRECISE);
+    const kind: Kind = p.topOnly && !st.allocated ? 'skip' : st.zero ? 'zero' : 'data';
+    const place = kind === 'data' && st.hostNode && st.hostOffset !== undefined ? { node: st.hostNode, offset: st.hostOffset } : undefined;
+    return { kind, length: st.length, ...(place ? { src: place } : {}) };
   };
-  const directFds = sources.map(directReadFd);
   /** Read [dst, dst+length) across sources, into `into` when given (the lane's own buffer). */
-  const readAt = async (dst: number, length: number, into?: Buffer): Promise<Buffer> => {
+  const readAt = async (dst: number, length: number, into?: Buffer, place?: HostPlace): Promise<Buffer> => {
     const i = sourceAt(dst);
     const src = sources[i]!;
     const off = dst - bases[i]!;
-    const fd = directFds[i];
-    if (into && fd !== undefined && off + length <= src.size) {
+    if (into && place) {
       const view = into.subarray(0, length);
-      try {
-        await preadFull(fd, view, length, off);
-      } catch (e) {
-        throw fromSystemError(e, { path: src.filename, op: 'read', offset: off });
+      const fd = plainFileFd(place.node);
+      if (fd === undefined) await place.node.readInto(place.offset, view);
+      else {
+        try {
+          await preadFull(fd, view, length, place.offset);
+        } catch (e) {
+          throw fromSystemError(e, { path: place.node.filename, op: 'read', offset: place.offset });
+        }
       }
       return view;
     }
@@ -386,7 +393,7 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
   // Producer state: where the next item starts, and the status extent it is in.
   let pos = 0;
   let seq = 0;
-  let pending: { kind: Kind; end: number } | undefined;
+  let pending: { kind: Kind; start: number; end: number; src?: HostPlace } | undefined;
 
   const nextItem = async (): Promise<Item | undefined> => {
     if (pos >= p.total) return undefined;
@@ -406,13 +413,14 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     }
     if (!pending || pos >= pending.end) {
       const st = await statusAt(pos, p.total - pos);
-      pending = { kind: st.kind, end: pos + st.length };
+      pending = { kind: st.kind, start: pos, end: pos + st.length, ...(st.src ? { src: st.src } : {}) };
     }
     // Cut at chunk boundaries of the target's address space, so requests cover whole clusters.
     const chunk = pending.kind === 'data' ? dataChunk : ZERO_CHUNK;
     const boundary = alignUp(pos + 1, chunk);
     const len = Math.min(pending.end - pos, boundary - pos);
-    const item: Item = { seq: seq++, dstOffset: pos, length: len, kind: pending.kind };
+    const src = pending.src;
+    const item: Item = { seq: seq++, dstOffset: pos, length: len, kind: pending.kind, ...(src ? { src: { node: src.node, offset: src.offset + (pos - pending.start) } } : {}) };
     pos += len;
     return item;
   };
@@ -434,7 +442,7 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       return;
     }
     // Compressed writes may hand the buffer to a worker (transfer): they always get a fresh one.
-    let buf: Buffer | undefined = await readAt(item.dstOffset, item.length, p.compressed ? undefined : laneBuf);
+    let buf: Buffer | undefined = await readAt(item.dstOffset, item.length, p.compressed ? undefined : laneBuf, item.src);
     await orderedAfter;
     if (p.compressed) {
       if (p.zeroInit && isZero(buf)) bytesSkipped += item.length;
@@ -446,16 +454,26 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       return;
     }
     const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : splitZeroRuns(buf, p.sparseSize, granularity);
+    /** Where each data run may be written directly (Reservation.host), by run index. */
+    const places: (HostPlace | undefined)[] = [];
     if (p.reserve) {
       let reserved = true;
-      for (const r of runs) if (!r.zero) reserved = (await target.reserve(item.dstOffset + r.start, r.length)) && reserved;
+      for (const [k, r] of runs.entries()) {
+        if (r.zero) continue;
+        const res = await target.reserve(item.dstOffset + r.start, r.length);
+        if (!res) reserved = false;
+        else places[k] = res.host;
+      }
       // Allocated in order: the next request may allocate now and the data writes overlap. A
       // driver that declined keeps this request's write in order instead.
       if (reserved) ordered();
     }
-    for (const r of runs) {
+    for (const [k, r] of runs.entries()) {
       if (!r.zero) {
-        await target.write(item.dstOffset + r.start, buf.subarray(r.start, r.start + r.length));
+        const data = buf.subarray(r.start, r.start + r.length);
+        const place = places[k];
+        if (place) await place.node.write(place.offset, data);
+        else await target.write(item.dstOffset + r.start, data);
         bytesCopied += r.length;
       } else {
         if (!p.zeroInit) await target.writeZeroes(item.dstOffset + r.start, r.length, { mayUnmap: true });

@@ -149,6 +149,26 @@ export function scanStandardL2(buf: Buffer, index: number, max: number, g: Entry
   return { kind, host, count };
 }
 
+/**
+ * Host offset of the first of `count` standard L2 entries from `index` when every one maps a data
+ * cluster this image alone uses (COPIED, no zero flag, not compressed) and each lies `clusterSize`
+ * after the previous: the guest range is then one contiguous host range, writable in place.
+ * Undefined otherwise. Standard entries only.
+ */
+export function contiguousOwnedRun(buf: Buffer, index: number, count: number, g: EntryGeometry, clusterSize: number): number | undefined {
+  let first = 0;
+  for (let i = 0; i < count; i++) {
+    const p = (index + i) * 8;
+    const hi = buf.readUInt32BE(p);
+    const lo = buf.readUInt32BE(p + 4);
+    if (!(hi & OFLAG_COPIED_HI) || hi & OFLAG_COMPRESSED_HI || ((lo & OFLAG_ZERO_LO) !== 0 && g.version >= 3)) return undefined;
+    const host = (hi & OFFSET_MASK_HI) * TWO32 + ((lo & OFFSET_MASK_LO) >>> 0);
+    if (i === 0) first = host;
+    else if (host !== first + i * clusterSize) return undefined;
+  }
+  return first;
+}
+
 /** Write a standard (non-compressed) L2 entry. */
 export function encodeL2(buf: Buffer, index: number, g: EntryGeometry, e: { offset: number; copied: boolean; zero?: boolean; allocMask?: number; zeroMask?: number }): void {
   const p = index * l2EntryBytes(g);

@@ -4,7 +4,8 @@
 // copy-on-write of partial clusters, write-zeroes, discard, block status, resize, compressed
 // writes, plus info/backing/snapshots/check/amend/close glue.
 
-import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, SnapshotCapability, TruncateOptions, ZeroFlags, AmendContext } from '../../block/types.ts';
+import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, Reservation, SnapshotCapability, TruncateOptions, ZeroFlags, AmendContext } from '../../block/types.ts';
+import type { BlockNode } from '../../block/node.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
 import { corrupt, invalidArgument, unsupported } from '../../errors.ts';
 import {
@@ -15,7 +16,7 @@ import {
   INCOMPAT_DIRTY,
   MAX_BACKING_NAME,
 } from './header.ts';
-import { ALL_SUBCLUSTERS, SUBCLUSTERS, decodeL1, encodeCompressedL2, encodeL2, L2_COMPRESSED, L2_DATA, L2_UNALLOCATED, L2_ZERO, scanStandardL2, type L2Entry } from './entries.ts';
+import { ALL_SUBCLUSTERS, SUBCLUSTERS, contiguousOwnedRun, decodeL1, encodeCompressedL2, encodeL2, L2_COMPRESSED, L2_DATA, L2_UNALLOCATED, L2_ZERO, scanStandardL2, type L2Entry } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
 import { clustersLeftInTable, growL1, lazyRun, lookup, lookupRun, position, UNALLOCATED, updateEntries } from './cluster-map.ts';
 import { compressClusters, decompressCluster } from './compress.ts';
@@ -174,6 +175,17 @@ export class Qcow2Node implements NodeImpl {
       throw corrupt(`L2 entry for guest offset ${guest} points past the end of the file (host offset 0x${host.toString(16)}, file size ${img.dataFile.size})`, img.ctx);
     }
     if (host < cs) throw corrupt(`L2 entry for guest offset ${guest} points into the qcow2 header`, img.ctx);
+  }
+
+  /** The data file, when guest data [.., +length) at host `host` (the start of a contiguous run
+   *  whose first cluster starts at `host - within`) passes #checkHost for every cluster and lies
+   *  inside the file: block status then names it (BlockStatus.hostNode). */
+  #verbatimHost(host: number, within: number, length: number): BlockNode | undefined {
+    const img = this.img;
+    const clusterStart = host - within;
+    if (cryptoOf(img) || clusterStart % img.clusterSize !== 0 || host + length > img.dataFile.size) return undefined;
+    if (!img.externalData && clusterStart < img.clusterSize) return undefined;
+    return img.dataFile;
   }
 
   async #readCompressed(e: L2Entry, guestCluster: number): Promise<Buffer> {
@@ -376,22 +388,39 @@ export class Qcow2Node implements NodeImpl {
   /** Map the unallocated clusters of a guest range to new host clusters ahead of their data
    *  (NodeImpl.reserve). Only in write-back mode (a convert target), and only where a mapped
    *  cluster reads as zeros until written: no encryption, backing file or external data file. */
-  async reserve(offset: number, length: number): Promise<boolean> {
+  async reserve(offset: number, length: number): Promise<Reservation | undefined> {
     const img = this.img;
-    if (!img.deferring || cryptoOf(img) || img.externalData || this.#hasBacking() || img.header.backingFile) return false;
+    if (!img.deferring || cryptoOf(img) || img.externalData || this.#hasBacking() || img.header.backingFile) return undefined;
     await this.#beforeWrite();
     const cs = img.clusterSize;
     const start = Math.floor(offset / cs) * cs;
     const end = Math.min(Math.ceil((offset + length) / cs) * cs, Math.ceil(img.size / cs) * cs);
     const release = await img.writes.acquire(start, end);
     try {
-      await img.meta.run(async () => {
+      return await img.meta.run(async () => {
         img.reservedEnd = Math.max(img.reservedEnd, await mapUnallocated(img, start, end, ALL_SUBCLUSTERS));
+        const host = await this.#ownedHostRun(start, end);
+        return host === undefined ? {} : { host: { node: img.dataFile, offset: host + (offset - start) } };
       });
     } finally {
       release();
     }
-    return true;
+  }
+
+  /** Host offset of guest clusters [start, end) when they are one contiguous run of data clusters
+   *  this image alone uses, within one L2 table (standard entries): written in place, such a run
+   *  needs no metadata change. Undefined otherwise. */
+  async #ownedHostRun(start: number, end: number): Promise<number | undefined> {
+    const img = this.img;
+    if (img.geo.extendedL2) return undefined;
+    const cs = img.clusterSize;
+    const { cluster, l1Index, l2Index } = position(img, start);
+    const count = (end - start) / cs;
+    if (l2Index + count > img.l2Entries || l1Index >= img.l1Size) return undefined;
+    const l1e = decodeL1(img.l1, l1Index);
+    if (!l1e.offset) return undefined;
+    const host = contiguousOwnedRun(await img.l2Table(l1e.offset), cluster - l1Index * img.l2Entries, count, img.geo, cs);
+    return host !== undefined && host >= cs && host % cs === 0 ? host : undefined;
   }
 
   /** Grow the file over clusters reserve() mapped whose data never reached their end. */
@@ -647,7 +676,7 @@ export class Qcow2Node implements NodeImpl {
       case 'data':
         // As QEMU: no host offset for encrypted data (the bytes there are ciphertext).
         if (cryptoOf(img)) return { offset, length: len, data: true, zero: false, allocated: true };
-        return { offset, length: len, data: true, zero: false, allocated: true, hostOffset: firstHost };
+        return this.#dataStatus(offset, len, firstHost, offset % cs);
       case 'compressed':
         return { offset, length: len, data: true, zero: false, allocated: true, compressed: true };
       case 'zero':
@@ -655,6 +684,12 @@ export class Qcow2Node implements NodeImpl {
       default:
         return { offset, length: len, data: false, zero: !backing, allocated: false };
     }
+  }
+
+  /** Status of plain data at `host` (`within` bytes into its first cluster). */
+  #dataStatus(offset: number, length: number, host: number, within: number): BlockStatus {
+    const hostNode = this.#verbatimHost(host, within, length);
+    return { offset, length, data: true, zero: false, allocated: true, hostOffset: host, ...(hostNode ? { hostNode } : {}) };
   }
 
   /** QEMU answers block status an L2 table at a time (its cache slice is the whole table). */
@@ -701,7 +736,7 @@ export class Qcow2Node implements NodeImpl {
       case L2_DATA:
         // As QEMU: no host offset for encrypted data (the bytes there are ciphertext).
         if (cryptoOf(img)) return { offset, length: len, data: true, zero: false, allocated: true };
-        return { offset, length: len, data: true, zero: false, allocated: true, hostOffset: host + within };
+        return this.#dataStatus(offset, len, host + within, within);
       case L2_COMPRESSED:
         return { offset, length: len, data: true, zero: false, allocated: true, compressed: true };
       case L2_ZERO:

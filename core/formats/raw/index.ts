@@ -3,7 +3,7 @@
 // When raw was guessed by probing, writes that would make sector 0 look like another format are
 // refused, as QEMU restricts them (raw_probe_warning).
 
-import type { FormatDriver, NodeImpl } from '../../block/types.ts';
+import type { BlockStatus, FormatDriver, NodeImpl, Reservation } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError } from '../../errors.ts';
 import { formatDrivers } from '../../block/registry.ts';
@@ -62,14 +62,15 @@ class RawNode implements NodeImpl {
     return this.#file.discard(offset, length);
   }
 
-  /** Guest offset N is file offset N: the layout is fixed, so writes in any order give it. */
-  async reserve(): Promise<boolean> {
-    return true;
+  /** Guest offset N is file offset N: the layout is fixed, so writes in any order give it, and
+   *  straight to the file (except where a probed image's first sector is guarded). */
+  async reserve(offset: number): Promise<Reservation> {
+    return this.#probed && offset < PROBE_BYTES ? {} : { host: { node: this.#file, offset } };
   }
 
-  async blockStatus(offset: number, length: number) {
+  async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const st = await this.#file.blockStatus(offset, length);
-    return { ...st, allocated: true };
+    return { ...st, allocated: true, ...(st.data && st.hostOffset === offset ? { hostNode: this.#file } : {}) };
   }
 
   async truncate(size: number, options: { preallocation?: 'off' | 'metadata' | 'falloc' | 'full' }): Promise<void> {
