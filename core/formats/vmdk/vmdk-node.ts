@@ -286,7 +286,9 @@ export class VmdkNode implements NodeImpl {
     if (ext instanceof FlatExtent) {
       // As QEMU (BDRV_BLOCK_RECURSE for flat extents): holes in the extent file read as zero.
       const st: BlockStatus = { offset, length: limit, data: true, zero: false, allocated: true, hostOffset: ext.hostOffset(extOff), ...(ownFile ? {} : { hostFile: ext.file.filename }) };
-      return refineWithFile(ext.file, st);
+      const r = await refineWithFile(ext.file, st);
+      // The read path reads the extent file there as it is (BlockStatus.hostNode).
+      return r.zero ? r : { ...r, hostNode: ext.file };
     }
     const inGrain = extOff % ext.grainBytes;
     let n = Math.min(limit, ext.grainBytes - inGrain);
@@ -323,7 +325,8 @@ export class VmdkNode implements NodeImpl {
           data: true,
           zero: false,
           allocated: true,
-          ...(st.compressed ? { compressed: true } : { hostOffset: st.host + inGrain, ...(ownFile ? {} : { hostFile: ext.file.filename }) }),
+          // Plain grains are read from their extent file as they are (BlockStatus.hostNode).
+          ...(st.compressed ? { compressed: true } : { hostOffset: st.host + inGrain, hostNode: ext.file, ...(ownFile ? {} : { hostFile: ext.file.filename }) }),
         };
     }
   }
