@@ -6,12 +6,12 @@
 // and 0.29 s into page-aligned ones; qemu-img aligns its buffers too, qemu_blockalign). Node does not
 // promise any alignment for Buffer memory, so we over-allocate and slice at an aligned address,
 // asking koffi for the address of the memory.
-import koffi from 'koffi';
+import { koffi } from './ffi.ts';
 
 /** Address of a Buffer's first byte, or undefined if koffi cannot tell. */
 function addressOf(buf: Buffer): bigint | undefined {
   try {
-    return koffi.address(buf);
+    return koffi().address(buf);
   } catch {
     return undefined;
   }

@@ -5,7 +5,7 @@
 // Apple arm64 passes variadic arguments on the stack, so fcntl/ioctl are declared variadic and
 // every call names the type of its third argument. Untested here (no macOS in CI): written from
 // the headers; any load failure falls back to the portable host.
-import koffi from 'koffi';
+import { koffi } from './ffi.ts';
 import { fstatSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { HostOps, LockType } from './index.ts';
@@ -36,13 +36,14 @@ const E = osConstants.errno;
 const UNSUPPORTED_ERRNOS = new Set<number>([E.EOPNOTSUPP, E.ENOTSUP, E.ENOSYS, E.EINVAL, E.ENOTTY].filter((v) => v !== undefined));
 
 export function createDarwinHost(): HostOps {
-  const libc = koffi.load('/usr/lib/libSystem.B.dylib');
+  const ffi = koffi();
+  const libc = ffi.load('/usr/lib/libSystem.B.dylib');
   const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)');
   const fcntl = libc.func('int fcntl(int fd, int cmd, ...)');
   const ioctl = libc.func('int ioctl(int fd, unsigned long request, ...)');
   const ftruncate = libc.func('int ftruncate(int fd, int64_t length)');
   const errnoLocation = libc.func('int *__error()');
-  const errno = (): number => koffi.decode(errnoLocation(), 'int') as number;
+  const errno = (): number => ffi.decode(errnoLocation(), 'int') as number;
 
   const seek = (fd: number, offset: number, whence: number): number | undefined => {
     const r = Number(lseek(fd, offset, whence));

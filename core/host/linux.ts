@@ -6,7 +6,7 @@
 // Only LP64 targets (x86-64, aarch64) are handled: the struct layout and ioctl numbers below are
 // theirs; any other arch makes createLinuxHost throw and the portable host is used instead.
 // Slow calls (fallocate of large ranges) use koffi's async form so the event loop keeps running.
-import koffi from 'koffi';
+import { koffi } from './ffi.ts';
 import { openSync, closeSync, fstatSync, readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { HostOps, LockType } from './index.ts';
@@ -55,7 +55,8 @@ function checkArch(): void {
 
 export function createLinuxHost(): HostOps {
   checkArch();
-  const libc = koffi.load('libc.so.6');
+  const ffi = koffi();
+  const libc = ffi.load('libc.so.6');
   const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)');
   const fallocate = libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
   const posixFallocate = libc.func('int posix_fallocate(int fd, int64_t offset, int64_t len)');
@@ -64,7 +65,7 @@ export function createLinuxHost(): HostOps {
   const setScheduler = libc.func('int sched_setscheduler(int pid, int policy, void *param)');
   const errnoLocation = libc.func('int *__errno_location()');
   /** errno of this thread, read right after the failing call (nothing else runs in between). */
-  const errno = (): number => koffi.decode(errnoLocation(), 'int') as number;
+  const errno = (): number => ffi.decode(errnoLocation(), 'int') as number;
 
   const seek = (fd: number, offset: number, whence: number): number | undefined => {
     const r = Number(lseek(fd, offset, whence));

@@ -11,7 +11,7 @@
 //   no image locks on Windows (file-win32.c), so nothing else expects them at the POSIX offsets.
 // - There is no F_GETLK: a test takes the lock with LOCKFILE_FAIL_IMMEDIATELY and releases it,
 //   and locks held through the same handle do conflict (testSeesOwnLocks).
-import koffi from 'koffi';
+import { koffi } from './ffi.ts';
 import type { HostOps, LockType } from './index.ts';
 
 /** Where lock offsets start on Windows: 2^52, beyond any image Platter can address. */
@@ -39,17 +39,18 @@ function overlappedAt(offset: number): Buffer {
 
 export function createWin32Host(): HostOps {
   if (process.arch !== 'x64' && process.arch !== 'arm64') throw new Error(`win32 host module supports 64-bit only, not ${process.arch}`);
-  const kernel32 = koffi.load('kernel32.dll');
+  const ffi = koffi();
+  const kernel32 = ffi.load('kernel32.dll');
   const LockFileEx = kernel32.func('__stdcall', 'LockFileEx', 'int', ['void *', 'uint32_t', 'uint32_t', 'uint32_t', 'uint32_t', 'void *']);
   const UnlockFileEx = kernel32.func('__stdcall', 'UnlockFileEx', 'int', ['void *', 'uint32_t', 'uint32_t', 'uint32_t', 'void *']);
   const GetLastError = kernel32.func('__stdcall', 'GetLastError', 'uint32_t', []);
   // Node's fds are libuv's CRT descriptors; node.exe (and Electron) export libuv for addons.
-  const self = koffi.load(process.execPath);
+  const self = ffi.load(process.execPath);
   const uvGetOsfhandle = self.func('void *uv_get_osfhandle(int fd)');
 
   const handleOf = (fd: number): unknown => {
     const h = uvGetOsfhandle(fd);
-    if (h === null || INVALID_HANDLES.has(koffi.address(h))) throw new Error(`fd ${fd} has no Windows handle`);
+    if (h === null || INVALID_HANDLES.has(ffi.address(h))) throw new Error(`fd ${fd} has no Windows handle`);
     return h;
   };
   const lengthParts = (length: number): [number, number] => {

@@ -216,3 +216,11 @@ test('batchHelperThreads makes every thread but the main one SCHED_BATCH, and th
   for (const t of helpers) if (existsSync(`/proc/self/task/${t}`)) assert.equal(threadPolicy(t), SCHED_BATCH, `thread ${t}`);
   assert.equal(threadPolicy(String(process.pid)), SCHED_OTHER, 'the main thread keeps SCHED_OTHER');
 });
+
+test('koffi is loaded straight from its native addon (not through its entry module), and works', { skip: SKIP_NOT_LINUX }, async () => {
+  const ffi = await import('../../core/host/ffi.ts');
+  const k = ffi.koffi();
+  assert.equal(ffi.koffiLoadedFrom, 'addon', "koffi's package layout changed: core/host/ffi.ts falls back to the slower entry module");
+  assert.equal(typeof k.address(Buffer.alloc(8)), 'bigint');
+  assert.equal(ffi.koffi(), k, 'loaded once');
+});
