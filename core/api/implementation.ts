@@ -2,7 +2,6 @@
 // zod schema, builds the secrets for the call (cleared when it ends), runs the core/jobs function,
 // and wraps long methods in job handles (progress, cancel, events).
 
-import { randomUUID } from 'node:crypto';
 import type * as S from './schemas.ts';
 import type { JobHandle, PlatterService, ServiceOptions } from './service.ts';
 import type { CheckReport, FormatDescription, FormatOptionJson, ImageInfo, JobEvent, JobProgress, JobState, JobSummary, SerializedError } from './types.ts';
@@ -102,8 +101,14 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
     }
   }
 
+  /** Job ids name jobs within this service; they grant nothing (the transports authenticate
+   *  callers), so they need no cryptographic randomness, and loading node:crypto for them would
+   *  cost every CLI job start. */
+  let jobCount = 0;
+  const newJobId = (): string => `job-${(++jobCount).toString(36)}-${Date.now().toString(36)}-${Math.floor(Math.random() * 2 ** 32).toString(36)}`;
+
   function startJob<T>(method: string, label: string, run: (ctl: JobControl) => Promise<T>): JobHandle<T> {
-    const id = randomUUID();
+    const id = newJobId();
     const controller = new AbortController();
     const progressListeners = new Set<(p: JobProgress) => void>();
     const summary: JobSummary = { jobId: id, method, label, state: 'running', progress: { done: 0, total: 0 } };

@@ -4,7 +4,7 @@
 // with XOR and the hash "diffuse" function, and the last block is that buffer XOR the key.
 // Losing any one stripe loses the key. Pure and synchronous (runs in worker threads).
 
-import { createHash, randomFillSync } from 'node:crypto';
+import { nodeCrypto } from '../util/node-crypto.ts';
 import { invalidArgument } from '../errors.ts';
 import { HASH_DIGEST_LEN, type HashAlg } from './algorithms.ts';
 
@@ -19,7 +19,7 @@ function diffuse(buf: Buffer, hash: HashAlg): void {
   for (let i = 0, off = 0; off < buf.length; i++, off += ds) {
     const len = Math.min(ds, buf.length - off);
     prefix.writeUInt32BE(i);
-    const d = createHash(hash).update(prefix).update(buf.subarray(off, off + len)).digest();
+    const d = nodeCrypto().createHash(hash).update(prefix).update(buf.subarray(off, off + len)).digest();
     d.copy(buf, off, 0, len);
     d.fill(0);
   }
@@ -40,7 +40,7 @@ export function afSplit(key: Uint8Array, stripes: number, hash: HashAlg): Buffer
   const n = key.length;
   const out = Buffer.alloc(n * stripes);
   const acc = Buffer.alloc(n);
-  randomFillSync(out, 0, n * (stripes - 1));
+  nodeCrypto().randomFillSync(out, 0, n * (stripes - 1));
   for (let i = 0; i < stripes - 1; i++) {
     xorInto(acc, out.subarray(i * n, (i + 1) * n));
     diffuse(acc, hash);

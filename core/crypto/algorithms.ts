@@ -3,7 +3,7 @@
 // qapi/crypto.json QCryptoCipherAlgorithm / QCryptoCipherMode / QCryptoIVGenAlgorithm /
 // QCryptoHashAlgorithm). One table per kind; everything else looks names up here.
 
-import { getCiphers } from 'node:crypto';
+import { nodeCrypto } from '../util/node-crypto.ts';
 import { invalidArgument, unsupported } from '../errors.ts';
 
 export type CipherMode = 'xts' | 'cbc' | 'ecb' | 'ctr';
@@ -59,7 +59,7 @@ export function parseCipherAlg(name: string): { family: string; keyBytes: number
  * built in; twofish, serpent and cast5 are valid LUKS ciphers that Platter cannot decrypt.
  */
 export function requireSupportedFamily(family: string): void {
-  if (family !== 'aes' || !getCiphers().includes('aes-128-ecb')) {
+  if (family !== 'aes' || !nodeCrypto().getCiphers().includes('aes-128-ecb')) {
     throw unsupported(`Cipher '${family}' is not supported: this build of Platter implements only AES (node:crypto has no ${family})`);
   }
 }

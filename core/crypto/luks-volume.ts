@@ -11,7 +11,7 @@
 //
 // Secrets: passphrases are read, never kept; the master key lives in the volume until close().
 
-import { randomBytes, randomUUID } from 'node:crypto';
+import { nodeCrypto } from '../util/node-crypto.ts';
 import { invalidArgument, invalidImage, throwIfAborted } from '../errors.ts';
 import type { WorkerPool } from '../workers/pool.ts';
 import { CIPHER_KEY_SIZES, HASH_DIGEST_LEN, isHashAlg, parseCipherAlg, requireSupportedFamily, type CipherMode, type HashAlg, type IvGenAlg, CIPHER_MODES, IVGEN_ALGS, HASH_ALGS } from './algorithms.ts';
@@ -160,9 +160,9 @@ export function luksPayloadOffsetFor(options: Omit<LuksCreateOptions, 'passphras
  */
 export async function createLuksVolume(io: LuksIo, options: LuksCreateOptions, workers: WorkerPool): Promise<LuksVolume> {
   const r = resolveCreate(options);
-  const masterKey = randomBytes(r.masterKeyLen);
+  const masterKey = nodeCrypto().randomBytes(r.masterKeyLen);
   try {
-    const mkDigestSalt = randomBytes(LUKS_SALT_SIZE);
+    const mkDigestSalt = nodeCrypto().randomBytes(LUKS_SALT_SIZE);
     const mkIters = await mkDigestIterations(workers, r.hash, r.iterTime);
     const mkCopy = new Uint8Array(masterKey);
     const mkDigest = Buffer.from(await workers.run('pbkdf2', { password: mkCopy, salt: new Uint8Array(mkDigestSalt), iterations: mkIters, keyLen: MK_DIGEST_LEN, hash: r.hash }, [mkCopy.buffer]));
@@ -186,7 +186,7 @@ export async function createLuksVolume(io: LuksIo, options: LuksCreateOptions, w
       mkDigest,
       mkDigestSalt,
       mkDigestIterations: mkIters,
-      uuid: randomUUID(),
+      uuid: nodeCrypto().randomUUID(),
       keySlots,
     };
     encodeLuksHeader(header); // refuses names too long for the header before anything is written
@@ -256,7 +256,7 @@ export class LuksVolume {
   /** Seal the master key into slot `index` with `passphrase`: material first, then header. */
   async storeKey(index: number, passphrase: Uint8Array, iterTimeMs: number): Promise<void> {
     const slot = this.header.keySlots[index]!;
-    const salt = randomBytes(LUKS_SALT_SIZE);
+    const salt = nodeCrypto().randomBytes(LUKS_SALT_SIZE);
     const iterations = await slotIterations(this.#workers, this.params.hashAlg, this.header.keyBytes, iterTimeMs);
     const pw = new Uint8Array(passphrase);
     const mk = new Uint8Array(this.#masterKey);
@@ -344,7 +344,7 @@ export class LuksVolume {
     await this.#writeHeader();
     const len = keyMaterialSectors(this.header.keyBytes, slot.stripes) * LUKS_SECTOR_SIZE;
     for (let pass = 0; pass < ERASE_PASSES; pass++) {
-      await this.#io.write(slot.keyMaterialOffset * LUKS_SECTOR_SIZE, randomBytes(len));
+      await this.#io.write(slot.keyMaterialOffset * LUKS_SECTOR_SIZE, nodeCrypto().randomBytes(len));
     }
     await this.#io.flush?.();
   }

@@ -10,7 +10,8 @@
 // encryption one ECB call per block position across all sectors of a chunk ("lanes").
 // Pure and synchronous: it runs inside worker threads (core/workers/tasks/crypto.ts).
 
-import { createCipheriv, createDecipheriv, createHash, type Cipher, type Decipher } from 'node:crypto';
+import type { Cipher, Decipher } from 'node:crypto';
+import { nodeCrypto } from '../util/node-crypto.ts';
 import { endianness } from 'node:os';
 import { invalidArgument, unsupported } from '../errors.ts';
 import { AES_BLOCK, HASH_DIGEST_LEN, type CipherMode, type HashAlg, type IvGenAlg } from './algorithms.ts';
@@ -42,7 +43,7 @@ function aesEcb(key: Uint8Array, encrypt: boolean): Ecb {
     throw invalidArgument(`AES key must be 16, 24 or 32 bytes (got ${key.length})`);
   }
   const name = `aes-${key.length * 8}-ecb`;
-  const c = encrypt ? createCipheriv(name, key, null) : createDecipheriv(name, key, null);
+  const c = encrypt ? nodeCrypto().createCipheriv(name, key, null) : nodeCrypto().createDecipheriv(name, key, null);
   c.setAutoPadding(false);
   return c;
 }
@@ -89,7 +90,7 @@ export function sectorIvs(ivgen: IvGenAlg, start: number, count: number, essiv: 
 
 /** The ESSIV cipher: AES keyed by H(master key), the AES size matching the digest length. */
 export function essivCipher(hash: HashAlg, key: Uint8Array): Ecb {
-  const salt = createHash(hash).update(key).digest();
+  const salt = nodeCrypto().createHash(hash).update(key).digest();
   if (salt.length !== 16 && salt.length !== 24 && salt.length !== 32) {
     salt.fill(0);
     throw unsupported(`No AES cipher with key size ${HASH_DIGEST_LEN[hash]} available`);

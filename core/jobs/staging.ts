@@ -10,7 +10,6 @@
 // Symlinks, hard links, devices and protocol names are written in place, as qemu-img does.
 
 import { closeSync, fsyncSync, lstatSync, openSync, renameSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BlockError } from '../errors.ts';
 
@@ -40,6 +39,13 @@ export function isStagingLeftover(name: string): boolean {
 }
 
 /** Stage a new image for `filename`, or undefined where it must be written in place. */
+/** Staging names need to differ between the targets one process stages, and from stale files a
+ *  crash left behind (the pid is in the name too); nothing about them is secret. */
+let stagings = 0;
+function stagingSuffix(): string {
+  return `${(++stagings).toString(16)}${Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0')}`;
+}
+
 export function stageTarget(filename: string): StagedTarget | undefined {
   if (filename === '' || hasProtocolPrefix(filename)) return undefined;
   const finalName = resolve(filename);
@@ -50,7 +56,7 @@ export function stageTarget(filename: string): StagedTarget | undefined {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
   }
   const dir = dirname(finalName);
-  const path = join(dir, `.${basename(finalName)}${STAGING_MARK}${process.pid}-${randomBytes(4).toString('hex')}`);
+  const path = join(dir, `.${basename(finalName)}${STAGING_MARK}${process.pid}-${stagingSuffix()}`);
   return {
     path,
     finalName,

@@ -3,6 +3,7 @@
 // zero, extended, compressed descriptors), the header with its extensions, and the snapshot
 // table; the measure arithmetic gives QEMU's documented figure for a 1 GiB image.
 import { test } from 'node:test';
+import { nonZeroPrefix } from '../../core/formats/qcow2/refcount.ts';
 import assert from 'node:assert/strict';
 import { readRefcountEntry, writeRefcountEntry, maxRefcount } from '../../core/formats/qcow2/refcount.ts';
 import { decodeL2, encodeCompressedL2, encodeL2 } from '../../core/formats/qcow2/entries.ts';
@@ -83,4 +84,18 @@ test('snapshot table entries are padded to 8 bytes and carry the v3 extra data',
 test('fully allocated size of a 1 GiB image with 64 KiB clusters is what qemu-img measure prints', () => {
   // qemu-img measure -O qcow2 --size 1G: fully-allocated 1074135040.
   assert.equal(fullyAllocatedSize(1 << 30, 65536, 16, false), 1074135040);
+});
+
+test('nonZeroPrefix counts entries up to the last non-zero one (refcount table decode bound)', () => {
+  const t = Buffer.alloc(8 * 1000);
+  assert.equal(nonZeroPrefix(t, 8), 0);
+  t[7] = 1;
+  assert.equal(nonZeroPrefix(t, 8), 1);
+  t[8 * 700 + 3] = 9;
+  assert.equal(nonZeroPrefix(t, 8), 701, 'zero entries between non-zero ones count');
+  t[t.length - 1] = 1;
+  assert.equal(nonZeroPrefix(t, 8), 1000);
+  const big = Buffer.alloc(8 << 20);
+  big[(8 << 20) - 8 * 3] = 1;
+  assert.equal(nonZeroPrefix(big, 8), (1 << 20) - 2, 'tails longer than the comparison buffer');
 });

@@ -75,6 +75,29 @@ export function writeRefcountEntry(buf: Buffer, i: number, bits: number, v: numb
   }
 }
 
+/** Entries of `unit` bytes in `buf` up to and including the last one that is not all zeros,
+ *  found by native comparisons of the tail (a binary search), not a scan of every entry. */
+export function nonZeroPrefix(buf: Buffer, unit: number): number {
+  const count = Math.floor(buf.length / unit);
+  const zeros = Buffer.alloc(Math.min(buf.length, 1 << 16));
+  const zeroFrom = (i: number): boolean => {
+    for (let p = i * unit; p < count * unit; p += zeros.length) {
+      const end = Math.min(count * unit, p + zeros.length);
+      if (buf.compare(zeros, 0, end - p, p, end) !== 0) return false;
+    }
+    return true;
+  };
+  // Smallest i such that entries [i, count) are all zero.
+  let lo = 0;
+  let hi = count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (zeroFrom(mid)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 export class Refcounts {
   readonly bits: number;
   readonly clusterSize: number;
@@ -104,10 +127,11 @@ export class Refcounts {
     this.#tableOffset = tableOffset;
     this.#tableClusters = tableClusters;
     this.#diskCapacity = (tableClusters * this.clusterSize) / L1E_SIZE;
-    this.#table = [];
     const n = Math.floor(tableBuf.length / L1E_SIZE);
-    for (let i = 0; i < n; i++) this.#table.push(decodeReftableEntry(tableBuf, i, io.ctx));
-    while (this.#table.length < this.#diskCapacity) this.#table.push(0);
+    this.#table = new Array<number>(Math.max(n, this.#diskCapacity)).fill(0);
+    // Only entries before the all-zero tail need decoding (a new image's table has one entry).
+    const used = nonZeroPrefix(tableBuf.subarray(0, n * L1E_SIZE), L1E_SIZE);
+    for (let i = 0; i < used; i++) this.#table[i] = decodeReftableEntry(tableBuf, i, io.ctx);
   }
 
   get tableOffset(): number {

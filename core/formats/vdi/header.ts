@@ -3,7 +3,7 @@
 // decode() only reads fields; validateVdiHeader() checks them in the order of STYLE.md rule 2
 // (magic, version, ranges, overflow, overlap) with QEMU's wording where users know it.
 
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../../util/node-crypto.ts';
 import { invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
 
 /** VDI signature at byte 0x40 (VirtualBox VDI_IMAGE_SIGNATURE). */
@@ -196,7 +196,7 @@ export function validateVdiHeader(h: VdiHeader, fileSize: number, ctx: BlockErro
 
 /** 16 random bytes as a version-4 UUID (what QEMU's qemu_uuid_generate makes). */
 export function newUuid(): Buffer {
-  const u = randomBytes(UUID_SIZE);
+  const u = nodeCrypto().randomBytes(UUID_SIZE);
   u[6] = (u[6]! & 0x0f) | 0x40;
   u[8] = (u[8]! & 0x3f) | 0x80;
   return u;

@@ -1,7 +1,7 @@
 // GUIDs as VHDX stores them (MS-VHDX 2.1: GUIDs in the Microsoft mixed-endian layout: the first
 // three fields little-endian, the last eight bytes as they are), and the GUIDs the spec names.
 
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../../util/node-crypto.ts';
 
 export const GUID_SIZE = 16;
 
@@ -25,7 +25,7 @@ export const isNullGuid = (b: Buffer) => b.every((x) => x === 0);
 
 /** A random (version 4) GUID in on-disk layout. */
 export function newGuid(): Buffer {
-  const b = randomBytes(GUID_SIZE);
+  const b = nodeCrypto().randomBytes(GUID_SIZE);
   b[7] = (b[7]! & 0x0f) | 0x40;
   b[8] = (b[8]! & 0x3f) | 0x80;
   return b;

@@ -4,7 +4,7 @@
 // NAME-f001.vmdk), the sparse extent layout (header, embedded descriptor area, redundant GD +
 // GTs, GD + GTs, grains from a 64 KiB boundary) and the descriptor text, byte for byte.
 
-import { randomInt } from 'node:crypto';
+import { nodeCrypto } from '../../util/node-crypto.ts';
 import { basename } from 'node:path';
 import type { BlockNode } from '../../block/node.ts';
 import type { CreateContext } from '../../block/types.ts';
@@ -154,7 +154,7 @@ export async function createVmdk(file: BlockNode, ctx: CreateContext): Promise<v
 
   const heads = adapterType === 'ide' ? IDE_HEADS : SCSI_HEADS;
   const text = serialiseDescriptor({
-    cid: randomInt(0, 0x100000000),
+    cid: nodeCrypto().randomInt(0, 0x100000000),
     parentCid,
     createType: subformat,
     ...(backingFile ? { parentFileNameHint: backingFile } : {}),

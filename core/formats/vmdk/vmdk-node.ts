@@ -4,7 +4,7 @@
 // writeZeroes, block status, compressed writes for stream-optimized extents, info and check.
 // The CID is replaced with a random one on the first write after opening, as QEMU does.
 
-import { randomInt } from 'node:crypto';
+import { nodeCrypto } from '../../util/node-crypto.ts';
 import { stat } from 'node:fs/promises';
 import type { BlockNode } from '../../block/node.ts';
 import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, WriteFlags, ZeroFlags } from '../../block/types.ts';
@@ -178,7 +178,7 @@ export class VmdkNode implements NodeImpl {
       const d = this.#descriptor;
       const avail = Math.max(0, Math.min(d.length, d.file.size - d.offset));
       const text = descriptorText(await d.file.read(d.offset, avail), 'latin1');
-      const cid = randomInt(0, 0x100000000);
+      const cid = nodeCrypto().randomInt(0, 0x100000000);
       const next = Buffer.from(replaceCid(text, cid), 'latin1');
       const area = d.embedded ? d.length : Math.ceil(Math.max(next.length, d.file.size) / SECTOR) * SECTOR;
       if (next.length > area) throw unsupported('The new VMDK descriptor does not fit in its area', { path: this.#ctx.filename });

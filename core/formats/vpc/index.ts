@@ -5,7 +5,7 @@
 // parent ignored (unallocated blocks read as zeros). QEMU has no check and no resize for vpc.
 // Create options: subformat (dynamic | fixed), force_size.
 
-import { randomUUID } from 'node:crypto';
+import { nodeCrypto } from '../../util/node-crypto.ts';
 import type { BlockStatus, DriverInfo, FormatDriver, NodeImpl } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError, invalidArgument, invalidImage } from '../../errors.ts';
@@ -204,7 +204,7 @@ function newFooter(diskType: number, size: number, forceSize: boolean, geometry:
     heads: geometry.heads,
     sectorsPerTrack: geometry.sectorsPerTrack,
     diskType,
-    uuid: Buffer.from(randomUUID().replace(/-/g, ''), 'hex'),
+    uuid: Buffer.from(nodeCrypto().randomUUID().replace(/-/g, ''), 'hex'),
     savedState: 0,
   };
   return encodeFooter(f);
