@@ -3,7 +3,8 @@
 // compression over every core). Tasks are named functions in tasks/index.ts; a call sends its
 // input buffers by transfer (the caller gives up ownership) and gets fresh buffers back.
 
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { BlockError } from '../errors.ts';
 import type { TaskName, TaskInput, TaskOutput } from './tasks/index.ts';
@@ -27,6 +28,10 @@ interface Queued {
 
 /** Where the worker entry lives: the .mjs shim loads TypeScript through tsx when run from source. */
 const WORKER_ENTRY = new URL('./worker-entry.mjs', import.meta.url);
+/** node:worker_threads, loaded with the first worker: a command that never compresses or
+ *  encrypts does not pay for loading it. */
+const requireHere = createRequire(import.meta.url);
+let WorkerClass: typeof Worker | undefined;
 
 export class WorkerPool {
   readonly size: number;
@@ -43,7 +48,8 @@ export class WorkerPool {
   }
 
   #spawn(): Slot {
-    const worker = new Worker(WORKER_ENTRY);
+    WorkerClass ??= (requireHere('node:worker_threads') as typeof import('node:worker_threads')).Worker;
+    const worker = new WorkerClass(WORKER_ENTRY);
     worker.unref();
     const slot: Slot = { worker, busy: 0 };
     worker.on('message', (msg: { id: number; ok: boolean; value?: unknown; error?: { kind?: string; message: string } }) => {
