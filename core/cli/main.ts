@@ -11,6 +11,7 @@ import type { PlatterService, JobHandle } from '../api/service.ts';
 import { implementService } from '../api/implementation.ts';
 import { COMMANDS, StatusError, type CommandContext } from './commands.ts';
 import { ProgressPrinter } from './progress.ts';
+import { CLI_V8_FLAGS } from './v8-flags.ts';
 import { hostOps } from '../host/index.ts';
 
 export const PROGRAM = 'platter';
@@ -48,15 +49,6 @@ function usage(): string {
 export function errorText(message: string): string {
   return `${PROGRAM}: ${message}\n`;
 }
-
-/**
- * A CLI run lives seconds. With V8's default interrupt budget dozens of functions reach the
- * optimising compiler within the first second, and its threads then compete with the copy for the
- * cores (measured: a third of a 1.25 GiB convert's user CPU on 2 cores). A larger budget optimises
- * only what stays hot: 0.3-0.5 s less CPU and 10-15% less wall time per convert. Applies to
- * functions first run after it is set, which is every function of the data path.
- */
-const CLI_V8_FLAGS = '--interrupt-budget=400000';
 
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
   if (io === defaultIo) setFlagsFromString(CLI_V8_FLAGS);
