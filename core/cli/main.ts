@@ -4,6 +4,7 @@
 // non-zero exit; a JS stack trace is shown only with --debug.
 
 import { setFlagsFromString } from 'node:v8';
+import { stat } from 'node:fs';
 import { BlockError } from '../errors.ts';
 import type { PlatterService, JobHandle } from '../api/service.ts';
 // The implementation directly, without the zod schemas: the CLI builds well-formed inputs itself,
@@ -89,7 +90,13 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       // This process's main thread dispatches every request of the job: its helper threads (the
       // I/O pool, V8's) should not preempt it each time it wakes one (measured on 2 cores: 1,700
       // involuntary context switches per 1.25 GiB convert, 200 without; wall time 5-8% less).
-      if (io === defaultIo) hostOps().batchHelperThreads();
+      if (io === defaultIo) {
+        // libuv starts its I/O pool at the first request that needs one (with the ES module
+        // loader that is before this code runs; a CommonJS bundle's first is the job's): make
+        // sure its threads exist before they are marked.
+        await new Promise<void>((resolve) => stat('.', () => resolve()));
+        hostOps().batchHelperThreads();
+      }
       const printer = new ProgressPrinter(progress, io.stdout);
       printer.start();
       const off = h.onProgress((p) => printer.update(p.done, p.total));
