@@ -273,13 +273,16 @@ ${skipped.length ? `\nSkipped:\n${skipped.map((s) => `- ${s}`).join('\n')}\n` : 
 How platter gets there: convert is driven by block status (holes and known-zero ranges are neither
 read nor written), data is moved in 1 MiB requests with 8 in flight (-m; small enough for the
 buffers to stay in the CPU caches, which halved the kernel's copy time against 4 MiB), each lane
-reads into its own reusable, page-aligned buffer (readInto; the kernel's page-cache copies into
-malloc'd memory, 16 bytes off a page boundary, cost three times as much), zero runs inside data
-are detected (-S 4k) and
-skipped, and compression runs in the worker pool (one worker per core). A qcow2 target opened with
--t unsafe (qemu-img's default) keeps its L2 and refcount changes in its caches until close, and
-the in-order copy orders the allocation of each request's clusters, not its data write, so the
-layout follows guest order while writes overlap.
+reads into its own reusable, page-aligned buffer (the kernel's page-cache copies into malloc'd
+memory, 16 bytes off a page boundary, cost three times as much), straight from where block status
+says the data lies in the source's file and straight to where the target's reservation put it
+(no format-driver work per request), zero runs inside data are detected (-S 4k) and skipped, and
+compression runs in the worker pool (one worker per core). A qcow2 target opened with -t unsafe
+(qemu-img's default) keeps its L2 and refcount changes in its caches until close, and the in-order
+copy orders the allocation of each request's clusters, not its data write, so the layout follows
+guest order while writes overlap. The CLI's I/O pool has one thread per core (2 to 4), its helper
+threads do not preempt the main thread that feeds them (SCHED_BATCH), and it starts from a V8
+code cache.
 Figures vary from run to run on a shared machine; compare the two columns of one run, not runs.
 `;
   process.stdout.write(`\n${table}\n`);
