@@ -1,6 +1,6 @@
 // Convert's direct path (core/jobs/convert.ts): data is read where block status says it lies
 // verbatim (BlockStatus.hostNode) and written where reserve mapped it (Reservation.host). Proves
-// that qcow2 and raw name only ranges their own read path would accept, that a malformed L2 entry
+// that drivers name only ranges their own read path would read as they are, that a malformed L2 entry
 // still fails convert with the driver's error (the direct path falls back), and that a target
 // written through Reservation.host passes `qemu-img check` and `qemu-img compare`.
 import { test } from 'node:test';
@@ -14,10 +14,10 @@ import { qemuImage, qcow2FirstL2, Q2_COPIED } from '../security/craft.ts';
 
 const KiB = 1024;
 
-test('qcow2 and raw block status name the file and offset of plain data, and those bytes are the guest bytes', { skip: SKIP_NO_QEMU }, async () => {
+test('block status of qcow2, raw, vdi, qed, qcow and vpc names the file and offset of plain data, and those bytes are the guest bytes', { skip: SKIP_NO_QEMU }, async () => {
   const t = tempDir();
   try {
-    for (const format of ['qcow2', 'raw']) {
+    for (const format of ['qcow2', 'raw', 'vdi', 'qed', 'qcow', 'vpc']) {
       const path = qemuImage(t.path(`a.${format}`), format, '8M', { data: true });
       const node = await openImage(path, { format, readOnly: true });
       try {
@@ -27,7 +27,8 @@ test('qcow2 and raw block status name the file and offset of plain data, and tho
         assert.equal(st.hostNode, node.file, `${format}: the data is in the image's file`);
         const direct = await st.hostNode.read(st.hostOffset!, st.length);
         assert.deepEqual(direct, await node.read(4 << 20, st.length), `${format}: the named bytes differ from the guest bytes`);
-        const hole = await node.blockStatus(1 << 20, 64 * KiB);
+        // 2.5 MiB: outside every format's allocation unit holding data (vpc blocks are 2 MiB).
+        const hole = await node.blockStatus(2.5 * (1 << 20), 64 * KiB);
         assert.equal(hole.hostNode, undefined, `${format}: a hole names no host bytes`);
       } finally {
         await node.close();

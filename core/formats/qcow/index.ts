@@ -335,7 +335,8 @@ class QcowNode implements NodeImpl {
       return { offset, length: n, data: false, zero: this.#ctx.backing() === undefined, allocated: false };
     }
     if (m.kind === 'compressed') return { offset, length: n, data: true, zero: false, allocated: true, compressed: true };
-    return { offset, length: n, data: true, zero: false, allocated: true, hostOffset: m.host + (offset % this.clusterSize) };
+    // Reads take the same run from the file as it is, unless it is encrypted (BlockStatus.hostNode).
+    return { offset, length: n, data: true, zero: false, allocated: true, hostOffset: m.host + (offset % this.clusterSize), ...(this.#crypto ? {} : { hostNode: this.#file }) };
   }
 
   async info(): Promise<DriverInfo> {

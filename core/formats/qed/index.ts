@@ -308,7 +308,8 @@ class QedNode implements NodeImpl {
 
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const { m, n } = await this.#run(offset, length);
-    if (m.kind === 'data') return { offset, length: n, data: true, zero: false, allocated: true, hostOffset: m.host + (offset % this.clusterSize) };
+    // Reads take the same run from the file as it is (BlockStatus.hostNode).
+    if (m.kind === 'data') return { offset, length: n, data: true, zero: false, allocated: true, hostOffset: m.host + (offset % this.clusterSize), hostNode: this.#file };
     if (m.kind === 'zero') return { offset, length: n, data: false, zero: true, allocated: true };
     return { offset, length: n, data: false, zero: this.#ctx.backing() === undefined, allocated: false };
   }

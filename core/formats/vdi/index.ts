@@ -177,7 +177,8 @@ class VdiNode implements NodeImpl {
     const { host, n } = this.#run(offset, length);
     // As QEMU's vdi_co_block_status: an unallocated block is known zero (present in this layer).
     if (host === undefined) return { offset, length: n, data: false, zero: true, allocated: true };
-    const st: BlockStatus = { offset, length: n, data: true, zero: false, allocated: true, hostOffset: host };
+    // Reads take the same run from the file as it is (BlockStatus.hostNode).
+    const st: BlockStatus = { offset, length: n, data: true, zero: false, allocated: true, hostOffset: host, hostNode: this.#file };
     // Static images are preallocated with holes: ask the file, as QEMU does (BDRV_BLOCK_RECURSE).
     return this.#header.imageType === VDI_TYPE_STATIC ? refineWithFile(this.#file, st) : st;
   }

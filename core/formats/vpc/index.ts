@@ -137,11 +137,12 @@ class VpcNode implements NodeImpl {
       const inFile = Math.min(length, this.#file.size - offset);
       if (inFile <= 0) return { offset, length, data: false, zero: true, allocated: true };
       const st = await this.#file.blockStatus(offset, inFile);
-      return { ...st, allocated: true, hostOffset: offset };
+      return { ...st, allocated: true, hostOffset: offset, ...(st.data && !st.zero ? { hostNode: this.#file } : {}) };
     }
     const first = this.#map(offset);
     if (first.host >= 0) {
-      return { offset, length: Math.min(first.avail, length), data: true, zero: false, allocated: true, hostOffset: first.host };
+      // Reads take the block's bytes from the file as they are (BlockStatus.hostNode).
+      return { offset, length: Math.min(first.avail, length), data: true, zero: false, allocated: true, hostOffset: first.host, hostNode: this.#file };
     }
     let n = Math.min(first.avail, length);
     for (let blocks = 1; n < length && blocks < MAX_STATUS_BLOCKS; blocks++) {
