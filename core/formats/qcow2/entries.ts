@@ -47,13 +47,18 @@ export interface L2Entry {
   reservedBits: boolean;
 }
 
+/** The offset field (bits 9..55) of an L1, L2 or refcount-table entry read as two u32 words. */
+function entryOffset(hi: number, lo: number): number {
+  return (hi & OFFSET_MASK_HI) * TWO32 + ((lo & OFFSET_MASK_LO) >>> 0);
+}
+
 /** Host offset in an L1 entry (0: no L2 table), and its flags. */
 export function decodeL1(buf: Buffer, index: number): { offset: number; copied: boolean; reservedBits: boolean } {
   const p = index * L1E_SIZE;
   const hi = buf.readUInt32BE(p);
   const lo = buf.readUInt32BE(p + 4);
   return {
-    offset: (hi & OFFSET_MASK_HI) * TWO32 + ((lo & OFFSET_MASK_LO) >>> 0),
+    offset: entryOffset(hi, lo),
     copied: (hi & OFFSET_MASK_HI) !== 0 || (lo & OFFSET_MASK_LO) !== 0 ? (hi & OFLAG_COPIED_HI) !== 0 : false,
     reservedBits: (hi & L1_RESERVED_HI) !== 0 || (lo & L1_RESERVED_LO) !== 0,
   };
@@ -105,7 +110,7 @@ export function decodeL2(buf: Buffer, index: number, g: EntryGeometry): L2Entry 
       reservedBits: false,
     };
   }
-  const offset = (hi & OFFSET_MASK_HI) * TWO32 + ((lo & OFFSET_MASK_LO) >>> 0);
+  const offset = entryOffset(hi, lo);
   const reservedBits = (hi & L2_RESERVED_HI) !== 0 || (lo & (g.extendedL2 ? L2_RESERVED_LO | OFLAG_ZERO_LO : L2_RESERVED_LO)) !== 0;
   let type: ClusterType;
   if (!g.extendedL2 && (lo & OFLAG_ZERO_LO) && g.version >= 3) type = offset ? 'zero-alloc' : 'zero-plain';
@@ -137,7 +142,7 @@ export function scanStandardL2(buf: Buffer, index: number, max: number, g: Entry
     if ((hi & OFFSET_MASK_HI) !== 0 || (lo & OFFSET_MASK_LO) !== 0 || ((hi & OFLAG_COPIED_HI) !== 0 && g.externalData)) return L2_DATA;
     return L2_UNALLOCATED;
   };
-  const hostAt = (p: number): number => (buf.readUInt32BE(p) & OFFSET_MASK_HI) * TWO32 + ((buf.readUInt32BE(p + 4) & OFFSET_MASK_LO) >>> 0);
+  const hostAt = (p: number): number => entryOffset(buf.readUInt32BE(p), buf.readUInt32BE(p + 4));
   let p = index * 8;
   const kind = classify(p);
   const host = kind === L2_DATA ? hostAt(p) : 0;
@@ -162,7 +167,7 @@ export function contiguousOwnedRun(buf: Buffer, index: number, count: number, g:
     const hi = buf.readUInt32BE(p);
     const lo = buf.readUInt32BE(p + 4);
     if (!(hi & OFLAG_COPIED_HI) || hi & OFLAG_COMPRESSED_HI || ((lo & OFLAG_ZERO_LO) !== 0 && g.version >= 3)) return undefined;
-    const host = (hi & OFFSET_MASK_HI) * TWO32 + ((lo & OFFSET_MASK_LO) >>> 0);
+    const host = entryOffset(hi, lo);
     if (i === 0) first = host;
     else if (host !== first + i * clusterSize) return undefined;
   }

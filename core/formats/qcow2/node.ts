@@ -414,12 +414,12 @@ export class Qcow2Node implements NodeImpl {
     const img = this.img;
     if (img.geo.extendedL2) return undefined;
     const cs = img.clusterSize;
-    const { cluster, l1Index, l2Index } = position(img, start);
+    const { l1Index, l2Index } = position(img, start);
     const count = (end - start) / cs;
     if (l2Index + count > img.l2Entries || l1Index >= img.l1Size) return undefined;
     const l1e = decodeL1(img.l1, l1Index);
     if (!l1e.offset) return undefined;
-    const host = contiguousOwnedRun(await img.l2Table(l1e.offset), cluster - l1Index * img.l2Entries, count, img.geo, cs);
+    const host = contiguousOwnedRun(await img.l2Table(l1e.offset), l2Index, count, img.geo, cs);
     return host !== undefined && host >= cs && host % cs === 0 ? host : undefined;
   }
 
