@@ -75,6 +75,13 @@ export class BlockNode {
     return this.impl.clusterSize;
   }
 
+  /** Every unwritten byte reads as zero (QEMU's bdrv_has_zero_init): false when a backing node
+   *  shows through or the driver cannot promise it. */
+  get hasZeroInit(): boolean {
+    if (this.backing || this.impl.backingFile) return false;
+    return this.impl.hasZeroInit?.() ?? false;
+  }
+
   get closed(): boolean {
     return this.#closed;
   }

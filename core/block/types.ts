@@ -179,6 +179,13 @@ export interface NodeImpl {
    * write-through; then the caller keeps its writes in order instead.
    */
   reserve?(offset: number, length: number): Promise<Reservation | undefined>;
+  /**
+   * True when every unwritten byte of this node reads as zero right now (QEMU's
+   * bdrv_has_zero_init), so a copy into a fresh node may skip the source's zero ranges. Without
+   * it, false (QEMU's safe default): an encrypted payload decrypts unwritten sectors to noise, a
+   * device holds whatever was on it. Asked of a new image before anything is written to it.
+   */
+  hasZeroInit?(): boolean;
   /** Without it, everything reads as allocated data. */
   blockStatus?(offset: number, length: number): Promise<BlockStatus>;
   /**

@@ -284,9 +284,10 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       sparseSize,
       compressed: opts.compressed ?? false,
       inOrder: !(opts.outOfOrder ?? false) && !(opts.compressed && ORDER_FREE_COMPRESSED_FORMATS.has(target.format)),
-      // A freshly created image without backing reads as zeros (bdrv_has_zero_init); so does one
-      // the user vouches for with --target-is-zero.
-      zeroInit: targetHasBacking ? false : opts.noCreate ? (opts.targetIsZero ?? false) : sparseSize > 0,
+      // Zero ranges of the source may be skipped only where the target already reads as zeros:
+      // a new image whose driver promises it (bdrv_has_zero_init: not luks, not a preallocated
+      // encrypted qcow2, not a device), or one the user vouches for with --target-is-zero.
+      zeroInit: targetHasBacking ? false : opts.noCreate ? (opts.targetIsZero ?? false) : sparseSize > 0 && target.hasZeroInit,
       topOnly: targetHasBacking,
       // A new image without backing, filled in order: allocate each request's clusters in the
       // order (so the layout follows guest order as with in-order writes), then let the data

@@ -261,6 +261,11 @@ class QcowNode implements NodeImpl {
     });
   }
 
+  /** A new image maps no cluster: everything reads as zero (QEMU: bdrv_has_zero_init_1). */
+  hasZeroInit(): boolean {
+    return true;
+  }
+
   async writeZeroes(offset: number, length: number, _flags: ZeroFlags): Promise<void> {
     // qcow has no zero clusters: clusters that already read as zeros (unallocated, no backing)
     // stay as they are; everything else gets zeros written.

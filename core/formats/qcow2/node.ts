@@ -438,6 +438,15 @@ export class Qcow2Node implements NodeImpl {
     return out;
   }
 
+  /** QEMU's qcow2_has_zero_init: a new image maps nothing (reads zeros); a preallocated one has
+   *  its first L1 entry set, and then reads zeros only if unencrypted and its data file does. */
+  hasZeroInit(): boolean {
+    const preallocated = this.img.l1.length >= 8 && this.img.l1.readBigUInt64BE(0) !== 0n;
+    if (!preallocated) return true;
+    if (cryptoOf(this.img)) return false;
+    return this.img.dataFile.hasZeroInit;
+  }
+
   async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     const img = this.img;
     const cs = img.clusterSize;

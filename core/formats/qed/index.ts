@@ -273,6 +273,11 @@ class QedNode implements NodeImpl {
     }
   }
 
+  /** A new image maps no cluster: everything reads as zero (QEMU: bdrv_has_zero_init_1). */
+  hasZeroInit(): boolean {
+    return true;
+  }
+
   async writeZeroes(offset: number, length: number, _flags: ZeroFlags): Promise<void> {
     const cs = this.clusterSize;
     const hasBacking = this.#ctx.backing() !== undefined;

@@ -58,6 +58,10 @@ class RawNode implements NodeImpl {
     return this.#file.writeZeroes(offset, length, flags);
   }
 
+  hasZeroInit(): boolean {
+    return this.#file.hasZeroInit;
+  }
+
   discard(offset: number, length: number): Promise<void> {
     return this.#file.discard(offset, length);
   }

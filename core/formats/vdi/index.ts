@@ -154,6 +154,11 @@ class VdiNode implements NodeImpl {
     });
   }
 
+  /** QEMU's vdi_has_zero_init: a static image is its file's data; a dynamic one maps nothing. */
+  hasZeroInit(): boolean {
+    return this.#header.imageType === VDI_TYPE_STATIC ? this.#file.hasZeroInit : true;
+  }
+
   async writeZeroes(offset: number, length: number, _flags: ZeroFlags): Promise<void> {
     // Unallocated and discarded blocks already read as zeros; allocated ones are zeroed in place.
     const bs = this.#header.blockSize;

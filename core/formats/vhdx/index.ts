@@ -112,6 +112,13 @@ class VhdxNode implements NodeImpl {
   }
 
   /** Blocks not present already read as zeros; present ones get zeros written. */
+  /** QEMU's vhdx_has_zero_init: a fixed image (first block present) reads its file's bytes; a
+   *  dynamic one maps nothing. */
+  hasZeroInit(): boolean {
+    const first = this.#s.entries[0];
+    return first !== undefined && entryState(first) === PAYLOAD_FULLY_PRESENT ? this.#file.hasZeroInit : true;
+  }
+
   async writeZeroes(offset: number, length: number, _flags: ZeroFlags): Promise<void> {
     for (let done = 0; done < length; ) {
       const m = this.#map(offset + done);

@@ -228,6 +228,11 @@ export class VmdkNode implements NodeImpl {
     await this.#touchCid();
   }
 
+  /** QEMU's vmdk_has_zero_init: flat extents read their files' bytes; sparse ones map nothing. */
+  hasZeroInit(): boolean {
+    return this.extents.every((e) => !e.flat || e.file.hasZeroInit);
+  }
+
   async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     let pos = offset;
     const end = offset + length;

@@ -83,6 +83,11 @@ class VpcNode implements NodeImpl {
     return out;
   }
 
+  /** QEMU's vpc_has_zero_init: a fixed image is its file's data; a dynamic one maps nothing. */
+  hasZeroInit(): boolean {
+    return this.#fixed ? this.#file.hasZeroInit : true;
+  }
+
   async write(offset: number, data: Buffer): Promise<void> {
     if (this.#fixed) return this.#file.write(offset, data);
     for (let done = 0; done < data.length; ) {

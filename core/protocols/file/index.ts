@@ -45,6 +45,8 @@ interface FileNodeInit {
   direct: boolean;
   alignment: number;
   noFlush: boolean;
+  /** A regular file (not a block or character device). */
+  regular: boolean;
 }
 
 
@@ -59,6 +61,7 @@ class FileNode implements NodeImpl {
   readonly #readOnly: boolean;
   readonly #direct: boolean;
   readonly #noFlush: boolean;
+  readonly #regular: boolean;
   /** Serialises size changes (truncate, extending zero writes). */
   readonly #resize = new Mutex();
 
@@ -70,7 +73,14 @@ class FileNode implements NodeImpl {
     this.#lock = init.lock;
     this.#direct = init.direct;
     this.#noFlush = init.noFlush;
+    this.#regular = init.regular;
     this.alignment = init.alignment;
+  }
+
+  /** A regular file's unwritten bytes are holes that read as zero; a device's hold old data
+   *  (file-posix: bdrv_has_zero_init_1 for files, none for host_device). */
+  hasZeroInit(): boolean {
+    return this.#regular;
   }
 
   get size(): number {
@@ -372,7 +382,7 @@ export const fileDriver: ProtocolDriver = {
     let lock: FileLock | undefined;
     try {
       lock = FileLock.acquire(fh.fd, filename, 'auto', PERM_WRITE | PERM_RESIZE, PERM_ALL, ctx.warn);
-      const node = new FileNode({ fh, size: 0, name: filename, readOnly: false, lock: undefined, direct: false, alignment: 1, noFlush: false });
+      const node = new FileNode({ fh, size: 0, name: filename, readOnly: false, lock: undefined, direct: false, alignment: 1, noFlush: false, regular: true });
       await node.truncate(0, {});
       if (options['nocow'] === true) hostOps().setNoCow(fh.fd);
       const prealloc = (options['preallocation'] as TruncateOptions['preallocation']) ?? 'off';
@@ -416,7 +426,7 @@ export const fileDriver: ProtocolDriver = {
       if (!st.isFile()) size = host.deviceSize(fh.fd) ?? st.size;
       const needsAlignment = direct && constants.O_DIRECT !== undefined;
       const alignment = needsAlignment ? Math.max(DIRECT_IO_ALIGNMENT, host.deviceBlockSize(fh.fd) ?? 0) : 1;
-      return new FileNode({ fh, size, name: filename, readOnly: ctx.readOnly, lock, direct: needsAlignment, alignment, noFlush });
+      return new FileNode({ fh, size, name: filename, readOnly: ctx.readOnly, lock, direct: needsAlignment, alignment, noFlush, regular: st.isFile() });
     } catch (e) {
       await fh.close().catch(() => {});
       throw e;
