@@ -20,6 +20,7 @@ import { dd as ddJob } from '../jobs/dd.ts';
 import { bench as benchJob, benchHeader } from '../jobs/bench.ts';
 import { parseImageSize, secretStoreFrom } from '../jobs/common.ts';
 import type { CliIo } from './main.ts';
+import { errorText } from './program.ts';
 
 export interface CommandContext {
   io: CliIo;
@@ -366,8 +367,8 @@ const resize: Command = {
       await ctx.service.resize({ image, size: sizeText, shrink: has(p, 'shrink'), ...(prealloc ? { preallocation: prealloc as 'off' } : {}), ...objects(p) });
     } catch (e) {
       if (e instanceof BlockError && e.message.startsWith('Use the --shrink option')) {
-        ctx.io.stderr(`platter: ${e.message}\n`);
-        ctx.io.stderr(`platter: ${SHRINK_WARNING}\n`);
+        ctx.io.stderr(errorText(e.message));
+        ctx.io.stderr(errorText(SHRINK_WARNING));
         return 1;
       }
       throw e;

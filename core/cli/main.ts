@@ -1,6 +1,6 @@
 // The `platter` command line: a qemu-img 7.2 drop-in (same subcommands, flags, output shapes and
 // exit codes). Thin by design (STYLE.md rule 9): parse arguments, call core/api (or the job for
-// the CLI-only dd/bench), print. Errors are one "platter: <message>" line on stderr and a
+// the CLI-only dd/bench), print. Errors are one "<program>: <message>" line (program.ts) on stderr and a
 // non-zero exit; a JS stack trace is shown only with --debug.
 
 import { setFlagsFromString } from 'node:v8';
@@ -12,10 +12,11 @@ import type { PlatterService, JobHandle } from '../api/service.ts';
 import { implementService } from '../api/implementation.ts';
 import { COMMANDS, StatusError, type CommandContext } from './commands.ts';
 import { ProgressPrinter } from './progress.ts';
+import { PROGRAM, errorText } from './program.ts';
 import { CLI_V8_FLAGS } from './v8-flags.ts';
 import { hostOps } from '../host/index.ts';
 
-export const PROGRAM = 'platter';
+export { PROGRAM };
 /** The qemu-img version whose interface this CLI follows. */
 export const QEMU_COMPAT_VERSION = '7.2';
 
@@ -46,10 +47,6 @@ function usage(): string {
   ].join('\n');
 }
 
-/** One "platter: ..." block: each line of a multi-line message after the first stays as is. */
-export function errorText(message: string): string {
-  return `${PROGRAM}: ${message}\n`;
-}
 
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
   if (io === defaultIo) setFlagsFromString(CLI_V8_FLAGS);
@@ -62,7 +59,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   if (process.env.PLATTER_DEBUG === '1') debug = true;
   const cmd = args[0];
   if (cmd === undefined) {
-    io.stderr(errorText("Not enough arguments\nTry 'platter --help' for more information"));
+    io.stderr(errorText(`Not enough arguments\nTry '${PROGRAM} --help' for more information`));
     return 1;
   }
   if (cmd === '-h' || cmd === '--help') {
