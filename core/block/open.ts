@@ -3,7 +3,7 @@
 // the backing chain below it, with permissions/locks computed as QEMU does.
 
 import { basename, dirname, isAbsolute, resolve, relative, sep } from 'node:path';
-import { realpathSync } from 'node:fs';
+import { realpathSync, rmSync } from 'node:fs';
 import { BlockError, invalidArgument, invalidImage, notFound, unsupported } from '../errors.ts';
 import { BlockNode } from './node.ts';
 import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
@@ -448,13 +448,16 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
     await proto.create!(o.filename, 0, fileValues, ctxBase);
     const file = await openProtocol({ driver: 'file', filename: o.filename }, o.filename, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), warn);
+    let failed = true;
     try {
       await driver.create(file, ctx);
       await file.flush();
       for (const s of createdSiblings) await s.flush();
+      failed = false;
     } finally {
       await file.close();
       for (const s of createdSiblings) await s.close().catch(() => {});
+      if (failed && driver.deleteFileOnCreateFailure) rmSync(o.filename, { force: true });
     }
     return values;
   } finally {

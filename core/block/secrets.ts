@@ -3,6 +3,7 @@
 // messages, and are zeroed by clear().
 
 import { readFileSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import { invalidArgument, notFound } from '../errors.ts';
 import { splitKeyValueList } from './options-tree.ts';
 
@@ -25,6 +26,14 @@ export class SecretStore {
   get(id: string): Buffer {
     const s = this.#secrets.get(id);
     if (!s) throw notFound(`No secret with id '${id}'`);
+    return s;
+  }
+
+  /** The secret as a passphrase: its bytes, which must be UTF-8 text (QEMU's
+   *  qcrypto_secret_lookup_as_utf8, used by every encryption format). */
+  passphrase(id: string): Buffer {
+    const s = this.get(id);
+    if (!isUtf8(s)) throw invalidArgument(`Data from secret ${id} is not valid UTF-8`);
     return s;
   }
 

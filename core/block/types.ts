@@ -289,6 +289,9 @@ export interface FormatDriver {
   readonly amendOptions?: readonly OptionSpec[];
   /** Write a new, empty image of `ctx.size` into `file` (already created, empty, read-write). */
   create?(file: BlockNode, ctx: CreateContext): Promise<void>;
+  /** A failed create deletes the image file, even one that existed before (QEMU's luks create:
+   *  what is left would be a garbage header). */
+  readonly deleteFileOnCreateFailure?: boolean;
   /** Whether creation makes the file itself (vmdk descriptors+extents) instead of the generic layer. */
   readonly createsOwnFiles?: boolean;
   open(file: BlockNode, ctx: OpenContext): Promise<NodeImpl>;

@@ -2,6 +2,7 @@
 // against the format's schema, then let core/block's createImage write the new image. Also words
 // qemu-img's "Formatting 'x', fmt=... size=..." line.
 
+import { rmSync } from 'node:fs';
 import { createImage } from '../block/open.ts';
 import { findFormat } from '../block/registry.ts';
 import { parseOptions, type OptionValues } from '../block/options-schema.ts';
@@ -82,6 +83,8 @@ export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}
     ...(ctl.signal ? { signal: ctl.signal } : {}),
   }).catch((e) => {
     staged?.discard();
+    // As QEMU's luks create, a failure removes the file the user named even if it existed.
+    if (staged && findFormat(o.format)?.deleteFileOnCreateFailure) rmSync(o.filename, { force: true });
     throw createError(o.filename, staged ? renamePath(e, staged.path, o.filename) : e);
   });
   try {

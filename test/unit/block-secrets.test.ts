@@ -39,3 +39,12 @@ test('clear() zeroes the stored bytes', () => {
   assert.ok(buf.every((b) => b === 0));
   assert.equal(s.has('k'), false);
 });
+
+test('a passphrase must be UTF-8 text, as QEMU requires of every encryption secret', () => {
+  const s = new SecretStore();
+  s.add('bad', Buffer.from([0x3a, 0x3c, 0x3b, 0xff]));
+  s.add('good', 'pässwört');
+  assert.throws(() => s.passphrase('bad'), /^Error: Data from secret bad is not valid UTF-8$|Data from secret bad is not valid UTF-8/);
+  assert.equal(s.passphrase('good').toString('utf8'), 'pässwört');
+  assert.deepEqual([...s.get('bad')], [0x3a, 0x3c, 0x3b, 0xff]); // raw access is unchanged
+});

@@ -124,7 +124,7 @@ class LuksNode implements NodeImpl {
       const keyslot = options['keyslot'] as number | undefined;
       const secret = (name: string) => {
         const id = options[name];
-        return id === undefined ? undefined : ctx.secrets.get(String(id));
+        return id === undefined ? undefined : ctx.secrets.passphrase(String(id));
       };
       if (state === 'active') {
         if (options['new-secret'] === undefined) throw invalidArgument("'new-secret' is required to activate a keyslot");
@@ -154,13 +154,14 @@ export const luksDriver: FormatDriver = {
     return head.readUInt16BE(LUKS_MAGIC.length) === LUKS_VERSION_1 ? PROBE_SCORE : 0;
   },
   createOptions: luksCreateOptions,
+  deleteFileOnCreateFailure: true,
   amendOptions: luksAmendOptions,
 
   async create(file, ctx) {
     const id = ctx.options['key-secret'];
     if (id === undefined || id === '') throw invalidArgument(KEY_SECRET_REQUIRED);
     const o = ctx.options;
-    const volume = await createLuksVolume(fileIo(file), { passphrase: ctx.secrets.get(String(id)), ...createParams(o) }, ctx.workers);
+    const volume = await createLuksVolume(fileIo(file), { passphrase: ctx.secrets.passphrase(String(id)), ...createParams(o) }, ctx.workers);
     try {
       const prealloc = (o['preallocation'] ?? 'off') as 'off' | 'falloc' | 'full';
       await file.truncate(volume.payloadOffset + ctx.size, { preallocation: prealloc, shrink: true });
@@ -180,7 +181,7 @@ export const luksDriver: FormatDriver = {
     const io = fileIo(file);
     const { header, params } = await readLuksHeader(io);
     const id = optString(ctx.options, 'key-secret');
-    const volume = id !== undefined ? await openLuksVolume(io, ctx.secrets.get(id), ctx.workers) : undefined;
+    const volume = id !== undefined ? await openLuksVolume(io, ctx.secrets.passphrase(id), ctx.workers) : undefined;
     return new LuksNode(file, header, params, volume);
   },
 };

@@ -378,7 +378,7 @@ export const qcowDriver: FormatDriver = {
     const crypto = cryptoCreateParams(o, 'qcow');
     if (crypto.method !== QCOW_CRYPT_NONE) {
       ctx.warn(AES_DEPRECATION);
-      ctx.secrets.get(crypto.secretId!); // an unknown secret id fails before anything is written
+      ctx.secrets.passphrase(crypto.secretId!); // an unknown secret id fails before anything is written
     }
     // Whole sectors, as qemu-img create rounds the size up.
     const size = Math.ceil(ctx.size / SECTOR) * SECTOR;

@@ -131,7 +131,7 @@ export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<
     img.header.size = ctx.size;
     if (p.crypto && p.crypto.method !== CRYPT_NONE) {
       if (p.crypto.method === CRYPT_AES) ctx.warn(AES_DEPRECATION);
-      ctx.secrets.get(p.crypto.secretId!); // an unknown secret id fails before the header changes
+      ctx.secrets.passphrase(p.crypto.secretId!); // an unknown secret id fails before the header changes
       if (p.crypto.method === CRYPT_LUKS) {
         img.header.cryptoExt = await createLuksHeader(file, p.crypto, ctx.secrets, ctx.workers, img.clusterSize, (n) => img.refcounts.allocate(n));
       }

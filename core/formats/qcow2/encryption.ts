@@ -141,14 +141,14 @@ export async function openCrypto(o: OpenCryptoOptions): Promise<Qcow2Crypto | un
   const id = keySecretOption(o.options);
   if (o.cryptMethod === CRYPT_AES) {
     o.warn(AES_DEPRECATION);
-    const cipher = id !== undefined ? openQcowAesCipher(o.secrets.get(id), o.workers) : undefined;
+    const cipher = id !== undefined ? openQcowAesCipher(o.secrets.passphrase(id), o.workers) : undefined;
     return { format: 'aes', cipher, ivFromHost: false, info: () => ({}), close: () => cipher?.close() };
   }
   if (o.cryptMethod !== CRYPT_LUKS) throw unsupported(`Unsupported encryption method: ${o.cryptMethod}`, o.ctx);
   const { offset, length } = decodeCryptoExt(o.cryptoExt, o.clusterSize, o.file.size, o.ctx);
   const io = regionIo(o.file, offset, length, o.ctx);
   const { header, params } = await readLuksHeader(io);
-  const volume = id !== undefined ? await openLuksVolume(io, o.secrets.get(id), o.workers) : undefined;
+  const volume = id !== undefined ? await openLuksVolume(io, o.secrets.passphrase(id), o.workers) : undefined;
   return { format: 'luks', cipher: volume?.cipher, ivFromHost: true, info: () => luksInfoData(volume?.header ?? header, params), ...(volume ? { volume } : {}), close: () => volume?.close() };
 }
 
@@ -157,7 +157,7 @@ export function openQcowV1Crypto(cryptMethod: number, options: OptionsTree | und
   if (cryptMethod === CRYPT_NONE) return undefined;
   warn(AES_DEPRECATION);
   const id = keySecretOption(options);
-  const cipher = id !== undefined ? openQcowAesCipher(secrets.get(id), workers) : undefined;
+  const cipher = id !== undefined ? openQcowAesCipher(secrets.passphrase(id), workers) : undefined;
   return { format: 'aes', cipher, ivFromHost: false, info: () => ({}), close: () => cipher?.close() };
 }
 
@@ -266,7 +266,7 @@ export async function createLuksHeader(
   // Fresh clusters may be past the end of the file: make them exist (zeros) first.
   if (file.size < offset + bytes) await file.write(offset, Buffer.alloc(bytes));
   const io = regionIo(file, offset, length, {});
-  const volume = await createLuksVolume(io, { passphrase: secrets.get(p.secretId!), ...p.luks! }, workers);
+  const volume = await createLuksVolume(io, { passphrase: secrets.passphrase(p.secretId!), ...p.luks! }, workers);
   volume.close();
   return encodeCryptoExt(offset, length);
 }
@@ -296,7 +296,7 @@ export async function amendCrypto(img: object, o: OptionValues, ctx: AmendContex
   const keyslot = o['encrypt.keyslot'] as number | undefined;
   const secret = (name: string) => {
     const id = o[`encrypt.${name}`];
-    return id === undefined ? undefined : ctx.secrets.get(String(id));
+    return id === undefined ? undefined : ctx.secrets.passphrase(String(id));
   };
   if (state === 'active') {
     if (!given('new-secret')) throw invalidArgument("'new-secret' is required to activate a keyslot");
