@@ -23,7 +23,8 @@ export interface BlockErrorContext {
 export class BlockError extends Error {
   readonly kind: BlockErrorKind;
   readonly context: BlockErrorContext;
-  /** A second line qemu-img prints for some errors (e.g. the lock hint). */
+  /** What qemu-img prints after some errors (e.g. the lock hint), verbatim: it ends its own
+   *  line, or (as QEMU's "Detected format of X.") does not. Trim it to show it elsewhere. */
   readonly hint?: string;
 
   constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: { cause?: unknown; hint?: string }) {

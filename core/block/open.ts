@@ -19,6 +19,9 @@ import { parseOptions, withDefaults, type OptionValues } from './options-schema.
 export interface OpenImageOptions {
   /** Format name (-f); probed when absent. */
   format?: string;
+  /** A format driver's error as it is, without "Could not open 'x': " in front (QEMU's bdrv_open
+   *  errors before qemu-img adds that: the backing file of a new image). */
+  bareDriverErrors?: boolean;
   readOnly?: boolean;
   /** -U / force-share: take no locks that stop other writers. Requires readOnly. */
   forceShare?: boolean;
@@ -195,7 +198,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     return node;
   } catch (e) {
     if (!file.closed) await file.close().catch(() => {});
-    throw prefixOpenError(e, displayName);
+    throw opts.bareDriverErrors ? e : prefixOpenError(e, displayName);
   }
 }
 
@@ -389,6 +392,9 @@ export interface CreateImageOptions {
   signal?: AbortSignal;
   /** -u: do not open the backing file to check it (size must be given). */
   unsafeBacking?: boolean;
+  /** Called once the options, the backing file and the size are checked, before anything is
+   *  written (where qemu-img prints its "Formatting" line). */
+  onValidated?: (size: number) => void;
   /** The name the image will carry when `filename` is a staging name (core/jobs/staging.ts):
    *  what the image records about itself and derives sibling names from (vmdk extents). */
   finalName?: string;
@@ -407,22 +413,28 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
   let size = o.size;
   let backing: BlockNode | undefined;
   const backingFile = values['backing_file'];
+  const backingFmt = typeof values['backing_fmt'] === 'string' ? (values['backing_fmt'] as string) : undefined;
   try {
+    // As QEMU's bdrv_img_create: the backing file is opened (to check it, and for the size)
+    // unless -u; either way its format must be named.
     if (typeof backingFile === 'string' && backingFile !== '') {
-      if (!o.unsafeBacking || size === undefined) {
+      if (!o.unsafeBacking) {
         const full = resolveBackingFilename(o.filename, { driver: 'file', filename: o.filename }, backingFile);
-        const fmt = typeof values['backing_fmt'] === 'string' ? (values['backing_fmt'] as string) : undefined;
-        backing = await openImage(full, { readOnly: true, forceShare: false, secrets, workers, warn, ...(fmt ? { format: fmt } : {}) }).catch((e) => {
-          throw e instanceof BlockError ? new BlockError(e.kind, `Could not open backing file: ${e.message}`, { path: o.filename }) : e;
+        backing = await openImage(full, { bareDriverErrors: true, readOnly: true, forceShare: true, secrets, workers, warn, ...(backingFmt ? { format: backingFmt } : {}) }).catch((e) => {
+          if (!(e instanceof BlockError)) throw e;
+          // Named as the user named it, relative to the new image (QEMU's path_combine).
+          const shown = isAbsolute(backingFile) ? full : pathCombine(o.finalName ?? o.filename, backingFile);
+          throw new BlockError(e.kind, e.message.split(`'${full}'`).join(`'${shown}'`), { path: o.filename }, { cause: e, hint: 'Could not open backing image.\n' });
         });
-        if (!fmt) {
-          values['backing_fmt'] = backing.format;
-        }
+        if (!backingFmt) throw new BlockError('InvalidArgument', 'Backing file specified without backing format', { path: o.filename }, { hint: `Detected format of ${backing.format}.` });
         size ??= backing.size;
+      } else if (!backingFmt) {
+        throw invalidArgument('Backing file specified without backing format', { path: o.filename });
       }
     }
     if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
     if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument('Invalid image size specified.');
+    o.onValidated?.(size);
 
     const proto = findProtocol('file')!;
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };

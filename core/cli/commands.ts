@@ -145,8 +145,6 @@ const create: Command = {
     const obj = objects(p);
     // The "Formatting" line names the options as given (validated first, as qemu-img does).
     const given = createValues({ filename, format, ...(options !== undefined ? { options } : {}), ...(backingFile !== undefined ? { backingFile } : {}), ...(backingFormat !== undefined ? { backingFormat } : {}), ...(size !== undefined ? { size } : {}) });
-    // qemu-img prints the "Formatting" line before it creates (after validating the options);
-    // when the size comes from the backing file it is known only afterwards.
     const shown = { ...given };
     delete shown['backing_file'];
     delete shown['backing_fmt'];
@@ -154,7 +152,6 @@ const create: Command = {
     const announce = (sz: number) => {
       if (!has(p, 'q')) ctx.io.stdout(formattingLine({ filename, format, size: sz, given: ordered }) + '\n');
     };
-    if (size !== undefined) announce(size);
     const h = ctx.service.create({
       filename,
       format,
@@ -165,8 +162,15 @@ const create: Command = {
       unsafe: has(p, 'u'),
       ...obj,
     });
-    const r = await ctx.runJob(h, false);
-    if (size === undefined) announce(r.size);
+    // Announced once the options, backing file and size are checked (QEMU's bdrv_img_create).
+    const off = h.onProgress((e) => {
+      if (e.phase === 'formatting') announce(e.total);
+    });
+    try {
+      await ctx.runJob(h, false);
+    } finally {
+      off();
+    }
     return 0;
   },
 };

@@ -125,7 +125,7 @@ function reportError(e: unknown, io: CliIo, debug: boolean, status: number): num
   }
   if (e instanceof BlockError) {
     io.stderr(errorText(e.message));
-    if (e.hint) io.stderr(`${e.hint}\n`);
+    if (e.hint) io.stderr(e.hint); // as QEMU prints it: its own line ends, or none
     if (debug && e.stack) io.stderr(`${e.stack}\n`);
     return status;
   }

@@ -178,5 +178,5 @@ export function createError(filename: string, e: unknown): unknown {
   if (!(e instanceof BlockError)) return e;
   const osLevel = e.kind === 'NotFound' || e.kind === 'Permission' || e.kind === 'Io';
   const msg = osLevel && !e.message.startsWith('Could not') ? `Could not create '${filename}': ${e.message}` : e.message;
-  return new BlockError(e.kind, `${filename}: ${msg}`, e.context, { cause: e });
+  return new BlockError(e.kind, `${filename}: ${msg}`, e.context, { cause: e, ...(e.hint !== undefined ? { hint: e.hint } : {}) });
 }

@@ -200,7 +200,8 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   if (opts.targetIsZero && !opts.noCreate) throw invalidArgument('--target-is-zero requires use of -n flag');
   if (opts.snapshot !== undefined && opts.sources.length > 1) throw invalidArgument('No support for concatenating multiple snapshot');
   if (!opts.noCreate && !findFormat(outFormat)) throw unsupported(`Unknown file format '${outFormat}'`);
-  const targetHasBacking = opts.backingFile !== undefined;
+  /** -B, or -o backing_file= (qemu-img takes either as the target's backing). */
+  let targetHasBacking = opts.backingFile !== undefined;
   if (targetHasBacking && opts.noCreate) throw invalidArgument('-B makes no sense when not creating the target (-n)');
 
   // Open the sources.
@@ -237,6 +238,11 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
         if (opts.backingFormat) values['backing_fmt'] = opts.backingFormat;
       }
       if (opts.compressed && !driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
+      if (typeof values['backing_file'] === 'string') {
+        if (typeof values['backing_fmt'] !== 'string') throw invalidArgument('Use of backing file requires explicit backing format');
+        targetHasBacking = true;
+      }
+      if (targetHasBacking && sources.length > 1) throw invalidArgument('Having a backing file for the target makes no sense when concatenating multiple input images');
       for (const [k, v] of Object.entries(values)) if (k.endsWith('key-secret') && typeof v === 'string') keySecrets[k] = v;
       const before = stemSiblings(opts.target.filename);
       const targetExisted = before.has(resolve(opts.target.filename));

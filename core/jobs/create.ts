@@ -66,8 +66,6 @@ export function formattingLine(out: { filename: string; format: string; size: nu
 export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}): Promise<CreateOutcome> {
   throwIfAborted(ctl.signal);
   const given = createValues(o);
-  if (o.size === undefined && given['backing_file'] === undefined) throw invalidArgument('Image creation needs a size parameter');
-  if (o.unsafe && o.size === undefined) throw invalidArgument('Image creation with -u needs a size parameter');
   ctl.onProgress?.({ done: 0, total: 1, phase: 'creating' });
   // Written under a staging name and renamed when complete (staging.ts).
   const staged = stageTarget(o.filename);
@@ -80,6 +78,8 @@ export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}
     secrets: env.secrets,
     warn: env.warn,
     unsafeBacking: o.unsafe ?? false,
+    // Checked and about to write: where qemu-img prints "Formatting ..." (the total is the size).
+    onValidated: (size) => ctl.onProgress?.({ done: 0, total: size, phase: 'formatting' }),
     ...(ctl.signal ? { signal: ctl.signal } : {}),
   }).catch((e) => {
     staged?.discard();

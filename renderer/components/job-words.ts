@@ -27,7 +27,7 @@ export function checkWords(r: CheckReport): string[] {
 export function resultWords(job: JobView): string {
   if (job.state === 'running') return '';
   if (job.state === 'cancelled') return 'Cancelled.';
-  if (job.state === 'failed') return job.error ? `Failed: ${job.error.message}${job.error.hint ? ` (${job.error.hint})` : ''}` : 'Failed.';
+  if (job.state === 'failed') return job.error ? `Failed: ${job.error.message}${job.error.hint ? ` (${job.error.hint.trim()})` : ''}` : 'Failed.';
   const r = job.result as Record<string, unknown> | null | undefined;
   switch (job.method) {
     case 'create': {

@@ -88,7 +88,7 @@ function assertLocked(e: unknown, message: string, path: string): true {
   assert.ok(e instanceof BlockError, String(e));
   assert.equal(e.kind, 'Locked');
   assert.match(e.message, new RegExp(message.replace(/"/g, '"')));
-  assert.equal(e.hint, `Is another process using the image [${path}]?`);
+  assert.equal(e.hint, `Is another process using the image [${path}]?\n`);
   return true;
 }
 

@@ -246,7 +246,7 @@ test('two read-write opens in one process conflict as two QEMU processes would; 
     await assert.rejects(openFile(p, { perm: rw.perm, shared: rw.shared }), (e: BlockError) => {
       assert.equal(e.kind, 'Locked');
       assert.match(e.message, /^Failed to get "write" lock$/);
-      assert.equal(e.hint, `Is another process using the image [${p}]?`);
+      assert.equal(e.hint, `Is another process using the image [${p}]?\n`);
       return true;
     });
     await assert.rejects(openFile(p, { readOnly: true, perm: PERM_CONSISTENT_READ, shared: PERM_CONSISTENT_READ }), /Failed to get shared "write" lock/);

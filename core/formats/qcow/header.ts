@@ -92,7 +92,7 @@ export interface QcowGeometry {
 export function validateQcowHeader(h: QcowHeader, fileSize: number, ctx: BlockErrorContext): QcowGeometry {
   if (h.magic !== QCOW_MAGIC) throw invalidImage('Image not in qcow format', ctx);
   if (h.version !== QCOW_VERSION) {
-    throw new BlockError('Unsupported', `qcow (v${QCOW_VERSION}) does not support qcow version ${h.version}`, ctx, { hint: "Try the 'qcow2' driver instead." });
+    throw new BlockError('Unsupported', `qcow (v${QCOW_VERSION}) does not support qcow version ${h.version}`, ctx, { hint: "Try the 'qcow2' driver instead.\n" });
   }
   if (h.size <= 1n) throw invalidImage('Image size is too small (must be at least 2 bytes)', ctx);
   if (h.clusterBits < QCOW_MIN_CLUSTER_BITS || h.clusterBits > QCOW_MAX_CLUSTER_BITS) {

@@ -4,12 +4,13 @@
 // appended at the end of the file (cluster aligned); an allocating write fills the rest of the
 // cluster from the backing file. Legacy AES (crypt_method 1) goes through qcow2/encryption.ts.
 
+import { QEMU_DRIVER_NAMES } from '../../block/qemu-drivers.ts';
 import type { BlockStatus, DriverInfo, FormatDriver, NodeImpl, OpenContext, ZeroFlags } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError, corrupt, invalidArgument, invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
 import { Mutex } from '../../util/range-lock.ts';
 import { TableCache } from '../qed/table-cache.ts';
-import { AES_DEPRECATION, COMPRESSION_WITH_ENCRYPTION, cryptoCreateParams, decryptData, encryptData, openQcowV1Crypto, type Qcow2Crypto } from '../qcow2/encryption.ts';
+import { COMPRESSION_WITH_ENCRYPTION, cryptoCreateParams, decryptData, encryptData, openQcowV1Crypto, type Qcow2Crypto } from '../qcow2/encryption.ts';
 import { QCOW_ENTRY_SIZE, QCOW_OFLAG_COMPRESSED, compressedEntry, decodeCompressed, decodeTable, encodeEntry } from './tables.ts';
 import {
   QCOW_CREATE_BITS,
@@ -375,9 +376,11 @@ export const qcowDriver: FormatDriver = {
 
   async create(file, ctx) {
     const o = ctx.options;
+    // qcow records no backing format, but checks that a given one names a driver (QEMU's words).
+    const fmt = o['backing_fmt'];
+    if (typeof fmt === 'string' && !QEMU_DRIVER_NAMES.has(fmt)) throw invalidArgument(`unrecognized backing format '${fmt}'`, { path: ctx.filename });
     const crypto = cryptoCreateParams(o, 'qcow');
     if (crypto.method !== QCOW_CRYPT_NONE) {
-      ctx.warn(AES_DEPRECATION);
       ctx.secrets.passphrase(crypto.secretId!); // an unknown secret id fails before anything is written
     }
     // Whole sectors, as qemu-img create rounds the size up.

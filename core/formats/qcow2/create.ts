@@ -3,6 +3,7 @@
 // refcount block), then grow the empty image to its size (the L1 table lands in cluster 3)
 // and preallocate as asked. Encryption (encrypt.format=luks|aes) is set up by encryption.ts.
 
+import { checkBackingFormatName } from '../../block/qemu-drivers.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { CreateContext } from '../../block/types.ts';
 import { invalidArgument } from '../../errors.ts';
@@ -25,7 +26,7 @@ import { l1EntriesFor, MIN_EXTL2_CLUSTER_BITS } from './validate.ts';
 import { preallocate } from './prealloc.ts';
 import { DEFAULT_CLUSTER_SIZE, DEFAULT_REFCOUNT_BITS, MAX_CLUSTER_SIZE, MAX_REFCOUNT_BITS, MIN_CLUSTER_SIZE, versionOf } from './options.ts';
 import type { Preallocation } from '../../block/types.ts';
-import { AES_DEPRECATION, createLuksHeader, cryptoCreateParams, type CryptoCreateParams } from './encryption.ts';
+import { createLuksHeader, cryptoCreateParams, type CryptoCreateParams } from './encryption.ts';
 import { CRYPT_AES, CRYPT_LUKS, CRYPT_NONE } from './header.ts';
 
 /** Guest sizes must be whole 512-byte sectors (QEMU: BDRV_SECTOR_SIZE). */
@@ -85,6 +86,8 @@ export function createParams(o: Record<string, unknown>, size: number): Qcow2Cre
   }
   if (dataFileRaw && !dataFile) throw invalidArgument('data-file-raw requires data-file');
   if (dataFile && backingFile && dataFileRaw) throw invalidArgument('Backing file and data-file-raw cannot be used at the same time');
+  const badFormat = checkBackingFormatName(backingFormat);
+  if (badFormat) throw invalidArgument(badFormat);
   if (backingFormat && !backingFile) throw invalidArgument('Backing file format specified without a backing file');
   if (backingFile && preallocation !== 'off' && !extendedL2) throw invalidArgument('Backing file and preallocation can only be used at the same time if extended_l2 is on');
   if (backingFile && Buffer.byteLength(backingFile) > MAX_BACKING_NAME) throw invalidArgument(`Backing file name too long (at most ${MAX_BACKING_NAME} bytes)`);
@@ -130,7 +133,6 @@ export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<
     await growL1(img, l1EntriesFor(ctx.size, img.clusterBits, img.geo.extendedL2));
     img.header.size = ctx.size;
     if (p.crypto && p.crypto.method !== CRYPT_NONE) {
-      if (p.crypto.method === CRYPT_AES) ctx.warn(AES_DEPRECATION);
       ctx.secrets.passphrase(p.crypto.secretId!); // an unknown secret id fails before the header changes
       if (p.crypto.method === CRYPT_LUKS) {
         img.header.cryptoExt = await createLuksHeader(file, p.crypto, ctx.secrets, ctx.workers, img.clusterSize, (n) => img.refcounts.allocate(n));

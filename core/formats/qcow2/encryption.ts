@@ -29,9 +29,6 @@ const CRYPTO_EXT_LEN = 16;
 export const KEY_SECRET_REQUIRED = "Parameter 'encrypt.key-secret' is required for cipher";
 /** QEMU's refusal of compressed writes to an encrypted image. */
 export const COMPRESSION_WITH_ENCRYPTION = 'Compression and encryption not supported at the same time';
-/** Warning given on every use of legacy AES (qemu-block-drivers(7): flawed, use LUKS). */
-export const AES_DEPRECATION =
-  "Use of AES-CBC encrypted qcow/qcow2 images is deprecated and no longer supported in system emulators (predictable IVs, the passphrase is the key); it remains only for data liberation: convert to encrypt.format=luks";
 
 export interface Qcow2Crypto {
   format: 'aes' | 'luks';
@@ -139,8 +136,9 @@ export interface OpenCryptoOptions {
 export async function openCrypto(o: OpenCryptoOptions): Promise<Qcow2Crypto | undefined> {
   if (o.cryptMethod === CRYPT_NONE) return undefined;
   const id = keySecretOption(o.options);
+  // Legacy AES is flawed (qemu-block-drivers(7)), but qemu-img 7.2 opens and creates it without a
+  // word (only system emulators refuse it): so does Platter; the GUI says it where it shows one.
   if (o.cryptMethod === CRYPT_AES) {
-    o.warn(AES_DEPRECATION);
     const cipher = id !== undefined ? openQcowAesCipher(o.secrets.passphrase(id), o.workers) : undefined;
     return { format: 'aes', cipher, ivFromHost: false, info: () => ({}), close: () => cipher?.close() };
   }
@@ -155,7 +153,6 @@ export async function openCrypto(o: OpenCryptoOptions): Promise<Qcow2Crypto | un
 /** Set up decryption for a qcow v1 image (legacy AES only). */
 export function openQcowV1Crypto(cryptMethod: number, options: OptionsTree | undefined, secrets: SecretStore, workers: WorkerPool, warn: (m: string) => void): Qcow2Crypto | undefined {
   if (cryptMethod === CRYPT_NONE) return undefined;
-  warn(AES_DEPRECATION);
   const id = keySecretOption(options);
   const cipher = id !== undefined ? openQcowAesCipher(secrets.passphrase(id), workers) : undefined;
   return { format: 'aes', cipher, ivFromHost: false, info: () => ({}), close: () => cipher?.close() };

@@ -7,6 +7,7 @@
 // Allocating writes are serialised (QEMU freezes allocating requests behind one another); writes
 // to allocated clusters go straight to the file.
 
+import { checkBackingFormatName } from '../../block/qemu-drivers.ts';
 import type { BlockStatus, CheckResult, DriverInfo, FormatDriver, NodeImpl, OpenContext, RepairMode, TruncateOptions, ZeroFlags } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { corrupt, invalidArgument, invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
@@ -444,6 +445,8 @@ export const qedDriver: FormatDriver = {
   },
 
   async create(file, ctx) {
+    const badFormat = checkBackingFormatName(typeof ctx.options['backing_fmt'] === 'string' ? (ctx.options['backing_fmt'] as string) : undefined);
+    if (badFormat) throw invalidArgument(badFormat, { path: ctx.filename });
     const o = ctx.options;
     const clusterSize = Number(o['cluster_size'] ?? QED_DEFAULT_CLUSTER_SIZE);
     const tableSize = Number(o['table_size'] ?? QED_DEFAULT_TABLE_SIZE);

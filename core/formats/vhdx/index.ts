@@ -238,7 +238,7 @@ async function openVhdx(file: BlockNode, filename: string, readOnly: boolean): P
     const entries = findActiveSequence(await file.read(header.logOffset, header.logLength), header.logGuid);
     if (entries.length > 0) {
       if (readOnly) {
-        throw new BlockError('Permission', `VHDX image file '${filename}' opened read-only, but contains a log that needs to be replayed`, { path: filename }, { hint: `To replay the log, run:\nqemu-img check -r all '${filename}'` });
+        throw new BlockError('Permission', `VHDX image file '${filename}' opened read-only, but contains a log that needs to be replayed`, { path: filename }, { hint: `To replay the log, run:\nqemu-img check -r all '${filename}'\n` });
       }
       await replay(file, entries);
       const next: VhdxHeader = { ...header, sequence: header.sequence + 1n, logGuid: Buffer.alloc(GUID_SIZE), fileWriteGuid: newGuid() };

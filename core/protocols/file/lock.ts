@@ -32,7 +32,7 @@ export const POSIX_LOCK_WARNING =
 
 /** The second line qemu-img prints under a lock conflict. */
 export function lockHint(filename: string): string {
-  return `Is another process using the image [${filename}]?`;
+  return `Is another process using the image [${filename}]?\n`;
 }
 
 /** Bytes to lock for a (perm, shared) pair, in QEMU's order: held bits, then unshared bits. */
