@@ -22,6 +22,9 @@ export interface OpenImageOptions {
   /** A format driver's error as it is, without "Could not open 'x': " in front (QEMU's bdrv_open
    *  errors before qemu-img adds that: the backing file of a new image). */
   bareDriverErrors?: boolean;
+  /** Opening again an image that was open read-only, now to write (QEMU reopens the node): no
+   *  open-time warnings a second time. */
+  reopen?: boolean;
   readOnly?: boolean;
   /** -U / force-share: take no locks that stop other writers. Requires readOnly. */
   forceShare?: boolean;
@@ -140,7 +143,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
         file = await openProtocol(fileTree, displayName, readOnly, want, warn);
       }
       // QEMU warns only when the guessed-raw image is writable (qemu-img info stays quiet).
-      if (probedRaw && !readOnly) {
+      if (probedRaw && !readOnly && !opts.reopen) {
         warn(
           `WARNING: Image format was not specified for '${displayName}' and probing guessed raw.\n` +
             `         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n` +

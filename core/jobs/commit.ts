@@ -6,7 +6,7 @@
 import { BlockNode } from '../block/node.ts';
 import { openImage } from '../block/open.ts';
 import { PERM_RESIZE } from '../block/types.ts';
-import { cancelled, invalidArgument, unsupported } from '../errors.ts';
+import { BlockError, cancelled, invalidArgument } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { resolve } from 'node:path';
 
@@ -48,49 +48,27 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
     // The chain opened the base read-only: open it again for writing, unlocked from the chain's
     // read lock by closing the chain's copy first (it stays reachable through ours).
     const baseName = roBase.file?.filename ?? roBase.filename;
-    const baseFormat = roBase.format;
+    // A base whose format was probed is opened by probing again, so a probed raw base keeps its
+    // guard on block 0 (QEMU: commit then fails with "Operation not permitted").
+    const baseFormat = roBase.options['x-probed'] === true ? undefined : roBase.format;
     const parent = [...top.chain()][depthOfBase - 1]!;
     await roBase.close();
-    base = await openImage(baseName, { format: baseFormat, readOnly: false, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
+    base = await openImage(baseName, { ...(baseFormat ? { format: baseFormat } : {}), readOnly: false, reopen: true, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
     parent.backing = base;
 
     if (base.size < top.size) await base.truncate(top.size, {});
     const progress = progressReporter(ctl, top.size, 'committing');
-    let copied = 0;
-    for (let off = 0; off < top.size; ) {
-      if (ctl.signal?.aborted) throw cancelled();
-      // Is this range defined by a layer above the base?
-      let len = top.size - off;
-      let above = false;
-      let n: BlockNode | undefined = top;
-      for (let i = 0; i < depthOfBase && n; i++, n = n.backing) {
-        if (off >= n.size) continue;
-        const st = await n.blockStatus(off, Math.min(len, n.size - off));
-        len = st.length;
-        if (st.allocated) {
-          above = true;
-          break;
-        }
-      }
-      if (above) {
-        for (let p = off; p < off + len; p += CHUNK) {
-          const m = Math.min(CHUNK, off + len - p);
-          const buf = await top.read(p, m);
-          await base.write(p, buf);
-          copied += m;
-        }
-      }
-      off += len;
-      progress.add(len);
-    }
+    const copied = await copyDown(top, base, depthOfBase, progress, ctl).catch((e) => {
+      // qemu-img reports a failed commit as its block job's error: "Block job failed: <errno>".
+      throw e instanceof BlockError && e.kind !== 'Cancelled' ? new BlockError(e.kind, `Block job failed: ${e.message}`, e.context, { cause: e }) : e;
+    });
     await base.flush();
-    const emptied = !(o.drop ?? false) && o.base === undefined;
+    const emptied = !(o.drop ?? false) && o.base === undefined && top.impl.makeEmpty !== undefined;
     if (emptied) {
       // Empty the top so it reads through to the base (bdrv_make_empty). Discard is no substitute:
-      // it may leave zero clusters that hide the base, so a format without makeEmpty keeps its
-      // data (the guest view stays right) and the user hears what qemu-img says.
-      if (!top.impl.makeEmpty) throw unsupported(`Could not empty ${top.filename}: Operation not supported`);
-      await top.impl.makeEmpty();
+      // it may leave zero clusters that hide the base. A format without it (qed, vmdk) keeps its
+      // data, which still reads the same: qemu-img ignores ENOTSUP there too.
+      await top.impl.makeEmpty!();
       await top.flush();
     }
     progress.finish();
@@ -98,4 +76,36 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
   } finally {
     await top.close().catch(() => {});
   }
+}
+
+/** Copy what the layers above the base define into it; returns the bytes copied. */
+async function copyDown(top: BlockNode, base: BlockNode, depthOfBase: number, progress: ReturnType<typeof progressReporter>, ctl: JobControl): Promise<number> {
+  let copied = 0;
+  for (let off = 0; off < top.size; ) {
+    if (ctl.signal?.aborted) throw cancelled();
+    // Is this range defined by a layer above the base?
+    let len = top.size - off;
+    let above = false;
+    let n: BlockNode | undefined = top;
+    for (let i = 0; i < depthOfBase && n; i++, n = n.backing) {
+      if (off >= n.size) continue;
+      const st = await n.blockStatus(off, Math.min(len, n.size - off));
+      len = st.length;
+      if (st.allocated) {
+        above = true;
+        break;
+      }
+    }
+    if (above) {
+      for (let p = off; p < off + len; p += CHUNK) {
+        const m = Math.min(CHUNK, off + len - p);
+        const buf = await top.read(p, m);
+        await base.write(p, buf);
+        copied += m;
+      }
+    }
+    off += len;
+    progress.add(len);
+  }
+  return copied;
 }

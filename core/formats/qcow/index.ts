@@ -262,6 +262,23 @@ class QcowNode implements NodeImpl {
     });
   }
 
+  /** Unmap every cluster so reads fall through to the backing file (QEMU's qcow_make_empty):
+   *  a zero L1 table, and the file cut back to its end. */
+  async makeEmpty(): Promise<void> {
+    await this.#alloc.run(async () => {
+      const g = this.#geo;
+      const l1Bytes = g.l1Size * QCOW_ENTRY_SIZE;
+      this.#l1.fill(0n);
+      await this.#file.write(g.l1TableOffset, Buffer.alloc(l1Bytes));
+      await this.#file.flush();
+      this.#l2.clear();
+      this.#lastCompressed = undefined;
+      const end = g.l1TableOffset + l1Bytes;
+      await this.#file.truncate(end, { shrink: true });
+      this.#end = end;
+    });
+  }
+
   /** A new image maps no cluster: everything reads as zero (QEMU: bdrv_has_zero_init_1). */
   hasZeroInit(): boolean {
     return true;

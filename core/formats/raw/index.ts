@@ -48,7 +48,9 @@ class RawNode implements NodeImpl {
       const n = Math.min(head.length - offset, data.length);
       data.copy(head, offset, 0, n);
       if (probesAsOtherFormat(head, this.#file.filename)) {
-        throw new BlockError('Permission', 'Operation not permitted: writes that would change the probed format of a raw image are refused (specify -f raw)', { path: this.#file.filename, offset });
+        // QEMU's EPERM: the open already warned that block 0 of a probed raw image is guarded
+        // (a write that makes it look like another format would change what the next open sees).
+        throw new BlockError('Permission', 'Operation not permitted', { path: this.#file.filename, offset });
       }
     }
     await this.#file.write(offset, data);
