@@ -101,9 +101,15 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const warn = opts.warn ?? defaultWarn;
   const secrets = opts.secrets ?? new SecretStore();
   const workers = opts.workers ?? sharedWorkerPool();
-  const tree = optionsTreeFor(spec, opts);
+  let tree: OptionsTree;
+  try {
+    tree = optionsTreeFor(spec, opts);
+  } catch (e) {
+    // A json: name that does not parse: "Could not open 'json:...': Could not parse ..." as QEMU.
+    throw typeof spec === 'string' && spec.startsWith('json:') ? prefixOpenError(e, spec) : e;
+  }
   const fileTree = resolveProtocolTree(tree.file as OptionsTree);
-  const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree);
+  const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree, tree);
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
@@ -305,7 +311,12 @@ function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
   return { ...fileTree, ...base };
 }
 
-function displayFilename(given: string | undefined, fileTree: OptionsTree): string {
+function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree): string {
+  // A json: name that says no more than "this format on this file" is shown as the file's name
+  // (QEMU's bdrv_refresh_filename reconstructs it so).
+  if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && Object.keys(fileTree).every((k) => k === 'driver' || k === 'filename')) {
+    return fileTree.filename;
+  }
   if (given !== undefined) return given;
   if (typeof fileTree.filename === 'string') return fileTree.filename;
   return `json:${JSON.stringify(fileTree)}`;

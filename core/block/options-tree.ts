@@ -5,6 +5,7 @@
 //   ("driver=qcow2,file.driver=file,file.filename=x,file.locking=off").
 // The tree is QEMU's QDict after qdict_crumple: nested objects, leaves as strings/numbers/bools.
 
+import { parseQemuJson } from '../util/qemu-json.ts';
 import { invalidArgument } from '../errors.ts';
 
 export type OptionLeaf = string | number | boolean;
@@ -89,12 +90,13 @@ export function parseDottedOptions(text: string): OptionsTree {
   return tree;
 }
 
-/** Parse "json:{...}": nested objects and dotted keys may be mixed, as QEMU allows. */
+/** Parse "json:{...}" (QEMU's JSON: single-quoted strings too): nested objects and dotted keys
+ *  may be mixed, as QEMU allows. */
 export function parseJsonFilename(filename: string): OptionsTree {
   const text = filename.slice('json:'.length);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = parseQemuJson(text);
   } catch (e) {
     throw invalidArgument(`Could not parse the JSON options: ${(e as Error).message}`);
   }
