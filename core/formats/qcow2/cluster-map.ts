@@ -85,9 +85,11 @@ export async function l2ForWrite(img: Qcow2Image, l1Index: number): Promise<{ ta
   await img.barrier();
   await img.writeMeta(offset, table);
   await img.barrier();
+  // Cached before the L1 entry names it: a reader that finds the entry (while the L1 write is
+  // under way) must get this very buffer, not load a second copy whose changes would be lost.
+  img.l2Cache.put(offset, table);
   encodeL1(img.l1, l1Index, offset, true);
   await img.writeL1Entries(l1Index, 1);
-  img.l2Cache.put(offset, table);
   if (l1e.offset) {
     // The old table stays with the snapshots that still use it.
     await img.refcounts.update(l1e.offset, img.clusterSize, -1);
