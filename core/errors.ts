@@ -1,4 +1,4 @@
-// The one error type of Platter's core (STYLE.md rule 4). Every failure a user can meet is a
+// The one error type of Platter's core. Every failure a user can meet is a
 // BlockError with a fixed kind, a message in qemu-img's words where users know them, and context
 // {path, offset, op}. Errors are plain data across IPC (toJSON) and never carry secrets.
 

@@ -1,4 +1,4 @@
-// Platter's service interface (ARCHITECTURE.md "core/api"): the one typed surface both the
+// Platter's service interface (docs/architecture.md "core/api"): the one typed surface both the
 // `platter` CLI and the desktop app (Electron IPC, browser-mode WebSocket) call. Every method takes
 // one plain-data input validated by the zod schema of the same name (schemas.ts; INPUT_SCHEMAS);
 // quick methods return a Promise of plain data, long ones (JOB_METHODS) return a JobHandle with

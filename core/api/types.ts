@@ -1,10 +1,10 @@
-// The data shapes of Platter's service API (ARCHITECTURE.md "core/api"): what the CLI and the
+// The data shapes of Platter's service API (docs/architecture.md "core/api"): what the CLI and the
 // desktop app exchange with core. Results mirror qemu-img's --output=json shapes (same kebab-case
 // keys, qemu-img.c / qapi/block-core.json ImageInfo, ImageCheck, MapEntry, BlockMeasureInfo), so
 // the CLI prints them as they are and the GUI shows what a qemu-img user expects. Plain data only:
 // everything here survives structured clone and JSON (IPC, WebSocket).
 
-/** Progress of a job, as every job reports it (STYLE.md rule 6). */
+/** Progress of a job, as every job reports it. */
 export interface JobProgress {
   /** Units done (bytes for data jobs). */
   done: number;

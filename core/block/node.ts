@@ -1,5 +1,5 @@
 // BlockNode: an open driver instance with its children, and the generic request layer of
-// ARCHITECTURE.md. Everything here is done once for every driver: bounds checks, read-only
+// docs/architecture.md. Everything here is done once for every driver: bounds checks, read-only
 // enforcement, request alignment (read-modify-write, serialised per aligned range), splitting at
 // maxTransfer, defaults for missing capabilities, and "not supported by this format" errors.
 

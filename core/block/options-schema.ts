@@ -1,5 +1,5 @@
 // Create/amend option schemas: the single source of truth for the CLI's `-o`, the API's input
-// validation and the GUI's generated forms (STYLE.md rule 5). Names, defaults and limits are the
+// validation and the GUI's generated forms. Names, defaults and limits are the
 // ones of qemu-block-drivers(7) and qemu-img; parse errors use qemu-img's words.
 
 import { invalidArgument } from '../errors.ts';

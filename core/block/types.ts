@@ -1,4 +1,4 @@
-// The driver contract of Platter's block layer (ARCHITECTURE.md "core/block"), modelled on QEMU's
+// The driver contract of Platter's block layer (docs/architecture.md "core/block"), modelled on QEMU's
 // BlockDriver table (include/block/block_int.h) and nbdkit's capability model: a driver is a plain
 // object; `open` returns a NodeImpl whose optional members are optional capabilities. The generic
 // layer (node.ts) wraps every NodeImpl in a BlockNode that does bounds checks, alignment

@@ -1,5 +1,5 @@
 // The `platter` command line: a qemu-img 7.2 drop-in (same subcommands, flags, output shapes and
-// exit codes). Thin by design (STYLE.md rule 9): parse arguments, call core/api (or the job for
+// exit codes). Thin by design: parse arguments, call core/api (or the job for
 // the CLI-only dd/bench), print. Errors are one "<program>: <message>" line (program.ts) on stderr and a
 // non-zero exit; a JS stack trace is shown only with --debug.
 

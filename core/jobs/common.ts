@@ -1,4 +1,4 @@
-// What every job shares (ARCHITECTURE.md "core/jobs"): the control object (AbortSignal + progress
+// What every job shares (docs/architecture.md "core/jobs"): the control object (AbortSignal + progress
 // callback), the environment (secrets, warnings), opening a user's image reference, size parsing
 // with qemu-img's messages, and allocated-size accounting for `info` ("actual-size").
 

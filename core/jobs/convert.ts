@@ -107,7 +107,7 @@ interface HostPlace {
 /**
  * The descriptor of a plain file node (the file protocol, buffered): reads of data whose place in
  * it block status names (BlockStatus.hostNode) go straight to it, into the lane's own buffer,
- * without the format layer (PERFORMANCE-NOTES "reuse buffers"; the request path through the
+ * without the format layer (buffers are reused; the request path through the
  * format driver cost more main-thread time than the copy's bookkeeping). Relies on the file
  * protocol's public `fd` getter; any other node is read through BlockNode.readInto.
  */

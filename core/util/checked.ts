@@ -1,4 +1,4 @@
-// Checked integer helpers for decoding on-disk fields (STYLE.md rule 2): u64 fields come in as
+// Checked integer helpers for decoding on-disk fields: u64 fields come in as
 // bigint and become numbers only when they fit; arithmetic on offsets refuses overflow.
 
 import { invalidImage, type BlockErrorContext } from '../errors.ts';
