@@ -13,7 +13,7 @@
 // cancelled, every file it created (the staged file and any sibling that appeared next to the
 // target with its stem) is removed. With -n the target is the user's: written in place, kept.
 
-import { read as fsRead, readdirSync, rmSync } from 'node:fs';
+import { lstatSync, read as fsRead, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
 import { createImage, openImage } from '../block/open.ts';
@@ -160,6 +160,14 @@ async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNo
 }
 
 /** Files next to `path` whose names start with its stem (vmdk extents, etc.). */
+function isRegularFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function stemSiblings(path: string): Set<string> {
   const dir = dirname(resolve(path));
   const stem = basename(path, extname(path));
@@ -266,7 +274,9 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
         throw err;
       } finally {
         for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);
-        if (targetExisted && !staged) created.add(resolve(opts.target.filename)); // truncated by us: incomplete now
+        // A regular file we emptied is incomplete now; a device (or anything else that is not a
+        // plain file) is the user's and is never removed.
+        if (targetExisted && !staged && isRegularFile(opts.target.filename)) created.add(resolve(opts.target.filename));
       }
     }
     const useSecrets = !opts.target.imageOpts && Object.keys(keySecrets).length > 0;

@@ -224,6 +224,13 @@ class FileNode implements NodeImpl {
    *  new range, full = write zeros into it. Preallocation applies only to growth. */
   async truncate(size: number, options: TruncateOptions): Promise<void> {
     const prealloc = options.preallocation ?? 'off';
+    if (!this.#regular) {
+      // A device keeps its size (QEMU file-posix): growing it is an error, anything else does
+      // nothing, unless the caller needs the exact size.
+      if (size > this.#size) throw invalidArgument('Cannot grow device files', { path: this.#name, op: 'truncate' });
+      if (options.exact && size !== this.#size) throw unsupported('Cannot resize device files', { path: this.#name, op: 'truncate' });
+      return;
+    }
     await this.#resize.run(async () => {
       const old = this.#size;
       if (size < old && (prealloc === 'falloc' || prealloc === 'full')) {
@@ -360,6 +367,30 @@ function openFlags(readOnly: boolean, direct: boolean): number {
   return flags;
 }
 
+/**
+ * "Create" an image on a host device (QEMU's host_device create, bdrv_co_create_opts_simple): a
+ * device cannot be made or grown, so check that it is large enough, then zero its first sector so
+ * that no old image header is probed there. Nothing else of the device is touched.
+ */
+async function createOnDevice(filename: string, size: number, options: Record<string, unknown>): Promise<void> {
+  const prealloc = options['preallocation'];
+  if (prealloc !== undefined && prealloc !== 'off') throw unsupported(`Unsupported preallocation mode '${String(prealloc)}'`, { path: filename, op: 'create' });
+  let fh: FileHandle;
+  try {
+    fh = await fsOpen(filename, constants.O_RDWR);
+  } catch (e) {
+    throw fromSystemError(e, { path: filename, op: 'create' });
+  }
+  try {
+    const deviceSize = hostOps().deviceSize(fh.fd) ?? (await fh.stat()).size;
+    if (size > deviceSize) throw invalidArgument('Cannot grow device files', { path: filename, op: 'create' });
+    const head = Math.min(512, deviceSize);
+    if (head > 0) await fh.write(Buffer.alloc(head), 0, head, 0);
+  } finally {
+    await fh.close();
+  }
+}
+
 export const fileDriver: ProtocolDriver = {
   kind: 'protocol',
   name: 'file',
@@ -373,6 +404,8 @@ export const fileDriver: ProtocolDriver = {
    */
   async create(filename, size, options, ctx) {
     fileOpenObserver.onOpen?.(filename);
+    const existing = await stat(filename).catch(() => undefined);
+    if (existing && (existing.isBlockDevice() || existing.isCharacterDevice())) return createOnDevice(filename, size, options);
     let fh: FileHandle;
     try {
       fh = await fsOpen(filename, constants.O_RDWR | constants.O_CREAT, 0o644);
