@@ -20,6 +20,10 @@ export interface OptionSpec {
   readonly max?: number;
   /** Must be a power of two (cluster sizes). */
   readonly powerOfTwo?: boolean;
+  /** min/max/powerOfTwo describe the value for forms only: the driver checks them itself, in
+   *  its own words and at its own moment (qemu-img checks qcow2's cluster_size and
+   *  refcount_bits in the driver, after printing "Formatting"). */
+  readonly rangeCheckedByDriver?: boolean;
   /** Folded under "Advanced" in the GUI. */
   readonly advanced?: boolean;
 }
@@ -47,6 +51,14 @@ const SIZE_SUFFIX: Record<string, bigint> = {
  * can word their own error as qemu-img does.
  */
 export function parseSizeText(text: string, defaultSuffix = ''): number | undefined {
+  // "0x..." is hexadecimal, without a fraction (qemu_strtosz).
+  const hex = /^\s*0[xX]([0-9a-fA-F]+)\s*([bkmgtpeBKMGTPE]?)\s*$/.exec(text);
+  if (hex) {
+    const unit = SIZE_SUFFIX[(hex[2] || defaultSuffix).toLowerCase()];
+    if (unit === undefined) return undefined;
+    const value = BigInt(`0x${hex[1]}`) * unit;
+    return value > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(value);
+  }
   const m = /^\s*(\d+)(?:\.(\d+))?\s*([bkmgtpeBKMGTPE]?)\s*$/.exec(text);
   if (!m) return undefined;
   const suffix = (m[3] || defaultSuffix).toLowerCase();
@@ -75,7 +87,9 @@ function parseOne(spec: OptionSpec, raw: string): OptionValue {
       return v;
     }
     case 'number': {
-      if (!/^\d+$/.test(raw)) throw invalidArgument(`Parameter '${spec.name}' expects a number`);
+      // A driver that checks the range itself sees a negative number as given (QEMU parses it
+      // with strtou64 and then refuses the huge value with the driver's own words).
+      if (!(spec.rangeCheckedByDriver ? /^-?\d+$/ : /^\d+$/).test(raw)) throw invalidArgument(`Parameter '${spec.name}' expects a number`);
       const v = Number(raw);
       checkRange(spec, v);
       return v;
@@ -95,6 +109,7 @@ function parseOne(spec: OptionSpec, raw: string): OptionValue {
 }
 
 function checkRange(spec: OptionSpec, v: number): void {
+  if (spec.rangeCheckedByDriver) return;
   if (spec.min !== undefined && v < spec.min) throw invalidArgument(`Parameter '${spec.name}' must be at least ${spec.min} (got ${v})`);
   if (spec.max !== undefined && v > spec.max) throw invalidArgument(`Parameter '${spec.name}' must be at most ${spec.max} (got ${v})`);
   if (spec.powerOfTwo && (v <= 0 || (v & (v - 1)) !== 0 || !Number.isInteger(Math.log2(v)))) {

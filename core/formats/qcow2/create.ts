@@ -73,7 +73,6 @@ export function createParams(o: Record<string, unknown>, size: number): Qcow2Cre
   const backingFile = typeof o['backing_file'] === 'string' && o['backing_file'] !== '' ? (o['backing_file'] as string) : undefined;
   const backingFormat = typeof o['backing_fmt'] === 'string' && o['backing_fmt'] !== '' ? (o['backing_fmt'] as string) : undefined;
 
-  if (size % SECTOR !== 0) throw invalidArgument(`Image size must be a multiple of ${SECTOR} bytes`);
   if (version < 3) {
     if (lazyRefcounts) throw invalidArgument(`Lazy refcounts only supported with compatibility level 1.1 and above ${V3_HINT}`);
     if (refcountBits !== DEFAULT_REFCOUNT_BITS) throw invalidArgument(`Different refcount widths than 16 bits require compatibility level 1.1 or above ${V3_HINT}`);
@@ -125,13 +124,16 @@ export function initialClusters(p: Qcow2CreateParams): Buffer {
 }
 
 export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<void> {
-  const p = createParams(ctx.options, ctx.size);
+  // qemu-img create rounds the size up to whole sectors (qcow2_co_create_opts); only QMP's
+  // blockdev-create refuses an unaligned size.
+  const size = Math.ceil(ctx.size / SECTOR) * SECTOR;
+  const p = createParams(ctx.options, size);
   await file.write(0, initialClusters(p));
   const img = await loadImage(file, { filename: ctx.filename, readOnly: false, workers: ctx.workers, warn: ctx.warn });
   if (p.dataFile) img.dataFile = await ctx.createSibling(p.dataFile);
   await img.meta.run(async () => {
-    await growL1(img, l1EntriesFor(ctx.size, img.clusterBits, img.geo.extendedL2));
-    img.header.size = ctx.size;
+    await growL1(img, l1EntriesFor(size, img.clusterBits, img.geo.extendedL2));
+    img.header.size = size;
     if (p.crypto && p.crypto.method !== CRYPT_NONE) {
       ctx.secrets.passphrase(p.crypto.secretId!); // an unknown secret id fails before the header changes
       if (p.crypto.method === CRYPT_LUKS) {
@@ -140,6 +142,6 @@ export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<
       img.header.cryptMethod = p.crypto.method;
     }
     await img.writeHeader();
-    await preallocate(img, 0, ctx.size, p.preallocation);
+    await preallocate(img, 0, size, p.preallocation);
   });
 }

@@ -179,8 +179,14 @@ export function decodeExtensions(h: Qcow2Header, cluster0: Buffer, ctx: BlockErr
         h.dataFile = trimNul(data.toString('utf8'));
         break;
       case EXT_FEATURE_TABLE:
-        for (let p = 0; p + FEATURE_ENTRY_SIZE <= data.length; p += FEATURE_ENTRY_SIZE) {
-          h.featureNames.push({ type: data[p]!, bit: data[p + 1]!, name: trimNul(data.toString('utf8', p + 2, p + FEATURE_ENTRY_SIZE)) });
+        {
+          // A last entry cut short still counts (its missing bytes read as zero); the table
+          // ends at the first entry with an empty name, as QEMU reads it.
+          const table = Buffer.alloc(Math.ceil(data.length / FEATURE_ENTRY_SIZE) * FEATURE_ENTRY_SIZE);
+          data.copy(table);
+          for (let p = 0; p + FEATURE_ENTRY_SIZE <= table.length && table[p + 2] !== 0; p += FEATURE_ENTRY_SIZE) {
+            h.featureNames.push({ type: table[p]!, bit: table[p + 1]!, name: trimNul(table.toString('utf8', p + 2, p + FEATURE_ENTRY_SIZE)) });
+          }
         }
         break;
       case EXT_BITMAPS:
@@ -200,13 +206,21 @@ function trimNul(s: string): string {
   return i < 0 ? s : s.slice(0, i);
 }
 
-/** Name of an incompatible/compatible/autoclear bit, from the image's table or QEMU's names. */
-export function featureName(h: Qcow2Header, type: number, bit: number): string {
-  const own = h.featureNames.find((f) => f.type === type && f.bit === bit);
-  if (own) return own.name;
-  const known = KNOWN_FEATURE_NAMES.find((f) => f.type === type && f.bit === bit);
-  if (known) return known.name;
-  return `Unknown ${['incompatible', 'compatible', 'autoclear'][type] ?? 'unknown'} feature: ${(1n << BigInt(bit)).toString(16)}`;
+/**
+ * The unsupported incompatible bits in words, as QEMU reports them: the names the image's own
+ * feature table gives, in table order, then the remaining bits as one hexadecimal mask.
+ */
+export function unsupportedFeatureText(h: Qcow2Header, mask: bigint): string {
+  const parts: string[] = [];
+  for (const f of h.featureNames) {
+    const bit = 1n << BigInt(f.bit);
+    if (f.type === 0 && f.bit < 64 && mask & bit) {
+      parts.push(f.name);
+      mask &= ~bit;
+    }
+  }
+  if (mask) parts.push(`Unknown incompatible feature: ${mask.toString(16)}`);
+  return parts.join(', ');
 }
 
 function extension(type: number, data: Buffer): Buffer {

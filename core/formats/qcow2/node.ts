@@ -859,7 +859,16 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async check(repair: RepairMode | undefined): Promise<CheckResult> {
-    return this.exclusive(() => checkImage(this.img, repair));
+    return this.exclusive(async () => {
+      // Opened for repair, the image drops the autoclear bits it does not know, as QEMU does
+      // on every read-write open.
+      const h = this.img.header;
+      if (repair && !this.img.readOnly && h.autoclear & ~AUTOCLEAR_KNOWN) {
+        h.autoclear &= AUTOCLEAR_KNOWN;
+        await this.img.writeHeader();
+      }
+      return checkImage(this.img, repair);
+    });
   }
 
   async amend(options: OptionValues, ctx: AmendContext): Promise<void> {

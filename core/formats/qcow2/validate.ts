@@ -15,7 +15,7 @@ import {
   INCOMPAT_EXTL2,
   INCOMPAT_KNOWN,
   MAX_BACKING_NAME,
-  featureName,
+  unsupportedFeatureText,
   type Qcow2Header,
 } from './header.ts';
 import { L1E_SIZE } from './entries.ts';
@@ -69,9 +69,7 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
   // Feature bits.
   const unknown = h.incompatible & ~INCOMPAT_KNOWN;
   if (unknown) {
-    const names: string[] = [];
-    for (let bit = 0; bit < 64; bit++) if (unknown & (1n << BigInt(bit))) names.push(featureName(h, 0, bit));
-    throw unsupported(`Unsupported qcow2 feature(s): ${names.join(', ')}`, ctx);
+    throw unsupported(`Unsupported qcow2 feature(s): ${unsupportedFeatureText(h, unknown)}`, ctx);
   }
   if (h.incompatible & INCOMPAT_CORRUPT && !readOnly) {
     throw new BlockError('Permission', 'qcow2: Image is corrupt; cannot be opened read/write (run qemu-img check -r all, or open it read-only)', ctx);
