@@ -21,6 +21,7 @@ import { snapshotAction, snapshotList } from '../jobs/snapshot.ts';
 import { commit as commitJob } from '../jobs/commit.ts';
 import { rebase as rebaseJob } from '../jobs/rebase.ts';
 import { amend as amendJob } from '../jobs/amend.ts';
+import { bitmap as bitmapJob } from '../jobs/bitmap.ts';
 
 /** How many finished jobs a service remembers for jobs(). */
 const KEEP_FINISHED = 100;
@@ -54,7 +55,7 @@ function optionJson(o: OptionSpec): FormatOptionJson {
   };
 }
 
-type SchemaName = 'infoInput' | 'createInput' | 'convertInput' | 'checkInput' | 'compareInput' | 'mapInput' | 'measureInput' | 'resizeInput' | 'snapshotInput' | 'snapshotListInput' | 'commitInput' | 'rebaseInput' | 'amendInput';
+type SchemaName = 'infoInput' | 'createInput' | 'convertInput' | 'checkInput' | 'compareInput' | 'mapInput' | 'measureInput' | 'resizeInput' | 'snapshotInput' | 'snapshotListInput' | 'commitInput' | 'rebaseInput' | 'amendInput' | 'bitmapInput';
 
 /**
  * Validate `input` with the named zod schema (loaded on first use: zod costs a noticeable part of
@@ -284,6 +285,13 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
       return startJob('amend', `Amend ${name(raw?.image?.filename)}`, async (ctl) => {
         const i = await validated(validate, 'amendInput', raw);
         return withEnv(i, (env) => amendJob({ image: toSpec(i.image), options: i.options, force: i.force ?? false }, env, ctl));
+      });
+    },
+
+    bitmap(raw) {
+      return startJob('bitmap', `Bitmap ${name(raw?.bitmap)} of ${name(raw?.image?.filename)}`, async (ctl) => {
+        const i = await validated(validate, 'bitmapInput', raw);
+        return withEnv(i, (env) => bitmapJob({ image: toSpec(i.image), bitmap: i.bitmap, actions: i.actions, ...(i.granularity !== undefined ? { granularity: i.granularity } : {}), ...(i.sourceImage ? { sourceImage: toSpec(i.sourceImage) } : {}) }, env, ctl));
       });
     },
 

@@ -59,6 +59,7 @@ export interface PlatterService {
   commit(input: S.CommitInput): JobHandle<CommitResult>;
   rebase(input: S.RebaseInput): JobHandle<RebaseResult>;
   amend(input: S.AmendInput): JobHandle<void>;
+  bitmap(input: S.BitmapInput): JobHandle<void>;
   /** Every registered format with its create/amend option schemas (for generated forms). */
   listFormats(): Promise<FormatDescription[]>;
 
@@ -94,6 +95,7 @@ export const INPUT_SCHEMAS = {
   commit: S.commitInput,
   rebase: S.rebaseInput,
   amend: S.amendInput,
+  bitmap: S.bitmapInput,
   listFormats: S.listFormatsInput,
   jobs: S.listFormatsInput,
   cancelJob: S.jobIdInput,
@@ -102,7 +104,7 @@ export const INPUT_SCHEMAS = {
 export type MethodName = keyof typeof INPUT_SCHEMAS;
 
 /** Methods that return a JobHandle: callService answers them at once with {jobId}. */
-export const JOB_METHODS = ['create', 'convert', 'check', 'compare', 'commit', 'rebase', 'amend'] as const;
+export const JOB_METHODS = ['create', 'convert', 'check', 'compare', 'commit', 'rebase', 'amend', 'bitmap'] as const;
 export type JobMethod = (typeof JOB_METHODS)[number];
 
 export function isMethodName(name: unknown): name is MethodName {

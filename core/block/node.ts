@@ -4,7 +4,7 @@
 // maxTransfer, defaults for missing capabilities, and "not supported by this format" errors.
 
 import { BlockError, invalidArgument, unsupported } from '../errors.ts';
-import type { BlockDriver, BlockStatus, DriverInfo, NodeImpl, Reservation, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
+import type { BitmapCapability, BlockDriver, BlockStatus, DriverInfo, NodeImpl, Reservation, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
 import { RangeLock } from '../util/range-lock.ts';
 
 /** Zero buffers are shared read-only slices of one allocation (never written to). */
@@ -84,6 +84,12 @@ export class BlockNode {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Persistent dirty bitmaps, where the format has them (qcow2); undefined elsewhere, and each
+   *  caller words that as QEMU does for its operation. */
+  get bitmaps(): BitmapCapability | undefined {
+    return this.impl.bitmaps;
   }
 
   /** The bottom protocol node of this node's file chain. */

@@ -15,6 +15,7 @@ import type { OptionSpec, OptionValues } from './options-schema.ts';
 import type { OptionsTree } from './options-tree.ts';
 import type { SecretStore } from './secrets.ts';
 import type { WorkerPool } from '../workers/pool.ts';
+import type { DirtyBitmap } from './dirty-bitmap.ts';
 
 /** QEMU's permission bits (include/block/block-common.h, BLK_PERM_*), same bit numbers, because
  *  file locking encodes them as byte offsets (file-posix: 100 + bit, 200 + bit). */
@@ -119,6 +120,40 @@ export interface SnapshotCapability {
   openView(idOrName: string): Promise<NodeImpl>;
 }
 
+/** A persistent dirty bitmap loaded from an image (QEMU's BdrvDirtyBitmap of one). */
+export interface PersistentBitmap {
+  name: string;
+  granularity: number;
+  /** Records guest writes (qcow2's "auto" flag). */
+  enabled: boolean;
+  /** Was marked in use on disk when loaded: its bits are unusable (QEMU: "inconsistent"). */
+  inconsistent: boolean;
+  /** Loaded from a read-only node: changes are refused. */
+  readOnly: boolean;
+  /** Its bits (empty for an inconsistent bitmap). */
+  bits: DirtyBitmap;
+}
+
+/**
+ * Persistent dirty bitmaps (qcow2 v3), as QEMU's block-dirty-bitmap-* commands see a node's:
+ * loaded on first use, changed in memory, stored when the node closes; remove is written at
+ * once. Messages are QEMU's. Formats without them lack the capability.
+ */
+export interface BitmapCapability {
+  /** Whether this image can hold them (qcow2: version 3, QEMU's supports_persistent_dirty_bitmap). */
+  readonly supported: boolean;
+  /** Loaded bitmaps, newest first (QEMU's list order: the reverse of the directory's). */
+  list(): Promise<PersistentBitmap[]>;
+  /** One bitmap; "Dirty bitmap 'x' not found" otherwise. */
+  lookup(name: string): Promise<PersistentBitmap>;
+  add(name: string, options?: { granularity?: number; disabled?: boolean }): Promise<void>;
+  remove(name: string): Promise<void>;
+  clear(name: string): Promise<void>;
+  setEnabled(name: string, enabled: boolean): Promise<void>;
+  /** OR `sourceName` of `source` (this node's or another's) into `target`. */
+  merge(target: string, source: BitmapCapability, sourceName: string): Promise<void>;
+}
+
 export type RepairMode = 'leaks' | 'all';
 
 /** qemu-img check --output=json keys (qemu-img.c collect_image_check). */
@@ -211,6 +246,7 @@ export interface NodeImpl {
   setBackingFile?(filename: string | undefined, format: string | undefined): Promise<void>;
 
   snapshots?: SnapshotCapability;
+  bitmaps?: BitmapCapability;
   check?(repair: RepairMode | undefined): Promise<CheckResult>;
   /** Deallocate every cluster of this layer so all reads fall through to the backing file
    *  (QEMU's bdrv_make_empty; qemu-img commit without -d). Unlike discard, which may leave zero

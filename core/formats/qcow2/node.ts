@@ -24,7 +24,7 @@ import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
 import { Qcow2Snapshots } from './snapshots.ts';
 import { amendImage } from './amend.ts';
-import { bitmapInfo } from './bitmaps.ts';
+import { bitmapInfo, Qcow2Bitmaps } from './bitmaps.ts';
 import { mapUnallocated, preallocate } from './prealloc.ts';
 import { amendCrypto, closeCrypto, COMPRESSION_WITH_ENCRYPTION, CRYPT_SECTOR, cryptoOf, decryptData, encryptData, encryptInfo } from './encryption.ts';
 
@@ -41,6 +41,9 @@ export class Qcow2Node implements NodeImpl {
   readonly img: Qcow2Image;
   readonly #ctx: OpenContext;
   readonly snapshots: SnapshotCapability;
+  /** Persistent dirty bitmaps (bitmaps.ts): loaded before the first change of guest data, told
+   *  of every change, stored at close. */
+  readonly bitmaps: Qcow2Bitmaps;
   /** Next byte for packing compressed clusters (QEMU's free_byte_offset); 0 = none. */
   #freeByte = 0;
   #dirtyMarked = false;
@@ -51,6 +54,7 @@ export class Qcow2Node implements NodeImpl {
     this.img = img;
     this.#ctx = ctx;
     this.snapshots = new Qcow2Snapshots(this);
+    this.bitmaps = new Qcow2Bitmaps(img, (fn) => this.exclusive(fn));
     if (!img.readOnly) {
       img.onClusterFreed = (cluster) => {
         if (this.#freeByte && Math.floor(this.#freeByte / img.clusterSize) === cluster) this.#freeByte = 0;
@@ -237,21 +241,20 @@ export class Qcow2Node implements NodeImpl {
 
   // ---------------------------------------------------------------- writes
 
-  /** Before the first change: set the dirty bit (lazy refcounts) and drop autoclear bits whose
-   *  data we do not maintain (bitmaps become inconsistent, as QEMU marks them). */
+  /** Before the first change: set the dirty bit (lazy refcounts), drop autoclear bits of
+   *  features Platter does not know (their data is not maintained), and load the persistent
+   *  bitmaps, which marks them in use on disk until close stores them (bitmaps.ts). */
   async #beforeWrite(): Promise<void> {
     if (this.#dirtyMarked && this.#autoclearDone) return;
     await this.img.meta.run(async () => {
       const h = this.img.header;
       let change = false;
       if (!this.#autoclearDone) {
-        const keep = h.autoclear & AUTOCLEAR_KNOWN & ~AUTOCLEAR_BITMAPS;
+        const keep = h.autoclear & AUTOCLEAR_KNOWN;
         if (keep !== h.autoclear) {
           h.autoclear = keep;
           change = true;
-          if (h.bitmapsExt) this.img.warn(`qcow2: '${this.img.ctx.path}': Platter does not update persistent dirty bitmaps; they are now marked inconsistent (as QEMU marks them after a program without bitmap support writes)`);
         }
-        this.#autoclearDone = true;
       }
       if (!this.#dirtyMarked) {
         if (this.img.lazyRefcounts && h.version >= 3 && !(h.incompatible & INCOMPAT_DIRTY)) {
@@ -261,7 +264,19 @@ export class Qcow2Node implements NodeImpl {
         this.#dirtyMarked = true;
       }
       if (change) await this.img.writeHeader();
+      if (!this.#autoclearDone) {
+        await this.img.writeThrough(() => this.bitmaps.loadLocked());
+        this.#autoclearDone = true;
+      }
     });
+  }
+
+  /** Guest bytes [offset, offset+length) are about to change: prepare the image and record the
+   *  change in the enabled persistent bitmaps first (QEMU marks them as a write completes;
+   *  marking before means a bitmap is never behind the data, even if the write fails). */
+  async #changing(offset: number, length: number): Promise<void> {
+    await this.#beforeWrite();
+    this.bitmaps.markDirty(offset, length);
   }
 
   /** Lock the whole image (snapshot ops, resize, amend, check), with metadata written through. */
@@ -275,7 +290,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
-    await this.#beforeWrite();
+    await this.#changing(offset, data.length);
     const img = this.img;
     const cs = img.clusterSize;
     const lockStart = Math.floor(offset / cs) * cs;
@@ -391,7 +406,7 @@ export class Qcow2Node implements NodeImpl {
   async reserve(offset: number, length: number): Promise<Reservation | undefined> {
     const img = this.img;
     if (!img.deferring || cryptoOf(img) || img.externalData || this.#hasBacking() || img.header.backingFile) return undefined;
-    await this.#beforeWrite();
+    await this.#changing(offset, length);
     const cs = img.clusterSize;
     const start = Math.floor(offset / cs) * cs;
     const end = Math.min(Math.ceil((offset + length) / cs) * cs, Math.ceil(img.size / cs) * cs);
@@ -448,6 +463,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    await this.#changing(offset, length);
     const img = this.img;
     const cs = img.clusterSize;
     const v2 = img.header.version < 3;
@@ -508,6 +524,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async discard(offset: number, length: number): Promise<void> {
+    await this.#changing(offset, length);
     const img = this.img;
     const cs = img.clusterSize;
     const start = Math.ceil(offset / cs) * cs;
@@ -579,7 +596,7 @@ export class Qcow2Node implements NodeImpl {
     }
     const [packed] = await compressClusters(img.workers, img.header.compressionType, [whole], cs, img.ctx);
     if (!packed || packed.length === 0) return this.write(offset, data);
-    await this.#beforeWrite();
+    await this.#changing(offset, data.length);
     const release = await img.writes.acquire(offset, offset + cs);
     try {
       const cluster = offset / cs;
@@ -763,6 +780,7 @@ export class Qcow2Node implements NodeImpl {
     const cs = img.clusterSize;
     await this.exclusive(async () => {
       const old = img.size;
+      await this.bitmaps.checkResizableLocked();
       if (size < old) {
         if (img.snapshots.length > 0) throw unsupported("Can't shrink an image which has snapshots", img.ctx);
         const firstGone = Math.ceil(size / cs);
@@ -774,6 +792,7 @@ export class Qcow2Node implements NodeImpl {
         }
         img.header.size = size;
         await img.writeHeader();
+        this.bitmaps.resized(size);
         return;
       }
       if (size === old) return;
@@ -781,6 +800,7 @@ export class Qcow2Node implements NodeImpl {
       await growL1(img, needed);
       img.header.size = size;
       await img.writeHeader();
+      this.bitmaps.resized(size);
       const mode = options.preallocation ?? 'off';
       if (mode !== 'off') await preallocate(img, Math.ceil(old / cs) * cs, size, mode);
     });
@@ -886,6 +906,7 @@ export class Qcow2Node implements NodeImpl {
     if (img.readOnly) return;
     await img.meta.run(async () => {
       await this.#coverReserved();
+      await img.writeThrough(() => this.bitmaps.storeLocked());
       await img.writeBack();
       if (img.header.incompatible & INCOMPAT_DIRTY) {
         await img.file.flush();
