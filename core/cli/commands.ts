@@ -172,7 +172,7 @@ const create: Command = {
     const shown = { ...given };
     delete shown['backing_file'];
     delete shown['backing_fmt'];
-    const ordered = { ...(backingFile !== undefined ? { backing_file: backingFile } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
+    const ordered = { ...(given['backing_file'] !== undefined ? { backing_file: given['backing_file'] } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
     const announce = (sz: number) => {
       if (!has(p, 'q')) ctx.io.stdout(formattingLine({ filename, format, size: sz, given: ordered }) + '\n');
     };
