@@ -202,6 +202,8 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
               ...(i.backingFile !== undefined ? { backingFile: i.backingFile } : {}),
               ...(i.backingFormat !== undefined ? { backingFormat: i.backingFormat } : {}),
               ...(i.cache !== undefined ? { cache: i.cache } : {}),
+              ...(i.bitmaps ? { bitmaps: true } : {}),
+              ...(i.skipBrokenBitmaps ? { skipBrokenBitmaps: true } : {}),
             },
             env,
             ctl,
@@ -235,7 +237,8 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
         measureJob(
           {
             format: i.format ?? 'raw',
-            ...(i.size !== undefined ? { size: parseImageSize(i.size) } : {}),
+            // Only arithmetic is done with it: sizes past 2^53 (to 2^63 - 1) are measured too.
+            ...(i.size !== undefined ? { size: parseImageSize(i.size, { inexact: true }) } : {}),
             ...(i.source ? { source: toSpec(i.source) } : {}),
             ...(i.snapshot !== undefined ? { snapshot: i.snapshot } : {}),
             ...(i.options !== undefined ? { options: i.options } : {}),

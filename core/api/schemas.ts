@@ -96,6 +96,10 @@ export const convertInput = z.object({
   backingFormat: z.string().optional(),
   /** -t: the target's cache mode (default 'unsafe', as qemu-img convert: no flushes). */
   cache: z.enum(['unsafe', 'writeback', 'writethrough', 'none', 'directsync']).optional(),
+  /** --bitmaps: copy the source's persistent dirty bitmaps. */
+  bitmaps: z.boolean().optional(),
+  /** --skip-broken-bitmaps (with bitmaps): leave out inconsistent ones. */
+  skipBrokenBitmaps: z.boolean().optional(),
   ...withSecrets,
 });
 

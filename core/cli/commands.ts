@@ -106,8 +106,7 @@ function cvtnum(what: string, text: string): number {
     v += (BigInt(m[2]) << shift) / 10n ** BigInt(m[2].length);
   }
   if (v > QEMU_MAX_SIZE) throw invalidArgument(`Invalid ${what} specified. Must be between 0 and ${QEMU_MAX_SIZE}.`);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(`Invalid ${what} specified: ${v} is beyond what Platter counts exactly (at most ${Number.MAX_SAFE_INTEGER})`);
-  return Number(v);
+  return Number(v); // past 2^53 rounded: callers that need exact bytes refuse it
 }
 
 /** qemu-img's is_valid_option_list: not empty, not starting with ',', no odd run of trailing commas. */
@@ -260,6 +259,7 @@ const convert: Command = {
         'target-is-zero': { arg: false },
         salvage: { arg: false },
         bitmaps: { arg: false },
+        'skip-broken-bitmaps': { arg: false },
       }),
     );
     if (has(p, 'h')) return helpFor('convert', convert, ctx);
@@ -270,7 +270,7 @@ const convert: Command = {
       return 0;
     }
     if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter');
-    if (has(p, 'bitmaps')) throw invalidArgument('--bitmaps is not supported by Platter');
+    if (has(p, 'skip-broken-bitmaps') && !has(p, 'bitmaps')) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
     if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
     const files = p.positional;
     const target = files[files.length - 1]!;
@@ -317,6 +317,8 @@ const convert: Command = {
       ...(backingFile !== undefined ? { backingFile } : {}),
       ...(backingFormat !== undefined ? { backingFormat } : {}),
       ...(cache !== undefined ? { cache: cache as (typeof CACHE_MODES)[number] } : {}),
+      ...(has(p, 'bitmaps') ? { bitmaps: true } : {}),
+      ...(has(p, 'skip-broken-bitmaps') ? { skipBrokenBitmaps: true } : {}),
       ...objects(p),
     });
     await ctx.runJob(h, has(p, 'p') && !has(p, 'q'));

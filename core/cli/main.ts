@@ -76,13 +76,15 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     return 1;
   }
   let service: PlatterService | undefined;
+  // Warnings worded "warning: ..." are QEMU's warn_report: they carry the program's name.
+  const warn = (m: string) => io.stderr(m.startsWith('warning: ') ? errorText(m) : `${m}\n`);
   const ctx: CommandContext = {
     io,
     get service() {
-      service ??= implementService({ warn: (m) => io.stderr(`${m}\n`), validate: false });
+      service ??= implementService({ warn, validate: false });
       return service;
     },
-    warn: (m) => io.stderr(`${m}\n`),
+    warn,
     runJob: async <T>(h: JobHandle<T>, progress: boolean) => {
       // This process's main thread dispatches every request of the job: its helper threads (the
       // I/O pool, V8's) should not preempt it each time it wakes one (measured on 2 cores: 1,700

@@ -117,9 +117,9 @@ export const MSG_SIZE_RANGE = 'Invalid image size specified. Must be between 0 a
  * a value past INT64_MAX is "... Must be between 0 and 9223372036854775807."; values Platter
  * cannot address exactly (past 2^53) are refused in words.
  */
-export function parseImageSize(text: string | number): number {
+export function parseImageSize(text: string | number, o: { inexact?: boolean } = {}): number {
   if (typeof text === 'number') {
-    if (!Number.isSafeInteger(text) || text < 0) throw invalidArgument(MSG_BAD_SIZE);
+    if (!(o.inexact ? Number.isInteger(text) && text <= Number(QEMU_MAX_SIZE) : Number.isSafeInteger(text)) || text < 0) throw invalidArgument(MSG_BAD_SIZE);
     return text;
   }
   const m = SIZE_RE.exec(text);
@@ -131,7 +131,7 @@ export function parseImageSize(text: string | number): number {
     value += (BigInt(m[2]) << shift) / 10n ** BigInt(m[2].length);
   }
   if (value > QEMU_MAX_SIZE) throw invalidArgument(MSG_SIZE_RANGE);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER) && !o.inexact) {
     throw invalidArgument(`Image size ${value} is beyond what Platter can address exactly (at most ${Number.MAX_SAFE_INTEGER} bytes)`);
   }
   return Number(value);

@@ -50,6 +50,10 @@ export interface ConvertOptions {
   /** -t: the target's cache mode. qemu-img's default for convert is 'unsafe' (no flushes at all:
    *  a crashed convert is redone anyway); any other mode flushes at the end. */
   cache?: 'unsafe' | 'writeback' | 'writethrough' | 'none' | 'directsync';
+  /** --bitmaps: copy the source's persistent bitmaps (its top layer's) into the target. */
+  bitmaps?: boolean;
+  /** --skip-broken-bitmaps: leave out inconsistent bitmaps instead of failing. */
+  skipBrokenBitmaps?: boolean;
 }
 
 /** qemu-img convert's default target cache mode. */
@@ -198,6 +202,7 @@ async function lanes(n: number, worker: () => Promise<boolean>): Promise<void> {
 
 export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl = {}): Promise<ConvertStats> {
   if (opts.sources.length === 0) throw invalidArgument('Expecting image file name');
+  if (opts.skipBrokenBitmaps && !opts.bitmaps) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
   const outFormat = opts.target.format ?? 'raw';
   const parallel = opts.parallel ?? DEFAULT_PARALLEL;
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > MAX_PARALLEL) throw invalidArgument(`Invalid number of coroutines. Allowed number of coroutines is between 1 and ${MAX_PARALLEL}`);
@@ -220,15 +225,23 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   const staged: StagedTarget | undefined = opts.noCreate || opts.target.imageOpts ? undefined : stageTarget(opts.target.filename);
   /** Where the target is written (its staging name until complete). */
   const writePath = staged?.path ?? opts.target.filename;
+  /** The first source image itself (not a snapshot view): where --bitmaps copies from. */
+  let bitmapSource: BlockNode | undefined;
   try {
     for (const s of opts.sources) {
       const n = await openSpec(s, env, { readOnly: true, noShare: true });
       toClose.push(n);
+      bitmapSource ??= n;
       sources.push(opts.snapshot !== undefined ? await openSnapshotView(n, opts.snapshot) : n);
     }
     if (opts.snapshot !== undefined && sources[0] !== toClose[0]) toClose.unshift(sources[0]!);
     const total = sources.reduce((a, s) => a + s.size, 0);
     if (!Number.isSafeInteger(total)) throw invalidArgument('The sources are too large together');
+
+    if (opts.bitmaps) {
+      if (sources.length > 1) throw invalidArgument('Copying bitmaps only possible with single source');
+      await checkBitmaps(bitmapSource!, opts.skipBrokenBitmaps ?? false);
+    }
 
     // Create (or open) the target.
     /** As qemu-img (img_add_key_secrets): the created target opens with its *key-secret options. */
@@ -291,6 +304,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     if (opts.noCreate && target.size < total) {
       throw invalidArgument('output file is smaller than input file');
     }
+    if (opts.bitmaps && !target.bitmaps?.supported) throw unsupported(`Format driver '${target.format}' does not support bitmaps`);
     if (opts.compressed && !target.impl.writeCompressed) throw unsupported('Compression not supported for this file format');
     if (opts.compressed && (await target.impl.info?.())?.encrypted) throw unsupported('Compression and encryption not supported at the same time');
 
@@ -310,6 +324,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       // writes overlap. Formats without a reserve step keep one write in flight.
       reserve: !opts.noCreate && !targetHasBacking && !opts.compressed && !(opts.outOfOrder ?? false) && target.impl.reserve !== undefined,
     }, ctl);
+    if (opts.bitmaps) await copyBitmaps(bitmapSource!, target, opts.skipBrokenBitmaps ?? false, env);
     const durable = (opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe';
     if (durable) await target.flush();
     const t = target;
@@ -324,6 +339,43 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     if (target) await target.close().catch(() => {});
     for (const n of toClose) await n.close().catch(() => {});
     if (created) for (const f of created) rmSync(f, { force: true });
+  }
+}
+
+/** QEMU convert_check_bitmaps: the source can give its bitmaps, and none is inconsistent
+ *  (unless those are to be skipped). */
+async function checkBitmaps(src: BlockNode, skipBroken: boolean): Promise<void> {
+  const cap = src.bitmaps;
+  if (!cap?.supported) throw unsupported('Source lacks bitmap support');
+  for (const b of await cap.list()) {
+    if (!skipBroken && b.inconsistent) {
+      throw new BlockError('InvalidArgument', `Cannot copy inconsistent bitmap '${b.name}'`, {}, { hint: "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it\n" });
+    }
+  }
+}
+
+/** QEMU convert_copy_bitmaps: each bitmap of the source (newest first, so the target's
+ *  directory ends up in the source's order) is added to the target with its granularity and
+ *  state, then filled by a merge. */
+async function copyBitmaps(src: BlockNode, dst: BlockNode, skipBroken: boolean, env: JobEnv): Promise<void> {
+  const from = src.bitmaps!;
+  const to = dst.bitmaps!;
+  for (const b of await from.list()) {
+    if (skipBroken && b.inconsistent) {
+      env.warn(`warning: Skipping inconsistent bitmap '${b.name}'`);
+      continue;
+    }
+    try {
+      await to.add(b.name, { granularity: b.granularity, disabled: !b.enabled });
+    } catch (e) {
+      throw e instanceof BlockError ? new BlockError(e.kind, `Failed to create bitmap ${b.name}: ${e.message}`, e.context, { cause: e }) : e;
+    }
+    try {
+      await to.merge(b.name, from, b.name);
+    } catch (e) {
+      await to.remove(b.name).catch(() => {});
+      throw e instanceof BlockError ? new BlockError(e.kind, `Failed to populate bitmap ${b.name}: ${e.message}`, e.context, { cause: e }) : e;
+    }
   }
 }
 

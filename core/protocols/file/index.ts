@@ -18,6 +18,10 @@ import { alignedBuffer, hostOps, isAligned, PAGE_ALIGNMENT } from '../../host/in
 import { Mutex } from '../../util/range-lock.ts';
 import { FileLock, lockHint, type LockingMode } from './lock.ts';
 
+/** allocate_first_block's write sizes (QEMU BDRV_SECTOR_SIZE and MAX_BLOCKSIZE). */
+const FIRST_BLOCK_MIN = 512;
+const FIRST_BLOCK_MAX = 4096;
+
 /** Largest single pread/pwrite (Linux caps a transfer at 2 GiB - 4 KiB; stay well below). */
 const MAX_IO = 256 << 20;
 /** Chunk for preallocation=full and fallback zero writes. */
@@ -238,6 +242,7 @@ class FileNode implements NodeImpl {
       }
       if (size <= old || prealloc === 'off' || prealloc === 'metadata') {
         await this.#setLength(size);
+        if (old === 0 && size > 0) await this.#allocateFirstBlock(size);
       } else if (prealloc === 'falloc') {
         let ok: boolean;
         try {
@@ -249,11 +254,26 @@ class FileNode implements NodeImpl {
         if (!ok) throw unsupported('Could not preallocate new data: Operation not supported', { path: this.#name, op: 'truncate' });
         this.#size = Math.max(this.#size, size);
         if (this.#size !== size) await this.#setLength(size);
+        if (old === 0) await this.#allocateFirstBlock(size);
       } else {
         await this.#setLength(size);
         await this.#writeZerosBuffered(old, size);
       }
     });
+  }
+
+  /** QEMU's allocate_first_block: a file grown from nothing gets its first block written (zeros:
+   *  512 bytes below 4 KiB, else 4 KiB), so block-size probing finds data there. qemu-img map and
+   *  measure see that block as data, and a file smaller than 512 bytes becomes 512 bytes long.
+   *  An optimisation in QEMU: failures are ignored. */
+  async #allocateFirstBlock(size: number): Promise<void> {
+    const n = size < FIRST_BLOCK_MAX ? FIRST_BLOCK_MIN : FIRST_BLOCK_MAX;
+    try {
+      await this.#fh.write(Buffer.alloc(n), 0, n, 0);
+      this.#size = Math.max(this.#size, n);
+    } catch {
+      // as QEMU: only an optimisation
+    }
   }
 
   async #setLength(size: number): Promise<void> {
