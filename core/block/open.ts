@@ -25,6 +25,10 @@ export interface OpenImageOptions {
   /** Opening again an image that was open read-only, now to write (QEMU reopens the node): no
    *  open-time warnings a second time. */
   reopen?: boolean;
+  /** The image qemu-img itself opens (img_open): every failure reads "Could not open 'x': "
+   *  before the cause, even a cause that says the same (file-posix's own "Could not open 'x':
+   *  No such file or directory"), as qemu-img prints it. */
+  qemuImgPrefix?: boolean;
   readOnly?: boolean;
   /** -U / force-share: take no locks that stop other writers. Requires readOnly. */
   forceShare?: boolean;
@@ -110,16 +114,18 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   }
   const fileTree = resolveProtocolTree(tree.file as OptionsTree);
   const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree, tree);
+  /** An open failure as it leaves this function (qemu-img's prefix for the image it opens). */
+  const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, displayName) : prefixOpenError(e, displayName));
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
   let formatDriver: FormatDriver | undefined;
   if (formatName !== undefined) {
     formatDriver = findFormat(formatName);
-    if (!formatDriver) throw unsupported(`Unknown driver '${formatName}'`, { path: displayName });
+    if (!formatDriver) throw failed(unsupported(`Unknown driver '${formatName}'`, { path: displayName }));
   }
   if (formatDriver?.readOnlyFormat && !readOnly) {
-    throw new BlockError('Permission', `Could not open '${displayName}': Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
+    throw failed(new BlockError('Permission', `Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName }));
   }
 
   // The protocol node: perms for a filter (raw) or storage child, known once the format is.
@@ -129,7 +135,8 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   try {
     file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, warn);
   } catch (e) {
-    throw prefixOpenError(e, displayName);
+    // The protocol's own words ("Could not open 'x': No such file or directory"), then qemu-img's.
+    throw failed(prefixOpenError(e, displayName));
   }
   try {
     let probedRaw = false;
@@ -139,7 +146,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       probedRaw = probed.raw;
       formatName = formatDriver.name;
       if (formatDriver.readOnlyFormat && !readOnly) {
-        throw new BlockError('Permission', `Could not open '${displayName}': Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
+        throw new BlockError('Permission', `Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
       }
       // The guessed format decides the child's role; reopen with its permissions when they differ.
       const want = childPerms(formatDriver);
@@ -207,11 +214,19 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     return node;
   } catch (e) {
     if (!file.closed) await file.close().catch(() => {});
-    throw opts.bareDriverErrors ? e : prefixOpenError(e, displayName);
+    throw opts.bareDriverErrors ? e : failed(e);
   }
 }
 
-/** qemu-img's "Could not open 'x': cause" shape, applied once. */
+/** "Could not open 'x': cause" always (qemu-img's own prefix over whatever the cause says). */
+function qemuImgOpenError(e: unknown, name: string): unknown {
+  if (!(e instanceof BlockError) || e.kind === 'Cancelled') return e;
+  const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
+  err.stack = e.stack;
+  return err;
+}
+
+/** "Could not open 'x': cause", applied once (a node's own open failure). */
 function prefixOpenError(e: unknown, name: string): unknown {
   if (!(e instanceof BlockError)) return e;
   if (e.message.startsWith('Could not open') || e.kind === 'Cancelled') return e;

@@ -48,6 +48,7 @@ export function openSpec(spec: ImageSpec, env: JobEnv, extra: Partial<OpenImageO
     forceShare: (spec.forceShare ?? false) && readOnly,
     secrets: env.secrets,
     warn: env.warn,
+    qemuImgPrefix: true,
     ...extra,
     readOnly,
   });

@@ -113,9 +113,9 @@ export interface Qcow2Header {
 
 /** Decode the fixed header fields from the first HEADER_READ_BYTES of the file. */
 export function decodeFixedHeader(buf: Buffer, ctx: BlockErrorContext): Qcow2Header {
-  if (buf.length < HEADER_V2_LENGTH) throw invalidImage('Image is not in qcow2 format (file too short for a qcow2 header)', ctx);
+  if (buf.length < HEADER_V2_LENGTH) throw invalidImage('Image is not in qcow2 format', ctx);
   const magic = buf.readUInt32BE(0);
-  if (magic !== QCOW2_MAGIC) throw invalidImage(`Image is not in qcow2 format (magic 0x${magic.toString(16)}, expected 0x${QCOW2_MAGIC.toString(16)})`, ctx);
+  if (magic !== QCOW2_MAGIC) throw invalidImage('Image is not in qcow2 format', ctx);
   const version = buf.readUInt32BE(4);
   const h: Qcow2Header = {
     version,
