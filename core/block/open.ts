@@ -30,6 +30,8 @@ export interface OpenImageOptions {
   forceShare?: boolean;
   /** Do not open the backing chain (qemu-img info without --backing-chain). */
   noBacking?: boolean;
+  /** Opened by qemu-img check (QEMU's BDRV_O_CHECK): the check repairs, not the open. */
+  forCheck?: boolean;
   /** The spec is --image-opts dotted text. */
   imageOpts?: boolean;
   /** Extra permissions the caller needs (PERM_RESIZE for resize). */
@@ -174,6 +176,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       workers,
       warn,
       noBacking: opts.noBacking ?? false,
+      forCheck: opts.forCheck ?? false,
       readBacking: async (offset, length) => {
         const b = node?.backing;
         if (!b || offset >= b.size) return Buffer.alloc(length);

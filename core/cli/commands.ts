@@ -10,7 +10,7 @@ import { findFormat, formatDrivers } from '../block/registry.ts';
 import { describeOptions } from '../block/options-schema.ts';
 import { parseArgs, last, has, all, type ParsedArgs, type OptSpec } from './args.ts';
 import { humanInfo } from '../jobs/info.ts';
-import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
+import { humanCheck, humanRepaired, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
 import { humanMap, jsonMap } from '../jobs/map.ts';
 import { humanMeasure } from '../jobs/measure.ts';
 import { formattingLine, createValues } from '../jobs/create.ts';
@@ -148,7 +148,7 @@ const create: Command = {
     const shown = { ...given };
     delete shown['backing_file'];
     delete shown['backing_fmt'];
-    const ordered = { ...(backingFile !== undefined ? { backing_file: backingFile } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
+    const ordered = { ...(given['backing_file'] !== undefined ? { backing_file: given['backing_file'] } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
     const announce = (sz: number) => {
       if (!has(p, 'q')) ctx.io.stdout(formattingLine({ filename, format, size: sz, given: ordered }) + '\n');
     };
@@ -176,7 +176,7 @@ const create: Command = {
 };
 
 function checkJson(c: CheckReport): Record<string, unknown> {
-  const { messages: _m, exitCode: _e, repaired: _r, ...rest } = c;
+  const { messages: _m, exitCode: _e, repaired: _r, recheckMessages: _rm, ...rest } = c;
   return rest;
 }
 
@@ -199,9 +199,12 @@ const check: Command = {
       throw e;
     }
     for (const m of report.messages) ctx.io.stderr(`${m}\n`);
+    // After a repair: what was fixed (human output only), then the second check's findings.
+    if (!has(p, 'q') && out !== 'json') ctx.io.stdout(humanRepaired(report));
+    for (const m of report.recheckMessages ?? []) ctx.io.stderr(`${m}\n`);
     if (has(p, 'q')) return report.exitCode;
     if (out === 'json') ctx.io.stdout(json(checkJson(report)));
-    else ctx.io.stdout(humanCheck(report));
+    else ctx.io.stdout(humanCheck({ ...report, repaired: undefined }));
     return report.exitCode;
   },
 };
