@@ -316,7 +316,8 @@ async function compareRefcounts(img: Qcow2Image, res: CheckResult, refs: InMemor
     if (stored === 0) rebuild = true;
     else if (stored > counted && fix.leaks) fixing = 'leak';
     else if (stored < counted && fix.errors) fixing = 'corruption';
-    res.messages.push(`${fixing ? 'Repairing' : stored < counted ? 'ERROR' : 'Leaked'} cluster ${c} refcount=${stored} reference=${counted}`);
+    const shown = stored >= Number.MAX_SAFE_INTEGER ? await img.refcounts.exact(c) : stored;
+    res.messages.push(`${fixing ? 'Repairing' : stored < counted ? 'ERROR' : 'Leaked'} cluster ${c} refcount=${shown} reference=${counted}`);
     if (fixing) {
       try {
         await img.refcounts.set(c, counted);

@@ -8,7 +8,7 @@
 // block does not exist yet.
 
 import type { BlockNode } from '../../block/node.ts';
-import { corrupt, invalidImage, type BlockErrorContext } from '../../errors.ts';
+import { BlockError, corrupt, invalidImage, type BlockErrorContext } from '../../errors.ts';
 import { decodeReftableEntry, encodeReftableEntry, L1E_SIZE } from './entries.ts';
 
 /** Refcount blocks kept in memory (clean ones are evicted first-in first-out past this). */
@@ -176,6 +176,15 @@ export class Refcounts {
     return buf ? readRefcountEntry(buf, cluster % this.perBlock, this.bits) : 0;
   }
 
+  /** The stored refcount exactly, for messages (64-bit entries past 2^53 are capped by get()). */
+  async exact(cluster: number): Promise<bigint> {
+    const b = Math.floor(cluster / this.perBlock);
+    if (b >= this.#table.length) return 0n;
+    const buf = await this.#block(b);
+    if (!buf) return 0n;
+    return this.bits === 64 ? buf.readBigUInt64BE((cluster % this.perBlock) * 8) : BigInt(readRefcountEntry(buf, cluster % this.perBlock, this.bits));
+  }
+
   #markDirty(b: number, i: number): void {
     this.#markDirtySpan(b, i, i + 1);
   }
@@ -236,7 +245,7 @@ export class Refcounts {
       const cur = await this.get(c);
       const next = cur + delta;
       if (next < 0) throw corrupt(`Refcount of cluster ${c} would drop below zero (it is ${cur}); the image needs 'qemu-img check -r all'`, this.#io.ctx);
-      if (next > this.max) throw corrupt(`Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx);
+      if (next > this.max) throw new BlockError('Corrupt', `Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx, { errno: 'EINVAL' });
       await this.set(c, next);
       if (next === 0) freed.push(c);
     }
