@@ -2,6 +2,7 @@
 // open_disk; QEMU's bdrv_open). Builds the node graph: format node -> file (protocol) child, and
 // the backing chain below it, with permissions/locks computed as QEMU does.
 
+import { MAX_EXACT_SIZE } from '../util/checked.ts';
 import { basename, dirname, isAbsolute, resolve, relative, sep } from 'node:path';
 import { realpathSync, rmSync } from 'node:fs';
 import { BlockError, invalidArgument, invalidImage, notFound, unsupported } from '../errors.ts';
@@ -450,7 +451,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
       }
     }
     if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
-    if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument('Invalid image size specified.');
+    if (!Number.isInteger(size) || size < 0 || size >= Number(MAX_EXACT_SIZE)) throw invalidArgument('Invalid image size specified.');
     o.onValidated?.(size);
 
     const proto = findProtocol('file')!;

@@ -4,7 +4,7 @@
 // encode() lays out cluster 0 the way QEMU does: header, extensions, end marker, backing name.
 
 import { invalidImage, type BlockErrorContext } from '../../errors.ts';
-import { u64ToNumber } from '../../util/checked.ts';
+import { sizeToNumber, u64ToNumber } from '../../util/checked.ts';
 
 /** "QFI\xfb" (qcow2.txt "magic"). */
 export const QCOW2_MAGIC = 0x514649fb;
@@ -122,7 +122,7 @@ export function decodeFixedHeader(buf: Buffer, ctx: BlockErrorContext): Qcow2Hea
     backingFileOffset: u64ToNumber(buf.readBigUInt64BE(8), 'backing_file_offset', ctx),
     backingFileSize: buf.readUInt32BE(16),
     clusterBits: buf.readUInt32BE(20),
-    size: u64ToNumber(buf.readBigUInt64BE(24), 'Image size', ctx),
+    size: sizeToNumber(buf.readBigUInt64BE(24), 'Image size', ctx),
     cryptMethod: buf.readUInt32BE(32),
     l1Size: buf.readUInt32BE(36),
     l1TableOffset: u64ToNumber(buf.readBigUInt64BE(40), 'L1 table offset', ctx),
