@@ -24,6 +24,8 @@ export const EXT_FEATURE_TABLE = 0x6803f857;
 export const EXT_CRYPTO = 0x0537be77;
 export const EXT_BITMAPS = 0x23852875;
 export const EXT_DATA_FILE = 0x44415441;
+/** Clusters of this size or smaller get no feature name table. */
+const FEATURE_TABLE_MIN_CLUSTER = 4096;
 /** Size of one feature name table entry: type u8, bit u8, name[46]. */
 export const FEATURE_ENTRY_SIZE = 48;
 const FEATURE_NAME_BYTES = 46;
@@ -242,7 +244,9 @@ export function encodeHeader(h: Qcow2Header, clusterSize: number): Buffer {
   if (h.backingFormat) parts.push(extension(EXT_BACKING_FORMAT, Buffer.from(h.backingFormat, 'latin1')));
   if (h.dataFile) parts.push(extension(EXT_DATA_FILE, Buffer.from(h.dataFile, 'utf8')));
   if (h.cryptoExt) parts.push(extension(EXT_CRYPTO, h.cryptoExt));
-  if (h.version >= 3) {
+  // The feature name table is left out of small clusters, where it would crowd out the rest
+  // (QEMU writes it only for clusters above 4 KiB).
+  if (h.version >= 3 && clusterSize > FEATURE_TABLE_MIN_CLUSTER) {
     const table = Buffer.alloc(KNOWN_FEATURE_NAMES.length * FEATURE_ENTRY_SIZE);
     KNOWN_FEATURE_NAMES.forEach((f, i) => {
       table[i * FEATURE_ENTRY_SIZE] = f.type;
