@@ -147,5 +147,7 @@ export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<
     }
     await img.writeHeader();
     await preallocate(img, 0, size, p.preallocation);
+    // An external data file covers the whole disk from the start (sparse unless preallocated).
+    if (p.dataFile && img.dataFile.size < size) await img.dataFile.truncate(size, { preallocation: 'off', shrink: false });
   });
 }
