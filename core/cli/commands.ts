@@ -10,7 +10,7 @@ import { findFormat, formatDrivers } from '../block/registry.ts';
 import { describeOptions } from '../block/options-schema.ts';
 import { parseArgs, last, has, all, type ParsedArgs, type OptSpec } from './args.ts';
 import { humanInfo } from '../jobs/info.ts';
-import { humanCheck, humanRepaired, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
+import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
 import { humanMap, jsonMap } from '../jobs/map.ts';
 import { humanMeasure } from '../jobs/measure.ts';
 import { formattingLine, createValues } from '../jobs/create.ts';
@@ -198,13 +198,12 @@ const check: Command = {
       if (e instanceof BlockError && !e.message.startsWith('Could not open')) throw new StatusError(`Check failed: ${e.message}`, 1);
       throw e;
     }
-    for (const m of report.messages) ctx.io.stderr(`${m}\n`);
-    // After a repair: what was fixed (human output only), then the second check's findings.
-    if (!has(p, 'q') && out !== 'json') ctx.io.stdout(humanRepaired(report));
-    for (const m of report.recheckMessages ?? []) ctx.io.stderr(`${m}\n`);
+    // Both passes' findings (repair, then the check of the repaired image) go to stderr first:
+    // qemu-img's stdout is block-buffered when piped, so its summary comes out at exit.
+    for (const m of [...report.messages, ...(report.recheckMessages ?? [])]) ctx.io.stderr(`${m}\n`);
     if (has(p, 'q')) return report.exitCode;
     if (out === 'json') ctx.io.stdout(json(checkJson(report)));
-    else ctx.io.stdout(humanCheck({ ...report, repaired: undefined }));
+    else ctx.io.stdout(humanCheck(report));
     return report.exitCode;
   },
 };

@@ -84,7 +84,7 @@ const SUMMARY_BUDGET = 16 << 20;
 
 /** Step 1 (QEMU calculate_refcounts): count every reference into `refs`. Returns whether the
  *  refcount structure itself is broken (it must be rebuilt). */
-async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMemoryRefcounts, fragInfo: boolean): Promise<boolean> {
+async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMemoryRefcounts, fragInfo: boolean, fix: Fix): Promise<boolean> {
   const cs = img.clusterSize;
   const fileSize = img.file.size;
   const limit = img.refcounts.max;
@@ -119,8 +119,9 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
   };
 
   let nextContiguous = 0;
-  /** Walk the entries of one L2 table (active: also count allocation and fragmentation). */
-  const walkL2 = (table: Buffer, sink: L2Sink, active: boolean): void => {
+  /** Walk the entries of one L2 table (active: also count allocation and fragmentation).
+   *  `repaired` (direct walks with -r all) collects the entries rewritten in `table`. */
+  const walkL2 = (table: Buffer, sink: L2Sink, active: boolean, repaired?: number[]): void => {
     nextContiguous = 0;
     for (let j = 0; j < img.l2Entries; j++) {
       const x = decodeL2(table, j, img.geo);
@@ -149,7 +150,18 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
         case 'normal':
         case 'zero-alloc':
           if (x.allocMask & x.zeroMask) sink.error(`ERROR offset=${hex(x.offset)}: Allocated cluster has corrupted subcluster allocation bitmap`);
-          if (x.offset % cs !== 0) sink.error(`ERROR offset=${hex(x.offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
+          if (x.offset % cs !== 0) {
+            const holdsData = img.geo.extendedL2 ? x.allocMask !== 0 : x.type === 'normal';
+            if (holdsData) sink.error(`ERROR offset=${hex(x.offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
+            else if (repaired && fix.errors) {
+              // Nothing to lose: the entry becomes a zero cluster (QEMU fix_l2_entry_by_zero).
+              res.messages.push(`Repairing offset=${hex(x.offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`);
+              encodeL2(table, j, img.geo, { offset: 0, copied: false, zero: true, allocMask: 0, zeroMask: (x.allocMask | x.zeroMask) >>> 0 });
+              repaired.push(j);
+              res.corruptionsFixed++;
+              continue;
+            } else sink.error(`ERROR offset=${hex(x.offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`);
+          }
           if (active && fragInfo) {
             res.allocatedClusters!++;
             if (nextContiguous && x.offset !== nextContiguous) res.fragmentedClusters!++;
@@ -209,7 +221,10 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
       // A table past the end of the file reads as zeros (its own reference was flagged above).
       if (e.offset + cs > fileSize) continue;
       if (active) {
-        walkL2(await img.file.read(e.offset, cs), direct, true);
+        const table = await img.file.read(e.offset, cs);
+        const repaired: number[] = [];
+        walkL2(table, direct, true, repaired);
+        await writeRepairedEntries(img, e.offset, table, repaired);
         continue;
       }
       let s = summaries.get(e.offset);
@@ -260,6 +275,15 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
     }
   }
   return checkRefcountBlocks(img, res, refs, inc);
+}
+
+/** Write back the L2 entries a repair rewrote in `table` (at `offset`). */
+async function writeRepairedEntries(img: Qcow2Image, offset: number, table: Buffer, entries: number[]): Promise<void> {
+  if (!entries.length) return;
+  const size = l2EntryBytes(img.geo);
+  for (const j of entries) await img.writeMeta(offset + j * size, table.subarray(j * size, (j + 1) * size));
+  await img.file.flush();
+  img.l2Cache.drop(offset);
 }
 
 /** The refcount blocks (QEMU check_refblocks): counted, and each must be aligned, inside the
@@ -497,7 +521,7 @@ export async function checkImage(img: Qcow2Image, repair: RepairMode | undefined
   const fix: Fix = { leaks: repair === 'leaks' || repair === 'all', errors: repair === 'all' };
 
   const refs = new InMemoryRefcounts(Math.ceil(img.file.size / cs));
-  let rebuild = await calculateRefcounts(img, res, refs, true);
+  let rebuild = await calculateRefcounts(img, res, refs, true, fix);
   const beforeCompare = { corruptions: res.corruptions, leaks: res.leaks, checkErrors: res.checkErrors, messages: res.messages.length };
   const first = await compareRefcounts(img, res, refs, NO_FIX);
   rebuild ||= first.rebuild;
@@ -510,7 +534,7 @@ export async function checkImage(img: Qcow2Image, repair: RepairMode | undefined
     res.corruptions = 0;
     res.leaks = 0;
     refs.clear();
-    await calculateRefcounts(img, res, refs, false);
+    await calculateRefcounts(img, res, refs, false, NO_FIX);
     // The old structures are leaks now: repaired, and not counted as found.
     const saved = { corruptions: res.corruptions, leaks: res.leaks, checkErrors: res.checkErrors, corruptionsFixed: res.corruptionsFixed, leaksFixed: res.leaksFixed };
     res.corruptions = 0;
