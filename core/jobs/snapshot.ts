@@ -38,10 +38,10 @@ export async function snapshotAction(action: SnapshotAction, image: ImageSpec, n
     } catch (e) {
       // qemu-img prints a failed creation's error code, not a message (img_snapshot).
       if (e instanceof BlockError && action === 'create' && e.errno) {
-        throw new BlockError(e.kind, `Could not create snapshot '${name}': ${errnoText(e.errno)}`, e.context, { cause: e });
+        throw new BlockError(e.kind, `Could not create snapshot '${name}': ${errnoText(e.errno)}`, e.context, { cause: e, ...(e.reportedBefore ? { reportedBefore: e.reportedBefore } : {}) });
       }
       if (e instanceof BlockError && !e.message.startsWith('Could not')) {
-        throw new BlockError(e.kind, `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${e.message}`, e.context, { cause: e });
+        throw new BlockError(e.kind, `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${e.message}`, e.context, { cause: e, ...(e.reportedBefore ? { reportedBefore: e.reportedBefore } : {}) });
       }
       throw e;
     }

@@ -5,7 +5,8 @@
 
 import type { AmendContext } from '../../block/types.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
-import { invalidArgument, unsupported } from '../../errors.ts';
+import { BlockError, invalidArgument, strerror, unsupported } from '../../errors.ts';
+import { readSnapshotL1 } from './snapshots.ts';
 import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZLIB, HEADER_V3_LENGTH, INCOMPAT_DIRTY, MAX_BACKING_NAME } from './header.ts';
 import { decodeL1, decodeL2, encodeL2 } from './entries.ts';
 import { l2ForWrite, writeL2Span } from './cluster-map.ts';
@@ -80,7 +81,10 @@ export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendCon
 
 async function refuseSnapshotZeroClusters(img: Qcow2Image): Promise<void> {
   for (const sn of img.snapshots) {
-    const l1 = sn.l1Size ? await img.file.read(sn.l1TableOffset, sn.l1Size * 8) : Buffer.alloc(0);
+    const l1 = await readSnapshotL1(img, sn).catch((e) => {
+      if (!(e instanceof BlockError) || !e.errno) throw e;
+      throw new BlockError(e.kind, `Failed to turn zero into data clusters: ${strerror(e.errno)}`, e.context, { cause: e, reportedBefore: [e.message] });
+    });
     for (let i = 0; i < sn.l1Size; i++) {
       const e = decodeL1(l1, i);
       if (!e.offset) continue;

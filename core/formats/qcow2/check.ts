@@ -24,6 +24,7 @@ import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY, AUTOCLEAR_BITMAPS } from './header.ts
 import type { Qcow2Image } from './image.ts';
 import { bitmapRanges } from './bitmaps.ts';
 import { writeRefcountEntry } from './refcount.ts';
+import { MAX_L1_BYTES } from './validate.ts';
 
 const hex = (n: number) => n.toString(16);
 
@@ -250,6 +251,14 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
   for (const sn of img.snapshots) {
     if (sn.l1TableOffset % cs !== 0) {
       direct.error(`ERROR snapshot ${sn.id} (${sn.name}) l1_offset=0x${hex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`);
+      continue;
+    }
+    if (sn.l1Size * L1E_SIZE > MAX_L1_BYTES) {
+      direct.error(`ERROR snapshot ${sn.id} (${sn.name}) l1_size=0x${hex(sn.l1Size)}: L1 table is too large; snapshot table entry corrupted`);
+      continue;
+    }
+    if (sn.l1TableOffset + sn.l1Size * L1E_SIZE > fileSize) {
+      inc(sn.l1TableOffset, sn.l1Size * L1E_SIZE); // reports the region past the end of the file
       continue;
     }
     const l1 = await img.file.read(sn.l1TableOffset, sn.l1Size * L1E_SIZE);

@@ -200,6 +200,13 @@ export class Refcounts {
     } else this.#dirty.set(b, [lo, hi]);
   }
 
+  /** A refcount for a cluster no refcount block covers. QEMU's code returns EFBIG where the
+   *  refcount table would have to grow past its limit, EAGAIN where a new block is needed
+   *  inside it (what qemu-img prints for a failed snapshot creation). */
+  #noBlock(cluster: number, b: number, value: number): BlockError {
+    return new BlockError('Corrupt', `Cluster ${cluster} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx, { errno: b >= MAX_REFTABLE_ENTRIES ? 'EFBIG' : 'EAGAIN' });
+  }
+
   /** Set the refcount of `cluster` (creating its block if needed); written at commit(). */
   async set(cluster: number, value: number): Promise<void> {
     if (value < 0 || value > this.max) throw corrupt(`Refcount of cluster ${cluster} would be ${value} (allowed: 0..${this.max})`, this.#io.ctx);
@@ -207,7 +214,7 @@ export class Refcounts {
     const buf = b < this.#table.length ? await this.#block(b) : undefined;
     if (!buf) {
       if (value === 0) return;
-      throw corrupt(`Cluster ${cluster} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx);
+      throw this.#noBlock(cluster, b, value);
     }
     const i = cluster % this.perBlock;
     writeRefcountEntry(buf, i, this.bits, value);
@@ -225,7 +232,7 @@ export class Refcounts {
     for (let c = start; c < start + count; ) {
       const b = Math.floor(c / per);
       const buf = b < this.#table.length ? await this.#block(b) : undefined;
-      if (!buf) throw corrupt(`Cluster ${c} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx);
+      if (!buf) throw this.#noBlock(c, b, value);
       const first = c - b * per;
       const end = Math.min(per, first + start + count - c);
       for (let i = first; i < end; i++) writeRefcountEntry(buf, i, this.bits, value);
