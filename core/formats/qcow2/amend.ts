@@ -6,7 +6,8 @@
 import type { AmendContext } from '../../block/types.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
 import { BlockError, invalidArgument, strerror, unsupported } from '../../errors.ts';
-import { readSnapshotL1 } from './snapshots.ts';
+import { readSnapshotL1, writeSnapshotTable } from './snapshots.ts';
+import { SNAPSHOT_EXTRA_V3_MIN } from './snapshots-table.ts';
 import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZLIB, HEADER_V3_LENGTH, INCOMPAT_DIRTY, MAX_BACKING_NAME } from './header.ts';
 import { decodeL1, decodeL2, encodeL2 } from './entries.ts';
 import { l2ForWrite, writeL2Span } from './cluster-map.ts';
@@ -36,6 +37,8 @@ export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendCon
     h.headerLength = HEADER_V3_LENGTH;
     img.geo.version = 3;
     await img.writeHeader();
+    // v3 snapshot entries need vm_state_size_large and disk_size: rewrite a table that lacks them.
+    if (img.snapshots.some((sn) => (sn.extraDataSize ?? 0) < SNAPSHOT_EXTRA_V3_MIN)) await writeSnapshotTable(img);
   }
   if (newBits !== 1 << h.refcountOrder) {
     if (target < 3 && newBits !== 16) throw invalidArgument(`Refcount widths other than 16 bits require compatibility level 1.1 or above ${COMPAT_HINT}`, img.ctx);

@@ -22,7 +22,8 @@ import { clustersLeftInTable, growL1, lazyRun, lookup, lookupRun, position, UNAL
 import { compressClusters, decompressCluster } from './compress.ts';
 import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
-import { Qcow2Snapshots } from './snapshots.ts';
+import { Qcow2Snapshots, writeSnapshotTable } from './snapshots.ts';
+import { SNAPSHOT_EXTRA_V3_MIN } from './snapshots-table.ts';
 import { amendImage } from './amend.ts';
 import { bitmapInfo } from './bitmaps.ts';
 import { mapUnallocated, preallocate } from './prealloc.ts';
@@ -867,7 +868,17 @@ export class Qcow2Node implements NodeImpl {
         h.autoclear &= AUTOCLEAR_KNOWN;
         await this.img.writeHeader();
       }
-      return checkImage(this.img, repair);
+      // v3 snapshot entries without the required extra data (QEMU's snapshot table check):
+      // reported first; -r all rewrites the table once the refcounts are checked.
+      const incomplete = h.version >= 3 ? this.img.snapshots.flatMap((sn, i) => ((sn.extraDataSize ?? 0) < SNAPSHOT_EXTRA_V3_MIN ? [i] : [])) : [];
+      const notes = incomplete.map((i) => `${repair === 'all' ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
+      const res = await checkImage(this.img, repair);
+      res.messages.unshift(...notes);
+      if (incomplete.length && repair === 'all') {
+        await writeSnapshotTable(this.img);
+        res.corruptionsFixed += incomplete.length;
+      } else res.corruptions += incomplete.length;
+      return res;
     });
   }
 

@@ -45,6 +45,8 @@ export interface Snapshot {
   icount?: number;
   /** Extra data past the fields we know, preserved. */
   extraTail: Buffer;
+  /** Bytes of extra data the entry has on disk (v3 requires at least SNAPSHOT_EXTRA_V3_MIN). */
+  extraDataSize?: number;
 }
 
 /** Read and decode `count` entries at `offset`. */
@@ -88,7 +90,7 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
     const name = (await need(p, nameSize)).toString('utf8');
     p += nameSize;
     p = offset + Math.ceil((p - offset) / 8) * 8;
-    const sn: Snapshot = { l1TableOffset, l1Size, id, name, dateSec, dateNsec, vmClockNsec, vmStateSize: vmState32, extraTail: Buffer.alloc(0) };
+    const sn: Snapshot = { l1TableOffset, l1Size, id, name, dateSec, dateNsec, vmClockNsec, vmStateSize: vmState32, extraTail: Buffer.alloc(0), extraDataSize: extraSize };
     if (extraSize >= 8) sn.vmStateSize = Number(extra.readBigUInt64BE(0));
     if (extraSize >= 16) sn.diskSize = Number(extra.readBigUInt64BE(8));
     if (extraSize >= 24) {

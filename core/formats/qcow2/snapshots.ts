@@ -10,7 +10,7 @@ import { BlockError, invalidArgument, notFound, strerror, unsupported } from '..
 import { decodeL1, decodeL2, encodeL1, encodeL2, L1E_SIZE } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
 import { growL1 } from './cluster-map.ts';
-import { encodeSnapshotTable, MAX_SNAPSHOT_TABLE_BYTES, validateSnapshotL1, type Snapshot } from './snapshots-table.ts';
+import { encodeSnapshotTable, MAX_SNAPSHOT_TABLE_BYTES, SNAPSHOT_EXTRA_V3, validateSnapshotL1, type Snapshot } from './snapshots-table.ts';
 import { MAX_SNAPSHOTS } from './validate.ts';
 import type { Qcow2Node } from './node.ts';
 
@@ -67,7 +67,9 @@ export async function writeBatch(img: Qcow2Image, tables: Map<number, Buffer>, e
 }
 
 /** Rewrite the snapshot table at a new place and point the header at it; free the old one. */
-async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
+/** Write the whole table anew (every entry with all the extra data Platter knows) and free the
+ *  old one. */
+export async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
   const cs = img.clusterSize;
   const buf = encodeSnapshotTable(img.snapshots);
   if (buf.length > MAX_SNAPSHOT_TABLE_BYTES) throw unsupported('Snapshot table too large', img.ctx);
@@ -84,6 +86,7 @@ async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
   img.header.snapshotsOffset = offset;
   await img.writeHeader();
   img.snapshotTableBytes = buf.length;
+  for (const sn of img.snapshots) sn.extraDataSize = SNAPSHOT_EXTRA_V3 + sn.extraTail.length;
   if (oldOffset && oldBytes) {
     await img.refcounts.update(oldOffset, oldBytes, -1);
     await img.refcounts.commit();
