@@ -762,16 +762,24 @@ export class Qcow2Node implements NodeImpl {
     await this.#beforeWrite();
     const img = this.img;
     const cs = img.clusterSize;
+    const oldSize = img.size;
     await this.exclusive(async () => {
       const old = img.size;
       if (size < old) {
         if (img.snapshots.length > 0) throw unsupported("Can't shrink an image which has snapshots", img.ctx);
-        const firstGone = Math.ceil(size / cs);
-        for (let c = firstGone; c * cs < old; c++) {
-          const e = await lookup(img, c * cs);
-          if (e.type !== 'unallocated' && e.type !== 'zero-plain') {
-            throw invalidArgument(`Cannot shrink to ${size} bytes: guest cluster at offset ${c * cs} past the new end is still allocated (discard it first)`, img.ctx);
+        // What lies past the new end is discarded for good (QEMU: a full discard): entries
+        // cleared, zero bits too, and their clusters freed.
+        const end = Math.ceil(old / cs);
+        for (let c = Math.ceil(size / cs); c < end; ) {
+          const { l1Index, l2Index } = position(img, c * cs);
+          const n = Math.min(img.l2Entries - l2Index, end - c);
+          if (l1Index < img.l1Size && decodeL1(img.l1, l1Index).offset) {
+            await updateEntries(img, c, n, (t, idx, _i, prev) => {
+              encodeL2(t, idx, img.geo, { offset: 0, copied: false, allocMask: 0, zeroMask: 0 });
+              return !img.externalData && prev.type !== 'unallocated' && prev.type !== 'zero-plain';
+            });
           }
+          c += n;
         }
         img.header.size = size;
         await img.writeHeader();
@@ -785,6 +793,10 @@ export class Qcow2Node implements NodeImpl {
       const mode = options.preallocation ?? 'off';
       if (mode !== 'off') await preallocate(img, Math.ceil(old / cs) * cs, size, mode);
     });
+    // Grown over a longer backing file: the new area reads as zeros, not as the backing's
+    // stale data (QEMU's bdrv_co_truncate asks for a zeroing truncate).
+    const backing = this.#ctx.backing();
+    if (size > oldSize && backing && backing.size > oldSize) await this.writeZeroes(oldSize, size - oldSize, {});
   }
 
   async flush(): Promise<void> {
