@@ -26,22 +26,30 @@ export class BlockError extends Error {
   /** What qemu-img prints after some errors (e.g. the lock hint), verbatim: it ends its own
    *  line, or (as QEMU's "Detected format of X.") does not. Trim it to show it elsewhere. */
   readonly hint?: string;
+  /** The errno QEMU's code returns for this failure ('EINVAL', 'EFBIG', ...), where qemu-img
+   *  prints a number and strerror instead of a message (snapshot creation). */
+  readonly errno?: ErrnoName;
+  /** Errors QEMU reports on their own lines before this one (error_report inside the
+   *  operation, then the operation's own failure): printed first, each as an error line. */
+  readonly reportedBefore?: readonly string[];
 
-  constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: { cause?: unknown; hint?: string }) {
+  constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: { cause?: unknown; hint?: string; errno?: ErrnoName; reportedBefore?: readonly string[] }) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'BlockError';
     this.kind = kind;
     this.context = context;
     if (options?.hint !== undefined) this.hint = options.hint;
+    if (options?.errno !== undefined) this.errno = options.errno;
+    if (options?.reportedBefore !== undefined) this.reportedBefore = options.reportedBefore;
   }
 
-  toJSON(): { name: string; kind: BlockErrorKind; message: string; context: BlockErrorContext; hint?: string } {
-    return { name: this.name, kind: this.kind, message: this.message, context: this.context, ...(this.hint ? { hint: this.hint } : {}) };
+  toJSON(): { name: string; kind: BlockErrorKind; message: string; context: BlockErrorContext; hint?: string; errno?: ErrnoName; reportedBefore?: readonly string[] } {
+    return { name: this.name, kind: this.kind, message: this.message, context: this.context, ...(this.hint ? { hint: this.hint } : {}), ...(this.errno ? { errno: this.errno } : {}), ...(this.reportedBefore ? { reportedBefore: this.reportedBefore } : {}) };
   }
 
   /** A copy with more context (outer layers add the path they know). */
   withContext(extra: BlockErrorContext): BlockError {
-    const e = new BlockError(this.kind, this.message, { ...extra, ...this.context }, { cause: this.cause, ...(this.hint ? { hint: this.hint } : {}) });
+    const e = new BlockError(this.kind, this.message, { ...extra, ...this.context }, { cause: this.cause, ...(this.hint ? { hint: this.hint } : {}), ...(this.errno ? { errno: this.errno } : {}), ...(this.reportedBefore ? { reportedBefore: this.reportedBefore } : {}) });
     e.stack = this.stack;
     return e;
   }
@@ -71,6 +79,20 @@ export function fromSystemError(err: unknown, context: BlockErrorContext): Block
   const kind: BlockErrorKind =
     code === 'ENOENT' ? 'NotFound' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'Permission' : code === 'EAGAIN' ? 'Locked' : 'Io';
   return new BlockError(kind, text, context, { cause: err });
+}
+
+/** Linux errno numbers of the errors QEMU reports as "-N (text)". */
+export const ERRNO_NUMBER = { EIO: 5, EAGAIN: 11, EINVAL: 22, EFBIG: 27, ENOSPC: 28 } as const;
+export type ErrnoName = keyof typeof ERRNO_NUMBER;
+
+/** strerror() of an errno QEMU reports ("Invalid argument"). */
+export function strerror(name: ErrnoName): string {
+  return SYSTEM_ERROR_TEXT[name]!;
+}
+
+/** "-22 (Invalid argument)": how qemu-img prints a bare error code. */
+export function errnoText(name: ErrnoName): string {
+  return `-${ERRNO_NUMBER[name]} (${SYSTEM_ERROR_TEXT[name]})`;
 }
 
 /** strerror() texts, as QEMU prints them after "Could not open 'x': ". */

@@ -63,6 +63,9 @@ export interface CheckReport {
   exitCode: 0 | 1 | 2 | 3;
   /** Leaks/corruptions found before a repair (qemu-img prints "The following inconsistencies were found and repaired"). */
   repaired?: { corruptions: number; leaks: number };
+  /** After a repair: the findings of the check run again on the repaired image (qemu-img
+   *  prints them after "Double checking the fixed image now..."). */
+  recheckMessages?: string[];
 }
 
 /** One qemu-img map --output=json entry (qapi MapEntry). */

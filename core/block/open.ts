@@ -2,6 +2,7 @@
 // open_disk; QEMU's bdrv_open). Builds the node graph: format node -> file (protocol) child, and
 // the backing chain below it, with permissions/locks computed as QEMU does.
 
+import { MAX_EXACT_SIZE } from '../util/checked.ts';
 import { basename, dirname, isAbsolute, resolve, relative, sep } from 'node:path';
 import { realpathSync, rmSync } from 'node:fs';
 import { BlockError, invalidArgument, invalidImage, notFound, unsupported } from '../errors.ts';
@@ -34,6 +35,8 @@ export interface OpenImageOptions {
   forceShare?: boolean;
   /** Do not open the backing chain (qemu-img info without --backing-chain). */
   noBacking?: boolean;
+  /** Opened by qemu-img check (QEMU's BDRV_O_CHECK): the check repairs, not the open. */
+  forCheck?: boolean;
   /** The spec is --image-opts dotted text. */
   imageOpts?: boolean;
   /** Extra permissions the caller needs (PERM_RESIZE for resize). */
@@ -181,6 +184,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       workers,
       warn,
       noBacking: opts.noBacking ?? false,
+      forCheck: opts.forCheck ?? false,
       readBacking: async (offset, length) => {
         const b = node?.backing;
         if (!b || offset >= b.size) return Buffer.alloc(length);
@@ -462,7 +466,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
       }
     }
     if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
-    if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument('Invalid image size specified.');
+    if (!Number.isInteger(size) || size < 0 || size >= Number(MAX_EXACT_SIZE)) throw invalidArgument('Invalid image size specified.');
     o.onValidated?.(size);
 
     const proto = findProtocol('file')!;

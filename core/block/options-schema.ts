@@ -141,7 +141,7 @@ export function parseOptions(schema: readonly OptionSpec[], input: string | Reco
     }
     if (typeof value === 'string') out[name] = parseOne(spec, value);
     else if (typeof value === 'number' && (spec.type === 'size' || spec.type === 'number')) {
-      if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`Parameter '${name}' expects a non-negative integer`);
+      if (!Number.isSafeInteger(value) || (value < 0 && !spec.rangeCheckedByDriver)) throw invalidArgument(`Parameter '${name}' expects a non-negative integer`);
       checkRange(spec, value);
       out[name] = value;
     } else if (typeof value === 'boolean' && spec.type === 'bool') out[name] = value;

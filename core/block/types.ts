@@ -276,6 +276,9 @@ export interface OpenContext {
   openSibling(name: string, options?: { readOnly?: boolean; create?: boolean }): Promise<BlockNode>;
   /** True when the user asked for no backing (qemu-img info, -u rebase). */
   noBacking: boolean;
+  /** Opened by qemu-img check (QEMU's BDRV_O_CHECK): no repair at open time (a dirty qcow2 is
+   *  left for the check to report and repair). */
+  forCheck?: boolean;
 }
 
 export interface ProtocolOpenContext {

@@ -199,7 +199,7 @@ const create: Command = {
 };
 
 function checkJson(c: CheckReport): Record<string, unknown> {
-  const { messages: _m, exitCode: _e, repaired: _r, ...rest } = c;
+  const { messages: _m, exitCode: _e, repaired: _r, recheckMessages: _rm, ...rest } = c;
   return rest;
 }
 
@@ -221,7 +221,9 @@ const check: Command = {
       if (e instanceof BlockError && !e.message.startsWith('Could not open')) throw new StatusError(`Check failed: ${e.message}`, 1);
       throw e;
     }
-    for (const m of report.messages) ctx.io.stderr(`${m}\n`);
+    // Both passes' findings (repair, then the check of the repaired image) go to stderr first:
+    // qemu-img's stdout is block-buffered when piped, so its summary comes out at exit.
+    for (const m of [...report.messages, ...(report.recheckMessages ?? [])]) ctx.io.stderr(`${m}\n`);
     if (has(p, 'q')) return report.exitCode;
     if (out === 'json') ctx.io.stdout(json(checkJson(report)));
     else ctx.io.stdout(humanCheck(report));

@@ -126,6 +126,7 @@ function reportError(e: unknown, io: CliIo, debug: boolean, status: number): num
     return e.status;
   }
   if (e instanceof BlockError) {
+    for (const m of e.reportedBefore ?? []) io.stderr(errorText(m));
     io.stderr(errorText(e.message));
     if (e.hint) io.stderr(e.hint); // as QEMU prints it: its own line ends, or none
     if (debug && e.stack) io.stderr(`${e.stack}\n`);

@@ -8,6 +8,7 @@ import type { BlockNode } from '../block/node.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
 import { BlockError, invalidArgument, throwIfAborted } from '../errors.ts';
+import { MAX_EXACT_SIZE, SECTOR_BIG } from '../util/checked.ts';
 
 export interface JobProgressEvent {
   done: number;
@@ -120,7 +121,8 @@ export const MSG_SIZE_RANGE = 'Invalid image size specified. Must be between 0 a
  */
 export function parseImageSize(text: string | number, o: { inexact?: boolean } = {}): number {
   if (typeof text === 'number') {
-    if (!(o.inexact ? Number.isInteger(text) && text <= Number(QEMU_MAX_SIZE) : Number.isSafeInteger(text)) || text < 0) throw invalidArgument(MSG_BAD_SIZE);
+    const exact = Number.isSafeInteger(text) || (text < Number(MAX_EXACT_SIZE) && text % 512 === 0);
+    if (!Number.isInteger(text) || text < 0 || !(exact || (o.inexact && text <= Number(QEMU_MAX_SIZE)))) throw invalidArgument(MSG_BAD_SIZE);
     return text;
   }
   const m = SIZE_RE.exec(text);
@@ -132,8 +134,9 @@ export function parseImageSize(text: string | number, o: { inexact?: boolean } =
     value += (BigInt(m[2]) << shift) / 10n ** BigInt(m[2].length);
   }
   if (value > QEMU_MAX_SIZE) throw invalidArgument(MSG_SIZE_RANGE);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER) && !o.inexact) {
-    throw invalidArgument(`Image size ${value} is beyond what Platter can address exactly (at most ${Number.MAX_SAFE_INTEGER} bytes)`);
+  // Past 2^53: only sizes a double holds exactly, with every sector under them (util/checked.ts).
+  if (value > BigInt(Number.MAX_SAFE_INTEGER) && !o.inexact && !(value < MAX_EXACT_SIZE && value % SECTOR_BIG === 0n)) {
+    throw invalidArgument(`Image size ${value} is beyond what Platter can address exactly (past 2^53 only multiples of 512 below 2^62)`);
   }
   return Number(value);
 }

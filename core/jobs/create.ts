@@ -2,6 +2,7 @@
 // against the format's schema, then let core/block's createImage write the new image. Also words
 // qemu-img's "Formatting 'x', fmt=... size=..." line.
 
+import { sizeText } from '../util/checked.ts';
 import { rmSync } from 'node:fs';
 import { createImage } from '../block/open.ts';
 import { findFormat } from '../block/registry.ts';
@@ -58,7 +59,7 @@ function showValue(v: string | number | boolean): string {
 
 /** "Formatting 'x', fmt=raw size=1048576 ..." (sizes in bytes, booleans on/off). */
 export function formattingLine(out: { filename: string; format: string; size: number; given: OptionValues }): string {
-  const parts = [`fmt=${out.format}`, `size=${out.size}`];
+  const parts = [`fmt=${out.format}`, `size=${sizeText(out.size)}`];
   for (const [k, v] of Object.entries(out.given)) parts.push(`${k}=${showValue(v)}`);
   return `Formatting '${out.filename}', ${parts.join(' ')}`;
 }

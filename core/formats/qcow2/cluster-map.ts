@@ -146,7 +146,8 @@ export async function growL1(img: Qcow2Image, entries: number): Promise<void> {
   img.l1.copy(table, 0, 0, img.l1Size * L1E_SIZE);
   const offset = await img.refcounts.allocate(clusters);
   await img.barrier();
-  await img.writeMeta(offset, table);
+  // Only the entries are written (as QEMU does): a new image's file ends right after them.
+  await img.writeMeta(offset, table.subarray(0, entries * L1E_SIZE));
   await img.barrier();
   const oldOffset = img.header.l1TableOffset;
   const oldBytes = img.l1Size * L1E_SIZE;

@@ -18,11 +18,11 @@ import {
   INCOMPAT_EXTL2,
   MAX_BACKING_NAME,
 } from './header.ts';
-import { encodeReftableEntry } from './entries.ts';
+import { encodeReftableEntry, L1E_SIZE } from './entries.ts';
 import { writeRefcountEntry } from './refcount.ts';
 import { loadImage } from './load.ts';
 import { growL1 } from './cluster-map.ts';
-import { l1EntriesFor, MIN_EXTL2_CLUSTER_BITS } from './validate.ts';
+import { l1EntriesFor, MAX_L1_BYTES, MIN_EXTL2_CLUSTER_BITS } from './validate.ts';
 import { preallocate } from './prealloc.ts';
 import { DEFAULT_CLUSTER_SIZE, DEFAULT_REFCOUNT_BITS, MAX_CLUSTER_SIZE, MAX_REFCOUNT_BITS, MIN_CLUSTER_SIZE, versionOf } from './options.ts';
 import type { Preallocation } from '../../block/types.ts';
@@ -65,6 +65,10 @@ export function createParams(o: Record<string, unknown>, size: number): Qcow2Cre
     throw invalidArgument('Refcount width must be a power of two and may not exceed 64 bits');
   }
   const lazyRefcounts = o['lazy_refcounts'] === true;
+  const extendedL2Early = o['extended_l2'] === true;
+  if (l1EntriesFor(size, Math.log2(clusterSize), extendedL2Early) * L1E_SIZE > MAX_L1_BYTES) {
+    throw invalidArgument("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
+  }
   const extendedL2 = o['extended_l2'] === true;
   const compressionType = o['compression_type'] === 'zstd' ? COMPRESSION_ZSTD : 0;
   const dataFile = typeof o['data_file'] === 'string' && o['data_file'] !== '' ? (o['data_file'] as string) : undefined;
@@ -143,5 +147,7 @@ export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<
     }
     await img.writeHeader();
     await preallocate(img, 0, size, p.preallocation);
+    // An external data file covers the whole disk from the start (sparse unless preallocated).
+    if (p.dataFile && img.dataFile.size < size) await img.dataFile.truncate(size, { preallocation: 'off', shrink: false });
   });
 }

@@ -4,7 +4,7 @@
 // encode() lays out cluster 0 the way QEMU does: header, extensions, end marker, backing name.
 
 import { invalidImage, type BlockErrorContext } from '../../errors.ts';
-import { u64ToNumber } from '../../util/checked.ts';
+import { sizeToNumber, u64ToNumber } from '../../util/checked.ts';
 
 /** "QFI\xfb" (qcow2.txt "magic"). */
 export const QCOW2_MAGIC = 0x514649fb;
@@ -24,6 +24,8 @@ export const EXT_FEATURE_TABLE = 0x6803f857;
 export const EXT_CRYPTO = 0x0537be77;
 export const EXT_BITMAPS = 0x23852875;
 export const EXT_DATA_FILE = 0x44415441;
+/** Clusters of this size or smaller get no feature name table. */
+const FEATURE_TABLE_MIN_CLUSTER = 4096;
 /** Size of one feature name table entry: type u8, bit u8, name[46]. */
 export const FEATURE_ENTRY_SIZE = 48;
 const FEATURE_NAME_BYTES = 46;
@@ -122,7 +124,7 @@ export function decodeFixedHeader(buf: Buffer, ctx: BlockErrorContext): Qcow2Hea
     backingFileOffset: u64ToNumber(buf.readBigUInt64BE(8), 'backing_file_offset', ctx),
     backingFileSize: buf.readUInt32BE(16),
     clusterBits: buf.readUInt32BE(20),
-    size: u64ToNumber(buf.readBigUInt64BE(24), 'Image size', ctx),
+    size: sizeToNumber(buf.readBigUInt64BE(24), 'Image size', ctx),
     cryptMethod: buf.readUInt32BE(32),
     l1Size: buf.readUInt32BE(36),
     l1TableOffset: u64ToNumber(buf.readBigUInt64BE(40), 'L1 table offset', ctx),
@@ -242,7 +244,9 @@ export function encodeHeader(h: Qcow2Header, clusterSize: number): Buffer {
   if (h.backingFormat) parts.push(extension(EXT_BACKING_FORMAT, Buffer.from(h.backingFormat, 'latin1')));
   if (h.dataFile) parts.push(extension(EXT_DATA_FILE, Buffer.from(h.dataFile, 'utf8')));
   if (h.cryptoExt) parts.push(extension(EXT_CRYPTO, h.cryptoExt));
-  if (h.version >= 3) {
+  // The feature name table is left out of small clusters, where it would crowd out the rest
+  // (QEMU writes it only for clusters above 4 KiB).
+  if (h.version >= 3 && clusterSize > FEATURE_TABLE_MIN_CLUSTER) {
     const table = Buffer.alloc(KNOWN_FEATURE_NAMES.length * FEATURE_ENTRY_SIZE);
     KNOWN_FEATURE_NAMES.forEach((f, i) => {
       table[i * FEATURE_ENTRY_SIZE] = f.type;

@@ -50,7 +50,7 @@ export const qcow2Driver: FormatDriver = {
       throw invalidImage("'data-file' can only be set for images with an external data file", { path: ctx.filename });
     }
     const node = new Qcow2Node(img, ctx);
-    if (!ctx.readOnly && img.header.incompatible & INCOMPAT_DIRTY) {
+    if (!ctx.readOnly && !ctx.forCheck && img.header.incompatible & INCOMPAT_DIRTY) {
       // A dirty image (lazy refcounts, not closed cleanly): repair the refcounts, as QEMU does.
       const r = await checkImage(img, 'all');
       if (r.corruptions > 0 || r.checkErrors > 0) {

@@ -3,6 +3,8 @@
 // (header, L2 and L1 tables, refcount structures, data) and the size actually required for a
 // given source (only the clusters holding data).
 
+import { invalidArgument } from '../../errors.ts';
+import { l1EntriesFor, MAX_L1_BYTES } from './validate.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { blockStatusAbove } from '../../block/node.ts';
 import type { MeasureResult } from '../../block/types.ts';
@@ -12,10 +14,6 @@ import { cryptoHeaderBytes } from './encryption.ts';
 import { L1E_SIZE } from './entries.ts';
 import type { Qcow2Node } from './node.ts';
 import { readBitmapDirectory } from './bitmaps.ts';
-import { invalidArgument } from '../../errors.ts';
-
-/** QEMU's QCOW_MAX_L1_SIZE: the largest L1 table, 32 MiB. */
-const MAX_L1_BYTES = 32 << 20;
 
 /** Bytes of refcount table + blocks needed to count `clusters` clusters (their own included). */
 export function refcountMetadataSize(clusters: number, clusterSize: number, refcountBits: number): number {
@@ -53,9 +51,9 @@ export async function measureQcow2(size: number, options: OptionValues, source?:
   const p = createParams(options, 0);
   const cs = p.clusterSize;
   let virtualSize = Math.ceil(size / cs) * cs;
-  // QEMU checks the --size given (0 with a source) against the largest L1 table.
-  const l2Tables = Math.ceil(virtualSize / cs / (cs / (p.extendedL2 ? 16 : 8)));
-  if (!source && l2Tables * L1E_SIZE > MAX_L1_BYTES) throw invalidArgument('The image size is too large (try using a larger cluster size)');
+  if (!source && l1EntriesFor(virtualSize, Math.log2(cs), p.extendedL2) * L1E_SIZE > MAX_L1_BYTES) {
+    throw invalidArgument('The image size is too large (try using a larger cluster size)');
+  }
   let required = 0;
   if (source) {
     const ssize = source.size;

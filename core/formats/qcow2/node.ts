@@ -22,7 +22,8 @@ import { clustersLeftInTable, growL1, lazyRun, lookup, lookupRun, position, UNAL
 import { compressClusters, decompressCluster } from './compress.ts';
 import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
-import { Qcow2Snapshots } from './snapshots.ts';
+import { Qcow2Snapshots, writeSnapshotTable } from './snapshots.ts';
+import { SNAPSHOT_EXTRA_V3_MIN } from './snapshots-table.ts';
 import { amendImage } from './amend.ts';
 import { bitmapInfo, Qcow2Bitmaps } from './bitmaps.ts';
 import { mapUnallocated, preallocate } from './prealloc.ts';
@@ -778,17 +779,25 @@ export class Qcow2Node implements NodeImpl {
     await this.#beforeWrite();
     const img = this.img;
     const cs = img.clusterSize;
+    const oldSize = img.size;
     await this.exclusive(async () => {
       const old = img.size;
       await this.bitmaps.checkResizableLocked();
       if (size < old) {
         if (img.snapshots.length > 0) throw unsupported("Can't shrink an image which has snapshots", img.ctx);
-        const firstGone = Math.ceil(size / cs);
-        for (let c = firstGone; c * cs < old; c++) {
-          const e = await lookup(img, c * cs);
-          if (e.type !== 'unallocated' && e.type !== 'zero-plain') {
-            throw invalidArgument(`Cannot shrink to ${size} bytes: guest cluster at offset ${c * cs} past the new end is still allocated (discard it first)`, img.ctx);
+        // What lies past the new end is discarded for good (QEMU: a full discard): entries
+        // cleared, zero bits too, and their clusters freed.
+        const end = Math.ceil(old / cs);
+        for (let c = Math.ceil(size / cs); c < end; ) {
+          const { l1Index, l2Index } = position(img, c * cs);
+          const n = Math.min(img.l2Entries - l2Index, end - c);
+          if (l1Index < img.l1Size && decodeL1(img.l1, l1Index).offset) {
+            await updateEntries(img, c, n, (t, idx, _i, prev) => {
+              encodeL2(t, idx, img.geo, { offset: 0, copied: false, allocMask: 0, zeroMask: 0 });
+              return !img.externalData && prev.type !== 'unallocated' && prev.type !== 'zero-plain';
+            });
           }
+          c += n;
         }
         img.header.size = size;
         await img.writeHeader();
@@ -804,6 +813,10 @@ export class Qcow2Node implements NodeImpl {
       const mode = options.preallocation ?? 'off';
       if (mode !== 'off') await preallocate(img, Math.ceil(old / cs) * cs, size, mode);
     });
+    // Grown over a longer backing file: the new area reads as zeros, not as the backing's
+    // stale data (QEMU's bdrv_co_truncate asks for a zeroing truncate).
+    const backing = this.#ctx.backing();
+    if (size > oldSize && backing && backing.size > oldSize) await this.writeZeroes(oldSize, size - oldSize, {});
   }
 
   async flush(): Promise<void> {
@@ -887,7 +900,17 @@ export class Qcow2Node implements NodeImpl {
         h.autoclear &= AUTOCLEAR_KNOWN;
         await this.img.writeHeader();
       }
-      return checkImage(this.img, repair);
+      // v3 snapshot entries without the required extra data (QEMU's snapshot table check):
+      // reported first; -r all rewrites the table once the refcounts are checked.
+      const incomplete = h.version >= 3 ? this.img.snapshots.flatMap((sn, i) => ((sn.extraDataSize ?? 0) < SNAPSHOT_EXTRA_V3_MIN ? [i] : [])) : [];
+      const notes = incomplete.map((i) => `${repair === 'all' ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
+      const res = await checkImage(this.img, repair);
+      res.messages.unshift(...notes);
+      if (incomplete.length && repair === 'all') {
+        await writeSnapshotTable(this.img);
+        res.corruptionsFixed += incomplete.length;
+      } else res.corruptions += incomplete.length;
+      return res;
     });
   }
 

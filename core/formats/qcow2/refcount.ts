@@ -8,7 +8,7 @@
 // block does not exist yet.
 
 import type { BlockNode } from '../../block/node.ts';
-import { corrupt, invalidImage, type BlockErrorContext } from '../../errors.ts';
+import { BlockError, corrupt, invalidImage, type BlockErrorContext } from '../../errors.ts';
 import { decodeReftableEntry, encodeReftableEntry, L1E_SIZE } from './entries.ts';
 
 /** Refcount blocks kept in memory (clean ones are evicted first-in first-out past this). */
@@ -176,6 +176,15 @@ export class Refcounts {
     return buf ? readRefcountEntry(buf, cluster % this.perBlock, this.bits) : 0;
   }
 
+  /** The stored refcount exactly, for messages (64-bit entries past 2^53 are capped by get()). */
+  async exact(cluster: number): Promise<bigint> {
+    const b = Math.floor(cluster / this.perBlock);
+    if (b >= this.#table.length) return 0n;
+    const buf = await this.#block(b);
+    if (!buf) return 0n;
+    return this.bits === 64 ? buf.readBigUInt64BE((cluster % this.perBlock) * 8) : BigInt(readRefcountEntry(buf, cluster % this.perBlock, this.bits));
+  }
+
   #markDirty(b: number, i: number): void {
     this.#markDirtySpan(b, i, i + 1);
   }
@@ -191,6 +200,13 @@ export class Refcounts {
     } else this.#dirty.set(b, [lo, hi]);
   }
 
+  /** A refcount for a cluster no refcount block covers. QEMU's code returns EFBIG where the
+   *  refcount table would have to grow past its limit, EAGAIN where a new block is needed
+   *  inside it (what qemu-img prints for a failed snapshot creation). */
+  #noBlock(cluster: number, b: number, value: number): BlockError {
+    return new BlockError('Corrupt', `Cluster ${cluster} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx, { errno: b >= MAX_REFTABLE_ENTRIES ? 'EFBIG' : 'EAGAIN' });
+  }
+
   /** Set the refcount of `cluster` (creating its block if needed); written at commit(). */
   async set(cluster: number, value: number): Promise<void> {
     if (value < 0 || value > this.max) throw corrupt(`Refcount of cluster ${cluster} would be ${value} (allowed: 0..${this.max})`, this.#io.ctx);
@@ -198,7 +214,7 @@ export class Refcounts {
     const buf = b < this.#table.length ? await this.#block(b) : undefined;
     if (!buf) {
       if (value === 0) return;
-      throw corrupt(`Cluster ${cluster} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx);
+      throw this.#noBlock(cluster, b, value);
     }
     const i = cluster % this.perBlock;
     writeRefcountEntry(buf, i, this.bits, value);
@@ -216,7 +232,7 @@ export class Refcounts {
     for (let c = start; c < start + count; ) {
       const b = Math.floor(c / per);
       const buf = b < this.#table.length ? await this.#block(b) : undefined;
-      if (!buf) throw corrupt(`Cluster ${c} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx);
+      if (!buf) throw this.#noBlock(c, b, value);
       const first = c - b * per;
       const end = Math.min(per, first + start + count - c);
       for (let i = first; i < end; i++) writeRefcountEntry(buf, i, this.bits, value);
@@ -236,7 +252,7 @@ export class Refcounts {
       const cur = await this.get(c);
       const next = cur + delta;
       if (next < 0) throw corrupt(`Refcount of cluster ${c} would drop below zero (it is ${cur}); the image needs 'qemu-img check -r all'`, this.#io.ctx);
-      if (next > this.max) throw corrupt(`Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx);
+      if (next > this.max) throw new BlockError('Corrupt', `Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx, { errno: 'EINVAL' });
       await this.set(c, next);
       if (next === 0) freed.push(c);
     }
