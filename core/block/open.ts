@@ -211,9 +211,13 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   }
 }
 
+/** Errors qemu-img prints as they are, with no image named in front: a backing chain that loops
+ *  (qemu-img's own chain walk reports it, collect_image_info_list). */
+const BARE_ERRORS = new WeakSet<BlockError>();
+
 /** qemu-img's "Could not open 'x': cause" shape, applied once. */
 function prefixOpenError(e: unknown, name: string): unknown {
-  if (!(e instanceof BlockError)) return e;
+  if (!(e instanceof BlockError) || BARE_ERRORS.has(e)) return e;
   if (e.message.startsWith('Could not open') || e.kind === 'Cancelled') return e;
   const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
@@ -245,18 +249,20 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   const meta = node.impl.backingFile;
   if (!meta) return;
   const full = resolveBackingFilename(node.filename, fileTree, meta.filename);
-  const canonical = canonicalPath({ driver: 'file', filename: full });
-  if (canonical && seen.has(canonical)) {
-    throw invalidImage(`Backing file '${meta.filename}' creates an infinite loop.`, { path: node.filename });
-  }
   // Named as QEMU names it (path_combine with the image's name as given: "b.qcow2", not an
   // absolute path) wherever that name cannot be mistaken for a protocol.
   const shown = isAbsolute(meta.filename) ? full : pathCombine(typeof fileTree.filename === 'string' ? fileTree.filename : node.filename, meta.filename);
+  const canonical = canonicalPath({ driver: 'file', filename: full });
+  if (canonical && seen.has(canonical)) {
+    const loop = invalidImage(`Backing file '${shown}' creates an infinite loop.`, { path: node.filename });
+    BARE_ERRORS.add(loop);
+    throw loop;
+  }
   const openAs = shown !== full && resolve(shown) === full && protocolPrefix(shown) === undefined && !shown.startsWith('json:') ? shown : full;
   try {
     node.backing = await openImage(openAs, { ...childOpts, format: opts.backingFormat ?? meta.format });
   } catch (e) {
-    if (e instanceof BlockError && e.message.includes('creates an infinite loop')) throw e;
+    if (e instanceof BlockError && BARE_ERRORS.has(e)) throw e;
     const msg = e instanceof BlockError ? e.message : String(e);
     throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open backing file: ${msg}`, { path: node.filename }, { cause: e });
   }

@@ -199,6 +199,9 @@ export interface NodeImpl {
   flush?(): Promise<void>;
   truncate?(size: number, options: TruncateOptions): Promise<void>;
   info?(): Promise<DriverInfo>;
+  /** Bytes of storage the node takes on the host (QEMU's bdrv_get_allocated_file_size: a file's
+   *  allocated blocks); without it, unknown. */
+  allocatedSize?(): Promise<number | undefined>;
 
   /** Whole-cluster compressed write (qemu-img convert -c). `offset` is cluster aligned. */
   writeCompressed?(offset: number, data: Buffer): Promise<void>;

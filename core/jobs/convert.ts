@@ -75,6 +75,8 @@ export const MAX_SPARSE_SIZE = 16 << 20;
 export const COPY_CHUNK = 1 << 20;
 /** Zero/hole requests need no buffer, so they can be far larger. */
 const ZERO_CHUNK = 1 << 30;
+/** qemu-img convert's buffer (IO_BUF_SIZE): the piece its progress counts at a time. */
+const QEMU_IO_BUF_SIZE = 2 << 20;
 
 /**
  * Formats whose compressed clusters may land in any order (each is placed wherever free space is,
@@ -397,40 +399,63 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     return out;
   };
 
-  // Producer state: where the next item starts, and the status extent it is in.
-  let pos = 0;
-  let seq = 0;
-  let pending: { kind: Kind; start: number; end: number; src?: HostPlace } | undefined;
-
-  const nextItem = async (): Promise<Item | undefined> => {
-    if (pos >= p.total) return undefined;
-    if (p.compressed) {
-      // Whole clusters: a cluster is skipped only when all of it is zero/unallocated.
-      const st = await statusAt(pos, p.total - pos);
-      const end = Math.min(p.total, pos + st.length);
-      const wholeEnd = end >= p.total ? p.total : pos + Math.floor((end - pos) / clusterSize) * clusterSize;
-      if (st.kind !== 'data' && wholeEnd > pos) {
-        const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(wholeEnd - pos, ZERO_CHUNK), kind: st.kind };
+  /**
+   * A producer of items in order from block status. `account` hears the bytes qemu-img counts for
+   * its progress (convert_co_do_copy: data, and zeros when -S 0), in qemu-img's pieces: a status
+   * extent cut every IO_BUF_SIZE from its start, or one cluster when compressing.
+   */
+  const producer = (account: (n: number) => void) => {
+    // Where the next item starts, and the status extent it is in.
+    let pos = 0;
+    let seq = 0;
+    let pending: { kind: Kind; start: number; end: number; src?: HostPlace } | undefined;
+    /** The start of qemu-img's next progress piece in `pending`. */
+    let pieceAt = 0;
+    const counted = (kind: Kind) => kind === 'data' || (kind === 'zero' && p.sparseSize === 0);
+    return async (): Promise<Item | undefined> => {
+      if (pos >= p.total) return undefined;
+      if (p.compressed) {
+        // Whole clusters: a cluster is skipped only when all of it is zero/unallocated.
+        const st = await statusAt(pos, p.total - pos);
+        const end = Math.min(p.total, pos + st.length);
+        const wholeEnd = end >= p.total ? p.total : pos + Math.floor((end - pos) / clusterSize) * clusterSize;
+        if (st.kind !== 'data' && wholeEnd > pos) {
+          const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(wholeEnd - pos, ZERO_CHUNK), kind: st.kind };
+          if (counted(item.kind)) account(item.length);
+          pos += item.length;
+          return item;
+        }
+        const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(clusterSize, p.total - pos), kind: 'data' };
+        account(item.length);
         pos += item.length;
         return item;
       }
-      const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(clusterSize, p.total - pos), kind: 'data' };
-      pos += item.length;
+      if (!pending || pos >= pending.end) {
+        const st = await statusAt(pos, p.total - pos);
+        pending = { kind: st.kind, start: pos, end: pos + st.length, ...(st.src ? { src: st.src } : {}) };
+        pieceAt = pos;
+      }
+      // Cut at chunk boundaries of the target's address space, so requests cover whole clusters.
+      const chunk = pending.kind === 'data' ? dataChunk : ZERO_CHUNK;
+      const boundary = alignUp(pos + 1, chunk);
+      const len = Math.min(pending.end - pos, boundary - pos);
+      const src = pending.src;
+      const item: Item = { seq: seq++, dstOffset: pos, length: len, kind: pending.kind, ...(src ? { src: { node: src.node, offset: src.offset + (pos - pending.start) } } : {}) };
+      pos += len;
+      if (counted(item.kind)) {
+        for (; pieceAt < pos; pieceAt += QEMU_IO_BUF_SIZE) account(Math.min(QEMU_IO_BUF_SIZE, pending.end - pieceAt));
+      }
       return item;
-    }
-    if (!pending || pos >= pending.end) {
-      const st = await statusAt(pos, p.total - pos);
-      pending = { kind: st.kind, start: pos, end: pos + st.length, ...(st.src ? { src: st.src } : {}) };
-    }
-    // Cut at chunk boundaries of the target's address space, so requests cover whole clusters.
-    const chunk = pending.kind === 'data' ? dataChunk : ZERO_CHUNK;
-    const boundary = alignUp(pos + 1, chunk);
-    const len = Math.min(pending.end - pos, boundary - pos);
-    const src = pending.src;
-    const item: Item = { seq: seq++, dstOffset: pos, length: len, kind: pending.kind, ...(src ? { src: { node: src.node, offset: src.offset + (pos - pending.start) } } : {}) };
-    pos += len;
-    return item;
+    };
   };
+
+  // qemu-img first walks the whole status to learn how much it will copy: its progress is a
+  // share of that, not of the virtual size.
+  let counted = 0;
+  const count = producer((n) => (counted += n));
+  while (await count()) if (ctl.signal?.aborted) throw cancelled();
+  progress.setTotal(counted);
+  const nextItem = producer((n) => progress.add(n));
 
   // In-order writes: item k writes after item k-1's write settled (a chain of promises).
   let writeTail: Promise<void> = Promise.resolve();
@@ -522,7 +547,6 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       if (p.inOrder) myTurn();
       if (laneBuf) laneBuffers.push(laneBuf);
     }
-    progress.add(it.length);
     return true;
   });
   if (ctl.signal?.aborted) throw cancelled();

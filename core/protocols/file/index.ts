@@ -24,15 +24,24 @@ const MAX_IO = 256 << 20;
 const ZERO_WRITE_CHUNK = 4 << 20;
 /** Request alignment with O_DIRECT: 4 KiB covers 512e and 4Kn devices and every common fs. */
 const DIRECT_IO_ALIGNMENT = 4096;
+/** The first block written into a file grown from empty (QEMU's MAX_BLOCKSIZE); files smaller
+ *  than this get one 512-byte sector. */
+const FIRST_BLOCK_MAX = 4096;
 /** Reads of at least this many bytes get page-aligned buffers (PAGE_ALIGNMENT). */
 const BULK_READ = 64 << 10;
 
 /** Optional process-wide observer of every path this driver opens or creates (fuzz/security tests). */
 export const fileOpenObserver: { onOpen?: (path: string) => void } = {};
 
+/** XFS's extent size hint for a new file (QEMU sets it with FS_IOC_FSSETXATTR where the file
+ *  system has it, and ignores it elsewhere; Platter accepts and checks the value, and leaves the
+ *  file system's default). At most UINT32_MAX, the field's width. */
+export const EXTENT_SIZE_HINT_OPTION: OptionSpec = { name: 'extent_size_hint', type: 'size', max: 0xffffffff, help: 'Extent size hint for the image file, 0 to disable', advanced: true };
+
 export const fileCreateOptions: readonly OptionSpec[] = [
   { name: 'preallocation', type: 'enum', values: ['off', 'falloc', 'full'], default: 'off', help: 'Preallocation mode (allowed values: off, falloc, full)' },
   { name: 'nocow', type: 'bool', default: false, help: 'Turn off copy-on-write (valid only on btrfs)', advanced: true },
+  EXTENT_SIZE_HINT_OPTION,
 ];
 
 interface FileNodeInit {
@@ -210,7 +219,19 @@ class FileNode implements NodeImpl {
     const hole = host.seekHole(this.fd, offset);
     // A hole "at" offset right after SEEK_DATA said data (a racing punch): call it data, 1 block.
     const dataEnd = hole === undefined || hole <= offset ? end : Math.min(hole, end);
+    // Data up to a partial block at EOF covers that whole block (QEMU: no partial requests of
+    // the request alignment), as far as asked.
+    if (dataEnd === this.#size && this.alignment > 1) return data(Math.min(Math.ceil(dataEnd / this.alignment) * this.alignment, offset + length) - offset);
     return data(dataEnd - offset);
+  }
+
+  /** The file's allocated blocks (st_blocks), as QEMU's raw_get_allocated_file_size. */
+  async allocatedSize(): Promise<number | undefined> {
+    try {
+      return (await this.#fh.stat()).blocks * 512;
+    } catch {
+      return undefined;
+    }
   }
 
   async flush(): Promise<void> {
@@ -231,6 +252,7 @@ class FileNode implements NodeImpl {
       }
       if (size <= old || prealloc === 'off' || prealloc === 'metadata') {
         await this.#setLength(size);
+        if (old === 0 && size > 0) await this.#allocateFirstBlock(size);
       } else if (prealloc === 'falloc') {
         let ok: boolean;
         try {
@@ -242,11 +264,23 @@ class FileNode implements NodeImpl {
         if (!ok) throw unsupported('Could not preallocate new data: Operation not supported', { path: this.#name, op: 'truncate' });
         this.#size = Math.max(this.#size, size);
         if (this.#size !== size) await this.#setLength(size);
+        if (old === 0) await this.#allocateFirstBlock(size);
       } else {
         await this.#setLength(size);
         await this.#writeZerosBuffered(old, size);
       }
     });
+  }
+
+  /**
+   * Write zeros over the first block of a file that just grew from empty (QEMU's
+   * allocate_first_block: so that probing the alignment of a later O_DIRECT open finds allocated
+   * storage, and why a new raw image takes one block). Best effort, never past the new end.
+   */
+  async #allocateFirstBlock(size: number): Promise<void> {
+    const length = Math.min(size, size < FIRST_BLOCK_MAX ? 512 : FIRST_BLOCK_MAX);
+    const buf = this.#zeroBuffer(this.#direct ? Math.ceil(length / this.alignment) * this.alignment : length);
+    await this.#io(true, buf, 0, buf.length, 0).catch(() => 0);
   }
 
   async #setLength(size: number): Promise<void> {
