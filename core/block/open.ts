@@ -9,7 +9,7 @@ import { BlockNode } from './node.ts';
 import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
 import { PROBE_BYTES } from './types.ts';
 import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
-import { pathCombine, protocolPrefix, protocolTreeForFilename } from './filename.ts';
+import { pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
@@ -30,6 +30,8 @@ export interface OpenImageOptions {
   forceShare?: boolean;
   /** Do not open the backing chain (qemu-img info without --backing-chain). */
   noBacking?: boolean;
+  /** Open to describe only (OpenContext.noIo; qemu-img info). */
+  noIo?: boolean;
   /** The spec is --image-opts dotted text. */
   imageOpts?: boolean;
   /** Extra permissions the caller needs (PERM_RESIZE for resize). */
@@ -174,6 +176,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       workers,
       warn,
       noBacking: opts.noBacking ?? false,
+      ...(opts.noIo ? { noIo: true } : {}),
       readBacking: async (offset, length) => {
         const b = node?.backing;
         if (!b || offset >= b.size) return Buffer.alloc(length);
@@ -241,6 +244,7 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
     warn: opts.warn!,
     chainSeen: seen,
     perms: childPerms,
+    ...(opts.noIo ? { noIo: true } : {}),
   };
   if (backingSpec !== undefined && typeof backingSpec === 'object') {
     node.backing = await openImage(backingSpec as OptionsTree, childOpts);
@@ -323,6 +327,8 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?
   if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && Object.keys(fileTree).every((k) => k === 'driver' || k === 'filename')) {
     return fileTree.filename;
   }
+  // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).
+  if (given !== undefined && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && protocolPrefix(given) === 'file') return fileTree.filename;
   if (given !== undefined) return given;
   if (typeof fileTree.filename === 'string') return fileTree.filename;
   return `json:${JSON.stringify(fileTree)}`;
@@ -432,6 +438,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
 
   let size = o.size;
   let backing: BlockNode | undefined;
+  // The file protocol takes "file:" names without their prefix (raw_co_create_opts).
+  const path = stripFilePrefix(o.filename);
   const backingFile = values['backing_file'];
   const backingFmt = typeof values['backing_fmt'] === 'string' ? (values['backing_fmt'] as string) : undefined;
   try {
@@ -439,11 +447,11 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     // unless -u; either way its format must be named.
     if (typeof backingFile === 'string' && backingFile !== '') {
       if (!o.unsafeBacking) {
-        const full = resolveBackingFilename(o.filename, { driver: 'file', filename: o.filename }, backingFile);
+        const full = resolveBackingFilename(path, { driver: 'file', filename: path }, backingFile);
         backing = await openImage(full, { bareDriverErrors: true, readOnly: true, forceShare: true, secrets, workers, warn, ...(backingFmt ? { format: backingFmt } : {}) }).catch((e) => {
           if (!(e instanceof BlockError)) throw e;
           // Named as the user named it, relative to the new image (QEMU's path_combine).
-          const shown = isAbsolute(backingFile) ? full : pathCombine(o.finalName ?? o.filename, backingFile);
+          const shown = isAbsolute(backingFile) ? full : pathCombine(stripFilePrefix(o.finalName ?? o.filename), backingFile);
           throw new BlockError(e.kind, e.message.split(`'${full}'`).join(`'${shown}'`), { path: o.filename }, { cause: e, hint: 'Could not open backing image.\n' });
         });
         if (!backingFmt) throw new BlockError('InvalidArgument', 'Backing file specified without backing format', { path: o.filename }, { hint: `Detected format of ${backing.format}.` });
@@ -460,7 +468,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
     const createdSiblings: BlockNode[] = [];
     const ctx: CreateContext = {
-      filename: o.finalName ?? o.filename,
+      filename: stripFilePrefix(o.finalName ?? o.filename),
       size,
       options: values,
       secrets,
@@ -469,7 +477,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
       ...(o.signal ? { signal: o.signal } : {}),
       ...(backing ? { backing } : {}),
       createSibling: async (name: string) => {
-        const full = resolve(dirname(resolve(o.filename)), name);
+        const full = resolve(dirname(resolve(path)), name);
         await proto.create!(full, 0, {}, ctxBase);
         const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), warn);
         createdSiblings.push(child);
@@ -478,8 +486,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     };
     const fileValues: OptionValues = {};
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
-    await proto.create!(o.filename, 0, fileValues, ctxBase);
-    const file = await openProtocol({ driver: 'file', filename: o.filename }, o.filename, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), warn);
+    await proto.create!(path, 0, fileValues, ctxBase);
+    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), warn);
     let failed = true;
     try {
       await driver.create(file, ctx);
@@ -489,7 +497,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     } finally {
       await file.close();
       for (const s of createdSiblings) await s.close().catch(() => {});
-      if (failed && driver.deleteFileOnCreateFailure) rmSync(o.filename, { force: true });
+      if (failed && driver.deleteFileOnCreateFailure) rmSync(path, { force: true });
     }
     return values;
   } finally {

@@ -243,6 +243,9 @@ export interface OpenContext {
   openSibling(name: string, options?: { readOnly?: boolean; create?: boolean }): Promise<BlockNode>;
   /** True when the user asked for no backing (qemu-img info, -u rebase). */
   noBacking: boolean;
+  /** Opened only to be described, never to read or write guest data (QEMU's BDRV_O_NO_IO, as
+   *  qemu-img info opens): encryption keys are not looked up. */
+  noIo?: boolean;
 }
 
 export interface ProtocolOpenContext {

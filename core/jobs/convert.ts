@@ -23,7 +23,7 @@ import { parseOptions } from '../block/options-schema.ts';
 import { splitKeyValueList } from '../block/options-tree.ts';
 import { BlockError, cancelled, fromSystemError, invalidArgument, unsupported } from '../errors.ts';
 import { createError, openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
-import { scanGranularity, splitZeroRuns, isZero } from './zero-detect.ts';
+import { qemuZeroRuns, isZero, SECTOR } from './zero-detect.ts';
 import { alignedBuffer, PAGE_ALIGNMENT } from '../host/index.ts';
 import { renamePath, stageTarget, type StagedTarget } from './staging.ts';
 
@@ -202,9 +202,12 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   if (opts.targetIsZero && !opts.noCreate) throw invalidArgument('--target-is-zero requires use of -n flag');
   if (opts.snapshot !== undefined && opts.sources.length > 1) throw invalidArgument('No support for concatenating multiple snapshot');
   if (!opts.noCreate && !findFormat(outFormat)) throw unsupported(`Unknown file format '${outFormat}'`);
-  /** -B, or -o backing_file= (qemu-img takes either as the target's backing). */
+  if (opts.noCreate && opts.target.options !== undefined && !(typeof opts.target.options === 'string' && opts.target.options === '')) {
+    throw invalidArgument('-o has no effect when skipping image creation');
+  }
+  /** -B, or -o backing_file= (qemu-img takes either as the target's backing). With -n, -B still
+   *  says the target shows that backing file: only the source's top layer is copied. */
   let targetHasBacking = opts.backingFile !== undefined;
-  if (targetHasBacking && opts.noCreate) throw invalidArgument('-B makes no sense when not creating the target (-n)');
 
   // Open the sources.
   const sources: BlockNode[] = [];
@@ -240,11 +243,9 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
         if (opts.backingFormat) values['backing_fmt'] = opts.backingFormat;
       }
       if (opts.compressed && !driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
-      if (typeof values['backing_file'] === 'string') {
-        if (typeof values['backing_fmt'] !== 'string') throw invalidArgument('Use of backing file requires explicit backing format');
-        targetHasBacking = true;
-      }
+      if (typeof values['backing_file'] === 'string') targetHasBacking = true;
       if (targetHasBacking && sources.length > 1) throw invalidArgument('Having a backing file for the target makes no sense when concatenating multiple input images');
+      if (typeof values['backing_file'] === 'string' && typeof values['backing_fmt'] !== 'string') throw invalidArgument('Use of backing file requires explicit backing format');
       for (const [k, v] of Object.entries(values)) if (k.endsWith('key-secret') && typeof v === 'string') keySecrets[k] = v;
       const before = stemSiblings(opts.target.filename);
       const targetExisted = before.has(resolve(opts.target.filename));
@@ -338,7 +339,9 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
   const dataChunk = p.compressed ? clusterSize : Math.max(COPY_CHUNK, clusterSize > COPY_CHUNK ? clusterSize : 0);
   let bytesCopied = 0;
   let bytesSkipped = 0;
-  const granularity = scanGranularity(p.sparseSize || 512);
+  /** qemu-img's s->alignment (sectors): -S rounded down to a power of two, or the target's
+   *  request alignment if larger. */
+  const zeroAlignment = Math.max(2 ** Math.floor(Math.log2(Math.max(1, p.sparseSize / SECTOR))), Math.ceil(target.alignment / SECTOR));
 
   // The sources, concatenated in the target's address space.
   const bases: number[] = [];
@@ -360,8 +363,9 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     const off = dst - bases[i]!;
     const len = Math.min(max, src.size - off);
     const st = p.topOnly ? await src.blockStatus(off, len, PRECISE) : await blockStatusAbove(src, off, len, PRECISE);
-    const kind: Kind = p.topOnly && !st.allocated ? 'skip' : st.zero ? 'zero' : 'data';
-    const place = kind === 'data' && st.hostNode && st.hostOffset !== undefined ? { node: st.hostNode, offset: st.hostOffset } : undefined;
+    // -S 0: zeros are written as data too (qemu-img turns BLK_ZERO into a zeroed buffer).
+    const kind: Kind = p.topOnly && !st.allocated ? 'skip' : st.zero && p.sparseSize > 0 ? 'zero' : 'data';
+    const place = kind === 'data' && !st.zero && st.hostNode && st.hostOffset !== undefined ? { node: st.hostNode, offset: st.hostOffset } : undefined;
     return { kind, length: st.length, ...(place ? { src: place } : {}) };
   };
   /** Read [dst, dst+length) across sources, into `into` when given (the lane's own buffer). */
@@ -485,7 +489,7 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       buf = undefined;
       return;
     }
-    const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : splitZeroRuns(buf, p.sparseSize, granularity);
+    const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : qemuZeroRuns(buf, Math.floor(item.dstOffset / SECTOR), p.sparseSize / SECTOR, zeroAlignment);
     /** Where each data run may be written directly (Reservation.host), by run index. */
     const places: (HostPlace | undefined)[] = [];
     if (p.reserve) {

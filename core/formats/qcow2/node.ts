@@ -18,7 +18,7 @@ import {
 } from './header.ts';
 import { ALL_SUBCLUSTERS, SUBCLUSTERS, contiguousOwnedRun, decodeL1, encodeCompressedL2, encodeL2, L2_COMPRESSED, L2_DATA, L2_UNALLOCATED, L2_ZERO, L2_ZERO_ALLOC, L1E_SIZE, scanStandardL2, type L2Entry } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
-import { clustersLeftInTable, growL1, lazyRun, lookup, lookupRun, position, UNALLOCATED, updateEntries } from './cluster-map.ts';
+import { clustersLeftInTable, growL1, l2ForWrite, lazyRun, lookup, lookupRun, position, UNALLOCATED, updateEntries } from './cluster-map.ts';
 import { compressClusters, decompressCluster } from './compress.ts';
 import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
@@ -365,6 +365,9 @@ export class Qcow2Node implements NodeImpl {
     const host = img.externalData
       ? base
       : await img.meta.run(async () => {
+          // The L2 table before the data it maps (QEMU's handle_alloc), so that data written in
+          // guest order lies contiguously on the host, as with qemu-img.
+          await l2ForWrite(img, Math.floor(cluster / img.l2Entries));
           const at = await img.refcounts.allocate(n);
           gen = img.metaGeneration;
           return at;
