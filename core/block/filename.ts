@@ -32,6 +32,8 @@ export const KNOWN_PROTOCOLS: Record<string, string> = {
   nfs: 'nfs',
   host_device: 'host_device',
   host_cdrom: 'host_cdrom',
+  'null-co': 'null-co',
+  'null-aio': 'null-aio',
 };
 
 /** The protocol prefix of a filename ("nbd" of "nbd://h/x", "fat" of "fat:rw:/d"), or undefined
@@ -43,6 +45,17 @@ export function protocolPrefix(filename: string): string | undefined {
   const p = m[1]!;
   if (p.length === 1) return undefined; // a Windows drive letter
   return p.toLowerCase();
+}
+
+/**
+ * The path a "file:" name stands for (QEMU's bdrv_parse_filename_strip_prefix): the prefix
+ * dropped, and "./" put in front when what is left would itself look like a protocol prefix
+ * ("file:image:top.qcow2" is the file "./image:top.qcow2"). Other names are returned as they are.
+ */
+export function stripFilePrefix(filename: string): string {
+  if (protocolPrefix(filename) !== 'file') return filename;
+  const rest = filename.slice('file:'.length);
+  return protocolPrefix(rest) !== undefined ? `./${rest}` : rest;
 }
 
 /** Is this a Windows device path (\\.\PhysicalDrive0, \\.\d:)? */
@@ -77,7 +90,7 @@ export function protocolTreeForFilename(filename: string, implemented: (name: st
   if (driverName === undefined) {
     throw unsupported(`Unknown protocol '${prefix}'`, { path: filename });
   }
-  if (driverName === 'file') return { driver: 'file', filename: filename.slice('file:'.length) };
+  if (driverName === 'file') return { driver: 'file', filename: stripFilePrefix(filename) };
   const d = implemented(driverName);
   if (!d) throw unsupported(`The '${driverName}' protocol is not yet supported by Platter (for '${filename}')`, { path: filename });
   if (d.parseFilename) return { driver: driverName, ...d.parseFilename(filename) };

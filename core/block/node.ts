@@ -283,7 +283,8 @@ export class BlockNode {
    *  (FormatDriver.qemuHidesAllocation). */
   async blockStatus(offset: number, length: number, opts: StatusOptions = {}): Promise<BlockStatus> {
     this.#checkOpen('block-status');
-    this.#checkRange('block-status', offset, length);
+    // A growable node answers past its end too (reads there return zeros).
+    this.#checkRange('block-status', offset, length, this.impl.growable);
     if (length === 0) throw invalidArgument('block status of an empty range', this.#ctx('block-status', offset));
     const hidden = this.driver.kind === 'format' && this.driver.qemuHidesAllocation === true && !opts.precise;
     if (!this.impl.blockStatus || hidden) return { offset, length, data: true, zero: false, allocated: true };
@@ -323,6 +324,12 @@ export class BlockNode {
     } catch (e) {
       this.#wrap(e, 'truncate');
     }
+  }
+
+  /** Host storage this node takes (NodeImpl.allocatedSize), undefined when unknown. */
+  async allocatedSize(): Promise<number | undefined> {
+    this.#checkOpen('allocated-size');
+    return this.impl.allocatedSize?.();
   }
 
   async info(): Promise<DriverInfo> {

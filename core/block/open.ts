@@ -10,7 +10,7 @@ import { BlockNode } from './node.ts';
 import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
 import { PROBE_BYTES } from './types.ts';
 import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
-import { pathCombine, protocolPrefix, protocolTreeForFilename } from './filename.ts';
+import { pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
@@ -37,6 +37,8 @@ export interface OpenImageOptions {
   noBacking?: boolean;
   /** Opened by qemu-img check (QEMU's BDRV_O_CHECK): the check repairs, not the open. */
   forCheck?: boolean;
+  /** Open to describe only (OpenContext.noIo; qemu-img info). */
+  noIo?: boolean;
   /** The spec is --image-opts dotted text. */
   imageOpts?: boolean;
   /** Extra permissions the caller needs (PERM_RESIZE for resize). */
@@ -185,6 +187,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       warn,
       noBacking: opts.noBacking ?? false,
       forCheck: opts.forCheck ?? false,
+      ...(opts.noIo ? { noIo: true } : {}),
       readBacking: async (offset, length) => {
         const b = node?.backing;
         if (!b || offset >= b.size) return Buffer.alloc(length);
@@ -224,15 +227,20 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
 
 /** "Could not open 'x': cause" always (qemu-img's own prefix over whatever the cause says). */
 function qemuImgOpenError(e: unknown, name: string): unknown {
-  if (!(e instanceof BlockError) || e.kind === 'Cancelled') return e;
+  if (!(e instanceof BlockError) || e.kind === 'Cancelled' || BARE_ERRORS.has(e)) return e;
   const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
   return err;
 }
 
 /** "Could not open 'x': cause", applied once (a node's own open failure). */
+/** Errors qemu-img prints as they are, with no image named in front: a backing chain that loops
+ *  (qemu-img's own chain walk reports it, collect_image_info_list). */
+const BARE_ERRORS = new WeakSet<BlockError>();
+
+/** qemu-img's "Could not open 'x': cause" shape, applied once. */
 function prefixOpenError(e: unknown, name: string): unknown {
-  if (!(e instanceof BlockError)) return e;
+  if (!(e instanceof BlockError) || BARE_ERRORS.has(e)) return e;
   if (e.message.startsWith('Could not open') || e.kind === 'Cancelled') return e;
   const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
@@ -256,6 +264,7 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
     warn: opts.warn!,
     chainSeen: seen,
     perms: childPerms,
+    ...(opts.noIo ? { noIo: true } : {}),
   };
   if (backingSpec !== undefined && typeof backingSpec === 'object') {
     node.backing = await openImage(backingSpec as OptionsTree, childOpts);
@@ -264,18 +273,20 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   const meta = node.impl.backingFile;
   if (!meta) return;
   const full = resolveBackingFilename(node.filename, fileTree, meta.filename);
-  const canonical = canonicalPath({ driver: 'file', filename: full });
-  if (canonical && seen.has(canonical)) {
-    throw invalidImage(`Backing file '${meta.filename}' creates an infinite loop.`, { path: node.filename });
-  }
   // Named as QEMU names it (path_combine with the image's name as given: "b.qcow2", not an
   // absolute path) wherever that name cannot be mistaken for a protocol.
   const shown = isAbsolute(meta.filename) ? full : pathCombine(typeof fileTree.filename === 'string' ? fileTree.filename : node.filename, meta.filename);
+  const canonical = canonicalPath({ driver: 'file', filename: full });
+  if (canonical && seen.has(canonical)) {
+    const loop = invalidImage(`Backing file '${shown}' creates an infinite loop.`, { path: node.filename });
+    BARE_ERRORS.add(loop);
+    throw loop;
+  }
   const openAs = shown !== full && resolve(shown) === full && protocolPrefix(shown) === undefined && !shown.startsWith('json:') ? shown : full;
   try {
     node.backing = await openImage(openAs, { ...childOpts, format: opts.backingFormat ?? meta.format });
   } catch (e) {
-    if (e instanceof BlockError && e.message.includes('creates an infinite loop')) throw e;
+    if (e instanceof BlockError && BARE_ERRORS.has(e)) throw e;
     const msg = e instanceof BlockError ? e.message : String(e);
     throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open backing file: ${msg}`, { path: node.filename }, { cause: e });
   }
@@ -336,6 +347,8 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?
   if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && Object.keys(fileTree).every((k) => k === 'driver' || k === 'filename')) {
     return fileTree.filename;
   }
+  // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).
+  if (given !== undefined && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && protocolPrefix(given) === 'file') return fileTree.filename;
   if (given !== undefined) return given;
   if (typeof fileTree.filename === 'string') return fileTree.filename;
   return `json:${JSON.stringify(fileTree)}`;
@@ -445,6 +458,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
 
   let size = o.size;
   let backing: BlockNode | undefined;
+  // The file protocol takes "file:" names without their prefix (raw_co_create_opts).
+  const path = stripFilePrefix(o.filename);
   const backingFile = values['backing_file'];
   const backingFmt = typeof values['backing_fmt'] === 'string' ? (values['backing_fmt'] as string) : undefined;
   try {
@@ -452,11 +467,11 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     // unless -u; either way its format must be named.
     if (typeof backingFile === 'string' && backingFile !== '') {
       if (!o.unsafeBacking) {
-        const full = resolveBackingFilename(o.filename, { driver: 'file', filename: o.filename }, backingFile);
+        const full = resolveBackingFilename(path, { driver: 'file', filename: path }, backingFile);
         backing = await openImage(full, { bareDriverErrors: true, readOnly: true, forceShare: true, secrets, workers, warn, ...(backingFmt ? { format: backingFmt } : {}) }).catch((e) => {
           if (!(e instanceof BlockError)) throw e;
           // Named as the user named it, relative to the new image (QEMU's path_combine).
-          const shown = isAbsolute(backingFile) ? full : pathCombine(o.finalName ?? o.filename, backingFile);
+          const shown = isAbsolute(backingFile) ? full : pathCombine(stripFilePrefix(o.finalName ?? o.filename), backingFile);
           throw new BlockError(e.kind, e.message.split(`'${full}'`).join(`'${shown}'`), { path: o.filename }, { cause: e, hint: 'Could not open backing image.\n' });
         });
         if (!backingFmt) throw new BlockError('InvalidArgument', 'Backing file specified without backing format', { path: o.filename }, { hint: `Detected format of ${backing.format}.` });
@@ -473,7 +488,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
     const createdSiblings: BlockNode[] = [];
     const ctx: CreateContext = {
-      filename: o.finalName ?? o.filename,
+      filename: stripFilePrefix(o.finalName ?? o.filename),
       size,
       options: values,
       secrets,
@@ -482,7 +497,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
       ...(o.signal ? { signal: o.signal } : {}),
       ...(backing ? { backing } : {}),
       createSibling: async (name: string) => {
-        const full = resolve(dirname(resolve(o.filename)), name);
+        const full = resolve(dirname(resolve(path)), name);
         await proto.create!(full, 0, {}, ctxBase);
         const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), warn);
         createdSiblings.push(child);
@@ -491,8 +506,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     };
     const fileValues: OptionValues = {};
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
-    await proto.create!(o.filename, 0, fileValues, ctxBase);
-    const file = await openProtocol({ driver: 'file', filename: o.filename }, o.filename, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), warn);
+    await proto.create!(path, 0, fileValues, ctxBase);
+    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), warn);
     let failed = true;
     try {
       await driver.create(file, ctx);
@@ -502,7 +517,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     } finally {
       await file.close();
       for (const s of createdSiblings) await s.close().catch(() => {});
-      if (failed && driver.deleteFileOnCreateFailure) rmSync(o.filename, { force: true });
+      if (failed && driver.deleteFileOnCreateFailure) rmSync(path, { force: true });
     }
     return values;
   } finally {

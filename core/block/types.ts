@@ -234,6 +234,9 @@ export interface NodeImpl {
   flush?(): Promise<void>;
   truncate?(size: number, options: TruncateOptions): Promise<void>;
   info?(): Promise<DriverInfo>;
+  /** Bytes of storage the node takes on the host (QEMU's bdrv_get_allocated_file_size: a file's
+   *  allocated blocks); without it, unknown. */
+  allocatedSize?(): Promise<number | undefined>;
 
   /** Whole-cluster compressed write (qemu-img convert -c). `offset` is cluster aligned. */
   writeCompressed?(offset: number, data: Buffer): Promise<void>;
@@ -279,6 +282,9 @@ export interface OpenContext {
   /** Opened by qemu-img check (QEMU's BDRV_O_CHECK): no repair at open time (a dirty qcow2 is
    *  left for the check to report and repair). */
   forCheck?: boolean;
+  /** Opened only to be described, never to read or write guest data (QEMU's BDRV_O_NO_IO, as
+   *  qemu-img info opens): encryption keys are not looked up. */
+  noIo?: boolean;
 }
 
 export interface ProtocolOpenContext {

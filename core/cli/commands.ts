@@ -280,7 +280,6 @@ const convert: Command = {
     const targetImageOpts = has(p, 'target-image-opts');
     if (targetImageOpts && !has(p, 'n')) throw invalidArgument('--target-image-opts requires use of -n flag');
     if (targetImageOpts && outFmt !== undefined) throw invalidArgument('--target-image-opts and -O are mutually exclusive');
-    if (has(p, 'B') && has(p, 'n')) throw invalidArgument('-B makes no sense when not creating the target (-n)');
     const m = last(p, 'm');
     let parallel: number | undefined;
     if (m !== undefined) {

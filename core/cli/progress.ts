@@ -1,12 +1,13 @@
 // qemu-img's -p progress output (util/qemu-progress.c, progress_simple_print/end): a line
-// "    (12.34/100%)" rewritten in place with '\r' on stdout whenever progress grew by at least one
-// percent, then a newline at the end.
+// "    (12.34/100%)" rewritten in place with '\r' on stdout whenever progress moved by more than
+// the command's step (min_skip: 1% for convert and amend), or reached 100%; on success qemu-img
+// prints 100% once more (qemu_progress_print(100, 0)), then a newline.
 
-/** qemu-img prints when the progress moved by at least this many percent. */
+/** qemu-img's min_skip for convert, commit and amend: print when progress moved by more than this. */
 const MIN_STEP_PERCENT = 1;
 
 export class ProgressPrinter {
-  #last = -Infinity;
+  #last = 0;
   #enabled: boolean;
   #write: (s: string) => void;
 
@@ -16,27 +17,25 @@ export class ProgressPrinter {
   }
 
   #print(percent: number): void {
+    this.#last = percent;
     this.#write(`    (${percent.toFixed(2)}/100%)\r`);
   }
 
   start(): void {
     if (!this.#enabled) return;
-    this.#last = 0;
     this.#print(0);
   }
 
   update(done: number, total: number): void {
     if (!this.#enabled) return;
-    const pct = total > 0 ? Math.min(100, (done * 100) / total) : 0;
-    if (pct - this.#last >= MIN_STEP_PERCENT) {
-      this.#last = pct;
-      this.#print(pct);
-    }
+    // In single precision, as QEMU's progress state (a float).
+    const pct = Math.fround(total > 0 ? Math.min(100, (done * 100) / total) : 0);
+    if (pct > this.#last + MIN_STEP_PERCENT || pct < this.#last - MIN_STEP_PERCENT || pct === 100) this.#print(pct);
   }
 
   end(): void {
     if (!this.#enabled) return;
-    if (this.#last < 100) this.#print(100);
+    this.#print(100);
     this.#write('\n');
   }
 }

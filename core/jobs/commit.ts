@@ -5,6 +5,7 @@
 
 import { BlockNode } from '../block/node.ts';
 import { openImage } from '../block/open.ts';
+import type { OptionsTree } from '../block/options-tree.ts';
 import { PERM_RESIZE } from '../block/types.ts';
 import { BlockError, cancelled, invalidArgument } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
@@ -51,9 +52,13 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
     // A base whose format was probed is opened by probing again, so a probed raw base keeps its
     // guard on block 0 (QEMU: commit then fails with "Operation not permitted").
     const baseFormat = roBase.options['x-probed'] === true ? undefined : roBase.format;
+    // Reopened with the options it was opened with (its encrypt.key-secret, say), as QEMU
+    // reopens the node read-write.
+    const { 'x-probed': _probed, ...baseOptions } = roBase.options;
+    const baseFile = roBase.file ? { driver: roBase.file.driver.name, ...roBase.file.options } : { filename: baseName };
     const parent = [...top.chain()][depthOfBase - 1]!;
     await roBase.close();
-    base = await openImage(baseName, { ...(baseFormat ? { format: baseFormat } : {}), readOnly: false, reopen: true, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
+    base = await openImage({ ...baseOptions, file: baseFile } as OptionsTree, { ...(baseFormat ? { format: baseFormat } : {}), readOnly: false, reopen: true, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
     parent.backing = base;
 
     if (base.size < top.size) await base.truncate(top.size, {});

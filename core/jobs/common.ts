@@ -69,14 +69,22 @@ export async function withImage<T>(spec: ImageSpec, env: JobEnv, extra: Partial<
   return result;
 }
 
-/** A progress reporter that calls onProgress at most every `minIntervalMs` (and always at the end). */
+/** A progress reporter that calls onProgress at most every `minIntervalMs`, and besides whenever
+ *  progress moved by more than one percent since the last such report or reached the total (so a
+ *  printer with qemu-img's 1% step sees every value qemu-img would print), and at the end. */
 export function progressReporter(ctl: JobControl, total: number, phase?: string, minIntervalMs = 100) {
   let last = 0;
   let done = 0;
+  /** `done` at the last report made for a step (not for the time). */
+  let stepDone = 0;
+  let reportedTotal = false;
   const emit = (force: boolean) => {
     if (!ctl.onProgress) return;
     const now = Date.now();
-    if (!force && now - last < minIntervalMs) return;
+    const step = total > 0 && (done >= total || (done - stepDone) * 100 > total * STEP_PERCENT);
+    if (!force && !step && now - last < minIntervalMs) return;
+    if (step) stepDone = done;
+    reportedTotal = done >= total;
     last = now;
     ctl.onProgress({ done, total, ...(phase ? { phase } : {}) });
   };
@@ -93,6 +101,7 @@ export function progressReporter(ctl: JobControl, total: number, phase?: string,
       total = n;
     },
     finish() {
+      if (reportedTotal && done === total) return;
       done = total;
       emit(true);
     },
@@ -101,6 +110,9 @@ export function progressReporter(ctl: JobControl, total: number, phase?: string,
     },
   };
 }
+
+/** The progress step (percent) after which a report is never held back for the time. */
+const STEP_PERCENT = 1;
 
 export function checkAborted(ctl: JobControl): void {
   throwIfAborted(ctl.signal);

@@ -23,7 +23,7 @@ import { parseOptions } from '../block/options-schema.ts';
 import { splitKeyValueList } from '../block/options-tree.ts';
 import { BlockError, cancelled, fromSystemError, invalidArgument, unsupported } from '../errors.ts';
 import { createError, openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
-import { scanGranularity, splitZeroRuns, isZero } from './zero-detect.ts';
+import { qemuZeroRuns, isZero, SECTOR } from './zero-detect.ts';
 import { alignedBuffer, PAGE_ALIGNMENT } from '../host/index.ts';
 import { renamePath, stageTarget, type StagedTarget } from './staging.ts';
 
@@ -79,6 +79,8 @@ export const MAX_SPARSE_SIZE = 16 << 20;
 export const COPY_CHUNK = 1 << 20;
 /** Zero/hole requests need no buffer, so they can be far larger. */
 const ZERO_CHUNK = 1 << 30;
+/** qemu-img convert's buffer (IO_BUF_SIZE): the piece its progress counts at a time. */
+const QEMU_IO_BUF_SIZE = 2 << 20;
 
 /**
  * Formats whose compressed clusters may land in any order (each is placed wherever free space is,
@@ -213,9 +215,12 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   if (opts.targetIsZero && !opts.noCreate) throw invalidArgument('--target-is-zero requires use of -n flag');
   if (opts.snapshot !== undefined && opts.sources.length > 1) throw invalidArgument('No support for concatenating multiple snapshot');
   if (!opts.noCreate && !findFormat(outFormat)) throw unsupported(`Unknown file format '${outFormat}'`);
-  /** -B, or -o backing_file= (qemu-img takes either as the target's backing). */
+  if (opts.noCreate && opts.target.options !== undefined && !(typeof opts.target.options === 'string' && opts.target.options === '')) {
+    throw invalidArgument('-o has no effect when skipping image creation');
+  }
+  /** -B, or -o backing_file= (qemu-img takes either as the target's backing). With -n, -B still
+   *  says the target shows that backing file: only the source's top layer is copied. */
   let targetHasBacking = opts.backingFile !== undefined;
-  if (targetHasBacking && opts.noCreate) throw invalidArgument('-B makes no sense when not creating the target (-n)');
 
   // Open the sources.
   const sources: BlockNode[] = [];
@@ -259,11 +264,9 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
         if (opts.backingFormat) values['backing_fmt'] = opts.backingFormat;
       }
       if (opts.compressed && !driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
-      if (typeof values['backing_file'] === 'string') {
-        if (typeof values['backing_fmt'] !== 'string') throw invalidArgument('Use of backing file requires explicit backing format');
-        targetHasBacking = true;
-      }
+      if (typeof values['backing_file'] === 'string') targetHasBacking = true;
       if (targetHasBacking && sources.length > 1) throw invalidArgument('Having a backing file for the target makes no sense when concatenating multiple input images');
+      if (typeof values['backing_file'] === 'string' && typeof values['backing_fmt'] !== 'string') throw invalidArgument('Use of backing file requires explicit backing format');
       for (const [k, v] of Object.entries(values)) if (k.endsWith('key-secret') && typeof v === 'string') keySecrets[k] = v;
       const before = stemSiblings(opts.target.filename);
       const targetExisted = before.has(resolve(opts.target.filename));
@@ -398,7 +401,9 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
   const dataChunk = p.compressed ? clusterSize : Math.max(COPY_CHUNK, clusterSize > COPY_CHUNK ? clusterSize : 0);
   let bytesCopied = 0;
   let bytesSkipped = 0;
-  const granularity = scanGranularity(p.sparseSize || 512);
+  /** qemu-img's s->alignment (sectors): -S rounded down to a power of two, or the target's
+   *  request alignment if larger. */
+  const zeroAlignment = Math.max(2 ** Math.floor(Math.log2(Math.max(1, p.sparseSize / SECTOR))), Math.ceil(target.alignment / SECTOR));
 
   // The sources, concatenated in the target's address space.
   const bases: number[] = [];
@@ -420,8 +425,9 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     const off = dst - bases[i]!;
     const len = Math.min(max, src.size - off);
     const st = p.topOnly ? await src.blockStatus(off, len, PRECISE) : await blockStatusAbove(src, off, len, PRECISE);
-    const kind: Kind = p.topOnly && !st.allocated ? 'skip' : st.zero ? 'zero' : 'data';
-    const place = kind === 'data' && st.hostNode && st.hostOffset !== undefined ? { node: st.hostNode, offset: st.hostOffset } : undefined;
+    // -S 0: zeros are written as data too (qemu-img turns BLK_ZERO into a zeroed buffer).
+    const kind: Kind = p.topOnly && !st.allocated ? 'skip' : st.zero && p.sparseSize > 0 ? 'zero' : 'data';
+    const place = kind === 'data' && !st.zero && st.hostNode && st.hostOffset !== undefined ? { node: st.hostNode, offset: st.hostOffset } : undefined;
     return { kind, length: st.length, ...(place ? { src: place } : {}) };
   };
   /** Read [dst, dst+length) across sources, into `into` when given (the lane's own buffer). */
@@ -459,40 +465,63 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     return out;
   };
 
-  // Producer state: where the next item starts, and the status extent it is in.
-  let pos = 0;
-  let seq = 0;
-  let pending: { kind: Kind; start: number; end: number; src?: HostPlace } | undefined;
-
-  const nextItem = async (): Promise<Item | undefined> => {
-    if (pos >= p.total) return undefined;
-    if (p.compressed) {
-      // Whole clusters: a cluster is skipped only when all of it is zero/unallocated.
-      const st = await statusAt(pos, p.total - pos);
-      const end = Math.min(p.total, pos + st.length);
-      const wholeEnd = end >= p.total ? p.total : pos + Math.floor((end - pos) / clusterSize) * clusterSize;
-      if (st.kind !== 'data' && wholeEnd > pos) {
-        const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(wholeEnd - pos, ZERO_CHUNK), kind: st.kind };
+  /**
+   * A producer of items in order from block status. `account` hears the bytes qemu-img counts for
+   * its progress (convert_co_do_copy: data, and zeros when -S 0), in qemu-img's pieces: a status
+   * extent cut every IO_BUF_SIZE from its start, or one cluster when compressing.
+   */
+  const producer = (account: (n: number) => void) => {
+    // Where the next item starts, and the status extent it is in.
+    let pos = 0;
+    let seq = 0;
+    let pending: { kind: Kind; start: number; end: number; src?: HostPlace } | undefined;
+    /** The start of qemu-img's next progress piece in `pending`. */
+    let pieceAt = 0;
+    const counted = (kind: Kind) => kind === 'data' || (kind === 'zero' && p.sparseSize === 0);
+    return async (): Promise<Item | undefined> => {
+      if (pos >= p.total) return undefined;
+      if (p.compressed) {
+        // Whole clusters: a cluster is skipped only when all of it is zero/unallocated.
+        const st = await statusAt(pos, p.total - pos);
+        const end = Math.min(p.total, pos + st.length);
+        const wholeEnd = end >= p.total ? p.total : pos + Math.floor((end - pos) / clusterSize) * clusterSize;
+        if (st.kind !== 'data' && wholeEnd > pos) {
+          const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(wholeEnd - pos, ZERO_CHUNK), kind: st.kind };
+          if (counted(item.kind)) account(item.length);
+          pos += item.length;
+          return item;
+        }
+        const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(clusterSize, p.total - pos), kind: 'data' };
+        account(item.length);
         pos += item.length;
         return item;
       }
-      const item: Item = { seq: seq++, dstOffset: pos, length: Math.min(clusterSize, p.total - pos), kind: 'data' };
-      pos += item.length;
+      if (!pending || pos >= pending.end) {
+        const st = await statusAt(pos, p.total - pos);
+        pending = { kind: st.kind, start: pos, end: pos + st.length, ...(st.src ? { src: st.src } : {}) };
+        pieceAt = pos;
+      }
+      // Cut at chunk boundaries of the target's address space, so requests cover whole clusters.
+      const chunk = pending.kind === 'data' ? dataChunk : ZERO_CHUNK;
+      const boundary = alignUp(pos + 1, chunk);
+      const len = Math.min(pending.end - pos, boundary - pos);
+      const src = pending.src;
+      const item: Item = { seq: seq++, dstOffset: pos, length: len, kind: pending.kind, ...(src ? { src: { node: src.node, offset: src.offset + (pos - pending.start) } } : {}) };
+      pos += len;
+      if (counted(item.kind)) {
+        for (; pieceAt < pos; pieceAt += QEMU_IO_BUF_SIZE) account(Math.min(QEMU_IO_BUF_SIZE, pending.end - pieceAt));
+      }
       return item;
-    }
-    if (!pending || pos >= pending.end) {
-      const st = await statusAt(pos, p.total - pos);
-      pending = { kind: st.kind, start: pos, end: pos + st.length, ...(st.src ? { src: st.src } : {}) };
-    }
-    // Cut at chunk boundaries of the target's address space, so requests cover whole clusters.
-    const chunk = pending.kind === 'data' ? dataChunk : ZERO_CHUNK;
-    const boundary = alignUp(pos + 1, chunk);
-    const len = Math.min(pending.end - pos, boundary - pos);
-    const src = pending.src;
-    const item: Item = { seq: seq++, dstOffset: pos, length: len, kind: pending.kind, ...(src ? { src: { node: src.node, offset: src.offset + (pos - pending.start) } } : {}) };
-    pos += len;
-    return item;
+    };
   };
+
+  // qemu-img first walks the whole status to learn how much it will copy: its progress is a
+  // share of that, not of the virtual size.
+  let counted = 0;
+  const count = producer((n) => (counted += n));
+  while (await count()) if (ctl.signal?.aborted) throw cancelled();
+  progress.setTotal(counted);
+  const nextItem = producer((n) => progress.add(n));
 
   // In-order writes: item k writes after item k-1's write settled (a chain of promises).
   let writeTail: Promise<void> = Promise.resolve();
@@ -522,7 +551,7 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       buf = undefined;
       return;
     }
-    const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : splitZeroRuns(buf, p.sparseSize, granularity);
+    const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : qemuZeroRuns(buf, Math.floor(item.dstOffset / SECTOR), p.sparseSize / SECTOR, zeroAlignment);
     /** Where each data run may be written directly (Reservation.host), by run index. */
     const places: (HostPlace | undefined)[] = [];
     if (p.reserve) {
@@ -584,7 +613,6 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       if (p.inOrder) myTurn();
       if (laneBuf) laneBuffers.push(laneBuf);
     }
-    progress.add(it.length);
     return true;
   });
   if (ctl.signal?.aborted) throw cancelled();

@@ -97,7 +97,7 @@ export function imageOptsDisplayName(spec: string, fallback: string): string {
 /** qemu-img info: one ImageInfo, or the whole chain (top first) with backingChain. */
 export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {}): Promise<ImageInfo | ImageInfo[]> {
   void ctl;
-  const node = await openSpec(opts.image, env, { readOnly: true, noBacking: !opts.backingChain });
+  const node = await openSpec(opts.image, env, { readOnly: true, noBacking: !opts.backingChain, noIo: true });
   try {
     const top = await nodeInfo(node);
     if (opts.image.imageOpts) top.filename = imageOptsDisplayName(opts.image.filename, top.filename);

@@ -6,7 +6,7 @@
 import { resolve, dirname, isAbsolute } from 'node:path';
 import type { BlockNode } from '../block/node.ts';
 import { openImage } from '../block/open.ts';
-import { BlockError, cancelled, unsupported } from '../errors.ts';
+import { BlockError, cancelled, invalidArgument, unsupported } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 
 export interface RebaseOptions {
@@ -38,6 +38,12 @@ export async function rebase(o: RebaseOptions, env: JobEnv, ctl: JobControl = {}
     if (!img.impl.setBackingFile) throw unsupported(`Could not change the backing file to '${o.backingFile}': Operation not supported`);
     const removing = o.backingFile === '';
     let fmt = o.backingFormat;
+    // qemu-img records no backing file without its format (bdrv_change_backing_file with
+    // require=true); -u opens nothing that could name it. (Safe mode opens the new backing file
+    // and records the format it was opened with.)
+    if (unsafe && !removing && fmt === undefined) {
+      throw invalidArgument(`Could not change the backing file to '${o.backingFile}': backing format must be specified`);
+    }
     let copied = 0;
     if (!unsafe) {
       if (!removing) {
@@ -57,8 +63,12 @@ export async function rebase(o: RebaseOptions, env: JobEnv, ctl: JobControl = {}
         if (ctl.signal?.aborted) throw cancelled();
         const st = await img.blockStatus(off, img.size - off);
         if (!st.allocated) {
-          for (let p = off; p < off + st.length; p += CHUNK) {
-            const n = Math.min(CHUNK, off + st.length - p);
+          for (let p = off, n = 0; p < off + st.length; p += n) {
+            n = Math.min(CHUNK, off + st.length - p);
+            // As qemu-img: a chunk stops at the end of the old backing file; past it (or with
+            // none) the old contents are zeros, and written as zeros (blk_pwrite_zeroes).
+            const oldIsZero = !oldBacking || p >= oldBacking.size;
+            if (!oldIsZero && p + n > oldBacking.size) n = oldBacking.size - p;
             const [a, b] = await Promise.all([readOrZero(oldBacking, p, n), readOrZero(newBacking, p, n)]);
             if (a.equals(b)) continue;
             // Write the differing sectors (merged into runs) with the old contents.
@@ -67,7 +77,8 @@ export async function rebase(o: RebaseOptions, env: JobEnv, ctl: JobControl = {}
               const differs = q < n && !a.subarray(q, Math.min(n, q + SECTOR)).equals(b.subarray(q, Math.min(n, q + SECTOR)));
               if (differs && runStart < 0) runStart = q;
               if (!differs && runStart >= 0) {
-                await img.write(p + runStart, a.subarray(runStart, q));
+                if (oldIsZero) await img.writeZeroes(p + runStart, q - runStart);
+                else await img.write(p + runStart, a.subarray(runStart, q));
                 copied += q - runStart;
                 runStart = -1;
               }

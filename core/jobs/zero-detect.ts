@@ -76,3 +76,59 @@ export function splitZeroRuns(buf: Buffer, minZero: number, granularity: number)
   push(dataStart, buf.length - dataStart, false);
   return runs;
 }
+
+/**
+ * qemu-img convert's split of one request's buffer (convert_co_write: is_allocated_sectors_min
+ * over is_allocated_sectors), sector by sector: a buffer starting with zeros gives a zero run as
+ * long as the zeros go (its end pulled back to an `alignment` boundary when data follows); one
+ * starting with data keeps going over zero runs shorter than `minSectors`, and its end is
+ * pushed out to an `alignment` boundary. `firstSector` is the buffer's position in the image (in
+ * sectors), `minSectors` is -S in sectors, `alignment` (sectors, a power of two) is qemu-img's
+ * s->alignment.
+ */
+export function qemuZeroRuns(buf: Buffer, firstSector: number, minSectors: number, alignment: number): Run[] {
+  const total = Math.ceil(buf.length / SECTOR);
+  const zeroAt = (i: number): boolean => rangeIsZero(buf, i * SECTOR, Math.min(SECTOR, buf.length - i * SECTOR));
+  /** is_allocated_sectors from sector `at` over `n` sectors: [allocated, count]. */
+  const allocatedSectors = (at: number, n: number): [boolean, number] => {
+    let isZeroRun = zeroAt(at);
+    let i = 1;
+    while (i < n && zeroAt(at + i) === isZeroRun) i++;
+    if (i === n) return [!isZeroRun, i];
+    const tail = (firstSector + at + i) & (alignment - 1);
+    if (tail) {
+      if (isZeroRun && i <= tail) isZeroRun = false;
+      if (!isZeroRun) i = Math.min(i + alignment - tail, n);
+      else i -= tail;
+    }
+    return [!isZeroRun, i];
+  };
+  const runs: Run[] = [];
+  const push = (startSector: number, sectors: number, zero: boolean) => {
+    const start = startSector * SECTOR;
+    const length = Math.min(buf.length, (startSector + sectors) * SECTOR) - start;
+    const last = runs[runs.length - 1];
+    if (last && last.zero === zero && last.start + last.length === start) last.length += length;
+    else runs.push({ start, length, zero });
+  };
+  for (let at = 0; at < total; ) {
+    const n = total - at;
+    const min = Math.min(minSectors, n);
+    let [allocated, count] = allocatedSectors(at, n);
+    if (allocated) {
+      // is_allocated_sectors_min: go on over short zero runs.
+      let used = count;
+      let checked = count;
+      while (checked < n) {
+        const [a, c] = allocatedSectors(at + checked, n - checked);
+        checked += c;
+        if (a) used = checked;
+        else if (c >= min) break;
+      }
+      count = used;
+    }
+    push(at, count, !allocated);
+    at += count;
+  }
+  return runs;
+}

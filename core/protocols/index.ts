@@ -1,7 +1,10 @@
 // Every protocol driver, one line each.
 import type { ProtocolDriver } from '../block/types.ts';
 import { fileDriver } from './file/index.ts';
+import { nullAioDriver, nullCoDriver } from './null/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
+  nullCoDriver,
+  nullAioDriver,
 ];

@@ -5,7 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeL2, scanStandardL2, L2_COMPRESSED, L2_DATA, L2_UNALLOCATED, L2_ZERO, type EntryGeometry } from '../../core/formats/qcow2/entries.ts';
+import { decodeL2, scanStandardL2, L2_COMPRESSED, L2_DATA, L2_UNALLOCATED, L2_ZERO, L2_ZERO_ALLOC, type EntryGeometry } from '../../core/formats/qcow2/entries.ts';
 
 const CS = 65536;
 const ENTRIES = 512;
@@ -54,7 +54,8 @@ function randomTable(r: () => number): Buffer {
 function classOf(t: Buffer, i: number, g: EntryGeometry): { kind: number; host: number } {
   const e = decodeL2(t, i, g);
   if (e.type === 'compressed') return { kind: L2_COMPRESSED, host: 0 };
-  if (e.type === 'zero-plain' || e.type === 'zero-alloc') return { kind: L2_ZERO, host: 0 };
+  if (e.type === 'zero-plain') return { kind: L2_ZERO, host: 0 };
+  if (e.type === 'zero-alloc') return { kind: L2_ZERO_ALLOC, host: e.offset };
   if (e.type === 'normal') return { kind: L2_DATA, host: e.offset };
   return { kind: L2_UNALLOCATED, host: 0 };
 }
@@ -76,10 +77,11 @@ test('scanStandardL2 finds the runs decodeL2 defines, for v2, v3 and external da
         let n = 1;
         while (n < max) {
           const c = classOf(t, i + n, g);
-          if (c.kind !== first.kind || (first.kind === L2_DATA && c.host !== first.host + n * CS)) break;
+          const mapped = first.kind === L2_DATA || first.kind === L2_ZERO_ALLOC;
+          if (c.kind !== first.kind || (mapped && c.host !== first.host + n * CS)) break;
           n++;
         }
-        assert.deepEqual(got, { kind: first.kind, host: first.kind === L2_DATA ? first.host : 0, count: n }, `entry ${i} of round ${round}, version ${g.version}`);
+        assert.deepEqual(got, { kind: first.kind, host: first.kind === L2_DATA || first.kind === L2_ZERO_ALLOC ? first.host : 0, count: n }, `entry ${i} of round ${round}, version ${g.version}`);
         i += n;
         runs++;
       }

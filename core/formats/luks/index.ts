@@ -180,7 +180,7 @@ export const luksDriver: FormatDriver = {
   async open(file, ctx) {
     const io = fileIo(file);
     const { header, params } = await readLuksHeader(io);
-    const id = optString(ctx.options, 'key-secret');
+    const id = ctx.noIo ? undefined : optString(ctx.options, 'key-secret');
     const volume = id !== undefined ? await openLuksVolume(io, ctx.secrets.passphrase(id), ctx.workers) : undefined;
     return new LuksNode(file, header, params, volume);
   },

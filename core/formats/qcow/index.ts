@@ -442,7 +442,7 @@ export const qcowDriver: FormatDriver = {
       if (nul >= 0) backingName = backingName.slice(0, nul);
       if (backingName === '') backingName = undefined;
     }
-    const crypto = openQcowV1Crypto(h.cryptMethod, ctx.options, ctx.secrets, ctx.workers, ctx.warn);
+    const crypto = openQcowV1Crypto(h.cryptMethod, ctx.noIo ? {} : ctx.options, ctx.secrets, ctx.workers, ctx.warn);
     return new QcowNode(file, geo, l1, ctx, backingName, crypto);
   },
 };

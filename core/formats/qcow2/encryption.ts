@@ -126,6 +126,8 @@ export interface OpenCryptoOptions {
   cryptoExt: Buffer | undefined;
   clusterSize: number;
   options: OptionsTree | undefined;
+  /** Describe only (OpenContext.noIo): no key is looked up or unlocked. */
+  noIo?: boolean;
   secrets: SecretStore;
   workers: WorkerPool;
   warn: (m: string) => void;
@@ -135,7 +137,7 @@ export interface OpenCryptoOptions {
 /** Set up decryption for an opened qcow2 image (nothing for crypt_method 0). */
 export async function openCrypto(o: OpenCryptoOptions): Promise<Qcow2Crypto | undefined> {
   if (o.cryptMethod === CRYPT_NONE) return undefined;
-  const id = keySecretOption(o.options);
+  const id = o.noIo ? undefined : keySecretOption(o.options);
   // Legacy AES is flawed (qemu-block-drivers(7)), but qemu-img 7.2 opens and creates it without a
   // word (only system emulators refuse it): so does Platter; the GUI says it where it shows one.
   if (o.cryptMethod === CRYPT_AES) {

@@ -118,12 +118,14 @@ export function decodeL2(buf: Buffer, index: number, g: EntryGeometry): L2Entry 
   return { type, offset, copied, compressedOffset: 0, compressedSize: 0, allocMask, zeroMask, reservedBits };
 }
 
-/** Block-status classes of standard L2 entries (the `type` of decodeL2, with both zero kinds as
- *  one: status does not tell them apart). */
+/** Block-status classes of standard L2 entries (the `type` of decodeL2). A zero cluster with a
+ *  host cluster (zero-alloc) is a class of its own: QEMU reports its host offset, and a run of
+ *  them is contiguous on the host, as data runs are (count_contiguous_subclusters). */
 export const L2_DATA = 0;
 export const L2_ZERO = 1;
 export const L2_UNALLOCATED = 2;
 export const L2_COMPRESSED = 3;
+export const L2_ZERO_ALLOC = 4;
 
 /**
  * Block status over a standard L2 table without decoding entry objects (block status walks whole
@@ -138,18 +140,20 @@ export function scanStandardL2(buf: Buffer, index: number, max: number, g: Entry
     const hi = buf.readUInt32BE(p);
     const lo = buf.readUInt32BE(p + 4);
     if (hi & OFLAG_COMPRESSED_HI) return L2_COMPRESSED;
-    if ((lo & OFLAG_ZERO_LO) !== 0 && g.version >= 3) return L2_ZERO;
-    if ((hi & OFFSET_MASK_HI) !== 0 || (lo & OFFSET_MASK_LO) !== 0 || ((hi & OFLAG_COPIED_HI) !== 0 && g.externalData)) return L2_DATA;
+    const hasOffset = (hi & OFFSET_MASK_HI) !== 0 || (lo & OFFSET_MASK_LO) !== 0;
+    if ((lo & OFLAG_ZERO_LO) !== 0 && g.version >= 3) return hasOffset ? L2_ZERO_ALLOC : L2_ZERO;
+    if (hasOffset || ((hi & OFLAG_COPIED_HI) !== 0 && g.externalData)) return L2_DATA;
     return L2_UNALLOCATED;
   };
   const hostAt = (p: number): number => entryOffset(buf.readUInt32BE(p), buf.readUInt32BE(p + 4));
   let p = index * 8;
   const kind = classify(p);
-  const host = kind === L2_DATA ? hostAt(p) : 0;
+  const mapped = kind === L2_DATA || kind === L2_ZERO_ALLOC;
+  const host = mapped ? hostAt(p) : 0;
   let count = 1;
   for (p += 8; count < max; count++, p += 8) {
     if (classify(p) !== kind) break;
-    if (kind === L2_DATA && hostAt(p) !== host + count * clusterSize) break;
+    if (mapped && hostAt(p) !== host + count * clusterSize) break;
   }
   return { kind, host, count };
 }

@@ -6,20 +6,65 @@
 import type { Preallocation } from '../../block/types.ts';
 import { encodeL2, ALL_SUBCLUSTERS } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
-import { l2ForWrite, lookupRun, position, updateEntries } from './cluster-map.ts';
+import { clustersLeftInTable, l2ForWrite, lookupRun, position, updateEntries } from './cluster-map.ts';
 
 /** Zero-fill chunk for host clusters reused inside the file. */
 const ZERO_CHUNK = 1 << 20;
 
-export async function preallocate(img: Qcow2Image, from: number, to: number, mode: Preallocation): Promise<void> {
-  if (mode === 'off' || to <= from) return;
-  // With a backing file (extended L2 only), preallocated subclusters stay unallocated so the
-  // backing still shows through; otherwise they are allocated and read as the (zero) host data.
-  const hostEnd = await mapUnallocated(img, from, to, img.header.backingFile ? 0 : ALL_SUBCLUSTERS);
-  const target = img.externalData ? Math.max(to, hostEnd) : hostEnd;
-  if (target > img.dataFile.size) {
-    await img.dataFile.truncate(target, { preallocation: mode === 'metadata' ? 'off' : mode, shrink: false });
+/** How a resize preallocates (qcow2_co_truncate). */
+export interface PreallocateOptions {
+  /** A backing file would show through the new area: make it read zeros (BDRV_REQ_ZERO_WRITE). */
+  zeroWrite?: boolean;
+  /** Copy the head of the cluster the old end cuts through into its new host cluster. */
+  cowHead?: (host: number) => Promise<void>;
+}
+
+/**
+ * Preallocate guest [from, to) (the cluster holding `from` included). metadata: map every
+ * unallocated cluster (QEMU's preallocate_co). falloc/full: as QEMU's qcow2_co_truncate, one
+ * contiguous run of new host clusters for the whole range, reserved (falloc) or written (full) in
+ * the file, then the L2 entries (old clusters there freed). Returns true when the new area now
+ * reads as zeros from the file (falloc/full): no zero clusters needed on top.
+ */
+export async function preallocate(img: Qcow2Image, from: number, to: number, mode: Preallocation, o: PreallocateOptions = {}): Promise<boolean> {
+  if (mode === 'off' || to <= from) return false;
+  const cs = img.clusterSize;
+  const start = Math.floor(from / cs) * cs;
+  if (mode === 'metadata' || img.externalData) {
+    // With a backing file (extended L2 only), preallocated subclusters stay unallocated so the
+    // backing still shows through; otherwise they are allocated and read as the (zero) host data.
+    const first = await lookupRun(img, start / cs, 1);
+    const hostEnd = await mapUnallocated(img, start, to, img.header.backingFile ? 0 : ALL_SUBCLUSTERS);
+    if (o.cowHead && first[0]!.type === 'unallocated' && img.header.backingFile) {
+      const now = await lookupRun(img, start / cs, 1);
+      if (now[0]!.type === 'normal') await o.cowHead(now[0]!.offset);
+    }
+    const target = img.externalData ? Math.max(to, hostEnd) : hostEnd;
+    if (target > img.dataFile.size) {
+      await img.dataFile.truncate(target, { preallocation: mode === 'metadata' ? 'off' : mode, shrink: false });
+    }
+    return false;
   }
+  const count = Math.ceil(to / cs) - start / cs;
+  // Refcounts also cover the L2 tables the range may need (one more for an unaligned head).
+  const host = await img.refcounts.allocate(count, { cover: Math.ceil(count / img.l2Entries) + 1 });
+  const end = host + count * cs;
+  if (end > img.dataFile.size) await img.dataFile.truncate(end, { preallocation: mode, shrink: false });
+  await o.cowHead?.(host);
+  // Subclusters of the new clusters are allocated (they read the file's zeros) unless a backing
+  // file should still show through them (QEMU's meta->prealloc).
+  const allocMask = o.zeroWrite || !img.header.backingFile ? ALL_SUBCLUSTERS : 0;
+  for (let k = 0; k < count; ) {
+    const cluster = start / cs + k;
+    const n = Math.min(clustersLeftInTable(img, cluster), count - k);
+    const base = host + k * cs;
+    await updateEntries(img, cluster, n, (t, idx, i) => {
+      encodeL2(t, idx, img.geo, { offset: base + i * cs, copied: true, allocMask, zeroMask: 0 });
+      return true;
+    });
+    k += n;
+  }
+  return true;
 }
 
 /**
@@ -40,10 +85,17 @@ export async function mapUnallocated(img: Qcow2Image, from: number, to: number, 
     const entries = await lookupRun(img, cluster, n);
     const free = (k: number) => entries[k]!.type === 'unallocated' || entries[k]!.type === 'zero-plain';
     let i = 0;
+    let tableReady = false;
     while (i < n) {
       if (!free(i)) {
         i++;
         continue;
+      }
+      // The L2 table first, then the data clusters it maps (QEMU's handle_alloc gets the table,
+      // allocating it, before it allocates the clusters): the same layout as qemu-img's.
+      if (!tableReady) {
+        await l2ForWrite(img, Math.floor(cluster / img.l2Entries));
+        tableReady = true;
       }
       let j = i + 1;
       while (j < n && free(j)) j++;

@@ -185,6 +185,19 @@ export class Refcounts {
     return this.bits === 64 ? buf.readBigUInt64BE((cluster % this.perBlock) * 8) : BigInt(readRefcountEntry(buf, cluster % this.perBlock, this.bits));
   }
 
+  /** How many host clusters below `end` have a non-zero refcount, counting no further than
+   *  `stopAt` (QEMU's qcow2_detect_metadata_preallocation loop, a block at a time). */
+  async countInUse(end: number, stopAt: number): Promise<number> {
+    let count = 0;
+    for (let b = 0; b * this.perBlock < end && count < stopAt && b < this.#table.length; b++) {
+      const buf = await this.#block(b);
+      if (!buf) continue;
+      const last = Math.min(this.perBlock, end - b * this.perBlock);
+      for (let i = 0; i < last && count < stopAt; i++) if (readRefcountEntry(buf, i, this.bits) !== 0) count++;
+    }
+    return count;
+  }
+
   #markDirty(b: number, i: number): void {
     this.#markDirtySpan(b, i, i + 1);
   }
@@ -283,15 +296,16 @@ export class Refcounts {
    * blocks the run needs and lacks are placed right after it (inside the same free area), so a
    * run of any length can be found even when every block would otherwise sit in its own range.
    */
-  async allocate(n: number): Promise<number> {
+  async allocate(n: number, area?: { cover: number }): Promise<number> {
     const cs = this.clusterSize;
+    const cover = area?.cover ?? 0;
     for (;;) {
       let extra = 0;
       let start = 0;
       let missing: number[] = [];
       for (;;) {
         start = await this.#findFree(n + extra);
-        missing = this.#missingBlocks(start, n + extra);
+        missing = this.#missingBlocks(start, n + cover + extra);
         if (missing.length <= extra) break;
         extra = missing.length;
       }
@@ -300,8 +314,12 @@ export class Refcounts {
         await this.#growTable(last);
         continue; // the new table took clusters: search again
       }
+      // New refcount blocks go after the run, or (an area, as QEMU's qcow2_refcount_area) before
+      // it, so that the run ends the file and grows it in one piece.
+      const blocksAt = area ? start : start + n;
+      const runAt = area ? start + missing.length : start;
       missing.forEach((b, i) => {
-        this.#table[b] = (start + n + i) * cs;
+        this.#table[b] = (blocksAt + i) * cs;
         this.#blocks.set(b, Buffer.alloc(cs));
       });
       await this.#setRange(start, n + missing.length, 1);
@@ -322,7 +340,7 @@ export class Refcounts {
       }
       await this.commit();
       this.#freeHint = start + n + missing.length;
-      return start * cs;
+      return runAt * cs;
     }
   }
 

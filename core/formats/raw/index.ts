@@ -8,6 +8,10 @@ import type { BlockNode } from '../../block/node.ts';
 import { BlockError } from '../../errors.ts';
 import { formatDrivers } from '../../block/registry.ts';
 import { PROBE_BYTES } from '../../block/types.ts';
+import { EXTENT_SIZE_HINT_OPTION } from '../../protocols/file/index.ts';
+
+/** QEMU's BDRV_SECTOR_SIZE: image lengths are whole sectors. */
+const SECTOR = 512;
 
 /** Would this first sector make a probe guess a format other than raw? */
 function probesAsOtherFormat(head: Buffer, filename: string): boolean {
@@ -26,8 +30,10 @@ class RawNode implements NodeImpl {
     this.#probed = probed;
   }
 
+  /** The file's size in whole sectors, as QEMU's bdrv_getlength (a partial last sector reads as
+   *  zeros up to its end). */
   get size(): number {
-    return this.#file.size;
+    return Math.ceil(this.#file.size / SECTOR) * SECTOR;
   }
 
   get alignment(): number {
@@ -97,10 +103,12 @@ export const rawDriver: FormatDriver = {
   createOptions: [
     { name: 'preallocation', type: 'enum', values: ['off', 'falloc', 'full'], default: 'off', help: 'Preallocation mode (allowed values: off, falloc, full)' },
     { name: 'nocow', type: 'bool', default: false, help: 'Turn off copy-on-write (valid only on btrfs)', advanced: true },
+    EXTENT_SIZE_HINT_OPTION,
   ],
   async create(file, ctx) {
     const prealloc = (ctx.options['preallocation'] as 'off' | 'falloc' | 'full' | undefined) ?? 'off';
-    await file.truncate(ctx.size, { preallocation: prealloc, shrink: true });
+    // Whole sectors, as QEMU's file create (raw_co_create_opts rounds the size up).
+    await file.truncate(Math.ceil(ctx.size / SECTOR) * SECTOR, { preallocation: prealloc, shrink: true });
   },
   async open(file, ctx) {
     return new RawNode(file, ctx.options['x-probed'] === true);

@@ -34,9 +34,15 @@ const BULK_READ = 64 << 10;
 /** Optional process-wide observer of every path this driver opens or creates (fuzz/security tests). */
 export const fileOpenObserver: { onOpen?: (path: string) => void } = {};
 
+/** XFS's extent size hint for a new file (QEMU sets it with FS_IOC_FSSETXATTR where the file
+ *  system has it, and ignores it elsewhere; Platter accepts and checks the value, and leaves the
+ *  file system's default). At most UINT32_MAX, the field's width. */
+export const EXTENT_SIZE_HINT_OPTION: OptionSpec = { name: 'extent_size_hint', type: 'size', max: 0xffffffff, help: 'Extent size hint for the image file, 0 to disable', advanced: true };
+
 export const fileCreateOptions: readonly OptionSpec[] = [
   { name: 'preallocation', type: 'enum', values: ['off', 'falloc', 'full'], default: 'off', help: 'Preallocation mode (allowed values: off, falloc, full)' },
   { name: 'nocow', type: 'bool', default: false, help: 'Turn off copy-on-write (valid only on btrfs)', advanced: true },
+  EXTENT_SIZE_HINT_OPTION,
 ];
 
 interface FileNodeInit {
@@ -214,7 +220,19 @@ class FileNode implements NodeImpl {
     const hole = host.seekHole(this.fd, offset);
     // A hole "at" offset right after SEEK_DATA said data (a racing punch): call it data, 1 block.
     const dataEnd = hole === undefined || hole <= offset ? end : Math.min(hole, end);
+    // Data up to a partial block at EOF covers that whole block (QEMU: no partial requests of
+    // the request alignment), as far as asked.
+    if (dataEnd === this.#size && this.alignment > 1) return data(Math.min(Math.ceil(dataEnd / this.alignment) * this.alignment, offset + length) - offset);
     return data(dataEnd - offset);
+  }
+
+  /** The file's allocated blocks (st_blocks), as QEMU's raw_get_allocated_file_size. */
+  async allocatedSize(): Promise<number | undefined> {
+    try {
+      return (await this.#fh.stat()).blocks * 512;
+    } catch {
+      return undefined;
+    }
   }
 
   async flush(): Promise<void> {
