@@ -120,7 +120,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const fileTree = resolveProtocolTree(tree.file as OptionsTree);
   const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree, tree);
   /** An open failure as it leaves this function (qemu-img's prefix for the image it opens). */
-  const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, displayName) : prefixOpenError(e, displayName));
+  const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, displayName) : opts.bareDriverErrors ? e : prefixOpenError(e, displayName));
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
@@ -221,7 +221,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     return node;
   } catch (e) {
     if (!file.closed) await file.close().catch(() => {});
-    throw opts.bareDriverErrors ? e : failed(e);
+    throw failed(e);
   }
 }
 
