@@ -66,6 +66,8 @@ export interface CheckReport {
   /** After a repair: the findings of the check run again on the repaired image (qemu-img
    *  prints them after "Double checking the fixed image now..."). */
   recheckMessages?: string[];
+  /** The check could not complete (qemu-img: "Check failed: <this>"). */
+  failed?: string;
 }
 
 /** One qemu-img map --output=json entry (qapi MapEntry). */

@@ -170,6 +170,9 @@ export interface CheckResult {
   compressedClusters?: number;
   /** Findings in words, one per problem (qemu-img prints these as ERROR/Leaked lines). */
   messages: string[];
+  /** The check could not complete (strerror text, e.g. 'Input/output error'): qemu-img prints
+   *  the findings, then "Check failed: <this>", and no summary. */
+  failed?: string;
 }
 
 export interface MeasureResult {

@@ -199,7 +199,7 @@ const create: Command = {
 };
 
 function checkJson(c: CheckReport): Record<string, unknown> {
-  const { messages: _m, exitCode: _e, repaired: _r, recheckMessages: _rm, ...rest } = c;
+  const { messages: _m, exitCode: _e, repaired: _r, recheckMessages: _rm, failed: _f, ...rest } = c;
   return rest;
 }
 
@@ -224,6 +224,7 @@ const check: Command = {
     // Both passes' findings (repair, then the check of the repaired image) go to stderr first:
     // qemu-img's stdout is block-buffered when piped, so its summary comes out at exit.
     for (const m of [...report.messages, ...(report.recheckMessages ?? [])]) ctx.io.stderr(`${m}\n`);
+    if (report.failed) throw new StatusError(`Check failed: ${report.failed}`, 1);
     if (has(p, 'q')) return report.exitCode;
     if (out === 'json') ctx.io.stdout(json(checkJson(report)));
     else ctx.io.stdout(humanCheck(report));

@@ -32,6 +32,7 @@ export function toReport(filename: string, format: string, r: CheckResult): Chec
   opt('fragmented-clusters', r.fragmentedClusters);
   opt('compressed-clusters', r.compressedClusters);
   out.exitCode = r.checkErrors ? 1 : r.corruptions ? 2 : r.leaks ? 3 : 0;
+  if (r.failed) out.failed = r.failed;
   return out;
 }
 

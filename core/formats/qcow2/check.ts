@@ -560,6 +560,7 @@ export async function checkImage(img: Qcow2Image, repair: RepairMode | undefined
     if (rebuild) {
       res.messages.push('ERROR need to rebuild refcount structures');
       res.checkErrors++;
+      res.failed = 'Input/output error';
       return finish(img, res, highest);
     }
     if (res.leaks || res.corruptions) {

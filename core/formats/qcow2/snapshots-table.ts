@@ -17,6 +17,8 @@ export const SNAPSHOT_EXTRA_V3 = 24;
 export const SNAPSHOT_EXTRA_V3_MIN = 16;
 /** Upper bound of the whole table (QEMU: QCOW_MAX_SNAPSHOTS_SIZE, 64 MiB). */
 export const MAX_SNAPSHOT_TABLE_BYTES = 64 << 20;
+/** The largest entry: fixed part, extra data, id and name of 64 KiB each at most. */
+const MAX_ENTRY_BYTES = SNAPSHOT_FIXED + MAX_SNAPSHOT_EXTRA + 2 * 0xffff;
 /** Read the table through a window of this size. */
 const READ_WINDOW = 64 << 10;
 
@@ -56,7 +58,8 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
   let win: Buffer = Buffer.alloc(0);
   let winStart = offset;
   const need = async (at: number, len: number): Promise<Buffer> => {
-    if (at + len - offset > MAX_SNAPSHOT_TABLE_BYTES) throw invalidImage(`Snapshot table too large (more than ${MAX_SNAPSHOT_TABLE_BYTES} bytes)`, ctx);
+    // Reads stay within the table limit plus one entry (the limit itself is checked per entry).
+    if (at + len - offset > MAX_SNAPSHOT_TABLE_BYTES + MAX_ENTRY_BYTES) throw invalidImage(`Snapshot table too large (more than ${MAX_SNAPSHOT_TABLE_BYTES} bytes)`, ctx);
     // Past the end of the file the table reads as zeros, as QEMU's block layer reads it
     // (entries of zeros: no id, no name, no L1 table).
     if (at < winStart || at + len > winStart + win.length) {
@@ -79,7 +82,9 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
     const vmClockNsec = Number(f.readBigUInt64BE(24));
     const vmState32 = f.readUInt32BE(32);
     const extraSize = f.readUInt32BE(36);
-    if (extraSize > MAX_SNAPSHOT_EXTRA) throw invalidImage(`Too much extra metadata in snapshot table entry ${i} (${extraSize} bytes, at most ${MAX_SNAPSHOT_EXTRA})`, ctx);
+    if (extraSize > MAX_SNAPSHOT_EXTRA) {
+      throw new BlockError('InvalidImage', `Too much extra metadata in snapshot table entry ${i}`, ctx, { errno: 'EFBIG', hint: 'You can force-remove this extra metadata with qemu-img check -r all\n' });
+    }
     // Each snapshot's L1 table is checked where it is used (validateSnapshotL1), as QEMU does:
     // a bad entry leaves the image usable and the other snapshots reachable.
     let p = pos + SNAPSHOT_FIXED;
@@ -89,6 +94,10 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
     p += idSize;
     const name = (await need(p, nameSize)).toString('utf8');
     p += nameSize;
+    // The table may not pass 64 MiB with this entry (QEMU counts it before the padding).
+    if (p - offset > MAX_SNAPSHOT_TABLE_BYTES) {
+      throw new BlockError('InvalidImage', 'Snapshot table is too big', ctx, { errno: 'EFBIG', hint: `You can force-remove all ${count - i} overhanging snapshots with qemu-img check -r all\n` });
+    }
     p = offset + Math.ceil((p - offset) / 8) * 8;
     const sn: Snapshot = { l1TableOffset, l1Size, id, name, dateSec, dateNsec, vmClockNsec, vmStateSize: vmState32, extraTail: Buffer.alloc(0), extraDataSize: extraSize };
     if (extraSize >= 8) sn.vmStateSize = Number(extra.readBigUInt64BE(0));

@@ -102,7 +102,7 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
   }
 
   // Snapshot table.
-  if (h.nbSnapshots > MAX_SNAPSHOTS) throw invalidImage(`Too many snapshots (${h.nbSnapshots}, at most ${MAX_SNAPSHOTS})`, ctx);
+  if (h.nbSnapshots > MAX_SNAPSHOTS) throw new BlockError('InvalidImage', 'Snapshot table too large', ctx, { errno: 'EFBIG' });
   // A table past the end of the file reads as zeros (snapshots-table.ts), as in QEMU.
   if (h.nbSnapshots > 0 && (h.snapshotsOffset % cs !== 0 || h.snapshotsOffset < cs)) {
     throw invalidImage(`Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)} (file size ${fileSize})`, ctx);
