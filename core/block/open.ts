@@ -346,7 +346,11 @@ async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly
     throw unsupported(`Unknown protocol '${driverName}'`, { path: displayName });
   }
   const { driver: _d, ...options } = fileTree;
-  const impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn });
+  const openChild = (tree: OptionsTree): Promise<BlockNode> => {
+    const t = resolveProtocolTree(tree);
+    return openProtocol(t, typeof t.filename === 'string' ? t.filename : displayName, readOnly, perms, warn);
+  };
+  const impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn, openChild });
   return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options });
 }
 
@@ -383,6 +387,9 @@ async function openSiblingFile(imageName: string, imageFileTree: OptionsTree, na
     throw unsupported(`'${name}' names a protocol or json: options; image metadata may only name plain files`, { path: imageName });
   }
   if (imageFileTree.driver !== 'file' || typeof imageFileTree.filename !== 'string') {
+    // QEMU resolves a relative name against bdrv_dirname of the image's file, which only a plain
+    // file has. (op 'dirname' lets a format word the error as QEMU does.)
+    if (!isAbsolute(name)) throw unsupported(`Cannot generate a base directory for ${String(imageFileTree.driver)} nodes`, { path: imageName, op: 'dirname' });
     throw unsupported(`Cannot open '${name}' next to an image that is not a plain file`, { path: imageName });
   }
   const dir = dirname(resolve(imageFileTree.filename));

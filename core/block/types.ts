@@ -93,6 +93,9 @@ export interface DriverInfo {
   extraActualSize?: number;
   /** Child nodes with a role in info (vmdk extents). */
   children?: { name: string; node: BlockNode }[];
+  /** Data can only be written as whole compressed clusters (QEMU's BlockDriverInfo
+   *  needs_compressed_writes: a stream-optimized vmdk); convert then copies as with -c. */
+  needsCompressedWrites?: boolean;
 }
 
 /** One internal snapshot, as qemu-img snapshot -l / info "snapshots" show it. */
@@ -256,6 +259,9 @@ export interface ProtocolOpenContext {
   perm: number;
   sharedPerm: number;
   warn(message: string): void;
+  /** Open a child node from its options (a protocol, or an image) with this node's permissions:
+   *  for drivers built over other nodes (quorum). The caller closes it. */
+  openChild?(tree: OptionsTree): Promise<BlockNode>;
 }
 
 export interface CreateContext {
