@@ -14,7 +14,7 @@ import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootP
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
 import { findFormat, findProtocol, formatDrivers } from './registry.ts';
-import { parseOptions, withDefaults, type OptionValues } from './options-schema.ts';
+import { checkDeferred, parseOptions, withDefaults, type OptionValues } from './options-schema.ts';
 
 export interface OpenImageOptions {
   /** Format name (-f); probed when absent. */
@@ -441,7 +441,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
   const warn = o.warn ?? defaultWarn;
   const secrets = o.secrets ?? new SecretStore();
   const workers = o.workers ?? sharedWorkerPool();
-  const values = withDefaults(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? parseOptions(driver.createOptions, o.options ?? '') : parseOptions(driver.createOptions, o.options as Record<string, string | number | boolean>));
+  const values = withDefaults(driver.createOptions, parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true }));
 
   let size = o.size;
   let backing: BlockNode | undefined;
@@ -470,6 +470,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
     if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument('Invalid image size specified.');
     o.onValidated?.(size);
+    // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
+    checkDeferred(driver.createOptions, values);
 
     const proto = findProtocol('file')!;
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };

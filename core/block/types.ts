@@ -297,6 +297,13 @@ export interface FormatDriver {
    *  (QEMU's bdrv_probe scores). */
   probe?(head: Buffer, filename: string): number;
   readonly createOptions: readonly OptionSpec[];
+  /**
+   * QEMU's create options in its order (the driver's create_opts, then the file protocol's not
+   * already there), each with QEMU's def_value_str where it has one: qemu-img's "Formatting" line
+   * (qemu_opts_print) lists every option given and every default, in this order. Without it, the
+   * line names the format, the size and the options given.
+   */
+  readonly formattingOptions?: readonly (readonly [name: string, qemuDefault?: string])[];
   /** Options `qemu-img amend -o` accepts (a subset of createOptions plus extras). */
   readonly amendOptions?: readonly OptionSpec[];
   /** Write a new, empty image of `ctx.size` into `file` (already created, empty, read-write). */

@@ -18,9 +18,9 @@ import { snapshotHeader, snapshotRow } from '../jobs/human.ts';
 import { SHRINK_WARNING } from '../jobs/resize.ts';
 import { dd as ddJob } from '../jobs/dd.ts';
 import { bench as benchJob, benchHeader } from '../jobs/bench.ts';
-import { parseImageSize, secretStoreFrom } from '../jobs/common.ts';
+import { createError, MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, parseImageSize, secretStoreFrom } from '../jobs/common.ts';
 import type { CliIo } from './main.ts';
-import { errorText } from './program.ts';
+import { errorText, PROGRAM } from './program.ts';
 
 export interface CommandContext {
   io: CliIo;
@@ -139,12 +139,25 @@ const create: Command = {
     if (p.positional.length < 1) throw invalidArgument('Expecting image file name');
     if (p.positional.length > 2) throw invalidArgument(`Unexpected argument: ${p.positional[2]}`);
     const filename = p.positional[0]!;
-    const size = p.positional[1] !== undefined ? parseImageSize(p.positional[1]) : undefined;
+    let size: number | undefined;
+    try {
+      size = p.positional[1] !== undefined ? parseImageSize(p.positional[1]) : undefined;
+    } catch (e) {
+      // qemu-img's cvtnum reports this one in two error lines.
+      if (e instanceof BlockError && e.message === MSG_BAD_SIZE) throw new StatusError(MSG_BAD_SIZE_LINES.join(`\n${PROGRAM}: `), 1);
+      throw e;
+    }
     const backingFile = last(p, 'b');
     const backingFormat = last(p, 'F');
     const obj = objects(p);
     // The "Formatting" line names the options as given (validated first, as qemu-img does).
-    const given = createValues({ filename, format, ...(options !== undefined ? { options } : {}), ...(backingFile !== undefined ? { backingFile } : {}), ...(backingFormat !== undefined ? { backingFormat } : {}), ...(size !== undefined ? { size } : {}) });
+    let given: ReturnType<typeof createValues>;
+    try {
+      given = createValues({ filename, format, ...(options !== undefined ? { options } : {}), ...(backingFile !== undefined ? { backingFile } : {}), ...(backingFormat !== undefined ? { backingFormat } : {}), ...(size !== undefined ? { size } : {}) });
+    } catch (e) {
+      // As bdrv_img_create's errors: "<filename>: <message>".
+      throw createError(filename, e);
+    }
     const shown = { ...given };
     delete shown['backing_file'];
     delete shown['backing_fmt'];
