@@ -60,6 +60,34 @@ function defaultWarn(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
+/**
+ * Filter drivers opened as the image under them (the view qemu-img map and convert take through
+ * QEMU's bdrv_skip_filters): blkdebug with request-limit options only. Options that make the
+ * filter behave differently from its child (blkdebug's injected errors, state machine, rules
+ * file) are refused rather than silently ignored.
+ */
+const SKIPPED_FILTERS: Record<string, { limits: readonly string[]; unsupported: readonly string[] }> = {
+  blkdebug: {
+    limits: ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard', 'take-child-perms', 'unshare-child-perms'],
+    unsupported: ['config', 'inject-error', 'set-state'],
+  },
+};
+
+/** The child to open in place of a skipped filter (SKIPPED_FILTERS), or undefined. */
+function skippedFilterChild(tree: OptionsTree): OptionsTree | string | undefined {
+  const name = typeof tree.driver === 'string' ? tree.driver : undefined;
+  const filter = name !== undefined ? SKIPPED_FILTERS[name] : undefined;
+  if (!filter) return undefined;
+  for (const k of Object.keys(tree)) {
+    if (k === 'driver' || k === 'image' || k === 'x-image' || filter.limits.includes(k)) continue;
+    if (filter.unsupported.includes(k)) throw unsupported(`The ${name} option '${k}' is not supported by Platter`);
+    throw invalidArgument(`Invalid parameter '${k}'`);
+  }
+  const image = tree.image ?? tree['x-image'];
+  if (typeof image === 'string' || (typeof image === 'object' && image !== null && !Array.isArray(image))) return image as OptionsTree | string;
+  throw invalidArgument(`Parameter 'image' is required for ${name}`);
+}
+
 /** Build the options tree for a user's image spec. */
 export function optionsTreeFor(spec: string | OptionsTree, opts: Pick<OpenImageOptions, 'format' | 'imageOpts' | 'fileOptions'>): OptionsTree {
   let tree: OptionsTree;
@@ -103,6 +131,20 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const warn = opts.warn ?? defaultWarn;
   const secrets = opts.secrets ?? new SecretStore();
   const workers = opts.workers ?? sharedWorkerPool();
+  // A filter Platter skips: open what it filters instead.
+  if (typeof spec !== 'string' || spec.startsWith('json:') || opts.imageOpts) {
+    let raw: OptionsTree | undefined;
+    try {
+      raw = typeof spec !== 'string' ? spec : opts.imageOpts ? parseDottedOptions(spec) : parseJsonFilename(spec);
+    } catch {
+      raw = undefined; // the usual path below words the error
+    }
+    const child = raw ? skippedFilterChild(raw) : undefined;
+    if (child !== undefined) {
+      const { imageOpts: _i, ...rest } = opts;
+      return openImage(child, rest);
+    }
+  }
   let tree: OptionsTree;
   try {
     tree = optionsTreeFor(spec, opts);
