@@ -21,13 +21,14 @@ import { bench as benchJob, benchHeader } from '../jobs/bench.ts';
 import { createError, MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, parseImageSize, secretStoreFrom } from '../jobs/common.ts';
 import type { CliIo } from './main.ts';
 import { errorText, PROGRAM } from './program.ts';
+import type { ProgressDisplay } from './progress.ts';
 
 export interface CommandContext {
   io: CliIo;
   readonly service: PlatterService;
   warn(message: string): void;
   /** Wait for a job, printing -p progress when asked; cancels on SIGINT. */
-  runJob<T>(h: JobHandle<T>, progress: boolean): Promise<T>;
+  runJob<T>(h: JobHandle<T>, progress: boolean, display?: ProgressDisplay): Promise<T>;
 }
 
 export interface Command {
@@ -229,7 +230,8 @@ const compare: Command = {
     const a = imageRef(p, p.positional[0]!);
     const b = imageRef(p, p.positional[1]!, 'F');
     if (!b.format && a.format && !has(p, 'F')) b.format = a.format; // -F defaults to -f
-    const r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'));
+    // img_compare: a 2% step, and no extra 100% at the end.
+    const r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'), { minStep: 2, repeatFinal: false });
     if (!has(p, 'q')) {
       if (r.warning) ctx.io.stdout(`${r.warning}\n`);
       ctx.io.stdout(`${r.message}\n`);
@@ -440,7 +442,7 @@ const rebase: Command = {
     const unsafe = has(p, 'u');
     if (b === undefined && !unsafe) throw invalidArgument('Must specify backing file (-b) or use unsafe mode (-u)');
     const F = last(p, 'F');
-    await ctx.runJob(ctx.service.rebase({ image: imageRef(p, oneFile(p)), backingFile: b ?? '', ...(F !== undefined ? { backingFormat: F } : {}), unsafe, ...objects(p) }), has(p, 'p') && !has(p, 'q'));
+    await ctx.runJob(ctx.service.rebase({ image: imageRef(p, oneFile(p)), backingFile: b ?? '', ...(F !== undefined ? { backingFormat: F } : {}), unsafe, ...objects(p) }), has(p, 'p') && !has(p, 'q'), { minStep: 2 });
     return 0;
   },
 };
