@@ -15,7 +15,7 @@ import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootP
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
 import { findFormat, findProtocol, formatDrivers } from './registry.ts';
-import { parseOptions, withDefaults, type OptionValues } from './options-schema.ts';
+import { checkDeferred, parseOptions, withDefaults, type OptionValues } from './options-schema.ts';
 
 export interface OpenImageOptions {
   /** Format name (-f); probed when absent. */
@@ -67,6 +67,34 @@ function defaultWarn(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
+/**
+ * Filter drivers opened as the image under them (the view qemu-img map and convert take through
+ * QEMU's bdrv_skip_filters): blkdebug with request-limit options only. Options that make the
+ * filter behave differently from its child (blkdebug's injected errors, state machine, rules
+ * file) are refused rather than silently ignored.
+ */
+const SKIPPED_FILTERS: Record<string, { limits: readonly string[]; unsupported: readonly string[] }> = {
+  blkdebug: {
+    limits: ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard', 'take-child-perms', 'unshare-child-perms'],
+    unsupported: ['config', 'inject-error', 'set-state'],
+  },
+};
+
+/** The child to open in place of a skipped filter (SKIPPED_FILTERS), or undefined. */
+function skippedFilterChild(tree: OptionsTree): OptionsTree | string | undefined {
+  const name = typeof tree.driver === 'string' ? tree.driver : undefined;
+  const filter = name !== undefined ? SKIPPED_FILTERS[name] : undefined;
+  if (!filter) return undefined;
+  for (const k of Object.keys(tree)) {
+    if (k === 'driver' || k === 'image' || k === 'x-image' || filter.limits.includes(k)) continue;
+    if (filter.unsupported.includes(k)) throw unsupported(`The ${name} option '${k}' is not supported by Platter`);
+    throw invalidArgument(`Invalid parameter '${k}'`);
+  }
+  const image = tree.image ?? tree['x-image'];
+  if (typeof image === 'string' || (typeof image === 'object' && image !== null && !Array.isArray(image))) return image as OptionsTree | string;
+  throw invalidArgument(`Parameter 'image' is required for ${name}`);
+}
+
 /** Build the options tree for a user's image spec. */
 export function optionsTreeFor(spec: string | OptionsTree, opts: Pick<OpenImageOptions, 'format' | 'imageOpts' | 'fileOptions'>): OptionsTree {
   let tree: OptionsTree;
@@ -110,6 +138,20 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const warn = opts.warn ?? defaultWarn;
   const secrets = opts.secrets ?? new SecretStore();
   const workers = opts.workers ?? sharedWorkerPool();
+  // A filter Platter skips: open what it filters instead.
+  if (typeof spec !== 'string' || spec.startsWith('json:') || opts.imageOpts) {
+    let raw: OptionsTree | undefined;
+    try {
+      raw = typeof spec !== 'string' ? spec : opts.imageOpts ? parseDottedOptions(spec) : parseJsonFilename(spec);
+    } catch {
+      raw = undefined; // the usual path below words the error
+    }
+    const child = raw ? skippedFilterChild(raw) : undefined;
+    if (child !== undefined) {
+      const { imageOpts: _i, ...rest } = opts;
+      return openImage(child, rest);
+    }
+  }
   let tree: OptionsTree;
   try {
     tree = optionsTreeFor(spec, opts);
@@ -366,7 +408,11 @@ async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly
     throw unsupported(`Unknown protocol '${driverName}'`, { path: displayName });
   }
   const { driver: _d, ...options } = fileTree;
-  const impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn });
+  const openChild = (tree: OptionsTree): Promise<BlockNode> => {
+    const t = resolveProtocolTree(tree);
+    return openProtocol(t, typeof t.filename === 'string' ? t.filename : displayName, readOnly, perms, warn);
+  };
+  const impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn, openChild });
   return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options });
 }
 
@@ -403,6 +449,9 @@ async function openSiblingFile(imageName: string, imageFileTree: OptionsTree, na
     throw unsupported(`'${name}' names a protocol or json: options; image metadata may only name plain files`, { path: imageName });
   }
   if (imageFileTree.driver !== 'file' || typeof imageFileTree.filename !== 'string') {
+    // QEMU resolves a relative name against bdrv_dirname of the image's file, which only a plain
+    // file has. (op 'dirname' lets a format word the error as QEMU does.)
+    if (!isAbsolute(name)) throw unsupported(`Cannot generate a base directory for ${String(imageFileTree.driver)} nodes`, { path: imageName, op: 'dirname' });
     throw unsupported(`Cannot open '${name}' next to an image that is not a plain file`, { path: imageName });
   }
   const dir = dirname(resolve(imageFileTree.filename));
@@ -454,7 +503,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
   const warn = o.warn ?? defaultWarn;
   const secrets = o.secrets ?? new SecretStore();
   const workers = o.workers ?? sharedWorkerPool();
-  const values = withDefaults(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? parseOptions(driver.createOptions, o.options ?? '') : parseOptions(driver.createOptions, o.options as Record<string, string | number | boolean>));
+  const values = withDefaults(driver.createOptions, parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true }));
 
   let size = o.size;
   let backing: BlockNode | undefined;
@@ -483,6 +532,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
     if (!Number.isInteger(size) || size < 0 || size >= Number(MAX_EXACT_SIZE)) throw invalidArgument('Invalid image size specified.');
     o.onValidated?.(size);
+    // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
+    checkDeferred(driver.createOptions, values);
 
     const proto = findProtocol('file')!;
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };

@@ -26,6 +26,10 @@ export interface OptionSpec {
   readonly rangeCheckedByDriver?: boolean;
   /** Folded under "Advanced" in the GUI. */
   readonly advanced?: boolean;
+  /** QEMU takes the `-o` value as text and its driver checks it only once the "Formatting" line
+   *  is out, naming the option by its QAPI name ("version" for qcow2's compat): parseOptions
+   *  with `deferChecks` keeps such a value as text, checkDeferred checks it later. */
+  readonly qapiName?: string;
 }
 
 export type OptionValue = string | number | boolean;
@@ -46,34 +50,38 @@ const SIZE_SUFFIX: Record<string, bigint> = {
 };
 
 /**
- * Parse a size the way qemu_strtosz does: digits (with an optional fraction), then an optional
- * binary suffix B/K/M/G/T/P/E (either case). Returns undefined for malformed input so callers
- * can word their own error as qemu-img does.
+ * QEMU's qemu_strtosz (util/cutils.c do_strtosz, bytes by default): decimal digits with an
+ * optional fraction ("1.5k"; a fraction needs a suffix unless it is zero: "1024.0"), or hex
+ * without fraction or suffix ("0x400"), then an optional binary suffix B/K/M/G/T/P/E (either
+ * case). The fraction times the unit is rounded half up. 'invalid' is QEMU's EINVAL, 'range' its
+ * ERANGE (2^64 or more).
  */
-export function parseSizeText(text: string, defaultSuffix = ''): number | undefined {
-  // "0x..." is hexadecimal, without a fraction (qemu_strtosz).
-  const hex = /^\s*0[xX]([0-9a-fA-F]+)\s*([bkmgtpeBKMGTPE]?)\s*$/.exec(text);
+export function qemuStrtosz(text: string): bigint | 'invalid' | 'range' {
+  const hex = /^\s*0[xX]([0-9a-fA-F]+)$/.exec(text);
   if (hex) {
-    const unit = SIZE_SUFFIX[(hex[2] || defaultSuffix).toLowerCase()];
-    if (unit === undefined) return undefined;
-    const value = BigInt(`0x${hex[1]}`) * unit;
-    return value > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(value);
+    const v = BigInt(`0x${hex[1]}`);
+    return v >= 2n ** 64n ? 'range' : v;
   }
-  const m = /^\s*(\d+)(?:\.(\d+))?\s*([bkmgtpeBKMGTPE]?)\s*$/.exec(text);
-  if (!m) return undefined;
-  const suffix = (m[3] || defaultSuffix).toLowerCase();
-  const unit = SIZE_SUFFIX[suffix];
-  if (unit === undefined) return undefined;
-  const whole = BigInt(m[1]!);
-  let value = whole * unit;
-  if (m[2]) {
-    if (unit === 1n) return undefined; // a fraction of a byte
-    const frac = m[2];
-    value += (BigInt(frac) * unit) / 10n ** BigInt(frac.length);
-  }
-  if (value > QEMU_MAX_SIZE) return undefined;
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
-  return Number(value);
+  const m = /^\s*(\d+)(?:\.(\d*))?([bkmgtpeBKMGTPE]?)$/.exec(text);
+  if (!m) return 'invalid';
+  const unit = SIZE_SUFFIX[m[3]!.toLowerCase()]!;
+  const digits = m[2] ?? '';
+  const frac = digits === '' ? 0n : BigInt(digits);
+  if (unit === 1n && frac !== 0n) return 'invalid'; // a fraction of a byte
+  const scale = 10n ** BigInt(digits.length);
+  const value = BigInt(m[1]!) * unit + (2n * frac * unit + scale) / (2n * scale);
+  return value >= 2n ** 64n ? 'range' : value;
+}
+
+/**
+ * Parse a size the way qemu_strtosz does (qemuStrtosz). Returns undefined for malformed input
+ * or a value past INT64_MAX or what Platter addresses exactly, so callers can word their own
+ * error as qemu-img does.
+ */
+export function parseSizeText(text: string): number | undefined {
+  const v = qemuStrtosz(text);
+  if (typeof v !== 'bigint' || v > QEMU_MAX_SIZE || v > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  return Number(v);
 }
 
 function parseOne(spec: OptionSpec, raw: string): OptionValue {
@@ -122,7 +130,7 @@ function checkRange(spec: OptionSpec, v: number): void {
  * several -o joined with commas) or already-split values (from the API/GUI, strings or typed).
  * Unknown names are refused with qemu-img's "Invalid parameter" error.
  */
-export function parseOptions(schema: readonly OptionSpec[], input: string | Record<string, OptionValue | undefined>, context = ''): OptionValues {
+export function parseOptions(schema: readonly OptionSpec[], input: string | Record<string, OptionValue | undefined>, context = '', opts: { deferChecks?: boolean } = {}): OptionValues {
   const byName = new Map(schema.map((s) => [s.name, s]));
   const out: OptionValues = {};
   const entries: [string, OptionValue | undefined][] =
@@ -139,7 +147,8 @@ export function parseOptions(schema: readonly OptionSpec[], input: string | Reco
       }
       throw invalidArgument(`Parameter '${name}' requires a value`);
     }
-    if (typeof value === 'string') out[name] = parseOne(spec, value);
+    if (typeof value === 'string' && opts.deferChecks && spec.qapiName !== undefined) out[name] = value;
+    else if (typeof value === 'string') out[name] = parseOne(spec, value);
     else if (typeof value === 'number' && (spec.type === 'size' || spec.type === 'number')) {
       if (!Number.isSafeInteger(value) || (value < 0 && !spec.rangeCheckedByDriver)) throw invalidArgument(`Parameter '${name}' expects a non-negative integer`);
       checkRange(spec, value);
@@ -148,6 +157,15 @@ export function parseOptions(schema: readonly OptionSpec[], input: string | Reco
     else out[name] = parseOne(spec, String(value));
   }
   return out;
+}
+
+/** The checks parseOptions deferred (OptionSpec.qapiName), in QEMU's words. */
+export function checkDeferred(schema: readonly OptionSpec[], values: OptionValues): void {
+  for (const spec of schema) {
+    const v = values[spec.name];
+    if (spec.qapiName === undefined || typeof v !== 'string') continue;
+    if (spec.type === 'enum' && !spec.values!.includes(v)) throw invalidArgument(`Parameter '${spec.qapiName}' does not accept value '${v}'`);
+  }
 }
 
 /** Values with the schema's defaults filled in where the user gave none. */

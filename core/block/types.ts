@@ -94,6 +94,9 @@ export interface DriverInfo {
   extraActualSize?: number;
   /** Child nodes with a role in info (vmdk extents). */
   children?: { name: string; node: BlockNode }[];
+  /** Data can only be written as whole compressed clusters (QEMU's BlockDriverInfo
+   *  needs_compressed_writes: a stream-optimized vmdk); convert then copies as with -c. */
+  needsCompressedWrites?: boolean;
 }
 
 /** One internal snapshot, as qemu-img snapshot -l / info "snapshots" show it. */
@@ -298,6 +301,9 @@ export interface ProtocolOpenContext {
   perm: number;
   sharedPerm: number;
   warn(message: string): void;
+  /** Open a child node from its options (a protocol, or an image) with this node's permissions:
+   *  for drivers built over other nodes (quorum). The caller closes it. */
+  openChild?(tree: OptionsTree): Promise<BlockNode>;
 }
 
 export interface CreateContext {
@@ -333,6 +339,13 @@ export interface FormatDriver {
    *  (QEMU's bdrv_probe scores). */
   probe?(head: Buffer, filename: string): number;
   readonly createOptions: readonly OptionSpec[];
+  /**
+   * QEMU's create options in its order (the driver's create_opts, then the file protocol's not
+   * already there), each with QEMU's def_value_str where it has one: qemu-img's "Formatting" line
+   * (qemu_opts_print) lists every option given and every default, in this order. Without it, the
+   * line names the format, the size and the options given.
+   */
+  readonly formattingOptions?: readonly (readonly [name: string, qemuDefault?: string])[];
   /** Options `qemu-img amend -o` accepts (a subset of createOptions plus extras). */
   readonly amendOptions?: readonly OptionSpec[];
   /** Write a new, empty image of `ctx.size` into `file` (already created, empty, read-write). */

@@ -18,19 +18,20 @@ import { snapshotHeader, snapshotRow } from '../jobs/human.ts';
 import { SHRINK_WARNING } from '../jobs/resize.ts';
 import { dd as ddJob } from '../jobs/dd.ts';
 import { bench as benchJob, benchHeader } from '../jobs/bench.ts';
-import { parseImageSize, secretStoreFrom } from '../jobs/common.ts';
+import { createError, MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, parseImageSize, secretStoreFrom } from '../jobs/common.ts';
 import { parseSnapshotParam } from '../jobs/convert.ts';
 import { NEED_ACTION, type BitmapAction } from '../jobs/bitmap.ts';
 import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
 import type { CliIo } from './main.ts';
 import { errorText, PROGRAM } from './program.ts';
+import type { ProgressDisplay } from './progress.ts';
 
 export interface CommandContext {
   io: CliIo;
   readonly service: PlatterService;
   warn(message: string): void;
   /** Wait for a job, printing -p progress when asked; cancels on SIGINT. */
-  runJob<T>(h: JobHandle<T>, progress: boolean): Promise<T>;
+  runJob<T>(h: JobHandle<T>, progress: boolean, display?: ProgressDisplay): Promise<T>;
 }
 
 export interface Command {
@@ -162,12 +163,25 @@ const create: Command = {
     if (p.positional.length < 1) throw invalidArgument('Expecting image file name');
     if (p.positional.length > 2) throw invalidArgument(`Unexpected argument: ${p.positional[2]}`);
     const filename = p.positional[0]!;
-    const size = p.positional[1] !== undefined ? parseImageSize(p.positional[1]) : undefined;
+    let size: number | undefined;
+    try {
+      size = p.positional[1] !== undefined ? parseImageSize(p.positional[1]) : undefined;
+    } catch (e) {
+      // qemu-img's cvtnum reports this one in two error lines.
+      if (e instanceof BlockError && e.message === MSG_BAD_SIZE) throw new StatusError(MSG_BAD_SIZE_LINES.join(`\n${PROGRAM}: `), 1);
+      throw e;
+    }
     const backingFile = last(p, 'b');
     const backingFormat = last(p, 'F');
     const obj = objects(p);
     // The "Formatting" line names the options as given (validated first, as qemu-img does).
-    const given = createValues({ filename, format, ...(options !== undefined ? { options } : {}), ...(backingFile !== undefined ? { backingFile } : {}), ...(backingFormat !== undefined ? { backingFormat } : {}), ...(size !== undefined ? { size } : {}) });
+    let given: ReturnType<typeof createValues>;
+    try {
+      given = createValues({ filename, format, ...(options !== undefined ? { options } : {}), ...(backingFile !== undefined ? { backingFile } : {}), ...(backingFormat !== undefined ? { backingFormat } : {}), ...(size !== undefined ? { size } : {}) });
+    } catch (e) {
+      // As bdrv_img_create's errors: "<filename>: <message>".
+      throw createError(filename, e);
+    }
     const shown = { ...given };
     delete shown['backing_file'];
     delete shown['backing_fmt'];
@@ -242,7 +256,8 @@ const compare: Command = {
     const a = imageRef(p, p.positional[0]!);
     const b = imageRef(p, p.positional[1]!, 'F');
     if (!b.format && a.format && !has(p, 'F')) b.format = a.format; // -F defaults to -f
-    const r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'));
+    // img_compare: a 2% step, and no extra 100% at the end.
+    const r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'), { minStep: 2, repeatFinal: false });
     if (!has(p, 'q')) {
       if (r.warning) ctx.io.stdout(`${r.warning}\n`);
       ctx.io.stdout(`${r.message}\n`);
@@ -471,7 +486,7 @@ const rebase: Command = {
     const unsafe = has(p, 'u');
     if (b === undefined && !unsafe) throw invalidArgument('Must specify backing file (-b) or use unsafe mode (-u)');
     const F = last(p, 'F');
-    await ctx.runJob(ctx.service.rebase({ image: imageRef(p, oneFile(p)), backingFile: b ?? '', ...(F !== undefined ? { backingFormat: F } : {}), unsafe, ...objects(p) }), has(p, 'p') && !has(p, 'q'));
+    await ctx.runJob(ctx.service.rebase({ image: imageRef(p, oneFile(p)), backingFile: b ?? '', ...(F !== undefined ? { backingFormat: F } : {}), unsafe, ...objects(p) }), has(p, 'p') && !has(p, 'q'), { minStep: 2 });
     return 0;
   },
 };

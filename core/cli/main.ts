@@ -11,7 +11,7 @@ import type { PlatterService, JobHandle } from '../api/service.ts';
 // and loading zod is a noticeable part of a CLI start.
 import { implementService } from '../api/implementation.ts';
 import { COMMANDS, StatusError, type CommandContext } from './commands.ts';
-import { ProgressPrinter } from './progress.ts';
+import { ProgressPrinter, type ProgressDisplay } from './progress.ts';
 import { PROGRAM, errorText } from './program.ts';
 import { CLI_V8_FLAGS } from './v8-flags.ts';
 import { hostOps } from '../host/index.ts';
@@ -85,7 +85,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       return service;
     },
     warn,
-    runJob: async <T>(h: JobHandle<T>, progress: boolean) => {
+    runJob: async <T>(h: JobHandle<T>, progress: boolean, display?: ProgressDisplay) => {
       // This process's main thread dispatches every request of the job: its helper threads (the
       // I/O pool, V8's) should not preempt it each time it wakes one (measured on 2 cores: 1,700
       // involuntary context switches per 1.25 GiB convert, 200 without; wall time 5-8% less).
@@ -96,7 +96,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         await new Promise<void>((resolve) => stat('.', () => resolve()));
         hostOps().batchHelperThreads();
       }
-      const printer = new ProgressPrinter(progress, io.stdout);
+      const printer = new ProgressPrinter(progress, io.stdout, display);
       printer.start();
       const off = h.onProgress((p) => printer.update(p.done, p.total));
       const onSigint = () => h.cancel();

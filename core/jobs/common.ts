@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { openImage, type OpenImageOptions } from '../block/open.ts';
 import type { BlockNode } from '../block/node.ts';
 import { SecretStore } from '../block/secrets.ts';
-import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
+import { QEMU_MAX_SIZE, qemuStrtosz } from '../block/options-schema.ts';
 import { BlockError, invalidArgument, throwIfAborted } from '../errors.ts';
 import { MAX_EXACT_SIZE, SECTOR_BIG } from '../util/checked.ts';
 
@@ -118,11 +118,10 @@ export function checkAborted(ctl: JobControl): void {
   throwIfAborted(ctl.signal);
 }
 
-const SIZE_RE = /^\s*(\d+)(?:\.(\d+))?\s*([bkmgtpeBKMGTPE]?)\s*$/;
-const SUFFIX_SHIFT: Record<string, bigint> = { '': 0n, b: 0n, k: 10n, m: 20n, g: 30n, t: 40n, p: 50n, e: 60n };
-
 /** qemu-img create's size messages. */
 export const MSG_BAD_SIZE = 'Invalid image size specified. You may use k, M, G, T, P or E suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.';
+/** The same, as qemu-img create prints it: two error reports (cvtnum), one line each. */
+export const MSG_BAD_SIZE_LINES = ['Invalid image size specified. You may use k, M, G, T, P or E suffixes for', 'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.'] as const;
 export const MSG_SIZE_RANGE = 'Invalid image size specified. Must be between 0 and 9223372036854775807.';
 
 /**
@@ -137,15 +136,9 @@ export function parseImageSize(text: string | number, o: { inexact?: boolean } =
     if (!Number.isInteger(text) || text < 0 || !(exact || (o.inexact && text <= Number(QEMU_MAX_SIZE)))) throw invalidArgument(MSG_BAD_SIZE);
     return text;
   }
-  const m = SIZE_RE.exec(text);
-  if (!m) throw invalidArgument(MSG_BAD_SIZE);
-  const shift = SUFFIX_SHIFT[m[3]!.toLowerCase()]!;
-  let value = BigInt(m[1]!) << shift;
-  if (m[2] !== undefined) {
-    if (shift === 0n) throw invalidArgument(MSG_BAD_SIZE);
-    value += (BigInt(m[2]) << shift) / 10n ** BigInt(m[2].length);
-  }
-  if (value > QEMU_MAX_SIZE) throw invalidArgument(MSG_SIZE_RANGE);
+  const value = qemuStrtosz(text);
+  if (value === 'invalid') throw invalidArgument(MSG_BAD_SIZE);
+  if (value === 'range' || value > QEMU_MAX_SIZE) throw invalidArgument(MSG_SIZE_RANGE);
   // Past 2^53: only sizes a double holds exactly, with every sector under them (util/checked.ts).
   if (value > BigInt(Number.MAX_SAFE_INTEGER) && !o.inexact && !(value < MAX_EXACT_SIZE && value % SECTOR_BIG === 0n)) {
     throw invalidArgument(`Image size ${value} is beyond what Platter can address exactly (past 2^53 only multiples of 512 below 2^62)`);

@@ -309,14 +309,18 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     }
     if (opts.bitmaps && !target.bitmaps?.supported) throw unsupported(`Format driver '${target.format}' does not support bitmaps`);
     if (opts.compressed && !target.impl.writeCompressed) throw unsupported('Compression not supported for this file format');
-    if (opts.compressed && (await target.impl.info?.())?.encrypted) throw unsupported('Compression and encryption not supported at the same time');
+    const targetInfo = await target.info();
+    if (opts.compressed && targetInfo.encrypted) throw unsupported('Compression and encryption not supported at the same time');
+    // A target that takes only whole compressed clusters (a stream-optimized vmdk) is filled as
+    // with -c (qemu-img: bdi.needs_compressed_writes).
+    const compressed = (opts.compressed ?? false) || (targetInfo.needsCompressedWrites === true && target.impl.writeCompressed !== undefined);
 
     const stats = await copyAll(sources, target, {
       total,
       parallel,
       sparseSize,
-      compressed: opts.compressed ?? false,
-      inOrder: !(opts.outOfOrder ?? false) && !(opts.compressed && ORDER_FREE_COMPRESSED_FORMATS.has(target.format)),
+      compressed,
+      inOrder: !(opts.outOfOrder ?? false) && !(compressed && ORDER_FREE_COMPRESSED_FORMATS.has(target.format)),
       // Zero ranges of the source may be skipped only where the target already reads as zeros:
       // a new image whose driver promises it (bdrv_has_zero_init: not luks, not a preallocated
       // encrypted qcow2, not a device), or one the user vouches for with --target-is-zero.
@@ -325,7 +329,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       // A new image without backing, filled in order: allocate each request's clusters in the
       // order (so the layout follows guest order as with in-order writes), then let the data
       // writes overlap. Formats without a reserve step keep one write in flight.
-      reserve: !opts.noCreate && !targetHasBacking && !opts.compressed && !(opts.outOfOrder ?? false) && target.impl.reserve !== undefined,
+      reserve: !opts.noCreate && !targetHasBacking && !compressed && !(opts.outOfOrder ?? false) && target.impl.reserve !== undefined,
     }, ctl);
     if (opts.bitmaps) await copyBitmaps(bitmapSource!, target, opts.skipBrokenBitmaps ?? false, env);
     const durable = (opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe';

@@ -37,7 +37,8 @@ export interface CreateOutcome {
 export function createValues(o: CreateOptions): OptionValues {
   const driver = findFormat(o.format);
   if (!driver) throw unsupported(`Unknown file format '${o.format}'`);
-  const given = typeof o.options === 'string' || o.options === undefined ? parseOptions(driver.createOptions, o.options ?? '') : parseOptions(driver.createOptions, o.options);
+  // As qemu-img: values its driver checks only after the "Formatting" line stay text here.
+  const given = parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : o.options, '', { deferChecks: true });
   if (o.backingFile !== undefined) {
     if (!driver.createOptions.some((s) => s.name === 'backing_file')) throw unsupported(`Backing file not supported for file format '${o.format}'`);
     given['backing_file'] = o.backingFile;
@@ -47,8 +48,15 @@ export function createValues(o: CreateOptions): OptionValues {
     given['backing_fmt'] = o.backingFormat;
   }
   if (given['size'] !== undefined) {
-    if (o.size === undefined) o.size = Number(given['size']);
+    if (o.size !== undefined) throw invalidArgument('The image size must be specified only once');
+    o.size = Number(given['size']);
     delete given['size'];
+  }
+  // bdrv_img_create's checks of the backing file name.
+  const backing = given['backing_file'];
+  if (typeof backing === 'string') {
+    if (backing === o.filename) throw invalidArgument('Error: Trying to create an image with the same filename as the backing file');
+    if (backing === '') throw invalidArgument('Expected backing file name, got empty string');
   }
   return given;
 }
@@ -57,16 +65,36 @@ function showValue(v: string | number | boolean): string {
   return typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
 }
 
-/** "Formatting 'x', fmt=raw size=1048576 ..." (sizes in bytes, booleans on/off). */
+/**
+ * "Formatting 'x', fmt=raw size=1048576 ..." (sizes in bytes, booleans on/off). With the
+ * driver's QEMU option list (FormatDriver.formattingOptions), every option given and every QEMU
+ * default, in QEMU's order (qemu_opts_print); otherwise the size and the options given.
+ */
 export function formattingLine(out: { filename: string; format: string; size: number; given: OptionValues }): string {
-  const parts = [`fmt=${out.format}`, `size=${sizeText(out.size)}`];
-  for (const [k, v] of Object.entries(out.given)) parts.push(`${k}=${showValue(v)}`);
+  const parts = [`fmt=${out.format}`];
+  const list = findFormat(out.format)?.formattingOptions;
+  if (list) {
+    for (const [name, qemuDefault] of list) {
+      const v = name === 'size' ? sizeText(out.size) : (out.given[name] ?? qemuDefault);
+      if (v !== undefined) parts.push(`${name}=${showValue(v)}`);
+    }
+    // Options of Platter's own that QEMU does not know come last.
+    for (const [k, v] of Object.entries(out.given)) if (!list.some(([name]) => name === k)) parts.push(`${k}=${showValue(v)}`);
+  } else {
+    parts.push(`size=${sizeText(out.size)}`);
+    for (const [k, v] of Object.entries(out.given)) parts.push(`${k}=${showValue(v)}`);
+  }
   return `Formatting '${out.filename}', ${parts.join(' ')}`;
 }
 
 export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}): Promise<CreateOutcome> {
   throwIfAborted(ctl.signal);
-  const given = createValues(o);
+  let given: OptionValues;
+  try {
+    given = createValues(o);
+  } catch (e) {
+    throw createError(o.filename, e);
+  }
   ctl.onProgress?.({ done: 0, total: 1, phase: 'creating' });
   // Written under a staging name and renamed when complete (staging.ts).
   const staged = stageTarget(o.filename);

@@ -84,3 +84,24 @@ test('typed values from the API are validated the same way', () => {
   assert.deepEqual(parseOptions(schema, { cluster_size: 4096, lazy_refcounts: true }), { cluster_size: 4096, lazy_refcounts: true });
   assert.throws(() => parseOptions(schema, { cluster_size: -5 }), /non-negative/);
 });
+
+test('sizes parse as qemu_strtosz: zero fractions without a suffix, fractions rounded half up, hex, no trailing text', async () => {
+  const { qemuStrtosz } = await import('../../core/block/options-schema.ts');
+  const cases: [string, bigint | 'invalid' | 'range'][] = [
+    ['1024', 1024n],
+    ['1024.0', 1024n],
+    ['1024.0b', 1024n],
+    ['1.5k', 1536n],
+    ['0.15k', 154n],
+    ['1.k', 1024n],
+    ['1.5T', 1649267441664n],
+    ['0x400', 1024n],
+    ['0x4k', 'invalid'],
+    ['1.5', 'invalid'],
+    ['-1024', 'invalid'],
+    ['1kilobyte', 'invalid'],
+    ['12 ', 'invalid'],
+    ['18446744073709551616', 'range'],
+  ];
+  for (const [text, want] of cases) assert.equal(qemuStrtosz(text), want, text);
+});

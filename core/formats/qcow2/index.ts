@@ -14,7 +14,7 @@ import { Qcow2Node } from './node.ts';
 import { checkImage } from './check.ts';
 import { createQcow2 } from './create.ts';
 import { measureQcow2 } from './measure.ts';
-import { QCOW2_AMEND_OPTIONS, QCOW2_CREATE_OPTIONS } from './options.ts';
+import { QCOW2_AMEND_OPTIONS, QCOW2_CREATE_OPTIONS, QCOW2_FORMATTING_OPTIONS } from './options.ts';
 import { attachCrypto, openCrypto } from './encryption.ts';
 
 /** QEMU's probe score for a qcow2 magic with a known version. */
@@ -26,6 +26,7 @@ export const qcow2Driver: FormatDriver = {
   description: 'QEMU copy-on-write image v2/v3: sparse, backing files, internal snapshots, compression',
   supportsBacking: true,
   createOptions: QCOW2_CREATE_OPTIONS,
+  formattingOptions: QCOW2_FORMATTING_OPTIONS,
   amendOptions: QCOW2_AMEND_OPTIONS,
 
   probe(head) {

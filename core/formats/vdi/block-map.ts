@@ -39,7 +39,8 @@ export function newBlockMap(blocks: number, isStatic: boolean): Uint32Array {
 
 /** The data block an entry points to, refusing indexes past the image's block count. */
 export function checkedDataBlock(map: Uint32Array, block: number, blocksInImage: number, ctx: BlockErrorContext): number | undefined {
-  const entry = map[block]!;
+  // Entries past the map's end (a map cut short by the end of the file) are unallocated.
+  const entry = map[block] ?? VDI_UNALLOCATED;
   if (!isAllocated(entry)) return undefined;
   if (entry >= blocksInImage) {
     throw corrupt(`VDI block map entry ${block} points to data block ${entry}, but the image has only ${blocksInImage} blocks`, ctx);

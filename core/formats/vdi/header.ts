@@ -185,12 +185,13 @@ export function validateVdiHeader(h: VdiHeader, fileSize: number, ctx: BlockErro
   if (size > room) throw unsupported(`unsupported VDI image (disk size ${h.diskSize}, image bitmap has room for ${room})`, ctx);
   if (!isNullUuid(h.uuidLink)) throw unsupported('unsupported VDI image (non-NULL link UUID)', ctx);
   if (!isNullUuid(h.uuidParent)) throw unsupported('unsupported VDI image (non-NULL parent UUID)', ctx);
-  // Overlap and bounds (QEMU does not check these; a block map past EOF or over the header would
-  // read as garbage or zeros, so we refuse it before allocating anything).
+  // Overlap (QEMU does not check it; a block map over the header would read as garbage). A map
+  // reaching past the end of the file is opened, as QEMU opens it (its read of the map is padded
+  // with zeros): only the part stored in the file must stay clear of the data.
   if (h.offsetBmap < VDI_HEADER_BYTES) throw invalidImage(`VDI block map offset 0x${h.offsetBmap.toString(16)} overlaps the header (expected at least 0x${VDI_HEADER_BYTES.toString(16)})`, ctx);
   const bmapEnd = h.offsetBmap + h.blocksInImage * 4;
-  if (bmapEnd > fileSize) throw invalidImage(`VDI block map (${h.blocksInImage} entries at offset ${h.offsetBmap}) extends beyond the end of the file (${fileSize} bytes)`, ctx);
-  if (h.offsetData < bmapEnd) throw invalidImage(`VDI data offset ${h.offsetData} overlaps the block map (which ends at ${bmapEnd})`, ctx);
+  const storedEnd = Math.min(bmapEnd, Math.max(fileSize, h.offsetBmap));
+  if (h.offsetData < storedEnd) throw invalidImage(`VDI data offset ${h.offsetData} overlaps the block map (which ends at ${storedEnd})`, ctx);
   return size;
 }
 

@@ -64,6 +64,17 @@ class VdiNode implements NodeImpl {
     this.#nextBlock = next;
   }
 
+  /**
+   * A block map reaching past the end of the file: QEMU reads the missing entries as zeros, that
+   * is every such block mapped to data block 0 (and the map's own area overlapping the data). Its
+   * blocks read here as unallocated, and the image takes no writes.
+   */
+  #checkMapComplete(): void {
+    if (this.#map.length < this.#header.blocksInImage) {
+      throw unsupported(`VDI block map (${this.#header.blocksInImage} entries at offset ${this.#header.offsetBmap}) reaches past the end of the file; Platter does not write to such an image`, this.#ctx);
+    }
+  }
+
   #hostOffset(dataBlock: number, inBlock: number): number {
     return this.#header.offsetData + dataBlock * this.#header.blockSize + inBlock;
   }
@@ -101,6 +112,7 @@ class VdiNode implements NodeImpl {
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
+    this.#checkMapComplete();
     const bs = this.#header.blockSize;
     for (let done = 0; done < data.length; ) {
       const pos = offset + done;
@@ -238,7 +250,9 @@ export const vdiDriver: FormatDriver = {
     if (file.size < VDI_HEADER_BYTES) throw invalidImage(`Image not in VDI format (file is ${file.size} bytes, shorter than the ${VDI_HEADER_BYTES}-byte header)`, ectx);
     const header = decodeVdiHeader(await file.read(0, VDI_HEADER_BYTES));
     const size = validateVdiHeader(header, file.size, ectx);
-    const map = decodeBlockMap(header.blocksInImage > 0 ? await file.read(header.offsetBmap, header.blocksInImage * VDI_BMAP_ENTRY_SIZE) : Buffer.alloc(0), header.blocksInImage);
+    // Only the entries stored in the file are kept (those past its end: see VdiNode.#mapComplete).
+    const stored = Math.max(0, Math.min(header.blocksInImage, Math.floor((file.size - header.offsetBmap) / VDI_BMAP_ENTRY_SIZE)));
+    const map = decodeBlockMap(stored > 0 ? await file.read(header.offsetBmap, stored * VDI_BMAP_ENTRY_SIZE) : Buffer.alloc(0), stored);
     return new VdiNode(file, header, size, map, { path: ctx.filename });
   },
 };

@@ -6,7 +6,7 @@
 
 import type { BlockNode } from '../../block/node.ts';
 import type { OpenContext } from '../../block/types.ts';
-import { invalidImage, unsupported } from '../../errors.ts';
+import { BlockError, invalidImage, unsupported } from '../../errors.ts';
 import { descriptorText, EMBEDDED_DESCRIPTOR_BYTES, MAX_DESCRIPTOR_BYTES, parseDescriptor, type Descriptor } from './descriptor.ts';
 import type { Extent } from './extent.ts';
 import { FlatExtent } from './extent-flat.ts';
@@ -88,7 +88,11 @@ export async function openVmdk(file: BlockNode, ctx: OpenContext): Promise<VmdkN
       continue;
     }
     if (line.type === 'VMFS' && line.offset !== undefined) throw invalidImage(`Invalid extent line: ${line.text.trim()}`, { path: name });
-    const sibling = await ctx.openSibling(line.filename, { readOnly: ctx.readOnly });
+    const sibling = await ctx.openSibling(line.filename, { readOnly: ctx.readOnly }).catch((e: unknown) => {
+      // vmdk_parse_extents: a relative extent name needs the descriptor file's directory.
+      if (e instanceof BlockError && e.context.op === 'dirname') throw new BlockError(e.kind, `Cannot use relative paths with VMDK descriptor file '${file.filename}': ${e.message}`, { path: name }, { cause: e });
+      throw e;
+    });
     const display = extentDisplayName(name, line.filename);
     let extent: Extent;
     if (line.type === 'FLAT' || line.type === 'VMFS') {

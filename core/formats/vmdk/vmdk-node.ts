@@ -351,6 +351,7 @@ export class VmdkNode implements NodeImpl {
     return {
       ...(cs !== undefined ? { clusterSize: cs } : {}),
       ...(children.length ? { extraActualSize: extra } : {}),
+      ...(this.extents[0]?.compressed ? { needsCompressedWrites: true } : {}),
       formatSpecific: {
         type: 'vmdk',
         data: {

@@ -74,11 +74,16 @@ export function geometryForCreate(size: number, forceSize: boolean): { geometry:
  *  Hyper-V "win ", qemu force_size "qem2", Disk2vhd "d2v ", XenConverter "CTXS", XenServer "tap\0"). */
 const CURRENT_SIZE_CREATORS = new Set(['win ', 'qem2', 'd2v ', 'CTXS', 'tap\0']);
 
-/** The virtual size QEMU gives an existing image. */
-export function virtualSizeOf(creatorApp: string, g: Geometry, currentSize: bigint): number {
+/** How the size is worked out: by the creator table, or as the user forces it (the vpc driver's
+ *  force_size_calc option). */
+export type SizeCalc = 'chs' | 'current_size' | undefined;
+
+/** The virtual size QEMU gives an existing image (vpc_open). Even when CHS is forced, a disk of
+ *  the largest CHS geometry is sized by Current Size. */
+export function virtualSizeOf(creatorApp: string, g: Geometry, currentSize: bigint, force?: SizeCalc): number {
   const chs = geometrySectors(g);
-  const useChs = !CURRENT_SIZE_CREATORS.has(creatorApp);
-  if (!useChs || chs === VHD_MAX_GEOMETRY) {
+  const useChs = !CURRENT_SIZE_CREATORS.has(creatorApp) || force === 'chs';
+  if (!useChs || chs === VHD_MAX_GEOMETRY || force === 'current_size') {
     const sectors = currentSize / 512n;
     return sectors > BigInt(Number.MAX_SAFE_INTEGER) / 512n ? Number.MAX_SAFE_INTEGER : Number(sectors) * SECTOR;
   }

@@ -15,7 +15,8 @@ import {
   FOOTER_SIZE, FORMAT_VERSION, NO_DATA_OFFSET, VHD_EPOCH_UNIX, type VhdFooter,
 } from './footer.ts';
 import { decodeDynHeader, encodeDynHeader, DYN_HEADER_SIZE } from './dyn-header.ts';
-import { geometryForCreate, virtualSizeOf, SECTOR, VHD_MAX_SIZE } from './geometry.ts';
+import { geometryForCreate, virtualSizeOf, SECTOR, VHD_MAX_SIZE, type SizeCalc } from './geometry.ts';
+import { optString, type OptionsTree } from '../../block/options-tree.ts';
 import { BAT_UNALLOCATED, decodeBat, validateBatLayout, type BatLayout } from './bat.ts';
 
 /** Block size of dynamic disks QEMU creates (spec default, 2 MiB). */
@@ -167,7 +168,14 @@ class VpcNode implements NodeImpl {
   async close(): Promise<void> {}
 }
 
-async function openVpc(file: BlockNode): Promise<NodeImpl> {
+/** The force_size_calc option (vpc_parse_options). */
+function sizeCalcOption(options: OptionsTree): SizeCalc {
+  const v = optString(options, 'force_size_calc');
+  if (v === undefined || v === 'chs' || v === 'current_size') return v;
+  throw invalidArgument(`Invalid size calculation mode: '${v}'`);
+}
+
+async function openVpc(file: BlockNode, force: SizeCalc): Promise<NodeImpl> {
   const fileSize = file.size;
   let buf = await file.read(0, Math.min(FOOTER_SIZE, fileSize));
   let fixed = false;
@@ -180,7 +188,7 @@ async function openVpc(file: BlockNode): Promise<NodeImpl> {
   if (buf.length < FOOTER_SIZE) throw invalidImage('invalid VPC image');
   const footer = decodeFooter(buf);
   validateFooter(buf, footer);
-  const size = virtualSizeOf(footer.creatorApp, { cylinders: footer.cylinders, heads: footer.heads, sectorsPerTrack: footer.sectorsPerTrack }, footer.currentSize);
+  const size = virtualSizeOf(footer.creatorApp, { cylinders: footer.cylinders, heads: footer.heads, sectorsPerTrack: footer.sectorsPerTrack }, footer.currentSize, force);
   if (size > VHD_MAX_SIZE) throw new BlockError('InvalidImage', 'File too large');
   if (fixed) return new VpcNode(file, size, buf);
 
@@ -244,5 +252,5 @@ export const vpcDriver: FormatDriver = {
     await file.write(CREATE_BAT_OFFSET, Buffer.alloc(batBytes, 0xff));
     await file.write(CREATE_BAT_OFFSET + batBytes, footer);
   },
-  open: (file) => openVpc(file),
+  open: (file, ctx) => openVpc(file, sizeCalcOption(ctx.options)),
 };
