@@ -32,6 +32,7 @@ export const KNOWN_PROTOCOLS: Record<string, string> = {
   nfs: 'nfs',
   host_device: 'host_device',
   host_cdrom: 'host_cdrom',
+  blkdebug: 'blkdebug',
 };
 
 /** The protocol prefix of a filename ("nbd" of "nbd://h/x", "fat" of "fat:rw:/d"), or undefined
