@@ -221,39 +221,49 @@ export async function checkImage(img: Qcow2Image, repair: RepairMode | undefined
     inc(off, cs);
   }
 
-  // Compare with the stored refcounts.
+  // Compare with the stored refcounts: first only reporting, then, if that found something and
+  // repairs were asked for, again with repairs from the counts as they were before (QEMU's
+  // qcow2_check_refcounts: "Leaked cluster" lines, then "Repairing cluster" lines).
   const perBlock = img.refcounts.perBlock;
   let highest = -1;
   let changed = false;
-  for (let c = 0; c < nbClusters; c++) {
-    const b = Math.floor(c / perBlock);
-    const blockOk = b < table.length && table[b]! % cs === 0 && table[b]! / cs < nbClusters;
-    let stored = 0;
-    if (blockOk && table[b]) {
-      try {
-        stored = await img.refcounts.get(c);
-      } catch {
-        res.checkErrors++;
+  const compare = async (repairLeaks: boolean, repairAll: boolean): Promise<void> => {
+    for (let c = 0; c < nbClusters; c++) {
+      const b = Math.floor(c / perBlock);
+      const blockOk = b < table.length && table[b]! % cs === 0 && table[b]! / cs < nbClusters;
+      let stored = 0;
+      if (blockOk && table[b]) {
+        try {
+          stored = await img.refcounts.get(c);
+        } catch {
+          res.checkErrors++;
+          continue;
+        }
+      }
+      const computed = c < nbClusters ? refs[c]! : 0;
+      if (stored > 0 || computed > 0) highest = c;
+      if (stored === computed) continue;
+      const canSet = blockOk && (table[b] !== 0 || computed === 0);
+      let fixed: 'leak' | 'corruption' | undefined;
+      if (stored > computed && repairLeaks && canSet) fixed = 'leak';
+      else if (stored < computed && repairAll && canSet) fixed = 'corruption';
+      res.messages.push(`${fixed ? 'Repairing' : stored < computed ? 'ERROR' : 'Leaked'} cluster ${c} refcount=${stored} reference=${computed}`);
+      if (fixed) {
+        await img.refcounts.set(c, computed);
+        changed = true;
+        if (fixed === 'leak') res.leaksFixed++;
+        else res.corruptionsFixed++;
         continue;
       }
+      if (stored < computed) res.corruptions++;
+      else res.leaks++;
     }
-    const computed = c < nbClusters ? refs[c]! : 0;
-    if (stored > 0 || computed > 0) highest = c;
-    if (stored === computed) continue;
-    const canSet = blockOk && (table[b] !== 0 || computed === 0);
-    let fixed: 'leak' | 'corruption' | undefined;
-    if (stored > computed && fixLeaks && canSet) fixed = 'leak';
-    else if (stored < computed && fixAll && canSet) fixed = 'corruption';
-    res.messages.push(`${fixed ? 'Repairing' : stored < computed ? 'ERROR' : 'Leaked'} cluster ${c} refcount=${stored} reference=${computed}`);
-    if (fixed) {
-      await img.refcounts.set(c, computed);
-      changed = true;
-      if (fixed === 'leak') res.leaksFixed++;
-      else res.corruptionsFixed++;
-      continue;
-    }
-    if (stored < computed) res.corruptions++;
-    else res.leaks++;
+  };
+  const before = { leaks: res.leaks, corruptions: res.corruptions, checkErrors: res.checkErrors };
+  await compare(false, false);
+  if ((fixLeaks || fixAll) && (res.leaks > before.leaks || res.corruptions > before.corruptions)) {
+    Object.assign(res, before);
+    await compare(fixLeaks, fixAll);
   }
   if (changed) {
     await img.refcounts.commit();

@@ -7,7 +7,7 @@
 import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, Reservation, SnapshotCapability, TruncateOptions, ZeroFlags, AmendContext } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
-import { corrupt, invalidArgument, unsupported } from '../../errors.ts';
+import { BlockError, corrupt, invalidArgument, unsupported } from '../../errors.ts';
 import {
   AUTOCLEAR_BITMAPS,
   AUTOCLEAR_KNOWN,
@@ -24,6 +24,7 @@ import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
 import { Qcow2Snapshots } from './snapshots.ts';
 import { amendImage } from './amend.ts';
+import { canEmptyCompletely, makeCompletelyEmpty } from './make-empty.ts';
 import { bitmapInfo } from './bitmaps.ts';
 import { mapUnallocated, preallocate } from './prealloc.ts';
 import { amendCrypto, closeCrypto, COMPRESSION_WITH_ENCRYPTION, CRYPT_SECTOR, cryptoOf, decryptData, encryptData, encryptInfo } from './encryption.ts';
@@ -46,6 +47,10 @@ export class Qcow2Node implements NodeImpl {
   #dirtyMarked = false;
   #autoclearDone = false;
   #closed = false;
+  /** Metadata on disk no longer matches memory after a failed whole-image change (QEMU ejects
+   *  the node, bs->drv = NULL): nothing is read or written any more, not even at close, and the
+   *  dirty bit left on disk makes the next open repair the image. */
+  #ejected = false;
 
   constructor(img: Qcow2Image, ctx: OpenContext) {
     this.img = img;
@@ -207,7 +212,13 @@ export class Qcow2Node implements NodeImpl {
     return out;
   }
 
+  /** QEMU's answer for an ejected node (ENOMEDIUM). */
+  #checkInserted(): void {
+    if (this.#ejected) throw new BlockError('Io', 'No medium found', this.img.ctx);
+  }
+
   async readInto(offset: number, length: number, out: Buffer): Promise<void> {
+    this.#checkInserted();
     const pieces = await this.#pieces(offset, length);
     const crypto = cryptoOf(this.img);
     await Promise.all(
@@ -219,14 +230,17 @@ export class Qcow2Node implements NodeImpl {
             return;
           case 'data': {
             const into = out.subarray(at, at + p.length);
+            this.img.file.debugEvent('read_aio');
             await this.img.dataFile.readInto(p.host, into);
             if (crypto) (await decryptData(crypto, p.guest, p.host, into)).copy(into);
             return;
           }
           case 'backing':
+            if (this.#hasBacking()) this.img.file.debugEvent('read_backing_aio');
             (await this.#ctx.readBacking(p.guest, p.length)).copy(out, at);
             return;
           case 'compressed': {
+            this.img.file.debugEvent('read_compressed');
             const c = await this.#readCompressed(p.entry!, p.guest - p.host);
             c.copy(out, at, p.host, p.host + p.length);
           }
@@ -240,6 +254,7 @@ export class Qcow2Node implements NodeImpl {
   /** Before the first change: set the dirty bit (lazy refcounts) and drop autoclear bits whose
    *  data we do not maintain (bitmaps become inconsistent, as QEMU marks them). */
   async #beforeWrite(): Promise<void> {
+    this.#checkInserted();
     if (this.#dirtyMarked && this.#autoclearDone) return;
     await this.img.meta.run(async () => {
       const h = this.img.header;
@@ -329,6 +344,7 @@ export class Qcow2Node implements NodeImpl {
           this.#checkHost(entries[k]!.offset, p);
           const crypto = cryptoOf(img);
           const part = slice.subarray(p - gStart, q - gStart);
+          img.file.debugEvent('write_aio');
           await img.dataFile.write(host, crypto ? await encryptData(crypto, p, host, part) : part);
           p = q;
         }
@@ -366,6 +382,7 @@ export class Qcow2Node implements NodeImpl {
           return at;
         });
     const crypto = cryptoOf(img);
+    img.file.debugEvent('write_aio');
     await img.dataFile.write(host, crypto ? await encryptData(crypto, base, host, buf) : buf);
     // The new refcounts reach the disk before the L2 entries that use them; parallel writers
     // share this flush.
@@ -550,6 +567,12 @@ export class Qcow2Node implements NodeImpl {
     await this.#beforeWrite();
     const img = this.img;
     const geo = img.geo;
+    if (canEmptyCompletely(img)) {
+      await this.exclusive(() => makeCompletelyEmpty(img, () => (this.#ejected = true)));
+      this.#freeByte = 0;
+      this.#dirtyMarked = false; // the dirty bit is clear again: the next write sets it anew
+      return;
+    }
     await this.exclusive(async () => {
       for (let l1Index = 0; l1Index < img.l1Size; l1Index++) {
         if (!decodeL1(img.l1, l1Index).offset) continue;
@@ -585,6 +608,7 @@ export class Qcow2Node implements NodeImpl {
       const cluster = offset / cs;
       await img.meta.run(async () => {
         const host = await this.#allocBytes(packed.length);
+        img.file.debugEvent('write_compressed');
         await img.writeMeta(host, packed);
         await updateEntries(img, cluster, 1, (t, idx, _i, old) => {
           encodeCompressedL2(t, idx, img.geo, host, packed.length);
@@ -787,7 +811,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async flush(): Promise<void> {
-    if (this.img.readOnly) return;
+    if (this.img.readOnly || this.#ejected) return;
     await this.img.meta.run(async () => {
       await this.#coverReserved();
       await this.img.writeBack();
@@ -874,7 +898,7 @@ export class Qcow2Node implements NodeImpl {
     this.#closed = true;
     const img = this.img;
     closeCrypto(img);
-    if (img.readOnly) return;
+    if (img.readOnly || this.#ejected) return;
     await img.meta.run(async () => {
       await this.#coverReserved();
       await img.writeBack();

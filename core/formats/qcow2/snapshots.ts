@@ -6,7 +6,7 @@
 // the tables that use them, then the snapshot table and header; a crash leaks, never corrupts.
 
 import type { NodeImpl, SnapshotCapability, SnapshotInfo } from '../../block/types.ts';
-import { invalidArgument, notFound, unsupported } from '../../errors.ts';
+import { BlockError, invalidArgument, notFound, unsupported } from '../../errors.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, L1E_SIZE } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
 import { growL1 } from './cluster-map.ts';
@@ -85,9 +85,14 @@ async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
   await img.writeHeader();
   img.snapshotTableBytes = buf.length;
   if (oldOffset && oldBytes) {
-    await img.refcounts.update(oldOffset, oldBytes, -1);
+    await img.freeClusters(oldOffset, oldBytes);
     await img.refcounts.commit();
   }
+}
+
+/** A step's failure in QEMU's words: "<what>: <cause>". */
+function failedTo(what: string, e: unknown): unknown {
+  return e instanceof BlockError ? new BlockError(e.kind, `${what}: ${e.message}`, e.context, { cause: e }) : e;
 }
 
 function find(img: Qcow2Image, idOrName: string): Snapshot {
@@ -205,26 +210,36 @@ export class Qcow2Snapshots implements SnapshotCapability {
     });
   }
 
+  /** Delete a snapshot in QEMU's order (qcow2_snapshot_delete): the snapshot list first, then
+   *  the references its tables held, then the COPIED flags. A failure after the list changed
+   *  leaves only leaks, each step's error worded as QEMU's. */
   async delete(idOrName: string): Promise<void> {
     const node = this.#node;
     const img = node.img;
     await node.prepareMetadataChange();
     await node.exclusive(async () => {
       const sn = find(img, idOrName);
-      const snL1 = await readL1(img, sn);
       const index = img.snapshots.indexOf(sn);
       img.snapshots.splice(index, 1);
       try {
         await writeSnapshotTable(img);
       } catch (e) {
         img.snapshots.splice(index, 0, sn);
-        throw e;
+        throw failedTo('Failed to remove snapshot from snapshot list', e);
       }
       const tables = new Map<number, Buffer>();
-      await updateTree(img, snL1, sn.l1Size, -1, tables);
-      if (sn.l1Size) await img.refcounts.update(sn.l1TableOffset, sn.l1Size * L1E_SIZE, -1);
-      const l1Changed = await updateTree(img, img.l1, img.l1Size, 0, tables);
-      await writeBatch(img, tables, l1Changed ? [() => img.writeL1Entries(0, img.l1Size)] : []);
+      try {
+        await updateTree(img, await readL1(img, sn), sn.l1Size, -1, tables);
+      } catch (e) {
+        throw failedTo('Failed to free the cluster and L1 table', e);
+      }
+      if (sn.l1Size) await img.freeClusters(sn.l1TableOffset, sn.l1Size * L1E_SIZE);
+      try {
+        const l1Changed = await updateTree(img, img.l1, img.l1Size, 0, tables);
+        await writeBatch(img, tables, l1Changed ? [() => img.writeL1Entries(0, img.l1Size)] : []);
+      } catch (e) {
+        throw failedTo('Failed to update snapshot status in disk', e);
+      }
     });
   }
 
