@@ -96,6 +96,8 @@ export const convertInput = z.object({
   backingFormat: z.string().optional(),
   /** -t: the target's cache mode (default 'unsafe', as qemu-img convert: no flushes). */
   cache: z.enum(['unsafe', 'writeback', 'writethrough', 'none', 'directsync']).optional(),
+  /** --salvage: copy what can be read; unreadable ranges become zeros, each reported. */
+  salvage: z.boolean().optional(),
   ...withSecrets,
 });
 

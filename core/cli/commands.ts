@@ -13,6 +13,7 @@ import { humanInfo } from '../jobs/info.ts';
 import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
 import { humanMap, jsonMap } from '../jobs/map.ts';
 import { humanMeasure } from '../jobs/measure.ts';
+import { CompareError } from '../jobs/compare.ts';
 import { formattingLine, createValues } from '../jobs/create.ts';
 import { snapshotHeader, snapshotRow } from '../jobs/human.ts';
 import { SHRINK_WARNING } from '../jobs/resize.ts';
@@ -216,7 +217,15 @@ const compare: Command = {
     const a = imageRef(p, p.positional[0]!);
     const b = imageRef(p, p.positional[1]!, 'F');
     if (!b.format && a.format && !has(p, 'F')) b.format = a.format; // -F defaults to -f
-    const r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'));
+    let r;
+    try {
+      r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'));
+    } catch (e) {
+      if (!(e instanceof CompareError)) throw e;
+      ctx.io.stderr(errorText(e.message));
+      if (e.warning && !has(p, 'q')) ctx.io.stdout(`${e.warning}\n`);
+      return e.status;
+    }
     if (!has(p, 'q')) {
       if (r.warning) ctx.io.stdout(`${r.warning}\n`);
       ctx.io.stdout(`${r.message}\n`);
@@ -245,7 +254,7 @@ const convert: Command = {
       ctx.io.stdout(optionsHelp(outFmt ?? 'raw'));
       return 0;
     }
-    if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter');
+    if (has(p, 'salvage') && has(p, 'C')) throw invalidArgument('Cannot use copy offloading in salvaging mode');
     if (has(p, 'bitmaps')) throw invalidArgument('--bitmaps is not supported by Platter');
     if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
     const files = p.positional;
@@ -293,6 +302,7 @@ const convert: Command = {
       ...(backingFile !== undefined ? { backingFile } : {}),
       ...(backingFormat !== undefined ? { backingFormat } : {}),
       ...(cache !== undefined ? { cache: cache as (typeof CACHE_MODES)[number] } : {}),
+      ...(has(p, 'salvage') ? { salvage: true } : {}),
       ...objects(p),
     });
     await ctx.runJob(h, has(p, 'p') && !has(p, 'q'));

@@ -79,7 +79,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   const ctx: CommandContext = {
     io,
     get service() {
-      service ??= implementService({ warn: (m) => io.stderr(`${m}\n`), validate: false });
+      service ??= implementService({ warn: (m) => io.stderr(`${m}\n`), warnReport: (m) => io.stderr(errorText(`warning: ${m}`)), validate: false });
       return service;
     },
     warn: (m) => io.stderr(`${m}\n`),

@@ -16,6 +16,7 @@
 import { read as fsRead, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
+import type { BlockStatus } from '../block/types.ts';
 import { createImage, openImage } from '../block/open.ts';
 import { findFormat } from '../block/registry.ts';
 import type { OptionValues } from '../block/options-schema.ts';
@@ -50,6 +51,9 @@ export interface ConvertOptions {
   /** -t: the target's cache mode. qemu-img's default for convert is 'unsafe' (no flushes at all:
    *  a crashed convert is redone anyway); any other mode flushes at the end. */
   cache?: 'unsafe' | 'writeback' | 'writethrough' | 'none' | 'directsync';
+  /** --salvage: an unreadable range of the source is reported and copied as zeros; a range whose
+   *  block status cannot be read is copied as data (qemu-img's salvaging mode). */
+  salvage?: boolean;
 }
 
 /** qemu-img convert's default target cache mode. */
@@ -286,7 +290,10 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
 
     const stats = await copyAll(sources, target, {
       total,
-      parallel,
+      // Salvaging reports each unreadable range as it meets it: one request at a time keeps the
+      // reports in the order of the image, as qemu-img's come.
+      parallel: opts.salvage ? 1 : parallel,
+      salvage: opts.salvage ? (env.warnReport ?? ((m) => env.warn(`warning: ${m}`))) : undefined,
       sparseSize,
       compressed: opts.compressed ?? false,
       inOrder: !(opts.outOfOrder ?? false) && !(opts.compressed && ORDER_FREE_COMPRESSED_FORMATS.has(target.format)),
@@ -327,6 +334,21 @@ interface CopyParams {
   topOnly: boolean;
   /** In-order mode through target.reserve(): the order covers allocation, not data writes. */
   reserve: boolean;
+  /** --salvage: where unreadable ranges are reported (qemu-img's warn_report). */
+  salvage: ((message: string) => void) | undefined;
+}
+
+/** qemu-img's unit of salvaging: a failed request is retried a sector at a time. */
+const SECTOR = 512;
+
+/** Errors --salvage copes with: any failure to read, not a cancellation. */
+function salvageable(e: unknown): e is BlockError {
+  return e instanceof BlockError && e.kind !== 'Cancelled';
+}
+
+/** A failed request of the copy, worded as qemu-img's convert reports it. */
+function copyError(what: string, offset: number, e: unknown): unknown {
+  return salvageable(e) ? new BlockError(e.kind, `error while ${what} ${offset}: ${e.message}`, e.context, { cause: e }) : e;
 }
 
 /** The copy loop: an in-order producer of items from block status, N lanes doing them. */
@@ -356,8 +378,24 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     const i = sourceAt(dst);
     const src = sources[i]!;
     const off = dst - bases[i]!;
-    const len = Math.min(max, src.size - off);
-    const st = p.topOnly ? await src.blockStatus(off, len, PRECISE) : await blockStatusAbove(src, off, len, PRECISE);
+    let len = Math.min(max, src.size - off);
+    const query = () => (p.topOnly ? src.blockStatus(off, len, PRECISE) : blockStatusAbove(src, off, len, PRECISE));
+    let st: BlockStatus;
+    for (;;) {
+      try {
+        st = await query();
+        break;
+      } catch (e) {
+        if (!p.salvage || !salvageable(e)) throw copyError('reading block status at offset', off, e);
+        // qemu-img's salvaging: retry on a quarter of the range; a single sector whose status
+        // cannot be read is copied as data (reading it will tell).
+        if (len <= SECTOR) {
+          p.salvage(`error while reading block status at offset ${off}: ${e.message}`);
+          return { kind: 'data', length: len };
+        }
+        len = Math.ceil(Math.ceil(len / SECTOR) / 4) * SECTOR;
+      }
+    }
     const kind: Kind = p.topOnly && !st.allocated ? 'skip' : st.zero ? 'zero' : 'data';
     const place = kind === 'data' && st.hostNode && st.hostOffset !== undefined ? { node: st.hostNode, offset: st.hostOffset } : undefined;
     return { kind, length: st.length, ...(place ? { src: place } : {}) };
@@ -396,6 +434,35 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     }
     return out;
   };
+
+  /** readAt, failing as qemu-img words it; salvaging, a failed request is read again a sector at
+   *  a time, and the sectors that cannot be read become zeros, each reported. */
+  const readFor = async (dst: number, length: number, into?: Buffer, place?: HostPlace): Promise<Buffer> => {
+    try {
+      return await readAt(dst, length, into, place);
+    } catch (e) {
+      if (!p.salvage || !salvageable(e)) throw copyError('reading at byte', dst, e);
+    }
+    const out = into ? into.subarray(0, length) : Buffer.alloc(length);
+    for (let k = 0; k < length; k += SECTOR) {
+      const n = Math.min(SECTOR, length - k);
+      try {
+        (await readAt(dst + k, n, undefined, place ? { node: place.node, offset: place.offset + k } : undefined)).copy(out, k);
+      } catch (e) {
+        if (!salvageable(e)) throw e;
+        const i = sourceAt(dst + k);
+        p.salvage(`error while reading offset ${dst + k - bases[i]!}: ${e.message}`);
+        out.fill(0, k, k + n);
+      }
+    }
+    return out;
+  };
+
+  // Salvaging, qemu-img reads the whole source's block status once before copying (to count
+  // what it will copy); its reports of unreadable status come twice, so they do here.
+  if (p.salvage) {
+    for (let pos = 0; pos < p.total; ) pos += (await statusAt(pos, p.total - pos)).length;
+  }
 
   // Producer state: where the next item starts, and the status extent it is in.
   let pos = 0;
@@ -442,22 +509,29 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       bytesSkipped += item.length;
       return;
     }
-    if (item.kind === 'zero') {
-      await orderedAfter;
+    // Compressed writes may hand the buffer to a worker (transfer): they always get a fresh one.
+    const buf = item.kind === 'data' ? await readFor(item.dstOffset, item.length, p.compressed ? undefined : laneBuf, item.src) : undefined;
+    await orderedAfter;
+    try {
+      await writeItem(item, buf, ordered);
+    } catch (e) {
+      throw copyError('writing at byte', item.dstOffset, e);
+    }
+  };
+
+  /** Write an item read into `buf` (undefined: a zero item). */
+  const writeItem = async (item: Item, buf: Buffer | undefined, ordered: () => void) => {
+    if (!buf) {
       await target.writeZeroes(item.dstOffset, item.length, { mayUnmap: p.sparseSize > 0 });
       bytesSkipped += item.length;
       return;
     }
-    // Compressed writes may hand the buffer to a worker (transfer): they always get a fresh one.
-    let buf: Buffer | undefined = await readAt(item.dstOffset, item.length, p.compressed ? undefined : laneBuf, item.src);
-    await orderedAfter;
     if (p.compressed) {
       if (p.zeroInit && isZero(buf)) bytesSkipped += item.length;
       else {
         await target.impl.writeCompressed!(item.dstOffset, buf);
         bytesCopied += item.length;
       }
-      buf = undefined;
       return;
     }
     const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : splitZeroRuns(buf, p.sparseSize, granularity);
@@ -487,7 +561,6 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
         bytesSkipped += r.length;
       }
     }
-    buf = undefined; // the lane drops its buffer once the write settled
   };
 
   // Each lane owns one data buffer for the whole copy; it lends it to the target's write and
