@@ -73,6 +73,7 @@ async function validated<T>(enabled: boolean, name: SchemaName, input: T): Promi
 
 export function implementService(options: ServiceOptions & { validate?: boolean } = {}): PlatterService {
   const warn = options.warn ?? (() => {});
+  const warnReport = options.warnReport;
   const validate = options.validate ?? true;
   const listeners = new Set<(e: JobEvent) => void>();
   interface Entry {
@@ -94,7 +95,7 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
 
   /** Run `fn` with a fresh environment (secrets from the input), clearing secrets at the end. */
   async function withEnv<T>(input: { secrets?: S.SecretInput[] | undefined; objects?: string[] | undefined }, fn: (env: JobEnv) => Promise<T>): Promise<T> {
-    const env: JobEnv = { secrets: secretStoreFrom(input.objects ?? [], input.secrets ?? []), warn };
+    const env: JobEnv = { secrets: secretStoreFrom(input.objects ?? [], input.secrets ?? []), warn, ...(warnReport ? { warnReport } : {}) };
     try {
       return await fn(env);
     } finally {

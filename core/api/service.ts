@@ -76,6 +76,9 @@ export interface PlatterService {
 export interface ServiceOptions {
   /** Where warnings go (qemu-img prints them on stderr). Default: collected and dropped. */
   warn?: (message: string) => void;
+  /** Where warnings go that qemu-img prints as "<program>: warning: <message>" (its
+   *  warn_report: convert --salvage). Default: `warn` with "warning: " in front. */
+  warnReport?: (message: string) => void;
 }
 
 /** The input schema of every callable method (the IPC layers validate with these). */

@@ -11,6 +11,7 @@
 // the caller again once the promise settles (a driver that keeps data must copy it).
 
 import type { BlockNode } from './node.ts';
+import type { DebugEvent } from './debug-events.ts';
 import type { OptionSpec, OptionValues } from './options-schema.ts';
 import type { OptionsTree } from './options-tree.ts';
 import type { SecretStore } from './secrets.ts';
@@ -262,6 +263,9 @@ export interface NodeImpl {
    *  clusters that hide the backing data, the result must be "unallocated". */
   makeEmpty?(): Promise<void>;
   amend?(options: OptionValues, ctx: AmendContext): Promise<void>;
+  /** A driver above raised a named event on this node (QEMU's bdrv_debug_event; debug-events.ts).
+   *  Only error-injecting nodes (blkdebug) listen; without it, events are ignored. */
+  debugEvent?(event: DebugEvent): void;
   /** Make the image clean (lazy refcounts, need-check bits) before it closes. */
   close(): Promise<void>;
 }
@@ -301,9 +305,17 @@ export interface ProtocolOpenContext {
   perm: number;
   sharedPerm: number;
   warn(message: string): void;
-  /** Open a child node from its options (a protocol, or an image) with this node's permissions:
-   *  for drivers built over other nodes (quorum). The caller closes it. */
-  openChild?(tree: OptionsTree): Promise<BlockNode>;
+  /**
+   * Open a child node from part of this node's options (a filter's `image`, a quorum's
+   * `children`): an options subtree, or a filename parsed as a protocol name. A subtree naming a
+   * format opens as an image (with its own backing chain). The child takes a filter child's
+   * permissions (`perm` added, `unshare` taken from what it shares: blkdebug's take-child-perms /
+   * unshare-child-perms), inherits this node's cache options, and closes with this node. Role
+   * 'file': the node's primary child (BlockNode.file: flushes under it, relative names in image
+   * metadata resolve against it); 'child': one of several (BlockNode.children). Always present
+   * when the generic layer opens the node (absent only where a test calls a driver directly).
+   */
+  openChild?(spec: OptionsTree | string, role: 'file' | 'child', perms?: { perm?: number; unshare?: number }): Promise<BlockNode>;
 }
 
 export interface CreateContext {

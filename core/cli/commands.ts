@@ -13,6 +13,7 @@ import { humanInfo } from '../jobs/info.ts';
 import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
 import { humanMap, jsonMap } from '../jobs/map.ts';
 import { humanMeasure } from '../jobs/measure.ts';
+import { CompareError } from '../jobs/compare.ts';
 import { formattingLine, createValues } from '../jobs/create.ts';
 import { snapshotHeader, snapshotRow } from '../jobs/human.ts';
 import { SHRINK_WARNING } from '../jobs/resize.ts';
@@ -256,8 +257,16 @@ const compare: Command = {
     const a = imageRef(p, p.positional[0]!);
     const b = imageRef(p, p.positional[1]!, 'F');
     if (!b.format && a.format && !has(p, 'F')) b.format = a.format; // -F defaults to -f
-    // img_compare: a 2% step, and no extra 100% at the end.
-    const r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'), { minStep: 2, repeatFinal: false });
+    let r;
+    try {
+      // img_compare: a 2% step, and no extra 100% at the end.
+      r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'), { minStep: 2, repeatFinal: false });
+    } catch (e) {
+      if (!(e instanceof CompareError)) throw e;
+      ctx.io.stderr(errorText(e.message));
+      if (e.warning && !has(p, 'q')) ctx.io.stdout(`${e.warning}\n`);
+      return e.status;
+    }
     if (!has(p, 'q')) {
       if (r.warning) ctx.io.stdout(`${r.warning}\n`);
       ctx.io.stdout(`${r.message}\n`);
@@ -287,7 +296,7 @@ const convert: Command = {
       ctx.io.stdout(optionsHelp(outFmt ?? 'raw'));
       return 0;
     }
-    if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter');
+    if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter yet');
     if (has(p, 'skip-broken-bitmaps') && !has(p, 'bitmaps')) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
     if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
     const files = p.positional;
@@ -336,6 +345,7 @@ const convert: Command = {
       ...(cache !== undefined ? { cache: cache as (typeof CACHE_MODES)[number] } : {}),
       ...(has(p, 'bitmaps') ? { bitmaps: true } : {}),
       ...(has(p, 'skip-broken-bitmaps') ? { skipBrokenBitmaps: true } : {}),
+      ...(has(p, 'salvage') ? { salvage: true } : {}),
       ...objects(p),
     });
     await ctx.runJob(h, has(p, 'p') && !has(p, 'q'));

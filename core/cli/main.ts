@@ -81,7 +81,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   const ctx: CommandContext = {
     io,
     get service() {
-      service ??= implementService({ warn, validate: false });
+      service ??= implementService({ warn, warnReport: (m) => io.stderr(errorText(`warning: ${m}`)), validate: false });
       return service;
     },
     warn,

@@ -26,6 +26,9 @@ export interface JobControl {
 export interface JobEnv {
   secrets: SecretStore;
   warn: (message: string) => void;
+  /** Warnings qemu-img words as warn_report does ("<program>: warning: <message>"); without it,
+   *  they go to `warn` as "warning: <message>". */
+  warnReport?: (message: string) => void;
 }
 
 /** One image as a user names it (-f, --image-opts, -U). */

@@ -61,8 +61,11 @@ export function createValues(o: CreateOptions): OptionValues {
   return given;
 }
 
+/** An option value as qemu_opts_print shows it: booleans on/off, and in strings every comma
+ *  doubled (escaped_print), as the option syntax writes a literal comma. */
 function showValue(v: string | number | boolean): string {
-  return typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+  if (typeof v === 'boolean') return v ? 'on' : 'off';
+  return typeof v === 'string' ? v.replaceAll(',', ',,') : String(v);
 }
 
 /**

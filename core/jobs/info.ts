@@ -2,7 +2,8 @@
 // an image as qemu-img's --output=json shows them, the backing chain as an array, and the human
 // text of bdrv_image_info_dump.
 
-import { pathCombine } from '../block/filename.ts';
+import { isAbsolute } from 'node:path';
+import { pathCombine, protocolPrefix } from '../block/filename.ts';
 import type { BlockNode } from '../block/node.ts';
 import { parseDottedOptions, type OptionsTree } from '../block/options-tree.ts';
 import type { ImageInfo, SnapshotInfoJson } from '../api/types.ts';
@@ -17,6 +18,18 @@ export interface InfoOptions {
 
 /** The backing file's name as QEMU opens it (path_combine with the image's name). */
 export const fullBackingFilename = pathCombine;
+
+/**
+ * The name a backing file recorded in `node` opens as (QEMU's bdrv_make_absolute_filename): an
+ * absolute or protocol/json: name as it is, a relative one in the directory of the file under
+ * the node (bdrv_dirname, through filters); undefined where there is no such directory (a
+ * quorum's children): qemu-img info then says "cannot determine actual path".
+ */
+export function absoluteBackingFilename(node: BlockNode, backing: string): string | undefined {
+  if (isAbsolute(backing) || backing.startsWith('json:') || protocolPrefix(backing) !== undefined) return backing;
+  const base = node.baseFile;
+  return base ? pathCombine(base.filename, backing) : undefined;
+}
 
 export function snapshotToJson(s: SnapshotInfo): SnapshotInfoJson {
   const out: SnapshotInfoJson = {
@@ -57,7 +70,8 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   const backing = node.impl.backingFile;
   if (backing) {
     out['backing-filename'] = backing.filename;
-    out['full-backing-filename'] = fullBackingFilename(node.filename, backing.filename);
+    const full = absoluteBackingFilename(node, backing.filename);
+    if (full !== undefined) out['full-backing-filename'] = full;
     if (backing.format) out['backing-filename-format'] = backing.format;
   }
   if (node.impl.snapshots) {
@@ -123,7 +137,8 @@ export function humanInfo(i: ImageInfo): string {
   if (i['dirty-flag']) lines.push('cleanly shut down: no');
   if (i['backing-filename'] !== undefined) {
     const full = i['full-backing-filename'];
-    lines.push(`backing file: ${i['backing-filename']}${full !== undefined && full !== i['backing-filename'] ? ` (actual path: ${full})` : ''}`);
+    const where = full === undefined ? ' (cannot determine actual path)' : full !== i['backing-filename'] ? ` (actual path: ${full})` : '';
+    lines.push(`backing file: ${i['backing-filename']}${where}`);
     if (i['backing-filename-format'] !== undefined) lines.push(`backing file format: ${i['backing-filename-format']}`);
   }
   if (i.snapshots && i.snapshots.length > 0) lines.push(snapshotTable(i.snapshots));

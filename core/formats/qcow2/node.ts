@@ -7,7 +7,7 @@
 import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, Reservation, SnapshotCapability, TruncateOptions, ZeroFlags, AmendContext } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
-import { corrupt, invalidArgument, unsupported } from '../../errors.ts';
+import { BlockError, corrupt, invalidArgument, unsupported } from '../../errors.ts';
 import {
   AUTOCLEAR_BITMAPS,
   AUTOCLEAR_KNOWN,
@@ -25,6 +25,7 @@ import { checkImage } from './check.ts';
 import { Qcow2Snapshots, writeSnapshotTable } from './snapshots.ts';
 import { SNAPSHOT_EXTRA_V3_MIN } from './snapshots-table.ts';
 import { amendImage } from './amend.ts';
+import { canEmptyCompletely, makeCompletelyEmpty } from './make-empty.ts';
 import { bitmapInfo, Qcow2Bitmaps } from './bitmaps.ts';
 import { mapUnallocated, preallocate } from './prealloc.ts';
 import { refineWithFile } from '../../block/host-status.ts';
@@ -54,6 +55,10 @@ export class Qcow2Node implements NodeImpl {
   #dirtyMarked = false;
   #autoclearDone = false;
   #closed = false;
+  /** Metadata on disk no longer matches memory after a failed whole-image change (QEMU ejects
+   *  the node, bs->drv = NULL): nothing is read or written any more, not even at close, and the
+   *  dirty bit left on disk makes the next open repair the image. */
+  #ejected = false;
 
   constructor(img: Qcow2Image, ctx: OpenContext) {
     this.img = img;
@@ -216,7 +221,13 @@ export class Qcow2Node implements NodeImpl {
     return out;
   }
 
+  /** QEMU's answer for an ejected node (ENOMEDIUM). */
+  #checkInserted(): void {
+    if (this.#ejected) throw new BlockError('Io', 'No medium found', this.img.ctx);
+  }
+
   async readInto(offset: number, length: number, out: Buffer): Promise<void> {
+    this.#checkInserted();
     const pieces = await this.#pieces(offset, length);
     const crypto = cryptoOf(this.img);
     await Promise.all(
@@ -228,14 +239,17 @@ export class Qcow2Node implements NodeImpl {
             return;
           case 'data': {
             const into = out.subarray(at, at + p.length);
+            this.img.file.debugEvent('read_aio');
             await this.img.dataFile.readInto(p.host, into);
             if (crypto) (await decryptData(crypto, p.guest, p.host, into)).copy(into);
             return;
           }
           case 'backing':
+            if (this.#hasBacking()) this.img.file.debugEvent('read_backing_aio');
             (await this.#ctx.readBacking(p.guest, p.length)).copy(out, at);
             return;
           case 'compressed': {
+            this.img.file.debugEvent('read_compressed');
             const c = await this.#readCompressed(p.entry!, p.guest - p.host);
             c.copy(out, at, p.host, p.host + p.length);
           }
@@ -250,6 +264,7 @@ export class Qcow2Node implements NodeImpl {
    *  features Platter does not know (their data is not maintained), and load the persistent
    *  bitmaps, which marks them in use on disk until close stores them (bitmaps.ts). */
   async #beforeWrite(): Promise<void> {
+    this.#checkInserted();
     if (this.#dirtyMarked && this.#autoclearDone) return;
     await this.img.meta.run(async () => {
       const h = this.img.header;
@@ -349,6 +364,7 @@ export class Qcow2Node implements NodeImpl {
           this.#checkHost(entries[k]!.offset, p);
           const crypto = cryptoOf(img);
           const part = slice.subarray(p - gStart, q - gStart);
+          img.file.debugEvent('write_aio');
           await img.dataFile.write(host, crypto ? await encryptData(crypto, p, host, part) : part);
           p = q;
         }
@@ -389,6 +405,7 @@ export class Qcow2Node implements NodeImpl {
           return at;
         });
     const crypto = cryptoOf(img);
+    img.file.debugEvent('write_aio');
     await img.dataFile.write(host, crypto ? await encryptData(crypto, base, host, buf) : buf);
     // The new refcounts reach the disk before the L2 entries that use them; parallel writers
     // share this flush.
@@ -575,6 +592,12 @@ export class Qcow2Node implements NodeImpl {
     await this.#beforeWrite();
     const img = this.img;
     const geo = img.geo;
+    if (canEmptyCompletely(img)) {
+      await this.exclusive(() => makeCompletelyEmpty(img, () => (this.#ejected = true)));
+      this.#freeByte = 0;
+      this.#dirtyMarked = false; // the dirty bit is clear again: the next write sets it anew
+      return;
+    }
     await this.exclusive(async () => {
       for (let l1Index = 0; l1Index < img.l1Size; l1Index++) {
         if (!decodeL1(img.l1, l1Index).offset) continue;
@@ -610,6 +633,7 @@ export class Qcow2Node implements NodeImpl {
       const cluster = offset / cs;
       await img.meta.run(async () => {
         const host = await this.#allocBytes(packed.length);
+        img.file.debugEvent('write_compressed');
         await img.writeMeta(host, packed);
         await updateEntries(img, cluster, 1, (t, idx, _i, old) => {
           encodeCompressedL2(t, idx, img.geo, host, packed.length);
@@ -939,7 +963,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async flush(): Promise<void> {
-    if (this.img.readOnly) return;
+    if (this.img.readOnly || this.#ejected) return;
     await this.img.meta.run(async () => {
       await this.#coverReserved();
       await this.img.writeBack();
@@ -1045,7 +1069,7 @@ export class Qcow2Node implements NodeImpl {
     this.#closed = true;
     const img = this.img;
     closeCrypto(img);
-    if (img.readOnly) return;
+    if (img.readOnly || this.#ejected) return;
     await img.meta.run(async () => {
       await this.#coverReserved();
       await img.writeThrough(() => this.bitmaps.storeLocked());

@@ -155,6 +155,7 @@ export class Refcounts {
     if (buf) return buf;
     if (off % this.clusterSize !== 0) throw corrupt(`Refcount block offset 0x${off.toString(16)} (table entry ${b}) is not cluster aligned`, this.#io.ctx);
     if (off + this.clusterSize > this.#io.file.size) throw corrupt(`Refcount block ${b} at offset 0x${off.toString(16)} is beyond the end of the file`, this.#io.ctx);
+    this.#io.file.debugEvent('refblock_load');
     buf = await this.#io.file.read(off, this.clusterSize);
     if (this.#blocks.size >= BLOCK_CACHE_MAX) {
       for (const k of this.#blocks.keys()) {
@@ -261,13 +262,21 @@ export class Refcounts {
     if (length <= 0) return freed;
     const first = Math.floor(offset / this.clusterSize);
     const last = Math.floor((offset + length - 1) / this.clusterSize);
-    for (let c = first; c <= last; c++) {
-      const cur = await this.get(c);
-      const next = cur + delta;
-      if (next < 0) throw corrupt(`Refcount of cluster ${c} would drop below zero (it is ${cur}); the image needs 'qemu-img check -r all'`, this.#io.ctx);
-      if (next > this.max) throw new BlockError('Corrupt', `Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx, { errno: 'EINVAL' });
-      await this.set(c, next);
-      if (next === 0) freed.push(c);
+    let c = first;
+    try {
+      for (; c <= last; c++) {
+        const cur = await this.get(c);
+        const next = cur + delta;
+        if (next < 0) throw corrupt(`Refcount of cluster ${c} would drop below zero (it is ${cur}); the image needs 'qemu-img check -r all'`, this.#io.ctx);
+        if (next > this.max) throw new BlockError('Corrupt', `Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx, { errno: 'EINVAL' });
+        await this.set(c, next);
+        if (next === 0) freed.push(c);
+      }
+    } catch (e) {
+      // All or nothing, as QEMU's update_refcount undoes its partial update: the clusters done
+      // get their old counts back (their blocks are cached, so this reads nothing).
+      for (let d = first; d < c; d++) await this.set(d, (await this.get(d)) - delta);
+      throw e;
     }
     return freed;
   }
@@ -299,6 +308,7 @@ export class Refcounts {
   async allocate(n: number, area?: { cover: number }): Promise<number> {
     const cs = this.clusterSize;
     const cover = area?.cover ?? 0;
+    this.#io.file.debugEvent('cluster_alloc');
     for (;;) {
       let extra = 0;
       let start = 0;

@@ -88,9 +88,14 @@ export async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
   img.snapshotTableBytes = buf.length;
   for (const sn of img.snapshots) sn.extraDataSize = SNAPSHOT_EXTRA_V3 + sn.extraTail.length;
   if (oldOffset && oldBytes) {
-    await img.refcounts.update(oldOffset, oldBytes, -1);
+    await img.freeClusters(oldOffset, oldBytes);
     await img.refcounts.commit();
   }
+}
+
+/** A step's failure in QEMU's words: "<what>: <cause>". */
+function failedTo(what: string, e: unknown): unknown {
+  return e instanceof BlockError ? new BlockError(e.kind, `${what}: ${e.message}`, e.context, { cause: e }) : e;
 }
 
 function find(img: Qcow2Image, idOrName: string): Snapshot {
@@ -219,6 +224,9 @@ export class Qcow2Snapshots implements SnapshotCapability {
     });
   }
 
+  /** Delete a snapshot in QEMU's order (qcow2_snapshot_delete): the snapshot list first, then
+   *  the references its tables held, then the COPIED flags. A failure after the list changed
+   *  leaves only leaks, each step's error worded as QEMU's. */
   async delete(idOrName: string): Promise<void> {
     const node = this.#node;
     const img = node.img;
@@ -232,13 +240,21 @@ export class Qcow2Snapshots implements SnapshotCapability {
         await writeSnapshotTable(img);
       } catch (e) {
         img.snapshots.splice(index, 0, sn);
-        throw e;
+        throw failedTo('Failed to remove snapshot from snapshot list', e);
       }
       const tables = new Map<number, Buffer>();
-      await updateTree(img, snL1, sn.l1Size, -1, tables);
-      if (sn.l1Size) await img.refcounts.update(sn.l1TableOffset, sn.l1Size * L1E_SIZE, -1);
-      const l1Changed = await updateTree(img, img.l1, img.l1Size, 0, tables);
-      await writeBatch(img, tables, l1Changed ? [() => img.writeL1Entries(0, img.l1Size)] : []);
+      try {
+        await updateTree(img, snL1, sn.l1Size, -1, tables);
+      } catch (e) {
+        throw failedTo('Failed to free the cluster and L1 table', e);
+      }
+      if (sn.l1Size) await img.freeClusters(sn.l1TableOffset, sn.l1Size * L1E_SIZE);
+      try {
+        const l1Changed = await updateTree(img, img.l1, img.l1Size, 0, tables);
+        await writeBatch(img, tables, l1Changed ? [() => img.writeL1Entries(0, img.l1Size)] : []);
+      } catch (e) {
+        throw failedTo('Failed to update snapshot status in disk', e);
+      }
     });
   }
 
