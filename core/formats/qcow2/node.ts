@@ -897,16 +897,10 @@ export class Qcow2Node implements NodeImpl {
       }
     });
     if (!zeroWrite || zeroed) return;
-    const zeroStart = Math.ceil(old / img.subclusterSize) * img.subclusterSize;
-    if (size > zeroStart) {
-      const release = await img.writes.acquire(zeroStart, Math.ceil(size / cs) * cs);
-      try {
-        await this.#zeroClusters(zeroStart, size, false, false);
-      } finally {
-        release();
-      }
-    }
-    if (zeroStart > old) await this.write(old, Buffer.alloc(Math.min(zeroStart, size) - old));
+    // Through the ordinary zero-write path, which keeps the part of the cut cluster before the
+    // old end reading from the backing file (writing zero clusters directly lost it with
+    // extended L2: the whole cluster was mapped).
+    await this.writeZeroes(old, size - old, {});
   }
 
   /** The metadata side of shrinking to `size` (QEMU: qcow2_cluster_discard of the cropped
