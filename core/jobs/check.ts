@@ -50,8 +50,7 @@ export async function check(o: CheckOptions, env: JobEnv, ctl: JobControl = {}):
       repaired = { corruptions: r.corruptionsFixed, leaks: r.leaksFixed };
       firstMessages = r.messages;
       const again = await node.impl.check(undefined);
-      // Both passes print what they find: the repair's lines, then the second check's.
-      r = { ...again, corruptionsFixed: r.corruptionsFixed, leaksFixed: r.leaksFixed, messages: [...r.messages, ...again.messages] };
+      r = { ...again, corruptionsFixed: r.corruptionsFixed, leaksFixed: r.leaksFixed };
     }
     ctl.onProgress?.({ done: 1, total: 1, phase: 'checking' });
     const report = toReport(node.filename, node.format, r);
