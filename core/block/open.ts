@@ -68,8 +68,9 @@ function defaultWarn(message: string): void {
  */
 const SKIPPED_FILTERS: Record<string, { limits: readonly string[]; unsupported: readonly string[] }> = {
   blkdebug: {
-    limits: ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard', 'take-child-perms', 'unshare-child-perms'],
-    unsupported: ['config', 'inject-error', 'set-state'],
+    // set-state only moves blkdebug's state machine, which matters to injection rules alone.
+    limits: ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard', 'take-child-perms', 'unshare-child-perms', 'set-state'],
+    unsupported: ['config', 'inject-error'],
   },
 };
 
@@ -349,6 +350,9 @@ function realOrSelf(path: string): string {
 }
 
 function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
+  // A filter Platter skips, in the file's place: its child is the file.
+  const filtered = skippedFilterChild(fileTree);
+  if (filtered !== undefined) return resolveProtocolTree(typeof filtered === 'string' ? { filename: filtered } : filtered);
   if (typeof fileTree.driver === 'string') {
     if (!findProtocol(fileTree.driver)) {
       if (findFormat(fileTree.driver)) return fileTree; // a format over a format (e.g. luks over raw)
@@ -366,7 +370,9 @@ function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
 function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree): string {
   // A json: name that says no more than "this format on this file" is shown as the file's name
   // (QEMU's bdrv_refresh_filename reconstructs it so).
-  if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && Object.keys(fileTree).every((k) => k === 'driver' || k === 'filename')) {
+  // (The file's options as given: a filter skipped in its place, say, keeps the name a json: one.)
+  const givenFile = tree && typeof tree.file === 'object' && tree.file !== null && !Array.isArray(tree.file) ? (tree.file as OptionsTree) : fileTree;
+  if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && (givenFile.driver === undefined || givenFile.driver === 'file') && Object.keys(givenFile).every((k) => k === 'driver' || k === 'filename')) {
     return fileTree.filename;
   }
   // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).

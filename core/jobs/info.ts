@@ -2,6 +2,7 @@
 // an image as qemu-img's --output=json shows them, the backing chain as an array, and the human
 // text of bdrv_image_info_dump.
 
+import { isAbsolute } from 'node:path';
 import { pathCombine } from '../block/filename.ts';
 import type { BlockNode } from '../block/node.ts';
 import { parseDottedOptions, type OptionsTree } from '../block/options-tree.ts';
@@ -17,6 +18,16 @@ export interface InfoOptions {
 
 /** The backing file's name as QEMU opens it (path_combine with the image's name). */
 export const fullBackingFilename = pathCombine;
+
+/**
+ * The name a relative backing file name is taken relative to (QEMU's bdrv_dirname): the image's
+ * name as given, or for a json: name its plain file's; undefined when there is none (quorum,
+ * null-co: QEMU says "cannot determine actual path").
+ */
+function backingBase(node: BlockNode): string | undefined {
+  if (!node.filename.startsWith('json:')) return node.filename;
+  return node.file?.driver.name === 'file' ? node.file.filename : undefined;
+}
 
 export function snapshotToJson(s: SnapshotInfo): SnapshotInfoJson {
   const out: SnapshotInfoJson = {
@@ -57,7 +68,8 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   const backing = node.impl.backingFile;
   if (backing) {
     out['backing-filename'] = backing.filename;
-    out['full-backing-filename'] = fullBackingFilename(node.filename, backing.filename);
+    const base = isAbsolute(backing.filename) ? backing.filename : backingBase(node);
+    if (base !== undefined) out['full-backing-filename'] = fullBackingFilename(base, backing.filename);
     if (backing.format) out['backing-filename-format'] = backing.format;
   }
   if (node.impl.snapshots) {
@@ -123,7 +135,8 @@ export function humanInfo(i: ImageInfo): string {
   if (i['dirty-flag']) lines.push('cleanly shut down: no');
   if (i['backing-filename'] !== undefined) {
     const full = i['full-backing-filename'];
-    lines.push(`backing file: ${i['backing-filename']}${full !== undefined && full !== i['backing-filename'] ? ` (actual path: ${full})` : ''}`);
+    const where = full === undefined ? ' (cannot determine actual path)' : full !== i['backing-filename'] ? ` (actual path: ${full})` : '';
+    lines.push(`backing file: ${i['backing-filename']}${where}`);
     if (i['backing-filename-format'] !== undefined) lines.push(`backing file format: ${i['backing-filename-format']}`);
   }
   if (i.snapshots && i.snapshots.length > 0) lines.push(snapshotTable(i.snapshots));
