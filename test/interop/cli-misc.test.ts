@@ -66,7 +66,10 @@ describe('platter dd, bench, --image-opts, --object, convert -l vs qemu-img', { 
     const r = await platterInProcess(['convert', '--object', obj, '--image-opts', `driver=luks,key-secret=sec0,file.filename=${luks}`, '-O', 'raw', out]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(md5File(out), md5File(fx.t.path('plain.raw')));
-    const wrong = await platterInProcess(['info', '--object', 'secret,id=sec0,data=wrong', '--image-opts', `driver=luks,key-secret=sec0,file.filename=${luks}`]);
+    // (qemu-img info opens without the key, BDRV_O_NO_IO: a wrong passphrase shows where data is read.)
+    const info = await platterInProcess(['info', '--object', 'secret,id=sec0,data=wrong', '--image-opts', `driver=luks,key-secret=sec0,file.filename=${luks}`]);
+    assert.equal(info.status, 0, info.stderr);
+    const wrong = await platterInProcess(['convert', '--object', 'secret,id=sec0,data=wrong', '--image-opts', `driver=luks,key-secret=sec0,file.filename=${luks}`, '-O', 'raw', fx.t.path('wrong.raw')]);
     assert.equal(wrong.status, 1);
     assert.equal(wrong.stderr.split('\n').filter(Boolean).length, 1, wrong.stderr);
     assert.doesNotMatch(wrong.stderr + wrong.stdout, /correct horse|wrong/);
