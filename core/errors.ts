@@ -1,4 +1,4 @@
-// The one error type of Platter's core (STYLE.md rule 4). Every failure a user can meet is a
+// The one error type of Platter's core. Every failure a user can meet is a
 // BlockError with a fixed kind, a message in qemu-img's words where users know them, and context
 // {path, offset, op}. Errors are plain data across IPC (toJSON) and never carry secrets.
 
@@ -26,22 +26,30 @@ export class BlockError extends Error {
   /** What qemu-img prints after some errors (e.g. the lock hint), verbatim: it ends its own
    *  line, or (as QEMU's "Detected format of X.") does not. Trim it to show it elsewhere. */
   readonly hint?: string;
+  /** The errno QEMU's code returns for this failure ('EINVAL', 'EFBIG', ...), where qemu-img
+   *  prints a number and strerror instead of a message (snapshot creation). */
+  readonly errno?: ErrnoName;
+  /** Errors QEMU reports on their own lines before this one (error_report inside the
+   *  operation, then the operation's own failure): printed first, each as an error line. */
+  readonly reportedBefore?: readonly string[];
 
-  constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: { cause?: unknown; hint?: string }) {
+  constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: { cause?: unknown; hint?: string; errno?: ErrnoName; reportedBefore?: readonly string[] }) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'BlockError';
     this.kind = kind;
     this.context = context;
     if (options?.hint !== undefined) this.hint = options.hint;
+    if (options?.errno !== undefined) this.errno = options.errno;
+    if (options?.reportedBefore !== undefined) this.reportedBefore = options.reportedBefore;
   }
 
-  toJSON(): { name: string; kind: BlockErrorKind; message: string; context: BlockErrorContext; hint?: string } {
-    return { name: this.name, kind: this.kind, message: this.message, context: this.context, ...(this.hint ? { hint: this.hint } : {}) };
+  toJSON(): { name: string; kind: BlockErrorKind; message: string; context: BlockErrorContext; hint?: string; errno?: ErrnoName; reportedBefore?: readonly string[] } {
+    return { name: this.name, kind: this.kind, message: this.message, context: this.context, ...(this.hint ? { hint: this.hint } : {}), ...(this.errno ? { errno: this.errno } : {}), ...(this.reportedBefore ? { reportedBefore: this.reportedBefore } : {}) };
   }
 
   /** A copy with more context (outer layers add the path they know). */
   withContext(extra: BlockErrorContext): BlockError {
-    const e = new BlockError(this.kind, this.message, { ...extra, ...this.context }, { cause: this.cause, ...(this.hint ? { hint: this.hint } : {}) });
+    const e = new BlockError(this.kind, this.message, { ...extra, ...this.context }, { cause: this.cause, ...(this.hint ? { hint: this.hint } : {}), ...(this.errno ? { errno: this.errno } : {}), ...(this.reportedBefore ? { reportedBefore: this.reportedBefore } : {}) });
     e.stack = this.stack;
     return e;
   }
@@ -67,27 +75,111 @@ export function fromSystemError(err: unknown, context: BlockErrorContext): Block
   if (err instanceof BlockError) return err.withContext(context);
   const e = err as NodeJS.ErrnoException;
   const code = e?.code;
-  const text = code ? (SYSTEM_ERROR_TEXT[code] ?? e.message) : String(e?.message ?? err);
+  // An errno this OS has no name for reads as glibc's strerror shows it.
+  const unnamed = code ? /^E(\d+)$/.exec(code) : null;
+  const text = code ? (SYSTEM_ERROR_TEXT[code] ?? (unnamed ? `Unknown error ${unnamed[1]}` : e.message)) : String(e?.message ?? err);
   const kind: BlockErrorKind =
     code === 'ENOENT' ? 'NotFound' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'Permission' : code === 'EAGAIN' ? 'Locked' : 'Io';
   return new BlockError(kind, text, context, { cause: err });
 }
 
-/** strerror() texts, as QEMU prints them after "Could not open 'x': ". */
+/** Linux errno numbers of the errors QEMU reports as "-N (text)". */
+export const ERRNO_NUMBER = { EIO: 5, EAGAIN: 11, EINVAL: 22, EFBIG: 27, ENOSPC: 28 } as const;
+export type ErrnoName = keyof typeof ERRNO_NUMBER;
+
+/** strerror() of an errno QEMU reports ("Invalid argument"). */
+export function strerror(name: ErrnoName): string {
+  return SYSTEM_ERROR_TEXT[name]!;
+}
+
+/** "-22 (Invalid argument)": how qemu-img prints a bare error code. */
+export function errnoText(name: ErrnoName): string {
+  return `-${ERRNO_NUMBER[name]} (${SYSTEM_ERROR_TEXT[name]})`;
+}
+
+/** strerror() texts (glibc's, by errno name), as QEMU prints them after "Could not open 'x': "
+ *  or for an errno a blkdebug rule injects. */
 const SYSTEM_ERROR_TEXT: Record<string, string> = {
-  ENOENT: 'No such file or directory',
-  EACCES: 'Permission denied',
   EPERM: 'Operation not permitted',
-  EISDIR: 'Is a directory',
-  EROFS: 'Read-only file system',
-  ENOSPC: 'No space left on device',
+  ENOENT: 'No such file or directory',
+  ESRCH: 'No such process',
+  EINTR: 'Interrupted system call',
   EIO: 'Input/output error',
-  EINVAL: 'Invalid argument',
-  EFBIG: 'File too large',
-  ENOTDIR: 'Not a directory',
-  EBUSY: 'Device or resource busy',
-  ENOMEDIUM: 'No medium found',
+  ENXIO: 'No such device or address',
+  E2BIG: 'Argument list too long',
+  ENOEXEC: 'Exec format error',
+  EBADF: 'Bad file descriptor',
+  ECHILD: 'No child processes',
   EAGAIN: 'Resource temporarily unavailable',
+  EWOULDBLOCK: 'Resource temporarily unavailable',
+  ENOMEM: 'Cannot allocate memory',
+  EACCES: 'Permission denied',
+  EFAULT: 'Bad address',
+  EBUSY: 'Device or resource busy',
+  EEXIST: 'File exists',
+  EXDEV: 'Invalid cross-device link',
+  ENODEV: 'No such device',
+  ENOTDIR: 'Not a directory',
+  EISDIR: 'Is a directory',
+  EINVAL: 'Invalid argument',
+  ENFILE: 'Too many open files in system',
+  EMFILE: 'Too many open files',
+  ENOTTY: 'Inappropriate ioctl for device',
+  ETXTBSY: 'Text file busy',
+  EFBIG: 'File too large',
+  ENOSPC: 'No space left on device',
+  ESPIPE: 'Illegal seek',
+  EROFS: 'Read-only file system',
+  EMLINK: 'Too many links',
+  EPIPE: 'Broken pipe',
+  EDOM: 'Numerical argument out of domain',
+  ERANGE: 'Numerical result out of range',
+  EDEADLK: 'Resource deadlock avoided',
+  ENAMETOOLONG: 'File name too long',
+  ENOLCK: 'No locks available',
+  ENOSYS: 'Function not implemented',
+  ENOTEMPTY: 'Directory not empty',
+  ELOOP: 'Too many levels of symbolic links',
+  ENOMSG: 'No message of desired type',
+  EIDRM: 'Identifier removed',
+  ENOSTR: 'Device not a stream',
+  ENODATA: 'No data available',
+  ETIME: 'Timer expired',
+  ENOSR: 'Out of streams resources',
+  ENOLINK: 'Link has been severed',
+  EPROTO: 'Protocol error',
+  EMULTIHOP: 'Multihop attempted',
+  EBADMSG: 'Bad message',
+  EOVERFLOW: 'Value too large for defined data type',
+  EILSEQ: 'Invalid or incomplete multibyte or wide character',
+  ENOTSOCK: 'Socket operation on non-socket',
+  EDESTADDRREQ: 'Destination address required',
+  EMSGSIZE: 'Message too long',
+  EPROTOTYPE: 'Protocol wrong type for socket',
+  ENOPROTOOPT: 'Protocol not available',
+  EPROTONOSUPPORT: 'Protocol not supported',
   ENOTSUP: 'Operation not supported',
   EOPNOTSUPP: 'Operation not supported',
+  EAFNOSUPPORT: 'Address family not supported by protocol',
+  EADDRINUSE: 'Address already in use',
+  EADDRNOTAVAIL: 'Cannot assign requested address',
+  ENETDOWN: 'Network is down',
+  ENETUNREACH: 'Network is unreachable',
+  ENETRESET: 'Network dropped connection on reset',
+  ECONNABORTED: 'Software caused connection abort',
+  ECONNRESET: 'Connection reset by peer',
+  ENOBUFS: 'No buffer space available',
+  EISCONN: 'Transport endpoint is already connected',
+  ENOTCONN: 'Transport endpoint is not connected',
+  ETIMEDOUT: 'Connection timed out',
+  ECONNREFUSED: 'Connection refused',
+  EHOSTUNREACH: 'No route to host',
+  EALREADY: 'Operation already in progress',
+  EINPROGRESS: 'Operation now in progress',
+  ESTALE: 'Stale file handle',
+  EDQUOT: 'Disk quota exceeded',
+  ECANCELED: 'Operation canceled',
+  // Linux errnos libuv has no name for.
+  ENOMEDIUM: 'No medium found',
+  EMEDIUMTYPE: 'Wrong medium type',
 };

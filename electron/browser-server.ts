@@ -1,4 +1,4 @@
-// Browser mode (ARCHITECTURE.md "electron/"): the built renderer and the same {method, input}
+// Browser mode (docs/architecture.md "electron/"): the built renderer and the same {method, input}
 // protocol as Electron's IPC, served on 127.0.0.1 for headless hosts and the e2e tests.
 //
 // Security model: one random token per launch (crypto.randomBytes) is required to load the page

@@ -1,4 +1,4 @@
-// Electron main process (ARCHITECTURE.md "electron/"): one locked-down window showing the renderer
+// Electron main process (docs/architecture.md "electron/"): one locked-down window showing the renderer
 // from the app's own platter:// scheme, and ONE IPC channel (electron-trpc style): 'platter:call'
 // carries {method, input}, checked for its sender and validated by electron/dispatch.ts (zod), and
 // job events are pushed on 'platter:event'. Bundled to dist/electron/main.cjs by scripts/build-app.mjs.

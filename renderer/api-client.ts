@@ -8,6 +8,7 @@ import type { LibraryEntry, LibraryScanInput } from '../core/api/library.ts';
 import type { LibraryWatchInput } from '../core/api/library-watch.ts';
 import type {
   AmendInput,
+  BitmapInput,
   CheckInput,
   CommitInput,
   CompareInput,
@@ -165,6 +166,7 @@ export const api = {
   commit: (input: CommitInput) => call<JobStarted>('commit', input),
   rebase: (input: RebaseInput) => call<JobStarted>('rebase', input),
   amend: (input: AmendInput) => call<JobStarted>('amend', input),
+  bitmap: (input: BitmapInput) => call<JobStarted>('bitmap', input),
   resize: (input: ResizeInput) => call<ResizeResult>('resize', input),
   snapshotList: (input: SnapshotListInput) => call<SnapshotInfoJson[]>('snapshotList', input),
   snapshotCreate: (input: SnapshotInput) => call<null>('snapshotCreate', input),

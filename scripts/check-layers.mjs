@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The import-boundary rule (ARCHITECTURE.md): core/ never imports electron/, renderer/ or UI
+// The import-boundary rule (docs/architecture.md): core/ never imports electron/, renderer/ or UI
 // packages; renderer/ imports from core/ only types (core/api types) and nothing from electron/.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';

@@ -1,4 +1,4 @@
-// The desktop app's wire protocol (ARCHITECTURE.md "electron/"): the one message shape that both
+// The desktop app's wire protocol (docs/architecture.md "electron/"): the one message shape that both
 // transports carry, Electron IPC ('platter:call' / 'platter:event') and the browser mode's
 // WebSocket. Plain data only (structured clone and JSON safe). The renderer imports these as types;
 // electron/dispatch.ts is the one place that answers them.

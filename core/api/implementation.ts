@@ -21,6 +21,7 @@ import { snapshotAction, snapshotList } from '../jobs/snapshot.ts';
 import { commit as commitJob } from '../jobs/commit.ts';
 import { rebase as rebaseJob } from '../jobs/rebase.ts';
 import { amend as amendJob } from '../jobs/amend.ts';
+import { bitmap as bitmapJob } from '../jobs/bitmap.ts';
 
 /** How many finished jobs a service remembers for jobs(). */
 const KEEP_FINISHED = 100;
@@ -54,7 +55,7 @@ function optionJson(o: OptionSpec): FormatOptionJson {
   };
 }
 
-type SchemaName = 'infoInput' | 'createInput' | 'convertInput' | 'checkInput' | 'compareInput' | 'mapInput' | 'measureInput' | 'resizeInput' | 'snapshotInput' | 'snapshotListInput' | 'commitInput' | 'rebaseInput' | 'amendInput';
+type SchemaName = 'infoInput' | 'createInput' | 'convertInput' | 'checkInput' | 'compareInput' | 'mapInput' | 'measureInput' | 'resizeInput' | 'snapshotInput' | 'snapshotListInput' | 'commitInput' | 'rebaseInput' | 'amendInput' | 'bitmapInput';
 
 /**
  * Validate `input` with the named zod schema (loaded on first use: zod costs a noticeable part of
@@ -72,6 +73,7 @@ async function validated<T>(enabled: boolean, name: SchemaName, input: T): Promi
 
 export function implementService(options: ServiceOptions & { validate?: boolean } = {}): PlatterService {
   const warn = options.warn ?? (() => {});
+  const warnReport = options.warnReport;
   const validate = options.validate ?? true;
   const listeners = new Set<(e: JobEvent) => void>();
   interface Entry {
@@ -93,7 +95,7 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
 
   /** Run `fn` with a fresh environment (secrets from the input), clearing secrets at the end. */
   async function withEnv<T>(input: { secrets?: S.SecretInput[] | undefined; objects?: string[] | undefined }, fn: (env: JobEnv) => Promise<T>): Promise<T> {
-    const env: JobEnv = { secrets: secretStoreFrom(input.objects ?? [], input.secrets ?? []), warn };
+    const env: JobEnv = { secrets: secretStoreFrom(input.objects ?? [], input.secrets ?? []), warn, ...(warnReport ? { warnReport } : {}) };
     try {
       return await fn(env);
     } finally {
@@ -201,6 +203,8 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
               ...(i.backingFile !== undefined ? { backingFile: i.backingFile } : {}),
               ...(i.backingFormat !== undefined ? { backingFormat: i.backingFormat } : {}),
               ...(i.cache !== undefined ? { cache: i.cache } : {}),
+              ...(i.bitmaps ? { bitmaps: true } : {}),
+              ...(i.skipBrokenBitmaps ? { skipBrokenBitmaps: true } : {}),
             },
             env,
             ctl,
@@ -234,7 +238,8 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
         measureJob(
           {
             format: i.format ?? 'raw',
-            ...(i.size !== undefined ? { size: parseImageSize(i.size) } : {}),
+            // Only arithmetic is done with it: sizes past 2^53 (to 2^63 - 1) are measured too.
+            ...(i.size !== undefined ? { size: parseImageSize(i.size, { inexact: true }) } : {}),
             ...(i.source ? { source: toSpec(i.source) } : {}),
             ...(i.snapshot !== undefined ? { snapshot: i.snapshot } : {}),
             ...(i.options !== undefined ? { options: i.options } : {}),
@@ -284,6 +289,13 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
       return startJob('amend', `Amend ${name(raw?.image?.filename)}`, async (ctl) => {
         const i = await validated(validate, 'amendInput', raw);
         return withEnv(i, (env) => amendJob({ image: toSpec(i.image), options: i.options, force: i.force ?? false }, env, ctl));
+      });
+    },
+
+    bitmap(raw) {
+      return startJob('bitmap', `Bitmap ${name(raw?.bitmap)} of ${name(raw?.image?.filename)}`, async (ctl) => {
+        const i = await validated(validate, 'bitmapInput', raw);
+        return withEnv(i, (env) => bitmapJob({ image: toSpec(i.image), bitmap: i.bitmap, actions: i.actions, ...(i.granularity !== undefined ? { granularity: i.granularity } : {}), ...(i.sourceImage ? { sourceImage: toSpec(i.sourceImage) } : {}) }, env, ctl));
       });
     },
 

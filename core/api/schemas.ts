@@ -96,6 +96,10 @@ export const convertInput = z.object({
   backingFormat: z.string().optional(),
   /** -t: the target's cache mode (default 'unsafe', as qemu-img convert: no flushes). */
   cache: z.enum(['unsafe', 'writeback', 'writethrough', 'none', 'directsync']).optional(),
+  /** --bitmaps: copy the source's persistent dirty bitmaps. */
+  bitmaps: z.boolean().optional(),
+  /** --skip-broken-bitmaps (with bitmaps): leave out inconsistent ones. */
+  skipBrokenBitmaps: z.boolean().optional(),
   ...withSecrets,
 });
 
@@ -184,6 +188,25 @@ export const amendInput = z.object({
   ...withSecrets,
 });
 
+/** qemu-img bitmap: operations on one persistent dirty bitmap, run in order. */
+export const bitmapInput = z.object({
+  image: imageRef,
+  /** The bitmap's name. */
+  bitmap: z.string(),
+  /** --add, --remove, --clear, --enable, --disable, --merge SOURCE, in the order given. */
+  actions: z.array(
+    z.discriminatedUnion('op', [
+      z.object({ op: z.enum(['add', 'remove', 'clear', 'enable', 'disable']) }),
+      z.object({ op: z.literal('merge'), source: z.string() }),
+    ]),
+  ),
+  /** -g: granularity of an added bitmap, bytes. */
+  granularity: z.number().int().nonnegative().optional(),
+  /** -b/-F: the image merge sources are read from (default: `image`). */
+  sourceImage: imageRef.optional(),
+  ...withSecrets,
+});
+
 export const listFormatsInput = z.object({}).optional();
 
 export const jobIdInput = z.object({ jobId: z.string().min(1) });
@@ -201,4 +224,5 @@ export type SnapshotListInput = z.input<typeof snapshotListInput>;
 export type CommitInput = z.input<typeof commitInput>;
 export type RebaseInput = z.input<typeof rebaseInput>;
 export type AmendInput = z.input<typeof amendInput>;
+export type BitmapInput = z.input<typeof bitmapInput>;
 export type JobIdInput = z.input<typeof jobIdInput>;

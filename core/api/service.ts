@@ -1,4 +1,4 @@
-// Platter's service interface (ARCHITECTURE.md "core/api"): the one typed surface both the
+// Platter's service interface (docs/architecture.md "core/api"): the one typed surface both the
 // `platter` CLI and the desktop app (Electron IPC, browser-mode WebSocket) call. Every method takes
 // one plain-data input validated by the zod schema of the same name (schemas.ts; INPUT_SCHEMAS);
 // quick methods return a Promise of plain data, long ones (JOB_METHODS) return a JobHandle with
@@ -59,6 +59,7 @@ export interface PlatterService {
   commit(input: S.CommitInput): JobHandle<CommitResult>;
   rebase(input: S.RebaseInput): JobHandle<RebaseResult>;
   amend(input: S.AmendInput): JobHandle<void>;
+  bitmap(input: S.BitmapInput): JobHandle<void>;
   /** Every registered format with its create/amend option schemas (for generated forms). */
   listFormats(): Promise<FormatDescription[]>;
 
@@ -75,6 +76,9 @@ export interface PlatterService {
 export interface ServiceOptions {
   /** Where warnings go (qemu-img prints them on stderr). Default: collected and dropped. */
   warn?: (message: string) => void;
+  /** Where warnings go that qemu-img prints as "<program>: warning: <message>" (its
+   *  warn_report: convert --salvage). Default: `warn` with "warning: " in front. */
+  warnReport?: (message: string) => void;
 }
 
 /** The input schema of every callable method (the IPC layers validate with these). */
@@ -94,6 +98,7 @@ export const INPUT_SCHEMAS = {
   commit: S.commitInput,
   rebase: S.rebaseInput,
   amend: S.amendInput,
+  bitmap: S.bitmapInput,
   listFormats: S.listFormatsInput,
   jobs: S.listFormatsInput,
   cancelJob: S.jobIdInput,
@@ -102,7 +107,7 @@ export const INPUT_SCHEMAS = {
 export type MethodName = keyof typeof INPUT_SCHEMAS;
 
 /** Methods that return a JobHandle: callService answers them at once with {jobId}. */
-export const JOB_METHODS = ['create', 'convert', 'check', 'compare', 'commit', 'rebase', 'amend'] as const;
+export const JOB_METHODS = ['create', 'convert', 'check', 'compare', 'commit', 'rebase', 'amend', 'bitmap'] as const;
 export type JobMethod = (typeof JOB_METHODS)[number];
 
 export function isMethodName(name: unknown): name is MethodName {

@@ -1,10 +1,10 @@
-// The data shapes of Platter's service API (ARCHITECTURE.md "core/api"): what the CLI and the
+// The data shapes of Platter's service API (docs/architecture.md "core/api"): what the CLI and the
 // desktop app exchange with core. Results mirror qemu-img's --output=json shapes (same kebab-case
 // keys, qemu-img.c / qapi/block-core.json ImageInfo, ImageCheck, MapEntry, BlockMeasureInfo), so
 // the CLI prints them as they are and the GUI shows what a qemu-img user expects. Plain data only:
 // everything here survives structured clone and JSON (IPC, WebSocket).
 
-/** Progress of a job, as every job reports it (STYLE.md rule 6). */
+/** Progress of a job, as every job reports it. */
 export interface JobProgress {
   /** Units done (bytes for data jobs). */
   done: number;
@@ -63,6 +63,11 @@ export interface CheckReport {
   exitCode: 0 | 1 | 2 | 3;
   /** Leaks/corruptions found before a repair (qemu-img prints "The following inconsistencies were found and repaired"). */
   repaired?: { corruptions: number; leaks: number };
+  /** After a repair: the findings of the check run again on the repaired image (qemu-img
+   *  prints them after "Double checking the fixed image now..."). */
+  recheckMessages?: string[];
+  /** The check could not complete (qemu-img: "Check failed: <this>"). */
+  failed?: string;
 }
 
 /** One qemu-img map --output=json entry (qapi MapEntry). */

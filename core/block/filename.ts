@@ -34,6 +34,7 @@ export const KNOWN_PROTOCOLS: Record<string, string> = {
   host_cdrom: 'host_cdrom',
   'null-co': 'null-co',
   'null-aio': 'null-aio',
+  blkdebug: 'blkdebug',
 };
 
 /** The protocol prefix of a filename ("nbd" of "nbd://h/x", "fat" of "fat:rw:/d"), or undefined

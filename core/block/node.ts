@@ -1,10 +1,12 @@
 // BlockNode: an open driver instance with its children, and the generic request layer of
-// ARCHITECTURE.md. Everything here is done once for every driver: bounds checks, read-only
+// docs/architecture.md. Everything here is done once for every driver: bounds checks, read-only
 // enforcement, request alignment (read-modify-write, serialised per aligned range), splitting at
 // maxTransfer, defaults for missing capabilities, and "not supported by this format" errors.
 
 import { BlockError, invalidArgument, unsupported } from '../errors.ts';
-import type { BlockDriver, BlockStatus, DriverInfo, NodeImpl, Reservation, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
+import type { BitmapCapability, BlockDriver, BlockStatus, DriverInfo, NodeImpl, Reservation, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
+import type { DebugEvent } from './debug-events.ts';
+import type { OptionsTree } from './options-tree.ts';
 import { RangeLock } from '../util/range-lock.ts';
 
 /** Zero buffers are shared read-only slices of one allocation (never written to). */
@@ -30,6 +32,9 @@ export interface BlockNodeInit {
   children?: BlockNode[];
   /** The driver-specific options this node was opened with (for json: filenames). */
   options?: Record<string, unknown>;
+  /** The whole options tree an image was opened from (format, file child, ...), to open it again
+   *  as it was (commit reopens its base read-write, filters and all). */
+  openedWith?: OptionsTree;
 }
 
 export class BlockNode {
@@ -41,6 +46,7 @@ export class BlockNode {
   backing: BlockNode | undefined;
   readonly children: BlockNode[];
   readonly options: Record<string, unknown>;
+  readonly openedWith: OptionsTree | undefined;
   #closed = false;
   readonly #rmw = new RangeLock();
 
@@ -52,6 +58,7 @@ export class BlockNode {
     this.file = init.file;
     this.children = init.children ?? [];
     this.options = init.options ?? {};
+    this.openedWith = init.openedWith;
   }
 
   get size(): number {
@@ -86,11 +93,45 @@ export class BlockNode {
     return this.#closed;
   }
 
+  /** Persistent dirty bitmaps, where the format has them (qcow2); undefined elsewhere, and each
+   *  caller words that as QEMU does for its operation. */
+  get bitmaps(): BitmapCapability | undefined {
+    return this.impl.bitmaps;
+  }
+
+  /** Writes may pass the end (a file grows; NodeImpl.growable). */
+  get growable(): boolean {
+    return this.impl.growable === true;
+  }
+
   /** The bottom protocol node of this node's file chain. */
   get protocolNode(): BlockNode {
     let n: BlockNode = this;
     while (n.file) n = n.file;
     return n;
+  }
+
+  /**
+   * The file whose directory relative names in this node's metadata (a backing file) are
+   * relative to, QEMU's bdrv_dirname: the one at the bottom of the chain of primary (`file`)
+   * children, through filters such as blkdebug. Undefined where no single file is at the bottom
+   * (a quorum's several children: "Cannot generate a base directory for quorum nodes").
+   */
+  get baseFile(): BlockNode | undefined {
+    const bottom = this.protocolNode;
+    return bottom.children.length > 0 ? undefined : bottom;
+  }
+
+  /** A node above raised a named event on this one (QEMU's BLKDBG_EVENT on a child): passed to
+   *  the driver if it listens (blkdebug), else nothing. */
+  debugEvent(event: DebugEvent): void {
+    this.impl.debugEvent?.(event);
+  }
+
+  /** The driver listens for debug events (it injects errors): requests to it must not be
+   *  short-cut past the driver that raises them. */
+  get handlesDebugEvents(): boolean {
+    return this.impl.debugEvent !== undefined;
   }
 
   #ctx(op: string, offset?: number) {
@@ -287,6 +328,12 @@ export class BlockNode {
       if (st.offset !== offset || st.length <= 0 || st.length > length) {
         throw new BlockError('Io', `driver '${this.driver.name}' answered block status for [${st.offset}, +${st.length}) when asked for [${offset}, +${length})`, this.#ctx('block-status', offset));
       }
+      // Data on a node that injects errors is read through this driver, so that the events it
+      // raises on the way (read_aio) reach that node, as every read does in QEMU.
+      if (st.hostNode?.handlesDebugEvents) {
+        const { hostNode: _bypass, ...through } = st;
+        return through;
+      }
       return st;
     } catch (e) {
       this.#wrap(e, 'block-status', offset);
@@ -297,7 +344,10 @@ export class BlockNode {
     this.#checkOpen('flush');
     if (this.readOnly) return;
     try {
+      // QEMU's bdrv_co_flush raises these on the primary child around the driver's own flush.
+      this.file?.debugEvent('flush_to_os');
       await this.impl.flush?.();
+      this.file?.debugEvent('flush_to_disk');
       if (this.file && !this.file.readOnly) await this.file.flush();
       for (const c of this.children) if (!c.readOnly) await c.flush();
     } catch (e) {

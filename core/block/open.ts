@@ -2,6 +2,7 @@
 // open_disk; QEMU's bdrv_open). Builds the node graph: format node -> file (protocol) child, and
 // the backing chain below it, with permissions/locks computed as QEMU does.
 
+import { MAX_EXACT_SIZE } from '../util/checked.ts';
 import { basename, dirname, isAbsolute, resolve, relative, sep } from 'node:path';
 import { realpathSync, rmSync } from 'node:fs';
 import { BlockError, invalidArgument, invalidImage, notFound, unsupported } from '../errors.ts';
@@ -25,11 +26,17 @@ export interface OpenImageOptions {
   /** Opening again an image that was open read-only, now to write (QEMU reopens the node): no
    *  open-time warnings a second time. */
   reopen?: boolean;
+  /** The image qemu-img itself opens (img_open): every failure reads "Could not open 'x': "
+   *  before the cause, even a cause that says the same (file-posix's own "Could not open 'x':
+   *  No such file or directory"), as qemu-img prints it. */
+  qemuImgPrefix?: boolean;
   readOnly?: boolean;
   /** -U / force-share: take no locks that stop other writers. Requires readOnly. */
   forceShare?: boolean;
   /** Do not open the backing chain (qemu-img info without --backing-chain). */
   noBacking?: boolean;
+  /** Opened by qemu-img check (QEMU's BDRV_O_CHECK): the check repairs, not the open. */
+  forCheck?: boolean;
   /** Open to describe only (OpenContext.noIo; qemu-img info). */
   noIo?: boolean;
   /** The spec is --image-opts dotted text. */
@@ -61,16 +68,14 @@ function defaultWarn(message: string): void {
 }
 
 /**
- * Filter drivers opened as the image under them (the view qemu-img map and convert take through
- * QEMU's bdrv_skip_filters): blkdebug with request-limit options only. Options that make the
- * filter behave differently from its child (blkdebug's injected errors, state machine, rules
- * file) are refused rather than silently ignored.
+ * A filter at the top of an image spec whose options change nothing its child would show (the
+ * view qemu-img map and convert take through QEMU's bdrv_skip_filters): blkdebug with
+ * request-limit options only opens as the image it filters. With rules (inject-error, config,
+ * set-state) it stays a node of its own: the blkdebug protocol under the image's format.
  */
-const SKIPPED_FILTERS: Record<string, { limits: readonly string[]; unsupported: readonly string[] }> = {
+const SKIPPED_FILTERS: Record<string, { limits: readonly string[] }> = {
   blkdebug: {
-    // set-state only moves blkdebug's state machine, which matters to injection rules alone.
-    limits: ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard', 'take-child-perms', 'unshare-child-perms', 'set-state'],
-    unsupported: ['config', 'inject-error'],
+    limits: ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard', 'take-child-perms', 'unshare-child-perms'],
   },
 };
 
@@ -81,8 +86,7 @@ function skippedFilterChild(tree: OptionsTree): OptionsTree | string | undefined
   if (!filter) return undefined;
   for (const k of Object.keys(tree)) {
     if (k === 'driver' || k === 'image' || k === 'x-image' || filter.limits.includes(k)) continue;
-    if (filter.unsupported.includes(k)) throw unsupported(`The ${name} option '${k}' is not supported by Platter`);
-    throw invalidArgument(`Invalid parameter '${k}'`);
+    return undefined;
   }
   const image = tree.image ?? tree['x-image'];
   if (typeof image === 'string' || (typeof image === 'object' && image !== null && !Array.isArray(image))) return image as OptionsTree | string;
@@ -155,16 +159,19 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   }
   const fileTree = resolveProtocolTree(tree.file as OptionsTree);
   const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree, tree);
+  /** An open failure as it leaves this function (qemu-img's prefix for the image it opens). */
+  const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, displayName) : opts.bareDriverErrors ? e : prefixOpenError(e, displayName));
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
+  const childEnv: ChildEnv = { warn, secrets, workers, forceShare };
   let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
   let formatDriver: FormatDriver | undefined;
   if (formatName !== undefined) {
     formatDriver = findFormat(formatName);
-    if (!formatDriver) throw unsupported(`Unknown driver '${formatName}'`, { path: displayName });
+    if (!formatDriver) throw failed(unsupported(`Unknown driver '${formatName}'`, { path: displayName }));
   }
   if (formatDriver?.readOnlyFormat && !readOnly) {
-    throw new BlockError('Permission', `Could not open '${displayName}': Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
+    throw failed(new BlockError('Permission', `Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName }));
   }
 
   // The protocol node: perms for a filter (raw) or storage child, known once the format is.
@@ -172,9 +179,10 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     fmt?.name === 'raw' ? filterChildPerms(perms) : storageChildPerms(perms, !readOnly, forceShare);
   let file: BlockNode;
   try {
-    file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, warn);
+    file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, childEnv);
   } catch (e) {
-    throw prefixOpenError(e, displayName);
+    // The protocol's own words ("Could not open 'x': No such file or directory"), then qemu-img's.
+    throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : prefixOpenError(e, displayName));
   }
   try {
     let probedRaw = false;
@@ -184,14 +192,14 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       probedRaw = probed.raw;
       formatName = formatDriver.name;
       if (formatDriver.readOnlyFormat && !readOnly) {
-        throw new BlockError('Permission', `Could not open '${displayName}': Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
+        throw new BlockError('Permission', `Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
       }
       // The guessed format decides the child's role; reopen with its permissions when they differ.
       const want = childPerms(formatDriver);
       const had = PROBE_PERMS;
       if (want.perm !== had.perm || want.shared !== had.shared) {
         await file.close();
-        file = await openProtocol(fileTree, displayName, readOnly, want, warn);
+        file = await openProtocol(fileTree, displayName, readOnly, want, childEnv);
       }
       // QEMU warns only when the guessed-raw image is writable (qemu-img info stays quiet).
       if (probedRaw && !readOnly && !opts.reopen) {
@@ -219,6 +227,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       workers,
       warn,
       noBacking: opts.noBacking ?? false,
+      forCheck: opts.forCheck ?? false,
       ...(opts.noIo ? { noIo: true } : {}),
       readBacking: async (offset, length) => {
         const b = node?.backing;
@@ -243,7 +252,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       for (const s of siblings) await s.close().catch(() => {});
       throw e;
     }
-    node = new BlockNode({ driver, impl, filename: displayName, readOnly, file, children: siblings, options: formatOptions });
+    node = new BlockNode({ driver, impl, filename: displayName, readOnly, file, children: siblings, options: formatOptions, openedWith: tree });
     try {
       await openBackingChain(node, tree, fileTree, { ...opts, secrets, workers, warn }, perms);
     } catch (e) {
@@ -253,10 +262,19 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     return node;
   } catch (e) {
     if (!file.closed) await file.close().catch(() => {});
-    throw opts.bareDriverErrors ? e : prefixOpenError(e, displayName);
+    throw failed(e);
   }
 }
 
+/** "Could not open 'x': cause" always (qemu-img's own prefix over whatever the cause says). */
+function qemuImgOpenError(e: unknown, name: string): unknown {
+  if (!(e instanceof BlockError) || e.kind === 'Cancelled' || BARE_ERRORS.has(e)) return e;
+  const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
+  err.stack = e.stack;
+  return err;
+}
+
+/** "Could not open 'x': cause", applied once (a node's own open failure). */
 /** Errors qemu-img prints as they are, with no image named in front: a backing chain that loops
  *  (qemu-img's own chain walk reports it, collect_image_info_list). */
 const BARE_ERRORS = new WeakSet<BlockError>();
@@ -295,11 +313,15 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   }
   const meta = node.impl.backingFile;
   if (!meta) return;
-  const full = resolveBackingFilename(node.filename, fileTree, meta.filename);
+  // Relative to the file at the bottom of the image's file chain (QEMU's bdrv_dirname), which a
+  // filter such as blkdebug does not hide.
+  const base = node.baseFile;
+  const baseName = base?.filename ?? (typeof fileTree.filename === 'string' ? fileTree.filename : node.filename);
+  const full = resolveBackingFilename(node.filename, { driver: 'file', filename: baseName }, meta.filename);
   // Named as QEMU names it (path_combine with the image's name as given: "b.qcow2", not an
   // absolute path) wherever that name cannot be mistaken for a protocol.
-  const shown = isAbsolute(meta.filename) ? full : pathCombine(typeof fileTree.filename === 'string' ? fileTree.filename : node.filename, meta.filename);
-  const canonical = canonicalPath({ driver: 'file', filename: full });
+  const shown = isAbsolute(meta.filename) || full.startsWith('json:') ? full : pathCombine(baseName, meta.filename);
+  const canonical = canonicalPath(full.startsWith('json:') ? jsonTree(full) : { driver: 'file', filename: full });
   if (canonical && seen.has(canonical)) {
     const loop = invalidImage(`Backing file '${shown}' creates an infinite loop.`, { path: node.filename });
     BARE_ERRORS.add(loop);
@@ -317,26 +339,96 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
 
 /**
  * Where a backing file named in image metadata lives: relative names are relative to the image's
- * directory (QEMU's bdrv_get_full_backing_filename). Metadata may not name protocols or json:
- * (CVE-2024-4467 family): only plain files.
+ * directory (QEMU's bdrv_get_full_backing_filename); a json: name is used as it is. Metadata may
+ * name only what checkMetadataBackingName allows (docs/security.md).
  */
 export function resolveBackingFilename(imageName: string, fileTree: OptionsTree, backing: string): string {
-  if (backing.startsWith('json:') || protocolPrefix(backing) !== undefined) {
-    throw unsupported(`Backing file '${backing}' names a protocol or json: options; Platter follows only plain backing files from image metadata (pass it explicitly with --image-opts to use it)`, { path: imageName });
-  }
-  if (isAbsolute(backing)) return backing;
+  checkMetadataBackingName(imageName, backing);
+  if (backing.startsWith('json:') || isAbsolute(backing)) return backing;
   const base = typeof fileTree.filename === 'string' ? fileTree.filename : imageName;
   return resolve(dirname(base), backing);
 }
 
-function canonicalPath(fileTree: OptionsTree): string | undefined {
-  if (fileTree.driver !== 'file' || typeof fileTree.filename !== 'string') return undefined;
+/** Drivers a json: backing name in image metadata may use: every format (each reads only its own
+ *  children, which this rule checks too), local files, and blkdebug (error injection over them,
+ *  as QEMU's iotests write into images). Nothing here reaches the network or a device. */
+const METADATA_JSON_PROTOCOLS = new Set(['file', 'blkdebug']);
+/** blkdebug options that would make Platter read a file the image names (its config file). */
+const METADATA_JSON_REFUSED_KEYS = new Set(['config']);
+
+/**
+ * The rule for backing names read from image metadata (CVE-2024-4467 family; docs/security.md):
+ * a plain path, or a json: name whose every node is a format, a local file or blkdebug, with no
+ * filename that names a protocol (nbd://, ssh://, ...) and no blkdebug config file. Anything else
+ * must come from the user (the command line, --image-opts), not from a file being opened.
+ */
+function checkMetadataBackingName(imageName: string, backing: string): void {
+  const refuse = () =>
+    unsupported(
+      `Backing file '${backing}' names a protocol or json: options beyond formats over local files and blkdebug; Platter follows from image metadata only plain backing files and such json: names (pass it explicitly with --image-opts to use it)`,
+      { path: imageName },
+    );
+  if (!backing.startsWith('json:')) {
+    if (protocolPrefix(backing) !== undefined) throw refuse();
+    return;
+  }
+  // One that does not parse opens nothing: opening it fails with QEMU's parse error.
+  const tree = jsonTree(backing);
+  const visit = (v: unknown, key: string): void => {
+    if (typeof v === 'string') {
+      // Every name in the tree must be a plain path: a string that looks like a URL or a nested
+      // json: could name a protocol wherever a driver parses it as a filename.
+      if (v.startsWith('json:') || (protocolPrefix(v) !== undefined && key !== 'driver')) throw refuse();
+      return;
+    }
+    if (v === null || typeof v !== 'object') return;
+    if (Array.isArray(v)) {
+      for (const item of v) visit(item, key);
+      return;
+    }
+    const obj = v as OptionsTree;
+    const driver = obj.driver;
+    if (driver !== undefined) {
+      if (typeof driver !== 'string' || (!findFormat(driver) && !METADATA_JSON_PROTOCOLS.has(driver))) throw refuse();
+      if (driver === 'blkdebug' && Object.keys(obj).some((k) => METADATA_JSON_REFUSED_KEYS.has(k))) throw refuse();
+    }
+    for (const [k, child] of Object.entries(obj)) visit(child, k);
+  };
+  visit(tree, '');
+}
+
+/** The real path of the file at the bottom of an options tree (through formats' `file` and
+ *  filters' `image` children), for loop detection; undefined when there is none. */
+function canonicalPath(tree: OptionsTree): string | undefined {
+  let t: OptionsTree | undefined = tree;
+  // Bounded: a json: name nests a few levels, never more than this.
+  for (let depth = 0; t && depth < MAX_TREE_DEPTH; depth++) {
+    const driver = t.driver;
+    if ((driver === undefined || driver === 'file') && typeof t.filename === 'string') {
+      if (driver === undefined && protocolPrefix(t.filename) !== undefined) return undefined;
+      try {
+        return realpathSync(t.filename);
+      } catch {
+        return resolve(t.filename);
+      }
+    }
+    const next: unknown = t.image ?? t['x-image'] ?? t.file;
+    t = typeof next === 'string' ? { filename: next } : next && typeof next === 'object' && !Array.isArray(next) ? (next as OptionsTree) : undefined;
+  }
+  return undefined;
+}
+
+/** A json: name's tree; an empty one when it does not parse (opening it reports why). */
+function jsonTree(name: string): OptionsTree {
   try {
-    return realpathSync(fileTree.filename);
+    return parseJsonFilename(name);
   } catch {
-    return resolve(fileTree.filename);
+    return {};
   }
 }
+
+/** How deep canonicalPath follows nested children. */
+const MAX_TREE_DEPTH = 16;
 
 /** The real path (symlinks followed); for a path not created yet, its nearest existing parent's
  *  real path plus the rest (so a symlinked directory on the way still counts). */
@@ -350,9 +442,6 @@ function realOrSelf(path: string): string {
 }
 
 function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
-  // A filter Platter skips, in the file's place: its child is the file.
-  const filtered = skippedFilterChild(fileTree);
-  if (filtered !== undefined) return resolveProtocolTree(typeof filtered === 'string' ? { filename: filtered } : filtered);
   if (typeof fileTree.driver === 'string') {
     if (!findProtocol(fileTree.driver)) {
       if (findFormat(fileTree.driver)) return fileTree; // a format over a format (e.g. luks over raw)
@@ -382,24 +471,50 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?
   return `json:${JSON.stringify(fileTree)}`;
 }
 
-async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly: boolean, perms: PermPair, warn: (m: string) => void, nodeName?: string): Promise<BlockNode> {
+/** What a node opened below another inherits from the open that made it. */
+interface ChildEnv {
+  warn: (m: string) => void;
+  secrets?: SecretStore;
+  workers?: WorkerPool;
+  forceShare?: boolean;
+}
+
+async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly: boolean, perms: PermPair, env: ChildEnv, nodeName?: string): Promise<BlockNode> {
   const driverName = String(fileTree.driver);
   const proto = findProtocol(driverName);
   if (!proto) {
     const fmt = findFormat(driverName);
     if (fmt) {
       // Nested formats (json:{"driver":"luks","file":{"driver":"raw",...}}) open as images.
-      return openImage(fileTree, { readOnly, perms });
+      return openImage(fileTree, { readOnly, perms, warn: env.warn, ...(env.forceShare && readOnly ? { forceShare: true } : {}), ...(env.secrets ? { secrets: env.secrets } : {}), ...(env.workers ? { workers: env.workers } : {}) });
     }
     throw unsupported(`Unknown protocol '${driverName}'`, { path: displayName });
   }
   const { driver: _d, ...options } = fileTree;
-  const openChild = (tree: OptionsTree): Promise<BlockNode> => {
-    const t = resolveProtocolTree(tree);
-    return openProtocol(t, typeof t.filename === 'string' ? t.filename : displayName, readOnly, perms, warn);
+  // Children a filter or quorum opens (ProtocolOpenContext.openChild); closed with the node, or
+  // here when its open fails.
+  let file: BlockNode | undefined;
+  const children: BlockNode[] = [];
+  const openChild = async (spec: OptionsTree | string, role: 'file' | 'child', extra: { perm?: number; unshare?: number } = {}): Promise<BlockNode> => {
+    if (role === 'file' && file) throw invalidArgument(`Driver '${driverName}' opened two primary children`, { path: displayName });
+    const tree: OptionsTree = typeof spec === 'string' ? { filename: spec } : { ...spec };
+    // Cache options reach every node below (QEMU's bdrv_inherited_options).
+    if (tree.cache === undefined && options.cache !== undefined) tree.cache = options.cache;
+    const base = filterChildPerms(perms);
+    const childPerms: PermPair = { perm: base.perm | (extra.perm ?? 0), shared: env.forceShare ? base.shared : base.shared & ~(extra.unshare ?? 0) };
+    const child = await openProtocol(resolveProtocolTree(tree), displayName, readOnly, childPerms, env);
+    if (role === 'file') file = child;
+    else children.push(child);
+    return child;
   };
-  const impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn, openChild });
-  return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options });
+  let impl: NodeImpl;
+  try {
+    impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn: env.warn, openChild });
+  } catch (e) {
+    for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
+    throw e;
+  }
+  return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
 }
 
 /** Probe the format from the first bytes (QEMU's find_image_format: best score wins, raw last). */
@@ -453,7 +568,7 @@ async function openSiblingFile(imageName: string, imageFileTree: OptionsTree, na
   }
   try {
     // Shown (map, info, errors) as QEMU names it: path_combine with the image's name as given.
-    return await openProtocol({ driver: 'file', filename: full }, full, readOnly, perms, warn, pathCombine(imageFileTree.filename, name));
+    return await openProtocol({ driver: 'file', filename: full }, full, readOnly, perms, { warn }, pathCombine(imageFileTree.filename, name));
   } catch (e) {
     if (e instanceof BlockError && e.kind === 'NotFound') throw notFound(`Could not open '${full}': No such file or directory`, { path: full });
     throw e;
@@ -506,7 +621,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
         backing = await openImage(full, { bareDriverErrors: true, readOnly: true, forceShare: true, secrets, workers, warn, ...(backingFmt ? { format: backingFmt } : {}) }).catch((e) => {
           if (!(e instanceof BlockError)) throw e;
           // Named as the user named it, relative to the new image (QEMU's path_combine).
-          const shown = isAbsolute(backingFile) ? full : pathCombine(stripFilePrefix(o.finalName ?? o.filename), backingFile);
+          const shown = isAbsolute(backingFile) || backingFile.startsWith('json:') ? full : pathCombine(stripFilePrefix(o.finalName ?? o.filename), backingFile);
           throw new BlockError(e.kind, e.message.split(`'${full}'`).join(`'${shown}'`), { path: o.filename }, { cause: e, hint: 'Could not open backing image.\n' });
         });
         if (!backingFmt) throw new BlockError('InvalidArgument', 'Backing file specified without backing format', { path: o.filename }, { hint: `Detected format of ${backing.format}.` });
@@ -516,7 +631,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
       }
     }
     if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
-    if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument('Invalid image size specified.');
+    if (!Number.isInteger(size) || size < 0 || size >= Number(MAX_EXACT_SIZE)) throw invalidArgument('Invalid image size specified.');
     o.onValidated?.(size);
     // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
     checkDeferred(driver.createOptions, values);
@@ -536,7 +651,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
       createSibling: async (name: string) => {
         const full = resolve(dirname(resolve(path)), name);
         await proto.create!(full, 0, {}, ctxBase);
-        const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), warn);
+        const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), { warn });
         createdSiblings.push(child);
         return child;
       },
@@ -544,7 +659,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     const fileValues: OptionValues = {};
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
     await proto.create!(path, 0, fileValues, ctxBase);
-    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), warn);
+    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
     let failed = true;
     try {
       await driver.create(file, ctx);

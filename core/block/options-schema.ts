@@ -1,5 +1,5 @@
 // Create/amend option schemas: the single source of truth for the CLI's `-o`, the API's input
-// validation and the GUI's generated forms (STYLE.md rule 5). Names, defaults and limits are the
+// validation and the GUI's generated forms. Names, defaults and limits are the
 // ones of qemu-block-drivers(7) and qemu-img; parse errors use qemu-img's words.
 
 import { invalidArgument } from '../errors.ts';
@@ -20,6 +20,10 @@ export interface OptionSpec {
   readonly max?: number;
   /** Must be a power of two (cluster sizes). */
   readonly powerOfTwo?: boolean;
+  /** min/max/powerOfTwo describe the value for forms only: the driver checks them itself, in
+   *  its own words and at its own moment (qemu-img checks qcow2's cluster_size and
+   *  refcount_bits in the driver, after printing "Formatting"). */
+  readonly rangeCheckedByDriver?: boolean;
   /** Folded under "Advanced" in the GUI. */
   readonly advanced?: boolean;
   /** QEMU takes the `-o` value as text and its driver checks it only once the "Formatting" line
@@ -91,7 +95,9 @@ function parseOne(spec: OptionSpec, raw: string): OptionValue {
       return v;
     }
     case 'number': {
-      if (!/^\d+$/.test(raw)) throw invalidArgument(`Parameter '${spec.name}' expects a number`);
+      // A driver that checks the range itself sees a negative number as given (QEMU parses it
+      // with strtou64 and then refuses the huge value with the driver's own words).
+      if (!(spec.rangeCheckedByDriver ? /^-?\d+$/ : /^\d+$/).test(raw)) throw invalidArgument(`Parameter '${spec.name}' expects a number`);
       const v = Number(raw);
       checkRange(spec, v);
       return v;
@@ -111,6 +117,7 @@ function parseOne(spec: OptionSpec, raw: string): OptionValue {
 }
 
 function checkRange(spec: OptionSpec, v: number): void {
+  if (spec.rangeCheckedByDriver) return;
   if (spec.min !== undefined && v < spec.min) throw invalidArgument(`Parameter '${spec.name}' must be at least ${spec.min} (got ${v})`);
   if (spec.max !== undefined && v > spec.max) throw invalidArgument(`Parameter '${spec.name}' must be at most ${spec.max} (got ${v})`);
   if (spec.powerOfTwo && (v <= 0 || (v & (v - 1)) !== 0 || !Number.isInteger(Math.log2(v)))) {
@@ -143,7 +150,7 @@ export function parseOptions(schema: readonly OptionSpec[], input: string | Reco
     if (typeof value === 'string' && opts.deferChecks && spec.qapiName !== undefined) out[name] = value;
     else if (typeof value === 'string') out[name] = parseOne(spec, value);
     else if (typeof value === 'number' && (spec.type === 'size' || spec.type === 'number')) {
-      if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`Parameter '${name}' expects a non-negative integer`);
+      if (!Number.isSafeInteger(value) || (value < 0 && !spec.rangeCheckedByDriver)) throw invalidArgument(`Parameter '${name}' expects a non-negative integer`);
       checkRange(spec, value);
       out[name] = value;
     } else if (typeof value === 'boolean' && spec.type === 'bool') out[name] = value;

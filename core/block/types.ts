@@ -1,4 +1,4 @@
-// The driver contract of Platter's block layer (ARCHITECTURE.md "core/block"), modelled on QEMU's
+// The driver contract of Platter's block layer (docs/architecture.md "core/block"), modelled on QEMU's
 // BlockDriver table (include/block/block_int.h) and nbdkit's capability model: a driver is a plain
 // object; `open` returns a NodeImpl whose optional members are optional capabilities. The generic
 // layer (node.ts) wraps every NodeImpl in a BlockNode that does bounds checks, alignment
@@ -11,10 +11,12 @@
 // the caller again once the promise settles (a driver that keeps data must copy it).
 
 import type { BlockNode } from './node.ts';
+import type { DebugEvent } from './debug-events.ts';
 import type { OptionSpec, OptionValues } from './options-schema.ts';
 import type { OptionsTree } from './options-tree.ts';
 import type { SecretStore } from './secrets.ts';
 import type { WorkerPool } from '../workers/pool.ts';
+import type { DirtyBitmap } from './dirty-bitmap.ts';
 
 /** QEMU's permission bits (include/block/block-common.h, BLK_PERM_*), same bit numbers, because
  *  file locking encodes them as byte offsets (file-posix: 100 + bit, 200 + bit). */
@@ -122,6 +124,40 @@ export interface SnapshotCapability {
   openView(idOrName: string): Promise<NodeImpl>;
 }
 
+/** A persistent dirty bitmap loaded from an image (QEMU's BdrvDirtyBitmap of one). */
+export interface PersistentBitmap {
+  name: string;
+  granularity: number;
+  /** Records guest writes (qcow2's "auto" flag). */
+  enabled: boolean;
+  /** Was marked in use on disk when loaded: its bits are unusable (QEMU: "inconsistent"). */
+  inconsistent: boolean;
+  /** Loaded from a read-only node: changes are refused. */
+  readOnly: boolean;
+  /** Its bits (empty for an inconsistent bitmap). */
+  bits: DirtyBitmap;
+}
+
+/**
+ * Persistent dirty bitmaps (qcow2 v3), as QEMU's block-dirty-bitmap-* commands see a node's:
+ * loaded on first use, changed in memory, stored when the node closes; remove is written at
+ * once. Messages are QEMU's. Formats without them lack the capability.
+ */
+export interface BitmapCapability {
+  /** Whether this image can hold them (qcow2: version 3, QEMU's supports_persistent_dirty_bitmap). */
+  readonly supported: boolean;
+  /** Loaded bitmaps, newest first (QEMU's list order: the reverse of the directory's). */
+  list(): Promise<PersistentBitmap[]>;
+  /** One bitmap; "Dirty bitmap 'x' not found" otherwise. */
+  lookup(name: string): Promise<PersistentBitmap>;
+  add(name: string, options?: { granularity?: number; disabled?: boolean }): Promise<void>;
+  remove(name: string): Promise<void>;
+  clear(name: string): Promise<void>;
+  setEnabled(name: string, enabled: boolean): Promise<void>;
+  /** OR `sourceName` of `source` (this node's or another's) into `target`. */
+  merge(target: string, source: BitmapCapability, sourceName: string): Promise<void>;
+}
+
 export type RepairMode = 'leaks' | 'all';
 
 /** qemu-img check --output=json keys (qemu-img.c collect_image_check). */
@@ -138,6 +174,9 @@ export interface CheckResult {
   compressedClusters?: number;
   /** Findings in words, one per problem (qemu-img prints these as ERROR/Leaked lines). */
   messages: string[];
+  /** The check could not complete (strerror text, e.g. 'Input/output error'): qemu-img prints
+   *  the findings, then "Check failed: <this>", and no summary. */
+  failed?: string;
 }
 
 export interface MeasureResult {
@@ -217,12 +256,16 @@ export interface NodeImpl {
   setBackingFile?(filename: string | undefined, format: string | undefined): Promise<void>;
 
   snapshots?: SnapshotCapability;
+  bitmaps?: BitmapCapability;
   check?(repair: RepairMode | undefined): Promise<CheckResult>;
   /** Deallocate every cluster of this layer so all reads fall through to the backing file
    *  (QEMU's bdrv_make_empty; qemu-img commit without -d). Unlike discard, which may leave zero
    *  clusters that hide the backing data, the result must be "unallocated". */
   makeEmpty?(): Promise<void>;
   amend?(options: OptionValues, ctx: AmendContext): Promise<void>;
+  /** A driver above raised a named event on this node (QEMU's bdrv_debug_event; debug-events.ts).
+   *  Only error-injecting nodes (blkdebug) listen; without it, events are ignored. */
+  debugEvent?(event: DebugEvent): void;
   /** Make the image clean (lazy refcounts, need-check bits) before it closes. */
   close(): Promise<void>;
 }
@@ -246,6 +289,9 @@ export interface OpenContext {
   openSibling(name: string, options?: { readOnly?: boolean; create?: boolean }): Promise<BlockNode>;
   /** True when the user asked for no backing (qemu-img info, -u rebase). */
   noBacking: boolean;
+  /** Opened by qemu-img check (QEMU's BDRV_O_CHECK): no repair at open time (a dirty qcow2 is
+   *  left for the check to report and repair). */
+  forCheck?: boolean;
   /** Opened only to be described, never to read or write guest data (QEMU's BDRV_O_NO_IO, as
    *  qemu-img info opens): encryption keys are not looked up. */
   noIo?: boolean;
@@ -259,9 +305,17 @@ export interface ProtocolOpenContext {
   perm: number;
   sharedPerm: number;
   warn(message: string): void;
-  /** Open a child node from its options (a protocol, or an image) with this node's permissions:
-   *  for drivers built over other nodes (quorum). The caller closes it. */
-  openChild?(tree: OptionsTree): Promise<BlockNode>;
+  /**
+   * Open a child node from part of this node's options (a filter's `image`, a quorum's
+   * `children`): an options subtree, or a filename parsed as a protocol name. A subtree naming a
+   * format opens as an image (with its own backing chain). The child takes a filter child's
+   * permissions (`perm` added, `unshare` taken from what it shares: blkdebug's take-child-perms /
+   * unshare-child-perms), inherits this node's cache options, and closes with this node. Role
+   * 'file': the node's primary child (BlockNode.file: flushes under it, relative names in image
+   * metadata resolve against it); 'child': one of several (BlockNode.children). Always present
+   * when the generic layer opens the node (absent only where a test calls a driver directly).
+   */
+  openChild?(spec: OptionsTree | string, role: 'file' | 'child', perms?: { perm?: number; unshare?: number }): Promise<BlockNode>;
 }
 
 export interface CreateContext {

@@ -13,12 +13,16 @@ import { humanInfo } from '../jobs/info.ts';
 import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
 import { humanMap, jsonMap } from '../jobs/map.ts';
 import { humanMeasure } from '../jobs/measure.ts';
+import { CompareError } from '../jobs/compare.ts';
 import { formattingLine, createValues } from '../jobs/create.ts';
 import { snapshotHeader, snapshotRow } from '../jobs/human.ts';
 import { SHRINK_WARNING } from '../jobs/resize.ts';
 import { dd as ddJob } from '../jobs/dd.ts';
 import { bench as benchJob, benchHeader } from '../jobs/bench.ts';
 import { createError, MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, parseImageSize, secretStoreFrom } from '../jobs/common.ts';
+import { parseSnapshotParam } from '../jobs/convert.ts';
+import { NEED_ACTION, type BitmapAction } from '../jobs/bitmap.ts';
+import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
 import type { CliIo } from './main.ts';
 import { errorText, PROGRAM } from './program.ts';
 import type { ProgressDisplay } from './progress.ts';
@@ -93,6 +97,26 @@ function joinedOptions(p: ParsedArgs): string | undefined {
   return list.length ? list.join(',') : undefined;
 }
 
+/** qemu-img's cvtnum: a size with an optional suffix, or its two-line error naming `what`. */
+function cvtnum(what: string, text: string): number {
+  const m = /^\s*(\d+)(?:\.(\d+))?\s*([bkmgtpeBKMGTPE]?)$/.exec(text);
+  if (!m) throw invalidArgument(`Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n${PROGRAM}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`);
+  const shift = BigInt(Math.max(0, 'bkmgtpe'.indexOf(m[3]!.toLowerCase())) * 10);
+  let v = BigInt(m[1]!) << shift;
+  if (m[2] !== undefined) {
+    if (shift === 0n) throw invalidArgument(`Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n${PROGRAM}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`);
+    v += (BigInt(m[2]) << shift) / 10n ** BigInt(m[2].length);
+  }
+  if (v > QEMU_MAX_SIZE) throw invalidArgument(`Invalid ${what} specified. Must be between 0 and ${QEMU_MAX_SIZE}.`);
+  return Number(v); // past 2^53 rounded: callers that need exact bytes refuse it
+}
+
+/** qemu-img's is_valid_option_list: not empty, not starting with ',', no odd run of trailing commas. */
+function checkOptionList(text: string): void {
+  const trailing = text.length - text.replace(/,+$/, '').length;
+  if (text === '' || text.startsWith(',') || trailing % 2 === 1) throw invalidArgument(`Invalid option list: ${text}`);
+}
+
 function wantsHelp(options: string | undefined): boolean {
   return options !== undefined && options.split(',').some((x) => x === 'help' || x === '?');
 }
@@ -162,7 +186,7 @@ const create: Command = {
     const shown = { ...given };
     delete shown['backing_file'];
     delete shown['backing_fmt'];
-    const ordered = { ...(backingFile !== undefined ? { backing_file: backingFile } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
+    const ordered = { ...(given['backing_file'] !== undefined ? { backing_file: given['backing_file'] } : {}), ...(given['backing_fmt'] !== undefined ? { backing_fmt: given['backing_fmt'] } : {}), ...shown };
     const announce = (sz: number) => {
       if (!has(p, 'q')) ctx.io.stdout(formattingLine({ filename, format, size: sz, given: ordered }) + '\n');
     };
@@ -190,7 +214,7 @@ const create: Command = {
 };
 
 function checkJson(c: CheckReport): Record<string, unknown> {
-  const { messages: _m, exitCode: _e, repaired: _r, ...rest } = c;
+  const { messages: _m, exitCode: _e, repaired: _r, recheckMessages: _rm, failed: _f, ...rest } = c;
   return rest;
 }
 
@@ -212,7 +236,10 @@ const check: Command = {
       if (e instanceof BlockError && !e.message.startsWith('Could not open')) throw new StatusError(`Check failed: ${e.message}`, 1);
       throw e;
     }
-    for (const m of report.messages) ctx.io.stderr(`${m}\n`);
+    // Both passes' findings (repair, then the check of the repaired image) go to stderr first:
+    // qemu-img's stdout is block-buffered when piped, so its summary comes out at exit.
+    for (const m of [...report.messages, ...(report.recheckMessages ?? [])]) ctx.io.stderr(`${m}\n`);
+    if (report.failed) throw new StatusError(`Check failed: ${report.failed}`, 1);
     if (has(p, 'q')) return report.exitCode;
     if (out === 'json') ctx.io.stdout(json(checkJson(report)));
     else ctx.io.stdout(humanCheck(report));
@@ -230,8 +257,16 @@ const compare: Command = {
     const a = imageRef(p, p.positional[0]!);
     const b = imageRef(p, p.positional[1]!, 'F');
     if (!b.format && a.format && !has(p, 'F')) b.format = a.format; // -F defaults to -f
-    // img_compare: a 2% step, and no extra 100% at the end.
-    const r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'), { minStep: 2, repeatFinal: false });
+    let r;
+    try {
+      // img_compare: a 2% step, and no extra 100% at the end.
+      r = await ctx.runJob(ctx.service.compare({ a, b, strict: has(p, 's'), ...objects(p) }), has(p, 'p'), { minStep: 2, repeatFinal: false });
+    } catch (e) {
+      if (!(e instanceof CompareError)) throw e;
+      ctx.io.stderr(errorText(e.message));
+      if (e.warning && !has(p, 'q')) ctx.io.stdout(`${e.warning}\n`);
+      return e.status;
+    }
     if (!has(p, 'q')) {
       if (r.warning) ctx.io.stdout(`${r.warning}\n`);
       ctx.io.stdout(`${r.message}\n`);
@@ -251,6 +286,7 @@ const convert: Command = {
         'target-is-zero': { arg: false },
         salvage: { arg: false },
         bitmaps: { arg: false },
+        'skip-broken-bitmaps': { arg: false },
       }),
     );
     if (has(p, 'h')) return helpFor('convert', convert, ctx);
@@ -260,8 +296,8 @@ const convert: Command = {
       ctx.io.stdout(optionsHelp(outFmt ?? 'raw'));
       return 0;
     }
-    if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter');
-    if (has(p, 'bitmaps')) throw invalidArgument('--bitmaps is not supported by Platter');
+    if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter yet');
+    if (has(p, 'skip-broken-bitmaps') && !has(p, 'bitmaps')) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
     if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
     const files = p.positional;
     const target = files[files.length - 1]!;
@@ -307,6 +343,9 @@ const convert: Command = {
       ...(backingFile !== undefined ? { backingFile } : {}),
       ...(backingFormat !== undefined ? { backingFormat } : {}),
       ...(cache !== undefined ? { cache: cache as (typeof CACHE_MODES)[number] } : {}),
+      ...(has(p, 'bitmaps') ? { bitmaps: true } : {}),
+      ...(has(p, 'skip-broken-bitmaps') ? { skipBrokenBitmaps: true } : {}),
+      ...(has(p, 'salvage') ? { salvage: true } : {}),
       ...objects(p),
     });
     await ctx.runJob(h, has(p, 'p') && !has(p, 'q'));
@@ -346,21 +385,36 @@ const measure: Command = {
   async run(argv, ctx) {
     const p = parseArgs(argv, spec(':hf:O:o:l:U', { output: { arg: true }, size: { arg: true } }));
     if (has(p, 'h')) return helpFor('measure', measure, ctx);
-    const out = outputFormat(p);
+    // Checked as img_measure's option loop checks them: in the order given.
+    let out: 'human' | 'json' = 'human';
+    let size: number | undefined;
+    for (const [k, v] of p.opts) {
+      if (k === 'o') checkOptionList(v ?? '');
+      else if (k === 'l' && v!.startsWith('snapshot.')) {
+        try {
+          parseSnapshotParam(v!);
+        } catch (e) {
+          ctx.io.stderr(errorText((e as Error).message));
+          throw invalidArgument(`Failed in parsing snapshot param '${v}'`);
+        }
+      } else if (k === 'output') out = outputFormat({ opts: [[k, v]], positional: [] });
+      else if (k === 'size') size = cvtnum('image size', v!);
+    }
     const options = joinedOptions(p);
     const outFmt = last(p, 'O') ?? 'raw';
     if (wantsHelp(options)) {
       ctx.io.stdout(optionsHelp(outFmt));
       return 0;
     }
-    const sizeText = last(p, 'size');
-    if (p.positional.length > 1) throw invalidArgument(`Invalid argument: ${p.positional[1]}`);
-    if ((sizeText === undefined) === (p.positional.length === 0)) throw invalidArgument('Either --size N or one filename must be specified.');
-    if (sizeText !== undefined && has(p, 'l')) throw invalidArgument('--size N cannot be used together with -l.');
+    if (p.positional.length > 1) throw invalidArgument('At most one filename argument is allowed.');
+    const filename = p.positional[0];
+    if (filename === undefined && (has(p, 'image-opts') || has(p, 'f') || has(p, 'l'))) throw invalidArgument('--image-opts, -f, and -l require a filename argument.');
+    if (filename !== undefined && size !== undefined) throw invalidArgument('--size N cannot be used together with a filename.');
+    if (filename === undefined && size === undefined) throw invalidArgument('Either --size N or one filename must be specified.');
     const snapshot = last(p, 'l');
     const r = await ctx.service.measure({
       format: outFmt,
-      ...(sizeText !== undefined ? { size: parseImageSize(sizeText) } : { source: imageRef(p, p.positional[0]!) }),
+      ...(size !== undefined ? { size } : { source: imageRef(p, filename!) }),
       ...(snapshot !== undefined ? { snapshot } : {}),
       ...(options !== undefined ? { options } : {}),
       ...objects(p),
@@ -467,6 +521,55 @@ const amend: Command = {
   },
 };
 
+const bitmap: Command = {
+  syntax: 'bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] [--image-opts | -f fmt] filename bitmap',
+  async run(argv, ctx) {
+    const p = parseArgs(
+      argv,
+      spec(':b:f:F:g:h', {
+        add: { arg: false },
+        remove: { arg: false },
+        clear: { arg: false },
+        enable: { arg: false },
+        disable: { arg: false },
+        merge: { arg: true },
+        granularity: { arg: true, short: 'g' },
+        'source-file': { arg: true, short: 'b' },
+        'source-format': { arg: true, short: 'F' },
+      }),
+    );
+    if (has(p, 'h')) return helpFor('bitmap', bitmap, ctx);
+    // img_bitmap's checks, in its order (-g is read as it comes).
+    const actions: BitmapAction[] = [];
+    let granularity = 0;
+    for (const [k, v] of p.opts) {
+      if (k === 'g') granularity = cvtnum('granularity', v!);
+      else if (k === 'merge') actions.push({ op: 'merge', source: v! });
+      else if (k === 'add' || k === 'remove' || k === 'clear' || k === 'enable' || k === 'disable') actions.push({ op: k });
+    }
+    if (actions.length === 0) throw invalidArgument(NEED_ACTION);
+    if (granularity && !actions.some((a) => a.op === 'add')) throw invalidArgument('granularity only supported with --add');
+    const srcFile = last(p, 'b');
+    const srcFmt = last(p, 'F');
+    if (srcFmt !== undefined && srcFile === undefined) throw invalidArgument('-F only supported with -b');
+    if (srcFile !== undefined && !actions.some((a) => a.op === 'merge')) throw invalidArgument('Merge bitmap source file only supported with --merge');
+    if (p.positional.length !== 2) throw invalidArgument('Expecting filename and bitmap name');
+    const [filename, name] = p.positional as [string, string];
+    await ctx.runJob(
+      ctx.service.bitmap({
+        image: imageRef(p, filename),
+        bitmap: name,
+        actions,
+        ...(granularity ? { granularity } : {}),
+        ...(srcFile !== undefined ? { sourceImage: { filename: srcFile, ...(srcFmt !== undefined ? { format: srcFmt } : {}) } } : {}),
+        ...objects(p),
+      }),
+      false,
+    );
+    return 0;
+  },
+};
+
 const dd: Command = {
   syntax: 'dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output',
   async run(argv, ctx) {
@@ -556,6 +659,6 @@ const formats: Command = {
   },
 };
 
-export const COMMANDS: Record<string, Command> = { amend, bench, check, commit, compare, convert, create, dd, info, map, measure, snapshot, rebase, resize, formats };
+export const COMMANDS: Record<string, Command> = { amend, bench, bitmap, check, commit, compare, convert, create, dd, info, map, measure, snapshot, rebase, resize, formats };
 
 export { StatusError };

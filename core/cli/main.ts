@@ -1,5 +1,5 @@
 // The `platter` command line: a qemu-img 7.2 drop-in (same subcommands, flags, output shapes and
-// exit codes). Thin by design (STYLE.md rule 9): parse arguments, call core/api (or the job for
+// exit codes). Thin by design: parse arguments, call core/api (or the job for
 // the CLI-only dd/bench), print. Errors are one "<program>: <message>" line (program.ts) on stderr and a
 // non-zero exit; a JS stack trace is shown only with --debug.
 
@@ -76,13 +76,15 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     return 1;
   }
   let service: PlatterService | undefined;
+  // Warnings worded "warning: ..." are QEMU's warn_report: they carry the program's name.
+  const warn = (m: string) => io.stderr(m.startsWith('warning: ') ? errorText(m) : `${m}\n`);
   const ctx: CommandContext = {
     io,
     get service() {
-      service ??= implementService({ warn: (m) => io.stderr(`${m}\n`), validate: false });
+      service ??= implementService({ warn, warnReport: (m) => io.stderr(errorText(`warning: ${m}`)), validate: false });
       return service;
     },
-    warn: (m) => io.stderr(`${m}\n`),
+    warn,
     runJob: async <T>(h: JobHandle<T>, progress: boolean, display?: ProgressDisplay) => {
       // This process's main thread dispatches every request of the job: its helper threads (the
       // I/O pool, V8's) should not preempt it each time it wakes one (measured on 2 cores: 1,700
@@ -124,6 +126,7 @@ function reportError(e: unknown, io: CliIo, debug: boolean, status: number): num
     return e.status;
   }
   if (e instanceof BlockError) {
+    for (const m of e.reportedBefore ?? []) io.stderr(errorText(m));
     io.stderr(errorText(e.message));
     if (e.hint) io.stderr(e.hint); // as QEMU prints it: its own line ends, or none
     if (debug && e.stack) io.stderr(`${e.stack}\n`);

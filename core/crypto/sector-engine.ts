@@ -4,7 +4,7 @@
 // GF(2^128) polynomial x^128 + x^7 + x^2 + x + 1), NIST SP 800-38A (CBC, CTR), dm-crypt's IV
 // generators (plain: 32-bit LE sector, plain64: 64-bit LE sector, essiv: E_{H(key)}(plain64)).
 //
-// Speed (PERFORMANCE-NOTES.md): one createCipheriv per sector runs at ~40 MiB/s, so this engine
+// Speed: one createCipheriv per sector runs at ~40 MiB/s, so this engine
 // keeps ONE AES-ECB context per call and does the mode arithmetic itself over many sectors:
 // XTS and CTR become one ECB pass plus XORs, CBC decryption one ECB pass plus XORs, and CBC
 // encryption one ECB call per block position across all sectors of a chunk ("lanes").

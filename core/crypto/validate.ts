@@ -1,4 +1,4 @@
-// Validation of a decoded LUKS1 header (STYLE.md rule 2: magic, version, ranges, overflow,
+// Validation of a decoded LUKS1 header (magic, version, ranges, overflow,
 // overlap) and resolution of its cipher/mode/hash strings (LUKS1 spec 2.4 and its cipher/hash
 // registry; QEMU crypto/block-luks.c check_header/parse_header behaviour, with its messages where
 // users know them). Limits keep a hostile header from hanging or exhausting the process:

@@ -1,4 +1,4 @@
-// Every format driver, one line each (STYLE.md rule 1). Order does not matter: probing picks
+// Every format driver, one line each. Order does not matter: probing picks
 // the highest score, raw last.
 import type { FormatDriver } from '../block/types.ts';
 import { rawDriver } from './raw/index.ts';

@@ -1,4 +1,4 @@
-// Host OS operations Node lacks (ARCHITECTURE.md core/host): sparse-file queries, hole punching,
+// Host OS operations Node lacks (docs/architecture.md core/host): sparse-file queries, hole punching,
 // preallocation, byte-range locks, NOCOW, device sizes, aligned buffers for direct I/O. One module
 // per OS behind this interface (linux.ts, darwin.ts, win32.ts; portable.ts when none loads);
 // drivers never call the OS directly. Every operation has a portable answer when the OS module

@@ -32,38 +32,50 @@ export function toReport(filename: string, format: string, r: CheckResult): Chec
   opt('fragmented-clusters', r.fragmentedClusters);
   opt('compressed-clusters', r.compressedClusters);
   out.exitCode = r.checkErrors ? 1 : r.corruptions ? 2 : r.leaks ? 3 : 0;
+  if (r.failed) out.failed = r.failed;
   return out;
 }
 
 export async function check(o: CheckOptions, env: JobEnv, ctl: JobControl = {}): Promise<CheckReport> {
   const readOnly = o.repair === undefined;
-  const node = await openSpec(o.image, env, { readOnly, noBacking: true });
+  const node = await openSpec(o.image, env, { readOnly, noBacking: true, forCheck: true });
   try {
     if (!node.impl.check) throw unsupported(NO_CHECK_MESSAGE);
     ctl.onProgress?.({ done: 0, total: 1, phase: 'checking' });
     let r = await node.impl.check(o.repair);
     let repaired: CheckReport['repaired'];
+    let firstMessages: string[] | undefined;
     if (o.repair && (r.corruptionsFixed || r.leaksFixed)) {
       // qemu-img reports what it fixed, then checks again and shows that result.
       repaired = { corruptions: r.corruptionsFixed, leaks: r.leaksFixed };
+      firstMessages = r.messages;
       const again = await node.impl.check(undefined);
       r = { ...again, corruptionsFixed: r.corruptionsFixed, leaksFixed: r.leaksFixed };
     }
     ctl.onProgress?.({ done: 1, total: 1, phase: 'checking' });
     const report = toReport(node.filename, node.format, r);
-    if (repaired) report.repaired = repaired;
+    if (repaired) {
+      report.repaired = repaired;
+      report.recheckMessages = report.messages;
+      report.messages = firstMessages!;
+    }
     return report;
   } finally {
     await node.close();
   }
 }
 
+/** What a repair fixed, as qemu-img prints it before checking again ('' when nothing was). */
+export function humanRepaired(c: CheckReport): string {
+  if (!c.repaired) return '';
+  return ['The following inconsistencies were found and repaired:', '', `    ${c.repaired.leaks} leaked clusters`, `    ${c.repaired.corruptions} corruptions`, '', 'Double checking the fixed image now...'].join('\n') + '\n';
+}
+
 /** The human text of a check (qemu-img.c dump_human_image_check). */
 export function humanCheck(c: CheckReport): string {
   const lines: string[] = [];
-  if (c.repaired) {
-    lines.push('The following inconsistencies were found and repaired:', '', `    ${c.repaired.leaks} leaked clusters`, `    ${c.repaired.corruptions} corruptions`, '', 'Double checking the fixed image now...');
-  }
+  const repairedText = humanRepaired(c);
+  if (repairedText) lines.push(repairedText.slice(0, -1));
   const corruptions = c.corruptions ?? 0;
   const leaks = c.leaks ?? 0;
   if (corruptions === 0 && leaks === 0 && c['check-errors'] === 0) lines.push('No errors were found on the image.');

@@ -9,7 +9,9 @@ import type { OptionsTree } from '../block/options-tree.ts';
 import { PERM_RESIZE } from '../block/types.ts';
 import { BlockError, cancelled, invalidArgument } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
-import { resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { pathCombine, protocolPrefix } from '../block/filename.ts';
 
 export interface CommitOptions {
   image: ImageSpec;
@@ -22,10 +24,30 @@ export interface CommitOptions {
 /** Bytes per copy request. */
 const CHUNK = 4 << 20;
 
-/** Is `base` (a name as the user typed it) this node? */
-function sameImage(node: BlockNode, base: string): boolean {
-  const file = node.file ?? node;
-  return node.filename === base || resolve(file.filename) === resolve(base);
+function realPath(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Is `base` (a name as the user typed it) the backing node `node` of `overlay`? As QEMU's
+ * bdrv_find_backing_image: a json: or protocol name is compared as text with the name the
+ * overlay records; a path is taken relative to the overlay's directory, as backing names are,
+ * and compared by real path with the file under `node`.
+ */
+function sameImage(overlay: BlockNode, node: BlockNode, base: string): boolean {
+  const recorded = overlay.impl.backingFile?.filename;
+  if (base.startsWith('json:') || protocolPrefix(base) !== undefined || (recorded !== undefined && (recorded.startsWith('json:') || protocolPrefix(recorded) !== undefined))) {
+    return base === recorded || base === node.filename;
+  }
+  const dir = overlay.baseFile?.filename;
+  if (dir === undefined && !isAbsolute(base)) return false;
+  const want = realPath(isAbsolute(base) ? base : pathCombine(dir!, base));
+  const have = node.baseFile ? realPath(node.baseFile.filename) : undefined;
+  return want !== undefined && want === have;
 }
 
 export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}): Promise<{ base: string; bytesCopied: number; emptied: boolean }> {
@@ -37,12 +59,14 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
     let roBase: BlockNode | undefined;
     let depthOfBase = 0;
     let d = 0;
+    let overlay: BlockNode | undefined;
     for (const n of top.chain()) {
-      if (d > 0 && (o.base === undefined ? d === 1 : sameImage(n, o.base))) {
+      if (overlay && (o.base === undefined ? d === 1 : sameImage(overlay, n, o.base))) {
         roBase = n;
         depthOfBase = d;
         break;
       }
+      overlay = n;
       d++;
     }
     if (!roBase) throw invalidArgument(`Did not find '${o.base}' in the backing chain of '${top.filename}'`);
@@ -57,8 +81,10 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
     const { 'x-probed': _probed, ...baseOptions } = roBase.options;
     const baseFile = roBase.file ? { driver: roBase.file.driver.name, ...roBase.file.options } : { filename: baseName };
     const parent = [...top.chain()][depthOfBase - 1]!;
+    // Opened again from the same options (a json: backing keeps its filters: QEMU reopens the
+    // node itself read-write).
     await roBase.close();
-    base = await openImage({ ...baseOptions, file: baseFile } as OptionsTree, { ...(baseFormat ? { format: baseFormat } : {}), readOnly: false, reopen: true, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
+    base = await openImage(roBase.openedWith ?? ({ ...baseOptions, file: baseFile } as OptionsTree), { ...(baseFormat ? { format: baseFormat } : {}), readOnly: false, reopen: true, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
     parent.backing = base;
 
     if (base.size < top.size) await base.truncate(top.size, {});
@@ -73,8 +99,13 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
       // Empty the top so it reads through to the base (bdrv_make_empty). Discard is no substitute:
       // it may leave zero clusters that hide the base. A format without it (qed, vmdk) keeps its
       // data, which still reads the same: qemu-img ignores ENOTSUP there too.
-      await top.impl.makeEmpty!();
-      await top.flush();
+      try {
+        await top.impl.makeEmpty!();
+        await top.flush();
+      } catch (e) {
+        // QEMU's bdrv_make_empty: "Failed to empty <node>: <errno>".
+        throw e instanceof BlockError && e.kind !== 'Cancelled' ? new BlockError(e.kind, `Failed to empty ${top.filename}: ${e.message}`, e.context, { cause: e }) : e;
+      }
     }
     progress.finish();
     return { base: baseName, bytesCopied: copied, emptied };

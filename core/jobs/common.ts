@@ -1,4 +1,4 @@
-// What every job shares (ARCHITECTURE.md "core/jobs"): the control object (AbortSignal + progress
+// What every job shares (docs/architecture.md "core/jobs"): the control object (AbortSignal + progress
 // callback), the environment (secrets, warnings), opening a user's image reference, size parsing
 // with qemu-img's messages, and allocated-size accounting for `info` ("actual-size").
 
@@ -8,6 +8,7 @@ import type { BlockNode } from '../block/node.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { QEMU_MAX_SIZE, qemuStrtosz } from '../block/options-schema.ts';
 import { BlockError, invalidArgument, throwIfAborted } from '../errors.ts';
+import { MAX_EXACT_SIZE, SECTOR_BIG } from '../util/checked.ts';
 
 export interface JobProgressEvent {
   done: number;
@@ -25,6 +26,9 @@ export interface JobControl {
 export interface JobEnv {
   secrets: SecretStore;
   warn: (message: string) => void;
+  /** Warnings qemu-img words as warn_report does ("<program>: warning: <message>"); without it,
+   *  they go to `warn` as "warning: <message>". */
+  warnReport?: (message: string) => void;
 }
 
 /** One image as a user names it (-f, --image-opts, -U). */
@@ -48,6 +52,7 @@ export function openSpec(spec: ImageSpec, env: JobEnv, extra: Partial<OpenImageO
     forceShare: (spec.forceShare ?? false) && readOnly,
     secrets: env.secrets,
     warn: env.warn,
+    qemuImgPrefix: true,
     ...extra,
     readOnly,
   });
@@ -128,16 +133,18 @@ export const MSG_SIZE_RANGE = 'Invalid image size specified. Must be between 0 a
  * a value past INT64_MAX is "... Must be between 0 and 9223372036854775807."; values Platter
  * cannot address exactly (past 2^53) are refused in words.
  */
-export function parseImageSize(text: string | number): number {
+export function parseImageSize(text: string | number, o: { inexact?: boolean } = {}): number {
   if (typeof text === 'number') {
-    if (!Number.isSafeInteger(text) || text < 0) throw invalidArgument(MSG_BAD_SIZE);
+    const exact = Number.isSafeInteger(text) || (text < Number(MAX_EXACT_SIZE) && text % 512 === 0);
+    if (!Number.isInteger(text) || text < 0 || !(exact || (o.inexact && text <= Number(QEMU_MAX_SIZE)))) throw invalidArgument(MSG_BAD_SIZE);
     return text;
   }
   const value = qemuStrtosz(text);
   if (value === 'invalid') throw invalidArgument(MSG_BAD_SIZE);
   if (value === 'range' || value > QEMU_MAX_SIZE) throw invalidArgument(MSG_SIZE_RANGE);
-  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw invalidArgument(`Image size ${value} is beyond what Platter can address exactly (at most ${Number.MAX_SAFE_INTEGER} bytes)`);
+  // Past 2^53: only sizes a double holds exactly, with every sector under them (util/checked.ts).
+  if (value > BigInt(Number.MAX_SAFE_INTEGER) && !o.inexact && !(value < MAX_EXACT_SIZE && value % SECTOR_BIG === 0n)) {
+    throw invalidArgument(`Image size ${value} is beyond what Platter can address exactly (past 2^53 only multiples of 512 below 2^62)`);
   }
   return Number(value);
 }

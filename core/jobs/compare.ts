@@ -6,7 +6,7 @@
 import { blockStatusAbove, type BlockNode } from '../block/node.ts';
 import type { CompareResult } from '../api/types.ts';
 import type { BlockStatus } from '../block/types.ts';
-import { cancelled } from '../errors.ts';
+import { BlockError, cancelled } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { isZero } from './zero-detect.ts';
 
@@ -27,6 +27,47 @@ export const STRICT_SIZE_MISMATCH = 'Strict mode: Image size mismatch!';
 
 const mismatch = (offset: number): CompareResult => ({ identical: false, mismatchOffset: offset, message: `Content mismatch at offset ${offset}!` });
 
+/** qemu-img compare's exit status when block status fails ("Sector allocation test failed"). */
+export const EXIT_STATUS_FAILED = 3;
+/** ... and when a read fails ("Error while reading offset N of X: ..."). */
+export const EXIT_READ_FAILED = 4;
+
+/**
+ * A compare that failed part-way, as qemu-img reports it: the message, the exit status (3 or 4),
+ * and the size warning qemu-img had already printed (on stdout, which it flushes only at exit:
+ * after the error).
+ */
+export class CompareError extends BlockError {
+  constructor(
+    message: string,
+    readonly status: typeof EXIT_STATUS_FAILED | typeof EXIT_READ_FAILED,
+    readonly warning: string | undefined,
+    cause: unknown,
+  ) {
+    super(cause instanceof BlockError ? cause.kind : 'Io', message, cause instanceof BlockError ? cause.context : {}, { cause });
+  }
+}
+
+/** A read for the compare, failing as qemu-img words it. */
+async function readFor(node: BlockNode, offset: number, length: number, warning: string | undefined): Promise<Buffer> {
+  try {
+    return await node.read(offset, length);
+  } catch (e) {
+    if (!(e instanceof BlockError) || e.kind === 'Cancelled') throw e;
+    throw new CompareError(`Error while reading offset ${offset} of ${node.filename}: ${e.message}`, EXIT_READ_FAILED, warning, e);
+  }
+}
+
+/** Block status for the compare, failing as qemu-img words it. */
+async function statusFor(node: BlockNode, offset: number, length: number, warning: string | undefined): Promise<Awaited<ReturnType<typeof blockStatusAbove>>> {
+  try {
+    return await blockStatusAbove(node, offset, length);
+  } catch (e) {
+    if (!(e instanceof BlockError) || e.kind === 'Cancelled') throw e;
+    throw new CompareError(`Sector allocation test failed for ${node.filename}`, EXIT_STATUS_FAILED, warning, e);
+  }
+}
+
 /** First differing sector offset within two equal-length buffers, or -1. */
 function firstDiff(x: Buffer, y: Buffer): number {
   if (x.equals(y)) return -1;
@@ -38,15 +79,15 @@ function firstDiff(x: Buffer, y: Buffer): number {
 }
 
 /** First non-zero sector in `node` from `start` to its end, or -1. */
-async function firstNonZero(node: BlockNode, start: number, ctl: JobControl, tick: (n: number) => void): Promise<number> {
+async function firstNonZero(node: BlockNode, start: number, ctl: JobControl, tick: (n: number) => void, warning: string | undefined): Promise<number> {
   let off = start;
   while (off < node.size) {
     if (ctl.signal?.aborted) throw cancelled();
-    const st = await blockStatusAbove(node, off, node.size - off);
+    const st = await statusFor(node, off, node.size - off, warning);
     if (!st.zero) {
       for (let p = off; p < off + st.length; p += CHUNK) {
         const n = Math.min(CHUNK, off + st.length - p);
-        const buf = await node.read(p, n);
+        const buf = await readFor(node, p, n, warning);
         if (!isZero(buf)) {
           for (let q = 0; q < n; q += SECTOR) if (!isZero(buf.subarray(q, Math.min(n, q + SECTOR)))) return p + q;
         }
@@ -95,8 +136,8 @@ export async function compare(o: CompareOptions, env: JobEnv, ctl: JobControl = 
     let off = 0;
     while (off < common) {
       if (ctl.signal?.aborted) throw cancelled();
-      const sa = await blockStatusAbove(a, off, common - off);
-      const sb = await blockStatusAbove(b, off, common - off);
+      const sa = await statusFor(a, off, common - off, warning);
+      const sb = await statusFor(b, off, common - off, warning);
       const len = Math.min(sa.length, sb.length);
       if (o.strict) {
         const at = !sameStatusFlags(sa, sb) ? off : eofMismatch(a, sa, b, sb, off, len);
@@ -105,8 +146,12 @@ export async function compare(o: CompareOptions, env: JobEnv, ctl: JobControl = 
       if (!(sa.zero && sb.zero)) {
         for (let p = off; p < off + len; p += CHUNK) {
           const n = Math.min(CHUNK, off + len - p);
-          const [x, y] = await Promise.all([a.read(p, n), b.read(p, n)]);
-          const d = firstDiff(x, y);
+          // Both at once; the first image's read error is the one reported, as qemu-img (which
+          // reads them one after the other) reports it.
+          const [x, y] = await Promise.allSettled([readFor(a, p, n, warning), readFor(b, p, n, warning)]);
+          if (x.status === 'rejected') throw x.reason;
+          if (y.status === 'rejected') throw y.reason;
+          const d = firstDiff(x.value, y.value);
           if (d >= 0) return { ...mismatch(p + d), ...(warning ? { warning } : {}) };
         }
       }
@@ -116,7 +161,7 @@ export async function compare(o: CompareOptions, env: JobEnv, ctl: JobControl = 
     if (a.size !== b.size) {
       warning = SIZE_MISMATCH_WARNING;
       const larger = a.size > b.size ? a : b;
-      const nz = await firstNonZero(larger, common, ctl, (n) => progress.add(n));
+      const nz = await firstNonZero(larger, common, ctl, (n) => progress.add(n), warning);
       if (nz >= 0) return { ...mismatch(nz), ...(warning ? { warning } : {}) };
     }
     progress.finish();

@@ -13,7 +13,7 @@
 // cancelled, every file it created (the staged file and any sibling that appeared next to the
 // target with its stem) is removed. With -n the target is the user's: written in place, kept.
 
-import { read as fsRead, readdirSync, rmSync } from 'node:fs';
+import { lstatSync, read as fsRead, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
 import { createImage, openImage } from '../block/open.ts';
@@ -50,6 +50,10 @@ export interface ConvertOptions {
   /** -t: the target's cache mode. qemu-img's default for convert is 'unsafe' (no flushes at all:
    *  a crashed convert is redone anyway); any other mode flushes at the end. */
   cache?: 'unsafe' | 'writeback' | 'writethrough' | 'none' | 'directsync';
+  /** --bitmaps: copy the source's persistent bitmaps (its top layer's) into the target. */
+  bitmaps?: boolean;
+  /** --skip-broken-bitmaps: leave out inconsistent bitmaps instead of failing. */
+  skipBrokenBitmaps?: boolean;
 }
 
 /** qemu-img convert's default target cache mode. */
@@ -109,7 +113,7 @@ interface HostPlace {
 /**
  * The descriptor of a plain file node (the file protocol, buffered): reads of data whose place in
  * it block status names (BlockStatus.hostNode) go straight to it, into the lane's own buffer,
- * without the format layer (PERFORMANCE-NOTES "reuse buffers"; the request path through the
+ * without the format layer (buffers are reused; the request path through the
  * format driver cost more main-thread time than the copy's bookkeeping). Relies on the file
  * protocol's public `fd` getter; any other node is read through BlockNode.readInto.
  */
@@ -162,6 +166,14 @@ async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNo
 }
 
 /** Files next to `path` whose names start with its stem (vmdk extents, etc.). */
+function isRegularFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function stemSiblings(path: string): Set<string> {
   const dir = dirname(resolve(path));
   const stem = basename(path, extname(path));
@@ -192,6 +204,7 @@ async function lanes(n: number, worker: () => Promise<boolean>): Promise<void> {
 
 export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl = {}): Promise<ConvertStats> {
   if (opts.sources.length === 0) throw invalidArgument('Expecting image file name');
+  if (opts.skipBrokenBitmaps && !opts.bitmaps) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
   const outFormat = opts.target.format ?? 'raw';
   const parallel = opts.parallel ?? DEFAULT_PARALLEL;
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > MAX_PARALLEL) throw invalidArgument(`Invalid number of coroutines. Allowed number of coroutines is between 1 and ${MAX_PARALLEL}`);
@@ -217,15 +230,23 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   const staged: StagedTarget | undefined = opts.noCreate || opts.target.imageOpts ? undefined : stageTarget(opts.target.filename);
   /** Where the target is written (its staging name until complete). */
   const writePath = staged?.path ?? opts.target.filename;
+  /** The first source image itself (not a snapshot view): where --bitmaps copies from. */
+  let bitmapSource: BlockNode | undefined;
   try {
     for (const s of opts.sources) {
       const n = await openSpec(s, env, { readOnly: true, noShare: true });
       toClose.push(n);
+      bitmapSource ??= n;
       sources.push(opts.snapshot !== undefined ? await openSnapshotView(n, opts.snapshot) : n);
     }
     if (opts.snapshot !== undefined && sources[0] !== toClose[0]) toClose.unshift(sources[0]!);
     const total = sources.reduce((a, s) => a + s.size, 0);
     if (!Number.isSafeInteger(total)) throw invalidArgument('The sources are too large together');
+
+    if (opts.bitmaps) {
+      if (sources.length > 1) throw invalidArgument('Copying bitmaps only possible with single source');
+      await checkBitmaps(bitmapSource!, opts.skipBrokenBitmaps ?? false);
+    }
 
     // Create (or open) the target.
     /** As qemu-img (img_add_key_secrets): the created target opens with its *key-secret options. */
@@ -269,7 +290,9 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
         throw err;
       } finally {
         for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);
-        if (targetExisted && !staged) created.add(resolve(opts.target.filename)); // truncated by us: incomplete now
+        // A regular file we emptied is incomplete now; a device (or anything else that is not a
+        // plain file) is the user's and is never removed.
+        if (targetExisted && !staged && isRegularFile(opts.target.filename)) created.add(resolve(opts.target.filename));
       }
     }
     const useSecrets = !opts.target.imageOpts && Object.keys(keySecrets).length > 0;
@@ -284,6 +307,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     if (opts.noCreate && target.size < total) {
       throw invalidArgument('output file is smaller than input file');
     }
+    if (opts.bitmaps && !target.bitmaps?.supported) throw unsupported(`Format driver '${target.format}' does not support bitmaps`);
     if (opts.compressed && !target.impl.writeCompressed) throw unsupported('Compression not supported for this file format');
     const targetInfo = await target.info();
     if (opts.compressed && targetInfo.encrypted) throw unsupported('Compression and encryption not supported at the same time');
@@ -307,6 +331,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       // writes overlap. Formats without a reserve step keep one write in flight.
       reserve: !opts.noCreate && !targetHasBacking && !compressed && !(opts.outOfOrder ?? false) && target.impl.reserve !== undefined,
     }, ctl);
+    if (opts.bitmaps) await copyBitmaps(bitmapSource!, target, opts.skipBrokenBitmaps ?? false, env);
     const durable = (opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe';
     if (durable) await target.flush();
     const t = target;
@@ -321,6 +346,43 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     if (target) await target.close().catch(() => {});
     for (const n of toClose) await n.close().catch(() => {});
     if (created) for (const f of created) rmSync(f, { force: true });
+  }
+}
+
+/** QEMU convert_check_bitmaps: the source can give its bitmaps, and none is inconsistent
+ *  (unless those are to be skipped). */
+async function checkBitmaps(src: BlockNode, skipBroken: boolean): Promise<void> {
+  const cap = src.bitmaps;
+  if (!cap?.supported) throw unsupported('Source lacks bitmap support');
+  for (const b of await cap.list()) {
+    if (!skipBroken && b.inconsistent) {
+      throw new BlockError('InvalidArgument', `Cannot copy inconsistent bitmap '${b.name}'`, {}, { hint: "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it\n" });
+    }
+  }
+}
+
+/** QEMU convert_copy_bitmaps: each bitmap of the source (newest first, so the target's
+ *  directory ends up in the source's order) is added to the target with its granularity and
+ *  state, then filled by a merge. */
+async function copyBitmaps(src: BlockNode, dst: BlockNode, skipBroken: boolean, env: JobEnv): Promise<void> {
+  const from = src.bitmaps!;
+  const to = dst.bitmaps!;
+  for (const b of await from.list()) {
+    if (skipBroken && b.inconsistent) {
+      env.warn(`warning: Skipping inconsistent bitmap '${b.name}'`);
+      continue;
+    }
+    try {
+      await to.add(b.name, { granularity: b.granularity, disabled: !b.enabled });
+    } catch (e) {
+      throw e instanceof BlockError ? new BlockError(e.kind, `Failed to create bitmap ${b.name}: ${e.message}`, e.context, { cause: e }) : e;
+    }
+    try {
+      await to.merge(b.name, from, b.name);
+    } catch (e) {
+      await to.remove(b.name).catch(() => {});
+      throw e instanceof BlockError ? new BlockError(e.kind, `Failed to populate bitmap ${b.name}: ${e.message}`, e.context, { cause: e }) : e;
+    }
   }
 }
 

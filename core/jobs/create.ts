@@ -2,6 +2,7 @@
 // against the format's schema, then let core/block's createImage write the new image. Also words
 // qemu-img's "Formatting 'x', fmt=... size=..." line.
 
+import { sizeText } from '../util/checked.ts';
 import { rmSync } from 'node:fs';
 import { createImage } from '../block/open.ts';
 import { findFormat } from '../block/registry.ts';
@@ -60,8 +61,11 @@ export function createValues(o: CreateOptions): OptionValues {
   return given;
 }
 
+/** An option value as qemu_opts_print shows it: booleans on/off, and in strings every comma
+ *  doubled (escaped_print), as the option syntax writes a literal comma. */
 function showValue(v: string | number | boolean): string {
-  return typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+  if (typeof v === 'boolean') return v ? 'on' : 'off';
+  return typeof v === 'string' ? v.replaceAll(',', ',,') : String(v);
 }
 
 /**
@@ -74,13 +78,13 @@ export function formattingLine(out: { filename: string; format: string; size: nu
   const list = findFormat(out.format)?.formattingOptions;
   if (list) {
     for (const [name, qemuDefault] of list) {
-      const v = name === 'size' ? out.size : (out.given[name] ?? qemuDefault);
+      const v = name === 'size' ? sizeText(out.size) : (out.given[name] ?? qemuDefault);
       if (v !== undefined) parts.push(`${name}=${showValue(v)}`);
     }
     // Options of Platter's own that QEMU does not know come last.
     for (const [k, v] of Object.entries(out.given)) if (!list.some(([name]) => name === k)) parts.push(`${k}=${showValue(v)}`);
   } else {
-    parts.push(`size=${out.size}`);
+    parts.push(`size=${sizeText(out.size)}`);
     for (const [k, v] of Object.entries(out.given)) parts.push(`${k}=${showValue(v)}`);
   }
   return `Formatting '${out.filename}', ${parts.join(' ')}`;

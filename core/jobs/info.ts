@@ -3,7 +3,7 @@
 // text of bdrv_image_info_dump.
 
 import { isAbsolute } from 'node:path';
-import { pathCombine } from '../block/filename.ts';
+import { pathCombine, protocolPrefix } from '../block/filename.ts';
 import type { BlockNode } from '../block/node.ts';
 import { parseDottedOptions, type OptionsTree } from '../block/options-tree.ts';
 import type { ImageInfo, SnapshotInfoJson } from '../api/types.ts';
@@ -20,13 +20,15 @@ export interface InfoOptions {
 export const fullBackingFilename = pathCombine;
 
 /**
- * The name a relative backing file name is taken relative to (QEMU's bdrv_dirname): the image's
- * name as given, or for a json: name its plain file's; undefined when there is none (quorum,
- * null-co: QEMU says "cannot determine actual path").
+ * The name a backing file recorded in `node` opens as (QEMU's bdrv_make_absolute_filename): an
+ * absolute or protocol/json: name as it is, a relative one in the directory of the file under
+ * the node (bdrv_dirname, through filters); undefined where there is no such directory (a
+ * quorum's children): qemu-img info then says "cannot determine actual path".
  */
-function backingBase(node: BlockNode): string | undefined {
-  if (!node.filename.startsWith('json:')) return node.filename;
-  return node.file?.driver.name === 'file' ? node.file.filename : undefined;
+export function absoluteBackingFilename(node: BlockNode, backing: string): string | undefined {
+  if (isAbsolute(backing) || backing.startsWith('json:') || protocolPrefix(backing) !== undefined) return backing;
+  const base = node.baseFile;
+  return base ? pathCombine(base.filename, backing) : undefined;
 }
 
 export function snapshotToJson(s: SnapshotInfo): SnapshotInfoJson {
@@ -68,8 +70,8 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   const backing = node.impl.backingFile;
   if (backing) {
     out['backing-filename'] = backing.filename;
-    const base = isAbsolute(backing.filename) ? backing.filename : backingBase(node);
-    if (base !== undefined) out['full-backing-filename'] = fullBackingFilename(base, backing.filename);
+    const full = absoluteBackingFilename(node, backing.filename);
+    if (full !== undefined) out['full-backing-filename'] = full;
     if (backing.format) out['backing-filename-format'] = backing.format;
   }
   if (node.impl.snapshots) {

@@ -55,7 +55,9 @@ export async function measure(o: MeasureOptions, env: JobEnv, ctl: JobControl = 
 }
 
 export function humanMeasure(m: MeasureInfo): string {
-  let s = `required size: ${m.required}\nfully allocated size: ${m['fully-allocated']}\n`;
-  if (m.bitmaps !== undefined) s += `bitmaps size: ${m.bitmaps}\n`;
+  // Sizes past 2^53 (measured from --size up to 2^63 - 1) print as the integers they are.
+  const n = (v: number) => BigInt(v).toString();
+  let s = `required size: ${n(m.required)}\nfully allocated size: ${n(m['fully-allocated'])}\n`;
+  if (m.bitmaps !== undefined) s += `bitmaps size: ${n(m.bitmaps)}\n`;
   return s;
 }

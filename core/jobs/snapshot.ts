@@ -2,7 +2,7 @@
 // and delete through the driver's SnapshotCapability. Formats without one get qemu-img's words.
 
 import type { SnapshotInfoJson } from '../api/types.ts';
-import { BlockError } from '../errors.ts';
+import { BlockError, errnoText } from '../errors.ts';
 import { withImage, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { snapshotToJson } from './info.ts';
 
@@ -36,8 +36,12 @@ export async function snapshotAction(action: SnapshotAction, image: ImageSpec, n
         await snaps.delete(name);
       }
     } catch (e) {
+      // qemu-img prints a failed creation's error code, not a message (img_snapshot).
+      if (e instanceof BlockError && action === 'create' && e.errno) {
+        throw new BlockError(e.kind, `Could not create snapshot '${name}': ${errnoText(e.errno)}`, e.context, { cause: e, ...(e.reportedBefore ? { reportedBefore: e.reportedBefore } : {}) });
+      }
       if (e instanceof BlockError && !e.message.startsWith('Could not')) {
-        throw new BlockError(e.kind, `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${e.message}`, e.context, { cause: e });
+        throw new BlockError(e.kind, `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${e.message}`, e.context, { cause: e, ...(e.reportedBefore ? { reportedBefore: e.reportedBefore } : {}) });
       }
       throw e;
     }

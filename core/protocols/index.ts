@@ -2,11 +2,13 @@
 import type { ProtocolDriver } from '../block/types.ts';
 import { fileDriver } from './file/index.ts';
 import { nullAioDriver, nullCoDriver } from './null/index.ts';
+import { blkdebugDriver } from './blkdebug/index.ts';
 import { quorumDriver } from './quorum/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
   nullCoDriver,
   nullAioDriver,
+  blkdebugDriver,
   quorumDriver,
 ];

@@ -1,5 +1,5 @@
 // A pool of worker_threads for CPU-heavy work (compression, encryption, key derivation, hashing),
-// so the main thread never runs it (ARCHITECTURE.md "core/jobs"; PERFORMANCE-NOTES: spread
+// so the main thread never runs it (docs/architecture.md "core/jobs"; spread
 // compression over every core). Tasks are named functions in tasks/index.ts; a call sends its
 // input buffers by transfer (the caller gives up ownership) and gets fresh buffers back.
 

@@ -56,6 +56,8 @@ export function resultWords(job: JobView): string {
     }
     case 'amend':
       return 'Options changed.';
+    case 'bitmap':
+      return 'Bitmap changed.';
     default:
       return 'Done.';
   }

@@ -18,7 +18,8 @@ export const SCREENSHOTS = join(REPO_ROOT, 'docs/screenshots');
 /** Chromium flags: headless, no sandbox (containers), nothing that phones home. */
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
-/** A skip reason when the e2e tests cannot run here, or when a needed format is not registered. */
+/** A skip reason when the e2e tests cannot run here (no chromium or QEMU tools). A format the
+ *  tests need that is not registered fails them: a registry regression must not pass as a skip. */
 export async function skipReason(formats: string[]): Promise<string | false> {
   if (!HAVE_CHROMIUM) return `chromium not found at ${CHROMIUM} (apt-get install chromium)`;
   if (!HAVE_QEMU) return 'qemu-img/qemu-io not installed (apt-get install qemu-utils)';
@@ -26,7 +27,8 @@ export async function skipReason(formats: string[]): Promise<string | false> {
   try {
     const have = new Set((await service.listFormats()).map((f) => f.name));
     const missing = formats.filter((f) => !have.has(f));
-    return missing.length ? `format driver(s) not registered yet: ${missing.join(', ')}` : false;
+    if (missing.length) throw new Error(`format driver(s) the desktop app needs are not registered: ${missing.join(', ')}`);
+    return false;
   } finally {
     await service.close();
   }

@@ -246,9 +246,13 @@ test('create refuses what qemu-img refuses, with its words (compat6+hwversion, f
     const cases: [string, RegExp][] = [
       ['compat6=on,hwversion=7', /^compat6 cannot be enabled with hwversion set$/],
       ['subformat=monolithicFlat,zeroed_grain=on', /^Flat image can't enable zeroed grain$/],
-      ['subformat=twoGbMaxExtentFlat,backing_file=x.vmdk,backing_fmt=vmdk', /Flat image can't have backing file|Could not open backing file/],
-      ['backing_file=x.qcow2,backing_fmt=qcow2', /backing_file must be a vmdk image|Could not open backing file/],
+      ['subformat=twoGbMaxExtentFlat,backing_file=x.vmdk,backing_fmt=vmdk', /^Flat image can't have backing file$/],
+      ['backing_file=x.qcow2,backing_fmt=qcow2', /^backing_file must be a vmdk image$/],
+      // qemu-img opens a named backing file first: missing, it says so ("Could not open backing image.").
+      ['backing_file=missing.vmdk,backing_fmt=vmdk', /^Could not open '.*missing\.vmdk': No such file or directory$/],
     ];
+    qemuImg('create', '-q', '-f', 'vmdk', t.path('x.vmdk'), '1M');
+    qemuImg('create', '-q', '-f', 'qcow2', t.path('x.qcow2'), '1M');
     for (const [opts, re] of cases) {
       await assert.rejects(createImage({ format: 'vmdk', filename: t.path('e.vmdk'), size: MiB, options: opts }), (e: unknown) => {
         assert.ok(e instanceof BlockError, String(e));

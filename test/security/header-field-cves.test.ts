@@ -55,7 +55,7 @@ const CASES: Case[] = [
   // CVE-2014-0143: products of on-disk counts that overflow 32 or 64 bits.
   { cve: 'CVE-2014-0143', title: 'qcow2 l1_size * 8 overflowing 32 bits', format: 'qcow2', mutate: (b) => b.writeUInt32BE(0x20000000, Q2.l1Size), platter: /Active L1 table too large/, qemu: /Active L1 table too large/ },
   { cve: 'CVE-2014-0143', title: 'qcow2 refcount table clusters 2^32-1', format: 'qcow2', mutate: (b) => b.writeUInt32BE(U32_MAX, Q2.refcountClusters), platter: /Reference count table too large/, qemu: /Reference count table too large/ },
-  { cve: 'CVE-2014-0143', title: 'qcow2 snapshot count 2^32-1', format: 'qcow2', mutate: (b) => (b.writeUInt32BE(U32_MAX, Q2.nbSnapshots), b.writeBigUInt64BE(65536n, Q2.snapshotsOffset)), platter: /Too many snapshots/, qemu: /Snapshot table too large/ },
+  { cve: 'CVE-2014-0143', title: 'qcow2 snapshot count 2^32-1', format: 'qcow2', mutate: (b) => (b.writeUInt32BE(U32_MAX, Q2.nbSnapshots), b.writeBigUInt64BE(65536n, Q2.snapshotsOffset)), platter: /Snapshot table too large/, qemu: /Snapshot table too large/ },
   { cve: 'CVE-2014-0143', title: 'vdi blocks_in_image * 4 overflowing 32 bits', format: 'vdi', mutate: (b) => b.writeUInt32LE(0x40000000, VDI.blocksInImage), platter: /too many blocks 1073741824/, qemu: /too many blocks 1073741824/ },
   { cve: 'CVE-2014-0143', title: 'vmdk GTEs per GT 2^32-1', format: 'vmdk', mutate: (b) => b.writeUInt32LE(U32_MAX, VMDK4.numGtesPerGt), platter: /L2 table size too big/, qemu: /L2 table size too big/ },
   { cve: 'CVE-2014-0143', title: 'vmdk capacity 2^62 (L1 size overflow)', format: 'vmdk', mutate: (b) => b.writeBigUInt64LE(1n << 62n, VMDK4.capacity), platter: /L1 size too big/, qemu: /File too large/ },

@@ -4,6 +4,9 @@
 // or json:), CVE-2024-4467 (a qcow2/qed backing file named `json:{...}` or a protocol URL, also on
 // the `qemu-img info` path). Platter must refuse with a typed BlockError and never open the named
 // file: the files-opened guard (opened-files.ts) records every path the file protocol opens.
+// A backing file may be what a plain path may be (any local file), also as a json: name of
+// formats over local files and blkdebug (QEMU's iotests record such names: iotest 020); json:
+// names that reach a protocol or make Platter read a blkdebug config file stay refused.
 // QEMU 7.2, which predates the fixes for the last two, opens most of these; the tests assert
 // that with `qemu-img info` to show the images really are the attack shapes.
 import { test } from 'node:test';
@@ -38,6 +41,11 @@ let n = 0;
 
 const JSON_NAME = 'json:{"driver":"file","filename":"/etc/passwd"}';
 const NBD_NAME = 'nbd://127.0.0.1:10809/x';
+/** json: backing names that reach beyond local files, each in another way. */
+const JSON_NBD_DRIVER = 'json:{"driver":"raw","file":{"driver":"nbd","server":{"type":"inet","host":"127.0.0.1","port":"10809"}}}';
+const JSON_NBD_FILENAME = 'json:{"driver":"raw","file":{"filename":"nbd://127.0.0.1:10809/x"}}';
+const JSON_BLKDEBUG_CONFIG = 'json:{"driver":"raw","file":{"driver":"blkdebug","config":"/etc/passwd","image":{"driver":"file","filename":"/etc/passwd"}}}';
+const REFUSED_BACKING = /names a protocol or json: options beyond formats over local files and blkdebug/;
 
 interface NameCase {
   title: string;
@@ -112,12 +120,12 @@ for (const c of NAMES) {
 // ---- CVE-2024-4467: backing file names from metadata
 
 for (const format of ['qcow2', 'qed']) {
-  for (const name of [JSON_NAME, NBD_NAME]) {
-    test(`CVE-2024-4467 (${format} backing file named ${name.slice(0, 6)}...): not followed from metadata, refused on open; compared with qemu-img info`, { skip: SKIP_NO_QEMU }, async () => {
+  for (const name of [NBD_NAME, JSON_NBD_DRIVER, JSON_NBD_FILENAME, JSON_BLKDEBUG_CONFIG]) {
+    test(`CVE-2024-4467 (${format} backing file named ${name.slice(0, 60)}...): not followed from metadata, refused on open; compared with qemu-img info`, { skip: SKIP_NO_QEMU }, async () => {
       const path = join(inner, `b${n++}.${format}`);
       qemuImg('create', '-q', '-f', format, '-u', '-b', name, '-F', 'raw', path, '1M');
       const out = await probeHostile(path, { format });
-      assertRefused(out, /names a protocol or json: options/, ['Unsupported']);
+      assertRefused(out, REFUSED_BACKING, ['Unsupported']);
       assert.deepEqual(out.opened, [path]);
       // QEMU 7.2 qemu-img info shows the name without opening it.
       const q = qemuImgInfo(path, format);
@@ -129,16 +137,28 @@ for (const format of ['qcow2', 'qed']) {
 
 test('CVE-2024-4467 (qcow2 json: backing file, info path): info shows the name and opens only the image; --backing-chain refuses', { skip: SKIP_NO_QEMU }, async () => {
   const path = join(inner, `b${n++}.qcow2`);
-  qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', JSON_NAME, '-F', 'raw', path, '1M');
+  qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', JSON_NBD_DRIVER, '-F', 'raw', path, '1M');
   const env = { secrets: new SecretStore(), warn: () => {} };
   const watch = watchOpenedFiles([inner]);
   try {
     const one = await info({ image: { filename: path, format: 'qcow2' } }, env);
     assert.ok(!Array.isArray(one));
-    assert.equal(one['backing-filename'], JSON_NAME);
-    await assert.rejects(info({ image: { filename: path, format: 'qcow2' }, backingChain: true }, env), (e: unknown) => e instanceof BlockError && e.kind === 'Unsupported' && /names a protocol or json: options/.test(e.message));
+    assert.equal(one['backing-filename'], JSON_NBD_DRIVER);
+    await assert.rejects(info({ image: { filename: path, format: 'qcow2' }, backingChain: true }, env), (e: unknown) => e instanceof BlockError && e.kind === 'Unsupported' && REFUSED_BACKING.test(e.message));
   } finally {
     watch.stop();
   }
   assert.deepEqual(watch.opened, [path, path]);
+});
+
+test('a json: backing file of blkdebug over a local file (iotest 020) is followed: the image and that file opened, nothing else', { skip: SKIP_NO_QEMU }, async () => {
+  const base = join(inner, `base${n++}.raw`);
+  writeFileSync(base, Buffer.alloc(MIB, DATA_BYTE));
+  const name = `json:{'driver': 'raw', 'file': {'driver': 'blkdebug', 'inject-error': [{'event': 'write_aio', 'errno': 28, 'once': true}], 'image': {'driver': 'file', 'filename': '${base}'}}}`;
+  const path = join(inner, `b${n++}.qcow2`);
+  qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', name, '-F', 'raw', path, '1M');
+  const out = await probeHostile(path, { format: 'qcow2' });
+  assert.equal(out.error, undefined, out.error?.message);
+  assert.deepEqual([...out.opened].sort(), [path, base].sort());
+  assert.equal(out.bytesRead, MIB);
 });

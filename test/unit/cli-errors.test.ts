@@ -28,7 +28,8 @@ test('the real process: a missing image and an unknown option give one stderr li
   try {
     const [missing, unknown] = await Promise.all([spawnPlatter(['info', t.path('nope.qcow2')]), spawnPlatter(['info', '--bogus', 'x'])]);
     assert.equal(missing.status, 1);
-    assert.equal(missing.stderr, `platter: Could not open '${t.path('nope.qcow2')}': No such file or directory\n`);
+    // As qemu-img 7.2: its prefix over the file protocol's own "Could not open 'x': ...".
+    assert.equal(missing.stderr, `platter: Could not open '${t.path('nope.qcow2')}': Could not open '${t.path('nope.qcow2')}': No such file or directory\n`);
     assert.equal(missing.stdout, '');
     assert.equal(unknown.status, 1);
     assert.equal(unknown.stderr, "platter: unrecognized option '--bogus'\n");

@@ -175,11 +175,16 @@ class QcowNode implements NodeImpl {
       const { m, n } = await this.#run(pos, length - done);
       let part: Buffer;
       if (m.kind === 'data') {
+        this.#file.debugEvent('read_aio');
         part = await this.#file.read(m.host + (pos % cs), n);
         if (this.#crypto) part = await decryptData(this.#crypto, pos, 0, part);
+      } else if (m.kind === 'unallocated') {
+        if (this.#ctx.backing()) this.#file.debugEvent('read_backing_aio');
+        part = await this.#ctx.readBacking(pos, n);
+      } else {
+        this.#file.debugEvent('read_compressed');
+        part = (await this.#decompress(m)).subarray(pos % cs, (pos % cs) + n);
       }
-      else if (m.kind === 'unallocated') part = await this.#ctx.readBacking(pos, n);
-      else part = (await this.#decompress(m)).subarray(pos % cs, (pos % cs) + n);
       if (n === length && m.kind !== 'compressed') return part; // one run: no copy
       out ??= Buffer.allocUnsafe(length);
       part.copy(out, done);
@@ -196,8 +201,10 @@ class QcowNode implements NodeImpl {
       const n = Math.min(data.length - done, cs - inCluster);
       const part = data.subarray(done, done + n);
       const m = await this.#lookup(pos);
-      if (m.kind === 'data') await this.#file.write(m.host + inCluster, await this.#encrypt(pos, part));
-      else await this.#allocateAndWrite(pos - inCluster, inCluster, part);
+      if (m.kind === 'data') {
+        this.#file.debugEvent('write_aio');
+        await this.#file.write(m.host + inCluster, await this.#encrypt(pos, part));
+      } else await this.#allocateAndWrite(pos - inCluster, inCluster, part);
       done += n;
     }
   }
@@ -241,6 +248,7 @@ class QcowNode implements NodeImpl {
       try {
         const m = this.#decode(l2.table[l2.index]!, clusterStart);
         if (m.kind === 'data') {
+          this.#file.debugEvent('write_aio');
           await this.#file.write(m.host + inCluster, await this.#encrypt(clusterStart + inCluster, part));
           return;
         }
@@ -253,6 +261,8 @@ class QcowNode implements NodeImpl {
           part.copy(whole, inCluster);
         }
         const host = this.#allocAligned(cs);
+        this.#file.debugEvent('cluster_alloc');
+        this.#file.debugEvent('write_aio');
         await this.#file.write(host, await this.#encrypt(clusterStart, whole));
         if (this.#lastCompressed && m.kind === 'compressed' && this.#lastCompressed.host === m.host) this.#lastCompressed = undefined;
         await this.#setL2Entry(l2, BigInt(host));

@@ -5,7 +5,9 @@
 
 import type { AmendContext } from '../../block/types.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
-import { invalidArgument, unsupported } from '../../errors.ts';
+import { BlockError, invalidArgument, strerror, unsupported } from '../../errors.ts';
+import { readSnapshotL1, writeSnapshotTable } from './snapshots.ts';
+import { SNAPSHOT_EXTRA_V3_MIN } from './snapshots-table.ts';
 import { COMPAT_LAZY_REFCOUNTS, COMPRESSION_ZLIB, HEADER_V3_LENGTH, INCOMPAT_DIRTY, MAX_BACKING_NAME } from './header.ts';
 import { decodeL1, decodeL2, encodeL2 } from './entries.ts';
 import { l2ForWrite, writeL2Span } from './cluster-map.ts';
@@ -15,7 +17,8 @@ import { versionOf } from './options.ts';
 import { maxRefcount, writeRefcountEntry } from './refcount.ts';
 import { encodeReftableEntry, L1E_SIZE } from './entries.ts';
 
-const V3_HINT = '(use version=v3 or greater)';
+/** The hint amend's messages end with (QEMU's words for amend, not create's). */
+const COMPAT_HINT = '(use compat=1.1 or greater)';
 
 export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendContext): Promise<void> {
   const img = node.img;
@@ -24,11 +27,43 @@ export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendCon
   const lazy = o['lazy_refcounts'] !== undefined ? o['lazy_refcounts'] === true : (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n;
   const newBits = o['refcount_bits'] !== undefined ? Number(o['refcount_bits']) : 1 << h.refcountOrder;
   if (!Number.isInteger(Math.log2(newBits)) || newBits < 1 || newBits > 64) throw invalidArgument('Refcount width must be a power of two and may not exceed 64 bits', img.ctx);
-  if (newBits !== 16 && target < 3) throw invalidArgument(`Different refcount widths than 16 bits require compatibility level 1.1 or above ${V3_HINT}`, img.ctx);
   if (o['data_file'] !== undefined || o['data_file_raw'] !== undefined) throw unsupported('Changing the external data file with amend is not supported yet', img.ctx);
-  if (lazy && target < 3) throw invalidArgument(`Lazy refcounts only supported with compatibility level 1.1 and above ${V3_HINT}`, img.ctx);
   if (o['size'] !== undefined) throw unsupported("Use 'resize' to change the size of a qcow2 image", img.ctx);
 
+  // QEMU's order (qcow2_amend_options): upgrade first, then refcount width, backing file and
+  // lazy refcounts, downgrade last (so what 0.10 cannot hold is gone by then).
+  if (target > h.version) {
+    h.version = 3;
+    h.headerLength = HEADER_V3_LENGTH;
+    img.geo.version = 3;
+    await img.writeHeader();
+    // v3 snapshot entries need vm_state_size_large and disk_size: rewrite a table that lacks them.
+    if (img.snapshots.some((sn) => (sn.extraDataSize ?? 0) < SNAPSHOT_EXTRA_V3_MIN)) await writeSnapshotTable(img);
+  }
+  if (newBits !== 1 << h.refcountOrder) {
+    if (target < 3 && newBits !== 16) throw invalidArgument(`Refcount widths other than 16 bits require compatibility level 1.1 or above ${COMPAT_HINT}`, img.ctx);
+    await changeRefcountWidth(img, newBits);
+  }
+  if (o['backing_file'] !== undefined || o['backing_fmt'] !== undefined) {
+    const file = o['backing_file'] !== undefined ? String(o['backing_file']) : h.backingFile;
+    const fmt = o['backing_fmt'] !== undefined ? String(o['backing_fmt']) : h.backingFormat;
+    if (file !== undefined && Buffer.byteLength(file) > MAX_BACKING_NAME) throw invalidArgument('Backing file name too long', img.ctx);
+    if (file) h.backingFile = file;
+    else delete h.backingFile;
+    if (fmt && file) h.backingFormat = fmt;
+    else delete h.backingFormat;
+    await img.writeHeader();
+  }
+  if (lazy !== ((h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n)) {
+    if (lazy && target < 3) throw invalidArgument(`Lazy refcounts only supported with compatibility level 1.1 and above ${COMPAT_HINT}`, img.ctx);
+    await img.file.flush();
+    if (lazy) h.compatible |= COMPAT_LAZY_REFCOUNTS;
+    else {
+      h.compatible &= ~COMPAT_LAZY_REFCOUNTS;
+      h.incompatible &= ~INCOMPAT_DIRTY;
+    }
+    await img.writeHeader();
+  }
   if (target < h.version) {
     if (h.refcountOrder !== 4) throw invalidArgument('compat=0.10 requires refcount_bits=16', img.ctx);
     if (img.externalData) throw invalidArgument('Cannot downgrade an image with a data file', img.ctx);
@@ -44,37 +79,15 @@ export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendCon
     img.geo.version = 2;
     await img.file.flush();
     await img.writeHeader();
-  } else if (target > h.version) {
-    h.version = 3;
-    h.headerLength = HEADER_V3_LENGTH;
-    img.geo.version = 3;
-    await img.writeHeader();
-  }
-  if (newBits !== 1 << h.refcountOrder) await changeRefcountWidth(img, newBits);
-  if (lazy !== ((h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n) && h.version >= 3) {
-    await img.file.flush();
-    if (lazy) h.compatible |= COMPAT_LAZY_REFCOUNTS;
-    else {
-      h.compatible &= ~COMPAT_LAZY_REFCOUNTS;
-      h.incompatible &= ~INCOMPAT_DIRTY;
-    }
-    await img.writeHeader();
-  }
-  if (o['backing_file'] !== undefined || o['backing_fmt'] !== undefined) {
-    const file = o['backing_file'] !== undefined ? String(o['backing_file']) : h.backingFile;
-    const fmt = o['backing_fmt'] !== undefined ? String(o['backing_fmt']) : h.backingFormat;
-    if (file !== undefined && Buffer.byteLength(file) > MAX_BACKING_NAME) throw invalidArgument('Backing file name too long', img.ctx);
-    if (file) h.backingFile = file;
-    else delete h.backingFile;
-    if (fmt && file) h.backingFormat = fmt;
-    else delete h.backingFormat;
-    await img.writeHeader();
   }
 }
 
 async function refuseSnapshotZeroClusters(img: Qcow2Image): Promise<void> {
   for (const sn of img.snapshots) {
-    const l1 = sn.l1Size ? await img.file.read(sn.l1TableOffset, sn.l1Size * 8) : Buffer.alloc(0);
+    const l1 = await readSnapshotL1(img, sn).catch((e) => {
+      if (!(e instanceof BlockError) || !e.errno) throw e;
+      throw new BlockError(e.kind, `Failed to turn zero into data clusters: ${strerror(e.errno)}`, e.context, { cause: e, reportedBefore: [e.message] });
+    });
     for (let i = 0; i < sn.l1Size; i++) {
       const e = decodeL1(l1, i);
       if (!e.offset) continue;

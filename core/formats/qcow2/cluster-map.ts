@@ -68,8 +68,10 @@ function holdsClusters(img: Qcow2Image, e: L2Entry): boolean {
 
 /** Free what an L2 entry held (compressed bytes or a data cluster); commit() is the caller's. */
 export async function releaseEntry(img: Qcow2Image, e: L2Entry): Promise<void> {
+  if (!holdsClusters(img, e)) return;
+  img.file.debugEvent('cluster_free'); // QEMU's qcow2_free_any_cluster
   if (e.type === 'compressed') await img.refcounts.update(e.compressedOffset, e.compressedSize, -1);
-  else if (holdsClusters(img, e)) await img.refcounts.update(e.offset, img.clusterSize, -1);
+  else await img.refcounts.update(e.offset, img.clusterSize, -1);
 }
 
 /**
@@ -85,12 +87,14 @@ export async function l2ForWrite(img: Qcow2Image, l1Index: number): Promise<{ ta
   await img.barrier();
   await img.writeMeta(offset, table);
   await img.barrier();
+  // Cached before the L1 entry names it: a reader that finds the entry (while the L1 write is
+  // under way) must get this very buffer, not load a second copy whose changes would be lost.
+  img.l2Cache.put(offset, table);
   encodeL1(img.l1, l1Index, offset, true);
   await img.writeL1Entries(l1Index, 1);
-  img.l2Cache.put(offset, table);
   if (l1e.offset) {
     // The old table stays with the snapshots that still use it.
-    await img.refcounts.update(l1e.offset, img.clusterSize, -1);
+    await img.freeClusters(l1e.offset, img.clusterSize);
     await img.refcounts.commit();
   }
   return { table, offset };
@@ -144,7 +148,8 @@ export async function growL1(img: Qcow2Image, entries: number): Promise<void> {
   img.l1.copy(table, 0, 0, img.l1Size * L1E_SIZE);
   const offset = await img.refcounts.allocate(clusters);
   await img.barrier();
-  await img.writeMeta(offset, table);
+  // Only the entries are written (as QEMU does): a new image's file ends right after them.
+  await img.writeMeta(offset, table.subarray(0, entries * L1E_SIZE));
   await img.barrier();
   const oldOffset = img.header.l1TableOffset;
   const oldBytes = img.l1Size * L1E_SIZE;
@@ -153,7 +158,7 @@ export async function growL1(img: Qcow2Image, entries: number): Promise<void> {
   img.l1 = table.subarray(0, entries * L1E_SIZE);
   await img.writeHeader();
   if (oldBytes > 0) {
-    await img.refcounts.update(oldOffset, Math.ceil(oldBytes / cs) * cs, -1);
+    await img.freeClusters(oldOffset, Math.ceil(oldBytes / cs) * cs);
     await img.refcounts.commit();
   }
 }

@@ -1,13 +1,14 @@
 // Compressed clusters (docs/interop/qcow2.txt "Compressed Clusters Descriptor", header byte 104
 // compression_type): zlib clusters are raw deflate streams (4 KiB window); zstd clusters are
-// zstd frames. Both may be followed by padding up to the sector boundary. Decompression of zlib
-// and all compression go through the worker pool; zstd decompression uses 'fzstd' (Node 20 has
-// no zstd in node:zlib).
+// zstd frames. Both may be followed by padding up to the sector boundary. zlib goes through the
+// worker pool; zstd decompression uses 'fzstd' (Node 20 has no zstd in node:zlib) and zstd
+// compression our own Raw/RLE frame writer (zstd-frame.ts).
 
 import { Decompress as ZstdStream } from 'fzstd';
 import { corrupt, unsupported, type BlockErrorContext } from '../../errors.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
 import { COMPRESSION_ZLIB, COMPRESSION_ZSTD } from './header.ts';
+import { zstdFrame } from './zstd-frame.ts';
 
 /** Decompress one cluster; throws Corrupt unless exactly `clusterSize` bytes come out. */
 export async function decompressCluster(workers: WorkerPool, type: number, data: Buffer, clusterSize: number, ctx: BlockErrorContext): Promise<Buffer> {
@@ -48,12 +49,14 @@ function zstdCluster(data: Buffer, clusterSize: number): Uint8Array {
   return out.subarray(0, n);
 }
 
-/** Compress whole clusters with raw deflate; an empty result means "did not shrink" (store it
- *  uncompressed, as QEMU does). */
+/** Compress whole clusters (raw deflate, or zstd frames); an empty result means "did not
+ *  shrink" (store it uncompressed, as QEMU does). */
 export async function compressClusters(workers: WorkerPool, type: number, clusters: Buffer[], clusterSize: number, ctx: BlockErrorContext): Promise<Buffer[]> {
-  if (type !== COMPRESSION_ZLIB) {
-    throw unsupported("Compressed writes with compression_type=zstd are not supported yet (no zstd compressor is available on Node 20); use compression_type=zlib", ctx);
+  if (type === COMPRESSION_ZSTD) {
+    // Raw/RLE-block frames (zstd-frame.ts): cheap enough to stay on this thread.
+    return clusters.map((c) => zstdFrame(c, clusterSize) ?? Buffer.alloc(0));
   }
+  if (type !== COMPRESSION_ZLIB) throw unsupported(`Unknown compression type ${type}`, ctx);
   const chunks = clusters.map((c) => new Uint8Array(c));
   const out = await workers.run('deflateRaw', { chunks, limit: clusterSize }, chunks.map((c) => c.buffer as ArrayBuffer));
   return out.map((u) => Buffer.from(u.buffer, u.byteOffset, u.length));

@@ -18,11 +18,11 @@ import {
   INCOMPAT_EXTL2,
   MAX_BACKING_NAME,
 } from './header.ts';
-import { encodeReftableEntry } from './entries.ts';
+import { encodeReftableEntry, L1E_SIZE } from './entries.ts';
 import { writeRefcountEntry } from './refcount.ts';
 import { loadImage } from './load.ts';
 import { growL1 } from './cluster-map.ts';
-import { l1EntriesFor, MIN_EXTL2_CLUSTER_BITS } from './validate.ts';
+import { l1EntriesFor, MAX_L1_BYTES, MIN_EXTL2_CLUSTER_BITS } from './validate.ts';
 import { preallocate } from './prealloc.ts';
 import { DEFAULT_CLUSTER_SIZE, DEFAULT_REFCOUNT_BITS, MAX_CLUSTER_SIZE, MAX_REFCOUNT_BITS, MIN_CLUSTER_SIZE, versionOf } from './options.ts';
 import type { Preallocation } from '../../block/types.ts';
@@ -65,6 +65,10 @@ export function createParams(o: Record<string, unknown>, size: number): Qcow2Cre
     throw invalidArgument('Refcount width must be a power of two and may not exceed 64 bits');
   }
   const lazyRefcounts = o['lazy_refcounts'] === true;
+  const extendedL2Early = o['extended_l2'] === true;
+  if (l1EntriesFor(size, Math.log2(clusterSize), extendedL2Early) * L1E_SIZE > MAX_L1_BYTES) {
+    throw invalidArgument("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
+  }
   const extendedL2 = o['extended_l2'] === true;
   const compressionType = o['compression_type'] === 'zstd' ? COMPRESSION_ZSTD : 0;
   const dataFile = typeof o['data_file'] === 'string' && o['data_file'] !== '' ? (o['data_file'] as string) : undefined;
@@ -73,7 +77,6 @@ export function createParams(o: Record<string, unknown>, size: number): Qcow2Cre
   const backingFile = typeof o['backing_file'] === 'string' && o['backing_file'] !== '' ? (o['backing_file'] as string) : undefined;
   const backingFormat = typeof o['backing_fmt'] === 'string' && o['backing_fmt'] !== '' ? (o['backing_fmt'] as string) : undefined;
 
-  if (size % SECTOR !== 0) throw invalidArgument(`Image size must be a multiple of ${SECTOR} bytes`);
   if (version < 3) {
     if (lazyRefcounts) throw invalidArgument(`Lazy refcounts only supported with compatibility level 1.1 and above ${V3_HINT}`);
     if (refcountBits !== DEFAULT_REFCOUNT_BITS) throw invalidArgument(`Different refcount widths than 16 bits require compatibility level 1.1 or above ${V3_HINT}`);
@@ -125,13 +128,16 @@ export function initialClusters(p: Qcow2CreateParams): Buffer {
 }
 
 export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<void> {
-  const p = createParams(ctx.options, ctx.size);
+  // qemu-img create rounds the size up to whole sectors (qcow2_co_create_opts); only QMP's
+  // blockdev-create refuses an unaligned size.
+  const size = Math.ceil(ctx.size / SECTOR) * SECTOR;
+  const p = createParams(ctx.options, size);
   await file.write(0, initialClusters(p));
   const img = await loadImage(file, { filename: ctx.filename, readOnly: false, workers: ctx.workers, warn: ctx.warn });
   if (p.dataFile) img.dataFile = await ctx.createSibling(p.dataFile);
   await img.meta.run(async () => {
-    await growL1(img, l1EntriesFor(ctx.size, img.clusterBits, img.geo.extendedL2));
-    img.header.size = ctx.size;
+    await growL1(img, l1EntriesFor(size, img.clusterBits, img.geo.extendedL2));
+    img.header.size = size;
     if (p.crypto && p.crypto.method !== CRYPT_NONE) {
       ctx.secrets.passphrase(p.crypto.secretId!); // an unknown secret id fails before the header changes
       if (p.crypto.method === CRYPT_LUKS) {
@@ -140,6 +146,8 @@ export async function createQcow2(file: BlockNode, ctx: CreateContext): Promise<
       img.header.cryptMethod = p.crypto.method;
     }
     await img.writeHeader();
-    await preallocate(img, 0, ctx.size, p.preallocation);
+    await preallocate(img, 0, size, p.preallocation);
+    // An external data file covers the whole disk from the start (sparse unless preallocated).
+    if (p.dataFile && img.dataFile.size < size) await img.dataFile.truncate(size, { preallocation: 'off', shrink: false });
   });
 }

@@ -4,7 +4,7 @@
 // encode() lays out cluster 0 the way QEMU does: header, extensions, end marker, backing name.
 
 import { invalidImage, type BlockErrorContext } from '../../errors.ts';
-import { u64ToNumber } from '../../util/checked.ts';
+import { sizeToNumber, u64ToNumber } from '../../util/checked.ts';
 
 /** "QFI\xfb" (qcow2.txt "magic"). */
 export const QCOW2_MAGIC = 0x514649fb;
@@ -24,6 +24,8 @@ export const EXT_FEATURE_TABLE = 0x6803f857;
 export const EXT_CRYPTO = 0x0537be77;
 export const EXT_BITMAPS = 0x23852875;
 export const EXT_DATA_FILE = 0x44415441;
+/** Clusters of this size or smaller get no feature name table. */
+const FEATURE_TABLE_MIN_CLUSTER = 4096;
 /** Size of one feature name table entry: type u8, bit u8, name[46]. */
 export const FEATURE_ENTRY_SIZE = 48;
 const FEATURE_NAME_BYTES = 46;
@@ -113,16 +115,16 @@ export interface Qcow2Header {
 
 /** Decode the fixed header fields from the first HEADER_READ_BYTES of the file. */
 export function decodeFixedHeader(buf: Buffer, ctx: BlockErrorContext): Qcow2Header {
-  if (buf.length < HEADER_V2_LENGTH) throw invalidImage('Image is not in qcow2 format (file too short for a qcow2 header)', ctx);
+  if (buf.length < HEADER_V2_LENGTH) throw invalidImage('Image is not in qcow2 format', ctx);
   const magic = buf.readUInt32BE(0);
-  if (magic !== QCOW2_MAGIC) throw invalidImage(`Image is not in qcow2 format (magic 0x${magic.toString(16)}, expected 0x${QCOW2_MAGIC.toString(16)})`, ctx);
+  if (magic !== QCOW2_MAGIC) throw invalidImage('Image is not in qcow2 format', ctx);
   const version = buf.readUInt32BE(4);
   const h: Qcow2Header = {
     version,
     backingFileOffset: u64ToNumber(buf.readBigUInt64BE(8), 'backing_file_offset', ctx),
     backingFileSize: buf.readUInt32BE(16),
     clusterBits: buf.readUInt32BE(20),
-    size: u64ToNumber(buf.readBigUInt64BE(24), 'Image size', ctx),
+    size: sizeToNumber(buf.readBigUInt64BE(24), 'Image size', ctx),
     cryptMethod: buf.readUInt32BE(32),
     l1Size: buf.readUInt32BE(36),
     l1TableOffset: u64ToNumber(buf.readBigUInt64BE(40), 'L1 table offset', ctx),
@@ -179,8 +181,14 @@ export function decodeExtensions(h: Qcow2Header, cluster0: Buffer, ctx: BlockErr
         h.dataFile = trimNul(data.toString('utf8'));
         break;
       case EXT_FEATURE_TABLE:
-        for (let p = 0; p + FEATURE_ENTRY_SIZE <= data.length; p += FEATURE_ENTRY_SIZE) {
-          h.featureNames.push({ type: data[p]!, bit: data[p + 1]!, name: trimNul(data.toString('utf8', p + 2, p + FEATURE_ENTRY_SIZE)) });
+        {
+          // A last entry cut short still counts (its missing bytes read as zero); the table
+          // ends at the first entry with an empty name, as QEMU reads it.
+          const table = Buffer.alloc(Math.ceil(data.length / FEATURE_ENTRY_SIZE) * FEATURE_ENTRY_SIZE);
+          data.copy(table);
+          for (let p = 0; p + FEATURE_ENTRY_SIZE <= table.length && table[p + 2] !== 0; p += FEATURE_ENTRY_SIZE) {
+            h.featureNames.push({ type: table[p]!, bit: table[p + 1]!, name: trimNul(table.toString('utf8', p + 2, p + FEATURE_ENTRY_SIZE)) });
+          }
         }
         break;
       case EXT_BITMAPS:
@@ -200,13 +208,21 @@ function trimNul(s: string): string {
   return i < 0 ? s : s.slice(0, i);
 }
 
-/** Name of an incompatible/compatible/autoclear bit, from the image's table or QEMU's names. */
-export function featureName(h: Qcow2Header, type: number, bit: number): string {
-  const own = h.featureNames.find((f) => f.type === type && f.bit === bit);
-  if (own) return own.name;
-  const known = KNOWN_FEATURE_NAMES.find((f) => f.type === type && f.bit === bit);
-  if (known) return known.name;
-  return `Unknown ${['incompatible', 'compatible', 'autoclear'][type] ?? 'unknown'} feature: ${(1n << BigInt(bit)).toString(16)}`;
+/**
+ * The unsupported incompatible bits in words, as QEMU reports them: the names the image's own
+ * feature table gives, in table order, then the remaining bits as one hexadecimal mask.
+ */
+export function unsupportedFeatureText(h: Qcow2Header, mask: bigint): string {
+  const parts: string[] = [];
+  for (const f of h.featureNames) {
+    const bit = 1n << BigInt(f.bit);
+    if (f.type === 0 && f.bit < 64 && mask & bit) {
+      parts.push(f.name);
+      mask &= ~bit;
+    }
+  }
+  if (mask) parts.push(`Unknown incompatible feature: ${mask.toString(16)}`);
+  return parts.join(', ');
 }
 
 function extension(type: number, data: Buffer): Buffer {
@@ -228,7 +244,9 @@ export function encodeHeader(h: Qcow2Header, clusterSize: number): Buffer {
   if (h.backingFormat) parts.push(extension(EXT_BACKING_FORMAT, Buffer.from(h.backingFormat, 'latin1')));
   if (h.dataFile) parts.push(extension(EXT_DATA_FILE, Buffer.from(h.dataFile, 'utf8')));
   if (h.cryptoExt) parts.push(extension(EXT_CRYPTO, h.cryptoExt));
-  if (h.version >= 3) {
+  // The feature name table is left out of small clusters, where it would crowd out the rest
+  // (QEMU writes it only for clusters above 4 KiB).
+  if (h.version >= 3 && clusterSize > FEATURE_TABLE_MIN_CLUSTER) {
     const table = Buffer.alloc(KNOWN_FEATURE_NAMES.length * FEATURE_ENTRY_SIZE);
     KNOWN_FEATURE_NAMES.forEach((f, i) => {
       table[i * FEATURE_ENTRY_SIZE] = f.type;

@@ -223,12 +223,29 @@ export class Qcow2Image {
       if (offset % this.clusterSize !== 0) throw corrupt(`L2 table offset 0x${offset.toString(16)} is not cluster aligned`, this.ctx);
       if (offset < this.clusterSize) throw corrupt(`L2 table offset 0x${offset.toString(16)} overlaps the qcow2 header`, this.ctx);
       if (offset + this.clusterSize > this.file.size) throw corrupt(`L2 table at offset 0x${offset.toString(16)} is beyond the end of the file (${this.file.size} bytes)`, this.ctx);
+      this.file.debugEvent('l2_load');
       return this.file.read(offset, this.clusterSize);
     });
   }
 
   /** Write the L1 entries [first, first+count) of the active table to disk. */
   async writeL1Entries(first: number, count: number): Promise<void> {
+    this.file.debugEvent('l1_update');
     await this.writeMeta(this.header.l1TableOffset + first * L1E_SIZE, this.l1.subarray(first * L1E_SIZE, (first + count) * L1E_SIZE));
+  }
+
+  /**
+   * Drop one reference to the clusters of [offset, offset+length) that a table or list used
+   * (QEMU's qcow2_free_clusters), in memory: commit() is the caller's. As in QEMU, a failure is
+   * reported and the clusters leak (`qemu-img check -r leaks` repairs that); the operation that
+   * freed them goes on. Caller holds `meta`.
+   */
+  async freeClusters(offset: number, length: number): Promise<void> {
+    this.file.debugEvent('cluster_free');
+    try {
+      await this.refcounts.update(offset, length, -1);
+    } catch (e) {
+      this.warn(`qcow2_free_clusters failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 }

@@ -51,9 +51,10 @@ export const qcow2Driver: FormatDriver = {
       throw invalidImage("'data-file' can only be set for images with an external data file", { path: ctx.filename });
     }
     const node = new Qcow2Node(img, ctx);
-    if (!ctx.readOnly && img.header.incompatible & INCOMPAT_DIRTY) {
+    if (!ctx.readOnly && !ctx.forCheck && img.header.incompatible & INCOMPAT_DIRTY) {
       // A dirty image (lazy refcounts, not closed cleanly): repair the refcounts, as QEMU does.
       const r = await checkImage(img, 'all');
+      for (const m of r.messages) ctx.warn(m); // QEMU prints the repair's findings as it goes
       if (r.corruptions > 0 || r.checkErrors > 0) {
         throw corrupt(`Could not repair dirty image: ${r.corruptions} corruptions and ${r.checkErrors} check errors remain (run qemu-img check -r all)`, { path: ctx.filename });
       }

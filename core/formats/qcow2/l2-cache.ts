@@ -43,6 +43,10 @@ export class L2Cache {
     const p = load().then(
       (buf) => {
         this.#loading.delete(offset);
+        // A table put while this load was under way (a new or changed table) is the one to use:
+        // there must never be two buffers for one table.
+        const current = this.#tables.get(offset);
+        if (current) return current;
         this.put(offset, buf);
         return buf;
       },

@@ -43,6 +43,8 @@ export async function loadImage(file: BlockNode, o: LoadOptions): Promise<Qcow2I
   if (h.nbSnapshots > 0) {
     const t = await readSnapshotTable(file, h.snapshotsOffset, h.nbSnapshots, cs, ctx);
     img.snapshots = t.snapshots;
+    // An entry without a disk size (v2) was taken at the image's size (QEMU's reading).
+    for (const sn of img.snapshots) sn.diskSize ??= h.size;
     img.snapshotTableBytes = t.bytes;
   }
   return img;

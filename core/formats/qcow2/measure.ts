@@ -3,6 +3,8 @@
 // (header, L2 and L1 tables, refcount structures, data) and the size actually required for a
 // given source (only the clusters holding data).
 
+import { invalidArgument } from '../../errors.ts';
+import { l1EntriesFor, MAX_L1_BYTES } from './validate.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { blockStatusAbove } from '../../block/node.ts';
 import type { MeasureResult } from '../../block/types.ts';
@@ -49,6 +51,9 @@ export async function measureQcow2(size: number, options: OptionValues, source?:
   const p = createParams(options, 0);
   const cs = p.clusterSize;
   let virtualSize = Math.ceil(size / cs) * cs;
+  if (!source && l1EntriesFor(virtualSize, Math.log2(cs), p.extendedL2) * L1E_SIZE > MAX_L1_BYTES) {
+    throw invalidArgument('The image size is too large (try using a larger cluster size)');
+  }
   let required = 0;
   if (source) {
     const ssize = source.size;

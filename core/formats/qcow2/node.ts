@@ -7,7 +7,7 @@
 import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, Reservation, SnapshotCapability, TruncateOptions, ZeroFlags, AmendContext } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
-import { corrupt, invalidArgument, unsupported } from '../../errors.ts';
+import { BlockError, corrupt, invalidArgument, unsupported } from '../../errors.ts';
 import {
   AUTOCLEAR_BITMAPS,
   AUTOCLEAR_KNOWN,
@@ -22,9 +22,11 @@ import { clustersLeftInTable, growL1, l2ForWrite, lazyRun, lookup, lookupRun, po
 import { compressClusters, decompressCluster } from './compress.ts';
 import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
-import { Qcow2Snapshots } from './snapshots.ts';
+import { Qcow2Snapshots, writeSnapshotTable } from './snapshots.ts';
+import { SNAPSHOT_EXTRA_V3_MIN } from './snapshots-table.ts';
 import { amendImage } from './amend.ts';
-import { bitmapInfo } from './bitmaps.ts';
+import { canEmptyCompletely, makeCompletelyEmpty } from './make-empty.ts';
+import { bitmapInfo, Qcow2Bitmaps } from './bitmaps.ts';
 import { mapUnallocated, preallocate } from './prealloc.ts';
 import { refineWithFile } from '../../block/host-status.ts';
 import { amendCrypto, closeCrypto, COMPRESSION_WITH_ENCRYPTION, CRYPT_SECTOR, cryptoOf, decryptData, encryptData, encryptInfo } from './encryption.ts';
@@ -45,16 +47,24 @@ export class Qcow2Node implements NodeImpl {
   readonly img: Qcow2Image;
   readonly #ctx: OpenContext;
   readonly snapshots: SnapshotCapability;
+  /** Persistent dirty bitmaps (bitmaps.ts): loaded before the first change of guest data, told
+   *  of every change, stored at close. */
+  readonly bitmaps: Qcow2Bitmaps;
   /** Next byte for packing compressed clusters (QEMU's free_byte_offset); 0 = none. */
   #freeByte = 0;
   #dirtyMarked = false;
   #autoclearDone = false;
   #closed = false;
+  /** Metadata on disk no longer matches memory after a failed whole-image change (QEMU ejects
+   *  the node, bs->drv = NULL): nothing is read or written any more, not even at close, and the
+   *  dirty bit left on disk makes the next open repair the image. */
+  #ejected = false;
 
   constructor(img: Qcow2Image, ctx: OpenContext) {
     this.img = img;
     this.#ctx = ctx;
     this.snapshots = new Qcow2Snapshots(this);
+    this.bitmaps = new Qcow2Bitmaps(img, (fn) => this.exclusive(fn));
     if (!img.readOnly) {
       img.onClusterFreed = (cluster) => {
         if (this.#freeByte && Math.floor(this.#freeByte / img.clusterSize) === cluster) this.#freeByte = 0;
@@ -211,7 +221,13 @@ export class Qcow2Node implements NodeImpl {
     return out;
   }
 
+  /** QEMU's answer for an ejected node (ENOMEDIUM). */
+  #checkInserted(): void {
+    if (this.#ejected) throw new BlockError('Io', 'No medium found', this.img.ctx);
+  }
+
   async readInto(offset: number, length: number, out: Buffer): Promise<void> {
+    this.#checkInserted();
     const pieces = await this.#pieces(offset, length);
     const crypto = cryptoOf(this.img);
     await Promise.all(
@@ -223,14 +239,17 @@ export class Qcow2Node implements NodeImpl {
             return;
           case 'data': {
             const into = out.subarray(at, at + p.length);
+            this.img.file.debugEvent('read_aio');
             await this.img.dataFile.readInto(p.host, into);
             if (crypto) (await decryptData(crypto, p.guest, p.host, into)).copy(into);
             return;
           }
           case 'backing':
+            if (this.#hasBacking()) this.img.file.debugEvent('read_backing_aio');
             (await this.#ctx.readBacking(p.guest, p.length)).copy(out, at);
             return;
           case 'compressed': {
+            this.img.file.debugEvent('read_compressed');
             const c = await this.#readCompressed(p.entry!, p.guest - p.host);
             c.copy(out, at, p.host, p.host + p.length);
           }
@@ -241,21 +260,21 @@ export class Qcow2Node implements NodeImpl {
 
   // ---------------------------------------------------------------- writes
 
-  /** Before the first change: set the dirty bit (lazy refcounts) and drop autoclear bits whose
-   *  data we do not maintain (bitmaps become inconsistent, as QEMU marks them). */
+  /** Before the first change: set the dirty bit (lazy refcounts), drop autoclear bits of
+   *  features Platter does not know (their data is not maintained), and load the persistent
+   *  bitmaps, which marks them in use on disk until close stores them (bitmaps.ts). */
   async #beforeWrite(): Promise<void> {
+    this.#checkInserted();
     if (this.#dirtyMarked && this.#autoclearDone) return;
     await this.img.meta.run(async () => {
       const h = this.img.header;
       let change = false;
       if (!this.#autoclearDone) {
-        const keep = h.autoclear & AUTOCLEAR_KNOWN & ~AUTOCLEAR_BITMAPS;
+        const keep = h.autoclear & AUTOCLEAR_KNOWN;
         if (keep !== h.autoclear) {
           h.autoclear = keep;
           change = true;
-          if (h.bitmapsExt) this.img.warn(`qcow2: '${this.img.ctx.path}': Platter does not update persistent dirty bitmaps; they are now marked inconsistent (as QEMU marks them after a program without bitmap support writes)`);
         }
-        this.#autoclearDone = true;
       }
       if (!this.#dirtyMarked) {
         if (this.img.lazyRefcounts && h.version >= 3 && !(h.incompatible & INCOMPAT_DIRTY)) {
@@ -265,7 +284,19 @@ export class Qcow2Node implements NodeImpl {
         this.#dirtyMarked = true;
       }
       if (change) await this.img.writeHeader();
+      if (!this.#autoclearDone) {
+        await this.img.writeThrough(() => this.bitmaps.loadLocked());
+        this.#autoclearDone = true;
+      }
     });
+  }
+
+  /** Guest bytes [offset, offset+length) are about to change: prepare the image and record the
+   *  change in the enabled persistent bitmaps first (QEMU marks them as a write completes;
+   *  marking before means a bitmap is never behind the data, even if the write fails). */
+  async #changing(offset: number, length: number): Promise<void> {
+    await this.#beforeWrite();
+    this.bitmaps.markDirty(offset, length);
   }
 
   /** Lock the whole image (snapshot ops, resize, amend, check), with metadata written through. */
@@ -279,7 +310,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
-    await this.#beforeWrite();
+    await this.#changing(offset, data.length);
     const img = this.img;
     const cs = img.clusterSize;
     const lockStart = Math.floor(offset / cs) * cs;
@@ -333,6 +364,7 @@ export class Qcow2Node implements NodeImpl {
           this.#checkHost(entries[k]!.offset, p);
           const crypto = cryptoOf(img);
           const part = slice.subarray(p - gStart, q - gStart);
+          img.file.debugEvent('write_aio');
           await img.dataFile.write(host, crypto ? await encryptData(crypto, p, host, part) : part);
           p = q;
         }
@@ -373,6 +405,7 @@ export class Qcow2Node implements NodeImpl {
           return at;
         });
     const crypto = cryptoOf(img);
+    img.file.debugEvent('write_aio');
     await img.dataFile.write(host, crypto ? await encryptData(crypto, base, host, buf) : buf);
     // The new refcounts reach the disk before the L2 entries that use them; parallel writers
     // share this flush.
@@ -398,7 +431,7 @@ export class Qcow2Node implements NodeImpl {
   async reserve(offset: number, length: number): Promise<Reservation | undefined> {
     const img = this.img;
     if (!img.deferring || cryptoOf(img) || img.externalData || this.#hasBacking() || img.header.backingFile) return undefined;
-    await this.#beforeWrite();
+    await this.#changing(offset, length);
     const cs = img.clusterSize;
     const start = Math.floor(offset / cs) * cs;
     const end = Math.min(Math.ceil((offset + length) / cs) * cs, Math.ceil(img.size / cs) * cs);
@@ -455,6 +488,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    await this.#changing(offset, length);
     const img = this.img;
     const cs = img.clusterSize;
     const v2 = img.header.version < 3;
@@ -515,6 +549,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async discard(offset: number, length: number): Promise<void> {
+    await this.#changing(offset, length);
     const img = this.img;
     const cs = img.clusterSize;
     const start = Math.ceil(offset / cs) * cs;
@@ -557,6 +592,12 @@ export class Qcow2Node implements NodeImpl {
     await this.#beforeWrite();
     const img = this.img;
     const geo = img.geo;
+    if (canEmptyCompletely(img)) {
+      await this.exclusive(() => makeCompletelyEmpty(img, () => (this.#ejected = true)));
+      this.#freeByte = 0;
+      this.#dirtyMarked = false; // the dirty bit is clear again: the next write sets it anew
+      return;
+    }
     await this.exclusive(async () => {
       for (let l1Index = 0; l1Index < img.l1Size; l1Index++) {
         if (!decodeL1(img.l1, l1Index).offset) continue;
@@ -586,12 +627,13 @@ export class Qcow2Node implements NodeImpl {
     }
     const [packed] = await compressClusters(img.workers, img.header.compressionType, [whole], cs, img.ctx);
     if (!packed || packed.length === 0) return this.write(offset, data);
-    await this.#beforeWrite();
+    await this.#changing(offset, data.length);
     const release = await img.writes.acquire(offset, offset + cs);
     try {
       const cluster = offset / cs;
       await img.meta.run(async () => {
         const host = await this.#allocBytes(packed.length);
+        img.file.debugEvent('write_compressed');
         await img.writeMeta(host, packed);
         await updateEntries(img, cluster, 1, (t, idx, _i, old) => {
           encodeCompressedL2(t, idx, img.geo, host, packed.length);
@@ -822,11 +864,13 @@ export class Qcow2Node implements NodeImpl {
     let zeroed = false;
     await this.exclusive(async () => {
       if (img.snapshots.length > 0 && img.header.version < 3) throw unsupported("Can't resize a v2 image which has snapshots", img.ctx);
+      await this.bitmaps.checkResizableLocked();
       if (size < old) {
         if (mode !== 'off') throw invalidArgument("Preallocation can't be used for shrinking an image", img.ctx);
         await this.#shrink(size);
         img.header.size = size;
         await img.writeHeader();
+        this.bitmaps.resized(size);
         return;
       }
       if (size === old) return;
@@ -839,6 +883,7 @@ export class Qcow2Node implements NodeImpl {
       const head = mode !== 'off' && old > headStart ? await this.read(headStart, old - headStart) : undefined;
       img.header.size = size;
       await img.writeHeader();
+      this.bitmaps.resized(size);
       if (mode !== 'off') {
         zeroed = await preallocate(img, old, size, mode, {
           zeroWrite,
@@ -852,16 +897,10 @@ export class Qcow2Node implements NodeImpl {
       }
     });
     if (!zeroWrite || zeroed) return;
-    const zeroStart = Math.ceil(old / img.subclusterSize) * img.subclusterSize;
-    if (size > zeroStart) {
-      const release = await img.writes.acquire(zeroStart, Math.ceil(size / cs) * cs);
-      try {
-        await this.#zeroClusters(zeroStart, size, false, false);
-      } finally {
-        release();
-      }
-    }
-    if (zeroStart > old) await this.write(old, Buffer.alloc(Math.min(zeroStart, size) - old));
+    // Through the ordinary zero-write path, which keeps the part of the cut cluster before the
+    // old end reading from the backing file (writing zero clusters directly lost it with
+    // extended L2: the whole cluster was mapped).
+    await this.writeZeroes(old, size - old, {});
   }
 
   /** The metadata side of shrinking to `size` (QEMU: qcow2_cluster_discard of the cropped
@@ -918,7 +957,7 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async flush(): Promise<void> {
-    if (this.img.readOnly) return;
+    if (this.img.readOnly || this.#ejected) return;
     await this.img.meta.run(async () => {
       await this.#coverReserved();
       await this.img.writeBack();
@@ -990,7 +1029,26 @@ export class Qcow2Node implements NodeImpl {
   }
 
   async check(repair: RepairMode | undefined): Promise<CheckResult> {
-    return this.exclusive(() => checkImage(this.img, repair));
+    return this.exclusive(async () => {
+      // Opened for repair, the image drops the autoclear bits it does not know, as QEMU does
+      // on every read-write open.
+      const h = this.img.header;
+      if (repair && !this.img.readOnly && h.autoclear & ~AUTOCLEAR_KNOWN) {
+        h.autoclear &= AUTOCLEAR_KNOWN;
+        await this.img.writeHeader();
+      }
+      // v3 snapshot entries without the required extra data (QEMU's snapshot table check):
+      // reported first; -r all rewrites the table once the refcounts are checked.
+      const incomplete = h.version >= 3 ? this.img.snapshots.flatMap((sn, i) => ((sn.extraDataSize ?? 0) < SNAPSHOT_EXTRA_V3_MIN ? [i] : [])) : [];
+      const notes = incomplete.map((i) => `${repair === 'all' ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
+      const res = await checkImage(this.img, repair);
+      res.messages.unshift(...notes);
+      if (incomplete.length && repair === 'all') {
+        await writeSnapshotTable(this.img);
+        res.corruptionsFixed += incomplete.length;
+      } else res.corruptions += incomplete.length;
+      return res;
+    });
   }
 
   async amend(options: OptionValues, ctx: AmendContext): Promise<void> {
@@ -1005,9 +1063,10 @@ export class Qcow2Node implements NodeImpl {
     this.#closed = true;
     const img = this.img;
     closeCrypto(img);
-    if (img.readOnly) return;
+    if (img.readOnly || this.#ejected) return;
     await img.meta.run(async () => {
       await this.#coverReserved();
+      await img.writeThrough(() => this.bitmaps.storeLocked());
       await img.writeBack();
       if (img.header.incompatible & INCOMPAT_DIRTY) {
         await img.file.flush();

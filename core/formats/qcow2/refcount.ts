@@ -8,7 +8,7 @@
 // block does not exist yet.
 
 import type { BlockNode } from '../../block/node.ts';
-import { corrupt, invalidImage, type BlockErrorContext } from '../../errors.ts';
+import { BlockError, corrupt, invalidImage, type BlockErrorContext } from '../../errors.ts';
 import { decodeReftableEntry, encodeReftableEntry, L1E_SIZE } from './entries.ts';
 
 /** Refcount blocks kept in memory (clean ones are evicted first-in first-out past this). */
@@ -155,6 +155,7 @@ export class Refcounts {
     if (buf) return buf;
     if (off % this.clusterSize !== 0) throw corrupt(`Refcount block offset 0x${off.toString(16)} (table entry ${b}) is not cluster aligned`, this.#io.ctx);
     if (off + this.clusterSize > this.#io.file.size) throw corrupt(`Refcount block ${b} at offset 0x${off.toString(16)} is beyond the end of the file`, this.#io.ctx);
+    this.#io.file.debugEvent('refblock_load');
     buf = await this.#io.file.read(off, this.clusterSize);
     if (this.#blocks.size >= BLOCK_CACHE_MAX) {
       for (const k of this.#blocks.keys()) {
@@ -174,6 +175,15 @@ export class Refcounts {
     if (b >= this.#table.length) return 0;
     const buf = await this.#block(b);
     return buf ? readRefcountEntry(buf, cluster % this.perBlock, this.bits) : 0;
+  }
+
+  /** The stored refcount exactly, for messages (64-bit entries past 2^53 are capped by get()). */
+  async exact(cluster: number): Promise<bigint> {
+    const b = Math.floor(cluster / this.perBlock);
+    if (b >= this.#table.length) return 0n;
+    const buf = await this.#block(b);
+    if (!buf) return 0n;
+    return this.bits === 64 ? buf.readBigUInt64BE((cluster % this.perBlock) * 8) : BigInt(readRefcountEntry(buf, cluster % this.perBlock, this.bits));
   }
 
   /** How many host clusters below `end` have a non-zero refcount, counting no further than
@@ -204,6 +214,13 @@ export class Refcounts {
     } else this.#dirty.set(b, [lo, hi]);
   }
 
+  /** A refcount for a cluster no refcount block covers. QEMU's code returns EFBIG where the
+   *  refcount table would have to grow past its limit, EAGAIN where a new block is needed
+   *  inside it (what qemu-img prints for a failed snapshot creation). */
+  #noBlock(cluster: number, b: number, value: number): BlockError {
+    return new BlockError('Corrupt', `Cluster ${cluster} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx, { errno: b >= MAX_REFTABLE_ENTRIES ? 'EFBIG' : 'EAGAIN' });
+  }
+
   /** Set the refcount of `cluster` (creating its block if needed); written at commit(). */
   async set(cluster: number, value: number): Promise<void> {
     if (value < 0 || value > this.max) throw corrupt(`Refcount of cluster ${cluster} would be ${value} (allowed: 0..${this.max})`, this.#io.ctx);
@@ -211,7 +228,7 @@ export class Refcounts {
     const buf = b < this.#table.length ? await this.#block(b) : undefined;
     if (!buf) {
       if (value === 0) return;
-      throw corrupt(`Cluster ${cluster} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx);
+      throw this.#noBlock(cluster, b, value);
     }
     const i = cluster % this.perBlock;
     writeRefcountEntry(buf, i, this.bits, value);
@@ -229,7 +246,7 @@ export class Refcounts {
     for (let c = start; c < start + count; ) {
       const b = Math.floor(c / per);
       const buf = b < this.#table.length ? await this.#block(b) : undefined;
-      if (!buf) throw corrupt(`Cluster ${c} has no refcount block to hold refcount ${value} (refcount table entry ${b} is empty)`, this.#io.ctx);
+      if (!buf) throw this.#noBlock(c, b, value);
       const first = c - b * per;
       const end = Math.min(per, first + start + count - c);
       for (let i = first; i < end; i++) writeRefcountEntry(buf, i, this.bits, value);
@@ -245,13 +262,21 @@ export class Refcounts {
     if (length <= 0) return freed;
     const first = Math.floor(offset / this.clusterSize);
     const last = Math.floor((offset + length - 1) / this.clusterSize);
-    for (let c = first; c <= last; c++) {
-      const cur = await this.get(c);
-      const next = cur + delta;
-      if (next < 0) throw corrupt(`Refcount of cluster ${c} would drop below zero (it is ${cur}); the image needs 'qemu-img check -r all'`, this.#io.ctx);
-      if (next > this.max) throw corrupt(`Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx);
-      await this.set(c, next);
-      if (next === 0) freed.push(c);
+    let c = first;
+    try {
+      for (; c <= last; c++) {
+        const cur = await this.get(c);
+        const next = cur + delta;
+        if (next < 0) throw corrupt(`Refcount of cluster ${c} would drop below zero (it is ${cur}); the image needs 'qemu-img check -r all'`, this.#io.ctx);
+        if (next > this.max) throw new BlockError('Corrupt', `Refcount of cluster ${c} would overflow ${this.bits}-bit refcounts`, this.#io.ctx, { errno: 'EINVAL' });
+        await this.set(c, next);
+        if (next === 0) freed.push(c);
+      }
+    } catch (e) {
+      // All or nothing, as QEMU's update_refcount undoes its partial update: the clusters done
+      // get their old counts back (their blocks are cached, so this reads nothing).
+      for (let d = first; d < c; d++) await this.set(d, (await this.get(d)) - delta);
+      throw e;
     }
     return freed;
   }
@@ -283,6 +308,7 @@ export class Refcounts {
   async allocate(n: number, area?: { cover: number }): Promise<number> {
     const cs = this.clusterSize;
     const cover = area?.cover ?? 0;
+    this.#io.file.debugEvent('cluster_alloc');
     for (;;) {
       let extra = 0;
       let start = 0;

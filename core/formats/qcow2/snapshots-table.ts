@@ -3,7 +3,7 @@
 // disk_size, icount), the id and name strings, padding to 8 bytes. Unknown extra data is kept.
 
 import type { BlockNode } from '../../block/node.ts';
-import { invalidImage, type BlockErrorContext } from '../../errors.ts';
+import { BlockError, invalidImage, type BlockErrorContext } from '../../errors.ts';
 import { L1E_SIZE } from './entries.ts';
 import { MAX_L1_BYTES } from './validate.ts';
 
@@ -17,8 +17,21 @@ export const SNAPSHOT_EXTRA_V3 = 24;
 export const SNAPSHOT_EXTRA_V3_MIN = 16;
 /** Upper bound of the whole table (QEMU: QCOW_MAX_SNAPSHOTS_SIZE, 64 MiB). */
 export const MAX_SNAPSHOT_TABLE_BYTES = 64 << 20;
+/** The largest entry: fixed part, extra data, id and name of 64 KiB each at most. */
+const MAX_ENTRY_BYTES = SNAPSHOT_FIXED + MAX_SNAPSHOT_EXTRA + 2 * 0xffff;
 /** Read the table through a window of this size. */
 const READ_WINDOW = 64 << 10;
+
+/**
+ * A snapshot's L1 table before use (QEMU qcow2_validate_table): not larger than the active
+ * L1 limit (EFBIG), cluster aligned (EINVAL), and, Platter's own rule, inside the file.
+ */
+export function validateSnapshotL1(sn: { l1TableOffset: number; l1Size: number }, clusterSize: number, fileSize: number, ctx: BlockErrorContext): void {
+  if (sn.l1Size * L1E_SIZE > MAX_L1_BYTES) throw new BlockError('InvalidImage', 'Snapshot L1 table too large', ctx, { errno: 'EFBIG' });
+  if (sn.l1TableOffset % clusterSize !== 0 || (sn.l1Size > 0 && (sn.l1TableOffset < clusterSize || sn.l1TableOffset + sn.l1Size * L1E_SIZE > fileSize))) {
+    throw new BlockError('InvalidImage', 'Snapshot L1 table offset invalid', ctx, { errno: 'EINVAL' });
+  }
+}
 
 export interface Snapshot {
   l1TableOffset: number;
@@ -34,6 +47,8 @@ export interface Snapshot {
   icount?: number;
   /** Extra data past the fields we know, preserved. */
   extraTail: Buffer;
+  /** Bytes of extra data the entry has on disk (v3 requires at least SNAPSHOT_EXTRA_V3_MIN). */
+  extraDataSize?: number;
 }
 
 /** Read and decode `count` entries at `offset`. */
@@ -43,11 +58,16 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
   let win: Buffer = Buffer.alloc(0);
   let winStart = offset;
   const need = async (at: number, len: number): Promise<Buffer> => {
-    if (at + len - offset > MAX_SNAPSHOT_TABLE_BYTES) throw invalidImage(`Snapshot table too large (more than ${MAX_SNAPSHOT_TABLE_BYTES} bytes)`, ctx);
-    if (at + len > file.size) throw invalidImage(`Snapshot table entry at 0x${at.toString(16)} runs past the end of the file (${file.size} bytes)`, ctx);
+    // Reads stay within the table limit plus one entry (the limit itself is checked per entry).
+    if (at + len - offset > MAX_SNAPSHOT_TABLE_BYTES + MAX_ENTRY_BYTES) throw invalidImage(`Snapshot table too large (more than ${MAX_SNAPSHOT_TABLE_BYTES} bytes)`, ctx);
+    // Past the end of the file the table reads as zeros, as QEMU's block layer reads it
+    // (entries of zeros: no id, no name, no L1 table).
     if (at < winStart || at + len > winStart + win.length) {
       winStart = at;
-      win = await file.read(at, Math.min(file.size - at, Math.max(len, READ_WINDOW)));
+      const want = Math.max(len, READ_WINDOW);
+      win = Buffer.alloc(want);
+      const have = Math.max(0, Math.min(want, file.size - at));
+      if (have > 0) (await file.read(at, have)).copy(win);
     }
     return win.subarray(at - winStart, at - winStart + len);
   };
@@ -62,11 +82,11 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
     const vmClockNsec = Number(f.readBigUInt64BE(24));
     const vmState32 = f.readUInt32BE(32);
     const extraSize = f.readUInt32BE(36);
-    if (extraSize > MAX_SNAPSHOT_EXTRA) throw invalidImage(`Too much extra metadata in snapshot table entry ${i} (${extraSize} bytes, at most ${MAX_SNAPSHOT_EXTRA})`, ctx);
-    if (l1Size * L1E_SIZE > MAX_L1_BYTES) throw invalidImage(`Snapshot L1 table too large (entry ${i}: ${l1Size} entries)`, ctx);
-    if (l1Size > 0 && (l1TableOffset % clusterSize !== 0 || l1TableOffset < clusterSize || l1TableOffset + l1Size * L1E_SIZE > file.size)) {
-      throw invalidImage(`Snapshot L1 table offset invalid (entry ${i}: 0x${l1TableOffset.toString(16)}, ${l1Size} entries, file size ${file.size})`, ctx);
+    if (extraSize > MAX_SNAPSHOT_EXTRA) {
+      throw new BlockError('InvalidImage', `Too much extra metadata in snapshot table entry ${i}`, ctx, { errno: 'EFBIG', hint: 'You can force-remove this extra metadata with qemu-img check -r all\n' });
     }
+    // Each snapshot's L1 table is checked where it is used (validateSnapshotL1), as QEMU does:
+    // a bad entry leaves the image usable and the other snapshots reachable.
     let p = pos + SNAPSHOT_FIXED;
     const extra = Buffer.from(await need(p, extraSize));
     p += extraSize;
@@ -74,8 +94,12 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
     p += idSize;
     const name = (await need(p, nameSize)).toString('utf8');
     p += nameSize;
+    // The table may not pass 64 MiB with this entry (QEMU counts it before the padding).
+    if (p - offset > MAX_SNAPSHOT_TABLE_BYTES) {
+      throw new BlockError('InvalidImage', 'Snapshot table is too big', ctx, { errno: 'EFBIG', hint: `You can force-remove all ${count - i} overhanging snapshots with qemu-img check -r all\n` });
+    }
     p = offset + Math.ceil((p - offset) / 8) * 8;
-    const sn: Snapshot = { l1TableOffset, l1Size, id, name, dateSec, dateNsec, vmClockNsec, vmStateSize: vmState32, extraTail: Buffer.alloc(0) };
+    const sn: Snapshot = { l1TableOffset, l1Size, id, name, dateSec, dateNsec, vmClockNsec, vmStateSize: vmState32, extraTail: Buffer.alloc(0), extraDataSize: extraSize };
     if (extraSize >= 8) sn.vmStateSize = Number(extra.readBigUInt64BE(0));
     if (extraSize >= 16) sn.diskSize = Number(extra.readBigUInt64BE(8));
     if (extraSize >= 24) {

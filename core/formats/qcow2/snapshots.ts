@@ -6,11 +6,11 @@
 // the tables that use them, then the snapshot table and header; a crash leaks, never corrupts.
 
 import type { NodeImpl, SnapshotCapability, SnapshotInfo } from '../../block/types.ts';
-import { invalidArgument, notFound, unsupported } from '../../errors.ts';
+import { BlockError, invalidArgument, notFound, strerror, unsupported } from '../../errors.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, L1E_SIZE } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
 import { growL1 } from './cluster-map.ts';
-import { encodeSnapshotTable, MAX_SNAPSHOT_TABLE_BYTES, type Snapshot } from './snapshots-table.ts';
+import { encodeSnapshotTable, MAX_SNAPSHOT_TABLE_BYTES, SNAPSHOT_EXTRA_V3, validateSnapshotL1, type Snapshot } from './snapshots-table.ts';
 import { MAX_SNAPSHOTS } from './validate.ts';
 import type { Qcow2Node } from './node.ts';
 
@@ -67,7 +67,9 @@ export async function writeBatch(img: Qcow2Image, tables: Map<number, Buffer>, e
 }
 
 /** Rewrite the snapshot table at a new place and point the header at it; free the old one. */
-async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
+/** Write the whole table anew (every entry with all the extra data Platter knows) and free the
+ *  old one. */
+export async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
   const cs = img.clusterSize;
   const buf = encodeSnapshotTable(img.snapshots);
   if (buf.length > MAX_SNAPSHOT_TABLE_BYTES) throw unsupported('Snapshot table too large', img.ctx);
@@ -84,10 +86,16 @@ async function writeSnapshotTable(img: Qcow2Image): Promise<void> {
   img.header.snapshotsOffset = offset;
   await img.writeHeader();
   img.snapshotTableBytes = buf.length;
+  for (const sn of img.snapshots) sn.extraDataSize = SNAPSHOT_EXTRA_V3 + sn.extraTail.length;
   if (oldOffset && oldBytes) {
-    await img.refcounts.update(oldOffset, oldBytes, -1);
+    await img.freeClusters(oldOffset, oldBytes);
     await img.refcounts.commit();
   }
+}
+
+/** A step's failure in QEMU's words: "<what>: <cause>". */
+function failedTo(what: string, e: unknown): unknown {
+  return e instanceof BlockError ? new BlockError(e.kind, `${what}: ${e.message}`, e.context, { cause: e }) : e;
 }
 
 function find(img: Qcow2Image, idOrName: string): Snapshot {
@@ -109,8 +117,17 @@ function toInfo(s: Snapshot): SnapshotInfo {
   };
 }
 
-async function readL1(img: Qcow2Image, s: Snapshot): Promise<Buffer> {
+/** A snapshot's L1 table, checked first (validateSnapshotL1). */
+export async function readSnapshotL1(img: Qcow2Image, s: Snapshot): Promise<Buffer> {
+  validateSnapshotL1(s, img.clusterSize, img.file.size, img.ctx);
   return s.l1Size ? img.file.read(s.l1TableOffset, s.l1Size * L1E_SIZE) : Buffer.alloc(0);
+}
+
+/** "Failed to load snapshot: Invalid argument", after the reason on its own line (what
+ *  qemu-img prints when applying a snapshot whose L1 table is bad). */
+function loadFailure(e: unknown): unknown {
+  if (!(e instanceof BlockError) || !e.errno) return e;
+  return new BlockError(e.kind, `Failed to load snapshot: ${strerror(e.errno)}`, e.context, { cause: e, reportedBefore: [e.message] });
 }
 
 export class Qcow2Snapshots implements SnapshotCapability {
@@ -131,7 +148,7 @@ export class Qcow2Snapshots implements SnapshotCapability {
     if (info.vmStateSize) throw unsupported('Snapshots with VM state are not supported', img.ctx);
     await node.prepareMetadataChange();
     return node.exclusive(async () => {
-      if (img.snapshots.length >= MAX_SNAPSHOTS) throw unsupported(`Too many snapshots (at most ${MAX_SNAPSHOTS})`, img.ctx);
+      if (img.snapshots.length >= MAX_SNAPSHOTS) throw new BlockError('Unsupported', `Too many snapshots (at most ${MAX_SNAPSHOTS})`, img.ctx, { errno: 'EFBIG' });
       let id = info.id;
       if (id === undefined || id === '') {
         let max = 0;
@@ -190,7 +207,9 @@ export class Qcow2Snapshots implements SnapshotCapability {
       if (sn.diskSize !== undefined && sn.diskSize !== img.size) {
         throw unsupported('qcow2: Loading snapshots with different disk size is not supported', img.ctx);
       }
-      const snL1 = await readL1(img, sn);
+      const snL1 = await readSnapshotL1(img, sn).catch((e) => {
+        throw loadFailure(e);
+      });
       if (sn.l1Size > img.l1Size) await growL1(img, sn.l1Size);
       // References for what becomes active, the switch, and the old active tree's release.
       const tables = new Map<number, Buffer>();
@@ -205,33 +224,46 @@ export class Qcow2Snapshots implements SnapshotCapability {
     });
   }
 
+  /** Delete a snapshot in QEMU's order (qcow2_snapshot_delete): the snapshot list first, then
+   *  the references its tables held, then the COPIED flags. A failure after the list changed
+   *  leaves only leaks, each step's error worded as QEMU's. */
   async delete(idOrName: string): Promise<void> {
     const node = this.#node;
     const img = node.img;
     await node.prepareMetadataChange();
     await node.exclusive(async () => {
       const sn = find(img, idOrName);
-      const snL1 = await readL1(img, sn);
+      const snL1 = await readSnapshotL1(img, sn);
       const index = img.snapshots.indexOf(sn);
       img.snapshots.splice(index, 1);
       try {
         await writeSnapshotTable(img);
       } catch (e) {
         img.snapshots.splice(index, 0, sn);
-        throw e;
+        throw failedTo('Failed to remove snapshot from snapshot list', e);
       }
       const tables = new Map<number, Buffer>();
-      await updateTree(img, snL1, sn.l1Size, -1, tables);
-      if (sn.l1Size) await img.refcounts.update(sn.l1TableOffset, sn.l1Size * L1E_SIZE, -1);
-      const l1Changed = await updateTree(img, img.l1, img.l1Size, 0, tables);
-      await writeBatch(img, tables, l1Changed ? [() => img.writeL1Entries(0, img.l1Size)] : []);
+      try {
+        await updateTree(img, snL1, sn.l1Size, -1, tables);
+      } catch (e) {
+        throw failedTo('Failed to free the cluster and L1 table', e);
+      }
+      if (sn.l1Size) await img.freeClusters(sn.l1TableOffset, sn.l1Size * L1E_SIZE);
+      try {
+        const l1Changed = await updateTree(img, img.l1, img.l1Size, 0, tables);
+        await writeBatch(img, tables, l1Changed ? [() => img.writeL1Entries(0, img.l1Size)] : []);
+      } catch (e) {
+        throw failedTo('Failed to update snapshot status in disk', e);
+      }
     });
   }
 
   async openView(idOrName: string): Promise<NodeImpl> {
     const img = this.#node.img;
     const sn = find(img, idOrName);
-    const l1 = await readL1(img, sn);
+    const l1 = await readSnapshotL1(img, sn).catch((e) => {
+      throw e instanceof BlockError ? new BlockError(e.kind, `Failed to load snapshot: ${e.message}`, e.context, { cause: e }) : e;
+    });
     return this.#node.viewOf(l1, sn.l1Size, sn.diskSize ?? img.size);
   }
 }

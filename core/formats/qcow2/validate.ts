@@ -15,7 +15,7 @@ import {
   INCOMPAT_EXTL2,
   INCOMPAT_KNOWN,
   MAX_BACKING_NAME,
-  featureName,
+  unsupportedFeatureText,
   type Qcow2Header,
 } from './header.ts';
 import { L1E_SIZE } from './entries.ts';
@@ -34,6 +34,9 @@ export const MAX_SNAPSHOTS = 65536;
 export const MAX_REFCOUNT_ORDER = 6;
 /** refcount_order of version 2 images (16-bit refcounts, fixed). */
 export const V2_REFCOUNT_ORDER = 4;
+
+/** The most L1 entries a virtual size may need (QEMU keeps that index in an int). */
+const INT_MAX = 2 ** 31 - 1;
 
 /** L2 entries per table and L1 entries needed for a virtual size. */
 export function l1EntriesFor(size: number, clusterBits: number, extendedL2: boolean): number {
@@ -69,9 +72,7 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
   // Feature bits.
   const unknown = h.incompatible & ~INCOMPAT_KNOWN;
   if (unknown) {
-    const names: string[] = [];
-    for (let bit = 0; bit < 64; bit++) if (unknown & (1n << BigInt(bit))) names.push(featureName(h, 0, bit));
-    throw unsupported(`Unsupported qcow2 feature(s): ${names.join(', ')}`, ctx);
+    throw unsupported(`Unsupported qcow2 feature(s): ${unsupportedFeatureText(h, unknown)}`, ctx);
   }
   if (h.incompatible & INCOMPAT_CORRUPT && !readOnly) {
     throw new BlockError('Permission', 'qcow2: Image is corrupt; cannot be opened read/write (run qemu-img check -r all, or open it read-only)', ctx);
@@ -101,8 +102,9 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
   }
 
   // Snapshot table.
-  if (h.nbSnapshots > MAX_SNAPSHOTS) throw invalidImage(`Too many snapshots (${h.nbSnapshots}, at most ${MAX_SNAPSHOTS})`, ctx);
-  if (h.nbSnapshots > 0 && (h.snapshotsOffset % cs !== 0 || h.snapshotsOffset < cs || h.snapshotsOffset >= fileSize)) {
+  if (h.nbSnapshots > MAX_SNAPSHOTS) throw new BlockError('InvalidImage', 'Snapshot table too large', ctx, { errno: 'EFBIG' });
+  // A table past the end of the file reads as zeros (snapshots-table.ts), as in QEMU.
+  if (h.nbSnapshots > 0 && (h.snapshotsOffset % cs !== 0 || h.snapshotsOffset < cs)) {
     throw invalidImage(`Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)} (file size ${fileSize})`, ctx);
   }
 
@@ -110,7 +112,8 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
   const extendedL2 = (h.incompatible & INCOMPAT_EXTL2) !== 0n;
   if (h.l1Size * L1E_SIZE > MAX_L1_BYTES) throw invalidImage(`Active L1 table too large (${h.l1Size} entries)`, ctx);
   const needed = l1EntriesFor(h.size, h.clusterBits, extendedL2);
-  if (h.l1Size < needed) throw invalidImage(`L1 table is too small (${h.l1Size} entries, the image size needs ${needed})`, ctx);
+  if (needed > INT_MAX) throw new BlockError('InvalidImage', 'Image is too big', ctx, { errno: 'EFBIG' });
+  if (h.l1Size < needed) throw invalidImage('L1 table is too small', ctx);
   if (h.l1Size > 0) {
     if (h.l1TableOffset % cs !== 0 || h.l1TableOffset < cs) {
       throw invalidImage(`Invalid L1 table offset 0x${h.l1TableOffset.toString(16)}: it must be cluster aligned and may not overlap the header`, ctx);
@@ -119,5 +122,5 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
       throw invalidImage(`L1 table at 0x${h.l1TableOffset.toString(16)} (${h.l1Size} entries) is beyond the end of the file (${fileSize} bytes)`, ctx);
     }
   }
-  if (!Number.isSafeInteger(Math.ceil(h.size / cs) * cs)) throw invalidImage(`Image size ${h.size} overflows when rounded up to whole clusters`, ctx);
+  if (!Number.isFinite(Math.ceil(h.size / cs) * cs)) throw invalidImage(`Image size ${h.size} overflows when rounded up to whole clusters`, ctx);
 }

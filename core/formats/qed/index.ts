@@ -165,8 +165,13 @@ class QedNode implements NodeImpl {
       const pos = offset + done;
       const { m, n } = await this.#run(pos, length - done);
       let part: Buffer | undefined;
-      if (m.kind === 'data') part = await this.#file.read(m.host + (pos % this.clusterSize), n);
-      else if (m.kind === 'unallocated') part = await this.#ctx.readBacking(pos, n);
+      if (m.kind === 'data') {
+        this.#file.debugEvent('read_aio');
+        part = await this.#file.read(m.host + (pos % this.clusterSize), n);
+      } else if (m.kind === 'unallocated') {
+        if (this.#ctx.backing()) this.#file.debugEvent('read_backing_aio');
+        part = await this.#ctx.readBacking(pos, n);
+      }
       if (n === length) return part ?? Buffer.alloc(length); // one run: no copy
       out ??= Buffer.alloc(length);
       part?.copy(out, done); // zero clusters: `out` is already zeros
@@ -180,6 +185,7 @@ class QedNode implements NodeImpl {
       const pos = offset + done;
       const { m, n } = await this.#run(pos, data.length - done);
       if (m.kind === 'data') {
+        this.#file.debugEvent('write_aio');
         await this.#file.write(m.host + (pos % this.clusterSize), data.subarray(done, done + n));
         done += n;
       } else {
@@ -244,6 +250,7 @@ class QedNode implements NodeImpl {
 
       await this.#markNeedCheck();
       const host = this.#allocClusters(nclusters);
+      this.#file.debugEvent('write_aio');
       await this.#file.write(host, buf);
       // With a backing file, the data must be stable before the table points at it (a torn
       // update would otherwise expose stale bytes instead of the backing file's).

@@ -41,10 +41,12 @@ class RawNode implements NodeImpl {
   }
 
   read(offset: number, length: number): Promise<Buffer> {
+    this.#file.debugEvent('read_aio');
     return this.#file.read(offset, length);
   }
 
   readInto(offset: number, length: number, into: Buffer): Promise<void> {
+    this.#file.debugEvent('read_aio');
     return this.#file.readInto(offset, into.subarray(0, length));
   }
 
@@ -59,6 +61,7 @@ class RawNode implements NodeImpl {
         throw new BlockError('Permission', 'Operation not permitted', { path: this.#file.filename, offset });
       }
     }
+    this.#file.debugEvent('write_aio');
     await this.#file.write(offset, data);
   }
 

@@ -1,6 +1,6 @@
 // VDI header codec (VirtualBox Virtual Disk Image, header version 1.1, as QEMU's block/vdi.c reads
 // and writes it): the 64-byte pre-header text, then the little-endian v1.1 header in sector 0.
-// decode() only reads fields; validateVdiHeader() checks them in the order of STYLE.md rule 2
+// decode() only reads fields; validateVdiHeader() checks them in order
 // (magic, version, ranges, overflow, overlap) with QEMU's wording where users know it.
 
 import { nodeCrypto } from '../../util/node-crypto.ts';

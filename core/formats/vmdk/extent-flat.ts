@@ -31,10 +31,12 @@ export class FlatExtent implements Extent {
   }
 
   async readData(state: GrainState & { kind: 'data' }, inGrain: number, length: number): Promise<Buffer> {
+    this.file.debugEvent('read_aio');
     return this.file.read(state.host + inGrain, length);
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
+    this.file.debugEvent('write_aio');
     await this.file.write(this.fileOffset + offset, data);
   }
 

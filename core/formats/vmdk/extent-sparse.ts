@@ -210,7 +210,11 @@ export class SparseExtent implements Extent {
   }
 
   async readData(state: GrainState & { kind: 'data' }, inGrain: number, length: number): Promise<Buffer> {
-    if (!state.compressed) return this.file.read(state.host + inGrain, length);
+    if (!state.compressed) {
+      this.file.debugEvent('read_aio');
+      return this.file.read(state.host + inGrain, length);
+    }
+    this.file.debugEvent('read_compressed');
     let grain = this.#grainCache.get(state.host);
     if (!grain) {
       grain = readCompressedGrain(this.file, this.#workers, state.host, this.grainBytes, this.layout.markers);
@@ -304,6 +308,7 @@ export class SparseExtent implements Extent {
     if (st.kind === 'data') {
       if (st.compressed) throw new BlockError('Io', 'Could not write to allocated cluster for streamOptimized', { path: this.displayName, offset });
       this.#checkGrainHost(st.host);
+      this.file.debugEvent('write_aio');
       await this.file.write(st.host + inGrain, data);
       return;
     }
@@ -319,6 +324,7 @@ export class SparseExtent implements Extent {
       const again = await this.lookup(offset);
       if (again.kind === 'data') {
         this.#checkGrainHost(again.host);
+        this.file.debugEvent('write_aio');
         await this.file.write(again.host + inGrain, data);
         return;
       }
@@ -331,7 +337,9 @@ export class SparseExtent implements Extent {
         data.copy(grain, inGrain);
       }
       const host = this.#reserve(this.layout.grainSectors);
+      this.file.debugEvent('write_aio');
       await this.file.write(host, grain);
+      this.file.debugEvent('l2_update');
       await this.#setGTE(l1, l2, host / SECTOR);
     } finally {
       release();

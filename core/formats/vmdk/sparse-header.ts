@@ -2,7 +2,7 @@
 // ("KDMV", VMware Virtual Disk Format 1.1 section "Hosted Sparse Extent Header"), the older
 // VMFS sparse (COWD) header, and the stream-optimized markers (section "Stream-Optimized
 // Compressed Sparse Extents": grain marker, GT/GD/footer/end-of-stream metadata markers).
-// Decoding is kept apart from validation (validateSparseHeader), as STYLE.md rule 2 asks.
+// Decoding is kept apart from validation (validateSparseHeader).
 
 import { invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
 import { isPowerOfTwo, u64ToNumber } from '../../util/checked.ts';

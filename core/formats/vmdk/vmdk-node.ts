@@ -140,6 +140,7 @@ export class VmdkNode implements NodeImpl {
       const extRemain = Math.min(end, ext.start + ext.length) - pos;
       const at = pos - offset;
       if (ext instanceof FlatExtent) {
+        ext.file.debugEvent('read_aio');
         await ext.file.readInto(ext.hostOffset(extOff), out.subarray(at, at + extRemain));
         pos += extRemain;
         continue;
@@ -163,10 +164,15 @@ export class VmdkNode implements NodeImpl {
           while (n < extRemain && (await ext.lookup(extOff + n)).kind === 'unalloc') n = Math.min(extRemain, n + ext.grainBytes);
         }
       }
-      if (st.kind === 'data' && !st.compressed) await ext.file.readInto(st.host + inGrain, out.subarray(at, at + n));
-      else if (st.kind === 'data') put(await ext.readData(st, inGrain, Math.min(n, ext.grainBytes - inGrain)), at);
+      if (st.kind === 'data' && !st.compressed) {
+        ext.file.debugEvent('read_aio');
+        await ext.file.readInto(st.host + inGrain, out.subarray(at, at + n));
+      } else if (st.kind === 'data') put(await ext.readData(st, inGrain, Math.min(n, ext.grainBytes - inGrain)), at);
       // One backing read for the whole run of unallocated grains.
-      else if (st.kind === 'unalloc' && this.#ctx.backing()) put(await this.#readBacking(pos, n), at);
+      else if (st.kind === 'unalloc' && this.#ctx.backing()) {
+        this.#file.debugEvent('read_backing_aio');
+        put(await this.#readBacking(pos, n), at);
+      }
       else out.fill(0, at, at + n);
       pos += n;
     }

@@ -18,15 +18,16 @@ import { alignedBuffer, hostOps, isAligned, PAGE_ALIGNMENT } from '../../host/in
 import { Mutex } from '../../util/range-lock.ts';
 import { FileLock, lockHint, type LockingMode } from './lock.ts';
 
+/** allocate_first_block's write sizes (QEMU BDRV_SECTOR_SIZE and MAX_BLOCKSIZE). */
+const FIRST_BLOCK_MIN = 512;
+const FIRST_BLOCK_MAX = 4096;
+
 /** Largest single pread/pwrite (Linux caps a transfer at 2 GiB - 4 KiB; stay well below). */
 const MAX_IO = 256 << 20;
 /** Chunk for preallocation=full and fallback zero writes. */
 const ZERO_WRITE_CHUNK = 4 << 20;
 /** Request alignment with O_DIRECT: 4 KiB covers 512e and 4Kn devices and every common fs. */
 const DIRECT_IO_ALIGNMENT = 4096;
-/** The first block written into a file grown from empty (QEMU's MAX_BLOCKSIZE); files smaller
- *  than this get one 512-byte sector. */
-const FIRST_BLOCK_MAX = 4096;
 /** Reads of at least this many bytes get page-aligned buffers (PAGE_ALIGNMENT). */
 const BULK_READ = 64 << 10;
 
@@ -245,6 +246,13 @@ class FileNode implements NodeImpl {
    *  new range, full = write zeros into it. Preallocation applies only to growth. */
   async truncate(size: number, options: TruncateOptions): Promise<void> {
     const prealloc = options.preallocation ?? 'off';
+    if (!this.#regular) {
+      // A device keeps its size (QEMU file-posix): growing it is an error, anything else does
+      // nothing, unless the caller needs the exact size.
+      if (size > this.#size) throw invalidArgument('Cannot grow device files', { path: this.#name, op: 'truncate' });
+      if (options.exact && size !== this.#size) throw unsupported('Cannot resize device files', { path: this.#name, op: 'truncate' });
+      return;
+    }
     await this.#resize.run(async () => {
       const old = this.#size;
       if (size < old && (prealloc === 'falloc' || prealloc === 'full')) {
@@ -272,15 +280,18 @@ class FileNode implements NodeImpl {
     });
   }
 
-  /**
-   * Write zeros over the first block of a file that just grew from empty (QEMU's
-   * allocate_first_block: so that probing the alignment of a later O_DIRECT open finds allocated
-   * storage, and why a new raw image takes one block). Best effort, never past the new end.
-   */
+  /** QEMU's allocate_first_block: a file grown from nothing gets its first block written (zeros:
+   *  512 bytes below 4 KiB, else 4 KiB), so block-size probing finds data there. qemu-img map and
+   *  measure see that block as data, and a file smaller than 512 bytes becomes 512 bytes long.
+   *  An optimisation in QEMU: failures are ignored. */
   async #allocateFirstBlock(size: number): Promise<void> {
-    const length = Math.min(size, size < FIRST_BLOCK_MAX ? 512 : FIRST_BLOCK_MAX);
-    const buf = this.#zeroBuffer(this.#direct ? Math.ceil(length / this.alignment) * this.alignment : length);
-    await this.#io(true, buf, 0, buf.length, 0).catch(() => 0);
+    const n = size < FIRST_BLOCK_MAX ? FIRST_BLOCK_MIN : FIRST_BLOCK_MAX;
+    try {
+      await this.#fh.write(Buffer.alloc(n), 0, n, 0);
+      this.#size = Math.max(this.#size, n);
+    } catch {
+      // as QEMU: only an optimisation
+    }
   }
 
   async #setLength(size: number): Promise<void> {
@@ -394,6 +405,30 @@ function openFlags(readOnly: boolean, direct: boolean): number {
   return flags;
 }
 
+/**
+ * "Create" an image on a host device (QEMU's host_device create, bdrv_co_create_opts_simple): a
+ * device cannot be made or grown, so check that it is large enough, then zero its first sector so
+ * that no old image header is probed there. Nothing else of the device is touched.
+ */
+async function createOnDevice(filename: string, size: number, options: Record<string, unknown>): Promise<void> {
+  const prealloc = options['preallocation'];
+  if (prealloc !== undefined && prealloc !== 'off') throw unsupported(`Unsupported preallocation mode '${String(prealloc)}'`, { path: filename, op: 'create' });
+  let fh: FileHandle;
+  try {
+    fh = await fsOpen(filename, constants.O_RDWR);
+  } catch (e) {
+    throw fromSystemError(e, { path: filename, op: 'create' });
+  }
+  try {
+    const deviceSize = hostOps().deviceSize(fh.fd) ?? (await fh.stat()).size;
+    if (size > deviceSize) throw invalidArgument('Cannot grow device files', { path: filename, op: 'create' });
+    const head = Math.min(512, deviceSize);
+    if (head > 0) await fh.write(Buffer.alloc(head), 0, head, 0);
+  } finally {
+    await fh.close();
+  }
+}
+
 export const fileDriver: ProtocolDriver = {
   kind: 'protocol',
   name: 'file',
@@ -407,6 +442,8 @@ export const fileDriver: ProtocolDriver = {
    */
   async create(filename, size, options, ctx) {
     fileOpenObserver.onOpen?.(filename);
+    const existing = await stat(filename).catch(() => undefined);
+    if (existing && (existing.isBlockDevice() || existing.isCharacterDevice())) return createOnDevice(filename, size, options);
     let fh: FileHandle;
     try {
       fh = await fsOpen(filename, constants.O_RDWR | constants.O_CREAT, 0o644);

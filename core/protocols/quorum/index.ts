@@ -1,37 +1,66 @@
-// The `quorum` driver (QEMU block/quorum.c) in the protocol position: one node over several
-// children holding the same data. Reads ask every child and return the version at least
-// vote-threshold of them agree on (read-pattern=quorum), or the first child that answers
-// (read-pattern=fifo); writes go to every child and succeed when at least vote-threshold do.
-// All children must have the same length. Options: children (a list of node options),
-// vote-threshold, read-pattern, rewrite-corrupted and blkverify (accepted; Platter repairs
-// nothing and compares only by voting).
+// The `quorum` driver (QEMU block/quorum.c): several children that should hold the same bytes.
+// A read asks every child and returns the version at least `vote-threshold` of them agree on
+// (read-pattern=quorum), or the first child that answers (read-pattern=fifo); a write goes to
+// every child and succeeds when `vote-threshold` of them took it. Options: children (a list of
+// child options), vote-threshold, read-pattern, rewrite-corrupted (write the winning version
+// back over the children that disagreed), blkverify (two children that must always agree).
+// There is no single file below a quorum, so names relative to it cannot be resolved
+// (BlockNode.baseFile: "cannot determine actual path").
 
-import { BlockError, invalidArgument } from '../../errors.ts';
-import type { BlockNode } from '../../block/node.ts';
-import type { BlockStatus, NodeImpl, ProtocolDriver, WriteFlags } from '../../block/types.ts';
+import { BlockError, invalidArgument, unsupported } from '../../errors.ts';
+import { blockStatusAbove, type BlockNode } from '../../block/node.ts';
+import type { BlockStatus, NodeImpl, ProtocolDriver, WriteFlags, ZeroFlags } from '../../block/types.ts';
+import { PERM_RESIZE, PERM_WRITE } from '../../block/types.ts';
 import { optBool, optString, type OptionsTree } from '../../block/options-tree.ts';
 
-const KNOWN = new Set(['children', 'vote-threshold', 'read-pattern', 'rewrite-corrupted', 'blkverify', 'filename']);
+/** Options quorum itself reads. */
+const OWN_OPTIONS = new Set(['children', 'vote-threshold', 'read-pattern', 'rewrite-corrupted', 'blkverify', 'cache']);
 
-function eio(op: string): BlockError {
-  return new BlockError('Io', 'Input/output error', { op });
+type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+async function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
+  try {
+    return { ok: true, value: await p };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/** The error most children failed with (QEMU's quorum_vote_error; first seen wins a tie). */
+function votedError(outcomes: Outcome<unknown>[]): unknown {
+  const counts = new Map<string, { error: unknown; n: number }>();
+  for (const o of outcomes) {
+    if (o.ok) continue;
+    const key = o.error instanceof Error ? o.error.message : String(o.error);
+    const c = counts.get(key);
+    if (c) c.n++;
+    else counts.set(key, { error: o.error, n: 1 });
+  }
+  let best: { error: unknown; n: number } | undefined;
+  for (const c of counts.values()) if (!best || c.n > best.n) best = c;
+  return best?.error ?? new BlockError('Io', 'Input/output error');
 }
 
 class QuorumNode implements NodeImpl {
   readonly #children: BlockNode[];
   readonly #threshold: number;
   readonly #fifo: boolean;
+  readonly #rewrite: boolean;
+  readonly #blkverify: boolean;
 
-  constructor(children: BlockNode[], threshold: number, fifo: boolean) {
+  constructor(children: BlockNode[], threshold: number, fifo: boolean, rewrite: boolean, blkverify: boolean) {
     this.#children = children;
     this.#threshold = threshold;
     this.#fifo = fifo;
+    this.#rewrite = rewrite;
+    this.#blkverify = blkverify;
   }
 
-  /** quorum_getlength: every child must be as long as the first. */
   get size(): number {
-    const first = this.#children[0]!.size;
-    return this.#children.every((c) => c.size === first) ? first : 0;
+    return this.#children[0]!.size;
+  }
+  get alignment(): number {
+    return Math.max(...this.#children.map((c) => c.alignment));
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -44,71 +73,123 @@ class QuorumNode implements NodeImpl {
           last = e;
         }
       }
-      throw last ?? eio('read');
+      throw last;
     }
-    const versions: { data: Buffer; votes: number }[] = [];
-    const results = await Promise.allSettled(this.#children.map((c) => c.read(offset, length)));
-    for (const r of results) {
-      if (r.status !== 'fulfilled') continue;
-      const v = versions.find((x) => x.data.equals(r.value));
-      if (v) v.votes++;
-      else versions.push({ data: r.value, votes: 1 });
+    const outcomes = await Promise.all(this.#children.map((c) => settle(c.read(offset, length))));
+    const good = outcomes.filter((o): o is { ok: true; value: Buffer } => o.ok).length;
+    if (good < this.#threshold) throw votedError(outcomes);
+    // Versions by content, in child order; the one with most votes wins.
+    const versions: { data: Buffer; children: number[] }[] = [];
+    outcomes.forEach((o, i) => {
+      if (!o.ok) return;
+      const v = versions.find((x) => x.data.equals(o.value));
+      if (v) v.children.push(i);
+      else versions.push({ data: o.value, children: [i] });
+    });
+    if (versions.length > 1 && this.#blkverify) {
+      const a = versions[0]!.data;
+      const b = versions[1]!.data;
+      let at = 0;
+      while (a[at] === b[at]) at++;
+      throw new BlockError('Io', `quorum: offset=${offset} bytes=${length} contents mismatch at offset ${offset + at}`, { offset: offset + at });
     }
-    const winner = versions.sort((a, b) => b.votes - a.votes)[0];
-    if (!winner || winner.votes < this.#threshold) throw eio('read');
+    let winner = versions[0]!;
+    for (const v of versions) if (v.children.length > winner.children.length) winner = v;
+    if (winner.children.length < this.#threshold) throw new BlockError('Io', 'Input/output error', { offset });
+    if (this.#rewrite && versions.length > 1) {
+      // A correction attempt: failures change nothing about this read (QEMU ignores them too).
+      const bad = versions.filter((v) => v !== winner).flatMap((v) => v.children);
+      await Promise.all(bad.map((i) => this.#children[i]!.write(offset, winner.data).catch(() => {})));
+    }
     return winner.data;
   }
 
-  async write(offset: number, data: Buffer, flags: WriteFlags): Promise<void> {
-    const results = await Promise.allSettled(this.#children.map((c) => c.write(offset, data, flags)));
-    if (results.filter((r) => r.status === 'fulfilled').length < this.#threshold) {
-      const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
-      throw failed?.reason ?? eio('write');
-    }
+  /** Run `op` on every child; enough successes (vote-threshold) make it succeed. */
+  async #onAll(op: (c: BlockNode) => Promise<void>): Promise<void> {
+    const outcomes = await Promise.all(this.#children.map((c) => settle(op(c))));
+    if (outcomes.filter((o) => o.ok).length < this.#threshold) throw votedError(outcomes);
   }
 
+  write(offset: number, data: Buffer, flags: WriteFlags): Promise<void> {
+    return this.#onAll((c) => c.write(offset, data, flags));
+  }
+
+  writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    return this.#onAll((c) => c.writeZeroes(offset, length, flags));
+  }
+
+  flush(): Promise<void> {
+    return this.#onAll((c) => c.flush());
+  }
+
+  /** Zero where every child says zero (the shortest such run), else data (the longest run):
+   *  the children may store the same bytes differently (QEMU's quorum_co_block_status). */
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
-    return { offset, length, data: true, zero: false, allocated: true };
+    let zeroLen = length;
+    let dataLen = 0;
+    for (const c of this.#children) {
+      let st;
+      try {
+        st = await blockStatusAbove(c, offset, length);
+      } catch {
+        dataLen = length;
+        break;
+      }
+      if (st.zero) zeroLen = Math.min(zeroLen, st.length);
+      else dataLen = Math.max(dataLen, st.length);
+    }
+    return dataLen ? { offset, length: dataLen, data: true, zero: false, allocated: true } : { offset, length: zeroLen, data: false, zero: true, allocated: true };
   }
 
-  async flush(): Promise<void> {
-    for (const c of this.#children) await c.flush();
-  }
+  async close(): Promise<void> {}
+}
 
-  async close(): Promise<void> {
-    for (const c of this.#children) await c.close();
+/** The children option: a list, or numbered keys from dotted options (children.0.driver=...). */
+function childList(v: unknown): (OptionsTree | string)[] {
+  if (Array.isArray(v)) return v as (OptionsTree | string)[];
+  if (v !== null && typeof v === 'object') {
+    const tree = v as OptionsTree;
+    const out: (OptionsTree | string)[] = [];
+    for (let i = 0; i in tree; i++) out.push(tree[i] as OptionsTree | string);
+    if (Object.keys(tree).length !== out.length) throw invalidArgument('Option children is not a valid array');
+    return out;
   }
+  if (v === undefined) return [];
+  throw invalidArgument('Option children is not a valid array');
 }
 
 export const quorumDriver: ProtocolDriver = {
   kind: 'protocol',
   name: 'quorum',
-  description: 'Several copies of one disk, read by vote (for tests and replication)',
+  description: 'Several copies of one disk, read by majority vote (QEMU quorum)',
   createOptions: [],
   async open(ctx) {
-    for (const k of Object.keys(ctx.options)) if (!KNOWN.has(k)) throw invalidArgument(`Invalid parameter '${k}'`);
-    const list = ctx.options['children'];
-    if (!Array.isArray(list) || list.length === 0) throw invalidArgument('Number of provided children must be 1 or more');
-    const thresholdText = optString(ctx.options, 'vote-threshold');
-    if (thresholdText === undefined) throw invalidArgument("Parameter 'vote-threshold' is missing");
-    const threshold = Number(thresholdText);
-    if (!Number.isInteger(threshold) || threshold < 1) throw invalidArgument("Parameter 'vote-threshold' must be >= 1");
-    if (threshold > list.length) throw invalidArgument('threshold may not exceed children count');
-    const pattern = optString(ctx.options, 'read-pattern') ?? 'quorum';
-    if (pattern !== 'quorum' && pattern !== 'fifo') throw invalidArgument(`Parameter 'read-pattern' does not accept value '${pattern}'`);
-    optBool(ctx.options, 'rewrite-corrupted');
-    optBool(ctx.options, 'blkverify');
-    if (!ctx.openChild) throw invalidArgument('quorum needs child nodes');
-    const children: BlockNode[] = [];
-    try {
-      for (const c of list) {
-        if (typeof c !== 'object' || c === null || Array.isArray(c)) throw invalidArgument("Parameter 'children' expects a list of node options");
-        children.push(await ctx.openChild(c as OptionsTree));
-      }
-    } catch (e) {
-      for (const c of children) await c.close().catch(() => {});
-      throw e;
+    const options = ctx.options;
+    for (const k of Object.keys(options)) {
+      if (!OWN_OPTIONS.has(k)) throw invalidArgument(`Block format 'quorum' does not support the option '${k}'`);
     }
-    return new QuorumNode(children, threshold, pattern === 'fifo');
+    if (!ctx.openChild) throw unsupported('quorum needs the generic layer to open its children');
+    const specs = childList(options['children']);
+    if (specs.length < 1) throw invalidArgument('Number of provided children must be 1 or more');
+    const thresholdText = optString(options, 'vote-threshold') ?? '0';
+    const threshold = /^\d+$/.test(thresholdText) ? Number(thresholdText) : NaN;
+    if (!(threshold >= 1)) throw invalidArgument("Parameter 'vote-threshold' expects a value >= 1");
+    if (threshold > specs.length) throw invalidArgument('threshold may not exceed children count');
+    const pattern = optString(options, 'read-pattern') ?? 'quorum';
+    if (pattern !== 'quorum' && pattern !== 'fifo') throw invalidArgument('Please set read-pattern as fifo or quorum');
+    const fifo = pattern === 'fifo';
+    const blkverify = !fifo && (optBool(options, 'blkverify') ?? false);
+    if (blkverify && (specs.length !== 2 || threshold !== 2)) throw invalidArgument('blkverify=on can only be set if there are exactly two files and vote-threshold is 2');
+    const rewrite = !fifo && (optBool(options, 'rewrite-corrupted') ?? false);
+    if (rewrite && blkverify) throw invalidArgument('rewrite-corrupted=on cannot be used with blkverify=on');
+    const children: BlockNode[] = [];
+    for (const spec of specs) {
+      if (typeof spec === 'string') throw unsupported(`quorum: child '${spec}' names a node; Platter takes children as options (children.0.driver=..., children.0.filename=...)`);
+      // Children may not change under the quorum's feet: nobody else writes or resizes them.
+      children.push(await ctx.openChild(spec, 'child', { perm: rewrite && !ctx.readOnly ? PERM_WRITE : 0, unshare: PERM_WRITE | PERM_RESIZE }));
+    }
+    // All children hold one disk: they must be the same size (QEMU's quorum_getlength).
+    if (children.some((c) => c.size !== children[0]!.size)) throw new BlockError('Io', 'Could not refresh total sector count: Input/output error');
+    return new QuorumNode(children, threshold, fifo, rewrite && !ctx.readOnly, blkverify);
   },
 };
