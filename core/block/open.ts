@@ -68,15 +68,14 @@ function defaultWarn(message: string): void {
 }
 
 /**
- * Filter drivers opened as the image under them (the view qemu-img map and convert take through
- * QEMU's bdrv_skip_filters): blkdebug with request-limit options only. Options that make the
- * filter behave differently from its child (blkdebug's injected errors, state machine, rules
- * file) are refused rather than silently ignored.
+ * A filter at the top of an image spec whose options change nothing its child would show (the
+ * view qemu-img map and convert take through QEMU's bdrv_skip_filters): blkdebug with
+ * request-limit options only opens as the image it filters. With rules (inject-error, config,
+ * set-state) it stays a node of its own: the blkdebug protocol under the image's format.
  */
-const SKIPPED_FILTERS: Record<string, { limits: readonly string[]; unsupported: readonly string[] }> = {
+const SKIPPED_FILTERS: Record<string, { limits: readonly string[] }> = {
   blkdebug: {
     limits: ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard', 'take-child-perms', 'unshare-child-perms'],
-    unsupported: ['config', 'inject-error', 'set-state'],
   },
 };
 
@@ -87,8 +86,7 @@ function skippedFilterChild(tree: OptionsTree): OptionsTree | string | undefined
   if (!filter) return undefined;
   for (const k of Object.keys(tree)) {
     if (k === 'driver' || k === 'image' || k === 'x-image' || filter.limits.includes(k)) continue;
-    if (filter.unsupported.includes(k)) throw unsupported(`The ${name} option '${k}' is not supported by Platter`);
-    throw invalidArgument(`Invalid parameter '${k}'`);
+    return undefined;
   }
   const image = tree.image ?? tree['x-image'];
   if (typeof image === 'string' || (typeof image === 'object' && image !== null && !Array.isArray(image))) return image as OptionsTree | string;
@@ -461,7 +459,9 @@ function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
 function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree): string {
   // A json: name that says no more than "this format on this file" is shown as the file's name
   // (QEMU's bdrv_refresh_filename reconstructs it so).
-  if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && Object.keys(fileTree).every((k) => k === 'driver' || k === 'filename')) {
+  // (The file's options as given: a filter skipped in its place, say, keeps the name a json: one.)
+  const givenFile = tree && typeof tree.file === 'object' && tree.file !== null && !Array.isArray(tree.file) ? (tree.file as OptionsTree) : fileTree;
+  if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && (givenFile.driver === undefined || givenFile.driver === 'file') && Object.keys(givenFile).every((k) => k === 'driver' || k === 'filename')) {
     return fileTree.filename;
   }
   // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).

@@ -481,7 +481,8 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     let pending: { kind: Kind; start: number; end: number; src?: HostPlace } | undefined;
     /** The start of qemu-img's next progress piece in `pending`. */
     let pieceAt = 0;
-    const counted = (kind: Kind) => kind === 'data' || (kind === 'zero' && p.sparseSize === 0);
+    // (With -S 0 zeros are data already: statusAt.)
+    const counted = (kind: Kind) => kind === 'data';
     return async (): Promise<Item | undefined> => {
       if (pos >= p.total) return undefined;
       if (p.compressed) {

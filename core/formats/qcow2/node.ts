@@ -947,8 +947,7 @@ export class Qcow2Node implements NodeImpl {
       if ((await img.refcounts.get(h / cs)) === 0 && h + cs <= img.file.size) await img.file.discard(h, cs);
     }
     const fileSize = img.file.size;
-    let last = Math.ceil(fileSize / cs) - 1;
-    while (last >= 0 && (await img.refcounts.get(last)) === 0) last--;
+    const last = await img.refcounts.lastInUse(Math.ceil(fileSize / cs));
     if (last >= 0 && (last + 1) * cs < fileSize) {
       await img.file.truncate((last + 1) * cs, { preallocation: 'off', shrink: true }).catch((e: unknown) => {
         img.warn(`qemu-img: warning: Failed to truncate the tail of the image: ${e instanceof Error ? e.message : String(e)}`);

@@ -46,8 +46,14 @@ export async function preallocate(img: Qcow2Image, from: number, to: number, mod
     return false;
   }
   const count = Math.ceil(to / cs) - start / cs;
-  // Refcounts also cover the L2 tables the range may need (one more for an unaligned head).
-  const host = await img.refcounts.allocate(count, { cover: Math.ceil(count / img.l2Entries) + 1 });
+  // As qcow2_co_truncate: refcount structures for the run and the L2 tables it may need (one more
+  // for an unaligned head) right after the used part of the file, the run right after them.
+  const fileClusters = Math.ceil(img.file.size / cs);
+  const last = await img.refcounts.lastInUse(fileClusters);
+  const areaStart = last >= 0 ? last + 1 : fileClusters;
+  const dataAt = await img.refcounts.refcountArea(areaStart, count + Math.ceil(count / img.l2Entries) + 1);
+  await img.refcounts.allocateAt(dataAt, count);
+  const host = dataAt * cs;
   const end = host + count * cs;
   if (end > img.dataFile.size) await img.dataFile.truncate(end, { preallocation: mode, shrink: false });
   await o.cowHead?.(host);

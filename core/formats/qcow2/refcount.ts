@@ -186,6 +186,91 @@ export class Refcounts {
     return this.bits === 64 ? buf.readBigUInt64BE((cluster % this.perBlock) * 8) : BigInt(readRefcountEntry(buf, cluster % this.perBlock, this.bits));
   }
 
+  /**
+   * QEMU's qcow2_refcount_area (exact size), for a run of `additional` clusters to follow the
+   * used part of the file: at cluster `start` (past every used cluster) the refcount blocks that
+   * [0, start + additional) still lacks, then a new refcount table holding every block (the old
+   * table freed), all of them counted. Returns the cluster after the new table: where the run
+   * may go (allocateAt). The run then grows the file in one piece, as qemu-img lays it out.
+   */
+  async refcountArea(start: number, additional: number): Promise<number> {
+    const cs = this.clusterSize;
+    const perTable = cs / L1E_SIZE;
+    // qcow2_refcount_metadata_size: the fixed point where blocks and table count themselves too.
+    let blocks = 0;
+    let tableClusters = 0;
+    for (let n = -1, last = -2; n !== last; ) {
+      last = n;
+      blocks = Math.ceil((start + additional + tableClusters + blocks) / this.perBlock);
+      tableClusters = Math.ceil(blocks / perTable);
+      n = start + additional + blocks + tableClusters;
+    }
+    const tableSize = tableClusters * perTable;
+    if (tableSize > MAX_REFTABLE_ENTRIES) throw invalidImage('Refcount table would grow past its maximum size (8 MiB)', this.#io.ctx);
+    const table = new Array<number>(tableSize).fill(0);
+    for (let i = 0; i < Math.min(tableSize, this.#table.length); i++) table[i] = this.#table[i]!;
+    const areaIndex = Math.floor(start / this.perBlock);
+    let newBlocks = 0;
+    for (let i = areaIndex; i < blocks; i++) if (!table[i]) newBlocks++;
+    const tableAt = start + newBlocks;
+    const end = tableAt + tableClusters;
+    while (this.#table.length < tableSize) this.#table.push(0);
+    let blockAt = start;
+    const created: number[] = [];
+    for (let i = areaIndex; i < blocks; i++) {
+      if (!table[i]) {
+        table[i] = blockAt * cs;
+        this.#table[i] = blockAt * cs;
+        this.#blocks.set(i, Buffer.alloc(cs));
+        created.push(i);
+        blockAt++;
+      }
+      const first = i * this.perBlock;
+      if (first < end) {
+        const buf = (await this.#block(i))!;
+        const from = Math.max(0, start - first);
+        const to = Math.min(end - first, this.perBlock);
+        for (let j = from; j < to; j++) writeRefcountEntry(buf, j, this.bits, 1);
+        this.#markDirtySpan(i, from, to);
+      }
+    }
+    // New blocks whole, then the changed spans of old ones, then the table, then the header.
+    for (const i of created) {
+      await this.#io.write(this.#table[i]!, this.#blocks.get(i)!);
+      this.#dirty.delete(i);
+    }
+    await this.writeBack();
+    await this.#io.barrier();
+    const buf = Buffer.alloc(tableClusters * cs);
+    table.forEach((o, i) => encodeReftableEntry(buf, i, o));
+    await this.#io.write(tableAt * cs, buf);
+    await this.#io.barrier();
+    const oldOffset = this.#tableOffset;
+    const oldClusters = this.#tableClusters;
+    this.#tableOffset = tableAt * cs;
+    this.#tableClusters = tableClusters;
+    this.#diskCapacity = tableSize;
+    await this.#io.tableMoved(tableAt * cs, tableClusters);
+    await this.#io.barrier();
+    await this.update(oldOffset, oldClusters * cs, -1);
+    await this.commit();
+    return end;
+  }
+
+  /** QEMU's qcow2_alloc_clusters_at: take clusters [at, at + n), free and covered by refcount
+   *  blocks (refcountArea made sure). */
+  async allocateAt(at: number, n: number): Promise<void> {
+    await this.#setRange(at, n, 1);
+    await this.commit();
+  }
+
+  /** The highest cluster below `end` with a non-zero refcount, or -1 (qcow2_get_last_cluster). */
+  async lastInUse(end: number): Promise<number> {
+    let c = end - 1;
+    while (c >= 0 && (await this.get(c)) === 0) c--;
+    return c;
+  }
+
   /** How many host clusters below `end` have a non-zero refcount, counting no further than
    *  `stopAt` (QEMU's qcow2_detect_metadata_preallocation loop, a block at a time). */
   async countInUse(end: number, stopAt: number): Promise<number> {
@@ -305,9 +390,8 @@ export class Refcounts {
    * blocks the run needs and lacks are placed right after it (inside the same free area), so a
    * run of any length can be found even when every block would otherwise sit in its own range.
    */
-  async allocate(n: number, area?: { cover: number }): Promise<number> {
+  async allocate(n: number): Promise<number> {
     const cs = this.clusterSize;
-    const cover = area?.cover ?? 0;
     this.#io.file.debugEvent('cluster_alloc');
     for (;;) {
       let extra = 0;
@@ -315,7 +399,7 @@ export class Refcounts {
       let missing: number[] = [];
       for (;;) {
         start = await this.#findFree(n + extra);
-        missing = this.#missingBlocks(start, n + cover + extra);
+        missing = this.#missingBlocks(start, n + extra);
         if (missing.length <= extra) break;
         extra = missing.length;
       }
@@ -324,12 +408,8 @@ export class Refcounts {
         await this.#growTable(last);
         continue; // the new table took clusters: search again
       }
-      // New refcount blocks go after the run, or (an area, as QEMU's qcow2_refcount_area) before
-      // it, so that the run ends the file and grows it in one piece.
-      const blocksAt = area ? start : start + n;
-      const runAt = area ? start + missing.length : start;
       missing.forEach((b, i) => {
-        this.#table[b] = (blocksAt + i) * cs;
+        this.#table[b] = (start + n + i) * cs;
         this.#blocks.set(b, Buffer.alloc(cs));
       });
       await this.#setRange(start, n + missing.length, 1);
@@ -350,7 +430,7 @@ export class Refcounts {
       }
       await this.commit();
       this.#freeHint = start + n + missing.length;
-      return runAt * cs;
+      return start * cs;
     }
   }
 
