@@ -141,3 +141,17 @@ export function optTree(tree: OptionsTree | undefined, key: string): OptionsTree
   if (typeof v !== 'object' || Array.isArray(v)) throw invalidArgument(`Parameter '${key}' expects a group of options`);
   return v as OptionsTree;
 }
+
+/**
+ * A list option as it arrives: a json: array as it is, or, from dotted options
+ * (children.0.driver=..., children.1.driver=...), an object whose keys are exactly 0..n-1, as
+ * its values in index order. Undefined for anything else.
+ */
+export function listItems(v: unknown): unknown[] | undefined {
+  if (Array.isArray(v)) return v;
+  if (v === null || typeof v !== 'object') return undefined;
+  const tree = v as OptionsTree;
+  const items: unknown[] = [];
+  for (let i = 0; i in tree; i++) items.push(tree[i]);
+  return Object.keys(tree).length === items.length ? items : undefined;
+}

@@ -8,7 +8,7 @@
 
 import { invalidArgument } from '../../errors.ts';
 import { isDebugEvent, isDebugIoType, type DebugEvent, type DebugIoType } from '../../block/debug-events.ts';
-import type { OptionLeaf, OptionsTree } from '../../block/options-tree.ts';
+import { listItems, type OptionLeaf, type OptionsTree } from '../../block/options-tree.ts';
 
 /** One [inject-error] section: fail requests with `errno` once `event` fired (in `state`). */
 export interface InjectErrorSpec {
@@ -176,12 +176,15 @@ function optionSections(group: Group, value: unknown): Map<string, string>[] {
   if (known.length === entries.length) return [toSection(value, 0)];
   const unknown = entries.find(([k]) => keys[k] === undefined)!;
   if (known.length > 0) throw invalidArgument(`Unknown option '${unknown[0]}' for [${group}]`);
-  // Numbered sections 0, 1, ...: the first missing index ends the list.
-  const out: Map<string, string>[] = [];
-  for (let i = 0; i in (value as OptionsTree); i++) out.push(toSection((value as OptionsTree)[i], i));
-  const extra = entries.find(([k]) => !/^\d+$/.test(k) || Number(k) >= out.length);
-  if (extra) throw invalidArgument(`Unused option '${extra[0]}' for [${group}]`);
-  return out;
+  // Numbered sections 0, 1, ...: a key past the first missing index is left over.
+  const items = listItems(value);
+  if (!items) {
+    let n = 0;
+    while (n in (value as OptionsTree)) n++;
+    const extra = entries.find(([k]) => !/^\d+$/.test(k) || Number(k) >= n)!;
+    throw invalidArgument(`Unused option '${extra[0]}' for [${group}]`);
+  }
+  return items.map(toSection);
 }
 
 function injectSpec(values: Map<string, string>): InjectErrorSpec {

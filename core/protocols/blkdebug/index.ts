@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { BlockError, fromSystemError, invalidArgument, unsupported } from '../../errors.ts';
 import type { ProtocolDriver } from '../../block/types.ts';
 import { PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../block/types.ts';
-import { optString, type OptionsTree } from '../../block/options-tree.ts';
+import { listItems, optString, type OptionsTree } from '../../block/options-tree.ts';
 import { parseRuleSpecs } from './config.ts';
 import { BlkdebugRules } from './rules.ts';
 import { BlkdebugNode, readLimits } from './node.ts';
@@ -28,7 +28,8 @@ const PERMISSION_BITS: Record<string, number> = { 'consistent-read': PERM_CONSIS
 function permList(options: OptionsTree, key: string): number {
   const v = options[key];
   if (v === undefined) return 0;
-  const items = Array.isArray(v) ? v : typeof v === 'object' ? Object.values(v) : [v];
+  const items = listItems(v);
+  if (!items) throw invalidArgument(`Parameter '${key}' expects a list of permissions (consistent-read, write, write-unchanged, resize)`);
   let bits = 0;
   for (const item of items) {
     const b = typeof item === 'string' ? PERMISSION_BITS[item] : undefined;

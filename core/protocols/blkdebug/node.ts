@@ -1,7 +1,10 @@
 // The open blkdebug node (QEMU block/blkdebug.c blkdebug_co_*): every request asks the rules
 // first (rules.ts) and, unless one fails it with an errno, goes to the child unchanged; block
-// status and flushes too. Its limits (align, max-transfer, opt/max-write-zero, opt/max-discard)
-// shape the requests it sees as QEMU's block layer shapes them for blkdebug.
+// status and flushes too. Its limits shape the requests it sees: align and max-transfer through
+// the generic layer (alignment, maxTransfer), write-zeroes below opt-write-zero become writes,
+// max-write-zero and max-discard split requests, discards below the alignment are dropped.
+// opt-discard is checked as QEMU checks it but changes nothing (Platter's generic layer does
+// not align discards).
 
 import { fromSystemError, invalidArgument, type BlockErrorContext } from '../../errors.ts';
 import { errnoError } from '../../host/errno.ts';

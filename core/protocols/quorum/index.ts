@@ -11,7 +11,7 @@ import { BlockError, invalidArgument, unsupported } from '../../errors.ts';
 import { blockStatusAbove, type BlockNode } from '../../block/node.ts';
 import type { BlockStatus, NodeImpl, ProtocolDriver, WriteFlags, ZeroFlags } from '../../block/types.ts';
 import { PERM_RESIZE, PERM_WRITE } from '../../block/types.ts';
-import { optBool, optString, type OptionsTree } from '../../block/options-tree.ts';
+import { listItems, optBool, optString, type OptionsTree } from '../../block/options-tree.ts';
 
 /** Options quorum itself reads. */
 const OWN_OPTIONS = new Set(['children', 'vote-threshold', 'read-pattern', 'rewrite-corrupted', 'blkverify', 'cache']);
@@ -146,16 +146,10 @@ class QuorumNode implements NodeImpl {
 
 /** The children option: a list, or numbered keys from dotted options (children.0.driver=...). */
 function childList(v: unknown): (OptionsTree | string)[] {
-  if (Array.isArray(v)) return v as (OptionsTree | string)[];
-  if (v !== null && typeof v === 'object') {
-    const tree = v as OptionsTree;
-    const out: (OptionsTree | string)[] = [];
-    for (let i = 0; i in tree; i++) out.push(tree[i] as OptionsTree | string);
-    if (Object.keys(tree).length !== out.length) throw invalidArgument('Option children is not a valid array');
-    return out;
-  }
   if (v === undefined) return [];
-  throw invalidArgument('Option children is not a valid array');
+  const items = listItems(v);
+  if (!items) throw invalidArgument('Option children is not a valid array');
+  return items as (OptionsTree | string)[];
 }
 
 export const quorumDriver: ProtocolDriver = {
