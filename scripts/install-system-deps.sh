@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Platter's tests use as oracles and peers (Debian/Ubuntu, as root or
-# with sudo): QEMU's tools, cryptsetup, nbdkit, and Chromium for the end-to-end tests.
+# with sudo): QEMU's tools and block modules, cryptsetup, nbdkit and libnbd's tools, sshd, tgt and
+# libiscsi's tools, dosfstools and mtools, bximage and cloop-utils, gnutls' certtool, and Chromium
+# for the end-to-end tests.
 # Idempotent: skips apt-get when everything is already there.
 set -euo pipefail
 need=()
@@ -9,6 +11,17 @@ command -v cryptsetup >/dev/null 2>&1 || need+=(cryptsetup-bin)
 command -v nbdkit >/dev/null 2>&1 || need+=(nbdkit)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v file >/dev/null 2>&1 || need+=(file)
+[ -e /usr/lib/x86_64-linux-gnu/qemu/block-ssh.so ] || ls /usr/lib/*/qemu/block-ssh.so >/dev/null 2>&1 || need+=(qemu-block-extra)
+command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v tgtd >/dev/null 2>&1 || [ -x /usr/sbin/tgtd ] || need+=(tgt)
+command -v iscsi-inq >/dev/null 2>&1 || need+=(libiscsi-bin)
+command -v fsck.fat >/dev/null 2>&1 || [ -x /usr/sbin/fsck.fat ] || need+=(dosfstools)
+command -v mdir >/dev/null 2>&1 || need+=(mtools)
+command -v bximage >/dev/null 2>&1 || need+=(bximage)
+command -v create_compressed_fs >/dev/null 2>&1 || need+=(cloop-utils)
+command -v certtool >/dev/null 2>&1 || need+=(gnutls-bin)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0
