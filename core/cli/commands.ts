@@ -296,7 +296,7 @@ const convert: Command = {
       ctx.io.stdout(optionsHelp(outFmt ?? 'raw'));
       return 0;
     }
-    if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter yet');
+    if (has(p, 'salvage') && has(p, 'C')) throw invalidArgument('Cannot use copy offloading in salvaging mode');
     if (has(p, 'skip-broken-bitmaps') && !has(p, 'bitmaps')) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
     if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
     const files = p.positional;
