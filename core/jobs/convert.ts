@@ -119,12 +119,10 @@ interface HostPlace {
  * it block status names (BlockStatus.hostNode) go straight to it, into the lane's own buffer,
  * without the format layer (buffers are reused; the request path through the
  * format driver cost more main-thread time than the copy's bookkeeping). Relies on the file
- * protocol's public `fd` getter; any other node is read through BlockNode.readInto.
+ * protocol's descriptor (BlockNode.hostFd); any other node is read through BlockNode.readInto.
  */
 function plainFileFd(node: BlockNode): number | undefined {
-  if (node.driver.name !== 'file' || node.alignment !== 1) return undefined;
-  const fd = (node.impl as { fd?: unknown }).fd;
-  return typeof fd === 'number' ? fd : undefined;
+  return node.hostFd;
 }
 
 function preadFull(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
@@ -159,7 +157,7 @@ export function parseSnapshotParam(text: string): { id?: string; name?: string }
 
 /** A read-only node over a snapshot view of `node` (closes only the view). */
 async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNode> {
-  const snaps = node.impl.snapshots;
+  const snaps = node.snapshots;
   if (!snaps) throw unsupported(`Failed to load snapshot: Block format '${node.format}' used by device '' does not support temporarily loading internal snapshots`);
   const p = parseSnapshotParam(param);
   const list = await snaps.list();
@@ -312,12 +310,12 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       throw invalidArgument('output file is smaller than input file');
     }
     if (opts.bitmaps && !target.bitmaps?.supported) throw unsupported(`Format driver '${target.format}' does not support bitmaps`);
-    if (opts.compressed && !target.impl.writeCompressed) throw unsupported('Compression not supported for this file format');
+    if (opts.compressed && !target.canWriteCompressed) throw unsupported('Compression not supported for this file format');
     const targetInfo = await target.info();
     if (opts.compressed && targetInfo.encrypted) throw unsupported('Compression and encryption not supported at the same time');
     // A target that takes only whole compressed clusters (a stream-optimized vmdk) is filled as
     // with -c (qemu-img: bdi.needs_compressed_writes).
-    const compressed = (opts.compressed ?? false) || (targetInfo.needsCompressedWrites === true && target.impl.writeCompressed !== undefined);
+    const compressed = (opts.compressed ?? false) || (targetInfo.needsCompressedWrites === true && target.canWriteCompressed);
 
     const stats = await copyAll(sources, target, {
       total,
@@ -336,7 +334,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       // A new image without backing, filled in order: allocate each request's clusters in the
       // order (so the layout follows guest order as with in-order writes), then let the data
       // writes overlap. Formats without a reserve step keep one write in flight.
-      reserve: !opts.noCreate && !targetHasBacking && !compressed && !(opts.outOfOrder ?? false) && target.impl.reserve !== undefined,
+      reserve: !opts.noCreate && !targetHasBacking && !compressed && !(opts.outOfOrder ?? false) && target.canReserve,
     }, ctl);
     if (opts.bitmaps) await copyBitmaps(bitmapSource!, target, opts.skipBrokenBitmaps ?? false, env);
     const durable = (opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe';
@@ -421,7 +419,7 @@ function copyError(what: string, offset: number, e: unknown): unknown {
 /** The copy loop: an in-order producer of items from block status, N lanes doing them. */
 async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, ctl: JobControl): Promise<{ bytesCopied: number; bytesSkipped: number }> {
   const progress = progressReporter(ctl, p.total, 'copying');
-  const clusterSize = target.clusterSize ?? target.impl.clusterSize ?? 65536;
+  const clusterSize = target.clusterSize ?? 65536;
   const dataChunk = p.compressed ? clusterSize : Math.max(COPY_CHUNK, clusterSize > COPY_CHUNK ? clusterSize : 0);
   let bytesCopied = 0;
   let bytesSkipped = 0;
@@ -618,7 +616,7 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     if (p.compressed) {
       if (p.zeroInit && isZero(buf)) bytesSkipped += item.length;
       else {
-        await target.impl.writeCompressed!(item.dstOffset, buf);
+        await target.writeCompressed(item.dstOffset, buf);
         bytesCopied += item.length;
       }
       return;
