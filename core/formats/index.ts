@@ -11,6 +11,7 @@ import { qcowDriver } from './qcow/index.ts';
 import { qedDriver } from './qed/index.ts';
 import { vmdkDriver } from './vmdk/index.ts';
 import { bochsDriver } from './bochs/index.ts';
+import { cloopDriver } from './cloop/index.ts';
 
 export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   rawDriver,
@@ -23,4 +24,5 @@ export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   qedDriver,
   vmdkDriver,
   bochsDriver,
+  cloopDriver,
 ];

@@ -99,25 +99,24 @@ export interface BochsGeometry {
 }
 
 /** Checks of QEMU's bochs_open that need the header only, in its order: recognised, then the
- *  catalog's size; returns the virtual size. */
-export function validateBochsHeader(h: BochsHeader, ctx: BlockErrorContext): number {
+ *  catalog's size. */
+export function validateBochsHeader(h: BochsHeader, ctx: BlockErrorContext): void {
   if (!h.recognised) throw invalidImage('Image not in Bochs format', ctx);
-  // QEMU keeps disk / 512 sectors; an i64 byte count past 2^63 is past what it can address.
-  const sectors = h.disk / 512n;
-  const size = sizeToNumber(sectors * 512n, 'Bochs disk size', ctx);
   if (h.catalog > BOCHS_CATALOG_MAX) throw new BlockError('InvalidImage', 'Catalog size is too large', ctx, { errno: 'EFBIG' });
-  return size;
 }
 
 /** The checks QEMU makes after reading the catalog (extent size, catalog covering the disk). */
-export function bochsGeometry(h: BochsHeader, size: number, ctx: BlockErrorContext): BochsGeometry {
+export function bochsGeometry(h: BochsHeader, ctx: BlockErrorContext): BochsGeometry {
   const e = h.extent;
   if (e < BOCHS_EXTENT_MIN) throw invalidImage('Extent size must be at least 512', ctx);
   if ((e & (e - 1)) !== 0) throw invalidImage(`Extent size ${e} is not a power of two`, ctx);
   if (e > BOCHS_EXTENT_MAX) throw invalidImage(`Extent size ${e} is too large`, ctx);
-  const sectors = BigInt(size) / 512n;
+  // QEMU keeps disk / 512 sectors.
+  const sectors = h.disk / 512n;
   const perExtent = BigInt(e / 512);
   if (BigInt(h.catalog) < (sectors + perExtent - 1n) / perExtent) throw invalidImage('Catalog size is too small for this disk size', ctx);
+  // The catalog covers the disk now: at most 2^20 extents of 8 MiB.
+  const size = sizeToNumber(sectors * 512n, 'Bochs disk size', ctx);
   return {
     size,
     catalog: h.catalog,

@@ -114,9 +114,9 @@ export const bochsDriver: FormatDriver = {
     const ectx: BlockErrorContext = { path: ctx.filename, op: 'open' };
     if (!ctx.readOnly) throw new BlockError('Permission', 'Image is read-only', ectx);
     const header = decodeBochsHeader(await readPadded(file, 0, BOCHS_HEADER_SIZE));
-    const size = validateBochsHeader(header, ectx);
+    validateBochsHeader(header, ectx);
     const catalog = decodeCatalog(await readPadded(file, header.header, header.catalog * 4), header.catalog);
-    const geo = bochsGeometry(header, size, ectx);
+    const geo = bochsGeometry(header, ectx);
     return new BochsNode(file, geo, catalog, { path: ctx.filename });
   },
 };
