@@ -112,7 +112,7 @@ const RECIPES: Record<string, SeedRecipe[]> = {
   ],
   cloop: [
     { name: 'b64k.cloop', make: (d) => createCompressedFs(create(d, 'src-c.raw', 'raw', '2M'), join(d, 'b64k.cloop'), 65536) },
-    { name: 'b4k.cloop', make: (d) => createCompressedFs(create(d, 'src-c4.raw', 'raw', '1M'), join(d, 'b4k.cloop'), 4096) },
+    { name: 'b4k.cloop', make: (d) => createCompressedFs(create(d, 'src-c4.raw', 'raw', '2M'), join(d, 'b4k.cloop'), 4096) },
   ],
 };
 
