@@ -68,12 +68,13 @@ class CloopNode implements NodeImpl {
     for (let b = first; b <= last; b++) {
       if (this.#offset(b) >= this.#file.size) throw ioError(ctx, `cloop block ${b} starts at ${this.#offset(b)}, past the end of the file`);
     }
-    const raw = await readPadded(this.#file, start, end - start);
+    // One copy of the blocks' bytes, moved to the worker; each block is a view of it.
+    const raw = new Uint8Array(await readPadded(this.#file, start, end - start));
     const chunks: Uint8Array[] = [];
-    for (let b = first; b <= last; b++) chunks.push(new Uint8Array(raw.subarray(this.#offset(b) - start, this.#offset(b + 1) - start))); // copies: transferred
+    for (let b = first; b <= last; b++) chunks.push(raw.subarray(this.#offset(b) - start, this.#offset(b + 1) - start));
     let out: Uint8Array[];
     try {
-      out = await this.#workers.run('inflateZlibWhole', { chunks, outputLength: this.#blockSize }, chunks.map((c) => c.buffer as ArrayBuffer));
+      out = await this.#workers.run('inflateZlibWhole', { chunks, outputLength: this.#blockSize }, [raw.buffer as ArrayBuffer]);
     } catch (e) {
       throw ioError(ctx, `cloop blocks ${first}..${last} do not inflate`, e);
     }

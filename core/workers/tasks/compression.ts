@@ -72,7 +72,8 @@ export const COMPRESSION_TASKS = {
    *  output throws; bytes after the stream's end are ignored. */
   inflateZlibWhole(input: { chunks: Uint8Array[]; outputLength: number }): Uint8Array[] {
     return input.chunks.map((c) => {
-      const out = inflateSync(c, { maxOutputLength: input.outputLength });
+      // One output chunk of the block's size: no growing and joining of 16 KiB pieces.
+      const out = inflateSync(c, { maxOutputLength: input.outputLength, chunkSize: Math.max(64, input.outputLength) });
       return new Uint8Array(out.buffer, out.byteOffset, out.length);
     });
   },
