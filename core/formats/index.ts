@@ -10,6 +10,8 @@ import { vdiDriver } from './vdi/index.ts';
 import { qcowDriver } from './qcow/index.ts';
 import { qedDriver } from './qed/index.ts';
 import { vmdkDriver } from './vmdk/index.ts';
+import { bochsDriver } from './bochs/index.ts';
+import { cloopDriver } from './cloop/index.ts';
 
 export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   rawDriver,
@@ -21,4 +23,6 @@ export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   qcowDriver,
   qedDriver,
   vmdkDriver,
+  bochsDriver,
+  cloopDriver,
 ];
