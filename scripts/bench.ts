@@ -18,7 +18,7 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { symlinkSync } from 'node:fs';
 import { buildCli } from './build-cli.mjs';
-import { findFormat } from '../core/block/registry.ts';
+import { findFormat } from '../core/drivers/registry.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PLATTER = join(ROOT, 'bin/platter.mjs');

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The import-boundary rule (docs/architecture.md): core/ never imports electron/, renderer/ or UI
-// packages; renderer/ imports from core/ only types (core/api types) and nothing from electron/.
+// packages; renderer/ imports from core/ only types (core/api types) and nothing from electron/;
+// inside core/, runtime imports follow the layer order host < util < crypto, workers < block <
+// formats, protocols < drivers < jobs < api < cli.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const importRe = /^\s*(import|export)\s+(type\s+)?[^'"]*?from\s+['"]([^'"]+)['"]|^\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm;
@@ -42,6 +44,32 @@ check('renderer', (spec, typeOnly) => {
   if (/(^|\/)core\//.test(spec) && !typeOnly) return 'renderer/ may import only types from core/';
   return null;
 });
+// The inner order of core/ (docs/architecture.md "Layers"): a module's runtime imports reach only
+// its own layer or lower ones, so no import circle runs between layers. Type-only imports are
+// free (they vanish at run time). electron/ sits beside cli/, on top of core/api.
+const CORE_RANK = { 'errors.ts': 0, host: 1, util: 2, crypto: 3, workers: 3, block: 4, formats: 5, protocols: 5, drivers: 6, jobs: 7, api: 8, cli: 9 };
+const coreLayer = (abs) => {
+  const rel = relative(join(root, 'core'), abs);
+  return rel.startsWith('..') ? undefined : rel.split('/')[0];
+};
+{
+  for (const f of walk(join(root, 'core'))) {
+    const from = coreLayer(f);
+    const text = readFileSync(f, 'utf8');
+    for (const m of text.matchAll(importRe)) {
+      const spec = m[3] ?? m[4] ?? m[5];
+      if (m[2] || !spec.startsWith('.')) continue;
+      const to = coreLayer(join(dirname(f), spec));
+      if (to === undefined || from === undefined) continue;
+      if (!(from in CORE_RANK) || !(to in CORE_RANK)) {
+        problems.push(`${relative(root, f)}: imports '${spec}': core/${from in CORE_RANK ? to : from} has no place in the layer order (scripts/check-layers.mjs CORE_RANK)`);
+      } else if (CORE_RANK[to] > CORE_RANK[from]) {
+        problems.push(`${relative(root, f)}: imports '${spec}': core/${from} must not import core/${to} (a higher layer)`);
+      }
+    }
+  }
+}
+
 // A node's driver instance (BlockNode.impl) belongs to the block layer and the drivers: jobs, the
 // CLI, the service and the apps use BlockNode's own methods, which check support and read-only once.
 for (const layer of ['core/jobs', 'core/cli', 'core/api', 'electron', 'renderer']) {

@@ -3,7 +3,7 @@
 // and every failure; exits 1 if any case crashed, hung or ran over the memory cap.
 import { runFuzz } from '../test/fuzz/run.ts';
 import { fuzzFormats } from '../test/fuzz/seeds.ts';
-import { findFormat } from '../core/block/registry.ts';
+import { findFormat } from '../core/drivers/registry.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {

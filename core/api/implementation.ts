@@ -6,7 +6,7 @@ import type * as S from './schemas.ts';
 import type { JobHandle, PlatterService, ServiceOptions } from './service.ts';
 import type { CheckReport, FormatDescription, FormatOptionJson, ImageInfo, JobEvent, JobProgress, JobState, JobSummary, SerializedError } from './types.ts';
 import { BlockError, invalidArgument } from '../errors.ts';
-import { formatDrivers } from '../block/registry.ts';
+import { formatDrivers } from '../drivers/registry.ts';
 import type { OptionSpec } from '../block/options-schema.ts';
 import { parseImageSize, secretStoreFrom, type ImageSpec, type JobControl, type JobEnv } from '../jobs/common.ts';
 import { info as infoJob } from '../jobs/info.ts';

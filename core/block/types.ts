@@ -295,6 +295,9 @@ export interface OpenContext {
   openSibling(name: string, options?: { readOnly?: boolean; create?: boolean }): Promise<BlockNode>;
   /** True when the user asked for no backing (qemu-img info, -u rebase). */
   noBacking: boolean;
+  /** Would a probe of this first sector pick a format other than raw? (A probed raw image
+   *  refuses writes that would make it so; the registry lives above the drivers.) */
+  probesAsOtherFormat(head: Buffer, filename: string): boolean;
   /** Opened by qemu-img check (QEMU's BDRV_O_CHECK): no repair at open time (a dirty qcow2 is
    *  left for the check to report and repair). */
   forCheck?: boolean;

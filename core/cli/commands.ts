@@ -6,7 +6,7 @@ import { qemuJson } from './qemu-json.ts';
 import { invalidArgument, BlockError } from '../errors.ts';
 import type { JobHandle, PlatterService, ImageRef } from '../api/service.ts';
 import type { CheckReport, ImageInfo, MapEntry } from '../api/types.ts';
-import { findFormat, formatDrivers } from '../block/registry.ts';
+import { findFormat, formatDrivers } from '../drivers/registry.ts';
 import { describeOptions } from '../block/options-schema.ts';
 import { parseArgs, last, has, all, type ParsedArgs, type OptSpec } from './args.ts';
 import { humanInfo } from '../jobs/info.ts';

@@ -4,7 +4,7 @@
 // through to the base again (QEMU's bdrv_make_empty).
 
 import { BlockNode } from '../block/node.ts';
-import { openImage } from '../block/open.ts';
+import { openImage } from '../drivers/open.ts';
 import type { OptionsTree } from '../block/options-tree.ts';
 import { PERM_RESIZE } from '../block/types.ts';
 import { BlockError, cancelled, invalidArgument } from '../errors.ts';

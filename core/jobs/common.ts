@@ -3,7 +3,7 @@
 // with qemu-img's messages, and allocated-size accounting for `info` ("actual-size").
 
 import { stat } from 'node:fs/promises';
-import { openImage, type OpenImageOptions } from '../block/open.ts';
+import { openImage, type OpenImageOptions } from '../drivers/open.ts';
 import type { BlockNode } from '../block/node.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { QEMU_MAX_SIZE, qemuStrtosz } from '../block/options-schema.ts';

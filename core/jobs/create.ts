@@ -4,8 +4,8 @@
 
 import { sizeText } from '../util/checked.ts';
 import { rmSync } from 'node:fs';
-import { createImage } from '../block/open.ts';
-import { findFormat } from '../block/registry.ts';
+import { createImage } from '../drivers/create.ts';
+import { findFormat } from '../drivers/registry.ts';
 import { parseOptions, type OptionValues } from '../block/options-schema.ts';
 import { invalidArgument, unsupported, throwIfAborted } from '../errors.ts';
 import { renamePath, stageTarget } from './staging.ts';
@@ -128,7 +128,7 @@ export async function create(o: CreateOptions, env: JobEnv, ctl: JobControl = {}
   let size = o.size;
   if (size === undefined) {
     // Inherited from the backing file: read it back from the new image.
-    const { openImage } = await import('../block/open.ts');
+    const { openImage } = await import('../drivers/open.ts');
     const n = await openImage(o.filename, { format: o.format, readOnly: true, noBacking: true, secrets: env.secrets, warn: env.warn });
     size = n.size;
     await n.close();

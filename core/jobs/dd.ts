@@ -2,7 +2,8 @@
 // image, starting `skip` blocks in, into a new output image. Like qemu-img, the output's size is
 // min(input size, count*bs) minus skip*bs.
 
-import { createImage, openImage } from '../block/open.ts';
+import { openImage } from '../drivers/open.ts';
+import { createImage } from '../drivers/create.ts';
 import type { BlockNode } from '../block/node.ts';
 import { cancelled, invalidArgument } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';

@@ -3,7 +3,7 @@
 // The output format's driver does the arithmetic (FormatDriver.measure); raw, which has no
 // metadata, needs exactly the virtual size either way (QEMU's raw_measure).
 
-import { findFormat } from '../block/registry.ts';
+import { findFormat } from '../drivers/registry.ts';
 import { parseOptions, type OptionValues } from '../block/options-schema.ts';
 import type { MeasureInfo } from '../api/types.ts';
 import { invalidArgument, unsupported } from '../errors.ts';

@@ -5,7 +5,7 @@
 
 import { resolve, dirname, isAbsolute } from 'node:path';
 import type { BlockNode } from '../block/node.ts';
-import { openImage } from '../block/open.ts';
+import { openImage } from '../drivers/open.ts';
 import { BlockError, cancelled, invalidArgument, unsupported } from '../errors.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 

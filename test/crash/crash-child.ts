@@ -1,7 +1,7 @@
 // A crash-test child: opens an image read-write through Platter and performs the op sequence,
 // printing "F <index>" after every flush that completed, and "S <index>" / "E <index>" around
 // snapshot operations. The parent kills it with SIGKILL.
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { opSequence } from './ops.ts';
 
 const [path, format, seedText, snapshotsText] = process.argv.slice(2);

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { open } from 'node:fs/promises';
-import { openImage, resolveBackingFilename } from '../../core/block/open.ts';
+import { openImage, resolveBackingFilename } from '../../core/drivers/open.ts';
 import { blockStatusAbove } from '../../core/block/node.ts';
 import { SecretStore } from '../../core/block/secrets.ts';
 import { BlockError } from '../../core/errors.ts';

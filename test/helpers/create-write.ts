@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createImage } from '../../core/block/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import { parseSizeText } from '../../core/block/options-schema.ts';
 import { qemuImg, qemuImgJson, type tempDir } from './qemu.ts';
 

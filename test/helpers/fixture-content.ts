@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { openImage } from '../../core/block/open.ts';
+import type { openImage } from '../../core/drivers/open.ts';
 import { run } from './qemu.ts';
 
 type OpenedNode = Awaited<ReturnType<typeof openImage>>;

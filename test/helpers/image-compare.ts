@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { blockStatusAbove, type BlockNode } from '../../core/block/node.ts';
 import { md5, qemuImg, run } from './qemu.ts';
 

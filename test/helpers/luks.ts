@@ -5,7 +5,7 @@
 
 import { after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { SecretStore } from '../../core/block/secrets.ts';
 import { WorkerPool } from '../../core/workers/pool.ts';
 import type { BlockNode } from '../../core/block/node.ts';

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { BlockError } from '../../core/errors.ts';
 import { fixture, fixtureFacts, HAVE_FIXTURES, md5, md5File, qemuImg, run, SKIP_NO_FIXTURES, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 import { platterInProcess, qemuImgRaw } from './harness.ts';

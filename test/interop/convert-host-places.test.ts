@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tempDir, qemuImg, run, SKIP_NO_QEMU } from '../helpers/qemu.ts';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { convert } from '../../core/jobs/convert.ts';
 import { defaultEnv } from '../../core/jobs/common.ts';
 import { qemuImage, qcow2FirstL2, Q2_COPIED } from '../security/craft.ts';

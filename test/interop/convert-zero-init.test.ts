@@ -6,7 +6,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { SecretStore } from '../../core/block/secrets.ts';
 import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
 

@@ -5,7 +5,7 @@
 // "Image locking"; lock bytes as in block/file-posix.c (QEMU 7.2).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import type { BlockNode } from '../../core/block/node.ts';
 import { BlockError } from '../../core/errors.ts';
 import type { PlatterService } from '../../core/api/service.ts';

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import type { BlockNode } from '../../core/block/node.ts';
 import { assertFixtureReadsAsQemu, assertMapMatches, assertQemuCompareRaw, concurrentRandomWrites, qemuRaw, withImageNode } from '../helpers/image-compare.ts';
 import { fixture, fixtureById, qemuImg, qemuImgJson, qemuIo, run, SKIP_NO_FIXTURES, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import { tempDir, qemuImg, qemuIo, qemuImgJson, run, md5, SKIP_NO_QEMU } from '../helpers/qemu.ts';
 
 const quiet = () => {};

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { qemuImg, qemuImgJson, qemuIo, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 
 const GiB = 1024 ** 3;

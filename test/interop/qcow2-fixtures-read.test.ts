@@ -5,7 +5,7 @@
 // `qemu-img info --output=json`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { fixture, fixtureFacts, md5, tempDir, SKIP_NO_FIXTURES, SKIP_NO_QEMU, runOk } from '../helpers/qemu.ts';
 
 const quiet = () => {};

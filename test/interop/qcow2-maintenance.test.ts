@@ -7,8 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, statSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
-import { findFormat } from '../../core/block/registry.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
+import { findFormat } from '../../core/drivers/registry.ts';
 import { SecretStore } from '../../core/block/secrets.ts';
 import { sharedWorkerPool } from '../../core/workers/pool.ts';
 import { tempDir, qemuImg, qemuIo, qemuImgJson, run, md5, SKIP_NO_QEMU, fixture, HAVE_FIXTURES } from '../helpers/qemu.ts';

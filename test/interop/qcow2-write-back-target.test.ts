@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { openSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
 import { SKIP_NO_QEMU, tempDir, qemuImg, qemuImgJson, run } from '../helpers/qemu.ts';
 import { platterInProcess } from './harness.ts';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 
 const KiB = 1024;
 const MiB = 1 << 20;

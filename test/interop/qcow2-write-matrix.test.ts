@@ -7,7 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import { copyFileSync, chmodSync } from 'node:fs';
 import { tempDir, run, qemuImg, qemuImgJson, md5, SKIP_NO_QEMU, SKIP_NO_FIXTURES, fixture } from '../helpers/qemu.ts';
 

@@ -7,7 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, readFileSync, readSync, closeSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { createImage, openImage, type CreateImageOptions } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage, type CreateImageOptions } from '../../core/drivers/create.ts';
 import type { BlockNode } from '../../core/block/node.ts';
 import { assertFixtureReadsAsQemu, assertMapMatches, assertQemuCompareRaw, concurrentRandomWrites, qemuRaw as qemuRawAs, withImageNode } from '../helpers/image-compare.ts';
 import { fixture, fixtureById, qemuImg, qemuImgJson, qemuIo, run, SKIP_NO_FIXTURES, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';

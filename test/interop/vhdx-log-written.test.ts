@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import { crc32cWithZeroField } from '../../core/util/crc32c.ts';
 import { qemuImg, run, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 

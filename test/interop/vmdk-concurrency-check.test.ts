@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import { qemuImg, run, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 
 const GRAIN = 65536;

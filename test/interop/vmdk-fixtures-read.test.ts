@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { BlockError } from '../../core/errors.ts';
 import { fixture, fixtureFacts, fixtureById, md5, SKIP_NO_FIXTURES, tempDir, FIXTURES } from '../helpers/qemu.ts';
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { blockStatusAbove } from '../../core/block/node.ts';
 import { md5, md5File, qemuImg, qemuImgJson, qemuIo, run, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 import type { BlockNode } from '../../core/block/node.ts';

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import { assertCreateMatchesQemu, assertIdenticalToRaw, qemuIoWriteArgs, SPREAD_WRITES as WRITES } from '../helpers/create-write.ts';
 import { qemuImg, qemuImgJson, qemuIo, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { BlockError } from '../../core/errors.ts';
 import { MD5_LIMIT, verifyFixtureContent } from '../helpers/fixture-content.ts';
 import { fixture, fixtureFacts, HAVE_FIXTURES, SKIP_NO_FIXTURES, tempDir } from '../helpers/qemu.ts';

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { tempDir, qemuImg, SKIP_NO_QEMU } from '../helpers/qemu.ts';
-import { openImage, createImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import { watchOpenedFiles, isInside } from './opened-files.ts';
 
 const CASE_CHILD = fileURLToPath(new URL('../fuzz/case-child.ts', import.meta.url));

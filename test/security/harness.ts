@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { blockStatusAbove } from '../../core/block/node.ts';
 import { BlockError } from '../../core/errors.ts';
 import { run } from '../helpers/qemu.ts';

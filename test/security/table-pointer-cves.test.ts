@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { tempDir, run, qemuImg, SKIP_NO_QEMU } from '../helpers/qemu.ts';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { blockStatusAbove } from '../../core/block/node.ts';
 import { probeHostile, assertRefused, patchFile, qemuImgInfo, MAX_CASE_MS } from './harness.ts';
 import { qemuImage, qcow2FirstL2, withSnapshotTable, Q2, Q2_COPIED, vhdxRegion, VHDX_BAT_GUID } from './craft.ts';

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseDottedOptions, parseJsonFilename, splitKeyValueList, flatten } from '../../core/block/options-tree.ts';
 import { parseOptions, parseSizeText, withDefaults, type OptionSpec } from '../../core/block/options-schema.ts';
-import { optionsTreeFor } from '../../core/block/open.ts';
+import { optionsTreeFor } from '../../core/drivers/open.ts';
 import { protocolTreeForFilename, protocolPrefix, hostDeviceDriverFor } from '../../core/block/filename.ts';
 import { BlockError } from '../../core/errors.ts';
 

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { BlockError } from '../../core/errors.ts';
 import { tempDir } from '../helpers/qemu.ts';
 import { BOCHS, buildBochs, patterned } from '../helpers/bochs-cloop.ts';

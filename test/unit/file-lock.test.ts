@@ -8,7 +8,7 @@ import { openSync, closeSync, writeFileSync, readFileSync, statSync } from 'node
 import { FileLock, lockBytesFor, POSIX_LOCK_WARNING } from '../../core/protocols/file/lock.ts';
 import { backingChildPerms, filterChildPerms, rootPerms, storageChildPerms } from '../../core/block/permissions.ts';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../core/block/types.ts';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { hostOps } from '../../core/host/index.ts';
 import { BlockError } from '../../core/errors.ts';
 import { tempDir } from '../helpers/qemu.ts';

@@ -9,7 +9,7 @@ import { readFileSync, statSync, writeFileSync, truncateSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fileDriver } from '../../core/protocols/file/index.ts';
 import { BlockNode } from '../../core/block/node.ts';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { BlockError } from '../../core/errors.ts';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../../core/block/types.ts';
 import { rootPerms, filterChildPerms } from '../../core/block/permissions.ts';

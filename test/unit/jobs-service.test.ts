@@ -8,7 +8,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { tempDir } from '../helpers/qemu.ts';
 import { callService, createPlatterService, INPUT_SCHEMAS, JOB_METHODS, type JobEvent } from '../../core/api/service.ts';
 import { BlockError } from '../../core/errors.ts';
-import { formatDrivers } from '../../core/block/registry.ts';
+import { formatDrivers } from '../../core/drivers/registry.ts';
 
 test('callService refuses unknown methods and invalid input with InvalidArgument naming the field', async () => {
   const s = createPlatterService();

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
 import { BlockError } from '../../core/errors.ts';
 import { crc32cWithZeroField } from '../../core/util/crc32c.ts';
 import { encodeEntry } from '../../core/formats/vhdx/log.ts';

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createImage, openImage } from '../../core/block/open.ts';
+import { openImage } from '../../core/drivers/open.ts';
+import { createImage } from '../../core/drivers/create.ts';
 import { BlockError } from '../../core/errors.ts';
 import { assertRefusedUnchanged } from '../helpers/malformed.ts';
 import { md5, tempDir } from '../helpers/qemu.ts';

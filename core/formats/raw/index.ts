@@ -6,28 +6,20 @@
 import type { BlockStatus, FormatDriver, NodeImpl, Reservation } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError } from '../../errors.ts';
-import { formatDrivers } from '../../block/registry.ts';
 import { PROBE_BYTES } from '../../block/types.ts';
 import { EXTENT_SIZE_HINT_OPTION } from '../../protocols/file/index.ts';
 
 /** QEMU's BDRV_SECTOR_SIZE: image lengths are whole sectors. */
 const SECTOR = 512;
 
-/** Would this first sector make a probe guess a format other than raw? */
-function probesAsOtherFormat(head: Buffer, filename: string): boolean {
-  for (const d of formatDrivers()) {
-    if (d.name !== 'raw' && d.probe && d.probe(head, filename) > 0) return true;
-  }
-  return false;
-}
-
 class RawNode implements NodeImpl {
   readonly #file: BlockNode;
-  readonly #probed: boolean;
+  /** Set when the format was probed: would this first sector make a probe guess another format? */
+  readonly #probesAsOtherFormat: ((head: Buffer, filename: string) => boolean) | undefined;
 
-  constructor(file: BlockNode, probed: boolean) {
+  constructor(file: BlockNode, probesAsOtherFormat: ((head: Buffer, filename: string) => boolean) | undefined) {
     this.#file = file;
-    this.#probed = probed;
+    this.#probesAsOtherFormat = probesAsOtherFormat;
   }
 
   /** The file's size in whole sectors, as QEMU's bdrv_getlength (a partial last sector reads as
@@ -51,11 +43,11 @@ class RawNode implements NodeImpl {
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
-    if (this.#probed && offset < PROBE_BYTES) {
+    if (this.#probesAsOtherFormat && offset < PROBE_BYTES) {
       const head = await this.#file.read(0, Math.min(PROBE_BYTES, Math.max(this.size, offset + data.length)));
       const n = Math.min(head.length - offset, data.length);
       data.copy(head, offset, 0, n);
-      if (probesAsOtherFormat(head, this.#file.filename)) {
+      if (this.#probesAsOtherFormat(head, this.#file.filename)) {
         // QEMU's EPERM: the open already warned that block 0 of a probed raw image is guarded
         // (a write that makes it look like another format would change what the next open sees).
         throw new BlockError('Permission', 'Operation not permitted', { path: this.#file.filename, offset });
@@ -80,7 +72,7 @@ class RawNode implements NodeImpl {
   /** Guest offset N is file offset N: the layout is fixed, so writes in any order give it, and
    *  straight to the file (except where a probed image's first sector is guarded). */
   async reserve(offset: number): Promise<Reservation> {
-    return this.#probed && offset < PROBE_BYTES ? {} : { host: { node: this.#file, offset } };
+    return this.#probesAsOtherFormat && offset < PROBE_BYTES ? {} : { host: { node: this.#file, offset } };
   }
 
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
@@ -114,6 +106,6 @@ export const rawDriver: FormatDriver = {
     await file.truncate(Math.ceil(ctx.size / SECTOR) * SECTOR, { preallocation: prealloc, shrink: true });
   },
   async open(file, ctx) {
-    return new RawNode(file, ctx.options['x-probed'] === true);
+    return new RawNode(file, ctx.options['x-probed'] === true ? ctx.probesAsOtherFormat : undefined);
   },
 };

@@ -1,4 +1,4 @@
-// Opening and creating images: the one probe-and-dispatch entry point (cloud-hypervisor's
+// Opening images: the one probe-and-dispatch entry point (cloud-hypervisor's
 // open_disk; QEMU's bdrv_open). Builds the node graph: format node -> file (protocol) child, and
 // the backing chain below it, with permissions/locks computed as QEMU does.
 
@@ -6,16 +6,16 @@ import { MAX_EXACT_SIZE } from '../util/checked.ts';
 import { basename, dirname, isAbsolute, resolve, relative, sep } from 'node:path';
 import { realpathSync, rmSync } from 'node:fs';
 import { BlockError, invalidArgument, invalidImage, notFound, unsupported } from '../errors.ts';
-import { BlockNode } from './node.ts';
-import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
-import { PROBE_BYTES } from './types.ts';
-import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
-import { pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
-import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
-import { SecretStore } from './secrets.ts';
+import { BlockNode } from '../block/node.ts';
+import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from '../block/types.ts';
+import { PROBE_BYTES } from '../block/types.ts';
+import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from '../block/options-tree.ts';
+import { pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from '../block/filename.ts';
+import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from '../block/permissions.ts';
+import { SecretStore } from '../block/secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
 import { findFormat, findProtocol, formatDrivers } from './registry.ts';
-import { checkDeferred, parseOptions, withDefaults, type OptionValues } from './options-schema.ts';
+import { checkDeferred, parseOptions, withDefaults, type OptionValues } from '../block/options-schema.ts';
 
 export interface OpenImageOptions {
   /** Format name (-f); probed when absent. */
@@ -63,7 +63,7 @@ export interface OpenImageOptions {
  *  1000 is far past any real chain and bounds recursion). */
 export const MAX_BACKING_DEPTH = 1000;
 
-function defaultWarn(message: string): void {
+export function defaultWarn(message: string): void {
   process.stderr.write(`${message}\n`);
 }
 
@@ -227,6 +227,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       workers,
       warn,
       noBacking: opts.noBacking ?? false,
+      probesAsOtherFormat: (head, name) => formatDrivers().some((d) => d.name !== 'raw' && d.probe !== undefined && d.probe(head, name) > 0),
       forCheck: opts.forCheck ?? false,
       ...(opts.noIo ? { noIo: true } : {}),
       readBacking: async (offset, length) => {
@@ -474,7 +475,7 @@ interface ChildEnv {
   forceShare?: boolean;
 }
 
-async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly: boolean, perms: PermPair, env: ChildEnv, nodeName?: string): Promise<BlockNode> {
+export async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly: boolean, perms: PermPair, env: ChildEnv, nodeName?: string): Promise<BlockNode> {
   const driverName = String(fileTree.driver);
   const proto = findProtocol(driverName);
   if (!proto) {
@@ -567,108 +568,6 @@ async function openSiblingFile(imageName: string, imageFileTree: OptionsTree, na
   } catch (e) {
     if (e instanceof BlockError && e.kind === 'NotFound') throw new BlockError('NotFound', `Could not open '${full}': No such file or directory`, { path: full }, { code: 'OpenFailed' });
     throw e;
-  }
-}
-
-export interface CreateImageOptions {
-  format: string;
-  filename: string;
-  /** Virtual size in bytes; taken from the backing file when absent. */
-  size?: number;
-  /** -o text or values (validated against the driver's schema). */
-  options?: string | OptionValues;
-  secrets?: SecretStore;
-  workers?: WorkerPool;
-  warn?: (m: string) => void;
-  signal?: AbortSignal;
-  /** -u: do not open the backing file to check it (size must be given). */
-  unsafeBacking?: boolean;
-  /** Called once the options, the backing file and the size are checked, before anything is
-   *  written (where qemu-img prints its "Formatting" line). */
-  onValidated?: (size: number) => void;
-  /** The name the image will carry when `filename` is a staging name (core/jobs/staging.ts):
-   *  what the image records about itself and derives sibling names from (vmdk extents). */
-  finalName?: string;
-}
-
-/** Create a new image (qemu-img create). Returns the parsed options actually used. */
-export async function createImage(o: CreateImageOptions): Promise<OptionValues> {
-  const driver = findFormat(o.format);
-  if (!driver) throw unsupported(`Unknown file format '${o.format}'`);
-  if (!driver.create) throw unsupported(`Format driver '${o.format}' does not support image creation`);
-  const warn = o.warn ?? defaultWarn;
-  const secrets = o.secrets ?? new SecretStore();
-  const workers = o.workers ?? sharedWorkerPool();
-  const values = withDefaults(driver.createOptions, parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true }));
-
-  let size = o.size;
-  let backing: BlockNode | undefined;
-  // The file protocol takes "file:" names without their prefix (raw_co_create_opts).
-  const path = stripFilePrefix(o.filename);
-  const backingFile = values['backing_file'];
-  const backingFmt = typeof values['backing_fmt'] === 'string' ? (values['backing_fmt'] as string) : undefined;
-  try {
-    // As QEMU's bdrv_img_create: the backing file is opened (to check it, and for the size)
-    // unless -u; either way its format must be named.
-    if (typeof backingFile === 'string' && backingFile !== '') {
-      if (!o.unsafeBacking) {
-        const full = resolveBackingFilename(path, { driver: 'file', filename: path }, backingFile);
-        backing = await openImage(full, { bareDriverErrors: true, readOnly: true, forceShare: true, secrets, workers, warn, ...(backingFmt ? { format: backingFmt } : {}) }).catch((e) => {
-          if (!(e instanceof BlockError)) throw e;
-          // Named as the user named it, relative to the new image (QEMU's path_combine).
-          const shown = isAbsolute(backingFile) || backingFile.startsWith('json:') ? full : pathCombine(stripFilePrefix(o.finalName ?? o.filename), backingFile);
-          throw new BlockError(e.kind, e.message.split(`'${full}'`).join(`'${shown}'`), { path: o.filename }, { cause: e, ...e.extras, hint: 'Could not open backing image.\n' });
-        });
-        if (!backingFmt) throw new BlockError('InvalidArgument', 'Backing file specified without backing format', { path: o.filename }, { hint: `Detected format of ${backing.format}.` });
-        size ??= backing.size;
-      } else if (!backingFmt) {
-        throw invalidArgument('Backing file specified without backing format', { path: o.filename });
-      }
-    }
-    if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
-    if (!Number.isInteger(size) || size < 0 || size >= Number(MAX_EXACT_SIZE)) throw invalidArgument('Invalid image size specified.');
-    o.onValidated?.(size);
-    // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
-    checkDeferred(driver.createOptions, values);
-
-    const proto = findProtocol('file')!;
-    const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
-    const createdSiblings: BlockNode[] = [];
-    const ctx: CreateContext = {
-      filename: stripFilePrefix(o.finalName ?? o.filename),
-      size,
-      options: values,
-      secrets,
-      workers,
-      warn,
-      ...(o.signal ? { signal: o.signal } : {}),
-      ...(backing ? { backing } : {}),
-      createSibling: async (name: string) => {
-        const full = resolve(dirname(resolve(path)), name);
-        await proto.create!(full, 0, {}, ctxBase);
-        const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), { warn });
-        createdSiblings.push(child);
-        return child;
-      },
-    };
-    const fileValues: OptionValues = {};
-    if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
-    await proto.create!(path, 0, fileValues, ctxBase);
-    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
-    let failed = true;
-    try {
-      await driver.create(file, ctx);
-      await file.flush();
-      for (const s of createdSiblings) await s.flush();
-      failed = false;
-    } finally {
-      await file.close();
-      for (const s of createdSiblings) await s.close().catch(() => {});
-      if (failed && driver.deleteFileOnCreateFailure) rmSync(path, { force: true });
-    }
-    return values;
-  } finally {
-    await backing?.close().catch(() => {});
   }
 }
 

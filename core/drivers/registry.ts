@@ -1,6 +1,7 @@
-// The driver registry: one list of formats and one of protocols. A new driver is a folder under
+// The driver registry (above the drivers and the block layer): one list of formats and one of
+// protocols. A new driver is a folder under
 // core/formats or core/protocols and one line in its index.ts.
-import type { FormatDriver, ProtocolDriver } from './types.ts';
+import type { FormatDriver, ProtocolDriver } from '../block/types.ts';
 import { FORMAT_DRIVERS } from '../formats/index.ts';
 import { PROTOCOL_DRIVERS } from '../protocols/index.ts';
 

@@ -1,0 +1,119 @@
+// Creating images (qemu-img create; QEMU's bdrv_img_create): the driver's options checked, the
+// backing file opened to check it and for the size, the file made by the file protocol, then the
+// format driver writes its empty image into it.
+
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { MAX_EXACT_SIZE } from '../util/checked.ts';
+import { BlockError, invalidArgument, unsupported } from '../errors.ts';
+import type { BlockNode } from '../block/node.ts';
+import type { CreateContext } from '../block/types.ts';
+import { pathCombine, stripFilePrefix } from '../block/filename.ts';
+import { filterChildPerms, rootPerms, storageChildPerms } from '../block/permissions.ts';
+import { SecretStore } from '../block/secrets.ts';
+import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
+import { checkDeferred, parseOptions, withDefaults, type OptionValues } from '../block/options-schema.ts';
+import { findFormat, findProtocol } from './registry.ts';
+import { defaultWarn, openImage, openProtocol, resolveBackingFilename } from './open.ts';
+
+export interface CreateImageOptions {
+  format: string;
+  filename: string;
+  /** Virtual size in bytes; taken from the backing file when absent. */
+  size?: number;
+  /** -o text or values (validated against the driver's schema). */
+  options?: string | OptionValues;
+  secrets?: SecretStore;
+  workers?: WorkerPool;
+  warn?: (m: string) => void;
+  signal?: AbortSignal;
+  /** -u: do not open the backing file to check it (size must be given). */
+  unsafeBacking?: boolean;
+  /** Called once the options, the backing file and the size are checked, before anything is
+   *  written (where qemu-img prints its "Formatting" line). */
+  onValidated?: (size: number) => void;
+  /** The name the image will carry when `filename` is a staging name (core/jobs/staging.ts):
+   *  what the image records about itself and derives sibling names from (vmdk extents). */
+  finalName?: string;
+}
+
+/** Create a new image (qemu-img create). Returns the parsed options actually used. */
+export async function createImage(o: CreateImageOptions): Promise<OptionValues> {
+  const driver = findFormat(o.format);
+  if (!driver) throw unsupported(`Unknown file format '${o.format}'`);
+  if (!driver.create) throw unsupported(`Format driver '${o.format}' does not support image creation`);
+  const warn = o.warn ?? defaultWarn;
+  const secrets = o.secrets ?? new SecretStore();
+  const workers = o.workers ?? sharedWorkerPool();
+  const values = withDefaults(driver.createOptions, parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true }));
+
+  let size = o.size;
+  let backing: BlockNode | undefined;
+  // The file protocol takes "file:" names without their prefix (raw_co_create_opts).
+  const path = stripFilePrefix(o.filename);
+  const backingFile = values['backing_file'];
+  const backingFmt = typeof values['backing_fmt'] === 'string' ? (values['backing_fmt'] as string) : undefined;
+  try {
+    // As QEMU's bdrv_img_create: the backing file is opened (to check it, and for the size)
+    // unless -u; either way its format must be named.
+    if (typeof backingFile === 'string' && backingFile !== '') {
+      if (!o.unsafeBacking) {
+        const full = resolveBackingFilename(path, { driver: 'file', filename: path }, backingFile);
+        backing = await openImage(full, { bareDriverErrors: true, readOnly: true, forceShare: true, secrets, workers, warn, ...(backingFmt ? { format: backingFmt } : {}) }).catch((e) => {
+          if (!(e instanceof BlockError)) throw e;
+          // Named as the user named it, relative to the new image (QEMU's path_combine).
+          const shown = isAbsolute(backingFile) || backingFile.startsWith('json:') ? full : pathCombine(stripFilePrefix(o.finalName ?? o.filename), backingFile);
+          throw new BlockError(e.kind, e.message.split(`'${full}'`).join(`'${shown}'`), { path: o.filename }, { cause: e, ...e.extras, hint: 'Could not open backing image.\n' });
+        });
+        if (!backingFmt) throw new BlockError('InvalidArgument', 'Backing file specified without backing format', { path: o.filename }, { hint: `Detected format of ${backing.format}.` });
+        size ??= backing.size;
+      } else if (!backingFmt) {
+        throw invalidArgument('Backing file specified without backing format', { path: o.filename });
+      }
+    }
+    if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
+    if (!Number.isInteger(size) || size < 0 || size >= Number(MAX_EXACT_SIZE)) throw invalidArgument('Invalid image size specified.');
+    o.onValidated?.(size);
+    // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
+    checkDeferred(driver.createOptions, values);
+
+    const proto = findProtocol('file')!;
+    const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
+    const createdSiblings: BlockNode[] = [];
+    const ctx: CreateContext = {
+      filename: stripFilePrefix(o.finalName ?? o.filename),
+      size,
+      options: values,
+      secrets,
+      workers,
+      warn,
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(backing ? { backing } : {}),
+      createSibling: async (name: string) => {
+        const full = resolve(dirname(resolve(path)), name);
+        await proto.create!(full, 0, {}, ctxBase);
+        const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), { warn });
+        createdSiblings.push(child);
+        return child;
+      },
+    };
+    const fileValues: OptionValues = {};
+    if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
+    await proto.create!(path, 0, fileValues, ctxBase);
+    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
+    let failed = true;
+    try {
+      await driver.create(file, ctx);
+      await file.flush();
+      for (const s of createdSiblings) await s.flush();
+      failed = false;
+    } finally {
+      await file.close();
+      for (const s of createdSiblings) await s.close().catch(() => {});
+      if (failed && driver.deleteFileOnCreateFailure) rmSync(path, { force: true });
+    }
+    return values;
+  } finally {
+    await backing?.close().catch(() => {});
+  }
+}
