@@ -171,7 +171,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     if (!formatDriver) throw failed(unsupported(`Unknown driver '${formatName}'`, { path: displayName }));
   }
   if (formatDriver?.readOnlyFormat && !readOnly) {
-    throw failed(new BlockError('Permission', `Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName }));
+    throw failed(new BlockError('Permission', 'Image is read-only', { path: displayName }));
   }
 
   // The protocol node: perms for a filter (raw) or storage child, known once the format is.
@@ -192,7 +192,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       probedRaw = probed.raw;
       formatName = formatDriver.name;
       if (formatDriver.readOnlyFormat && !readOnly) {
-        throw new BlockError('Permission', `Driver '${formatDriver.name}' can only be used for read-only devices`, { path: displayName });
+        throw new BlockError('Permission', 'Image is read-only', { path: displayName });
       }
       // The guessed format decides the child's role; reopen with its permissions when they differ.
       const want = childPerms(formatDriver);

@@ -379,6 +379,9 @@ export interface FormatDriver {
    *  unless asked for the driver's own allocation ({ precise: true }), which convert uses to skip
    *  unallocated blocks (qemu-img's zero detection skips them too: the target is the same). */
   readonly qemuHidesAllocation?: boolean;
+  /** QEMU's driver has no bdrv_get_info (bochs, cloop, dmg, parallels): qemu-img info then shows
+   *  no "dirty-flag" (nor a cluster size). */
+  readonly qemuNoGetInfo?: boolean;
 }
 
 /** A protocol driver (file, host_device, nbd, ...): the bottom of a chain. */

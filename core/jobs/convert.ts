@@ -253,6 +253,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     const keySecrets: Record<string, string> = {};
     if (!opts.noCreate) {
       const driver = findFormat(outFormat)!;
+      if (!driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
       let values: OptionValues = {};
       if (typeof opts.target.options === 'string') values = parseOptions(driver.createOptions, opts.target.options);
       else if (opts.target.options) values = parseOptions(driver.createOptions, opts.target.options);
@@ -263,7 +264,6 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
         values['backing_file'] = opts.backingFile;
         if (opts.backingFormat) values['backing_fmt'] = opts.backingFormat;
       }
-      if (opts.compressed && !driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
       if (typeof values['backing_file'] === 'string') targetHasBacking = true;
       if (targetHasBacking && sources.length > 1) throw invalidArgument('Having a backing file for the target makes no sense when concatenating multiple input images');
       if (typeof values['backing_file'] === 'string' && typeof values['backing_fmt'] !== 'string') throw invalidArgument('Use of backing file requires explicit backing format');

@@ -78,7 +78,7 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     const list = await node.impl.snapshots.list();
     if (list.length > 0) out.snapshots = list.map(snapshotToJson);
   }
-  out['dirty-flag'] = d.dirtyFlag ?? false;
+  if (!(node.driver.kind === 'format' && node.driver.qemuNoGetInfo)) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];
     for (const c of d.children) out.children.push({ name: c.name, info: await nodeInfo(c.node) });

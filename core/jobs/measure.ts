@@ -42,6 +42,7 @@ export async function measure(o: MeasureOptions, env: JobEnv, ctl: JobControl = 
       }
     }
     const size = node ? node.size : o.size!;
+    if (!driver.create) throw unsupported(`Format driver '${driver.name}' does not support image creation`);
     if (driver.measure) {
       const r = await driver.measure(size, values, node);
       return { required: r.required, 'fully-allocated': r.fullyAllocated, ...(r.bitmaps !== undefined ? { bitmaps: r.bitmaps } : {}) };

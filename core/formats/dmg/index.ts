@@ -5,7 +5,7 @@
 // Platter reads every type: zlib, bzip2, ADC and LZFSE chunks decode on the worker pool, several
 // at a time, and a small cache keeps the decoded ones that requests share. QEMU has no block
 // status for dmg (qemuHidesAllocation), no create, no check.
-import type { BlockStatus, DriverInfo, FormatDriver, NodeImpl, OpenContext } from '../../block/types.ts';
+import type { BlockStatus, FormatDriver, NodeImpl, OpenContext } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError, invalidImage } from '../../errors.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
@@ -148,10 +148,6 @@ class DmgNode implements NodeImpl {
     return { offset, length: n, data: true, zero: false, allocated: true, ...(COMPRESSED_TYPES.has(type) ? { compressed: true } : {}) };
   }
 
-  async info(): Promise<DriverInfo> {
-    return {};
-  }
-
   async close(): Promise<void> {
     this.#cache.clear();
     this.#cached = 0;
@@ -159,7 +155,8 @@ class DmgNode implements NodeImpl {
 }
 
 async function openDmg(file: BlockNode, ctx: OpenContext): Promise<NodeImpl> {
-  // QEMU's dmg_open starts with bdrv_apply_auto_read_only: dmg is never writable.
+  // QEMU's dmg_open starts with bdrv_apply_auto_read_only (readOnlyFormat: the generic layer
+  // refuses a writable open with its words before the file is opened); kept for direct callers.
   if (!ctx.readOnly) throw new BlockError('Permission', 'Image is read-only');
   const koly = await readKoly(file);
   const kolyAt = BigInt(koly.offset);
@@ -198,6 +195,8 @@ export const dmgDriver: FormatDriver = {
   // QEMU's dmg_probe looks only at the name: a ".dmg" suffix scores 2 (raw scores 1).
   probe: (_head, filename) => (filename.length > 4 && filename.endsWith('.dmg') ? 2 : 0),
   createOptions: [],
+  readOnlyFormat: true,
   qemuHidesAllocation: true,
+  qemuNoGetInfo: true,
   open: openDmg,
 };
