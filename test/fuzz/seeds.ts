@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runOk } from '../helpers/qemu.ts';
+import { dmgSeedRecipes } from './seeds-dmg.ts';
 
 /** Passphrase for the luks seeds (a test value, not a secret). */
 export const FUZZ_PASSPHRASE = 'platter-fuzz';
@@ -104,6 +105,7 @@ const RECIPES: Record<string, SeedRecipe[]> = {
     },
   ],
   raw: [{ name: 'a.raw', make: (d) => void create(d, 'a.raw', 'raw', '1M', [], ['write -P 0x11 0 64k']) }],
+  dmg: dmgSeedRecipes,
 };
 
 export function fuzzFormats(): string[] {

@@ -16,7 +16,7 @@ import { CHUNK_RAW, chunkTypeName, COMPRESSED_TYPES } from './codecs.ts';
 
 /** Decoded chunks kept for requests that share them (a chunk is at most 64 MiB). */
 const CACHE_BYTES = 32 << 20;
-const CACHE_MIN_ENTRIES = 4;
+const CACHE_MIN_ENTRIES = 2;
 /** Zero chunks one block-status answer may merge (keeps a call on a huge image short). */
 const MAX_STATUS_CHUNKS = 65536;
 
@@ -54,7 +54,9 @@ class DmgNode implements NodeImpl {
       const sector = (offset + done) / SECTOR;
       const c = findChunk(t, sector);
       if (c < 0) {
-        // QEMU's dmg_read_chunk finds no chunk and fails the read with EIO.
+        // QEMU's dmg_read_chunk finds no chunk and fails the read with EIO (after the pieces
+        // already under way have settled: none is left to fail unobserved).
+        await Promise.allSettled(jobs);
         throw new BlockError('Io', `no chunk of the dmg image holds sector ${sector}`, { path: this.#name, offset: offset + done });
       }
       const inChunk = (sector - t.start[c]!) * SECTOR;
