@@ -92,7 +92,7 @@ test('sector table out of range: past the disk, overlapping, data outside the fi
   await refused(buildDmg({ ...base, chunks: [base.chunks[0]!, { type: T_ZERO, sector: 4, count: 12 }] }), /chunks 0 and 1 both claim sector 4/);
   await refused(buildDmg({ ...base, chunks: [{ ...base.chunks[0]!, offset: 1n << 40n }, base.chunks[1]!] }), /chunk 0 names data at bytes 1099511627776\.\./);
   await refused(buildDmg({ ...base, chunks: [{ ...base.chunks[0]!, sector: (1n << 64n) - 4n }, base.chunks[1]!] }), /lies past the end of the disk/);
-  await refused(buildDmg({ ...base, editKoly: (k) => k.writeBigUInt64BE(1n << 62n, KOLY.sectorCount) }), /sector count 4611686018427387904 is too large/);
+  await refused(buildDmg({ ...base, editKoly: (k) => k.writeBigUInt64BE(1n << 62n, KOLY.sectorCount) }), /dmg disk size \(4611686018427387904 sectors\) is too large/);
   await refused(buildDmg({ ...base, editKoly: (k) => k.writeBigUInt64BE(1n << 40n, KOLY.dataForkOffset) }), /data fork offset 1099511627776 lies past the UDIF trailer/);
 });
 

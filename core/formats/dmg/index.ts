@@ -9,6 +9,7 @@ import type { BlockStatus, FormatDriver, NodeImpl, OpenContext } from '../../blo
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError, invalidImage } from '../../errors.ts';
 import type { WorkerPool } from '../../workers/pool.ts';
+import { sizeToNumber } from '../../util/checked.ts';
 import { readKoly } from './koly.ts';
 import { readRsrcChunks, readXmlChunks } from './tables.ts';
 import { buildChunkTable, findChunk, isZeroType, SECTOR, type ChunkTable } from './chunk-table.ts';
@@ -172,7 +173,9 @@ async function openDmg(file: BlockNode, ctx: OpenContext): Promise<NodeImpl> {
   }
   // The sector count is an i64 in QEMU; Platter also needs the byte size to be a safe integer.
   if (koly.sectorCount >= 1n << 63n) throw invalidImage(`dmg sector count ${koly.sectorCount} is negative as a signed 64-bit number`);
-  if (koly.sectorCount * 512n > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidImage(`dmg sector count ${koly.sectorCount} is too large`);
+  // Byte sizes past 2^53 are kept when exact (core/util/checked.ts sizeToNumber), as for every
+  // format; QEMU itself fails past 2^63 bytes ("File too large").
+  const size = sizeToNumber(koly.sectorCount * 512n, `dmg disk size (${koly.sectorCount} sectors)`);
   const totalSectors = Number(koly.sectorCount);
 
   const warned = new Set<number>();
@@ -187,7 +190,7 @@ async function openDmg(file: BlockNode, ctx: OpenContext): Promise<NodeImpl> {
   else if (koly.xmlLength !== 0n) raw = await readXmlChunks(file, koly, unknown);
   else throw invalidImage('dmg trailer names neither a resource fork nor a property list');
   const table = buildChunkTable(raw, totalSectors, file.size);
-  return new DmgNode(file, totalSectors * SECTOR, table, ctx.workers, ctx.filename);
+  return new DmgNode(file, size, table, ctx.workers, ctx.filename);
 }
 
 export const dmgDriver: FormatDriver = {
