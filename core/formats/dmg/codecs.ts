@@ -52,7 +52,9 @@ export function decodeChunk(type: number, data: Uint8Array, outputLength: number
   switch (type) {
     case CHUNK_ZLIB: {
       // One zlib stream that must end (Z_FINISH): a cut-off stream is an error, as in QEMU.
-      const out = inflateSync(data, { finishFlush: constants.Z_FINISH, maxOutputLength: Math.max(outputLength, 1) });
+      // One output buffer of the chunk's size (zlib's default 16 KiB pieces would be
+      // concatenated: an allocation and a copy more per chunk).
+      const out = inflateSync(data, { finishFlush: constants.Z_FINISH, maxOutputLength: Math.max(outputLength, 1), chunkSize: Math.max(outputLength, 64) });
       if (out.length !== outputLength) throw new Error(`zlib data decodes to ${out.length} bytes, expected ${outputLength}`);
       return new Uint8Array(out.buffer, out.byteOffset, out.length);
     }

@@ -112,8 +112,9 @@ class DmgNode implements NodeImpl {
     const t = this.#t;
     const type = t.type[c]!;
     const at = t.offset[c]!;
-    // Read into a buffer of its own, which moves to the worker without a copy.
-    const data = Buffer.from(new ArrayBuffer(t.length[c]!));
+    // Read into a buffer of its own (not from Node's pool, not zero-filled: the read fills it),
+    // which moves to the worker without a copy.
+    const data = Buffer.allocUnsafeSlow(t.length[c]!);
     if (data.length > 0) await this.#file.readInto(at, data);
     try {
       return await this.#workers.run('dmgDecode', { type, data, outputLength }, [data.buffer as ArrayBuffer]);
