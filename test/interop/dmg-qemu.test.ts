@@ -167,7 +167,7 @@ test('writes are refused as qemu-img refuses them (Image is read-only, no image 
   }
 });
 
-test('probing: a ".dmg" name probes as dmg, the same bytes under another name as raw (as qemu-img probes)', { skip: SKIP }, async () => {
+test('probing: a ".dmg" name probes as dmg, the same bytes under another name as raw, an empty file as raw (as qemu-img probes)', { skip: SKIP }, async () => {
   const t = tempDir();
   try {
     const other = t.path('image.img');
@@ -178,6 +178,12 @@ test('probing: a ".dmg" name probes as dmg, the same bytes under another name as
       assert.equal(ours.stdout, theirs.stdout, p);
     }
     assert.equal(JSON.parse((await platterOut(['info', '--output=json', other])).stdout).format, 'raw');
+    // An empty file is raw whatever its name (QEMU asks no driver about it).
+    const empty = t.path('empty.dmg');
+    writeFileSync(empty, '');
+    const ours = await platterOut(['info', '--output=json', empty]);
+    assert.equal(ours.stdout, qemuOut(['info', '--output=json', empty]).stdout);
+    assert.equal(JSON.parse(ours.stdout).format, 'raw');
   } finally {
     t.cleanup();
   }

@@ -51,8 +51,11 @@ test('a well-formed built image reads back (the base of the cases below)', async
   }
 });
 
-test('a file under 512 bytes: QEMU\'s "dmg file must be at least 512 bytes long"', async () => {
-  await refused(Buffer.alloc(100), /^Could not open '.*': dmg file must be at least 512 bytes long$/);
+test('an empty file: QEMU\'s "dmg file must be at least 512 bytes long"; a short one has no trailer (QEMU rounds the length up to a sector)', { skip: SKIP_NO_QEMU }, async () => {
+  let p = await refused(Buffer.alloc(0), /^Could not open '.*': dmg file must be at least 512 bytes long$/);
+  assert.match(qemuSays(p), /dmg file must be at least 512 bytes long/);
+  p = await refused(Buffer.alloc(100), /^Could not open '.*': Could not locate UDIF trailer in dmg file$/);
+  assert.match(qemuSays(p), /Could not locate UDIF trailer in dmg file/);
 });
 
 test('truncated trailer: without its magic, QEMU\'s "Could not locate UDIF trailer"; moved or emptied, no tables named', { skip: SKIP_NO_QEMU }, async () => {

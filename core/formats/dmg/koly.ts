@@ -35,10 +35,12 @@ export async function readPadded(file: BlockNode, offset: number, length: number
 
 /** Locate and decode the trailer, with QEMU's words where it has some. */
 export async function readKoly(file: BlockNode): Promise<Koly> {
-  const size = file.size;
+  // QEMU sees the file's length rounded up to whole sectors (bdrv_getlength), the tail reading
+  // as zeros: only an empty file is "too short", and the search window ends at the rounded end.
+  const size = Math.ceil(file.size / 512) * 512;
   if (size < KOLY_SIZE) throw invalidImage('dmg file must be at least 512 bytes long');
   const start = size > 511 + 512 ? size - 511 - 512 : 0;
-  const window = await file.read(start, Math.min(size - start, KOLY_SEARCH));
+  const window = await readPadded(file, start, Math.min(size - start, KOLY_SEARCH));
   let at = -1;
   for (let i = 0; i + 4 <= window.length; i++) {
     if (window[i] === 0x6b && window[i + 1] === 0x6f && window[i + 2] === 0x6c && window[i + 3] === 0x79) {
