@@ -93,7 +93,7 @@ test('convert from every dmg fixture into qcow2 passes qemu-img check and qemu-i
   }
 });
 
-test('convert from dmg (lzfse, ADC, bzip2 chunks) into every writable format: qemu-img compare with the zlib twin, qemu-img check', { skip: SKIP }, async () => {
+test('convert from dmg (lzfse, ADC, bzip2 chunks) into every writable format (luks too): qemu-img compare with the zlib twin, qemu-img check', { skip: SKIP }, async () => {
   const t = tempDir();
   try {
     const want = t.path('twin.raw');
@@ -113,6 +113,13 @@ test('convert from dmg (lzfse, ADC, bzip2 chunks) into every writable format: qe
       const cmp = qemuImgRaw('compare', '-f', 'raw', '-F', fmt, want, out);
       assert.equal(cmp.status, 0, `${fmt}: ${cmp.stdout}${cmp.stderr}`);
     }
+    // luks, with its key secret on both sides.
+    const secret = ['--object', 'secret,id=s0,data=platter-dmg-test'];
+    const out = t.path('out.luks');
+    const r = await platterOut(['convert', ...secret, '-O', 'luks', '-o', 'key-secret=s0,iter-time=10', join(FIXTURES, 'third-party/node-udif/compression-lzfse.dmg'), out]);
+    assert.equal(r.status, 0, `luks: ${r.stderr}`);
+    const cmp = qemuImgRaw('compare', ...secret, '--image-opts', `driver=raw,file.filename=${want}`, `driver=luks,key-secret=s0,file.filename=${out}`);
+    assert.equal(cmp.status, 0, `luks: ${cmp.stdout}${cmp.stderr}`);
   } finally {
     t.cleanup();
   }
