@@ -130,3 +130,31 @@ test('unknown chunk types are skipped with QEMU\'s warning', async () => {
 test('a writable open is refused with QEMU\'s "Image is read-only"', async () => {
   await assert.rejects(openImage(file(buildDmg(ok())), { readOnly: false, format: 'dmg' }), (e: unknown) => e instanceof BlockError && /Image is read-only$/.test(e.message));
 });
+
+test('chunks listed out of sector order read in sector order (QEMU\'s binary search assumes sorted tables)', async () => {
+  const o = ok();
+  const node = await openImage(file(buildDmg({ ...o, chunks: [o.chunks[1]!, o.chunks[0]!] })), { readOnly: true, format: 'dmg' });
+  try {
+    assert.ok((await node.read(0, 8192)).equals(Buffer.concat([Buffer.alloc(4096, 0x11), Buffer.alloc(4096)])));
+  } finally {
+    await node.close();
+  }
+});
+
+test('a read spanning many chunks of every stored kind decodes them side by side into one buffer', async () => {
+  const chunks: BuildOptions['chunks'] = [];
+  const want: Buffer[] = [];
+  for (let i = 0; i < 24; i++) {
+    const data = Buffer.alloc(1024, i + 1);
+    want.push(i % 3 === 2 ? Buffer.alloc(1024) : data);
+    chunks.push(i % 3 === 0 ? { type: T_ZLIB, sector: 2 * i, count: 2, data: deflateSync(data) } : i % 3 === 1 ? { type: T_RAW, sector: 2 * i, count: 2, data } : { type: T_ZERO, sector: 2 * i, count: 2 });
+  }
+  const node = await openImage(file(buildDmg({ sectors: 48, chunks })), { readOnly: true, format: 'dmg' });
+  try {
+    assert.ok((await node.read(0, 48 * 512)).equals(Buffer.concat(want)));
+    // Unaligned to chunks: from the middle of one to the middle of another, twice (the cache).
+    for (let k = 0; k < 2; k++) assert.ok((await node.read(1536, 4096)).equals(Buffer.concat(want).subarray(1536, 1536 + 4096)));
+  } finally {
+    await node.close();
+  }
+});
