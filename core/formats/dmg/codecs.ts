@@ -33,16 +33,25 @@ export function chunkTypeName(type: number): string {
 
 function bzip2Decode(data: Uint8Array, outputLength: number): Uint8Array {
   const out = Buffer.alloc(outputLength);
+  // An output stream that stops the decoder at the chunk's size: seek-bzip would otherwise run a
+  // hostile stream's whole expansion (a bzip2 block can grow some 45 MB) into nowhere.
+  const sink = {
+    pos: 0,
+    writeByte(b: number): void {
+      if (this.pos >= outputLength) throw new Error(`bzip2 data decodes to more than ${outputLength} bytes`);
+      out[this.pos++] = b;
+    },
+  };
   // seek-bzip allocates with the deprecated Buffer constructor, which Node reports on stderr when
   // the caller is not under node_modules (as in the bundled CLI): silence that one call.
   const quiet = process.noDeprecation;
   process.noDeprecation = true;
   try {
-    // It writes into `out` and throws unless the stream fills it exactly.
-    Bunzip.decode(data, out);
+    Bunzip.decode(data, sink);
   } finally {
     process.noDeprecation = quiet;
   }
+  if (sink.pos !== outputLength) throw new Error(`bzip2 data decodes to ${sink.pos} bytes, expected ${outputLength}`);
   return out;
 }
 
