@@ -13,6 +13,20 @@ export type BlockErrorKind =
   | 'InvalidArgument' // bad option, size, format name, ... from the caller
   | 'Io'; // an OS I/O error
 
+/**
+ * Stable codes for the failures callers act on (the CLI's exit statuses and extra lines, the
+ * GUI's dialogs, the jobs' rewording): code matches code, never message text.
+ */
+export type BlockErrorCode =
+  | 'WrongPassphrase' // no LUKS key slot opens with the passphrase given
+  | 'LockHeld' // another process holds a conflicting image lock
+  | 'NoCheck' // the format has no consistency check (qemu-img check exits 63)
+  | 'ShrinkNeedsFlag' // a resize would shrink the image and --shrink was not given
+  | 'BadSize' // a size argument qemu-img's cvtnum rejects
+  | 'BackingLoop' // a backing chain refers back to itself
+  | 'OpenFailed' // already worded "Could not open 'x': cause": no further prefix
+  | 'Worded'; // already a whole "Could not <do> ..." sentence of qemu-img's: no further prefix
+
 export interface BlockErrorContext {
   path?: string;
   offset?: number;
@@ -32,8 +46,10 @@ export class BlockError extends Error {
   /** Errors QEMU reports on their own lines before this one (error_report inside the
    *  operation, then the operation's own failure): printed first, each as an error line. */
   readonly reportedBefore?: readonly string[];
+  /** What the failure is, for callers that act on it (BlockErrorCode). */
+  readonly code?: BlockErrorCode;
 
-  constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: { cause?: unknown; hint?: string; errno?: ErrnoName; reportedBefore?: readonly string[] }) {
+  constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: BlockErrorOptions) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'BlockError';
     this.kind = kind;
@@ -41,28 +57,60 @@ export class BlockError extends Error {
     if (options?.hint !== undefined) this.hint = options.hint;
     if (options?.errno !== undefined) this.errno = options.errno;
     if (options?.reportedBefore !== undefined) this.reportedBefore = options.reportedBefore;
+    if (options?.code !== undefined) this.code = options.code;
   }
 
-  toJSON(): { name: string; kind: BlockErrorKind; message: string; context: BlockErrorContext; hint?: string; errno?: ErrnoName; reportedBefore?: readonly string[] } {
-    return { name: this.name, kind: this.kind, message: this.message, context: this.context, ...(this.hint ? { hint: this.hint } : {}), ...(this.errno ? { errno: this.errno } : {}), ...(this.reportedBefore ? { reportedBefore: this.reportedBefore } : {}) };
+  /** The optional parts (hint, errno, earlier reports, code), to build a reworded copy. */
+  get extras(): Omit<BlockErrorOptions, 'cause'> {
+    return { ...(this.hint !== undefined ? { hint: this.hint } : {}), ...(this.errno ? { errno: this.errno } : {}), ...(this.reportedBefore ? { reportedBefore: this.reportedBefore } : {}), ...(this.code ? { code: this.code } : {}) };
+  }
+
+  toJSON(): SerializedBlockError {
+    return { name: this.name, kind: this.kind, message: this.message, context: this.context, ...this.extras };
   }
 
   /** A copy with more context (outer layers add the path they know). */
   withContext(extra: BlockErrorContext): BlockError {
-    const e = new BlockError(this.kind, this.message, { ...extra, ...this.context }, { cause: this.cause, ...(this.hint ? { hint: this.hint } : {}), ...(this.errno ? { errno: this.errno } : {}), ...(this.reportedBefore ? { reportedBefore: this.reportedBefore } : {}) });
+    const e = new BlockError(this.kind, this.message, { ...extra, ...this.context }, { cause: this.cause, ...this.extras });
     e.stack = this.stack;
     return e;
   }
+
+  /** The same failure in other words (an outer layer's prefix), keeping hint, errno and code
+   *  unless `options` replaces them. */
+  reworded(message: string, options: BlockErrorOptions = {}): BlockError {
+    return new BlockError(this.kind, message, this.context, { cause: this, ...this.extras, ...options });
+  }
+}
+
+export interface BlockErrorOptions {
+  cause?: unknown;
+  hint?: string;
+  errno?: ErrnoName;
+  reportedBefore?: readonly string[];
+  code?: BlockErrorCode;
+}
+
+/** A BlockError as plain data (IPC, the WebSocket transport, job results). */
+export interface SerializedBlockError {
+  name: string;
+  kind: BlockErrorKind;
+  message: string;
+  context: BlockErrorContext;
+  hint?: string;
+  errno?: ErrnoName;
+  reportedBefore?: readonly string[];
+  code?: BlockErrorCode;
 }
 
 export const isBlockError = (e: unknown): e is BlockError => e instanceof BlockError;
 
 /** Named constructors: one per kind, so call sites read as the failure they report. */
-export const invalidImage = (message: string, context?: BlockErrorContext) => new BlockError('InvalidImage', message, context);
-export const unsupported = (message: string, context?: BlockErrorContext) => new BlockError('Unsupported', message, context);
-export const corrupt = (message: string, context?: BlockErrorContext) => new BlockError('Corrupt', message, context);
-export const notFound = (message: string, context?: BlockErrorContext) => new BlockError('NotFound', message, context);
-export const invalidArgument = (message: string, context?: BlockErrorContext) => new BlockError('InvalidArgument', message, context);
+export const invalidImage = (message: string, context?: BlockErrorContext, options?: BlockErrorOptions) => new BlockError('InvalidImage', message, context, options);
+export const unsupported = (message: string, context?: BlockErrorContext, options?: BlockErrorOptions) => new BlockError('Unsupported', message, context, options);
+export const corrupt = (message: string, context?: BlockErrorContext, options?: BlockErrorOptions) => new BlockError('Corrupt', message, context, options);
+export const notFound = (message: string, context?: BlockErrorContext, options?: BlockErrorOptions) => new BlockError('NotFound', message, context, options);
+export const invalidArgument = (message: string, context?: BlockErrorContext, options?: BlockErrorOptions) => new BlockError('InvalidArgument', message, context, options);
 export const cancelled = (context?: BlockErrorContext) => new BlockError('Cancelled', 'Operation cancelled', context);
 
 /** Throw Cancelled if the signal fired; call between units of work. */

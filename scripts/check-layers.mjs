@@ -42,6 +42,19 @@ check('renderer', (spec, typeOnly) => {
   if (/(^|\/)core\//.test(spec) && !typeOnly) return 'renderer/ may import only types from core/';
   return null;
 });
+// A node's driver instance (BlockNode.impl) belongs to the block layer and the drivers: jobs, the
+// CLI, the service and the apps use BlockNode's own methods, which check support and read-only once.
+for (const layer of ['core/jobs', 'core/cli', 'core/api', 'electron', 'renderer']) {
+  let files = [];
+  try { files = walk(join(root, layer)); } catch { continue; }
+  for (const f of files) {
+    const lines = readFileSync(f, 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      if (/\.impl\b/.test(line.replace(/\/\/.*$/, ''))) problems.push(`${relative(root, f)}:${i + 1}: reads a node's driver instance (.impl): use BlockNode's methods`);
+    });
+  }
+}
+
 if (problems.length) {
   console.error('layer rule broken:\n' + problems.join('\n'));
   process.exit(1);

@@ -198,6 +198,7 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
               ...(i.sparseSize !== undefined ? { sparseSize: parseImageSize(i.sparseSize) } : {}),
               compressed: i.compressed ?? false,
               outOfOrder: i.outOfOrder ?? false,
+              ...(i.salvage ? { salvage: true } : {}),
               ...(i.parallel !== undefined ? { parallel: i.parallel } : {}),
               ...(i.snapshot !== undefined ? { snapshot: i.snapshot } : {}),
               ...(i.backingFile !== undefined ? { backingFile: i.backingFile } : {}),

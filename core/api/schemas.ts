@@ -86,6 +86,8 @@ export const convertInput = z.object({
   compressed: z.boolean().optional(),
   /** -W: allow out-of-order writes. */
   outOfOrder: z.boolean().optional(),
+  /** --salvage: copy what can be read; unreadable ranges become zeros, each reported. */
+  salvage: z.boolean().optional(),
   /** -m: parallel requests (1..16, default 8). */
   parallel: z.number().int().min(1).max(16).optional(),
   /** -l: convert a snapshot ("id", "name", or "snapshot.id=..,snapshot.name=..") */

@@ -4,7 +4,9 @@
 // maxTransfer, defaults for missing capabilities, and "not supported by this format" errors.
 
 import { BlockError, invalidArgument, unsupported } from '../errors.ts';
-import type { BitmapCapability, BlockDriver, BlockStatus, DriverInfo, NodeImpl, Reservation, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
+import type { AmendContext, BitmapCapability, BlockDriver, BlockStatus, CheckResult, DriverInfo, NodeImpl, RepairMode, Reservation, SnapshotCapability, TruncateOptions, WriteFlags, ZeroFlags } from './types.ts';
+import type { OptionValues } from './options-schema.ts';
+import { NO_CHECK_MESSAGE } from './types.ts';
 import type { DebugEvent } from './debug-events.ts';
 import type { OptionsTree } from './options-tree.ts';
 import { RangeLock } from '../util/range-lock.ts';
@@ -97,6 +99,113 @@ export class BlockNode {
    *  caller words that as QEMU does for its operation. */
   get bitmaps(): BitmapCapability | undefined {
     return this.impl.bitmaps;
+  }
+
+  /** The backing file the image records (name and format as stored), if any. */
+  get backingFile(): { filename: string; format?: string } | undefined {
+    return this.impl.backingFile;
+  }
+
+  /** Internal snapshots, where the format has them; the changing operations refuse a read-only
+   *  node here, once for every driver. */
+  get snapshots(): SnapshotCapability | undefined {
+    const s = this.impl.snapshots;
+    if (!s) return undefined;
+    const writable = <A extends unknown[], R>(op: string, f: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => {
+      this.#checkOpen(op);
+      this.#checkWritable(op);
+      return f(...a);
+    };
+    return {
+      list: () => s.list(),
+      create: writable('snapshot-create', (snap: Parameters<SnapshotCapability['create']>[0]) => s.create(snap)),
+      apply: writable('snapshot-apply', (id: string) => s.apply(id)),
+      delete: writable('snapshot-delete', (id: string) => s.delete(id)),
+      openView: (id: string) => s.openView(id),
+    };
+  }
+
+  /** The driver can check its metadata (qemu-img check). */
+  get canCheck(): boolean {
+    return this.impl.check !== undefined;
+  }
+
+  /** qemu-img check (-r: repair, which needs a writable node). */
+  async check(repair: RepairMode | undefined): Promise<CheckResult> {
+    this.#checkOpen('check');
+    if (!this.impl.check) throw new BlockError('Unsupported', NO_CHECK_MESSAGE, this.#ctx('check'), { code: 'NoCheck' });
+    if (repair) this.#checkWritable('check');
+    return this.impl.check(repair);
+  }
+
+  /** The driver can change its creation options in place (qemu-img amend). */
+  get canAmend(): boolean {
+    return this.driver.kind === 'format' && this.impl.amend !== undefined;
+  }
+
+  async amend(options: OptionValues, ctx: AmendContext): Promise<void> {
+    this.#checkOpen('amend');
+    this.#checkWritable('amend');
+    if (!this.canAmend) throw unsupported(`Format driver '${this.format}' does not support option amendment`, this.#ctx('amend'));
+    await this.impl.amend!(options, ctx);
+  }
+
+  /** The driver can drop all its data at once so reads fall through to the backing (commit). */
+  get canMakeEmpty(): boolean {
+    return this.impl.makeEmpty !== undefined;
+  }
+
+  async makeEmpty(): Promise<void> {
+    this.#checkOpen('make-empty');
+    this.#checkWritable('make-empty');
+    if (!this.impl.makeEmpty) throw unsupported('Operation not supported', this.#ctx('make-empty'));
+    await this.impl.makeEmpty();
+  }
+
+  /** The image can record a (new) backing file (qemu-img rebase, commit). */
+  get canSetBackingFile(): boolean {
+    return this.impl.setBackingFile !== undefined;
+  }
+
+  async setBackingFile(filename: string | undefined, format: string | undefined): Promise<void> {
+    this.#checkOpen('set-backing-file');
+    this.#checkWritable('set-backing-file');
+    if (!this.impl.setBackingFile) throw unsupported('Operation not supported', this.#ctx('set-backing-file'));
+    await this.impl.setBackingFile(filename, format);
+  }
+
+  /** The format stores compressed clusters (convert -c). */
+  get canWriteCompressed(): boolean {
+    return this.impl.writeCompressed !== undefined;
+  }
+
+  /** Write whole clusters compressed (the driver compresses on the worker pool). */
+  async writeCompressed(offset: number, data: Buffer): Promise<void> {
+    this.#checkOpen('write-compressed');
+    this.#checkWritable('write-compressed');
+    this.#checkRange('write-compressed', offset, data.length);
+    if (!this.impl.writeCompressed) throw unsupported('Compression not supported for this file format', this.#ctx('write-compressed', offset));
+    try {
+      await this.impl.writeCompressed(offset, data);
+    } catch (e) {
+      this.#wrap(e, 'write-compressed', offset);
+    }
+  }
+
+  /** The driver allocates ahead of data writes (NodeImpl.reserve): convert's in-order mode. */
+  get canReserve(): boolean {
+    return this.impl.reserve !== undefined;
+  }
+
+  /** Where QEMU's last block-status answer for the image ends (NodeImpl.qemuLastStatusUnit). */
+  qemuLastStatusUnit(): number | undefined {
+    return this.impl.qemuLastStatusUnit?.();
+  }
+
+  /** An OS descriptor to pread this node's bytes from directly (the file protocol without an
+   *  alignment rule), for convert's copy of data whose host place block status gave. */
+  get hostFd(): number | undefined {
+    return this.alignment === 1 ? this.impl.hostFd : undefined;
   }
 
   /** Writes may pass the end (a file grows; NodeImpl.growable). */
@@ -361,7 +470,7 @@ export class BlockNode {
     if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument(`Invalid size ${size}`, this.#ctx('truncate'));
     if (!this.impl.truncate) throw unsupported(`Image format '${this.driver.name}' does not support resizing`, this.#ctx('truncate'));
     if (size < this.size && !options.shrink) {
-      throw invalidArgument('Use the --shrink option to perform a shrink operation.', this.#ctx('truncate'));
+      throw new BlockError('InvalidArgument', 'Use the --shrink option to perform a shrink operation.', this.#ctx('truncate'), { code: 'ShrinkNeedsFlag' });
     }
     try {
       await this.impl.truncate(size, options);

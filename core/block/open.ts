@@ -268,22 +268,19 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
 
 /** "Could not open 'x': cause" always (qemu-img's own prefix over whatever the cause says). */
 function qemuImgOpenError(e: unknown, name: string): unknown {
-  if (!(e instanceof BlockError) || e.kind === 'Cancelled' || BARE_ERRORS.has(e)) return e;
-  const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
+  if (!(e instanceof BlockError) || e.kind === 'Cancelled' || e.code === 'BackingLoop') return e;
+  const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, code: 'OpenFailed', ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
   return err;
 }
 
-/** "Could not open 'x': cause", applied once (a node's own open failure). */
-/** Errors qemu-img prints as they are, with no image named in front: a backing chain that loops
- *  (qemu-img's own chain walk reports it, collect_image_info_list). */
-const BARE_ERRORS = new WeakSet<BlockError>();
-
-/** qemu-img's "Could not open 'x': cause" shape, applied once. */
+/** qemu-img's "Could not open 'x': cause" shape, applied once (a node's own open failure). A
+ *  backing chain that loops is printed as it is, with no image named in front (qemu-img's own
+ *  chain walk reports it, collect_image_info_list). */
 function prefixOpenError(e: unknown, name: string): unknown {
-  if (!(e instanceof BlockError) || BARE_ERRORS.has(e)) return e;
-  if (e.message.startsWith('Could not open') || e.kind === 'Cancelled') return e;
-  const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
+  if (!(e instanceof BlockError) || e.code === 'BackingLoop') return e;
+  if (e.code === 'OpenFailed' || e.kind === 'Cancelled') return e;
+  const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, code: 'OpenFailed', ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
   return err;
 }
@@ -323,17 +320,15 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   const shown = isAbsolute(meta.filename) || full.startsWith('json:') ? full : pathCombine(baseName, meta.filename);
   const canonical = canonicalPath(full.startsWith('json:') ? jsonTree(full) : { driver: 'file', filename: full });
   if (canonical && seen.has(canonical)) {
-    const loop = invalidImage(`Backing file '${shown}' creates an infinite loop.`, { path: node.filename });
-    BARE_ERRORS.add(loop);
-    throw loop;
+    throw new BlockError('InvalidImage', `Backing file '${shown}' creates an infinite loop.`, { path: node.filename }, { code: 'BackingLoop' });
   }
   const openAs = shown !== full && resolve(shown) === full && protocolPrefix(shown) === undefined && !shown.startsWith('json:') ? shown : full;
   try {
     node.backing = await openImage(openAs, { ...childOpts, format: opts.backingFormat ?? meta.format });
   } catch (e) {
-    if (e instanceof BlockError && BARE_ERRORS.has(e)) throw e;
+    if (e instanceof BlockError && e.code === 'BackingLoop') throw e;
     const msg = e instanceof BlockError ? e.message : String(e);
-    throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open backing file: ${msg}`, { path: node.filename }, { cause: e });
+    throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open backing file: ${msg}`, { path: node.filename }, { cause: e, code: 'OpenFailed' });
   }
 }
 
@@ -570,7 +565,7 @@ async function openSiblingFile(imageName: string, imageFileTree: OptionsTree, na
     // Shown (map, info, errors) as QEMU names it: path_combine with the image's name as given.
     return await openProtocol({ driver: 'file', filename: full }, full, readOnly, perms, { warn }, pathCombine(imageFileTree.filename, name));
   } catch (e) {
-    if (e instanceof BlockError && e.kind === 'NotFound') throw notFound(`Could not open '${full}': No such file or directory`, { path: full });
+    if (e instanceof BlockError && e.kind === 'NotFound') throw new BlockError('NotFound', `Could not open '${full}': No such file or directory`, { path: full }, { code: 'OpenFailed' });
     throw e;
   }
 }
@@ -622,7 +617,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
           if (!(e instanceof BlockError)) throw e;
           // Named as the user named it, relative to the new image (QEMU's path_combine).
           const shown = isAbsolute(backingFile) || backingFile.startsWith('json:') ? full : pathCombine(stripFilePrefix(o.finalName ?? o.filename), backingFile);
-          throw new BlockError(e.kind, e.message.split(`'${full}'`).join(`'${shown}'`), { path: o.filename }, { cause: e, hint: 'Could not open backing image.\n' });
+          throw new BlockError(e.kind, e.message.split(`'${full}'`).join(`'${shown}'`), { path: o.filename }, { cause: e, ...e.extras, hint: 'Could not open backing image.\n' });
         });
         if (!backingFmt) throw new BlockError('InvalidArgument', 'Backing file specified without backing format', { path: o.filename }, { hint: `Detected format of ${backing.format}.` });
         size ??= backing.size;

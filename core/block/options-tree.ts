@@ -98,7 +98,7 @@ export function parseJsonFilename(filename: string): OptionsTree {
   try {
     parsed = parseQemuJson(text);
   } catch (e) {
-    throw invalidArgument(`Could not parse the JSON options: ${(e as Error).message}`);
+    throw invalidArgument(`Could not parse the JSON options: ${(e as Error).message}`, {}, { code: 'Worded' });
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw invalidArgument('Invalid JSON object given');

@@ -160,6 +160,9 @@ export interface BitmapCapability {
 
 export type RepairMode = 'leaks' | 'all';
 
+/** qemu-img's words for a format without a check (its exit status is 63). */
+export const NO_CHECK_MESSAGE = 'This image format does not support checks';
+
 /** qemu-img check --output=json keys (qemu-img.c collect_image_check). */
 export interface CheckResult {
   corruptions: number;
@@ -247,6 +250,9 @@ export interface NodeImpl {
 
   /** Whole-cluster compressed write (qemu-img convert -c). `offset` is cluster aligned. */
   writeCompressed?(offset: number, data: Buffer): Promise<void>;
+  /** An OS descriptor holding the node's bytes at their offsets (the file protocol): convert
+   *  preads data from it directly. */
+  readonly hostFd?: number;
   /** Unit of compressed writes and of allocation (qcow2 cluster, vmdk grain, vhdx block). */
   readonly clusterSize?: number;
 

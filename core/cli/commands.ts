@@ -169,7 +169,7 @@ const create: Command = {
       size = p.positional[1] !== undefined ? parseImageSize(p.positional[1]) : undefined;
     } catch (e) {
       // qemu-img's cvtnum reports this one in two error lines.
-      if (e instanceof BlockError && e.message === MSG_BAD_SIZE) throw new StatusError(MSG_BAD_SIZE_LINES.join(`\n${PROGRAM}: `), 1);
+      if (e instanceof BlockError && e.code === 'BadSize') throw new StatusError(MSG_BAD_SIZE_LINES.join(`\n${PROGRAM}: `), 1);
       throw e;
     }
     const backingFile = last(p, 'b');
@@ -232,8 +232,8 @@ const check: Command = {
     try {
       report = await ctx.runJob(ctx.service.check({ image, ...(r ? { repair: r } : {}), ...objects(p) }), false);
     } catch (e) {
-      if (e instanceof BlockError && e.message === NO_CHECK_MESSAGE) throw new StatusError(NO_CHECK_MESSAGE, EXIT_CHECK_UNSUPPORTED);
-      if (e instanceof BlockError && !e.message.startsWith('Could not open')) throw new StatusError(`Check failed: ${e.message}`, 1);
+      if (e instanceof BlockError && e.code === 'NoCheck') throw new StatusError(NO_CHECK_MESSAGE, EXIT_CHECK_UNSUPPORTED);
+      if (e instanceof BlockError && e.code !== 'OpenFailed') throw new StatusError(`Check failed: ${e.message}`, 1);
       throw e;
     }
     // Both passes' findings (repair, then the check of the repaired image) go to stderr first:
@@ -296,7 +296,7 @@ const convert: Command = {
       ctx.io.stdout(optionsHelp(outFmt ?? 'raw'));
       return 0;
     }
-    if (has(p, 'salvage')) throw invalidArgument('--salvage is not supported by Platter yet');
+    if (has(p, 'salvage') && has(p, 'C')) throw invalidArgument('Cannot use copy offloading in salvaging mode');
     if (has(p, 'skip-broken-bitmaps') && !has(p, 'bitmaps')) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
     if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
     const files = p.positional;
@@ -438,7 +438,7 @@ const resize: Command = {
     try {
       await ctx.service.resize({ image, size: sizeText, shrink: has(p, 'shrink'), ...(prealloc ? { preallocation: prealloc as 'off' } : {}), ...objects(p) });
     } catch (e) {
-      if (e instanceof BlockError && e.message.startsWith('Use the --shrink option')) {
+      if (e instanceof BlockError && e.code === 'ShrinkNeedsFlag') {
         ctx.io.stderr(errorText(e.message));
         ctx.io.stderr(errorText(SHRINK_WARNING));
         return 1;

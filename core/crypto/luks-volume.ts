@@ -124,7 +124,7 @@ async function findKey(io: LuksIo, header: LuksHeader, params: LuksParams, passp
     const key = await tryUnlockSlot(io, header, params, i, passphrase, workers);
     if (key) return { key, slot: i };
   }
-  throw invalidArgument(INVALID_PASSWORD);
+  throw invalidArgument(INVALID_PASSWORD, {}, { code: 'WrongPassphrase' });
 }
 
 /** Resolve and check create options against what LUKS1 and Platter support. */

@@ -10,6 +10,8 @@ import { vdiDriver } from './vdi/index.ts';
 import { qcowDriver } from './qcow/index.ts';
 import { qedDriver } from './qed/index.ts';
 import { vmdkDriver } from './vmdk/index.ts';
+import { bochsDriver } from './bochs/index.ts';
+import { cloopDriver } from './cloop/index.ts';
 import { dmgDriver } from './dmg/index.ts';
 
 export const FORMAT_DRIVERS: readonly FormatDriver[] = [
@@ -22,5 +24,7 @@ export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   qcowDriver,
   qedDriver,
   vmdkDriver,
+  bochsDriver,
+  cloopDriver,
   dmgDriver,
 ];

@@ -16,7 +16,7 @@ export interface AmendOptions {
 
 export async function amend(o: AmendOptions, env: JobEnv, ctl: JobControl = {}): Promise<void> {
   await withImage(o.image, env, { readOnly: false }, async (node) => {
-    if (node.driver.kind !== 'format' || !node.impl.amend) throw unsupported(`Format driver '${node.format}' does not support option amendment`);
+    if (node.driver.kind !== 'format' || !node.canAmend) throw unsupported(`Format driver '${node.format}' does not support option amendment`);
     const schema = node.driver.amendOptions ?? node.driver.createOptions;
     let values: OptionValues;
     try {
@@ -30,7 +30,7 @@ export async function amend(o: AmendOptions, env: JobEnv, ctl: JobControl = {}):
       throw e;
     }
     ctl.onProgress?.({ done: 0, total: 1, phase: 'amending' });
-    await node.impl.amend(values, { secrets: env.secrets, workers: sharedWorkerPool(), warn: env.warn, force: o.force ?? false, ...(ctl.signal ? { signal: ctl.signal } : {}) });
+    await node.amend(values, { secrets: env.secrets, workers: sharedWorkerPool(), warn: env.warn, force: o.force ?? false, ...(ctl.signal ? { signal: ctl.signal } : {}) });
     await node.flush();
     ctl.onProgress?.({ done: 1, total: 1, phase: 'amending' });
   });

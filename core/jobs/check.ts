@@ -4,7 +4,6 @@
 
 import type { CheckResult, RepairMode } from '../block/types.ts';
 import type { CheckReport } from '../api/types.ts';
-import { unsupported } from '../errors.ts';
 import { openSpec, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 
 export interface CheckOptions {
@@ -13,7 +12,7 @@ export interface CheckOptions {
 }
 
 /** qemu-img's words for a format without a check; the CLI exits 63 on it. */
-export const NO_CHECK_MESSAGE = 'This image format does not support checks';
+export { NO_CHECK_MESSAGE } from '../block/types.ts';
 /** qemu-img check's exit status for "this format cannot be checked" (ENOTSUP). */
 export const EXIT_CHECK_UNSUPPORTED = 63;
 
@@ -40,16 +39,15 @@ export async function check(o: CheckOptions, env: JobEnv, ctl: JobControl = {}):
   const readOnly = o.repair === undefined;
   const node = await openSpec(o.image, env, { readOnly, noBacking: true, forCheck: true });
   try {
-    if (!node.impl.check) throw unsupported(NO_CHECK_MESSAGE);
     ctl.onProgress?.({ done: 0, total: 1, phase: 'checking' });
-    let r = await node.impl.check(o.repair);
+    let r = await node.check(o.repair);
     let repaired: CheckReport['repaired'];
     let firstMessages: string[] | undefined;
     if (o.repair && (r.corruptionsFixed || r.leaksFixed)) {
       // qemu-img reports what it fixed, then checks again and shows that result.
       repaired = { corruptions: r.corruptionsFixed, leaks: r.leaksFixed };
       firstMessages = r.messages;
-      const again = await node.impl.check(undefined);
+      const again = await node.check(undefined);
       r = { ...again, corruptionsFixed: r.corruptionsFixed, leaksFixed: r.leaksFixed };
     }
     ctl.onProgress?.({ done: 1, total: 1, phase: 'checking' });

@@ -39,7 +39,7 @@ function realPath(path: string): string | undefined {
  * and compared by real path with the file under `node`.
  */
 function sameImage(overlay: BlockNode, node: BlockNode, base: string): boolean {
-  const recorded = overlay.impl.backingFile?.filename;
+  const recorded = overlay.backingFile?.filename;
   if (base.startsWith('json:') || protocolPrefix(base) !== undefined || (recorded !== undefined && (recorded.startsWith('json:') || protocolPrefix(recorded) !== undefined))) {
     return base === recorded || base === node.filename;
   }
@@ -94,13 +94,13 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
       throw e instanceof BlockError && e.kind !== 'Cancelled' ? new BlockError(e.kind, `Block job failed: ${e.message}`, e.context, { cause: e }) : e;
     });
     await base.flush();
-    const emptied = !(o.drop ?? false) && o.base === undefined && top.impl.makeEmpty !== undefined;
+    const emptied = !(o.drop ?? false) && o.base === undefined && top.canMakeEmpty;
     if (emptied) {
       // Empty the top so it reads through to the base (bdrv_make_empty). Discard is no substitute:
       // it may leave zero clusters that hide the base. A format without it (qed, vmdk) keeps its
       // data, which still reads the same: qemu-img ignores ENOTSUP there too.
       try {
-        await top.impl.makeEmpty!();
+        await top.makeEmpty();
         await top.flush();
       } catch (e) {
         // QEMU's bdrv_make_empty: "Failed to empty <node>: <errno>".

@@ -136,11 +136,11 @@ export const MSG_SIZE_RANGE = 'Invalid image size specified. Must be between 0 a
 export function parseImageSize(text: string | number, o: { inexact?: boolean } = {}): number {
   if (typeof text === 'number') {
     const exact = Number.isSafeInteger(text) || (text < Number(MAX_EXACT_SIZE) && text % 512 === 0);
-    if (!Number.isInteger(text) || text < 0 || !(exact || (o.inexact && text <= Number(QEMU_MAX_SIZE)))) throw invalidArgument(MSG_BAD_SIZE);
+    if (!Number.isInteger(text) || text < 0 || !(exact || (o.inexact && text <= Number(QEMU_MAX_SIZE)))) throw new BlockError('InvalidArgument', MSG_BAD_SIZE, {}, { code: 'BadSize' });
     return text;
   }
   const value = qemuStrtosz(text);
-  if (value === 'invalid') throw invalidArgument(MSG_BAD_SIZE);
+  if (value === 'invalid') throw new BlockError('InvalidArgument', MSG_BAD_SIZE, {}, { code: 'BadSize' });
   if (value === 'range' || value > QEMU_MAX_SIZE) throw invalidArgument(MSG_SIZE_RANGE);
   // Past 2^53: only sizes a double holds exactly, with every sector under them (util/checked.ts).
   if (value > BigInt(Number.MAX_SAFE_INTEGER) && !o.inexact && !(value < MAX_EXACT_SIZE && value % SECTOR_BIG === 0n)) {
@@ -189,6 +189,6 @@ export function secretStoreFrom(objects: readonly string[] = [], secrets: readon
 export function createError(filename: string, e: unknown): unknown {
   if (!(e instanceof BlockError)) return e;
   const osLevel = e.kind === 'NotFound' || e.kind === 'Permission' || e.kind === 'Io';
-  const msg = osLevel && !e.message.startsWith('Could not') ? `Could not create '${filename}': ${e.message}` : e.message;
+  const msg = osLevel && e.code !== 'Worded' && e.code !== 'OpenFailed' ? `Could not create '${filename}': ${e.message}` : e.message;
   return new BlockError(e.kind, `${filename}: ${msg}`, e.context, { cause: e, ...(e.hint !== undefined ? { hint: e.hint } : {}) });
 }

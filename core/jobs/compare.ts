@@ -110,7 +110,7 @@ function sameStatusFlags(a: BlockStatus, b: BlockStatus): boolean {
  *  flag): from the start of the node's last QEMU status unit, if this run reaches the end. */
 function eofFrom(node: BlockNode, st: BlockStatus, off: number): number {
   if (st.offset + st.length !== node.size) return Infinity;
-  return Math.max(off, node.impl.qemuLastStatusUnit?.() ?? off);
+  return Math.max(off, node.qemuLastStatusUnit() ?? off);
 }
 
 /** qemu-img compare -s also compares the EOF flag, set on the answer that reaches the end of the

@@ -16,6 +16,7 @@
 import { lstatSync, read as fsRead, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
+import type { BlockStatus } from '../block/types.ts';
 import { createImage, openImage } from '../block/open.ts';
 import { findFormat } from '../block/registry.ts';
 import type { OptionValues } from '../block/options-schema.ts';
@@ -54,6 +55,9 @@ export interface ConvertOptions {
   bitmaps?: boolean;
   /** --skip-broken-bitmaps: leave out inconsistent bitmaps instead of failing. */
   skipBrokenBitmaps?: boolean;
+  /** --salvage: an unreadable range of the source is reported and copied as zeros; a range whose
+   *  block status cannot be read is copied as data (qemu-img's salvaging mode). */
+  salvage?: boolean;
 }
 
 /** qemu-img convert's default target cache mode. */
@@ -115,12 +119,10 @@ interface HostPlace {
  * it block status names (BlockStatus.hostNode) go straight to it, into the lane's own buffer,
  * without the format layer (buffers are reused; the request path through the
  * format driver cost more main-thread time than the copy's bookkeeping). Relies on the file
- * protocol's public `fd` getter; any other node is read through BlockNode.readInto.
+ * protocol's descriptor (BlockNode.hostFd); any other node is read through BlockNode.readInto.
  */
 function plainFileFd(node: BlockNode): number | undefined {
-  if (node.driver.name !== 'file' || node.alignment !== 1) return undefined;
-  const fd = (node.impl as { fd?: unknown }).fd;
-  return typeof fd === 'number' ? fd : undefined;
+  return node.hostFd;
 }
 
 function preadFull(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
@@ -155,7 +157,7 @@ export function parseSnapshotParam(text: string): { id?: string; name?: string }
 
 /** A read-only node over a snapshot view of `node` (closes only the view). */
 async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNode> {
-  const snaps = node.impl.snapshots;
+  const snaps = node.snapshots;
   if (!snaps) throw unsupported(`Failed to load snapshot: Block format '${node.format}' used by device '' does not support temporarily loading internal snapshots`);
   const p = parseSnapshotParam(param);
   const list = await snaps.list();
@@ -308,16 +310,19 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       throw invalidArgument('output file is smaller than input file');
     }
     if (opts.bitmaps && !target.bitmaps?.supported) throw unsupported(`Format driver '${target.format}' does not support bitmaps`);
-    if (opts.compressed && !target.impl.writeCompressed) throw unsupported('Compression not supported for this file format');
+    if (opts.compressed && !target.canWriteCompressed) throw unsupported('Compression not supported for this file format');
     const targetInfo = await target.info();
     if (opts.compressed && targetInfo.encrypted) throw unsupported('Compression and encryption not supported at the same time');
     // A target that takes only whole compressed clusters (a stream-optimized vmdk) is filled as
     // with -c (qemu-img: bdi.needs_compressed_writes).
-    const compressed = (opts.compressed ?? false) || (targetInfo.needsCompressedWrites === true && target.impl.writeCompressed !== undefined);
+    const compressed = (opts.compressed ?? false) || (targetInfo.needsCompressedWrites === true && target.canWriteCompressed);
 
     const stats = await copyAll(sources, target, {
       total,
-      parallel,
+      // Salvaging reports each unreadable range as it meets it: one request at a time keeps the
+      // reports in the image's order, as qemu-img's come.
+      parallel: opts.salvage ? 1 : parallel,
+      salvage: opts.salvage ? (env.warnReport ?? ((m) => env.warn(`warning: ${m}`))) : undefined,
       sparseSize,
       compressed,
       inOrder: !(opts.outOfOrder ?? false) && !(compressed && ORDER_FREE_COMPRESSED_FORMATS.has(target.format)),
@@ -329,7 +334,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       // A new image without backing, filled in order: allocate each request's clusters in the
       // order (so the layout follows guest order as with in-order writes), then let the data
       // writes overlap. Formats without a reserve step keep one write in flight.
-      reserve: !opts.noCreate && !targetHasBacking && !compressed && !(opts.outOfOrder ?? false) && target.impl.reserve !== undefined,
+      reserve: !opts.noCreate && !targetHasBacking && !compressed && !(opts.outOfOrder ?? false) && target.canReserve,
     }, ctl);
     if (opts.bitmaps) await copyBitmaps(bitmapSource!, target, opts.skipBrokenBitmaps ?? false, env);
     const durable = (opts.cache ?? DEFAULT_CONVERT_CACHE) !== 'unsafe';
@@ -396,12 +401,25 @@ interface CopyParams {
   topOnly: boolean;
   /** In-order mode through target.reserve(): the order covers allocation, not data writes. */
   reserve: boolean;
+  /** --salvage: where unreadable ranges are reported (qemu-img's warn_report). */
+  salvage: ((message: string) => void) | undefined;
+}
+
+/** Errors --salvage copes with: any failure of the source, not a cancellation. */
+function salvageable(e: unknown): e is BlockError {
+  return e instanceof BlockError && e.kind !== 'Cancelled';
+}
+
+/** A failed request of the copy, worded as qemu-img's convert reports it
+ *  ("error while reading at byte N: ..."). */
+function copyError(what: string, offset: number, e: unknown): unknown {
+  return salvageable(e) ? new BlockError(e.kind, `error while ${what} ${offset}: ${e.message}`, e.context, { cause: e }) : e;
 }
 
 /** The copy loop: an in-order producer of items from block status, N lanes doing them. */
 async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, ctl: JobControl): Promise<{ bytesCopied: number; bytesSkipped: number }> {
   const progress = progressReporter(ctl, p.total, 'copying');
-  const clusterSize = target.clusterSize ?? target.impl.clusterSize ?? 65536;
+  const clusterSize = target.clusterSize ?? 65536;
   const dataChunk = p.compressed ? clusterSize : Math.max(COPY_CHUNK, clusterSize > COPY_CHUNK ? clusterSize : 0);
   let bytesCopied = 0;
   let bytesSkipped = 0;
@@ -427,8 +445,24 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     const i = sourceAt(dst);
     const src = sources[i]!;
     const off = dst - bases[i]!;
-    const len = Math.min(max, src.size - off);
-    const st = p.topOnly ? await src.blockStatus(off, len, PRECISE) : await blockStatusAbove(src, off, len, PRECISE);
+    let len = Math.min(max, src.size - off);
+    const query = () => (p.topOnly ? src.blockStatus(off, len, PRECISE) : blockStatusAbove(src, off, len, PRECISE));
+    let st: BlockStatus;
+    for (;;) {
+      try {
+        st = await query();
+        break;
+      } catch (e) {
+        if (!p.salvage || !salvageable(e)) throw copyError('reading block status at offset', off, e);
+        // Salvaging: retry on a quarter of the range; a single sector whose status cannot be
+        // read is copied as data (reading it will tell).
+        if (len <= SECTOR) {
+          p.salvage(`error while reading block status at offset ${off}: ${e.message}`);
+          return { kind: 'data', length: len };
+        }
+        len = Math.ceil(Math.ceil(len / SECTOR) / 4) * SECTOR;
+      }
+    }
     // -S 0: zeros are written as data too (qemu-img turns BLK_ZERO into a zeroed buffer).
     const kind: Kind = p.topOnly && !st.allocated ? 'skip' : st.zero && p.sparseSize > 0 ? 'zero' : 'data';
     const place = kind === 'data' && !st.zero && st.hostNode && st.hostOffset !== undefined ? { node: st.hostNode, offset: st.hostOffset } : undefined;
@@ -465,6 +499,28 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       const n = Math.min(length - done, sources[j]!.size - o);
       if (n > 0) (await sources[j]!.read(o, n)).copy(out, done);
       done += Math.max(0, n);
+    }
+    return out;
+  };
+
+  /** readAt, failing as qemu-img words it; salvaging, a failed request is read again a sector at
+   *  a time, and the sectors that cannot be read become zeros, each reported. */
+  const readFor = async (dst: number, length: number, into?: Buffer, place?: HostPlace): Promise<Buffer> => {
+    try {
+      return await readAt(dst, length, into, place);
+    } catch (e) {
+      if (!p.salvage || !salvageable(e)) throw copyError('reading at byte', dst, e);
+    }
+    const out = into ? into.subarray(0, length) : Buffer.alloc(length);
+    for (let k = 0; k < length; k += SECTOR) {
+      const n = Math.min(SECTOR, length - k);
+      try {
+        (await readAt(dst + k, n, undefined, place ? { node: place.node, offset: place.offset + k } : undefined)).copy(out, k);
+      } catch (e) {
+        if (!salvageable(e)) throw e;
+        p.salvage(`error while reading offset ${dst + k - bases[sourceAt(dst + k)]!}: ${e.message}`);
+        out.fill(0, k, k + n);
+      }
     }
     return out;
   };
@@ -545,15 +601,24 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       return;
     }
     // Compressed writes may hand the buffer to a worker (transfer): they always get a fresh one.
-    let buf: Buffer | undefined = await readAt(item.dstOffset, item.length, p.compressed ? undefined : laneBuf, item.src);
+    let buf: Buffer | undefined = await readFor(item.dstOffset, item.length, p.compressed ? undefined : laneBuf, item.src);
     await orderedAfter;
+    try {
+      await writeData(item, buf, ordered);
+    } catch (e) {
+      throw copyError('writing at byte', item.dstOffset, e);
+    }
+    buf = undefined; // the lane drops its buffer once the write settled
+  };
+
+  /** Write the data item read into `buf`. */
+  const writeData = async (item: Item, buf: Buffer, ordered: () => void) => {
     if (p.compressed) {
       if (p.zeroInit && isZero(buf)) bytesSkipped += item.length;
       else {
-        await target.impl.writeCompressed!(item.dstOffset, buf);
+        await target.writeCompressed(item.dstOffset, buf);
         bytesCopied += item.length;
       }
-      buf = undefined;
       return;
     }
     const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : qemuZeroRuns(buf, Math.floor(item.dstOffset / SECTOR), p.sparseSize / SECTOR, zeroAlignment);
@@ -583,7 +648,6 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
         bytesSkipped += r.length;
       }
     }
-    buf = undefined; // the lane drops its buffer once the write settled
   };
 
   // Each lane owns one data buffer for the whole copy; it lends it to the target's write and

@@ -67,15 +67,15 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   if (known) out['actual-size'] = actual;
   if (d.encrypted) out.encrypted = true;
   if (d.formatSpecific) out['format-specific'] = d.formatSpecific;
-  const backing = node.impl.backingFile;
+  const backing = node.backingFile;
   if (backing) {
     out['backing-filename'] = backing.filename;
     const full = absoluteBackingFilename(node, backing.filename);
     if (full !== undefined) out['full-backing-filename'] = full;
     if (backing.format) out['backing-filename-format'] = backing.format;
   }
-  if (node.impl.snapshots) {
-    const list = await node.impl.snapshots.list();
+  if (node.snapshots) {
+    const list = await node.snapshots.list();
     if (list.length > 0) out.snapshots = list.map(snapshotToJson);
   }
   if (!(node.driver.kind === 'format' && node.driver.qemuNoGetInfo)) out['dirty-flag'] = d.dirtyFlag ?? false;

@@ -46,7 +46,7 @@ function layerFileNames(top: BlockNode): string[] {
     if (names.length === 0) names.push((n.file ?? n).filename);
     else {
       const parent = [...top.chain()][names.length - 1]!;
-      const rec = parent.impl.backingFile?.filename;
+      const rec = parent.backingFile?.filename;
       const name = rec !== undefined ? fullBackingFilename(prevImageName, rec) : (n.file ?? n).filename;
       names.push(name);
       prevImageName = name;

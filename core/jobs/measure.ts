@@ -33,7 +33,7 @@ export async function measure(o: MeasureOptions, env: JobEnv, ctl: JobControl = 
       base = await openSpec(o.source, env, { readOnly: true });
       node = base;
       if (o.snapshot !== undefined) {
-        const snaps = base.impl.snapshots;
+        const snaps = base.snapshots;
         if (!snaps) throw unsupported(`Failed to load snapshot: Block format '${base.format}' used by device '' does not support temporarily loading internal snapshots`);
         const p = parseSnapshotParam(o.snapshot);
         const found = (await snaps.list()).find((s) => (p.id === undefined || s.id === p.id) && (p.name === undefined || s.name === p.name || s.id === p.name));

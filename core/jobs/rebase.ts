@@ -35,14 +35,14 @@ export async function rebase(o: RebaseOptions, env: JobEnv, ctl: JobControl = {}
   const img = await openSpec(o.image, env, { readOnly: false, noBacking: unsafe });
   let newBacking: BlockNode | undefined;
   try {
-    if (!img.impl.setBackingFile) throw unsupported(`Could not change the backing file to '${o.backingFile}': Operation not supported`);
+    if (!img.canSetBackingFile) throw unsupported(`Could not change the backing file to '${o.backingFile}': Operation not supported`, {}, { code: 'Worded' });
     const removing = o.backingFile === '';
     let fmt = o.backingFormat;
     // qemu-img records no backing file without its format (bdrv_change_backing_file with
     // require=true); -u opens nothing that could name it. (Safe mode opens the new backing file
     // and records the format it was opened with.)
     if (unsafe && !removing && fmt === undefined) {
-      throw invalidArgument(`Could not change the backing file to '${o.backingFile}': backing format must be specified`);
+      throw invalidArgument(`Could not change the backing file to '${o.backingFile}': backing format must be specified`, {}, { code: 'Worded' });
     }
     let copied = 0;
     if (!unsafe) {
@@ -53,7 +53,7 @@ export async function rebase(o: RebaseOptions, env: JobEnv, ctl: JobControl = {}
           newBacking = await openImage(full, { ...(fmt ? { format: fmt } : {}), readOnly: true, secrets: env.secrets, warn: env.warn });
         } catch (e) {
           const msg = e instanceof Error ? e.message : String(e);
-          throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open new backing file '${o.backingFile}': ${msg}`);
+          throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open new backing file '${o.backingFile}': ${msg}`, {}, { code: 'OpenFailed' });
         }
         fmt ??= newBacking.format;
       }
@@ -90,7 +90,7 @@ export async function rebase(o: RebaseOptions, env: JobEnv, ctl: JobControl = {}
       }
       progress.finish();
     }
-    await img.impl.setBackingFile(removing ? undefined : o.backingFile, removing ? undefined : fmt);
+    await img.setBackingFile(removing ? undefined : o.backingFile, removing ? undefined : fmt);
     await img.flush();
     return { image: img.filename, backingFile: removing ? null : o.backingFile, bytesCopied: copied };
   } finally {

@@ -15,16 +15,16 @@ const ENOTSUP_TEXT = '-95 (Operation not supported)';
 
 export async function snapshotList(image: ImageSpec, env: JobEnv): Promise<SnapshotInfoJson[]> {
   return withImage(image, env, { readOnly: true, noBacking: true }, async (node) => {
-    if (!node.impl.snapshots) return [];
-    return (await node.impl.snapshots.list()).map(snapshotToJson);
+    if (!node.snapshots) return [];
+    return (await node.snapshots.list()).map(snapshotToJson);
   });
 }
 
 export async function snapshotAction(action: SnapshotAction, image: ImageSpec, name: string, env: JobEnv, ctl: JobControl = {}): Promise<void> {
   void ctl;
   await withImage(image, env, { readOnly: false, noBacking: true }, async (node) => {
-    const snaps = node.impl.snapshots;
-    const fail = (why: string) => new BlockError('Unsupported', `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${why}`);
+    const snaps = node.snapshots;
+    const fail = (why: string) => new BlockError('Unsupported', `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${why}`, {}, { code: 'Worded' });
     if (!snaps) throw fail(ENOTSUP_TEXT);
     try {
       if (action === 'create') {
@@ -38,10 +38,10 @@ export async function snapshotAction(action: SnapshotAction, image: ImageSpec, n
     } catch (e) {
       // qemu-img prints a failed creation's error code, not a message (img_snapshot).
       if (e instanceof BlockError && action === 'create' && e.errno) {
-        throw new BlockError(e.kind, `Could not create snapshot '${name}': ${errnoText(e.errno)}`, e.context, { cause: e, ...(e.reportedBefore ? { reportedBefore: e.reportedBefore } : {}) });
+        throw new BlockError(e.kind, `Could not create snapshot '${name}': ${errnoText(e.errno)}`, e.context, { cause: e, code: 'Worded', ...(e.reportedBefore ? { reportedBefore: e.reportedBefore } : {}) });
       }
-      if (e instanceof BlockError && !e.message.startsWith('Could not')) {
-        throw new BlockError(e.kind, `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${e.message}`, e.context, { cause: e, ...(e.reportedBefore ? { reportedBefore: e.reportedBefore } : {}) });
+      if (e instanceof BlockError && e.code !== 'Worded' && e.code !== 'OpenFailed') {
+        throw new BlockError(e.kind, `Could not ${ACTION_WORDS[action]} snapshot '${name}': ${e.message}`, e.context, { cause: e, code: 'Worded', ...(e.reportedBefore ? { reportedBefore: e.reportedBefore } : {}) });
       }
       throw e;
     }

@@ -88,5 +88,5 @@ function syncDirectory(dir: string): void {
 export function renamePath(e: unknown, stagedPath: string, finalName: string): unknown {
   if (!(e instanceof BlockError) || (!e.message.includes(stagedPath) && e.context.path !== stagedPath)) return e;
   const context = e.context.path === stagedPath ? { ...e.context, path: finalName } : e.context;
-  return new BlockError(e.kind, e.message.split(stagedPath).join(finalName), context, { cause: e, ...(e.hint !== undefined ? { hint: e.hint } : {}) });
+  return new BlockError(e.kind, e.message.split(stagedPath).join(finalName), context, { cause: e, ...e.extras });
 }

@@ -171,7 +171,24 @@ const luks: FormatFuzzSpec = {
 
 const raw: FormatFuzzSpec = { fields: () => [] };
 
-export const FUZZ_SPECS: Record<string, FormatFuzzSpec> = { qcow2, qcow: qcow1, qed, vdi, vpc, vmdk, luks, raw, dmg: dmgFuzzSpec };
+/** Bochs redolog header (little endian) and its catalog. */
+const bochs: FormatFuzzSpec = {
+  fields(b) {
+    if (b.length < 96) return [];
+    const f = [le(64, 4, 'version'), le(68, 4, 'header'), le(72, 4, 'catalog'), le(76, 4, 'bitmap'), le(80, 4, 'extent'), le(84, 4, 'reserved_or_v1_disk'), le(88, 8, 'disk')];
+    return [...f, ...table(b.readUInt32LE(68), b.readUInt32LE(72), 4, 'le', 'catalog', b.length)];
+  },
+};
+
+/** cloop V2.0 header (big endian) and its offsets table. */
+const cloop: FormatFuzzSpec = {
+  fields(b) {
+    if (b.length < 136) return [];
+    return [be(128, 4, 'block_size'), be(132, 4, 'n_blocks'), ...table(136, b.readUInt32BE(132) + 1, 8, 'be', 'offsets', b.length)];
+  },
+};
+
+export const FUZZ_SPECS: Record<string, FormatFuzzSpec> = { qcow2, qcow: qcow1, qed, vdi, vpc, vmdk, luks, raw, bochs, cloop, dmg: dmgFuzzSpec };
 
 /** Values that break arithmetic: zero, one, sign bits, all-ones, near the file size. */
 export function interestingValues(size: Field['size'], fileLength: number): bigint[] {

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runOk } from '../helpers/qemu.ts';
+import { buildBochs, bximageConvert, createCompressedFs, patterned } from '../helpers/bochs-cloop.ts';
 import { dmgSeedRecipes } from './seeds-dmg.ts';
 
 /** Passphrase for the luks seeds (a test value, not a secret). */
@@ -105,6 +106,15 @@ const RECIPES: Record<string, SeedRecipe[]> = {
     },
   ],
   raw: [{ name: 'a.raw', make: (d) => void create(d, 'a.raw', 'raw', '1M', [], ['write -P 0x11 0 64k']) }],
+  // Read-only formats: qemu-img cannot create them, their own writers (bximage, cloop-utils) do.
+  bochs: [
+    { name: 'growing.bochs', make: (d) => bximageConvert(create(d, 'src-b.raw', 'raw', '2M'), join(d, 'growing.bochs')) },
+    { name: 'v1-4k.bochs', make: (d) => writeFileSync(join(d, 'v1-4k.bochs'), buildBochs({ data: patterned(1 << 20, 7), extentSize: 4096, version: 1 })) },
+  ],
+  cloop: [
+    { name: 'b64k.cloop', make: (d) => createCompressedFs(create(d, 'src-c.raw', 'raw', '2M'), join(d, 'b64k.cloop'), 65536) },
+    { name: 'b4k.cloop', make: (d) => createCompressedFs(create(d, 'src-c4.raw', 'raw', '2M'), join(d, 'b4k.cloop'), 4096) },
+  ],
   dmg: dmgSeedRecipes,
 };
 

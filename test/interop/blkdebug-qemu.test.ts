@@ -36,7 +36,7 @@ describe('blkdebug error injection vs qemu-img / qemu-io', { skip: SKIP_NO_QEMU 
     return [p, q];
   }
 
-  test('convert of blkdebug:CONFIG:IMAGE with an EIO on read_aio (a qcow2 source): same message, same status', { todo: "convert's 'error while reading at byte N' wording is not merged yet (issue #14)" }, async () => {
+  test('convert of blkdebug:CONFIG:IMAGE with an EIO on read_aio (a qcow2 source): same message, same status', async () => {
     const img = t.path('read.qcow2');
     qemuImg('create', '-q', '-f', 'qcow2', img, '4M');
     qemuWrite(img, 'qcow2', [[MiB, 64 << 10, 7]]);
@@ -60,7 +60,7 @@ describe('blkdebug error injection vs qemu-img / qemu-io', { skip: SKIP_NO_QEMU 
     assertSameFailure(p, q, 'compare');
   });
 
-  test('convert --salvage: the same warnings (each unreadable status twice, each unreadable sector once) and the same output image', { todo: 'convert --salvage is not merged yet (issue #14): Platter refuses the option' }, async () => {
+  test('convert --salvage: the same warnings (each unreadable status twice, each unreadable sector once) and the same output image', async () => {
     const src = t.path('salvage.raw');
     writeFileSync(src, Buffer.alloc(8 * MiB, 0x2a));
     const statusSector = (2 * MiB + 4096) / SECTOR;

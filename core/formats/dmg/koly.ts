@@ -3,6 +3,7 @@
 // the file, since images of odd sizes do not end on a sector boundary.
 import type { BlockNode } from '../../block/node.ts';
 import { invalidImage } from '../../errors.ts';
+import { readPadded } from '../../util/padded-read.ts';
 
 export const KOLY_SIZE = 512;
 /** How far from the end QEMU searches for "koly": the last 511 bytes of the second-last sector
@@ -23,14 +24,6 @@ export interface Koly {
   xmlLength: bigint;
   /** 0x1EC SectorCount: the virtual disk size in 512-byte sectors. */
   sectorCount: bigint;
-}
-
-/** Read `length` bytes at `offset`, zeros past the end of the file (as QEMU's reads there). */
-export async function readPadded(file: BlockNode, offset: number, length: number): Promise<Buffer> {
-  const out = Buffer.alloc(length);
-  const avail = Math.min(length, file.size - offset);
-  if (avail > 0) await file.readInto(offset, out.subarray(0, avail));
-  return out;
 }
 
 /** Locate and decode the trailer, with QEMU's words where it has some. */

@@ -5,7 +5,8 @@
 // says "Invalid argument".
 import type { BlockNode } from '../../block/node.ts';
 import { invalidImage } from '../../errors.ts';
-import { readPadded, type Koly } from './koly.ts';
+import { readPadded } from '../../util/padded-read.ts';
+import type { Koly } from './koly.ts';
 import { decodeMish, type RawChunk } from './mish.ts';
 
 /** QEMU's cap on the XML property list (dmg_read_plist_xml: "a test sample had about 1 MiB"). */

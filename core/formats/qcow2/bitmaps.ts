@@ -339,14 +339,14 @@ export class Qcow2Bitmaps implements BitmapCapability {
     try {
       table = await readTable(img, e.tableOffset, e.tableSize);
     } catch (err) {
-      throw corrupt(`Could not read bitmap_table table from image for bitmap '${e.name}': ${(err as Error).message}`, img.ctx);
+      throw corrupt(`Could not read bitmap_table table from image for bitmap '${e.name}': ${(err as Error).message}`, img.ctx, { code: 'Worded' });
     }
-    if (table.length !== tableEntriesFor(img.size, e.granularityBits, cs)) throw corrupt(`Could not read bitmap '${e.name}' from image: Invalid argument`, img.ctx);
+    if (table.length !== tableEntriesFor(img.size, e.granularityBits, cs)) throw corrupt(`Could not read bitmap '${e.name}' from image: Invalid argument`, img.ctx, { code: 'Worded' });
     const per = coverageBits(cs);
     for (let i = 0; i < table.length; i++) {
       const t = table[i]!;
       if (t.offset) {
-        if (t.offset + cs > img.file.size) throw corrupt(`Could not read bitmap '${e.name}' from image: data cluster 0x${t.offset.toString(16)} lies past the end of the file`, img.ctx);
+        if (t.offset + cs > img.file.size) throw corrupt(`Could not read bitmap '${e.name}' from image: data cluster 0x${t.offset.toString(16)} lies past the end of the file`, img.ctx, { code: 'Worded' });
         bits.deserialize(i * per, per, await img.file.read(t.offset, cs));
       } else if (t.allOnes) bits.deserializeOnes(i * per, per);
     }

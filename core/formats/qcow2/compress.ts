@@ -25,7 +25,7 @@ export async function decompressCluster(workers: WorkerPool, type: number, data:
     }
   } catch (e) {
     if (e instanceof Error && e.name === 'BlockError') throw e;
-    throw corrupt(`Could not decompress cluster at host offset ${ctx.offset ?? '?'}: ${(e as Error).message}`, ctx);
+    throw corrupt(`Could not decompress cluster at host offset ${ctx.offset ?? '?'}: ${(e as Error).message}`, ctx, { code: 'Worded' });
   }
   if (out.length < clusterSize) throw corrupt(`Compressed cluster decompressed to ${out.length} bytes, expected ${clusterSize}`, ctx);
   return Buffer.from(out.buffer, out.byteOffset, clusterSize);

@@ -56,7 +56,7 @@ export const qcow2Driver: FormatDriver = {
       const r = await checkImage(img, 'all');
       for (const m of r.messages) ctx.warn(m); // QEMU prints the repair's findings as it goes
       if (r.corruptions > 0 || r.checkErrors > 0) {
-        throw corrupt(`Could not repair dirty image: ${r.corruptions} corruptions and ${r.checkErrors} check errors remain (run qemu-img check -r all)`, { path: ctx.filename });
+        throw corrupt(`Could not repair dirty image: ${r.corruptions} corruptions and ${r.checkErrors} check errors remain (run qemu-img check -r all)`, { path: ctx.filename }, { code: 'Worded' });
       }
       if (img.header.incompatible & INCOMPAT_DIRTY) {
         img.header.incompatible &= ~INCOMPAT_DIRTY;

@@ -155,7 +155,7 @@ export class Qcow2Snapshots implements SnapshotCapability {
         for (const s of img.snapshots) if (/^\d+$/.test(s.id)) max = Math.max(max, Number(s.id));
         id = String(max + 1);
       }
-      if (img.snapshots.some((s) => s.id === id)) throw invalidArgument(`Could not create snapshot '${info.name}': snapshot ID '${id}' already exists`, img.ctx);
+      if (img.snapshots.some((s) => s.id === id)) throw invalidArgument(`Could not create snapshot '${info.name}': snapshot ID '${id}' already exists`, img.ctx, { code: 'Worded' });
       const cs = img.clusterSize;
       const l1Size = img.l1Size;
       let l1Offset = 0;

@@ -126,7 +126,7 @@ export async function createVmdk(file: BlockNode, ctx: CreateContext): Promise<v
   let parentCid = NO_PARENT_CID;
   if (backingFile) {
     const b = ctx.backing;
-    if (!b) throw invalidArgument(`Could not open backing file '${backingFile}' to read its CID`);
+    if (!b) throw new BlockError('InvalidArgument', `Could not open backing file '${backingFile}' to read its CID`, {}, { code: 'OpenFailed' });
     if (!(b.impl instanceof VmdkNode)) throw invalidArgument(`Invalid backing file format: ${b.format}. Must be vmdk`);
     parentCid = b.impl.cid;
   }

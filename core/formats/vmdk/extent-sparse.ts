@@ -306,7 +306,7 @@ export class SparseExtent implements Extent {
     const inGrain = offset - grainStart;
     const st = await this.lookup(offset);
     if (st.kind === 'data') {
-      if (st.compressed) throw new BlockError('Io', 'Could not write to allocated cluster for streamOptimized', { path: this.displayName, offset });
+      if (st.compressed) throw new BlockError('Io', 'Could not write to allocated cluster for streamOptimized', { path: this.displayName, offset }, { code: 'Worded' });
       this.#checkGrainHost(st.host);
       this.file.debugEvent('write_aio');
       await this.file.write(st.host + inGrain, data);
@@ -370,7 +370,7 @@ export class SparseExtent implements Extent {
     const release = await this.#grainLock.acquire(index, index + 1);
     try {
       const st = await this.lookup(grainStart);
-      if (st.kind === 'data') throw new BlockError('Io', 'Could not write to allocated cluster for streamOptimized', { path: this.displayName, offset: grainStart });
+      if (st.kind === 'data') throw new BlockError('Io', 'Could not write to allocated cluster for streamOptimized', { path: this.displayName, offset: grainStart }, { code: 'Worded' });
       const { l1, l2 } = this.#indices(grainStart);
       await this.#ensureGT(l1);
       const encoded = await encodeCompressedGrain(this.#workers, (this.start + grainStart) / SECTOR, data);

@@ -52,7 +52,7 @@ async function readConfigFile(path: string): Promise<string> {
     return await readFile(path, 'latin1');
   } catch (e) {
     const err = fromSystemError(e, { path, op: 'open' });
-    throw new BlockError(err.kind, `Could not read blkdebug config file: ${err.message}`, { path, op: 'open' }, { cause: e });
+    throw new BlockError(err.kind, `Could not read blkdebug config file: ${err.message}`, { path, op: 'open' }, { cause: e, code: 'Worded' });
   }
 }
 

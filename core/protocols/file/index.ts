@@ -105,6 +105,10 @@ class FileNode implements NodeImpl {
     return this.#fh.fd;
   }
 
+  get hostFd(): number {
+    return this.#fh.fd;
+  }
+
   /** The lock bytes this node holds (empty without locking), for diagnostics and tests. */
   get lockedBytes(): number[] {
     return this.#lock?.bytes ?? [];
@@ -267,9 +271,9 @@ class FileNode implements NodeImpl {
           ok = await hostOps().allocate(this.fd, old, size - old);
         } catch (e) {
           const err = fromSystemError(e, { path: this.#name, op: 'truncate' });
-          throw new BlockError(err.kind, `Could not preallocate new data: ${err.message}`, err.context, { cause: e });
+          throw new BlockError(err.kind, `Could not preallocate new data: ${err.message}`, err.context, { cause: e, code: 'Worded' });
         }
-        if (!ok) throw unsupported('Could not preallocate new data: Operation not supported', { path: this.#name, op: 'truncate' });
+        if (!ok) throw unsupported('Could not preallocate new data: Operation not supported', { path: this.#name, op: 'truncate' }, { code: 'Worded' });
         this.#size = Math.max(this.#size, size);
         if (this.#size !== size) await this.#setLength(size);
         if (old === 0) await this.#allocateFirstBlock(size);
@@ -460,7 +464,7 @@ export const fileDriver: ProtocolDriver = {
       if (size > 0) await node.truncate(size, { preallocation: prealloc });
     } catch (e) {
       if (e instanceof BlockError && e.kind === 'Locked' && !e.hint) {
-        throw new BlockError('Locked', e.message, e.context, { hint: lockHint(filename), cause: e.cause });
+        throw new BlockError('Locked', e.message, e.context, { hint: lockHint(filename), code: 'LockHeld', cause: e.cause });
       }
       throw e;
     } finally {

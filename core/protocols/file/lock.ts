@@ -44,7 +44,7 @@ export function lockBytesFor(perm: number, shared: number): number[] {
 }
 
 function lockedError(message: string, filename: string, cause?: unknown): BlockError {
-  return new BlockError('Locked', message, { path: filename, op: 'lock' }, { hint: lockHint(filename), ...(cause !== undefined ? { cause } : {}) });
+  return new BlockError('Locked', message, { path: filename, op: 'lock' }, { hint: lockHint(filename), code: 'LockHeld', ...(cause !== undefined ? { cause } : {}) });
 }
 
 /** The lock bytes one open file holds; `update` moves between permission sets as QEMU's

@@ -183,7 +183,7 @@ export const quorumDriver: ProtocolDriver = {
       children.push(await ctx.openChild(spec, 'child', { perm: rewrite && !ctx.readOnly ? PERM_WRITE : 0, unshare: PERM_WRITE | PERM_RESIZE }));
     }
     // All children hold one disk: they must be the same size (QEMU's quorum_getlength).
-    if (children.some((c) => c.size !== children[0]!.size)) throw new BlockError('Io', 'Could not refresh total sector count: Input/output error');
+    if (children.some((c) => c.size !== children[0]!.size)) throw new BlockError('Io', 'Could not refresh total sector count: Input/output error', {}, { code: 'Worded' });
     return new QuorumNode(children, threshold, fifo, rewrite && !ctx.readOnly, blkverify);
   },
 };

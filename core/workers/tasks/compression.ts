@@ -67,6 +67,16 @@ export const COMPRESSION_TASKS = {
       return new Uint8Array(out.buffer, out.byteOffset, out.length);
     });
   },
+  /** zlib-wrapped inflate that must reach the stream's end within `outputLength` bytes (cloop
+   *  blocks, inflated with Z_FINISH as QEMU does): a truncated stream, a bad checksum or more
+   *  output throws; bytes after the stream's end are ignored. */
+  inflateZlibWhole(input: { chunks: Uint8Array[]; outputLength: number }): Uint8Array[] {
+    return input.chunks.map((c) => {
+      // One output chunk of the block's size: no growing and joining of 16 KiB pieces.
+      const out = inflateSync(c, { maxOutputLength: input.outputLength, chunkSize: Math.max(64, input.outputLength) });
+      return new Uint8Array(out.buffer, out.byteOffset, out.length);
+    });
+  },
   inflateZlib(input: { chunks: Uint8Array[]; outputLength: number }): Uint8Array[] {
     return input.chunks.map((c) => {
       const out = inflateSync(c, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: input.outputLength });

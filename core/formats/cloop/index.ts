@@ -1,0 +1,148 @@
+// The cloop format driver: Linux compressed loop images (create_compressed_fs, V2.0 header),
+// read-only as in QEMU 7.2's block/cloop.c. The disk is cut into blocks of block_size bytes, each
+// stored as one zlib stream located by the offsets table; blocks are inflated on the worker pool,
+// and the last one inflated is kept (QEMU keeps exactly one). QEMU has no block-status callback
+// for cloop: qemu-img map and measure see all data (FormatDriver.qemuHidesAllocation).
+
+import type { FormatDriver, NodeImpl } from '../../block/types.ts';
+import type { BlockNode } from '../../block/node.ts';
+import type { WorkerPool } from '../../workers/pool.ts';
+import { BlockError, type BlockErrorContext } from '../../errors.ts';
+import { readPadded } from '../../util/padded-read.ts';
+import { PROBE_BYTES } from '../../block/types.ts';
+import {
+  CLOOP_BLOCK_SIZE_OFFSET,
+  CLOOP_N_BLOCKS_OFFSET,
+  CLOOP_OFFSETS_OFFSET,
+  CLOOP_PROBE_SCORE,
+  cloopVirtualSize,
+  decodeOffsets,
+  isCloopHeader,
+  offsetsTableBytes,
+  validateBlockSize,
+  type CloopOffsets,
+} from './header.ts';
+
+const SECTOR = 512;
+/** Largest request handed to the driver at once (the generic layer splits bigger ones). */
+const MAX_TRANSFER = 4 << 20;
+
+/** QEMU fails a block it cannot inflate with EIO (qemu-img: "Input/output error"). */
+function ioError(ctx: BlockErrorContext, detail: string, cause?: unknown): BlockError {
+  return new BlockError('Io', 'Input/output error', ctx, { errno: 'EIO', cause: cause ?? new Error(detail) });
+}
+
+class CloopNode implements NodeImpl {
+  readonly size: number;
+  readonly alignment = SECTOR;
+  readonly maxTransfer: number;
+  readonly #file: BlockNode;
+  readonly #workers: WorkerPool;
+  readonly #blockSize: number;
+  readonly #offsets: CloopOffsets;
+  readonly #ctx: BlockErrorContext;
+  /** The block inflated last (QEMU's current_block). */
+  #last: { block: number; data: Buffer } | undefined;
+
+  constructor(file: BlockNode, workers: WorkerPool, blockSize: number, nBlocks: number, offsets: CloopOffsets, ctx: BlockErrorContext) {
+    this.#file = file;
+    this.#workers = workers;
+    this.#blockSize = blockSize;
+    this.#offsets = offsets;
+    this.#ctx = ctx;
+    this.size = cloopVirtualSize(nBlocks, blockSize);
+    this.maxTransfer = Math.max(MAX_TRANSFER, blockSize);
+  }
+
+  #offset(i: number): number {
+    return i < this.#offsets.stored.length ? this.#offsets.stored[i]! : 0;
+  }
+
+  /** Inflate blocks first..last (consecutive in the file: offsets are monotonic). */
+  async #inflate(first: number, last: number, pos: number): Promise<Buffer[]> {
+    const start = this.#offset(first);
+    const end = this.#offset(last + 1);
+    const ctx = { ...this.#ctx, offset: pos };
+    // A block starting at or past the end of the file reads as zeros in QEMU (or is out of its
+    // range): zeros never inflate, so that block fails.
+    for (let b = first; b <= last; b++) {
+      if (this.#offset(b) >= this.#file.size) throw ioError(ctx, `cloop block ${b} starts at ${this.#offset(b)}, past the end of the file`);
+    }
+    // One copy of the blocks' bytes, moved to the worker; each block is a view of it.
+    const raw = new Uint8Array(await readPadded(this.#file, start, end - start));
+    const chunks: Uint8Array[] = [];
+    for (let b = first; b <= last; b++) chunks.push(raw.subarray(this.#offset(b) - start, this.#offset(b + 1) - start));
+    let out: Uint8Array[];
+    try {
+      out = await this.#workers.run('inflateZlibWhole', { chunks, outputLength: this.#blockSize }, [raw.buffer as ArrayBuffer]);
+    } catch (e) {
+      throw ioError(ctx, `cloop blocks ${first}..${last} do not inflate`, e);
+    }
+    return out.map((o, i) => {
+      if (o.length !== this.#blockSize) throw ioError(ctx, `cloop block ${first + i} inflates to ${o.length} bytes, not ${this.#blockSize}`);
+      return Buffer.from(o.buffer, o.byteOffset, o.length);
+    });
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const bs = this.#blockSize;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((offset + length - 1) / bs);
+    const blocks: Buffer[] = [];
+    const cached = this.#last;
+    // Only the blocks not cached go to the workers (the cache holds the first or the last).
+    let from = first;
+    let to = last;
+    if (cached?.block === first) from++;
+    else if (cached?.block === last && last > first) to--;
+    const inflated = from <= to ? await this.#inflate(from, to, offset) : [];
+    for (let b = first; b <= last; b++) blocks.push(b >= from && b <= to ? inflated[b - from]! : cached!.data);
+    this.#last = { block: last, data: blocks[blocks.length - 1]! };
+    if (first === last) {
+      const at = offset - first * bs;
+      return Buffer.from(blocks[0]!.subarray(at, at + length)); // the caller owns it
+    }
+    const out = Buffer.alloc(length);
+    for (let b = first, done = 0; b <= last; b++) {
+      const at = b === first ? offset - first * bs : 0;
+      const n = Math.min(length - done, bs - at);
+      blocks[b - first]!.copy(out, done, at, at + n);
+      done += n;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.#last = undefined;
+  }
+}
+
+export const cloopDriver: FormatDriver = {
+  kind: 'format',
+  name: 'cloop',
+  description: 'Linux compressed loop image (cloop V2.0, read-only)',
+  createOptions: [],
+  readOnlyFormat: true,
+  qemuHidesAllocation: true,
+  qemuNoGetInfo: true,
+
+  probe(head) {
+    // QEMU probes a 512-byte buffer, zero-padded when the file is shorter.
+    const buf = head.length >= PROBE_BYTES ? head : Buffer.concat([head, Buffer.alloc(PROBE_BYTES - head.length)]);
+    return isCloopHeader(buf) ? CLOOP_PROBE_SCORE : 0;
+  },
+
+  async open(file, ctx) {
+    const ectx: BlockErrorContext = { path: ctx.filename, op: 'open' };
+    if (!ctx.readOnly) throw new BlockError('Permission', 'Image is read-only', ectx);
+    const blockSize = (await readPadded(file, CLOOP_BLOCK_SIZE_OFFSET, 4)).readUInt32BE(0);
+    validateBlockSize(blockSize, ectx);
+    const nBlocks = (await readPadded(file, CLOOP_N_BLOCKS_OFFSET, 4)).readUInt32BE(0);
+    const tableBytes = offsetsTableBytes(nBlocks, ectx);
+    // Only the part of the table inside the file is read; QEMU sees zeros past it.
+    const inFile = Math.max(0, Math.min(tableBytes, file.size - CLOOP_OFFSETS_OFFSET));
+    const table = inFile > 0 ? await file.read(CLOOP_OFFSETS_OFFSET, inFile) : Buffer.alloc(0);
+    const offsets = decodeOffsets(table, nBlocks + 1, ectx);
+    return new CloopNode(file, ctx.workers, blockSize, nBlocks, offsets, { path: ctx.filename });
+  },
+};
