@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The import-boundary rule (docs/architecture.md): core/ never imports electron/, renderer/ or UI
 // packages; renderer/ imports from core/ only types (core/api types) and nothing from electron/;
-// inside core/, runtime imports follow the layer order host < util < crypto, workers < block <
+// inside core/, runtime imports follow the layer order host < util < codecs, crypto, workers < block <
 // formats, protocols < drivers < jobs < api < cli.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -47,7 +47,7 @@ check('renderer', (spec, typeOnly) => {
 // The inner order of core/ (docs/architecture.md "Layers"): a module's runtime imports reach only
 // its own layer or lower ones, so no import circle runs between layers. Type-only imports are
 // free (they vanish at run time). electron/ sits beside cli/, on top of core/api.
-const CORE_RANK = { 'errors.ts': 0, host: 1, util: 2, crypto: 3, workers: 3, block: 4, formats: 5, protocols: 5, drivers: 6, jobs: 7, api: 8, cli: 9 };
+const CORE_RANK = { 'errors.ts': 0, host: 1, util: 2, codecs: 3, crypto: 3, workers: 3, block: 4, formats: 5, protocols: 5, drivers: 6, jobs: 7, api: 8, cli: 9 };
 const coreLayer = (abs) => {
   const rel = relative(join(root, 'core'), abs);
   return rel.startsWith('..') ? undefined : rel.split('/')[0];

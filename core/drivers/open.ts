@@ -517,9 +517,10 @@ export async function openProtocol(fileTree: OptionsTree, displayName: string, r
 export async function probeFormat(file: BlockNode, displayName: string): Promise<{ driver: FormatDriver; raw: boolean }> {
   const n = Math.min(PROBE_BYTES, file.size);
   const head = n > 0 ? await file.read(0, n) : Buffer.alloc(0);
-  if (file.size === 0) {
-    // QEMU probes an empty file as raw, too.
-  }
+  // QEMU probes an empty file as raw without asking the drivers (find_image_format), so an
+  // empty "x.dmg" is raw, not dmg.
+  const raw = findFormat('raw');
+  if (file.size === 0 && raw) return { driver: raw, raw: true };
   let best: FormatDriver | undefined;
   let bestScore = 0;
   for (const d of formatDrivers()) {
@@ -531,7 +532,6 @@ export async function probeFormat(file: BlockNode, displayName: string): Promise
     }
   }
   if (best) return { driver: best, raw: false };
-  const raw = findFormat('raw');
   if (!raw) throw unsupported('raw format driver missing');
   return { driver: raw, raw: true };
 }

@@ -12,6 +12,7 @@ import { qedDriver } from './qed/index.ts';
 import { vmdkDriver } from './vmdk/index.ts';
 import { bochsDriver } from './bochs/index.ts';
 import { cloopDriver } from './cloop/index.ts';
+import { dmgDriver } from './dmg/index.ts';
 
 export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   rawDriver,
@@ -25,4 +26,5 @@ export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   vmdkDriver,
   bochsDriver,
   cloopDriver,
+  dmgDriver,
 ];

@@ -3,6 +3,8 @@
 // positions are real, and the checksum each format protects its headers with (recomputed on some
 // cases and left stale on others).
 
+import { dmgFuzzSpec } from './fields-dmg.ts';
+
 export interface Field {
   /** Where the field is in the file. */
   offset: number;
@@ -186,7 +188,7 @@ const cloop: FormatFuzzSpec = {
   },
 };
 
-export const FUZZ_SPECS: Record<string, FormatFuzzSpec> = { qcow2, qcow: qcow1, qed, vdi, vpc, vmdk, luks, raw, bochs, cloop };
+export const FUZZ_SPECS: Record<string, FormatFuzzSpec> = { qcow2, qcow: qcow1, qed, vdi, vpc, vmdk, luks, raw, bochs, cloop, dmg: dmgFuzzSpec };
 
 /** Values that break arithmetic: zero, one, sign bits, all-ones, near the file size. */
 export function interestingValues(size: Field['size'], fileLength: number): bigint[] {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runOk } from '../helpers/qemu.ts';
 import { buildBochs, bximageConvert, createCompressedFs, patterned } from '../helpers/bochs-cloop.ts';
+import { dmgSeedRecipes } from './seeds-dmg.ts';
 
 /** Passphrase for the luks seeds (a test value, not a secret). */
 export const FUZZ_PASSPHRASE = 'platter-fuzz';
@@ -114,6 +115,7 @@ const RECIPES: Record<string, SeedRecipe[]> = {
     { name: 'b64k.cloop', make: (d) => createCompressedFs(create(d, 'src-c.raw', 'raw', '2M'), join(d, 'b64k.cloop'), 65536) },
     { name: 'b4k.cloop', make: (d) => createCompressedFs(create(d, 'src-c4.raw', 'raw', '2M'), join(d, 'b4k.cloop'), 4096) },
   ],
+  dmg: dmgSeedRecipes,
 };
 
 export function fuzzFormats(): string[] {
