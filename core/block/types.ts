@@ -90,6 +90,8 @@ export interface DriverInfo {
   clusterSize?: number;
   encrypted?: boolean;
   dirtyFlag?: boolean;
+  /** QEMU's driver has no bdrv_get_info (parallels, bochs, ...): info shows no cluster size and no dirty flag. */
+  qemuNoInfo?: boolean;
   formatSpecific?: FormatSpecificInfo;
   /** Bytes of the image's own files (extents, data file) not counted in the file child. */
   extraActualSize?: number;

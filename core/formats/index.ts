@@ -10,6 +10,7 @@ import { vdiDriver } from './vdi/index.ts';
 import { qcowDriver } from './qcow/index.ts';
 import { qedDriver } from './qed/index.ts';
 import { vmdkDriver } from './vmdk/index.ts';
+import { parallelsDriver } from './parallels/index.ts';
 
 export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   rawDriver,
@@ -21,4 +22,5 @@ export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   qcowDriver,
   qedDriver,
   vmdkDriver,
+  parallelsDriver,
 ];

@@ -2,10 +2,12 @@
 // (Uint8Array in, Uint8Array out), so it can run on any thread.
 import { COMPRESSION_TASKS } from './compression.ts';
 import { CRYPTO_TASKS } from './crypto.ts';
+import { HASH_TASKS } from './hash.ts';
 
 export const TASKS = {
   ...COMPRESSION_TASKS,
   ...CRYPTO_TASKS,
+  ...HASH_TASKS,
 };
 
 export type TaskName = keyof typeof TASKS;
