@@ -196,7 +196,7 @@ class ParallelsNode implements NodeImpl {
       throw unsupported(`the image file cannot grow further: the BAT cannot point past ${U32_MAX} ${L.ext ? 'clusters' : 'sectors'}`, { ...this.#ectx, offset: pos });
     }
     let space = toAllocate * L.tracks;
-    const fileSectors = Math.floor(this.#file.size / SECTOR);
+    const fileSectors = Math.ceil(this.#file.size / SECTOR); // bdrv_getlength counts whole sectors
     if (this.#dataEnd + space > fileSectors) {
       space += this.#preallocSectors;
       await this.#grow(this.#dataEnd * SECTOR, (this.#dataEnd + space) * SECTOR);
@@ -291,7 +291,8 @@ class ParallelsNode implements NodeImpl {
       const fixLeaks = repair !== undefined;
       const L = this.#layout;
       const cs = L.clusterSize;
-      const size = this.#file.size;
+      // QEMU's bdrv_getlength: the file's length rounded up to a whole sector.
+      const size = Math.ceil(this.#file.size / SECTOR) * SECTOR;
       const messages: string[] = [];
       const r: CheckResult = { corruptions: 0, leaks: 0, checkErrors: 0, corruptionsFixed: 0, leaksFixed: 0, messages, totalClusters: L.batSize, compressedClusters: 0, allocatedClusters: 0, fragmentedClusters: 0 };
       if (this.#unclean) {
