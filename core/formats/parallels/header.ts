@@ -3,7 +3,8 @@
 // the Block Allocation Table. decode() only reads fields; validateHeader() applies QEMU's open
 // rules in QEMU's order and words.
 
-import { invalidImage, unsupported, BlockError, type BlockErrorContext } from '../../errors.ts';
+import { invalidImage, BlockError, type BlockErrorContext } from '../../errors.ts';
+import { sizeToNumber } from '../../util/checked.ts';
 
 /** Magic of images whose BAT holds sector offsets ("v1"). */
 export const MAGIC_V1 = 'WithoutFreeSpace';
@@ -139,16 +140,17 @@ export function validateHeader(h: ParallelsHeader, ctx: BlockErrorContext): Head
   if (h.tracks > MAX_TRACKS) throw new BlockError('Unsupported', 'Invalid image: Too big cluster', ctx, { errno: 'EFBIG' });
   if (h.batEntries > MAX_BAT_ENTRIES) throw new BlockError('Unsupported', 'Catalog too large', ctx, { errno: 'EFBIG' });
   const bytes = sectors * BigInt(SECTOR);
-  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw unsupported(`Invalid image: virtual size of ${sectors} sectors is past what Platter addresses (2^53 bytes)`, ctx);
-  }
+  // QEMU's bdrv_getlength fails past INT64_MAX ("File too large"); Platter keeps sizes below
+  // 2^62 (every multiple of 512 there is an exact JS number; guest I/O stops at 2^53).
+  if (bytes > 2n ** 63n - 1n) throw new BlockError('Unsupported', `Can't get image size: File too large (${sectors} sectors)`, ctx, { errno: 'EFBIG' });
+  const size = sizeToNumber(bytes, 'Virtual size', ctx);
   return {
     ext,
     offMultiplier: ext ? h.tracks : 1,
     tracks: h.tracks,
     clusterSize: h.tracks * SECTOR,
     batSize: h.batEntries,
-    size: Number(bytes),
+    size,
   };
 }
 

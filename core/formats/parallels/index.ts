@@ -142,8 +142,15 @@ class ParallelsNode implements NodeImpl {
     const first = this.#clusterHost(Math.floor(pos / cs));
     const host = first === undefined ? undefined : first + (pos % cs);
     let n = Math.min(max, cs - (pos % cs));
+    // Past the entries the file holds, every cluster is unallocated: no need to look at each.
+    const lastStored = Math.min(this.#layout.batSize, this.#storedEntries);
     while (n < max) {
-      const next = this.#clusterHost(Math.floor((pos + n) / cs));
+      const i = Math.floor((pos + n) / cs);
+      if (i >= lastStored) {
+        if (host === undefined) n = max;
+        break;
+      }
+      const next = this.#clusterHost(i);
       if ((next === undefined) !== (host === undefined)) break;
       if (next !== undefined && next !== host! + n) break;
       n = Math.min(max, n + cs);
