@@ -104,6 +104,10 @@ const RECIPES: Record<string, SeedRecipe[]> = {
     },
   ],
   raw: [{ name: 'a.raw', make: (d) => void create(d, 'a.raw', 'raw', '1M', [], ['write -P 0x11 0 64k']) }],
+  parallels: [
+    { name: 'a.prl', make: (d) => void create(d, 'a.prl', 'parallels', '2M') },
+    { name: 'c4k.prl', make: (d) => void create(d, 'c4k.prl', 'parallels', '2M', ['-o', 'cluster_size=4k']) },
+  ],
 };
 
 export function fuzzFormats(): string[] {
