@@ -69,8 +69,8 @@ test('a BAT longer than the file opens as QEMU opens it (entries past the end re
     const img = t.path('long-bat.prl');
     await createImage({ format: 'parallels', filename: img, size: 4 << 20, options: { cluster_size: 65536 } });
     const bytes = readFileSync(img);
-    bytes.writeUInt32LE(0x1fffffff, BAT_ENTRIES_AT); // 2 GiB of BAT, the file holds 64 KiB
-    bytes.writeBigUInt64LE(0x1fffffffn * 128n, NB_SECTORS_AT);
+    bytes.writeUInt32LE(0x1ffff000, BAT_ENTRIES_AT); // 2 GiB of BAT, the file holds 64 KiB
+    bytes.writeBigUInt64LE(0x1ffff000n * 128n, NB_SECTORS_AT);
     writeFileSync(img, bytes);
     const before = process.memoryUsage().arrayBuffers;
     const node = await openImage(img, { format: 'parallels', readOnly: true });

@@ -47,6 +47,10 @@ const PREALLOC_MODES: readonly PreallocMode[] = ['falloc', 'truncate'];
 /** QEMU refuses a cluster size of INT64_MAX / 2^32 or more. */
 const MAX_CREATE_CLUSTER = Math.floor((2 ** 63 - 1) / MAX_IMAGE_FACTOR);
 const U32_MAX = 0xffffffff;
+/** QEMU's largest single request (BDRV_REQUEST_MAX_BYTES) and a file's memory alignment (the
+ *  host page). */
+const BDRV_REQUEST_MAX_BYTES = 0x7fffffff - 511;
+const QEMU_MEM_ALIGN = 4096;
 
 class ParallelsNode implements NodeImpl {
   readonly size: number;
@@ -463,6 +467,12 @@ export const parallelsDriver: FormatDriver = {
     // data_end in sectors; without a data offset QEMU takes the BAT's end in *bytes* as a sector
     // count (its arithmetic, kept: new clusters go where QEMU would put them).
     let dataEnd = header.dataOff !== 0 ? header.dataOff : Math.ceil((HEADER_SIZE + batBytes) / SECTOR) * SECTOR;
+    // QEMU reads the header and the whole BAT in one request (rounded up to its memory alignment
+    // unless the data starts sooner, in its mixed units); past its largest request that read
+    // fails with EIO, worded by the generic open.
+    let headerSize = Math.ceil((HEADER_SIZE + batBytes) / QEMU_MEM_ALIGN) * QEMU_MEM_ALIGN;
+    if (dataEnd < headerSize) headerSize = HEADER_SIZE + batBytes;
+    if (headerSize > BDRV_REQUEST_MAX_BYTES) throw new BlockError('Io', `Could not open '${ctx.filename}': Input/output error`, ectx, { errno: 'EIO' });
     for (let i = 0; i < storedEntries; i++) {
       const off = meta.readUInt32LE(batEntryOffset(i)) * layout.offMultiplier;
       if (off >= dataEnd) dataEnd = off + layout.tracks;
