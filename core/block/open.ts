@@ -282,7 +282,8 @@ const BARE_ERRORS = new WeakSet<BlockError>();
 /** qemu-img's "Could not open 'x': cause" shape, applied once. */
 function prefixOpenError(e: unknown, name: string): unknown {
   if (!(e instanceof BlockError) || BARE_ERRORS.has(e)) return e;
-  if (e.message.startsWith('Could not open') || e.kind === 'Cancelled') return e;
+  // Messages QEMU's protocol gives without its "Could not open" (file-posix on a folder).
+  if (e.message.startsWith('Could not open') || e.message.startsWith("'file' driver requires") || e.kind === 'Cancelled') return e;
   const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
   return err;
