@@ -384,7 +384,7 @@ test('the Parallels Desktop bundle (.hdd folder with DiskDescriptor.xml): QEMU r
   }
 });
 
-test('what QEMU\'s parallels lacks is refused in qemu-img\'s words: resize, measure, create with a backing file', { skip: SKIP_NO_QEMU }, async () => {
+test('what QEMU\'s parallels lacks or refuses is refused in qemu-img\'s words: resize, measure, create with a backing file, bad create and open options', { skip: SKIP_NO_QEMU }, async () => {
   const t = tempDir();
   try {
     const q = t.path('q.prl');
@@ -394,6 +394,10 @@ test('what QEMU\'s parallels lacks is refused in qemu-img\'s words: resize, meas
     await sameAsQemu((img) => ['resize', img, '8M'], q, p, 'resize');
     await sameAsQemu((img) => ['measure', '-O', 'parallels', img], q, p, 'measure');
     await sameAsQemu((img) => ['create', '-f', 'parallels', '-b', 'base.qcow2', '-F', 'qcow2', `${img}.new`, '4M'], q, p, 'create -b');
+    for (const [k, v] of [['prealloc-mode', 'foo'], ['prealloc-size', 'abc'], ['prealloc-size', '-1']]) {
+      const spec = (img: string) => `json:${JSON.stringify({ driver: 'parallels', [k!]: v, file: { driver: 'file', filename: img } })}`;
+      await sameAsQemu((img) => ['info', spec(img)], q, p, `open option ${k}=${v}`);
+    }
     for (const o of ['cluster_size=0', 'cluster_size=2G', 'preallocation=metadata', 'preallocation=foo']) {
       const qr = neutral(qemuImgRaw('create', '-f', 'parallels', '-o', o, `${q}.x`, '4M'), [`${q}.x`]);
       const pr = neutral(await platterInProcess(['create', '-f', 'parallels', '-o', o, `${p}.x`, '4M']), [`${p}.x`]);
