@@ -15,7 +15,8 @@
 // Deliberate differences from QEMU, all on malformed images where QEMU would assert, overflow
 // or overwrite its own metadata: writes past the BAT, to clusters the BAT places over the header
 // or the BAT itself, and allocations whose offset the BAT cannot express are refused in words;
-// a v2 image whose data offset is not on a cluster boundary allocates from the next boundary.
+// a v2 image whose data offset is not on a cluster boundary allocates from the next boundary;
+// closing never cuts the file inside the BAT (QEMU cuts at the data end wherever it is).
 
 import type { BlockStatus, CheckResult, DriverInfo, FormatDriver, NodeImpl, OpenContext, RepairMode } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
@@ -381,7 +382,8 @@ class ParallelsNode implements NodeImpl {
       await this.#writeDirty();
       this.#header.inuse = 0;
       await this.#writeHeader();
-      const end = this.#dataEnd * SECTOR;
+      // Never below the BAT (a data offset inside it would make QEMU cut its own table).
+      const end = Math.max(this.#dataEnd * SECTOR, Math.min(this.#batEnd, this.#file.size));
       if (Number.isSafeInteger(end)) await this.#file.truncate(end, { shrink: true, exact: true }).catch(() => {});
     });
   }
