@@ -48,6 +48,7 @@ const CASES: Case[] = [
   { cve: 'CVE-2014-0147', title: 'BAT entry 2^32-1 (cluster far past the end of the file)', mutate: (b) => b.writeUInt32LE(U32_MAX, PRL.bat), platter: 'reads', qemu: 'accepts' },
   { cve: 'CVE-2014-0147', title: 'data_off 2^32-1 (data end far past the file)', mutate: (b) => b.writeUInt32LE(U32_MAX, PRL.dataOff), platter: 'reads', qemu: 'accepts' },
   { cve: 'parallels-ext', title: 'format extension offset past the end of the file', mutate: (b) => b.writeBigUInt64LE(1n << 20n, PRL.extOff), platter: /Wrong parallels Format Extension magic: 0x0/, qemu: /Wrong parallels Format Extension magic: 0x0/ },
+  { cve: 'parallels-ext', title: 'format extension offset 2^50 sectors (past 2^53 bytes, below INT64_MAX)', mutate: (b) => b.writeBigUInt64LE(1n << 50n, PRL.extOff), platter: /Wrong parallels Format Extension magic: 0x0/, qemu: /Wrong parallels Format Extension magic: 0x0/ },
   // QEMU 7.2 aborts here: ext_off << 9 overflows int64 and trips assert(ext_off > 0).
   { cve: 'parallels-ext', title: 'format extension offset 2^60 (offset overflow)', mutate: (b) => b.writeBigUInt64LE(1n << 60n, PRL.extOff), platter: /Failed to read Format Extension cluster: Invalid argument/, qemu: /Assertion `ext_off > 0' failed/ },
 ];

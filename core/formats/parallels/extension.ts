@@ -53,14 +53,13 @@ export function uuidText(b: Buffer): string {
 
 /** Read and check the extension cluster at byte `offset`; its bitmaps (QEMU
  *  parallels_read_format_extension). */
-export async function readFormatExtension(offset: number, x: ExtensionContext): Promise<ParallelsBitmap[]> {
+export async function readFormatExtension(offset: bigint, x: ExtensionContext): Promise<ParallelsBitmap[]> {
   if (x.clusterSize > MAX_EXTENSION_CLUSTER) {
     throw unsupported(`Format Extension cluster of ${x.clusterSize} bytes is larger than Platter reads (${MAX_EXTENSION_CLUSTER} bytes)`, x.ectx);
   }
-  if (!Number.isSafeInteger(offset + x.clusterSize)) {
-    throw new BlockError('Io', 'Failed to read Format Extension cluster: Invalid argument', x.ectx, { errno: 'EINVAL' });
-  }
-  const cluster = await x.file.read(offset, x.clusterSize);
+  // Past INT64_MAX QEMU's offset overflows (it asserts); past the end of the file it reads zeros.
+  if (offset > 2n ** 63n - 1n) throw new BlockError('Io', 'Failed to read Format Extension cluster: Invalid argument', x.ectx, { errno: 'EINVAL' });
+  const cluster = offset >= BigInt(x.file.size) ? Buffer.alloc(x.clusterSize) : await x.file.read(Number(offset), x.clusterSize);
   return parseFormatExtension(cluster, x);
 }
 
@@ -138,9 +137,8 @@ async function loadBitmap(data: Buffer, x: ExtensionContext): Promise<ParallelsB
       continue;
     }
     const at = entry * BigInt(SECTOR);
-    if (at + BigInt(x.clusterSize) > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new BlockError('Io', 'Failed to read bitmap data cluster: Invalid argument', x.ectx, { errno: 'EINVAL' });
-    }
+    if (at > 2n ** 63n - 1n) throw new BlockError('Io', 'Failed to read bitmap data cluster: Invalid argument', x.ectx, { errno: 'EINVAL' });
+    if (at >= BigInt(x.file.size)) continue; // QEMU reads zeros there: no bits set
     bits.deserialize(first, count, await x.file.read(Number(at), x.clusterSize));
   }
   return { name, granularity, bits };

@@ -488,9 +488,7 @@ export const parallelsDriver: FormatDriver = {
     if (header.extOff !== 0n) {
       if (!ctx.readOnly) ctx.warn('warning: Format Extension ignored in RW mode');
       else {
-        const at = header.extOff * BigInt(SECTOR);
-        if (at > BigInt(Number.MAX_SAFE_INTEGER)) throw new BlockError('Io', 'Failed to read Format Extension cluster: Invalid argument', ectx, { errno: 'EINVAL' });
-        bitmaps = await readFormatExtension(Number(at), { file, clusterSize: layout.clusterSize, totalSectors: BigInt(layout.size / SECTOR), workers: ctx.workers, ectx });
+        bitmaps = await readFormatExtension(header.extOff * BigInt(SECTOR), { file, clusterSize: layout.clusterSize, totalSectors: BigInt(layout.size / SECTOR), workers: ctx.workers, ectx });
       }
     }
     const node = new ParallelsNode({ file, layout, header, meta, dataEnd, unclean, ctx, preallocMode: rt.mode, preallocSectors: rt.sectors, bitmaps });
