@@ -106,6 +106,14 @@ test('the format extension of parallels-with-bitmap loads the bitmap QEMU loads 
       const set: number[] = [];
       for (let i = 0; i < b.bits.bits; i++) if (b.bits.isSet(i)) set.push(i);
       assert.deepEqual(set, [5, 6, 10, 11, 12, 30]);
+      // The same bitmap through the node's (read-only, not persistent) bitmap capability.
+      const cap = node.bitmaps!;
+      assert.equal(cap.supported, false);
+      const [pb] = await cap.list();
+      assert.equal(pb!.name, b.name);
+      assert.equal(pb!.readOnly, true);
+      await assert.rejects(cap.clear(b.name), /Bitmap 'e4f2eed0-37fe-4539-b50b-85d2e7fd235f' is readonly and cannot be modified/);
+      await assert.rejects(cap.lookup('nope'), /Dirty bitmap 'nope' not found/);
     } finally {
       await node.close();
     }

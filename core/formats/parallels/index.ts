@@ -18,9 +18,9 @@
 // a v2 image whose data offset is not on a cluster boundary allocates from the next boundary;
 // closing never cuts the file inside the BAT (QEMU cuts at the data end wherever it is).
 
-import type { BlockStatus, CheckResult, DriverInfo, FormatDriver, NodeImpl, OpenContext, RepairMode } from '../../block/types.ts';
+import type { BitmapCapability, BlockStatus, CheckResult, DriverInfo, FormatDriver, NodeImpl, OpenContext, PersistentBitmap, RepairMode } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
-import { BlockError, corrupt, invalidArgument, unsupported, type BlockErrorContext } from '../../errors.ts';
+import { BlockError, corrupt, invalidArgument, notFound, unsupported, type BlockErrorContext } from '../../errors.ts';
 import { Mutex } from '../../util/range-lock.ts';
 import { optString } from '../../block/options-tree.ts';
 import { parseSizeText } from '../../block/options-schema.ts';
@@ -103,6 +103,37 @@ class ParallelsNode implements NodeImpl {
     this.#preallocSectors = o.preallocSectors;
     this.bitmapsLoaded = o.bitmaps;
     this.size = o.layout.size;
+  }
+
+  /**
+   * The extension's bitmaps as QEMU exposes them (in-memory, read-only, not persistent: qemu-nbd
+   * --bitmap exports them; nothing can change or store them). Only on read-only opens that found
+   * some, as QEMU loads them only there.
+   */
+  get bitmaps(): BitmapCapability | undefined {
+    if (this.bitmapsLoaded.length === 0) return undefined;
+    const list: PersistentBitmap[] = this.bitmapsLoaded.map((b) => ({ name: b.name, granularity: b.granularity, enabled: true, inconsistent: false, readOnly: true, bits: b.bits }));
+    const find = (name: string): PersistentBitmap => {
+      const b = list.find((x) => x.name === name);
+      if (!b) throw notFound(`Dirty bitmap '${name}' not found`, this.#ectx);
+      return b;
+    };
+    const readOnly = async (name: string): Promise<never> => {
+      find(name);
+      throw invalidArgument(`Bitmap '${name}' is readonly and cannot be modified`, this.#ectx);
+    };
+    return {
+      supported: false,
+      list: async () => [...list].reverse(),
+      lookup: async (name) => find(name),
+      add: async () => {
+        throw invalidArgument(`Can't store persistent bitmaps to ${this.#ctx.filename}: Operation not supported`, this.#ectx);
+      },
+      remove: readOnly,
+      clear: readOnly,
+      setEnabled: readOnly,
+      merge: readOnly,
+    };
   }
 
   get #storedEntries(): number {
