@@ -284,3 +284,28 @@ test('create refuses what QEMU refuses, in its words', async () => {
     t.cleanup();
   }
 });
+
+test('a v1 ("WithoutFreeSpace") header counts only the low 32 bits of nb_sectors, and its BAT holds sector offsets', async () => {
+  const t = tempDir();
+  try {
+    const img = t.path('v1.prl');
+    await createImage({ format: 'parallels', filename: img, size: 4 << 20, options: { cluster_size: 65536 } });
+    const bytes = readFileSync(img);
+    bytes.write('WithoutFreeSpace', 0, 'latin1');
+    bytes.writeBigUInt64LE((1n << 32n) + 2048n, NB_SECTORS_AT);
+    bytes.writeUInt32LE(128, BAT_AT + 4); // cluster 1 at sector 128 (byte 65536)
+    const data = Buffer.alloc(65536, 0x42);
+    writeFileSync(img, Buffer.concat([bytes, data]));
+    const node = await openImage(img, { readOnly: true });
+    try {
+      assert.equal(node.format, 'parallels');
+      assert.equal(node.size, 2048 * 512);
+      assert.deepEqual(await node.read(65536, 65536), data);
+      assert.deepEqual(await node.read(0, 65536), Buffer.alloc(65536));
+    } finally {
+      await node.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
