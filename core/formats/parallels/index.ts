@@ -23,7 +23,7 @@ import type { BlockNode } from '../../block/node.ts';
 import { BlockError, corrupt, invalidArgument, notFound, unsupported, type BlockErrorContext } from '../../errors.ts';
 import { Mutex } from '../../util/range-lock.ts';
 import { optString } from '../../block/options-tree.ts';
-import { parseSizeText } from '../../block/options-schema.ts';
+import { qemuStrtosz } from '../../block/options-schema.ts';
 import {
   DEFAULT_CLUSTER_SIZE,
   HEADER_SIZE,
@@ -425,7 +425,9 @@ function runtimeOptions(ctx: OpenContext, tracks: number): { mode: PreallocMode;
   const rawSize = ctx.options['prealloc-size'];
   let bytes = DEFAULT_PREALLOC_SIZE;
   if (rawSize !== undefined) {
-    const v = typeof rawSize === 'number' ? (Number.isSafeInteger(rawSize) && rawSize >= 0 ? rawSize : undefined) : parseSizeText(String(rawSize));
+    // Any u64 QEMU accepts; past 2^53 it only makes the first allocation fail, here as there.
+    const big = typeof rawSize === 'number' ? (Number.isSafeInteger(rawSize) && rawSize >= 0 ? BigInt(rawSize) : 'invalid') : qemuStrtosz(String(rawSize));
+    const v = typeof big === 'bigint' ? Number(big) : undefined;
     if (v === undefined) {
       throw invalidArgument("Parameter 'prealloc-size' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.");
     }
