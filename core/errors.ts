@@ -25,6 +25,7 @@ export type BlockErrorCode =
   | 'BadSize' // a size argument qemu-img's cvtnum rejects
   | 'BackingLoop' // a backing chain refers back to itself
   | 'OpenFailed' // already worded "Could not open 'x': cause": no further prefix
+  | 'ProtocolWorded' // a protocol's open failure QEMU words without the node's "Could not open
   | 'Worded'; // already a whole "Could not <do> ..." sentence of qemu-img's: no further prefix
 
 export interface BlockErrorContext {

@@ -468,7 +468,7 @@ export class BlockNode {
     this.#checkOpen('truncate');
     this.#checkWritable('truncate');
     if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument(`Invalid size ${size}`, this.#ctx('truncate'));
-    if (!this.impl.truncate) throw unsupported(`Image format '${this.driver.name}' does not support resizing`, this.#ctx('truncate'));
+    if (!this.impl.truncate) throw unsupported('Image format driver does not support resize', this.#ctx('truncate')); // QEMU's bdrv_co_truncate
     if (size < this.size && !options.shrink) {
       throw new BlockError('InvalidArgument', 'Use the --shrink option to perform a shrink operation.', this.#ctx('truncate'), { code: 'ShrinkNeedsFlag' });
     }

@@ -280,7 +280,9 @@ function qemuImgOpenError(e: unknown, name: string): unknown {
  *  chain walk reports it, collect_image_info_list). */
 function prefixOpenError(e: unknown, name: string): unknown {
   if (!(e instanceof BlockError) || e.code === 'BackingLoop') return e;
-  if (e.code === 'OpenFailed' || e.kind === 'Cancelled') return e;
+  // A protocol's failure QEMU words without the node's "Could not open" (file-posix on a folder)
+  // gets only qemu-img's own prefix.
+  if (e.code === 'OpenFailed' || e.code === 'ProtocolWorded' || e.kind === 'Cancelled') return e;
   const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, code: 'OpenFailed', ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
   return err;

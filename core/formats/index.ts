@@ -13,6 +13,7 @@ import { vmdkDriver } from './vmdk/index.ts';
 import { bochsDriver } from './bochs/index.ts';
 import { cloopDriver } from './cloop/index.ts';
 import { dmgDriver } from './dmg/index.ts';
+import { parallelsDriver } from './parallels/index.ts';
 
 export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   rawDriver,
@@ -27,4 +28,5 @@ export const FORMAT_DRIVERS: readonly FormatDriver[] = [
   bochsDriver,
   cloopDriver,
   dmgDriver,
+  parallelsDriver,
 ];

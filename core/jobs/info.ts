@@ -50,7 +50,9 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   const d = await node.info();
   const out: ImageInfo = { 'virtual-size': node.size, filename: node.filename, format: node.format };
   const cluster = d.clusterSize ?? node.clusterSize;
-  if (cluster !== undefined) out['cluster-size'] = cluster;
+  // Drivers QEMU gives no get_info (bochs, cloop, dmg, parallels) show no cluster size or dirty flag.
+  const noGetInfo = node.driver.kind === 'format' && node.driver.qemuNoGetInfo === true;
+  if (cluster !== undefined && !noGetInfo) out['cluster-size'] = cluster;
   let actual = 0;
   let known = false;
   for (const f of hostFiles(node)) {
@@ -78,7 +80,7 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     const list = await node.snapshots.list();
     if (list.length > 0) out.snapshots = list.map(snapshotToJson);
   }
-  if (!(node.driver.kind === 'format' && node.driver.qemuNoGetInfo)) out['dirty-flag'] = d.dirtyFlag ?? false;
+  if (!noGetInfo) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];
     for (const c of d.children) out.children.push({ name: c.name, info: await nodeInfo(c.node) });

@@ -48,7 +48,7 @@ export async function measure(o: MeasureOptions, env: JobEnv, ctl: JobControl = 
       return { required: r.required, 'fully-allocated': r.fullyAllocated, ...(r.bitmaps !== undefined ? { bitmaps: r.bitmaps } : {}) };
     }
     if (driver.name === 'raw') return { required: size, 'fully-allocated': size };
-    throw unsupported(`Format driver '${driver.name}' does not support size measurement`);
+    throw unsupported(`Block driver '${driver.name}' does not support size measurement`);
   } finally {
     if (node && node !== base) await node.close().catch(() => {});
     await base?.close().catch(() => {});

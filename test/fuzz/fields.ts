@@ -190,6 +190,12 @@ const cloop: FormatFuzzSpec = {
 
 export const FUZZ_SPECS: Record<string, FormatFuzzSpec> = { qcow2, qcow: qcow1, qed, vdi, vpc, vmdk, luks, raw, bochs, cloop, dmg: dmgFuzzSpec };
 
+/** parallels: the header (magic tail, version, tracks, catalog size, sectors, inuse, data and
+ *  extension offsets) and the first BAT entries. */
+FUZZ_SPECS['parallels'] = {
+  fields: (b) => [le(12, 4, 'magic_tail'), le(16, 4, 'version'), le(28, 4, 'tracks'), le(32, 4, 'bat_entries'), le(36, 8, 'nb_sectors'), le(44, 4, 'inuse'), le(48, 4, 'data_off'), le(52, 4, 'flags'), le(56, 8, 'ext_off'), ...table(64, 32, 4, 'le', 'bat', b.length)],
+};
+
 /** Values that break arithmetic: zero, one, sign bits, all-ones, near the file size. */
 export function interestingValues(size: Field['size'], fileLength: number): bigint[] {
   const bits = BigInt(size * 8);

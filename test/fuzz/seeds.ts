@@ -116,6 +116,10 @@ const RECIPES: Record<string, SeedRecipe[]> = {
     { name: 'b4k.cloop', make: (d) => createCompressedFs(create(d, 'src-c4.raw', 'raw', '2M'), join(d, 'b4k.cloop'), 4096) },
   ],
   dmg: dmgSeedRecipes,
+  parallels: [
+    { name: 'a.prl', make: (d) => void create(d, 'a.prl', 'parallels', '2M') },
+    { name: 'c4k.prl', make: (d) => void create(d, 'c4k.prl', 'parallels', '2M', ['-o', 'cluster_size=4k']) },
+  ],
 };
 
 export function fuzzFormats(): string[] {

@@ -101,7 +101,7 @@ test('writeZeroes without driver support writes zeros, unaligned edges included'
 
 test('resizing a format without truncate says the format cannot, and shrinking needs --shrink', async () => {
   const n = node(new MemoryImpl(1024));
-  await assert.rejects(n.truncate(2048), /does not support resizing/);
+  await assert.rejects(n.truncate(2048), /Image format driver does not support resize/);
 });
 
 test('blockStatusAbove descends into backing nodes for unallocated ranges and reports depth', async () => {

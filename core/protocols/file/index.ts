@@ -484,7 +484,8 @@ export const fileDriver: ProtocolDriver = {
     } catch (e) {
       throw fromSystemError(e, { path: filename, op: 'open' });
     }
-    if (st.isDirectory()) throw new BlockError('InvalidArgument', 'Is a directory', { path: filename, op: 'open' });
+    // QEMU's raw_open_common words it so (a Parallels .hdd bundle is such a folder).
+    if (st.isDirectory()) throw new BlockError('InvalidArgument', `'file' driver requires '${filename}' to be a regular file`, { path: filename, op: 'open' }, { code: 'ProtocolWorded' });
     let fh: FileHandle;
     try {
       fh = await fsOpen(filename, openFlags(ctx.readOnly, direct));

@@ -3,11 +3,13 @@
 import { COMPRESSION_TASKS } from './compression.ts';
 import { CRYPTO_TASKS } from './crypto.ts';
 import { DMG_TASKS } from './dmg.ts';
+import { HASH_TASKS } from './hash.ts';
 
 export const TASKS = {
   ...COMPRESSION_TASKS,
   ...CRYPTO_TASKS,
   ...DMG_TASKS,
+  ...HASH_TASKS,
 };
 
 export type TaskName = keyof typeof TASKS;
