@@ -182,7 +182,8 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, childEnv);
   } catch (e) {
     // The protocol's own words ("Could not open 'x': No such file or directory"), then qemu-img's.
-    throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : prefixOpenError(e, displayName));
+    const bare = findProtocol(String(fileTree.driver))?.bareOpenErrors === true;
+    throw failed(e instanceof BlockError && (e.kind === 'Locked' || bare) ? e : prefixOpenError(e, displayName));
   }
   try {
     let probedRaw = false;

@@ -48,7 +48,8 @@ export function snapshotToJson(s: SnapshotInfo): SnapshotInfoJson {
 /** ImageInfo for one open node (its own layer only). */
 export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   const d = await node.info();
-  const out: ImageInfo = { 'virtual-size': node.size, filename: node.filename, format: node.format };
+  const refreshed = node.format === 'raw' ? node.file?.impl.qemuFilename?.() : undefined;
+  const out: ImageInfo = { 'virtual-size': node.size, filename: refreshed ?? node.filename, format: node.format };
   const cluster = d.clusterSize ?? node.clusterSize;
   if (cluster !== undefined) out['cluster-size'] = cluster;
   let actual = 0;
@@ -78,7 +79,8 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     const list = await node.impl.snapshots.list();
     if (list.length > 0) out.snapshots = list.map(snapshotToJson);
   }
-  out['dirty-flag'] = d.dirtyFlag ?? false;
+  // QEMU shows no dirty flag where the driver has no get_info (raw over vvfat).
+  if (refreshed === undefined) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];
     for (const c of d.children) out.children.push({ name: c.name, info: await nodeInfo(c.node) });
