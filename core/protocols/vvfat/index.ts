@@ -3,11 +3,11 @@
 // found anywhere in the name as ":flag:", the directory is what follows the last ':'; QEMU 7.2
 // takes no label in this form) and options dir, fat-type, floppy, label, rw.
 // Disks: a 504 MiB hard disk with an MBR and one FAT16 partition (FAT12: 31.5 MiB), or a floppy
-// of 2.88 MiB (FAT12 default, FAT16/32 named) or 1.44 MiB (FAT12 named). Read-only: opening it
-// to write fails with QEMU's "Image is read-only"; `rw` (QEMU's write-back into the directory
-// through a temporary qcow overlay) is not implemented yet and says so.
+// of 2.88 MiB (FAT12 default, FAT16/32 named) or 1.44 MiB (FAT12 named). Read-only unless `rw`:
+// opening it to write fails with QEMU's "Image is read-only"; with `rw`, writes go to an overlay
+// and are committed into the directory at flush and close (rw.ts).
 
-import { BlockError, invalidArgument, unsupported } from '../../errors.ts';
+import { BlockError, invalidArgument } from '../../errors.ts';
 import type { ProtocolDriver } from '../../block/types.ts';
 import { optBool, optString, type OptionsTree } from '../../block/options-tree.ts';
 import { qdictOrder } from '../../cli/qemu-json.ts';
@@ -63,7 +63,7 @@ export function vvfatJsonName(options: Record<string, unknown>): string {
 export const vvfatDriver: ProtocolDriver = {
   kind: 'protocol',
   name: 'vvfat',
-  description: 'A host directory seen as a FAT disk (read-only)',
+  description: 'A host directory seen as a FAT disk',
   prefixes: ['fat'],
   bareOpenErrors: true,
   parseFilename: parseFatFilename,
@@ -88,12 +88,11 @@ export const vvfatDriver: ProtocolDriver = {
       bytes.copy(label11);
     } else label11.write('QEMU VVFAT', 'latin1');
     const geometry = geometryFor(fatType, floppy);
-    if (rw) {
-      if (ctx.readOnly) throw new BlockError('Permission', "Unable to set VVFAT to 'rw' when drive is read-only");
-      throw unsupported("vvfat 'rw' (writing back into the directory) is not yet supported by Platter");
-    }
-    if (!ctx.readOnly) throw new BlockError('Permission', 'Image is read-only');
+    if (rw && ctx.readOnly) throw new BlockError('Permission', "Unable to set VVFAT to 'rw' when drive is read-only");
+    if (!rw && !ctx.readOnly) throw new BlockError('Permission', 'Image is read-only');
     const volume = await scanTree(dir, layoutFor(geometry), label11, { warn: ctx.warn });
-    return new VvfatNode(volume, label11, vvfatJsonName(given));
+    const node = new VvfatNode(volume, label11, vvfatJsonName(given));
+    if (rw) await node.enableWrites(dir.length > 1 && dir.endsWith('/') ? dir.slice(0, -1) : dir);
+    return node;
   },
 };

@@ -9,6 +9,8 @@ import { BlockError, fromSystemError } from '../../errors.ts';
 import type { NodeImpl } from '../../block/types.ts';
 import { FAT32_BACKUP_BOOT_SECTOR, FAT32_FSINFO_SECTOR, SECTOR, encodeBootSector, encodeFsInfo, encodeMbr } from './layout.ts';
 import type { Mapping, Volume } from './tree.ts';
+import { Overlay } from './overlay.ts';
+import { VvfatWriter } from './rw.ts';
 
 export class VvfatNode implements NodeImpl {
   readonly size: number;
@@ -17,6 +19,11 @@ export class VvfatNode implements NodeImpl {
   readonly #head: Buffer;
   readonly #volume: Volume;
   readonly #jsonName: string;
+  /** rw: the overlay and the committer. */
+  #overlay: Overlay | undefined;
+  #writer: VvfatWriter | undefined;
+  declare write?: NodeImpl['write'];
+  declare flush?: NodeImpl['flush'];
 
   constructor(volume: Volume, label11: Buffer, jsonName: string) {
     this.#volume = volume;
@@ -38,6 +45,16 @@ export class VvfatNode implements NodeImpl {
     this.#head = head;
   }
 
+  /** Make the disk writable: writes go to an overlay and are committed into `root`. */
+  async enableWrites(root: string): Promise<void> {
+    VvfatWriter.check(this.#volume);
+    this.#overlay = await Overlay.create(this.size);
+    const writer = new VvfatWriter(root, this.#volume, this.#overlay, (o, n) => this.read(o, n));
+    this.#writer = writer;
+    this.write = (offset, data) => writer.write(offset, data);
+    this.flush = () => writer.commit();
+  }
+
   qemuFilename(): string {
     return this.#jsonName;
   }
@@ -49,6 +66,11 @@ export class VvfatNode implements NodeImpl {
   }
 
   async readInto(offset: number, length: number, into: Buffer): Promise<void> {
+    await this.#synthesize(offset, length, into);
+    if (this.#overlay) await this.#overlay.patch(offset / SECTOR, into.subarray(0, length));
+  }
+
+  async #synthesize(offset: number, length: number, into: Buffer): Promise<void> {
     const l = this.#volume.layout;
     const fatBytes = l.sectorsPerFat * SECTOR;
     const fatStart = l.fatStart * SECTOR;
@@ -84,6 +106,7 @@ export class VvfatNode implements NodeImpl {
         const n = Math.min(end, mEnd) - pos;
         const within = pos - mStart;
         if (m.kind === 'dir') m.entries!.copy(into, at, within, within + n);
+        else if (m.materialised) into.fill(0, at, at + n); // the overlay holds all of it
         else await this.#readFile(m, within, into.subarray(at, at + n));
         pos += n;
       }
@@ -133,5 +156,12 @@ export class VvfatNode implements NodeImpl {
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    if (!this.#writer) return;
+    try {
+      await this.#writer.commit();
+    } finally {
+      await this.#overlay!.close();
+    }
+  }
 }

@@ -10,7 +10,7 @@
 // that contains itself through a link would make QEMU recurse until the volume is full; Platter
 // stops at once with the same message.
 
-import { opendir, stat } from 'node:fs/promises';
+import { lstat, opendir, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { BlockError } from '../../errors.ts';
 import { DIRENT_SIZE, longNameEntries, shortName, shortNameChecksum } from './names.ts';
@@ -35,6 +35,22 @@ export interface Mapping {
   entries?: Buffer;
   /** file: its size when scanned. */
   size?: number;
+  /** Path below the root, '/'-separated ('' for the root). */
+  rel: string;
+  /** rw: every cluster of this file is now in the overlay (its host file may be gone). */
+  materialised?: boolean;
+}
+
+/** What the host held at a path when the tree was read (what `rw` commits compare against). */
+export interface HostEntry {
+  kind: 'dir' | 'file' | 'other';
+  /** A symbolic link on the host (followed for the view; never written through by rw). */
+  link: boolean;
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  /** The name was valid UTF-8 (else the volume shows it without a long name). */
+  utf8: boolean;
 }
 
 export interface Volume {
@@ -46,6 +62,8 @@ export interface Volume {
   usedClusters: number;
   /** The next cluster after the last used one. */
   nextFreeCluster: number;
+  /** Every host entry shown, by path below the root (the root itself is ''). */
+  host: Map<string, HostEntry>;
 }
 
 interface Pending {
@@ -58,6 +76,7 @@ interface Pending {
   parentBegin?: number;
   ancestors?: readonly string[];
   ino?: string;
+  rel: string;
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -159,6 +178,7 @@ export async function scanTree(root: string, l: VolumeLayout, label11: Buffer, o
         }
         const rawName = d.name as unknown as Buffer;
         const full = joinPath(p.path, rawName);
+        const rel = p.rel ? `${p.rel}/${rawName.toString('utf8')}` : rawName.toString('utf8');
         let st: Stats;
         try {
           st = await stat(full);
@@ -189,15 +209,17 @@ export async function scanTree(root: string, l: VolumeLayout, label11: Buffer, o
           throw fail(p.path);
         }
         fillFromStat(e, st, size);
+        const link = (await lstat(full).catch(() => undefined))?.isSymbolicLink() ?? false;
+        host.set(rel, { kind: isDir ? 'dir' : st.isFile() ? 'file' : 'other', link, size, mtimeMs: st.mtimeMs, ino: st.ino, utf8: validUtf8 });
         const at = list.length * DIRENT_SIZE;
         add(e);
         if (isDir) {
           const ino = `${st.dev}:${st.ino}`;
           const ancestors = [...(p.ancestors ?? []), p.ino ?? ''];
           if (ancestors.includes(ino)) throw tooBig(); // a link loop: QEMU would fill the volume
-          children.push({ kind: 'dir', path: full, size: 0, entryOf: { entries: Buffer.alloc(0), offset: at }, ancestors, ino });
+          children.push({ kind: 'dir', path: full, size: 0, entryOf: { entries: Buffer.alloc(0), offset: at }, ancestors, ino, rel });
         } else if (size > 0) {
-          children.push({ kind: 'file', path: full, size, entryOf: { entries: Buffer.alloc(0), offset: at } });
+          children.push({ kind: 'file', path: full, size, entryOf: { entries: Buffer.alloc(0), offset: at }, rel });
         }
       }
     } finally {
@@ -220,7 +242,9 @@ export async function scanTree(root: string, l: VolumeLayout, label11: Buffer, o
 
   const rootStat = await stat(rootPath).catch(() => undefined);
   if (!rootStat?.isDirectory()) throw fail(rootPath);
-  const queue: Pending[] = [{ kind: 'dir', path: rootPath, size: 0, ino: `${rootStat.dev}:${rootStat.ino}` }];
+  const host = new Map<string, HostEntry>();
+  host.set('', { kind: 'dir', link: false, size: 0, mtimeMs: rootStat.mtimeMs, ino: rootStat.ino, utf8: true });
+  const queue: Pending[] = [{ kind: 'dir', path: rootPath, size: 0, ino: `${rootStat.dev}:${rootStat.ino}`, rel: '' }];
   const mappings: Mapping[] = [];
   let cluster = l.rootCluster;
   for (let i = 0; i < queue.length; i++) {
@@ -231,9 +255,9 @@ export async function scanTree(root: string, l: VolumeLayout, label11: Buffer, o
       const { entries, children } = await readDirectory(p, begin);
       for (const c of children) if (c.kind === 'dir') c.parentBegin = begin;
       queue.push(...children);
-      m = { kind: 'dir', begin, end: begin + entries.length / cb, path: p.path, entries };
+      m = { kind: 'dir', begin, end: begin + entries.length / cb, path: p.path, entries, rel: p.rel };
     } else {
-      m = { kind: 'file', begin, end: begin + Math.ceil(p.size / cb), path: p.path, size: p.size };
+      m = { kind: 'file', begin, end: begin + Math.ceil(p.size / cb), path: p.path, size: p.size, rel: p.rel };
     }
     if (p.entryOf) setBegin(p.entryOf.entries, p.entryOf.offset, begin);
     mappings.push(m);
@@ -250,5 +274,5 @@ export async function scanTree(root: string, l: VolumeLayout, label11: Buffer, o
   fat.set(0, l.maxFatValue);
   fat.set(1, l.maxFatValue);
   fat.bytes[0] = l.geometry.bootSector > 0 ? 0xf8 : 0xf0;
-  return { layout: l, fat, mappings, usedClusters: cluster - l.firstDataCluster, nextFreeCluster: cluster };
+  return { layout: l, fat, mappings, usedClusters: cluster - l.firstDataCluster, nextFreeCluster: cluster, host };
 }
