@@ -7,7 +7,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync, readFileSync, readdirSync, statSync, openSync, readSync, closeSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync, readdirSync, statSync, lstatSync, openSync, readSync, closeSync, symlinkSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { HAVE_QEMU, have, runOk, tempDir } from '../helpers/qemu.ts';
@@ -207,5 +207,35 @@ test('rw needs a writable open, as in QEMU; the boot sector is protected', { ski
     await assert.rejects(node.write(0, boot), /Tried to write to protected bootsector/);
   } finally {
     await node.close();
+  }
+});
+
+test('symbolic links are never written through: removing a linked directory removes the link only; changing a file inside it is refused', { skip: SKIP }, async () => {
+  const target = tmp.path('link-target');
+  mkdirSync(target);
+  writeFileSync(join(target, 'precious.txt'), 'precious\n');
+  for (const [name, change, expectError] of [
+    ['links-delete', (i: string) => runOk('mdeltree', ['-i', i, '::/linked dir']), undefined],
+    ['links-change', (i: string) => runOk('mcopy', ['-o', '-i', i, tmp.path('added-0'), '::/linked dir/precious.txt']), /inside 'linked dir', a symbolic link on the host/],
+  ] as const) {
+    const dir = tmp.path(name);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'plain.txt'), 'plain\n');
+    symlinkSync(target, join(dir, 'linked dir'));
+    const img = tmp.path(`${name}.img`);
+    assert.equal((await platterInProcess(['convert', '-O', 'raw', `fat:floppy:${dir}`, img])).status, 0);
+    writeFileSync(tmp.path('added-0'), 'replacement\n');
+    change(`${img}@@0`);
+    const r = await platterInProcess(['convert', '-n', '-f', 'raw', '-O', 'raw', img, `fat:floppy:rw:${dir}`]);
+    if (expectError) {
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, expectError);
+      assert.ok(lstatSync(join(dir, 'linked dir')).isSymbolicLink());
+    } else {
+      assert.equal(r.status, 0, r.stderr);
+      assert.ok(!existsSync(join(dir, 'linked dir')), 'the link is gone');
+    }
+    assert.equal(readFileSync(join(target, 'precious.txt'), 'utf8'), 'precious\n', 'the file the link leads to is untouched');
+    assert.equal(readFileSync(join(dir, 'plain.txt'), 'utf8'), 'plain\n');
   }
 });

@@ -142,10 +142,28 @@ export class VvfatWriter {
       if (k.host.link || k.host.kind === 'other') throw refuse(`'${rel}' is a symbolic link or special file on the host, which Platter does not write through`);
       writes.push({ rel, file: w });
     }
+    /** The nearest ancestor that is a symbolic link on the host, if any. */
+    const linkAbove = (rel: string): string | undefined => {
+      for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) {
+        const up = rel.slice(0, i);
+        if (this.#known.get(up)?.host.link) return up;
+      }
+      return undefined;
+    };
     for (const [rel, k] of this.#known) {
       if (rel === '' || wanted.has(rel)) continue;
+      const link = linkAbove(rel);
+      if (link !== undefined) {
+        // Inside a linked directory: removing the link removes the view, never the files it leads to.
+        if (!wanted.has(link)) continue;
+        throw refuse(`'${rel}' is inside '${link}', a symbolic link on the host, which Platter does not write through`);
+      }
       if (k.host.kind === 'dir' && !k.host.link) removeDirs.push(rel);
       else removeFiles.push(rel);
+    }
+    for (const rel of [...mkdirs, ...writes.map((w) => w.rel)]) {
+      const link = linkAbove(rel);
+      if (link !== undefined) throw refuse(`'${rel}' is inside '${link}', a symbolic link on the host, which Platter does not write through`);
     }
     if (mkdirs.length + writes.length + removeFiles.length + removeDirs.length === 0) {
       this.#dirty.clear();
@@ -224,9 +242,15 @@ export class VvfatWriter {
       throw refuse(`staging the changes failed (${e instanceof Error ? e.message : String(e)})`);
     }
     // Apply: new files into place, then removals (files, then directories deepest first).
-    for (const s of staged) await rename(s.tmp, host(s.rel));
-    for (const rel of removeFiles) await unlink(host(rel));
-    for (const rel of removeDirs.sort((a, b) => b.split('/').length - a.split('/').length)) await rmdir(host(rel));
+    try {
+      for (const s of staged) await rename(s.tmp, host(s.rel));
+      for (const rel of removeFiles) await unlink(host(rel));
+      for (const rel of removeDirs.sort((a, b) => b.split('/').length - a.split('/').length)) await rmdir(host(rel));
+    } catch (e) {
+      // Only renames of staged files and removals the guest asked for can have happened.
+      await rollback();
+      throw new BlockError('Io', `vvfat: the commit to '${this.#root}' stopped part way (${e instanceof Error ? e.message : String(e)}); files already renamed into place hold the volume's contents, nothing else was lost`, { path: this.#root, op: 'commit' });
+    }
     // What the host holds now.
     for (const rel of removing) this.#known.delete(rel);
     for (const rel of mkdirs) {

@@ -209,8 +209,9 @@ export async function scanTree(root: string, l: VolumeLayout, label11: Buffer, o
           throw fail(p.path);
         }
         fillFromStat(e, st, size);
-        const link = (await lstat(full).catch(() => undefined))?.isSymbolicLink() ?? false;
-        host.set(rel, { kind: isDir ? 'dir' : st.isFile() ? 'file' : 'other', link, size, mtimeMs: st.mtimeMs, ino: st.ino, utf8: validUtf8 });
+        const lst = await lstat(full).catch(() => undefined);
+        const link = lst?.isSymbolicLink() ?? false;
+        host.set(rel, { kind: isDir ? 'dir' : st.isFile() ? 'file' : 'other', link, size, mtimeMs: st.mtimeMs, ino: link ? lst!.ino : st.ino, utf8: validUtf8 });
         const at = list.length * DIRENT_SIZE;
         add(e);
         if (isDir) {
