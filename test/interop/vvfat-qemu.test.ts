@@ -170,6 +170,16 @@ for (const f of FORMS) {
   });
 }
 
+test('label= (--image-opts) is written as qemu-img writes it', { skip: SKIP }, async () => {
+  const q = tmp.path('label-q.raw');
+  const p = tmp.path('label-p.raw');
+  runOk('qemu-img', ['convert', '-O', 'raw', '--image-opts', `driver=vvfat,dir=${small},floppy=on,label=Hi.There`, q]);
+  const r = await platterInProcess(['convert', '-O', 'raw', '--image-opts', `driver=raw,file.driver=vvfat,file.dir=${small},file.floppy=on,file.label=Hi.There`, p]);
+  assert.equal(r.status, 0, r.stderr);
+  await assertSameAsQemu(q, p, small, 0, true);
+  assert.match(runOk('mdir', ['-i', p, '::']), /Volume in drive : is Hi\.There/);
+});
+
 test('hard disk FAT32: passes fsck.fat -n (QEMU 7.2 fails it), lists the tree qemu-img shows, reads back every file', { skip: SKIP }, async () => {
   const p = tmp.path('p32.raw');
   const q = tmp.path('q16.raw');

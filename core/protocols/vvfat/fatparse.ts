@@ -119,7 +119,7 @@ export async function readGuestTree(l: VolumeLayout, read: (offset: number, leng
         await walk(path, await readChain(chain));
       } else {
         const chain = first === 0 ? [] : chainOf(first, path);
-        if (chain.length * cb < size || (size === 0 && chain.length > 0 && false)) throw new InconsistentVolume(`'${path}' is ${size} bytes but has ${chain.length * cb} bytes of clusters`);
+        if (chain.length * cb < size) throw new InconsistentVolume(`'${path}' is ${size} bytes but has ${chain.length * cb} bytes of clusters`);
         if (chain.length > Math.ceil(size / cb)) throw new InconsistentVolume(`'${path}' has more clusters than its size needs`);
         out.set(path, { kind: 'file', size, chain });
       }
