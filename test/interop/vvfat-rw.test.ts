@@ -7,7 +7,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync, readFileSync, readdirSync, statSync, lstatSync, openSync, readSync, closeSync, symlinkSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync, readdirSync, statSync, lstatSync, openSync, readSync, closeSync, symlinkSync, existsSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { HAVE_QEMU, have, runOk, tempDir } from '../helpers/qemu.ts';
@@ -238,4 +238,17 @@ test('symbolic links are never written through: removing a linked directory remo
     assert.equal(readFileSync(join(target, 'precious.txt'), 'utf8'), 'precious\n', 'the file the link leads to is untouched');
     assert.equal(readFileSync(join(dir, 'plain.txt'), 'utf8'), 'plain\n');
   }
+});
+
+test('a file without write permission on the host is not changed (QEMU: write-protected file)', { skip: SKIP }, async () => {
+  const dir = makeDir('readonly-file');
+  chmodSync(join(dir, 'sub/keep.txt'), 0o444);
+  const before = tree(dir);
+  const img = tmp.path('readonly-file.img');
+  assert.equal((await platterInProcess(['convert', '-O', 'raw', `fat:floppy:${dir}`, img])).status, 0);
+  changeWithMtools(img, 0, before);
+  const r = await platterInProcess(['convert', '-n', '-f', 'raw', '-O', 'raw', img, `fat:floppy:rw:${dir}`]);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /'sub\/keep\.txt' is read-only on the host/);
+  assert.deepEqual(tree(dir), before);
 });

@@ -140,6 +140,7 @@ export class VvfatWriter {
       const same = w.size === k.size && w.chain.length === k.chain!.length && w.chain.every((c, i) => c === k.chain![i] && !this.#dirty.has(c));
       if (same) continue;
       if (k.host.link || k.host.kind === 'other') throw refuse(`'${rel}' is a symbolic link or special file on the host, which Platter does not write through`);
+      if (k.host.readOnly) throw refuse(`'${rel}' is read-only on the host`);
       writes.push({ rel, file: w });
     }
     /** The nearest ancestor that is a symbolic link on the host, if any. */
@@ -158,6 +159,7 @@ export class VvfatWriter {
         if (!wanted.has(link)) continue;
         throw refuse(`'${rel}' is inside '${link}', a symbolic link on the host, which Platter does not write through`);
       }
+      if (k.host.readOnly && !k.host.link) throw refuse(`'${rel}' is read-only on the host`);
       if (k.host.kind === 'dir' && !k.host.link) removeDirs.push(rel);
       else removeFiles.push(rel);
     }

@@ -51,6 +51,8 @@ export interface HostEntry {
   ino: number;
   /** The name was valid UTF-8 (else the volume shows it without a long name). */
   utf8: boolean;
+  /** No write permission bit set (QEMU's read_only mapping: its clusters may not be written). */
+  readOnly?: boolean;
 }
 
 export interface Volume {
@@ -211,7 +213,7 @@ export async function scanTree(root: string, l: VolumeLayout, label11: Buffer, o
         fillFromStat(e, st, size);
         const lst = await lstat(full).catch(() => undefined);
         const link = lst?.isSymbolicLink() ?? false;
-        host.set(rel, { kind: isDir ? 'dir' : st.isFile() ? 'file' : 'other', link, size, mtimeMs: st.mtimeMs, ino: link ? lst!.ino : st.ino, utf8: validUtf8 });
+        host.set(rel, { kind: isDir ? 'dir' : st.isFile() ? 'file' : 'other', link, size, mtimeMs: st.mtimeMs, ino: link ? lst!.ino : st.ino, utf8: validUtf8, readOnly: (st.mode & 0o222) === 0 });
         const at = list.length * DIRENT_SIZE;
         add(e);
         if (isDir) {
