@@ -80,15 +80,26 @@ export class VvfatWriter {
       const l = this.#volume.layout;
       const first = offset / SECTOR;
       const current = await this.#read(offset, data.length);
-      for (let i = 0; i < data.length / SECTOR; i++) {
-        const sector = first + i;
-        const want = data.subarray(i * SECTOR, (i + 1) * SECTOR);
-        const have = current.subarray(i * SECTOR, (i + 1) * SECTOR);
-        if (want.equals(have)) continue; // nothing changes: keep it out of the overlay
-        if (sector < l.fatStart) this.#checkReserved(sector, want, have);
-        await this.#overlay.write(sector, want);
+      // Sectors that change, in runs; unchanged ones stay out of the overlay.
+      const count = data.length / SECTOR;
+      const differs = (i: number) => !data.subarray(i * SECTOR, (i + 1) * SECTOR).equals(current.subarray(i * SECTOR, (i + 1) * SECTOR));
+      for (let i = 0; i < count; i++) {
+        if (first + i < l.fatStart && differs(i)) this.#checkReserved(first + i, data.subarray(i * SECTOR, (i + 1) * SECTOR), current.subarray(i * SECTOR, (i + 1) * SECTOR));
+      }
+      let i = 0;
+      while (i < count) {
+        if (!differs(i)) {
+          i++;
+          continue;
+        }
+        let j = i + 1;
+        while (j < count && differs(j)) j++;
+        await this.#overlay.write(first + i, Buffer.from(data.subarray(i * SECTOR, j * SECTOR)));
         this.#changed = true;
-        if (sector >= l.rootDirStart) this.#dirty.add(Math.floor((sector - l.clusterBase) / l.sectorsPerCluster));
+        for (let k = i; k < j; k++) {
+          if (first + k >= l.rootDirStart) this.#dirty.add(Math.floor((first + k - l.clusterBase) / l.sectorsPerCluster));
+        }
+        i = j;
       }
     });
   }
