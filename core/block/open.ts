@@ -198,7 +198,8 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       // The guessed format decides the child's role; reopen with its permissions when they differ.
       const want = childPerms(formatDriver);
       const had = PROBE_PERMS;
-      if (want.perm !== had.perm || want.shared !== had.shared) {
+      const permsMatter = file.driver.kind !== 'protocol' || !file.driver.takesNoLocks;
+      if (permsMatter && (want.perm !== had.perm || want.shared !== had.shared)) {
         await file.close();
         file = await openProtocol(fileTree, displayName, readOnly, want, childEnv);
       }

@@ -394,6 +394,10 @@ export interface ProtocolDriver {
   /** Open errors are the driver's own words, which qemu-img prefixes once (QEMU's file-posix adds
    *  its own "Could not open 'x': " and the generic layer models that for the others). */
   readonly bareOpenErrors?: boolean;
+  /** Its nodes take no locks, so the permissions they are opened with change nothing: a node
+   *  opened to probe the format is kept instead of opened again (vvfat: a second open would read
+   *  the whole directory tree again). */
+  readonly takesNoLocks?: boolean;
   /** Turn a filename/URI into this driver's options (QEMU's bdrv_parse_filename). */
   parseFilename?(filename: string): OptionsTree;
   readonly createOptions: readonly OptionSpec[];

@@ -180,6 +180,23 @@ test('label= (--image-opts) is written as qemu-img writes it', { skip: SKIP }, a
   assert.match(runOk('mdir', ['-i', p, '::']), /Volume in drive : is Hi\.There/);
 });
 
+test('a host name that is not UTF-8 gets only a short name and one warning, as in qemu-img', { skip: SKIP }, async () => {
+  const dir = tmp.path('not-utf8');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'ok.txt'), 'ok\n');
+  writeFileSync(Buffer.concat([Buffer.from(dir + '/na'), Buffer.from([0xff]), Buffer.from('me.txt')]), 'x\n');
+  const q = tmp.path('nu-q.raw');
+  const p = tmp.path('nu-p.raw');
+  const qr = run('qemu-img', ['convert', '-O', 'raw', `fat:floppy:${dir}`, q]);
+  assert.equal(qr.status, 0);
+  const r = await platterInProcess(['convert', '-O', 'raw', `fat:floppy:${dir}`, p]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(mdir(p, true), mdir(q, true));
+  assert.equal(r.stderr.split('\n').filter((x) => x.startsWith('vvfat: invalid UTF-8 name: na')).length, 1);
+  assert.match(qr.stderr, /^vvfat: invalid UTF-8 name: na/);
+  await assertSameAsQemu(q, p, dir, 0, true);
+});
+
 test('hard disk FAT32: passes fsck.fat -n (QEMU 7.2 fails it), lists the tree qemu-img shows, reads back every file', { skip: SKIP }, async () => {
   const p = tmp.path('p32.raw');
   const q = tmp.path('q16.raw');

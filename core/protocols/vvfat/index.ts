@@ -66,6 +66,7 @@ export const vvfatDriver: ProtocolDriver = {
   description: 'A host directory seen as a FAT disk',
   prefixes: ['fat'],
   bareOpenErrors: true,
+  takesNoLocks: true,
   parseFilename: parseFatFilename,
   createOptions: [],
   async open(ctx) {
