@@ -10,7 +10,7 @@ import { BlockNode } from './node.ts';
 import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
 import { PROBE_BYTES } from './types.ts';
 import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
-import { pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
+import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
@@ -598,11 +598,23 @@ export interface CreateImageOptions {
   finalName?: string;
 }
 
+/** QEMU's refusal to create an image on a protocol without a create callback (fat:, null-co://):
+ *  undefined for a plain file name or a protocol that creates. */
+export function protocolCreateRefusal(filename: string): BlockError | undefined {
+  if (protocolPrefix(filename) === undefined || protocolPrefix(filename) === 'file') return undefined;
+  const name = KNOWN_PROTOCOLS[protocolPrefix(filename)!];
+  const proto = name !== undefined ? findProtocol(name) : undefined;
+  if (!proto || proto.name === 'file' || proto.create) return undefined;
+  return unsupported(`Protocol driver '${proto.name}' does not support image creation`, { path: filename, op: 'create' });
+}
+
 /** Create a new image (qemu-img create). Returns the parsed options actually used. */
 export async function createImage(o: CreateImageOptions): Promise<OptionValues> {
   const driver = findFormat(o.format);
   if (!driver) throw unsupported(`Unknown file format '${o.format}'`);
   if (!driver.create) throw unsupported(`Format driver '${o.format}' does not support image creation`);
+  const refusal = protocolCreateRefusal(o.finalName ?? o.filename);
+  if (refusal) throw refusal;
   const warn = o.warn ?? defaultWarn;
   const secrets = o.secrets ?? new SecretStore();
   const workers = o.workers ?? sharedWorkerPool();

@@ -16,7 +16,7 @@
 import { lstatSync, read as fsRead, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
-import { createImage, openImage } from '../block/open.ts';
+import { createImage, openImage, protocolCreateRefusal } from '../block/open.ts';
 import { findFormat } from '../block/registry.ts';
 import type { OptionValues } from '../block/options-schema.ts';
 import { parseOptions } from '../block/options-schema.ts';
@@ -252,6 +252,9 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     /** As qemu-img (img_add_key_secrets): the created target opens with its *key-secret options. */
     const keySecrets: Record<string, string> = {};
     if (!opts.noCreate) {
+      // qemu-img: "Protocol driver 'vvfat' does not support image creation", with no name in front.
+      const refusal = opts.target.imageOpts ? undefined : protocolCreateRefusal(opts.target.filename);
+      if (refusal) throw refusal;
       const driver = findFormat(outFormat)!;
       let values: OptionValues = {};
       if (typeof opts.target.options === 'string') values = parseOptions(driver.createOptions, opts.target.options);

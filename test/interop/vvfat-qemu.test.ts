@@ -247,6 +247,16 @@ test('read-only by default: a write is refused with qemu-img\'s error and the di
     assert.deepEqual(lines(p.stderr), lines(q.stderr));
     assert.deepEqual(lines(p.stderr), [`Could not open '${target}': Image is read-only`]);
   }
+  // A fat: name is no place to create an image (QEMU: the protocol cannot create); no file named
+  // "fat:..." appears in the working directory either.
+  for (const args of [['convert', '-f', 'raw', '-O', 'raw', src, `fat:rw:${small}`], ['convert', '-f', 'raw', '-O', 'qcow2', src, 'fat:relative-dir'], ['create', '-f', 'raw', 'fat:relative-dir', '1M']]) {
+    const q = qemuImgRaw(...args);
+    const p = await platterInProcess(args);
+    assert.notEqual(p.status, 0);
+    assert.deepEqual(lines(p.stderr), lines(q.stderr), args.join(' '));
+    assert.match(p.stderr, /Protocol driver 'vvfat' does not support image creation/);
+  }
+  assert.ok(!readdirSync('.').some((n) => n.startsWith('fat:')), 'no file named fat:... was made');
   // rw: asked of a read-only open (qemu-img info) is QEMU's error too.
   const q = qemuImgRaw('info', `fat:rw:${small}`);
   const p = await platterInProcess(['info', `fat:rw:${small}`]);
