@@ -101,6 +101,11 @@ export class BlockNode {
     return this.impl.bitmaps;
   }
 
+  /** The name qemu-img shows for this node when the driver refreshes it (vvfat's json: name). */
+  get qemuFilename(): string | undefined {
+    return this.impl.qemuFilename?.();
+  }
+
   /** The backing file the image records (name and format as stored), if any. */
   get backingFile(): { filename: string; format?: string } | undefined {
     return this.impl.backingFile;

@@ -272,6 +272,9 @@ export interface NodeImpl {
   /** A driver above raised a named event on this node (QEMU's bdrv_debug_event; debug-events.ts).
    *  Only error-injecting nodes (blkdebug) listen; without it, events are ignored. */
   debugEvent?(event: DebugEvent): void;
+  /** The name qemu-img shows for raw over this protocol node when it has no plain one (QEMU's
+   *  bdrv_refresh_filename json: name; vvfat). */
+  qemuFilename?(): string;
   /** Make the image clean (lazy refcounts, need-check bits) before it closes. */
   close(): Promise<void>;
 }
@@ -400,6 +403,13 @@ export interface ProtocolDriver {
   readonly description: string;
   /** URI schemes handled ("nbd", "nbd+unix", ...), or filename prefixes ("fat:"). */
   readonly prefixes?: readonly string[];
+  /** Open errors are the driver's own words, which qemu-img prefixes once (QEMU's file-posix adds
+   *  its own "Could not open 'x': " and the generic layer models that for the others). */
+  readonly bareOpenErrors?: boolean;
+  /** Its nodes take no locks, so the permissions they are opened with change nothing: a node
+   *  opened to probe the format is kept instead of opened again (vvfat: a second open would read
+   *  the whole directory tree again). */
+  readonly takesNoLocks?: boolean;
   /** Turn a filename/URI into this driver's options (QEMU's bdrv_parse_filename). */
   parseFilename?(filename: string): OptionsTree;
   readonly createOptions: readonly OptionSpec[];

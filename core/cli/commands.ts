@@ -2,7 +2,7 @@
 // (qemu-img.c getopt strings) and output. Each parses its arguments, calls core/api, and prints
 // what qemu-img prints (human text, or --output=json).
 
-import { qemuJson } from './qemu-json.ts';
+import { qemuJson } from '../util/qemu-json-print.ts';
 import { invalidArgument, BlockError } from '../errors.ts';
 import type { JobHandle, PlatterService, ImageRef } from '../api/service.ts';
 import type { CheckReport, ImageInfo, MapEntry } from '../api/types.ts';

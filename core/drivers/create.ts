@@ -8,7 +8,7 @@ import { MAX_EXACT_SIZE } from '../util/checked.ts';
 import { BlockError, invalidArgument, unsupported } from '../errors.ts';
 import type { BlockNode } from '../block/node.ts';
 import type { CreateContext } from '../block/types.ts';
-import { pathCombine, stripFilePrefix } from '../block/filename.ts';
+import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, stripFilePrefix } from '../block/filename.ts';
 import { filterChildPerms, rootPerms, storageChildPerms } from '../block/permissions.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
@@ -37,11 +37,23 @@ export interface CreateImageOptions {
   finalName?: string;
 }
 
+/** QEMU's refusal to create an image on a protocol without a create callback (fat:, null-co://):
+ *  undefined for a plain file name or a protocol that creates. */
+export function protocolCreateRefusal(filename: string): BlockError | undefined {
+  if (protocolPrefix(filename) === undefined || protocolPrefix(filename) === 'file') return undefined;
+  const name = KNOWN_PROTOCOLS[protocolPrefix(filename)!];
+  const proto = name !== undefined ? findProtocol(name) : undefined;
+  if (!proto || proto.name === 'file' || proto.create) return undefined;
+  return unsupported(`Protocol driver '${proto.name}' does not support image creation`, { path: filename, op: 'create' });
+}
+
 /** Create a new image (qemu-img create). Returns the parsed options actually used. */
 export async function createImage(o: CreateImageOptions): Promise<OptionValues> {
   const driver = findFormat(o.format);
   if (!driver) throw unsupported(`Unknown file format '${o.format}'`);
   if (!driver.create) throw unsupported(`Format driver '${o.format}' does not support image creation`);
+  const refusal = protocolCreateRefusal(o.finalName ?? o.filename);
+  if (refusal) throw refusal;
   const warn = o.warn ?? defaultWarn;
   const secrets = o.secrets ?? new SecretStore();
   const workers = o.workers ?? sharedWorkerPool();

@@ -10,7 +10,7 @@ import { BlockNode } from '../block/node.ts';
 import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from '../block/types.ts';
 import { PROBE_BYTES } from '../block/types.ts';
 import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from '../block/options-tree.ts';
-import { pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from '../block/filename.ts';
+import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from '../block/filename.ts';
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from '../block/permissions.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
@@ -182,7 +182,8 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, childEnv);
   } catch (e) {
     // The protocol's own words ("Could not open 'x': No such file or directory"), then qemu-img's.
-    throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : prefixOpenError(e, displayName));
+    const bare = findProtocol(String(fileTree.driver))?.bareOpenErrors === true;
+    throw failed(e instanceof BlockError && (e.kind === 'Locked' || bare) ? e : prefixOpenError(e, displayName));
   }
   try {
     let probedRaw = false;
@@ -197,7 +198,8 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       // The guessed format decides the child's role; reopen with its permissions when they differ.
       const want = childPerms(formatDriver);
       const had = PROBE_PERMS;
-      if (want.perm !== had.perm || want.shared !== had.shared) {
+      const permsMatter = file.driver.kind !== 'protocol' || !file.driver.takesNoLocks;
+      if (permsMatter && (want.perm !== had.perm || want.shared !== had.shared)) {
         await file.close();
         file = await openProtocol(fileTree, displayName, readOnly, want, childEnv);
       }

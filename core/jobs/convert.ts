@@ -18,7 +18,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
 import type { BlockStatus } from '../block/types.ts';
 import { openImage } from '../drivers/open.ts';
-import { createImage } from '../drivers/create.ts';
+import { createImage, protocolCreateRefusal } from '../drivers/create.ts';
 import { findFormat } from '../drivers/registry.ts';
 import type { OptionValues } from '../block/options-schema.ts';
 import { parseOptions } from '../block/options-schema.ts';
@@ -255,6 +255,9 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     /** As qemu-img (img_add_key_secrets): the created target opens with its *key-secret options. */
     const keySecrets: Record<string, string> = {};
     if (!opts.noCreate) {
+      // qemu-img: "Protocol driver 'vvfat' does not support image creation", with no name in front.
+      const refusal = opts.target.imageOpts ? undefined : protocolCreateRefusal(opts.target.filename);
+      if (refusal) throw refusal;
       const driver = findFormat(outFormat)!;
       if (!driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
       let values: OptionValues = {};

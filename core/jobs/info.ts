@@ -48,7 +48,8 @@ export function snapshotToJson(s: SnapshotInfo): SnapshotInfoJson {
 /** ImageInfo for one open node (its own layer only). */
 export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   const d = await node.info();
-  const out: ImageInfo = { 'virtual-size': node.size, filename: node.filename, format: node.format };
+  const refreshed = node.format === 'raw' ? node.file?.qemuFilename : undefined;
+  const out: ImageInfo = { 'virtual-size': node.size, filename: refreshed ?? node.filename, format: node.format };
   const cluster = d.clusterSize ?? node.clusterSize;
   // Drivers QEMU gives no get_info (bochs, cloop, dmg, parallels) show no cluster size or dirty flag.
   const noGetInfo = node.driver.kind === 'format' && node.driver.qemuNoGetInfo === true;
@@ -80,7 +81,9 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     const list = await node.snapshots.list();
     if (list.length > 0) out.snapshots = list.map(snapshotToJson);
   }
-  if (!noGetInfo) out['dirty-flag'] = d.dirtyFlag ?? false;
+  // QEMU shows no dirty flag where the driver has no get_info (bochs, cloop, dmg, parallels; raw
+  // over vvfat).
+  if (!noGetInfo && refreshed === undefined) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];
     for (const c of d.children) out.children.push({ name: c.name, info: await nodeInfo(c.node) });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { platter, qemuImg, qemuIo, run, SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
-import { qdictOrder } from '../../core/cli/qemu-json.ts';
+import { qdictOrder } from '../../core/util/qemu-json-print.ts';
 
 test('info, check and measure --output=json print the text qemu-img prints', { skip: SKIP_NO_QEMU, timeout: 120_000 }, () => {
   const t = tempDir();
