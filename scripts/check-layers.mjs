@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The import-boundary rule (docs/architecture.md): core/ never imports electron/, renderer/ or UI
-// packages; renderer/ imports from core/ only types (core/api types) and nothing from electron/.
+// packages; renderer/ imports from core/ only types (core/api types, the router's type) and, at run
+// time, only core/shared/ (sizes and option rules: dependency-free, so nothing else of core is
+// bundled into the renderer); core/shared/ imports nothing outside itself (no node:, no packages).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -39,7 +41,12 @@ check('core', (spec) => {
 });
 check('renderer', (spec, typeOnly) => {
   if (spec === 'electron' || /(^|\/)electron\//.test(spec)) return 'renderer/ must not import electron';
-  if (/(^|\/)core\//.test(spec) && !typeOnly) return 'renderer/ may import only types from core/';
+  if (/(^|\/)core\//.test(spec) && !typeOnly && !/(^|\/)core\/shared\/[^/]+\.ts$/.test(spec)) return 'renderer/ may import only types from core/ (and core/shared/)';
+  return null;
+});
+check('core/shared', (spec, typeOnly) => {
+  if (typeOnly) return null;
+  if (!/^\.\/[^/]+\.ts$/.test(spec)) return 'core/shared/ is dependency-free: it may import only its own files';
   return null;
 });
 if (problems.length) {
