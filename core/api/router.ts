@@ -16,7 +16,7 @@ import { formatDrivers } from '../block/registry.ts';
 import type { OptionSpec } from '../block/options-schema.ts';
 import type { FormatDriver, FormatEncryption } from '../block/types.ts';
 import { LUKS_CREATE_DEFAULTS } from '../crypto/luks-volume.ts';
-import { info as infoJob } from '../jobs/info.ts';
+import { humanInfo, info as infoJob } from '../jobs/info.ts';
 import { create as createJob } from '../jobs/create.ts';
 import { convert as convertJob } from '../jobs/convert.ts';
 import { check as checkJob } from '../jobs/check.ts';
@@ -167,6 +167,12 @@ export const serviceRouter = {
   check: job(S.checkInput, (i) => `Check ${str(i?.image?.filename)}`, (i, { env, ctl }) => checkJob({ image: spec(i.image), ...(i.repair ? { repair: i.repair } : {}) }, env, ctl)),
 
   compare: job(S.compareInput, (i) => `Compare ${str(i?.a?.filename)} with ${str(i?.b?.filename)}`, (i, { env, ctl }) => compareJob({ a: spec(i.a), b: spec(i.b), strict: i.strict ?? false }, env, ctl)),
+
+  /** `qemu-img info` as text, as the CLI prints it (for "copy as text"). */
+  infoText: query(S.infoInput, async (i, { env }) => {
+    const r = await infoJob({ image: spec(i.image), backingChain: i.backingChain ?? false }, env);
+    return (Array.isArray(r) ? r : [r]).map((one) => humanInfo(one)).join('\n');
+  }),
 
   map: query(S.mapInput, async (i, { env }) => toApiEntries(await mapJob({ image: spec(i.image), ...(i.start !== undefined ? { start: i.start } : {}), ...(i.length !== undefined ? { length: i.length } : {}) }, env))),
 

@@ -9,7 +9,9 @@ import { writeFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { z } from 'zod';
 import { createPlatterService, type AnyRouter } from '../../core/api/service.ts';
-import { appRouter } from '../../core/api/app-router.ts';
+import { appRouter, type AppClient } from '../../core/api/app-router.ts';
+import type { InfoInput } from '../../core/api/schemas.ts';
+import { spawnSync } from 'node:child_process';
 import { job, query } from '../../core/api/router.ts';
 import type { AppEvent, CallRequest, CallResult, WsServerFrame } from '../../core/api/app-protocol.ts';
 import { createDispatcher, ipcCallHandler, type Dispatcher } from '../../electron/dispatch.ts';
@@ -140,6 +142,19 @@ describe('one router, two transports', () => {
     const proto = await ipc({ trusted: true }, { method: '__proto__', input: {} });
     assert.ok(!proto.ok && /Unknown method/.test(proto.error.message));
     assert.equal(events.length, started, 'no job was started');
+  });
+
+  test('a real method added as one router entry (infoText) is typed in the client and answered on both transports', async () => {
+    // Type level: the renderer's client has it, with its input and result, from the router alone.
+    const typed: ((input: InfoInput) => Promise<string>) | undefined = undefined as AppClient['infoText'] | undefined;
+    assert.equal(typed, undefined);
+    const f = tmp.path('d.raw');
+    const c = spawnSync('qemu-img', ['create', '-q', '-f', 'raw', f, '1536K'], { encoding: 'utf8' });
+    assert.equal(c.status, 0, c.stderr);
+    const qemu = spawnSync('qemu-img', ['info', '-f', 'raw', f], { encoding: 'utf8' }).stdout;
+    const viaIpc = await ipc({ trusted: true }, { method: 'infoText', input: { image: { filename: f, format: 'raw' } } });
+    assert.deepEqual(viaIpc, { ok: true, value: qemu });
+    assert.deepEqual(await wsCall(ws, 7, 'infoText', { image: { filename: f, format: 'raw' } }), { id: 7, ok: true, value: qemu });
   });
 
   test('the app router answers the app methods and the service methods alike', async () => {
