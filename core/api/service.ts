@@ -5,7 +5,8 @@
 // events and cancel. `callService` is the generic dispatcher the transports share.
 
 import type { JobProgress, JobEvent } from './types.ts';
-import type { RouterMethods, ServiceRouter, Procedure } from './router.ts';
+import { serviceRouter, type RouterMethods, type ServiceRouter, type Procedure } from './router.ts';
+import { invalidArgument } from '../errors.ts';
 import { implementService, RUN_VALIDATED, validateInput, type RunValidated } from './implementation.ts';
 export * from './types.ts';
 export * from './schemas.ts';
@@ -54,9 +55,7 @@ export type AnyRouter = Readonly<Record<string, Procedure<never, unknown>>>;
  * for an unknown method or invalid input, naming the method and the fields.
  */
 export async function callService(service: PlatterService, method: string, input: unknown, opts: { router?: AnyRouter; extra?: object } = {}): Promise<unknown> {
-  const { serviceRouter } = await import('./router.ts');
   const router: AnyRouter = opts.router ?? (serviceRouter as unknown as AnyRouter);
-  const { invalidArgument } = await import('../errors.ts');
   if (typeof method !== 'string' || !Object.prototype.hasOwnProperty.call(router, method)) throw invalidArgument(`Unknown method '${String(method)}'`);
   const proc = router[method]!;
   const value = validateInput(method, proc.input, input);
