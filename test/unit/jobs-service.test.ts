@@ -93,6 +93,30 @@ test('listFormats lists every registered driver with its create options as plain
   await s.close();
 });
 
+test('listFormats carries what each driver can do (compression, encryption), from the driver, not from lists of names', async () => {
+  const s = createPlatterService();
+  const list = await s.listFormats();
+  const f = (name: string) => list.find((d) => d.name === name)!;
+  for (const d of formatDrivers()) assert.equal(f(d.name).compression, d.compressedWrites ?? false, d.name);
+  assert.equal(f('qcow2').compression, 'any-order');
+  assert.equal(f('vmdk').compression, 'in-order');
+  assert.equal(f('raw').compression, false);
+  assert.equal(f('raw').encryption, undefined);
+  const luks = f('luks').encryption!;
+  assert.equal(luks.keySecret, 'key-secret');
+  assert.equal(luks.luks, true);
+  assert.deepEqual(Object.fromEntries(luks.cipherOptions.map((o) => [o.name, o.default])), { 'cipher-alg': 'aes-256', 'cipher-mode': 'xts', 'ivgen-alg': 'plain64', 'ivgen-hash-alg': 'sha256', 'hash-alg': 'sha256', 'iter-time': 2000 });
+  const qcow2 = f('qcow2').encryption!;
+  assert.deepEqual(qcow2.luks, { option: 'encrypt.format', value: 'luks' });
+  assert.equal(qcow2.keySecret, 'encrypt.key-secret');
+  // qcow2's schema has no defaults for these (its -o help shows none); the LUKS ones are lent.
+  assert.equal(qcow2.cipherOptions.find((o) => o.name === 'encrypt.cipher-alg')?.default, 'aes-256');
+  assert.equal(f('qcow2').createOptions.find((o) => o.name === 'encrypt.cipher-alg')?.default, undefined);
+  assert.equal(f('qcow').encryption?.keySecret, 'encrypt.key-secret');
+  assert.equal(f('qcow').encryption?.luks, undefined);
+  await s.close();
+});
+
 test('info, map and measure through the service return qemu-img JSON shapes', async () => {
   const t = tempDir();
   const s = createPlatterService();
