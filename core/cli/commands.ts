@@ -23,6 +23,7 @@ import { createError, MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, parseImageSize, secretSt
 import { parseSnapshotParam } from '../jobs/convert.ts';
 import { NEED_ACTION, type BitmapAction } from '../jobs/bitmap.ts';
 import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
+import { cvtnumMessages, qemuStrtosz } from '../shared/sizes.ts';
 import type { CliIo } from './main.ts';
 import { errorText, PROGRAM } from './program.ts';
 import type { ProgressDisplay } from './progress.ts';
@@ -99,15 +100,10 @@ function joinedOptions(p: ParsedArgs): string | undefined {
 
 /** qemu-img's cvtnum: a size with an optional suffix, or its two-line error naming `what`. */
 function cvtnum(what: string, text: string): number {
-  const m = /^\s*(\d+)(?:\.(\d+))?\s*([bkmgtpeBKMGTPE]?)$/.exec(text);
-  if (!m) throw invalidArgument(`Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n${PROGRAM}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`);
-  const shift = BigInt(Math.max(0, 'bkmgtpe'.indexOf(m[3]!.toLowerCase())) * 10);
-  let v = BigInt(m[1]!) << shift;
-  if (m[2] !== undefined) {
-    if (shift === 0n) throw invalidArgument(`Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n${PROGRAM}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`);
-    v += (BigInt(m[2]) << shift) / 10n ** BigInt(m[2].length);
-  }
-  if (v > QEMU_MAX_SIZE) throw invalidArgument(`Invalid ${what} specified. Must be between 0 and ${QEMU_MAX_SIZE}.`);
+  const v = qemuStrtosz(text);
+  const words = cvtnumMessages(what);
+  if (v === 'invalid') throw invalidArgument(words.bad.join(`\n${PROGRAM}: `));
+  if (v === 'range' || v > QEMU_MAX_SIZE) throw invalidArgument(words.range);
   return Number(v); // past 2^53 rounded: callers that need exact bytes refuse it
 }
 

@@ -7,10 +7,19 @@
 export const QEMU_MAX_SIZE = 2n ** 63n - 1n;
 const U64_LIMIT = 2n ** 64n;
 
+/** qemu-img's cvtnum messages for a number named `what` ("image size", "granularity"): a
+ *  malformed one (two error reports, one line each) and one past INT64_MAX. */
+export function cvtnumMessages(what: string): { bad: readonly [string, string]; range: string } {
+  return {
+    bad: [`Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for`, 'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.'],
+    range: `Invalid ${what} specified. Must be between 0 and ${QEMU_MAX_SIZE}.`,
+  };
+}
+
 /** qemu-img's words for a bad image size (cvtnum, "image size"): two error reports. */
-export const MSG_BAD_SIZE_LINES = ['Invalid image size specified. You may use k, M, G, T, P or E suffixes for', 'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.'] as const;
+export const MSG_BAD_SIZE_LINES = cvtnumMessages('image size').bad;
 export const MSG_BAD_SIZE = MSG_BAD_SIZE_LINES.join(' ');
-export const MSG_SIZE_RANGE = 'Invalid image size specified. Must be between 0 and 9223372036854775807.';
+export const MSG_SIZE_RANGE = cvtnumMessages('image size').range;
 
 /** QEMU's suffix_mul: B, K, M, G, T, P, E in either case, binary units. */
 function suffixMul(c: string | undefined): bigint {
