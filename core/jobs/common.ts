@@ -128,9 +128,10 @@ export { MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, MSG_SIZE_RANGE };
  * Parse an image size as qemu-img create does (qemu_strtosz_size with a default of bytes): a
  * malformed value or a fraction of a byte is "Invalid image size specified. You may use ...";
  * a value past INT64_MAX is "... Must be between 0 and 9223372036854775807."; values Platter
- * cannot address exactly (past 2^53) are refused in words.
+ * cannot address exactly (past 2^53) are refused in words. `warn` gets QEMU's deprecation warning
+ * for a suffix on a hex number ("warning: ...").
  */
-export function parseImageSize(text: string | number, o: { inexact?: boolean } = {}): number {
+export function parseImageSize(text: string | number, o: { inexact?: boolean; warn?: (message: string) => void } = {}): number {
   if (typeof text === 'number') {
     const exact = Number.isSafeInteger(text) || (text < Number(MAX_EXACT_SIZE) && text % 512 === 0);
     if (!Number.isInteger(text) || text < 0 || !(exact || (o.inexact && text <= Number(QEMU_MAX_BIG)))) throw invalidArgument(MSG_BAD_SIZE);
@@ -138,6 +139,7 @@ export function parseImageSize(text: string | number, o: { inexact?: boolean } =
   }
   const checked = checkImageSize(text);
   if ('error' in checked) throw invalidArgument(checked.error);
+  if (checked.warning) o.warn?.(`warning: ${checked.warning}`);
   const value = checked.bytes;
   // Past 2^53: only sizes a double holds exactly, with every sector under them (util/checked.ts).
   if (value > BigInt(Number.MAX_SAFE_INTEGER) && !o.inexact && !(value < MAX_EXACT_SIZE && value % SECTOR_BIG === 0n)) {

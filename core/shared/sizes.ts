@@ -116,6 +116,11 @@ export function qemuStrtoszDetailed(text: string): { value: bigint; hexSuffix: b
   return { value, hexSuffix: hex && suffixed };
 }
 
+/** QEMU 7.2's warning for a suffix on a hex number (warn_report: "<program>: warning: ..."). */
+export function hexSuffixWarning(text: string): string {
+  return `Using a multiplier suffix on hex numbers is deprecated: ${text}`;
+}
+
 /** qemuStrtoszDetailed without the deprecation flag. */
 export function qemuStrtosz(text: string): bigint | 'invalid' | 'range' {
   const r = qemuStrtoszDetailed(text);
@@ -137,11 +142,11 @@ export function parseSizeText(text: string): number | undefined {
  * qemu-img's message for a malformed value or one past INT64_MAX. The CLI, the service and the
  * GUI's size fields all use this, so they accept and refuse the same text with the same words.
  */
-export function checkImageSize(text: string): { bytes: bigint } | { error: string } {
-  const v = qemuStrtosz(text);
+export function checkImageSize(text: string): { bytes: bigint; warning?: string } | { error: string } {
+  const v = qemuStrtoszDetailed(text);
   if (v === 'invalid') return { error: MSG_BAD_SIZE };
-  if (v === 'range' || v > QEMU_MAX_SIZE) return { error: MSG_SIZE_RANGE };
-  return { bytes: v };
+  if (v === 'range' || v.value > QEMU_MAX_SIZE) return { error: MSG_SIZE_RANGE };
+  return { bytes: v.value, ...(v.hexSuffix ? { warning: hexSuffixWarning(text) } : {}) };
 }
 
 const UNIT_PREFIX = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
