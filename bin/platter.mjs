@@ -8,5 +8,7 @@
 // the pool starts.
 const { register } = await import('tsx/esm/api');
 register();
+// Registered after tsx, so it sees core/api/schemas.ts first: the CLI loads no zod.
+(await import('node:module')).register('./cli-without-schemas.mjs', import.meta.url);
 const { main } = await import('../core/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));

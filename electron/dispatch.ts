@@ -1,24 +1,16 @@
 // The one dispatcher behind both transports (Electron IPC in main.ts, the WebSocket in
-// browser-server.ts): validates every call's input with its zod schema (core/api INPUT_SCHEMAS or
-// an app method's own schema), calls the service, and answers {ok, value} | {ok: false, error} with
-// errors as plain data (BlockError.toJSON()). Job events and the library watcher's
-// 'library-changed' events are fanned out to every listener.
+// browser-server.ts), derived from the app's router (core/api/app-router.ts): it finds the method,
+// validates the input with the method's zod schema (the only validation of a GUI call), runs it,
+// and answers {ok, value} | {ok: false, error} with errors as plain data (BlockError.toJSON()).
+// Job events and the library watcher's 'library-changed' events are fanned out to every listener.
 // Nothing here logs inputs: they may hold passphrases.
 
-import type { z } from 'zod';
-import { callService, type PlatterService } from '../core/api/service.ts';
-import { libraryScanInput, scanLibrary } from '../core/api/library.ts';
-import { createLibraryWatcher, libraryWatchInput } from '../core/api/library-watch.ts';
+import { callService, type AnyRouter, type PlatterService } from '../core/api/service.ts';
+import { appRouter, type AppContext, type PickPathsInput } from '../core/api/app-router.ts';
+import { createLibraryWatcher } from '../core/api/library-watch.ts';
 import type { AppConfig, AppEvent, CallRequest, CallResult } from '../core/api/app-protocol.ts';
 import type { SerializedError } from '../core/api/types.ts';
 import { BlockError, invalidArgument } from '../core/errors.ts';
-import { z as zod } from 'zod';
-
-/** A method the app adds beside the service's (library scan, native dialogs). */
-export interface AppMethod {
-  schema: z.ZodType;
-  run(input: unknown): Promise<unknown> | unknown;
-}
 
 export interface Dispatcher {
   call(request: CallRequest): Promise<CallResult>;
@@ -30,8 +22,10 @@ export interface Dispatcher {
 export interface DispatcherOptions {
   service: PlatterService;
   config: AppConfig;
-  /** More app methods (Electron's native dialogs). */
-  extraMethods?: Record<string, AppMethod>;
+  /** Native open dialogs (Electron's main process lends them). */
+  pickPaths?(input: PickPathsInput): Promise<string[]>;
+  /** The router to answer (default: the app's). Tests add methods to show nothing else changes. */
+  router?: AnyRouter;
 }
 
 /** An error as data for the renderer: kind, message, context, hint; never a stack or a secret. */
@@ -41,17 +35,9 @@ export function serializeError(e: unknown): SerializedError {
   return { name: 'Error', kind: 'Io', message };
 }
 
-function validate(method: string, schema: z.ZodType, input: unknown): unknown {
-  const parsed = schema.safeParse(input);
-  if (!parsed.success) {
-    const why = parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ');
-    throw invalidArgument(`Invalid input for '${method}': ${why}`);
-  }
-  return parsed.data;
-}
-
 export function createDispatcher(opts: DispatcherOptions): Dispatcher {
   const { service } = opts;
+  const router = opts.router ?? (appRouter as unknown as AnyRouter);
   const listeners = new Set<(event: AppEvent) => void>();
   const emit = (event: AppEvent) => {
     for (const l of listeners) {
@@ -64,12 +50,7 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
   };
   // Library folders changed on disk (by Platter or another program): the renderer re-scans them.
   const watcher = createLibraryWatcher((roots) => emit({ type: 'library-changed', roots }));
-  const appMethods = new Map<string, AppMethod>([
-    ['appConfig', { schema: zod.object({}).optional(), run: () => opts.config }],
-    ['libraryScan', { schema: libraryScanInput, run: (input) => scanLibrary(service, input as z.infer<typeof libraryScanInput>) }],
-    ['libraryWatch', { schema: libraryWatchInput, run: (input) => watcher.set((input as z.infer<typeof libraryWatchInput>).paths) }],
-  ]);
-  for (const [name, m] of Object.entries(opts.extraMethods ?? {})) appMethods.set(name, m);
+  const app: AppContext = { config: opts.config, watch: (paths) => watcher.set(paths), ...(opts.pickPaths ? { pickPaths: opts.pickPaths } : {}) };
 
   const unsubscribe = service.onEvent(emit);
 
@@ -77,8 +58,7 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
     async call(request: CallRequest): Promise<CallResult> {
       try {
         if (!request || typeof request.method !== 'string') throw invalidArgument('A call needs a method name');
-        const app = appMethods.get(request.method);
-        const value = app ? await app.run(validate(request.method, app.schema, request.input)) : await callService(service, request.method, request.input);
+        const value = await callService(service, request.method, request.input, { router, extra: { app } });
         return { ok: true, value: value === undefined ? null : value };
       } catch (e) {
         return { ok: false, error: serializeError(e) };
@@ -94,5 +74,18 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
       listeners.clear();
       await service.close();
     },
+  };
+}
+
+/**
+ * The 'platter:call' IPC handler (main.ts registers it with ipcMain.handle): answers only calls
+ * from the app's own window (`trusted`), passing {method, input} to the dispatcher as they are.
+ */
+export function ipcCallHandler<E>(dispatcher: Dispatcher, trusted: (event: E) => boolean): (event: E, request: CallRequest) => Promise<CallResult> {
+  return async (event, request) => {
+    if (!trusted(event)) {
+      return { ok: false, error: { name: 'BlockError', kind: 'Permission', message: 'Calls are accepted only from the Platter window' } };
+    }
+    return dispatcher.call({ method: request?.method, input: request?.input });
   };
 }

@@ -1,16 +1,16 @@
 // Electron main process (docs/architecture.md "electron/"): one locked-down window showing the renderer
 // from the app's own platter:// scheme, and ONE IPC channel (electron-trpc style): 'platter:call'
-// carries {method, input}, checked for its sender and validated by electron/dispatch.ts (zod), and
+// carries {method, input}, checked for its sender and validated once by electron/dispatch.ts (the
+// router's zod schemas), and
 // job events are pushed on 'platter:event'. Bundled to dist/electron/main.cjs by scripts/build-app.mjs.
 
 import { app, BrowserWindow, dialog, ipcMain, protocol, session, shell, type IpcMainInvokeEvent } from 'electron';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
 import { createPlatterService } from '../core/api/service.ts';
-import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL, type CallRequest, type CallResult } from '../core/api/app-protocol.ts';
-import { createDispatcher } from './dispatch.ts';
+import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL } from '../core/api/app-protocol.ts';
+import { createDispatcher, ipcCallHandler } from './dispatch.ts';
 import { contentSecurityPolicy } from './csp.ts';
 import { RENDERER_MIME } from './mime.ts';
 
@@ -66,8 +66,6 @@ function lockDown(): void {
   });
 }
 
-const pickInput = z.object({ kind: z.enum(['folder', 'file']), title: z.string().max(200).optional() });
-
 async function main(): Promise<void> {
   await app.whenReady();
   lockDown();
@@ -77,31 +75,19 @@ async function main(): Promise<void> {
   const dispatcher = createDispatcher({
     service,
     config: { mode: 'electron', roots: [], version: app.getVersion(), platform: process.platform },
-    extraMethods: {
-      // Native file/folder pickers exist only here (browser mode types a path instead).
-      pickPaths: {
-        schema: pickInput,
-        run: async (input) => {
-          const { kind, title } = input as z.infer<typeof pickInput>;
-          const win = BrowserWindow.getFocusedWindow();
-          const options: Electron.OpenDialogOptions = {
-            title: title ?? (kind === 'folder' ? 'Add folder to library' : 'Add disk image'),
-            properties: kind === 'folder' ? ['openDirectory', 'multiSelections'] : ['openFile', 'multiSelections'],
-          };
-          const r = win ? await dialog.showOpenDialog(win, options) : await dialog.showOpenDialog(options);
-          return r.canceled ? [] : r.filePaths;
-        },
-      },
+    // Native file/folder pickers exist only here (browser mode types a path instead).
+    pickPaths: async ({ kind, title }) => {
+      const win = BrowserWindow.getFocusedWindow();
+      const options: Electron.OpenDialogOptions = {
+        title: title ?? (kind === 'folder' ? 'Add folder to library' : 'Add disk image'),
+        properties: kind === 'folder' ? ['openDirectory', 'multiSelections'] : ['openFile', 'multiSelections'],
+      };
+      const r = win ? await dialog.showOpenDialog(win, options) : await dialog.showOpenDialog(options);
+      return r.canceled ? [] : r.filePaths;
     },
   });
 
-  ipcMain.handle(IPC_CALL_CHANNEL, async (event, request: CallRequest): Promise<CallResult> => {
-    if (!trustedSender(event)) {
-      return { ok: false, error: { name: 'BlockError', kind: 'Permission', message: 'Calls are accepted only from the Platter window' } };
-    }
-    return dispatcher.call({ method: request?.method, input: request?.input });
-  });
-
+  ipcMain.handle(IPC_CALL_CHANNEL, ipcCallHandler(dispatcher, trustedSender));
   const win = new BrowserWindow({
     width: 1360,
     height: 860,

@@ -1,27 +1,13 @@
 // The renderer's one way to reach core: window.platter (Electron preload, IPC) when present, else the
 // browser mode's WebSocket on this page's own origin with the launch token from the page URL. Both
 // speak the same {method, input} -> {ok, value | error} protocol (core/api/app-protocol.ts).
-// Typed wrappers name each method's input and result; only types are imported from core.
+// The typed client `api` is derived from the app's router (electron-trpc style): only its type is
+// imported, so no core code is bundled here, and a method added to the router is callable as
+// api.<name>(input) with its input and result typed, with no edit in this file.
 
-import type { AppConfig, AppEvent, CallResult, JobStarted, WsServerFrame } from '../core/api/app-protocol.ts';
-import type { LibraryEntry, LibraryScanInput } from '../core/api/library.ts';
-import type { LibraryWatchInput } from '../core/api/library-watch.ts';
-import type {
-  AmendInput,
-  BitmapInput,
-  CheckInput,
-  CommitInput,
-  CompareInput,
-  ConvertInput,
-  CreateInput,
-  InfoInput,
-  MapInput,
-  RebaseInput,
-  ResizeInput,
-  SnapshotInput,
-  SnapshotListInput,
-} from '../core/api/schemas.ts';
-import type { FormatDescription, ImageInfo, JobSummary, ResizeResult, SerializedError, SnapshotInfoJson } from '../core/api/types.ts';
+import type { AppEvent, CallResult, WsServerFrame } from '../core/api/app-protocol.ts';
+import type { AppClient } from '../core/api/app-router.ts';
+import type { SerializedError } from '../core/api/types.ts';
 
 /** What the Electron preload exposes (electron/preload.ts). */
 export interface PlatterBridge {
@@ -150,28 +136,11 @@ export function pathForFile(file: File): string | undefined {
 
 export const isElectron = () => Boolean(window.platter);
 
-/** The service, method by method. */
-export const api = {
-  appConfig: () => call<AppConfig>('appConfig', {}),
-  libraryScan: (input: LibraryScanInput) => call<LibraryEntry[]>('libraryScan', input),
-  libraryWatch: (input: LibraryWatchInput) => call<{ watching: number; polling: number; dropped: number }>('libraryWatch', input),
-  pickPaths: (kind: 'folder' | 'file') => call<string[]>('pickPaths', { kind }),
-  info: (input: InfoInput) => call<ImageInfo | ImageInfo[]>('info', input),
-  map: (input: MapInput) => call<unknown[]>('map', input),
-  listFormats: () => call<FormatDescription[]>('listFormats', {}),
-  create: (input: CreateInput) => call<JobStarted>('create', input),
-  convert: (input: ConvertInput) => call<JobStarted>('convert', input),
-  check: (input: CheckInput) => call<JobStarted>('check', input),
-  compare: (input: CompareInput) => call<JobStarted>('compare', input),
-  commit: (input: CommitInput) => call<JobStarted>('commit', input),
-  rebase: (input: RebaseInput) => call<JobStarted>('rebase', input),
-  amend: (input: AmendInput) => call<JobStarted>('amend', input),
-  bitmap: (input: BitmapInput) => call<JobStarted>('bitmap', input),
-  resize: (input: ResizeInput) => call<ResizeResult>('resize', input),
-  snapshotList: (input: SnapshotListInput) => call<SnapshotInfoJson[]>('snapshotList', input),
-  snapshotCreate: (input: SnapshotInput) => call<null>('snapshotCreate', input),
-  snapshotApply: (input: SnapshotInput) => call<null>('snapshotApply', input),
-  snapshotDelete: (input: SnapshotInput) => call<null>('snapshotDelete', input),
-  jobs: () => call<JobSummary[]>('jobs', {}),
-  cancelJob: (jobId: string) => call<boolean>('cancelJob', { jobId }),
-};
+/** The app's router, method by method: api.info(input), api.convert(input) -> {jobId}, ... Input
+ *  is validated once, where the call arrives (electron/dispatch.ts). */
+export const api: AppClient = new Proxy({} as AppClient, {
+  get(_target, method) {
+    if (typeof method !== 'string' || method === 'then') return undefined;
+    return (input: unknown = {}) => call(method, input);
+  },
+});

@@ -3,21 +3,30 @@
 // bench` measures it), with esbuild:
 //   platter.cjs        the command: sets V8 flags, runs the CLI from a V8 code cache (cli-launcher.ts)
 //   platter-cli.cjs    the CLI and all of core, one CommonJS file (koffi stays a native dependency)
-//   schemas.cjs        the API's zod schemas, which the CLI never loads (it builds its inputs itself)
 //   worker-entry.mjs   the worker pool's entry (pool.ts finds it beside the bundle)
 // CommonJS, because Node 20 offers a code cache only for scripts compiled through node:vm.
 import { build } from 'esbuild';
 import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The API's schema module is a file of its own, required only when something validates. */
-const schemasApart = {
-  name: 'schemas-apart',
+/**
+ * The CLI never validates with the API's zod schemas (it builds its inputs itself, and loading zod
+ * is a noticeable part of a start), yet the router it runs on names them: in the CLI bundle the
+ * schema module is a stub with the same exports, each a placeholder that refuses to parse.
+ */
+const schemasStubbed = {
+  name: 'schemas-stubbed',
   setup(b) {
-    b.onResolve({ filter: /\/schemas\.ts$/ }, (args) => (args.importer.endsWith('implementation.ts') ? { path: './schemas.cjs', external: true } : undefined));
+    b.onLoad({ filter: /core\/api\/schemas\.ts$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      const names = [...text.matchAll(/^export const (\w+)/gm)].map((m) => m[1]);
+      const stub = "const refuse = { safeParse() { throw new Error('the CLI bundle has no input schemas (create the service with validate: false)'); } };\n";
+      return { contents: stub + names.map((n) => `export const ${n} = refuse;`).join('\n'), loader: 'js' };
+    });
   },
 };
 
@@ -32,8 +41,7 @@ export async function buildCli({ outDir = join(ROOT, 'dist', 'cli'), minify = fa
     define: { 'import.meta.url': '__bundleUrl' },
   };
   await build({ ...cjs, entryPoints: [join(ROOT, 'scripts/cli-launcher.ts')], outfile: join(outDir, 'platter.cjs') });
-  await build({ ...cjs, entryPoints: [join(ROOT, 'scripts/cli-entry.ts')], outfile: join(outDir, 'platter-cli.cjs'), plugins: [schemasApart] });
-  await build({ ...cjs, entryPoints: [join(ROOT, 'core/api/schemas.ts')], outfile: join(outDir, 'schemas.cjs') });
+  await build({ ...cjs, entryPoints: [join(ROOT, 'scripts/cli-entry.ts')], outfile: join(outDir, 'platter-cli.cjs'), plugins: [schemasStubbed] });
   await build({
     ...common,
     format: 'esm',

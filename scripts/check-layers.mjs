@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The import-boundary rule (docs/architecture.md): core/ never imports electron/, renderer/ or UI
-// packages; renderer/ imports from core/ only types (core/api types) and nothing from electron/;
-// inside core/, runtime imports follow the layer order host < util < codecs, crypto, workers < block <
-// formats, protocols < drivers < jobs < api < cli.
+// packages; renderer/ imports from core/ only types (core/api types, the router's type) and, at run
+// time, only core/shared/ (sizes and option rules: dependency-free, so nothing else of core is
+// bundled into the renderer); core/shared/ imports nothing outside itself (no node:, no packages);
+// inside core/, runtime imports follow the layer order shared < host < util < codecs, crypto, workers <
+// block < formats, protocols < drivers < jobs < api < cli.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 
@@ -41,13 +43,18 @@ check('core', (spec) => {
 });
 check('renderer', (spec, typeOnly) => {
   if (spec === 'electron' || /(^|\/)electron\//.test(spec)) return 'renderer/ must not import electron';
-  if (/(^|\/)core\//.test(spec) && !typeOnly) return 'renderer/ may import only types from core/';
+  if (/(^|\/)core\//.test(spec) && !typeOnly && !/(^|\/)core\/shared\/[^/]+\.ts$/.test(spec)) return 'renderer/ may import only types from core/ (and core/shared/)';
+  return null;
+});
+check('core/shared', (spec, typeOnly) => {
+  if (typeOnly) return null;
+  if (!/^\.\/[^/]+\.ts$/.test(spec)) return 'core/shared/ is dependency-free: it may import only its own files';
   return null;
 });
 // The inner order of core/ (docs/architecture.md "Layers"): a module's runtime imports reach only
 // its own layer or lower ones, so no import circle runs between layers. Type-only imports are
 // free (they vanish at run time). electron/ sits beside cli/, on top of core/api.
-const CORE_RANK = { 'errors.ts': 0, host: 1, util: 2, codecs: 3, crypto: 3, workers: 3, block: 4, formats: 5, protocols: 5, drivers: 6, jobs: 7, api: 8, cli: 9 };
+const CORE_RANK = { shared: 0, 'errors.ts': 0, host: 1, util: 2, codecs: 3, crypto: 3, workers: 3, block: 4, formats: 5, protocols: 5, drivers: 6, jobs: 7, api: 8, cli: 9 };
 const coreLayer = (abs) => {
   const rel = relative(join(root, 'core'), abs);
   return rel.startsWith('..') ? undefined : rel.split('/')[0];

@@ -1,27 +1,14 @@
-// The implementation behind createPlatterService (service.ts): parses each method's input with its
-// zod schema, builds the secrets for the call (cleared when it ends), runs the core/jobs function,
-// and wraps long methods in job handles (progress, cancel, events).
+// The runtime behind createPlatterService (service.ts): turns the router's entries (router.ts) into
+// the service's methods. Each call gets the secrets of its own input (cleared when it ends); a 'job'
+// runs under a job handle (progress, cancel, events). Input is validated where a call enters:
+// once by the dispatcher for IPC and WebSocket calls (runValidated), by the method itself for
+// in-process callers (unless `validate: false`: the CLI builds its inputs itself).
 
-import type * as S from './schemas.ts';
 import type { JobHandle, PlatterService, ServiceOptions } from './service.ts';
-import type { CheckReport, FormatDescription, FormatOptionJson, ImageInfo, JobEvent, JobProgress, JobState, JobSummary, SerializedError } from './types.ts';
+import type { JobEvent, JobProgress, JobState, JobSummary, SerializedError } from './types.ts';
+import { serviceRouter, type CallContext, type Procedure } from './router.ts';
 import { BlockError, invalidArgument } from '../errors.ts';
-import { formatDrivers } from '../drivers/registry.ts';
-import type { OptionSpec } from '../block/options-schema.ts';
-import { parseImageSize, secretStoreFrom, type ImageSpec, type JobControl, type JobEnv } from '../jobs/common.ts';
-import { info as infoJob } from '../jobs/info.ts';
-import { create as createJob } from '../jobs/create.ts';
-import { convert as convertJob } from '../jobs/convert.ts';
-import { check as checkJob } from '../jobs/check.ts';
-import { compare as compareJob } from '../jobs/compare.ts';
-import { map as mapJob, toApiEntries } from '../jobs/map.ts';
-import { measure as measureJob } from '../jobs/measure.ts';
-import { resize as resizeJob } from '../jobs/resize.ts';
-import { snapshotAction, snapshotList } from '../jobs/snapshot.ts';
-import { commit as commitJob } from '../jobs/commit.ts';
-import { rebase as rebaseJob } from '../jobs/rebase.ts';
-import { amend as amendJob } from '../jobs/amend.ts';
-import { bitmap as bitmapJob } from '../jobs/bitmap.ts';
+import { secretStoreFrom, type JobControl, type JobEnv } from '../jobs/common.ts';
 
 /** How many finished jobs a service remembers for jobs(). */
 const KEEP_FINISHED = 100;
@@ -32,44 +19,26 @@ export function serializeError(e: unknown): SerializedError {
   return { name: err?.name ?? 'Error', kind: 'Io', message: err?.message ?? String(e) };
 }
 
-/** A name for a job label from untrusted input. */
-function name(v: unknown): string {
-  return typeof v === 'string' ? v : '?';
-}
-
-function toSpec(r: S.ImageRef): ImageSpec {
-  return { filename: r.filename, ...(r.format ? { format: r.format } : {}), ...(r.imageOpts ? { imageOpts: true } : {}), ...(r.forceShare ? { forceShare: true } : {}) };
-}
-
-function optionJson(o: OptionSpec): FormatOptionJson {
-  return {
-    name: o.name,
-    type: o.type,
-    help: o.help,
-    ...(o.default !== undefined ? { default: o.default } : {}),
-    ...(o.values ? { values: [...o.values] } : {}),
-    ...(o.min !== undefined ? { min: o.min } : {}),
-    ...(o.max !== undefined ? { max: o.max } : {}),
-    ...(o.powerOfTwo ? { powerOfTwo: true } : {}),
-    ...(o.advanced ? { advanced: true } : {}),
-  };
-}
-
-type SchemaName = 'infoInput' | 'createInput' | 'convertInput' | 'checkInput' | 'compareInput' | 'mapInput' | 'measureInput' | 'resizeInput' | 'snapshotInput' | 'snapshotListInput' | 'commitInput' | 'rebaseInput' | 'amendInput' | 'bitmapInput';
-
 /**
- * Validate `input` with the named zod schema (loaded on first use: zod costs a noticeable part of
- * a CLI start, and the CLI builds its inputs itself). Returns the parsed value (defaults applied).
+ * Check `input` against a method's schema: the parsed value (defaults filled in), or a BlockError
+ * ('InvalidArgument') naming the method and every field that is wrong, in words.
  */
-async function validated<T>(enabled: boolean, name: SchemaName, input: T): Promise<T> {
-  if (!enabled) return input;
-  const schemas = await import('./schemas.ts');
-  const r = schemas[name].safeParse(input);
+export function validateInput(method: string, schema: Procedure['input'], input: unknown): unknown {
+  const r = schema.safeParse(input);
   if (!r.success) {
-    throw invalidArgument(`Invalid input: ${r.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ')}`);
+    const why = r.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ');
+    throw invalidArgument(`Invalid input for '${method}': ${why}`);
   }
-  return r.data as T;
+  return r.data;
 }
+
+/** The dispatcher's way in: run a procedure on this service with input it has validated. Extra
+ *  context (the app's: config, folder watcher, native dialogs) is merged into the call's. */
+export const RUN_VALIDATED: unique symbol = Symbol('platter.runValidated');
+export type RunValidated = (method: string, proc: Procedure<never, unknown>, input: unknown, extra?: object) => JobHandle<unknown> | Promise<unknown>;
+
+/** A query's control: nothing to report to, never aborted. */
+const QUERY_CONTROL: JobControl = {};
 
 export function implementService(options: ServiceOptions & { validate?: boolean } = {}): PlatterService {
   const warn = options.warn ?? (() => {});
@@ -92,16 +61,6 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
       }
     }
   };
-
-  /** Run `fn` with a fresh environment (secrets from the input), clearing secrets at the end. */
-  async function withEnv<T>(input: { secrets?: S.SecretInput[] | undefined; objects?: string[] | undefined }, fn: (env: JobEnv) => Promise<T>): Promise<T> {
-    const env: JobEnv = { secrets: secretStoreFrom(input.objects ?? [], input.secrets ?? []), warn, ...(warnReport ? { warnReport } : {}) };
-    try {
-      return await fn(env);
-    } finally {
-      env.secrets.clear();
-    }
-  }
 
   /** Job ids name jobs within this service; they grant nothing (the transports authenticate
    *  callers), so they need no cryptographic randomness, and loading node:crypto for them would
@@ -157,181 +116,55 @@ export function implementService(options: ServiceOptions & { validate?: boolean 
     };
   }
 
-  const service: PlatterService = {
-    async info(raw) {
-      const i = await validated(validate, 'infoInput', raw);
-      return withEnv(i, (env) => infoJob({ image: toSpec(i.image), backingChain: i.backingChain ?? false }, env)) as Promise<ImageInfo | ImageInfo[]>;
-    },
+  const listJobs = (): JobSummary[] => [...jobs.values()].map((j) => ({ ...j.summary, progress: { ...j.summary.progress } }));
+  const cancelJob = (jobId: string): boolean => {
+    const j = jobs.get(jobId);
+    if (!j || j.summary.state !== 'running') return false;
+    j.controller.abort();
+    return true;
+  };
 
-    create(raw) {
-      return startJob('create', `Create ${name(raw?.filename)}`, async (ctl) => {
-        const i = await validated(validate, 'createInput', raw);
-        return withEnv(i, async (env) => {
-          const r = await createJob(
-            {
-              filename: i.filename,
-              format: i.format ?? 'raw',
-              ...(i.size !== undefined ? { size: parseImageSize(i.size) } : {}),
-              ...(i.options !== undefined ? { options: i.options } : {}),
-              ...(i.backingFile !== undefined ? { backingFile: i.backingFile } : {}),
-              ...(i.backingFormat !== undefined ? { backingFormat: i.backingFormat } : {}),
-              unsafe: i.unsafe ?? false,
-            },
-            env,
-            ctl,
-          );
-          return { filename: r.filename, format: r.format, size: r.size, options: r.options };
-        });
-      });
-    },
+  /** Run one procedure with input already checked: the call's own secrets, cleared at the end. */
+  async function run(proc: Procedure<never, unknown>, input: unknown, ctl: JobControl, extra?: object): Promise<unknown> {
+    const i = (input ?? {}) as { secrets?: { id: string; data: string; format?: 'raw' | 'base64' }[]; objects?: string[] };
+    const env: JobEnv = { secrets: secretStoreFrom(i.objects ?? [], i.secrets ?? []), warn, ...(warnReport ? { warnReport } : {}) };
+    const ctx: CallContext = { env, ctl, service, jobs: listJobs, cancelJob, ...extra };
+    try {
+      return await (proc.run as (input: unknown, ctx: CallContext) => unknown)(input, ctx);
+    } finally {
+      env.secrets.clear();
+    }
+  }
 
-    convert(raw) {
-      return startJob('convert', `Convert ${name(raw?.source?.filename)} -> ${name(raw?.target?.filename)}`, async (ctl) => {
-        const i = await validated(validate, 'convertInput', raw);
-        return withEnv(i, (env) =>
-          convertJob(
-            {
-              sources: [i.source, ...(i.moreSources ?? [])].map(toSpec),
-              target: { filename: i.target.filename, ...(i.target.format ? { format: i.target.format } : {}), ...(i.target.options !== undefined ? { options: i.target.options } : {}), ...(i.target.imageOpts ? { imageOpts: true } : {}) },
-              noCreate: i.noCreate ?? false,
-              targetIsZero: i.targetIsZero ?? false,
-              ...(i.sparseSize !== undefined ? { sparseSize: parseImageSize(i.sparseSize) } : {}),
-              compressed: i.compressed ?? false,
-              outOfOrder: i.outOfOrder ?? false,
-              ...(i.salvage ? { salvage: true } : {}),
-              ...(i.parallel !== undefined ? { parallel: i.parallel } : {}),
-              ...(i.snapshot !== undefined ? { snapshot: i.snapshot } : {}),
-              ...(i.backingFile !== undefined ? { backingFile: i.backingFile } : {}),
-              ...(i.backingFormat !== undefined ? { backingFormat: i.backingFormat } : {}),
-              ...(i.cache !== undefined ? { cache: i.cache } : {}),
-              ...(i.bitmaps ? { bitmaps: true } : {}),
-              ...(i.skipBrokenBitmaps ? { skipBrokenBitmaps: true } : {}),
-            },
-            env,
-            ctl,
-          ),
-        );
-      });
-    },
+  function invoke(method: string, proc: Procedure<never, unknown>, input: unknown, check: boolean, extra?: object): JobHandle<unknown> | Promise<unknown> {
+    const checked = () => (check ? validateInput(method, proc.input, input) : input);
+    if (proc.kind === 'job') {
+      let label = method;
+      try {
+        label = proc.label?.(input as never) ?? method;
+      } catch {
+        // a label from malformed input: the method's name will do (validation says what is wrong)
+      }
+      return startJob(method, label, async (ctl) => run(proc, checked(), ctl, extra));
+    }
+    return (async () => run(proc, checked(), QUERY_CONTROL, extra))();
+  }
 
-    check(raw) {
-      return startJob('check', `Check ${name(raw?.image?.filename)}`, async (ctl) => {
-        const i = await validated(validate, 'checkInput', raw);
-        return withEnv(i, (env) => checkJob({ image: toSpec(i.image), ...(i.repair ? { repair: i.repair } : {}) }, env, ctl));
-      }) as JobHandle<CheckReport>;
-    },
+  const methods: Record<string, (input?: unknown) => unknown> = {};
+  for (const [method, proc] of Object.entries(serviceRouter)) methods[method] = (input) => invoke(method, proc as Procedure<never, unknown>, input, validate);
+  const runValidated: RunValidated = (method, proc, input, extra) => invoke(method, proc, input, false, extra);
 
-    compare(raw) {
-      return startJob('compare', `Compare ${name(raw?.a?.filename)} with ${name(raw?.b?.filename)}`, async (ctl) => {
-        const i = await validated(validate, 'compareInput', raw);
-        return withEnv(i, (env) => compareJob({ a: toSpec(i.a), b: toSpec(i.b), strict: i.strict ?? false }, env, ctl));
-      });
-    },
-
-    async map(raw) {
-      const i = await validated(validate, 'mapInput', raw);
-      return toApiEntries(await withEnv(i, (env) => mapJob({ image: toSpec(i.image), ...(i.start !== undefined ? { start: i.start } : {}), ...(i.length !== undefined ? { length: i.length } : {}) }, env)));
-    },
-
-    async measure(raw) {
-      const i = await validated(validate, 'measureInput', raw);
-      return withEnv(i, (env) =>
-        measureJob(
-          {
-            format: i.format ?? 'raw',
-            // Only arithmetic is done with it: sizes past 2^53 (to 2^63 - 1) are measured too.
-            ...(i.size !== undefined ? { size: parseImageSize(i.size, { inexact: true }) } : {}),
-            ...(i.source ? { source: toSpec(i.source) } : {}),
-            ...(i.snapshot !== undefined ? { snapshot: i.snapshot } : {}),
-            ...(i.options !== undefined ? { options: i.options } : {}),
-          },
-          env,
-        ),
-      );
-    },
-
-    async resize(raw) {
-      const i = await validated(validate, 'resizeInput', raw);
-      return withEnv(i, (env) => resizeJob({ image: toSpec(i.image), size: i.size, shrink: i.shrink ?? false, ...(i.preallocation ? { preallocation: i.preallocation } : {}) }, env));
-    },
-
-    async snapshotList(raw) {
-      const i = await validated(validate, 'snapshotListInput', raw);
-      return withEnv(i, (env) => snapshotList(toSpec(i.image), env));
-    },
-    async snapshotCreate(raw) {
-      const i = await validated(validate, 'snapshotInput', raw);
-      return withEnv(i, (env) => snapshotAction('create', toSpec(i.image), i.name, env));
-    },
-    async snapshotApply(raw) {
-      const i = await validated(validate, 'snapshotInput', raw);
-      return withEnv(i, (env) => snapshotAction('apply', toSpec(i.image), i.name, env));
-    },
-    async snapshotDelete(raw) {
-      const i = await validated(validate, 'snapshotInput', raw);
-      return withEnv(i, (env) => snapshotAction('delete', toSpec(i.image), i.name, env));
-    },
-
-    commit(raw) {
-      return startJob('commit', `Commit ${name(raw?.image?.filename)}`, async (ctl) => {
-        const i = await validated(validate, 'commitInput', raw);
-        return withEnv(i, (env) => commitJob({ image: toSpec(i.image), ...(i.base !== undefined ? { base: i.base } : {}), drop: i.drop ?? false }, env, ctl));
-      });
-    },
-
-    rebase(raw) {
-      return startJob('rebase', `Rebase ${name(raw?.image?.filename)} onto ${name(raw?.backingFile) || '(none)'}`, async (ctl) => {
-        const i = await validated(validate, 'rebaseInput', raw);
-        return withEnv(i, (env) => rebaseJob({ image: toSpec(i.image), backingFile: i.backingFile, ...(i.backingFormat ? { backingFormat: i.backingFormat } : {}), unsafe: i.unsafe ?? false }, env, ctl));
-      });
-    },
-
-    amend(raw) {
-      return startJob('amend', `Amend ${name(raw?.image?.filename)}`, async (ctl) => {
-        const i = await validated(validate, 'amendInput', raw);
-        return withEnv(i, (env) => amendJob({ image: toSpec(i.image), options: i.options, force: i.force ?? false }, env, ctl));
-      });
-    },
-
-    bitmap(raw) {
-      return startJob('bitmap', `Bitmap ${name(raw?.bitmap)} of ${name(raw?.image?.filename)}`, async (ctl) => {
-        const i = await validated(validate, 'bitmapInput', raw);
-        return withEnv(i, (env) => bitmapJob({ image: toSpec(i.image), bitmap: i.bitmap, actions: i.actions, ...(i.granularity !== undefined ? { granularity: i.granularity } : {}), ...(i.sourceImage ? { sourceImage: toSpec(i.sourceImage) } : {}) }, env, ctl));
-      });
-    },
-
-    async listFormats(): Promise<FormatDescription[]> {
-      return formatDrivers().map((d) => ({
-        name: d.name,
-        description: d.description,
-        canCreate: typeof d.create === 'function',
-        readOnly: d.readOnlyFormat ?? false,
-        supportsBacking: d.supportsBacking ?? d.createOptions.some((o) => o.name === 'backing_file'),
-        createOptions: d.createOptions.map(optionJson),
-        amendOptions: (d.amendOptions ?? []).map(optionJson),
-      }));
-    },
-
-    jobs() {
-      return [...jobs.values()].map((j) => ({ ...j.summary, progress: { ...j.summary.progress } }));
-    },
-
-    cancelJob(jobId) {
-      const j = jobs.get(jobId);
-      if (!j || j.summary.state !== 'running') return false;
-      j.controller.abort();
-      return true;
-    },
-
-    onEvent(listener) {
+  const service = {
+    ...methods,
+    [RUN_VALIDATED]: runValidated,
+    onEvent(listener: (e: JobEvent) => void) {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-
     async close() {
       for (const j of jobs.values()) if (j.summary.state === 'running') j.controller.abort();
       await Promise.all([...jobs.values()].map((j) => j.settled));
     },
-  };
+  } as unknown as PlatterService;
   return service;
 }

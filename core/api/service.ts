@@ -1,29 +1,13 @@
 // Platter's service interface (docs/architecture.md "core/api"): the one typed surface both the
-// `platter` CLI and the desktop app (Electron IPC, browser-mode WebSocket) call. Every method takes
-// one plain-data input validated by the zod schema of the same name (schemas.ts; INPUT_SCHEMAS);
-// quick methods return a Promise of plain data, long ones (JOB_METHODS) return a JobHandle with
-// progress events and cancel. `callService` is the generic dispatcher the IPC layers share.
+// `platter` CLI and the desktop app (Electron IPC, browser-mode WebSocket) call. Its methods are
+// the entries of the router (router.ts): each takes one plain-data input (validated by the entry's
+// zod schema); a 'query' returns a Promise of plain data, a 'job' a JobHandle with progress
+// events and cancel. `callService` is the generic dispatcher the transports share.
 
-import type { z } from 'zod';
-import * as S from './schemas.ts';
-import type {
-  CheckReport,
-  CommitResult,
-  CompareResult,
-  ConvertResult,
-  CreateResult,
-  FormatDescription,
-  ImageInfo,
-  JobEvent,
-  JobProgress,
-  JobSummary,
-  MapEntry,
-  MeasureInfo,
-  RebaseResult,
-  ResizeResult,
-  SnapshotInfoJson,
-} from './types.ts';
-import { implementService } from './implementation.ts';
+import type { JobProgress, JobEvent } from './types.ts';
+import { serviceRouter, type RouterMethods, type ServiceRouter, type Procedure } from './router.ts';
+import { invalidArgument } from '../errors.ts';
+import { implementService, RUN_VALIDATED, validateInput, type RunValidated } from './implementation.ts';
 export * from './types.ts';
 export * from './schemas.ts';
 
@@ -43,34 +27,14 @@ export interface JobHandle<T> {
   onProgress(listener: (p: JobProgress) => void): () => void;
 }
 
-export interface PlatterService {
-  info(input: S.InfoInput): Promise<ImageInfo | ImageInfo[]>;
-  create(input: S.CreateInput): JobHandle<CreateResult>;
-  convert(input: S.ConvertInput): JobHandle<ConvertResult>;
-  check(input: S.CheckInput): JobHandle<CheckReport>;
-  compare(input: S.CompareInput): JobHandle<CompareResult>;
-  map(input: S.MapInput): Promise<MapEntry[]>;
-  measure(input: S.MeasureInput): Promise<MeasureInfo>;
-  resize(input: S.ResizeInput): Promise<ResizeResult>;
-  snapshotList(input: S.SnapshotListInput): Promise<SnapshotInfoJson[]>;
-  snapshotCreate(input: S.SnapshotInput): Promise<void>;
-  snapshotApply(input: S.SnapshotInput): Promise<void>;
-  snapshotDelete(input: S.SnapshotInput): Promise<void>;
-  commit(input: S.CommitInput): JobHandle<CommitResult>;
-  rebase(input: S.RebaseInput): JobHandle<RebaseResult>;
-  amend(input: S.AmendInput): JobHandle<void>;
-  bitmap(input: S.BitmapInput): JobHandle<void>;
-  /** Every registered format with its create/amend option schemas (for generated forms). */
-  listFormats(): Promise<FormatDescription[]>;
-
-  /** Jobs started by this service (running and finished, newest last). */
-  jobs(): JobSummary[];
-  /** Cancel a job by id; false when no running job has that id. */
-  cancelJob(jobId: string): boolean;
+/** The service: one method per router entry, plus job events and shutdown. */
+export interface PlatterService extends RouterMethods<ServiceRouter> {
   /** Listen to every job's events; returns the unsubscribe function. */
   onEvent(listener: (event: JobEvent) => void): () => void;
   /** Cancel running jobs and wait for them to settle. */
   close(): Promise<void>;
+  /** Run a router entry on this service with input already validated (callService). */
+  readonly [RUN_VALIDATED]: RunValidated;
 }
 
 export interface ServiceOptions {
@@ -81,75 +45,27 @@ export interface ServiceOptions {
   warnReport?: (message: string) => void;
 }
 
-/** The input schema of every callable method (the IPC layers validate with these). */
-export const INPUT_SCHEMAS = {
-  info: S.infoInput,
-  create: S.createInput,
-  convert: S.convertInput,
-  check: S.checkInput,
-  compare: S.compareInput,
-  map: S.mapInput,
-  measure: S.measureInput,
-  resize: S.resizeInput,
-  snapshotList: S.snapshotListInput,
-  snapshotCreate: S.snapshotInput,
-  snapshotApply: S.snapshotInput,
-  snapshotDelete: S.snapshotInput,
-  commit: S.commitInput,
-  rebase: S.rebaseInput,
-  amend: S.amendInput,
-  bitmap: S.bitmapInput,
-  listFormats: S.listFormatsInput,
-  jobs: S.listFormatsInput,
-  cancelJob: S.jobIdInput,
-} as const satisfies Record<string, z.ZodType>;
-
-export type MethodName = keyof typeof INPUT_SCHEMAS;
-
-/** Methods that return a JobHandle: callService answers them at once with {jobId}. */
-export const JOB_METHODS = ['create', 'convert', 'check', 'compare', 'commit', 'rebase', 'amend', 'bitmap'] as const;
-export type JobMethod = (typeof JOB_METHODS)[number];
-
-export function isMethodName(name: unknown): name is MethodName {
-  return typeof name === 'string' && Object.prototype.hasOwnProperty.call(INPUT_SCHEMAS, name);
-}
-
-export function isJobMethod(name: string): name is JobMethod {
-  return (JOB_METHODS as readonly string[]).includes(name);
-}
+/** A router: method names to entries (the service's, or the app's with the service's in it). */
+export type AnyRouter = Readonly<Record<string, Procedure<never, unknown>>>;
 
 /**
- * Validate `input` against the method's schema and call it. Job methods answer {jobId} at once
- * (follow them with onEvent); others answer their result. Throws a BlockError ('InvalidArgument')
- * for an unknown method or invalid input, with zod's findings in words.
+ * The transports' dispatcher: find `method` in `router`, validate `input` with its schema (the
+ * only validation of a call from the GUI), and run it on `service`. A job answers {jobId} at once
+ * (follow it with onEvent); a query answers its result. Throws a BlockError ('InvalidArgument')
+ * for an unknown method or invalid input, naming the method and the fields.
  */
-export async function callService(service: PlatterService, method: string, input: unknown): Promise<unknown> {
-  const { invalidArgument } = await import('../errors.ts');
-  if (!isMethodName(method)) throw invalidArgument(`Unknown method '${String(method)}'`);
-  const parsed = INPUT_SCHEMAS[method].safeParse(input);
-  if (!parsed.success) {
-    const why = parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ');
-    throw invalidArgument(`Invalid input for '${method}': ${why}`);
+export async function callService(service: PlatterService, method: string, input: unknown, opts: { router?: AnyRouter; extra?: object } = {}): Promise<unknown> {
+  const router: AnyRouter = opts.router ?? (serviceRouter as unknown as AnyRouter);
+  if (typeof method !== 'string' || !Object.prototype.hasOwnProperty.call(router, method)) throw invalidArgument(`Unknown method '${String(method)}'`);
+  const proc = router[method]!;
+  const value = validateInput(method, proc.input, input);
+  const out = service[RUN_VALIDATED](method, proc, value, opts.extra);
+  if (proc.kind === 'job') {
+    const h = out as JobHandle<unknown>;
+    h.result.catch(() => {}); // reported through onEvent
+    return { jobId: h.id };
   }
-  const value = parsed.data as never;
-  switch (method) {
-    case 'listFormats':
-      return service.listFormats();
-    case 'jobs':
-      return service.jobs();
-    case 'cancelJob':
-      return service.cancelJob((value as S.JobIdInput).jobId);
-    default: {
-      const fn = (service as unknown as Record<string, (i: unknown) => unknown>)[method]!;
-      const out = fn.call(service, value);
-      if (isJobMethod(method)) {
-        const h = out as JobHandle<unknown>;
-        h.result.catch(() => {}); // reported through onEvent
-        return { jobId: h.id };
-      }
-      return out;
-    }
-  }
+  return out;
 }
 
 /** A new service instance (one per CLI run, one per app window/server). */

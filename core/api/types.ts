@@ -155,6 +155,15 @@ export interface FormatDescription {
   canCreate: boolean;
   readOnly: boolean;
   supportsBacking: boolean;
+  /** convert -c: false, or how compressed clusters are written (FormatDriver.compressedWrites). */
+  compression: false | 'any-order' | 'in-order';
+  /** The format's encryption (FormatDriver.encryption): how a passphrase is named, when a new
+   *  image is LUKS-encrypted, and the LUKS cipher options of its schema, with their defaults. */
+  encryption?: {
+    keySecret: 'key-secret' | 'encrypt.key-secret';
+    luks?: true | { option: string; value: string };
+    cipherOptions: FormatOptionJson[];
+  };
   createOptions: FormatOptionJson[];
   amendOptions: FormatOptionJson[];
 }

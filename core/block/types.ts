@@ -394,6 +394,23 @@ export interface FormatDriver {
   /** QEMU's driver has no bdrv_get_info (bochs, cloop, dmg, parallels): qemu-img info then shows
    *  no "dirty-flag" (nor a cluster size). */
   readonly qemuNoGetInfo?: boolean;
+  // Capabilities (the GUI learns them through the service's listFormats; absent = not able).
+  /** convert -c: the format stores compressed clusters. 'any-order': each lands wherever space
+   *  is free and is found through the format's tables (qcow2, qcow), so compressions may run
+   *  concurrently without -W; 'in-order': they must follow guest order (vmdk streamOptimized). */
+  readonly compressedWrites?: 'any-order' | 'in-order';
+  /** The format's encryption, with QEMU's option names. */
+  readonly encryption?: FormatEncryption;
+}
+
+/** How an encrypted image of a format is unlocked and created. */
+export interface FormatEncryption {
+  /** The option that names the secret holding the passphrase or key ("key-secret" for luks,
+   *  "encrypt.key-secret" for qcow2 and qcow). */
+  readonly keySecret: 'key-secret' | 'encrypt.key-secret';
+  /** When a new image gets a LUKS payload (and so a passphrase and the LUKS cipher options,
+   *  named with keySecret's prefix): always, or when an option has a value. */
+  readonly luks?: true | { readonly option: string; readonly value: string };
 }
 
 /** A protocol driver (file, host_device, nbd, ...): the bottom of a chain. */

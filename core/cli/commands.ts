@@ -23,6 +23,7 @@ import { createError, MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, parseImageSize, secretSt
 import { parseSnapshotParam } from '../jobs/convert.ts';
 import { NEED_ACTION, type BitmapAction } from '../jobs/bitmap.ts';
 import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
+import { cvtnumMessages, hexSuffixWarning, qemuStrtoszDetailed } from '../shared/sizes.ts';
 import type { CliIo } from './main.ts';
 import { errorText, PROGRAM } from './program.ts';
 import type { ProgressDisplay } from './progress.ts';
@@ -98,17 +99,13 @@ function joinedOptions(p: ParsedArgs): string | undefined {
 }
 
 /** qemu-img's cvtnum: a size with an optional suffix, or its two-line error naming `what`. */
-function cvtnum(what: string, text: string): number {
-  const m = /^\s*(\d+)(?:\.(\d+))?\s*([bkmgtpeBKMGTPE]?)$/.exec(text);
-  if (!m) throw invalidArgument(`Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n${PROGRAM}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`);
-  const shift = BigInt(Math.max(0, 'bkmgtpe'.indexOf(m[3]!.toLowerCase())) * 10);
-  let v = BigInt(m[1]!) << shift;
-  if (m[2] !== undefined) {
-    if (shift === 0n) throw invalidArgument(`Invalid ${what} specified. You may use k, M, G, T, P or E suffixes for\n${PROGRAM}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`);
-    v += (BigInt(m[2]) << shift) / 10n ** BigInt(m[2].length);
-  }
-  if (v > QEMU_MAX_SIZE) throw invalidArgument(`Invalid ${what} specified. Must be between 0 and ${QEMU_MAX_SIZE}.`);
-  return Number(v); // past 2^53 rounded: callers that need exact bytes refuse it
+function cvtnum(what: string, text: string, warn: (message: string) => void): number {
+  const v = qemuStrtoszDetailed(text);
+  const words = cvtnumMessages(what);
+  if (v === 'invalid') throw invalidArgument(words.bad.join(`\n${PROGRAM}: `));
+  if (v === 'range' || v.value > QEMU_MAX_SIZE) throw invalidArgument(words.range);
+  if (v.hexSuffix) warn(`warning: ${hexSuffixWarning(text)}`);
+  return Number(v.value); // past 2^53 rounded: callers that need exact bytes refuse it
 }
 
 /** qemu-img's is_valid_option_list: not empty, not starting with ',', no odd run of trailing commas. */
@@ -166,7 +163,7 @@ const create: Command = {
     const filename = p.positional[0]!;
     let size: number | undefined;
     try {
-      size = p.positional[1] !== undefined ? parseImageSize(p.positional[1]) : undefined;
+      size = p.positional[1] !== undefined ? parseImageSize(p.positional[1], { warn: ctx.warn }) : undefined;
     } catch (e) {
       // qemu-img's cvtnum reports this one in two error lines.
       if (e instanceof BlockError && e.code === 'BadSize') throw new StatusError(MSG_BAD_SIZE_LINES.join(`\n${PROGRAM}: `), 1);
@@ -398,7 +395,7 @@ const measure: Command = {
           throw invalidArgument(`Failed in parsing snapshot param '${v}'`);
         }
       } else if (k === 'output') out = outputFormat({ opts: [[k, v]], positional: [] });
-      else if (k === 'size') size = cvtnum('image size', v!);
+      else if (k === 'size') size = cvtnum('image size', v!, ctx.warn);
     }
     const options = joinedOptions(p);
     const outFmt = last(p, 'O') ?? 'raw';
@@ -543,7 +540,7 @@ const bitmap: Command = {
     const actions: BitmapAction[] = [];
     let granularity = 0;
     for (const [k, v] of p.opts) {
-      if (k === 'g') granularity = cvtnum('granularity', v!);
+      if (k === 'g') granularity = cvtnum('granularity', v!, ctx.warn);
       else if (k === 'merge') actions.push({ op: 'merge', source: v! });
       else if (k === 'add' || k === 'remove' || k === 'clear' || k === 'enable' || k === 'disable') actions.push({ op: k });
     }

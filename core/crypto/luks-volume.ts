@@ -127,6 +127,18 @@ async function findKey(io: LuksIo, header: LuksHeader, params: LuksParams, passp
   throw invalidArgument(INVALID_PASSWORD, {}, { code: 'WrongPassphrase' });
 }
 
+/** A new LUKS payload's cipher options and their defaults (qemu-block-drivers(7), by QEMU's
+ *  option names; qcow2 names them with "encrypt." in front). The GUI's passphrase dialog shows
+ *  these through the service's listFormats. */
+export const LUKS_CREATE_DEFAULTS: Readonly<Record<string, string | number>> = {
+  'cipher-alg': 'aes-256',
+  'cipher-mode': 'xts',
+  'ivgen-alg': 'plain64',
+  'ivgen-hash-alg': 'sha256',
+  'hash-alg': 'sha256',
+  'iter-time': DEFAULT_ITER_TIME_MS,
+};
+
 /** Resolve and check create options against what LUKS1 and Platter support. */
 function resolveCreate(o: LuksCreateOptions): { family: string; masterKeyLen: number; cipherAlg: string; mode: CipherMode; ivgen: IvGenAlg; ivgenHash: HashAlg | undefined; hash: HashAlg; iterTime: number } {
   const cipherAlg = o.cipherAlg ?? 'aes-256';

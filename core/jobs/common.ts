@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { openImage, type OpenImageOptions } from '../drivers/open.ts';
 import type { BlockNode } from '../block/node.ts';
 import { SecretStore } from '../block/secrets.ts';
-import { QEMU_MAX_SIZE, qemuStrtosz } from '../block/options-schema.ts';
+import { checkImageSize, QEMU_MAX_SIZE as QEMU_MAX_BIG, MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, MSG_SIZE_RANGE } from '../shared/sizes.ts';
 import { BlockError, invalidArgument, throwIfAborted } from '../errors.ts';
 import { MAX_EXACT_SIZE, SECTOR_BIG } from '../util/checked.ts';
 
@@ -121,27 +121,26 @@ export function checkAborted(ctl: JobControl): void {
   throwIfAborted(ctl.signal);
 }
 
-/** qemu-img create's size messages. */
-export const MSG_BAD_SIZE = 'Invalid image size specified. You may use k, M, G, T, P or E suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.';
-/** The same, as qemu-img create prints it: two error reports (cvtnum), one line each. */
-export const MSG_BAD_SIZE_LINES = ['Invalid image size specified. You may use k, M, G, T, P or E suffixes for', 'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.'] as const;
-export const MSG_SIZE_RANGE = 'Invalid image size specified. Must be between 0 and 9223372036854775807.';
+/** qemu-img create's size messages (core/shared/sizes.ts: the GUI shows the same). */
+export { MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, MSG_SIZE_RANGE };
 
 /**
  * Parse an image size as qemu-img create does (qemu_strtosz_size with a default of bytes): a
  * malformed value or a fraction of a byte is "Invalid image size specified. You may use ...";
  * a value past INT64_MAX is "... Must be between 0 and 9223372036854775807."; values Platter
- * cannot address exactly (past 2^53) are refused in words.
+ * cannot address exactly (past 2^53) are refused in words. `warn` gets QEMU's deprecation warning
+ * for a suffix on a hex number ("warning: ...").
  */
-export function parseImageSize(text: string | number, o: { inexact?: boolean } = {}): number {
+export function parseImageSize(text: string | number, o: { inexact?: boolean; warn?: (message: string) => void } = {}): number {
   if (typeof text === 'number') {
     const exact = Number.isSafeInteger(text) || (text < Number(MAX_EXACT_SIZE) && text % 512 === 0);
-    if (!Number.isInteger(text) || text < 0 || !(exact || (o.inexact && text <= Number(QEMU_MAX_SIZE)))) throw new BlockError('InvalidArgument', MSG_BAD_SIZE, {}, { code: 'BadSize' });
+    if (!Number.isInteger(text) || text < 0 || !(exact || (o.inexact && text <= Number(QEMU_MAX_BIG)))) throw invalidArgument(MSG_BAD_SIZE, {}, { code: 'BadSize' });
     return text;
   }
-  const value = qemuStrtosz(text);
-  if (value === 'invalid') throw new BlockError('InvalidArgument', MSG_BAD_SIZE, {}, { code: 'BadSize' });
-  if (value === 'range' || value > QEMU_MAX_SIZE) throw invalidArgument(MSG_SIZE_RANGE);
+  const checked = checkImageSize(text);
+  if ('error' in checked) throw invalidArgument(checked.error, {}, checked.invalid ? { code: 'BadSize' } : {});
+  if (checked.warning) o.warn?.(`warning: ${checked.warning}`);
+  const value = checked.bytes;
   // Past 2^53: only sizes a double holds exactly, with every sector under them (util/checked.ts).
   if (value > BigInt(Number.MAX_SAFE_INTEGER) && !o.inexact && !(value < MAX_EXACT_SIZE && value % SECTOR_BIG === 0n)) {
     throw invalidArgument(`Image size ${value} is beyond what Platter can address exactly (past 2^53 only multiples of 512 below 2^62)`);

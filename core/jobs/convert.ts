@@ -87,13 +87,6 @@ const ZERO_CHUNK = 1 << 30;
 /** qemu-img convert's buffer (IO_BUF_SIZE): the piece its progress counts at a time. */
 const QEMU_IO_BUF_SIZE = 2 << 20;
 
-/**
- * Formats whose compressed clusters may land in any order (each is placed wherever free space is,
- * and found through the L2 table): convert -c lets their compressions run concurrently on the
- * worker pool even without -W. Stream formats (vmdk streamOptimized) must be written in order.
- */
-const ORDER_FREE_COMPRESSED_FORMATS = new Set(['qcow2', 'qcow']);
-
 type Kind = 'data' | 'zero' | 'skip';
 
 /** Convert skips what the source's driver knows to be unallocated, even where QEMU's driver
@@ -329,7 +322,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       salvage: opts.salvage ? (env.warnReport ?? ((m) => env.warn(`warning: ${m}`))) : undefined,
       sparseSize,
       compressed,
-      inOrder: !(opts.outOfOrder ?? false) && !(compressed && ORDER_FREE_COMPRESSED_FORMATS.has(target.format)),
+      inOrder: !(opts.outOfOrder ?? false) && !(compressed && target.driver.kind === 'format' && target.driver.compressedWrites === 'any-order'),
       // Zero ranges of the source may be skipped only where the target already reads as zeros:
       // a new image whose driver promises it (bdrv_has_zero_init: not luks, not a preallocated
       // encrypted qcow2, not a device), or one the user vouches for with --target-is-zero.

@@ -4,25 +4,9 @@
 
 import type { SnapshotInfoJson } from '../api/types.ts';
 
-const UNIT_PREFIX = ['', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'Ei'];
-
-/** "0 B", "196 KiB", "1.5 GiB": the unit keeps the number below 1000 (qemu's size_to_str). */
-export function sizeToStr(bytes: number): string {
-  // qemu picks the unit from frexp(val / (1000/1024)): exponent e with 2^(e-1) <= v*1.024 < 2^e.
-  let unit = 0;
-  if (bytes > 0) {
-    const e = Math.floor(Math.log2(bytes * 1.024)) + 1;
-    unit = Math.max(0, Math.min(UNIT_PREFIX.length - 1, Math.floor((e - 1) / 10)));
-  }
-  const v = bytes / 2 ** (unit * 10);
-  return `${formatG3(v)} ${UNIT_PREFIX[unit]}B`;
-}
-
-/** printf("%0.3g") for 0 <= v < 1000. */
-export function formatG3(v: number): string {
-  if (v === 0) return '0';
-  return String(Number(v.toPrecision(3)));
-}
+// One size formatter for the CLI and the GUI (core/shared/sizes.ts).
+export { sizeToStr, formatG3 } from '../shared/sizes.ts';
+import { sizeToStr } from '../shared/sizes.ts';
 
 function pad2(n: number): string {
   return String(n).padStart(2, '0');

@@ -15,9 +15,6 @@ import { PassphraseDialog, type PassphraseResult } from './PassphraseDialog.tsx'
 import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
 
-/** Formats that can hold compressed clusters (qemu-img convert -c). */
-const COMPRESSIBLE = new Set(['qcow2', 'qcow', 'vmdk']);
-
 export function ConvertDialog({ source, onClose }: { source: string; onClose(): void }) {
   const id = useId();
   const allFormats = useFormats((s) => s.formats);
@@ -28,6 +25,9 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
   const [dir, setDir] = useState(dirname(source));
   const [name, setName] = useState(basename(replaceExtension(source, initialFormat === 'raw' ? 'img' : initialFormat)));
   const format = formats.find((f) => f.name === formatName);
+  /** Formats that can hold compressed clusters (qemu-img convert -c): their drivers say so. */
+  const compressible = formats.filter((f) => f.compression !== false).map((f) => f.name);
+  const canCompress = format ? format.compression !== false : false;
   const schema = useMemo(() => formSchema(format), [format]);
   const [values, setValues] = useState<FormValues>(() => initialValues(schema));
   const [compressed, setCompressed] = useState(false);
@@ -41,8 +41,8 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
   useEffect(() => setValues(initialValues(schema)), [schema]);
   useEffect(() => {
     setName((n) => n.replace(/\.[A-Za-z0-9]+$/, '') + `.${formatName === 'raw' ? 'img' : formatName}`);
-    if (!COMPRESSIBLE.has(formatName)) setCompressed(false);
-  }, [formatName]);
+    if (!canCompress) setCompressed(false);
+  }, [formatName, canCompress]);
 
   const target = joinPath(dir.trim(), name.trim());
   const problems = [
@@ -144,9 +144,9 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
           <input id={`${id}-dir`} type="text" value={dir} spellCheck={false} onChange={(e) => setDir(e.target.value)} />
         </div>
         <div className="field field-check">
-          <input id={`${id}-c`} type="checkbox" checked={compressed} disabled={!COMPRESSIBLE.has(formatName)} onChange={(e) => setCompressed(e.target.checked)} />
+          <input id={`${id}-c`} type="checkbox" checked={compressed} disabled={!canCompress} onChange={(e) => setCompressed(e.target.checked)} />
           <label htmlFor={`${id}-c`}>Compress data (-c)</label>
-          <p className="help">Smaller file; each cluster is compressed on every core. Only for {[...COMPRESSIBLE].join(', ')}.</p>
+          <p className="help">Smaller file; each cluster is compressed on every core. Only for {compressible.join(', ')}.</p>
         </div>
         {entry && entry.snapshots.length > 0 && (
           <div className="field">

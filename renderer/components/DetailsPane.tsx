@@ -5,6 +5,7 @@ import { useEffect, useState } from 'react';
 import type { ImageInfo } from '../../core/api/types.ts';
 import { api } from '../api-client.ts';
 import { selectedEntry, useLibrary } from '../stores/library.ts';
+import type { LibraryEntry } from '../../core/api/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
 
@@ -20,11 +21,15 @@ function flatten(data: Record<string, unknown>, prefix = ''): [string, string][]
   return out;
 }
 
-function Facts({ info }: { info: ImageInfo }) {
+/** The facts of the selected image. Its sizes are the library row's (the table's numbers, from the
+ *  same `info` read), so the table and this pane never disagree; the chain read fills the rest. */
+function Facts({ info, entry }: { info: ImageInfo; entry: LibraryEntry }) {
+  const virtualSize = entry.virtualSize ?? info['virtual-size'];
+  const actualSize = entry.virtualSize !== undefined ? entry.actualSize : info['actual-size'];
   const rows: [string, string][] = [
     ['Format', info.format],
-    ['Virtual size', `${formatBytes(info['virtual-size'])} (${info['virtual-size'].toLocaleString('en-US')} bytes)`],
-    ['Disk size', formatBytes(info['actual-size'])],
+    ['Virtual size', `${formatBytes(virtualSize)} (${virtualSize.toLocaleString('en-US')} bytes)`],
+    ['Disk size', formatBytes(actualSize)],
     ...(info['cluster-size'] ? ([['Cluster size', String(info['cluster-size'])]] as [string, string][]) : []),
     ['Encrypted', info.encrypted ? 'yes' : 'no'],
     ...(info['dirty-flag'] !== undefined ? ([['Dirty flag', info['dirty-flag'] ? 'yes' : 'no']] as [string, string][]) : []),
@@ -119,7 +124,7 @@ export function DetailsPane() {
         </p>
       )}
       {entry.lock === 'in-use' && <p className="notice-inline">Another process is using this image (it holds the write lock). Details are read in shared mode.</p>}
-      {info && <Facts info={info} />}
+      {info && <Facts info={info} entry={entry} />}
       {!info && !entry.error && !error && <p className="muted">Reading…</p>}
       <section aria-label="Snapshots">
         <h3>Snapshots ({entry.snapshots.length})</h3>

@@ -36,7 +36,7 @@ function JobRow({ job }: { job: JobView }) {
             <span className="eta num" aria-label="Time left">
               {eta !== undefined ? `${formatDuration(eta)} left` : ''}
             </span>
-            <button type="button" className="small-button" aria-label={`Cancel ${job.label}`} onClick={() => void api.cancelJob(job.jobId)}>
+            <button type="button" className="small-button" aria-label={`Cancel ${job.label}`} onClick={() => void api.cancelJob({ jobId: job.jobId })}>
               Cancel
             </button>
           </>

@@ -5,6 +5,7 @@
 
 import { useId } from 'react';
 import type { FormatOptionJson } from '../../core/api/types.ts';
+import { checkOptionText } from '../../core/shared/options.ts';
 import { formatBytes, parseSize } from '../util/format.ts';
 
 export type FormValues = Record<string, string | boolean>;
@@ -19,26 +20,12 @@ export function initialValues(schema: FormatOptionJson[]): FormValues {
   return out;
 }
 
-/** A message in words when `value` breaks the option's rules; undefined when it is fine. */
+/** A message in words when `value` breaks the option's rules (qemu-img's words: the same check
+ *  the CLI's -o parser makes, plus the range rules a driver checks later); undefined when fine. */
 export function validateOption(o: FormatOptionJson, value: string | boolean): string | undefined {
   if (typeof value === 'boolean' || value === '') return undefined;
-  let n: number | undefined;
-  if (o.type === 'size') {
-    n = parseSize(value);
-    if (n === undefined) return `${o.name}: expected a size such as 64K, 1M or 65536`;
-  } else if (o.type === 'number') {
-    if (!/^\d+$/.test(value.trim())) return `${o.name}: expected a whole number`;
-    n = Number(value);
-  } else if (o.type === 'enum' && o.values && !o.values.includes(value)) {
-    return `${o.name}: expected one of ${o.values.join(', ')}`;
-  }
-  if (n !== undefined) {
-    const show = (x: number) => (o.type === 'size' ? formatBytes(x) : String(x));
-    if (o.min !== undefined && n < o.min) return `${o.name}: must be at least ${show(o.min)}`;
-    if (o.max !== undefined && n > o.max) return `${o.name}: must be at most ${show(o.max)}`;
-    if (o.powerOfTwo && (n <= 0 || (n & (n - 1)) !== 0)) return `${o.name}: must be a power of two`;
-  }
-  return undefined;
+  if (o.type !== 'size' && o.type !== 'number' && o.type !== 'enum') return undefined;
+  return checkOptionText(o, value, { form: true }).error;
 }
 
 /** The options to send: only those the user changed from the default (as qemu-img -o lists them). */

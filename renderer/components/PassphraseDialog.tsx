@@ -1,8 +1,8 @@
 // The LUKS passphrase dialog (creating a luks image, or qcow2 with encrypt.format=luks): the
 // passphrase twice with a mismatch error, show/hide, a Caps Lock hint, a zxcvbn strength meter,
-// and the cipher options folded under "Advanced cipher options" with qemu-block-drivers(7)'s
-// defaults. The passphrase lives only in this component's state until it is handed to onSubmit
-// for one call; it never enters a store, a log or an event.
+// and the cipher options folded under "Advanced cipher options" with LUKS's defaults (from the
+// service: the format's encryption capability). The passphrase lives only in this component's
+// state until it is handed to onSubmit for one call; it never enters a store, a log or an event.
 
 import { useId, useMemo, useState, type KeyboardEvent } from 'react';
 import { ZxcvbnFactory } from '@zxcvbn-ts/core';
@@ -12,23 +12,6 @@ import type { FormatOptionJson } from '../../core/api/types.ts';
 import { Dialog } from './Dialog.tsx';
 import { OptionsForm, formErrors, initialValues, optionsToSend } from './OptionsForm.tsx';
 import { PassphraseInput } from './PassphraseInput.tsx';
-
-/** Cipher options of a luks payload, by their names without the qcow2 "encrypt." prefix, with the
- *  defaults qemu-block-drivers(7) gives (used when a driver's schema has no default). */
-export const LUKS_CIPHER_DEFAULTS: Record<string, string> = {
-  'cipher-alg': 'aes-256',
-  'cipher-mode': 'xts',
-  'ivgen-alg': 'plain64',
-  'ivgen-hash-alg': 'sha256',
-  'hash-alg': 'sha256',
-  'iter-time': '2000',
-};
-
-/** Is this option one the passphrase dialog owns (key-secret and the cipher choices)? */
-export function isLuksSecretOption(name: string): boolean {
-  const bare = name.startsWith('encrypt.') ? name.slice('encrypt.'.length) : name;
-  return bare === 'key-secret' || bare in LUKS_CIPHER_DEFAULTS;
-}
 
 let zxcvbn: ZxcvbnFactory | undefined;
 function strength(password: string) {
@@ -57,11 +40,9 @@ export interface PassphraseDialogProps {
   onCancel(): void;
 }
 
-function withSeedDefaults(schema: FormatOptionJson[]): FormatOptionJson[] {
-  return schema.map((o) => {
-    const bare = o.name.startsWith('encrypt.') ? o.name.slice('encrypt.'.length) : o.name;
-    return o.default === undefined && LUKS_CIPHER_DEFAULTS[bare] !== undefined ? { ...o, default: LUKS_CIPHER_DEFAULTS[bare], advanced: true } : { ...o, advanced: true };
-  });
+/** The cipher options fold under "Advanced cipher options" (their defaults come with them). */
+function folded(schema: FormatOptionJson[]): FormatOptionJson[] {
+  return schema.map((o) => ({ ...o, advanced: true }));
 }
 
 export function PassphraseDialog({ imageName, cipherSchema, onSubmit, onCancel }: PassphraseDialogProps) {
@@ -71,7 +52,7 @@ export function PassphraseDialog({ imageName, cipherSchema, onSubmit, onCancel }
   const [show, setShow] = useState(false);
   const [capsLock, setCapsLock] = useState(false);
   const [tried, setTried] = useState(false);
-  const schema = useMemo(() => withSeedDefaults(cipherSchema), [cipherSchema]);
+  const schema = useMemo(() => folded(cipherSchema), [cipherSchema]);
   const [cipher, setCipher] = useState(() => initialValues(schema));
   const result = useMemo(() => (pass ? strength(pass) : undefined), [pass]);
   const mismatch = confirm.length > 0 && pass !== confirm;

@@ -47,7 +47,7 @@ export function Sidebar() {
 
   const add = async (kind: 'folder' | 'file') => {
     if (isElectron()) {
-      const paths = await api.pickPaths(kind);
+      const paths = await api.pickPaths({ kind });
       if (paths.length) addRoots(paths);
     } else open('add-path');
   };

@@ -4,25 +4,34 @@
 
 import type { FormatDescription, FormatOptionJson } from '../../core/api/types.ts';
 import type { FormValues } from './OptionsForm.tsx';
-import { isLuksSecretOption } from './PassphraseDialog.tsx';
+import { useFormats } from '../stores/formats.ts';
 
 /** Options with their own controls elsewhere in the dialogs. */
 const OWN_CONTROLS = new Set(['size', 'backing_file', 'backing_fmt', 'backing_file_format']);
 
-export function formSchema(format: FormatDescription | undefined): FormatOptionJson[] {
-  return (format?.createOptions ?? []).filter((o) => !OWN_CONTROLS.has(o.name) && !isLuksSecretOption(o.name) && o.type !== 'secret-id');
+/** The options the passphrase dialog owns: the key secret and the LUKS cipher options (the
+ *  format's encryption capability, from the service). */
+function passphraseOptions(format: FormatDescription | undefined): Set<string> {
+  const e = format?.encryption;
+  return new Set(e ? [e.keySecret, ...e.cipherOptions.map((o) => o.name)] : []);
 }
 
-/** The cipher options the passphrase dialog shows for this format (luks's, or qcow2's encrypt.*). */
+export function formSchema(format: FormatDescription | undefined): FormatOptionJson[] {
+  const own = passphraseOptions(format);
+  return (format?.createOptions ?? []).filter((o) => !OWN_CONTROLS.has(o.name) && !own.has(o.name) && o.type !== 'secret-id');
+}
+
+/** The cipher options the passphrase dialog shows for this format (luks's, or qcow2's encrypt.*),
+ *  with LUKS's defaults where the format's schema has none. */
 export function cipherSchema(format: FormatDescription | undefined): FormatOptionJson[] {
-  return (format?.createOptions ?? []).filter((o) => isLuksSecretOption(o.name) && !/key-secret$/.test(o.name));
+  return format?.encryption?.cipherOptions ?? [];
 }
 
 /** The option that names the passphrase secret, when this choice encrypts with LUKS. */
 export function keySecretOption(format: FormatDescription | undefined, values: FormValues): string | undefined {
-  if (!format) return undefined;
-  if (format.name === 'luks') return 'key-secret';
-  if (values['encrypt.format'] === 'luks') return 'encrypt.key-secret';
+  const e = format?.encryption;
+  if (!e?.luks) return undefined;
+  if (e.luks === true || values[e.luks.option] === e.luks.value) return e.keySecret;
   return undefined;
 }
 
@@ -37,11 +46,13 @@ export const INVALID_PASSWORD = 'Invalid password, cannot unlock any keyslot';
 
 /**
  * An encrypted image opened with its key secret: a json: pseudo-filename (as qemu-img accepts)
- * naming the secret by id, so no file name needs escaping. luks takes `key-secret`; qcow2 (luks or
- * aes payload) and qcow take `encrypt.key-secret`. The passphrase itself goes in the call's secrets.
+ * naming the secret by id, so no file name needs escaping, under the option the format's
+ * encryption capability names (luks: `key-secret`; qcow2 and qcow: `encrypt.key-secret`). The
+ * passphrase itself goes in the call's secrets.
  */
-export function unlockedRef(path: string, format: string | undefined, secretId: string): { filename: string } {
+export function unlockedRef(path: string, format: string | undefined, secretId: string, formats: FormatDescription[] = useFormats.getState().formats): { filename: string } {
+  const keySecret = formats.find((f) => f.name === format)?.encryption?.keySecret ?? 'encrypt.key-secret';
   const file = { driver: 'file', filename: path };
-  const tree = format === 'luks' ? { driver: 'luks', file, 'key-secret': secretId } : { driver: format ?? 'qcow2', file, encrypt: { 'key-secret': secretId } };
-  return { filename: `json:${JSON.stringify(tree)}` };
+  const secret = keySecret === 'key-secret' ? { 'key-secret': secretId } : { encrypt: { 'key-secret': secretId } };
+  return { filename: `json:${JSON.stringify({ driver: format ?? 'qcow2', file, ...secret })}` };
 }

@@ -1,20 +1,13 @@
 // Words and numbers for people: byte sizes as qemu-img prints them (binary units, "1 GiB"),
-// dates, durations, rates. Pure functions, shared by every view.
+// dates, durations, rates. Pure functions, shared by every view. Sizes are read and printed by
+// core/shared/sizes.ts, the same code the CLI uses (qemu_strtosz, size_to_str).
 
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+import { parseSizeText, sizeToStr } from '../../core/shared/sizes.ts';
 
-/** 1536 -> "1.5 KiB", as qemu-img's size_to_str rounds (three significant digits). */
+/** 1536 -> "1.5 KiB": qemu-img's size_to_str (the CLI's "disk size"), "—" when unknown. */
 export function formatBytes(n: number | undefined): string {
   if (n === undefined || !Number.isFinite(n)) return '—';
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < UNITS.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  if (i === 0) return `${n} B`;
-  const text = v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
-  return `${text.replace(/\.?0+$/, '')} ${UNITS[i]}`;
+  return sizeToStr(n);
 }
 
 export function formatDate(ms: number | undefined): string {
@@ -45,25 +38,17 @@ export function formatVmClock(sec: number, nsec: number): string {
   return `${pad(Math.floor(sec / 3600))}:${pad(Math.floor(sec / 60) % 60)}:${pad(sec % 60)}.${pad(Math.floor(nsec / 1e6), 3)}`;
 }
 
-export const SIZE_UNITS: { label: string; factor: number }[] = [
-  { label: 'B', factor: 1 },
-  { label: 'KiB', factor: 1024 },
-  { label: 'MiB', factor: 1024 ** 2 },
-  { label: 'GiB', factor: 1024 ** 3 },
-  { label: 'TiB', factor: 1024 ** 4 },
+/** The size field's units, with the qemu_strtosz suffix each stands for. */
+export const SIZE_UNITS: { label: string; factor: number; suffix: string }[] = [
+  { label: 'B', factor: 1, suffix: '' },
+  { label: 'KiB', factor: 1024, suffix: 'K' },
+  { label: 'MiB', factor: 1024 ** 2, suffix: 'M' },
+  { label: 'GiB', factor: 1024 ** 3, suffix: 'G' },
+  { label: 'TiB', factor: 1024 ** 4, suffix: 'T' },
 ];
 
-/** qemu_strtosz's grammar for the GUI's size fields: "10G", "512M", "1.5T", "4096". */
-export function parseSize(text: string): number | undefined {
-  const m = /^\s*(\d+)(?:\.(\d+))?\s*([bkmgtpe])?(?:i?b)?\s*$/i.exec(text);
-  if (!m) return undefined;
-  const mult = { '': 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 }[(m[3] ?? '').toLowerCase()];
-  if (mult === undefined) return undefined;
-  const value = Number(`${m[1]}.${m[2] ?? '0'}`) * mult;
-  if (!Number.isSafeInteger(Math.round(value))) return undefined;
-  if (m[2] && mult === 1) return undefined;
-  return Math.round(value);
-}
+/** A size as qemu-img reads it (qemu_strtosz: "10G", "512M", "1.5T", "4096"; not "10 GiB"). */
+export const parseSize = parseSizeText;
 
 export function basename(p: string): string {
   const i = Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\'));

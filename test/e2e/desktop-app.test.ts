@@ -62,7 +62,7 @@ describe('desktop app (browser mode, chromium)', () => {
     // A bad value in a generated field is explained and blocks the job.
     await dialog.getByLabel('cluster_size').fill('1000');
     await dialog.getByRole('button', { name: 'Convert', exact: true }).click();
-    await dialog.getByRole('alert').filter({ hasText: 'cluster_size: must be a power of two' }).waitFor();
+    await dialog.getByRole('alert').filter({ hasText: "Parameter 'cluster_size' must be a power of two" }).waitFor();
     await dialog.getByLabel('cluster_size').fill('64K');
     await dialog.getByRole('button', { name: 'Convert', exact: true }).click();
 

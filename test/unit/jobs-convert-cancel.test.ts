@@ -33,7 +33,7 @@ test('a convert cancelled at its first progress event rejects with Cancelled and
     await assert.rejects(h.result, (e: unknown) => e instanceof BlockError && e.kind === 'Cancelled');
     assert.equal(existsSync(t.path('out.raw')), false, 'the cancelled target was left behind');
     assert.deepEqual(readdirSync(t.dir), ['src.raw']);
-    const summary = service.jobs().find((j) => j.jobId === h.id);
+    const summary = (await service.jobs()).find((j) => j.jobId === h.id);
     assert.equal(summary?.state, 'cancelled');
     await service.close();
   } finally {

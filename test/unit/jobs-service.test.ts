@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { tempDir } from '../helpers/qemu.ts';
-import { callService, createPlatterService, INPUT_SCHEMAS, JOB_METHODS, type JobEvent } from '../../core/api/service.ts';
+import { callService, createPlatterService, type JobEvent } from '../../core/api/service.ts';
+import { serviceRouter } from '../../core/api/router.ts';
 import { BlockError } from '../../core/errors.ts';
 import { formatDrivers } from '../../core/drivers/registry.ts';
 
@@ -19,8 +20,13 @@ test('callService refuses unknown methods and invalid input with InvalidArgument
   await s.close();
 });
 
-test('every method has a schema and every job method is callable through callService', () => {
-  for (const m of JOB_METHODS) assert.ok(m in INPUT_SCHEMAS, m);
+test('every router entry is a service method with a schema and a kind', () => {
+  const s = createPlatterService();
+  for (const [name, proc] of Object.entries(serviceRouter)) {
+    assert.equal(typeof (s as unknown as Record<string, unknown>)[name], 'function', name);
+    assert.equal(typeof proc.input.safeParse, 'function', name);
+    assert.ok(proc.kind === 'query' || proc.kind === 'job', name);
+  }
 });
 
 test('a job started through callService answers {jobId} and reports progress then done; secrets stay out of events', async () => {
@@ -47,8 +53,8 @@ test('a job started through callService answers {jobId} and reports progress the
     assert.ok(events.every((e) => e.jobId === out.jobId));
     assert.doesNotMatch(JSON.stringify(events), /hunter2/);
     assert.deepEqual(readFileSync(t.path('o.raw')), readFileSync(src));
-    assert.equal(s.jobs().find((j) => j.jobId === out.jobId)?.state, 'done');
-    assert.equal(s.cancelJob(out.jobId), false);
+    assert.equal((await s.jobs()).find((j) => j.jobId === out.jobId)?.state, 'done');
+    assert.equal(await s.cancelJob({ jobId: out.jobId }), false);
   } finally {
     await s.close();
     t.cleanup();
@@ -84,6 +90,30 @@ test('listFormats lists every registered driver with its create options as plain
   const prealloc = raw.createOptions.find((o) => o.name === 'preallocation')!;
   assert.deepEqual(prealloc.values, ['off', 'falloc', 'full']);
   assert.deepEqual(JSON.parse(JSON.stringify(list)), list);
+  await s.close();
+});
+
+test('listFormats carries what each driver can do (compression, encryption), from the driver, not from lists of names', async () => {
+  const s = createPlatterService();
+  const list = await s.listFormats();
+  const f = (name: string) => list.find((d) => d.name === name)!;
+  for (const d of formatDrivers()) assert.equal(f(d.name).compression, d.compressedWrites ?? false, d.name);
+  assert.equal(f('qcow2').compression, 'any-order');
+  assert.equal(f('vmdk').compression, 'in-order');
+  assert.equal(f('raw').compression, false);
+  assert.equal(f('raw').encryption, undefined);
+  const luks = f('luks').encryption!;
+  assert.equal(luks.keySecret, 'key-secret');
+  assert.equal(luks.luks, true);
+  assert.deepEqual(Object.fromEntries(luks.cipherOptions.map((o) => [o.name, o.default])), { 'cipher-alg': 'aes-256', 'cipher-mode': 'xts', 'ivgen-alg': 'plain64', 'ivgen-hash-alg': 'sha256', 'hash-alg': 'sha256', 'iter-time': 2000 });
+  const qcow2 = f('qcow2').encryption!;
+  assert.deepEqual(qcow2.luks, { option: 'encrypt.format', value: 'luks' });
+  assert.equal(qcow2.keySecret, 'encrypt.key-secret');
+  // qcow2's schema has no defaults for these (its -o help shows none); the LUKS ones are lent.
+  assert.equal(qcow2.cipherOptions.find((o) => o.name === 'encrypt.cipher-alg')?.default, 'aes-256');
+  assert.equal(f('qcow2').createOptions.find((o) => o.name === 'encrypt.cipher-alg')?.default, undefined);
+  assert.equal(f('qcow').encryption?.keySecret, 'encrypt.key-secret');
+  assert.equal(f('qcow').encryption?.luks, undefined);
   await s.close();
 });
 

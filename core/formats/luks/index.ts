@@ -149,6 +149,7 @@ export const luksDriver: FormatDriver = {
   kind: 'format',
   name: 'luks',
   description: 'LUKS1 encrypted image, compatible with Linux dm-crypt/cryptsetup (AES; xts, cbc, ecb, ctr)',
+  encryption: { keySecret: 'key-secret', luks: true },
   probe(head) {
     if (head.length < LUKS_MAGIC.length + 2 || !head.subarray(0, LUKS_MAGIC.length).equals(LUKS_MAGIC)) return 0;
     return head.readUInt16BE(LUKS_MAGIC.length) === LUKS_VERSION_1 ? PROBE_SCORE : 0;

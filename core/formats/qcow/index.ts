@@ -387,6 +387,7 @@ export const qcowDriver: FormatDriver = {
   kind: 'format',
   name: 'qcow',
   description: 'QEMU Copy-On-Write version 1 (legacy; kept for old images)',
+  compressedWrites: 'any-order', encryption: { keySecret: 'encrypt.key-secret' },
   supportsBacking: true,
   createOptions: [
     { name: 'backing_file', type: 'path', help: 'File name of a base image' },

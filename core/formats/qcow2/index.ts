@@ -24,6 +24,7 @@ export const qcow2Driver: FormatDriver = {
   kind: 'format',
   name: 'qcow2',
   description: 'QEMU copy-on-write image v2/v3: sparse, backing files, internal snapshots, compression',
+  compressedWrites: 'any-order', encryption: { keySecret: 'encrypt.key-secret', luks: { option: 'encrypt.format', value: 'luks' } },
   supportsBacking: true,
   createOptions: QCOW2_CREATE_OPTIONS,
   formattingOptions: QCOW2_FORMATTING_OPTIONS,

@@ -16,6 +16,7 @@ export const vmdkDriver: FormatDriver = {
   kind: 'format',
   name: 'vmdk',
   description: 'VMware virtual disk (monolithic/split sparse or flat, stream-optimized)',
+  compressedWrites: 'in-order',
   probe(head) {
     if (head.length < 4) return 0;
     const magic = head.readUInt32BE(0);
