@@ -106,6 +106,15 @@ export interface SerializedBlockError {
 
 export const isBlockError = (e: unknown): e is BlockError => e instanceof BlockError;
 
+/** Any failure as plain data for IPC, the WebSocket and job events: a BlockError as it is
+ *  (kind, message, context, hint, code; never a stack or a secret), anything else as an Io error
+ *  with its message. The one serializer of errors. */
+export function serializeError(e: unknown): SerializedBlockError {
+  if (e instanceof BlockError) return e.toJSON();
+  const err = e as { name?: unknown; message?: unknown } | undefined;
+  return { name: typeof err?.name === 'string' ? err.name : 'Error', kind: 'Io', message: typeof err?.message === 'string' ? err.message : String(e), context: {} };
+}
+
 /** Named constructors: one per kind, so call sites read as the failure they report. */
 export const invalidImage = (message: string, context?: BlockErrorContext, options?: BlockErrorOptions) => new BlockError('InvalidImage', message, context, options);
 export const unsupported = (message: string, context?: BlockErrorContext, options?: BlockErrorOptions) => new BlockError('Unsupported', message, context, options);

@@ -10,7 +10,7 @@ import { appRouter, type AppContext, type PickPathsInput } from '../core/api/app
 import { createLibraryWatcher } from '../core/api/library-watch.ts';
 import type { AppConfig, AppEvent, CallRequest, CallResult } from '../core/api/app-protocol.ts';
 import type { SerializedError } from '../core/api/types.ts';
-import { BlockError, invalidArgument } from '../core/errors.ts';
+import { BlockError, invalidArgument, serializeError } from '../core/errors.ts';
 
 export interface Dispatcher {
   call(request: CallRequest): Promise<CallResult>;
@@ -28,12 +28,7 @@ export interface DispatcherOptions {
   router?: AnyRouter;
 }
 
-/** An error as data for the renderer: kind, message, context, hint; never a stack or a secret. */
-export function serializeError(e: unknown): SerializedError {
-  if (e instanceof BlockError) return e.toJSON() as SerializedError;
-  const message = e instanceof Error ? e.message : String(e);
-  return { name: 'Error', kind: 'Io', message };
-}
+export { serializeError };
 
 export function createDispatcher(opts: DispatcherOptions): Dispatcher {
   const { service } = opts;

@@ -26,11 +26,14 @@ declare global {
 export class ApiError extends Error {
   readonly kind: string;
   readonly hint?: string;
+  /** BlockError.code (core/errors.ts BlockErrorCode), for the dialogs that act on it. */
+  readonly code?: string;
   constructor(e: SerializedError) {
     super(e.message);
     this.name = 'ApiError';
     this.kind = e.kind;
     if (e.hint) this.hint = e.hint;
+    if (e.code) this.code = e.code;
   }
 }
 

@@ -7,17 +7,13 @@
 import type { JobHandle, PlatterService, ServiceOptions } from './service.ts';
 import type { JobEvent, JobProgress, JobState, JobSummary, SerializedError } from './types.ts';
 import { serviceRouter, type CallContext, type Procedure } from './router.ts';
-import { BlockError, invalidArgument } from '../errors.ts';
+import { BlockError, invalidArgument, serializeError } from '../errors.ts';
 import { secretStoreFrom, type JobControl, type JobEnv } from '../jobs/common.ts';
 
 /** How many finished jobs a service remembers for jobs(). */
 const KEEP_FINISHED = 100;
 
-export function serializeError(e: unknown): SerializedError {
-  if (e instanceof BlockError) return e.toJSON();
-  const err = e as Error;
-  return { name: err?.name ?? 'Error', kind: 'Io', message: err?.message ?? String(e) };
-}
+export { serializeError };
 
 /**
  * Check `input` against a method's schema: the parsed value (defaults filled in), or a BlockError

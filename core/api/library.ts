@@ -8,6 +8,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { PlatterService } from './service.ts';
 import type { ImageInfo, SerializedError } from './types.ts';
+import { serializeError } from '../errors.ts';
 
 /** File name endings the library lists from a folder (any file can still be added by path). */
 export const IMAGE_EXTENSIONS = new Set([
@@ -61,10 +62,7 @@ export interface LibraryEntry {
   error?: SerializedError;
 }
 
-function serialize(e: unknown): SerializedError {
-  const x = e as { name?: string; kind?: string; message?: string; context?: Record<string, unknown>; hint?: string };
-  return { name: x?.name ?? 'Error', kind: x?.kind ?? 'Io', message: x?.message ?? String(e), ...(x?.context ? { context: x.context } : {}), ...(x?.hint ? { hint: x.hint } : {}) };
-}
+const serialize = serializeError;
 
 /** The image files under `dir` (sorted, bounded). */
 async function listImages(dir: string, recursive: boolean, depth: number, out: string[]): Promise<void> {

@@ -183,6 +183,8 @@ export interface SerializedError {
   message: string;
   context?: { path?: string; offset?: number; op?: string; node?: string };
   hint?: string;
+  /** BlockError.code: what the failure is, for callers that act on it (e.g. 'WrongPassphrase'). */
+  code?: string;
 }
 
 export type JobState = 'running' | 'done' | 'failed' | 'cancelled';

@@ -38,7 +38,7 @@ export function UnlockDialog({ path, name, format, onUnlock, onCancel }: UnlockD
       onUnlock(pass);
     } catch (e) {
       const message = (e as Error).message;
-      setError(message.includes(INVALID_PASSWORD) ? `Wrong passphrase: ${INVALID_PASSWORD}.` : message);
+      setError((e as { code?: string }).code === 'WrongPassphrase' ? `Wrong passphrase: ${INVALID_PASSWORD}.` : message);
       setBusy(false);
     }
   };

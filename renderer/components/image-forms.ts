@@ -41,7 +41,8 @@ export const PASSPHRASE_SECRET_ID = 'passphrase0';
 /** The id an encrypted source image's passphrase travels under (beside a LUKS target's own). */
 export const SOURCE_SECRET_ID = 'sourcepass0';
 
-/** The engine's words for a wrong LUKS passphrase (core/crypto/luks-volume.ts INVALID_PASSWORD). */
+/** What the unlock dialog says after a wrong passphrase (the engine's words, QEMU's; the dialog
+ *  knows the failure by its code, WrongPassphrase). */
 export const INVALID_PASSWORD = 'Invalid password, cannot unlock any keyslot';
 
 /**
