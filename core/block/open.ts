@@ -157,7 +157,14 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     // A json: name that does not parse: "Could not open 'json:...': Could not parse ..." as QEMU.
     throw typeof spec === 'string' && spec.startsWith('json:') ? prefixOpenError(e, spec) : e;
   }
-  const fileTree = resolveProtocolTree(tree.file as OptionsTree);
+  let fileTree: OptionsTree;
+  try {
+    fileTree = resolveProtocolTree(tree.file as OptionsTree);
+  } catch (e) {
+    // A URI that does not parse ("missing hostname in URI"): named as given, as qemu-img names it.
+    const given = typeof spec === 'string' ? spec : typeof (tree.file as OptionsTree).filename === 'string' ? String((tree.file as OptionsTree).filename) : undefined;
+    throw given === undefined ? e : opts.qemuImgPrefix ? qemuImgOpenError(e, given) : prefixOpenError(e, given);
+  }
   const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree, tree);
   /** An open failure as it leaves this function (qemu-img's prefix for the image it opens). */
   const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, displayName) : opts.bareDriverErrors ? e : prefixOpenError(e, displayName));
@@ -182,7 +189,9 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, childEnv);
   } catch (e) {
     // The protocol's own words ("Could not open 'x': No such file or directory"), then qemu-img's.
-    throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : prefixOpenError(e, displayName));
+    // (Only file-posix words its own failures so; other protocols' errors get qemu-img's prefix alone.)
+    const local = fileTree.driver === 'file' || fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom';
+    throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : local ? prefixOpenError(e, displayName) : e);
   }
   try {
     let probedRaw = false;
@@ -252,7 +261,9 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       for (const s of siblings) await s.close().catch(() => {});
       throw e;
     }
-    node = new BlockNode({ driver, impl, filename: displayName, readOnly, file, children: siblings, options: formatOptions, openedWith: tree });
+    // A node that says only "this format on this file" is named as its file (bdrv_refresh_filename).
+    const shownName = file.impl.exactFilename !== undefined && Object.keys(tree).every((k) => k === 'driver' || k === 'file') ? file.impl.exactFilename : displayName;
+    node = new BlockNode({ driver, impl, filename: shownName, readOnly, file, children: siblings, options: formatOptions, openedWith: tree });
     try {
       await openBackingChain(node, tree, fileTree, { ...opts, secrets, workers, warn }, perms);
     } catch (e) {
@@ -514,13 +525,15 @@ async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly
     for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
     throw e;
   }
-  return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
+  return new BlockNode({ driver: proto, impl, filename: nodeName ?? impl.exactFilename ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
 }
 
 /** Probe the format from the first bytes (QEMU's find_image_format: best score wins, raw last). */
 export async function probeFormat(file: BlockNode, displayName: string): Promise<{ driver: FormatDriver; raw: boolean }> {
   const n = Math.min(PROBE_BYTES, file.size);
-  const head = n > 0 ? await file.read(0, n) : Buffer.alloc(0);
+  const head = n > 0 ? await file.read(0, n).catch((e) => {
+    throw e instanceof BlockError ? new BlockError(e.kind, `Could not read image for determining its format: ${e.message}`, e.context, { cause: e }) : e;
+  }) : Buffer.alloc(0);
   if (file.size === 0) {
     // QEMU probes an empty file as raw, too.
   }
@@ -636,7 +649,11 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
     checkDeferred(driver.createOptions, values);
 
-    const proto = findProtocol('file')!;
+    // The protocol the name is in: a plain path is a file, an ssh:// name is created remotely.
+    const protoTree = resolveProtocolTree({ filename: path });
+    const proto = findProtocol(String(protoTree.driver));
+    if (!proto?.create) throw unsupported(`Protocol driver '${String(protoTree.driver)}' does not support image creation`, { path });
+    const local = proto.name === 'file';
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
     const createdSiblings: BlockNode[] = [];
     const ctx: CreateContext = {
@@ -649,6 +666,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
       ...(o.signal ? { signal: o.signal } : {}),
       ...(backing ? { backing } : {}),
       createSibling: async (name: string) => {
+        if (!local) throw unsupported(`Cannot create '${name}' next to an image that is not a plain file`, { path });
         const full = resolve(dirname(resolve(path)), name);
         await proto.create!(full, 0, {}, ctxBase);
         const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), { warn });
@@ -659,7 +677,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     const fileValues: OptionValues = {};
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
     await proto.create!(path, 0, fileValues, ctxBase);
-    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
+    const file = await openProtocol(local ? { driver: 'file', filename: path } : protoTree, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
     let failed = true;
     try {
       await driver.create(file, ctx);
@@ -669,7 +687,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     } finally {
       await file.close();
       for (const s of createdSiblings) await s.close().catch(() => {});
-      if (failed && driver.deleteFileOnCreateFailure) rmSync(path, { force: true });
+      if (failed && driver.deleteFileOnCreateFailure && local) rmSync(path, { force: true });
     }
     return values;
   } finally {

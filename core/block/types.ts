@@ -202,6 +202,9 @@ export interface NodeImpl {
   /** Protocol nodes a format grows by writing past the end (QEMU lets a file grow on write):
    *  writes may pass `size`, and reads past it return zeros. */
   readonly growable?: boolean;
+  /** The name QEMU's bdrv_refresh_filename gives this node, where it differs from the name the
+   *  user typed (ssh: "ssh://USER@HOST:PORT/PATH"): info, map and the nodes above show it. */
+  readonly exactFilename?: string;
 
   read(offset: number, length: number): Promise<Buffer>;
   /** Read into a buffer the caller owns, writing every byte of into[0, length) (optional: the
