@@ -24,9 +24,12 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
 /** A failed transfer as QEMU's driver reports it (-EIO), with what the server said as its cause. */
-function ioError(op: string, session: SshSession, cause: unknown, offset: number): BlockError {
-  const gone = session.closed();
-  return new BlockError('Io', gone ? 'Input/output error (the ssh connection was lost)' : 'Input/output error', { op, offset }, { cause });
+function ioError(op: string, loc: SshLocation, session: SshSession, cause: unknown, offset: number): BlockError {
+  if (!session.closed()) return new BlockError('Io', 'Input/output error', { op, offset }, { cause });
+  // The server went away: say so, and that what was being written may be incomplete.
+  const lost = `the ssh connection to ${loc.host}:${loc.port} was lost`;
+  const text = op === 'read' ? `Input/output error (${lost})` : `Input/output error (${lost}; the remote file '${loc.path}' may be left half-written)`;
+  return new BlockError('Io', text, { op, offset }, { cause });
 }
 
 /** Run `work` over [offset, offset+length) in CHUNK pieces, IN_FLIGHT at a time. */
@@ -93,14 +96,8 @@ export class SshNode implements NodeImpl {
     await chunked(offset, length, async (pos, len, at) => {
       let got = 0;
       while (got < len) {
-        const n = await new Promise<number>((resolve, reject) => {
-          try {
-            sftp.read(handle, into, at + got, len - got, pos + got, (err, bytes) => (err ? reject(err) : resolve(bytes)));
-          } catch (e) {
-            reject(e);
-          }
-        }).catch((e) => {
-          throw ioError('read', this.#s, e, pos + got);
+        const n = await this.#s.request<number>((done) => sftp.read(handle, into, at + got, len - got, pos + got, done)).catch((e) => {
+          throw ioError('read', this.#loc, this.#s, e, pos + got);
         });
         // End of file: zeros for the rest, as QEMU pads a short read.
         if (n === 0) {
@@ -115,14 +112,8 @@ export class SshNode implements NodeImpl {
   async write(offset: number, data: Buffer, flags: WriteFlags = {}): Promise<void> {
     const { sftp, handle } = this.#s;
     await chunked(offset, data.length, async (pos, len, at) => {
-      await new Promise<void>((resolve, reject) => {
-        try {
-          sftp.write(handle, data, at, len, pos, (err) => (err ? reject(err) : resolve()));
-        } catch (e) {
-          reject(e);
-        }
-      }).catch((e) => {
-        throw ioError('write', this.#s, e, pos);
+      await this.#s.request<void>((done) => sftp.write(handle, data, at, len, pos, done)).catch((e) => {
+        throw ioError('write', this.#loc, this.#s, e, pos);
       });
     });
     if (offset + data.length > this.#size) this.#size = offset + data.length;
@@ -139,14 +130,8 @@ export class SshNode implements NodeImpl {
       return;
     }
     const { sftp, handle } = this.#s;
-    await new Promise<void>((resolve, reject) => {
-      try {
-        sftp.ext_openssh_fsync(handle, (err: Error | undefined) => (err ? reject(err) : resolve()));
-      } catch (e) {
-        reject(e);
-      }
-    }).catch((e) => {
-      throw ioError('flush', this.#s, e, 0);
+    await this.#s.request<void>((done) => sftp.ext_openssh_fsync(handle, done)).catch((e) => {
+      throw ioError('flush', this.#loc, this.#s, e, 0);
     });
   }
 
@@ -166,9 +151,7 @@ export class SshNode implements NodeImpl {
 
 /** Grow the remote file to `size` by writing one zero byte at its last offset (ssh_grow_file). */
 async function growFile(s: SshSession, size: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    s.sftp.write(s.handle, Buffer.alloc(1), 0, 1, size - 1, (err) => (err ? reject(err) : resolve()));
-  }).catch((e) => {
+  await s.request<void>((done) => s.sftp.write(s.handle, Buffer.alloc(1), 0, 1, size - 1, done)).catch((e) => {
     throw sftpError('Failed to grow file', e);
   });
 }

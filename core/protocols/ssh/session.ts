@@ -41,6 +41,14 @@ export function sftpError(what: string, err: unknown): BlockError {
   return new BlockError(kind, text, { op: 'sftp' }, { cause: err });
 }
 
+type Ssh2 = typeof import('ssh2');
+
+/** The ssh2 module, loaded on first use (ESM sees a CommonJS module's exports as its default). */
+async function loadSsh2(): Promise<Ssh2> {
+  const mod = (await import('ssh2')) as Ssh2 & { default?: Ssh2 };
+  return mod.default ?? mod;
+}
+
 /** The user's default identity files, in libssh's order. */
 function defaultKeyFiles(): string[] {
   let home: string;
@@ -53,7 +61,7 @@ function defaultKeyFiles(): string[] {
 }
 
 /** A default key ssh2 can use: parsed, with its passphrase where one is needed and given. */
-async function loadDefaultKey(path: string, ssh2: typeof import('ssh2')): Promise<{ key: Buffer; passphrase?: string } | undefined> {
+async function loadDefaultKey(path: string, ssh2: Ssh2): Promise<{ key: Buffer; passphrase?: string } | undefined> {
   let key: Buffer;
   try {
     key = readFileSync(path);
@@ -86,6 +94,12 @@ export interface SshSession {
   fsync: boolean;
   /** Set when the connection has ended (the server went away). */
   closed(): boolean;
+  /**
+   * Run one sftp request: `start` gets the callback to hand ssh2. Settles with an error at once
+   * when the connection is gone, and when it goes while the request is pending (ssh2 does not
+   * always answer requests a dead channel dropped).
+   */
+  request<T>(start: (done: (err: unknown, value?: T) => void) => void): Promise<T>;
 }
 
 function portNumber(port: string): number {
@@ -98,7 +112,7 @@ function portNumber(port: string): number {
 export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<SshSession> {
   const user = loc.user ?? userInfo().username;
   const port = portNumber(loc.port);
-  const ssh2 = await import('ssh2');
+  const ssh2 = await loadSsh2();
   const client = new ssh2.Client();
   let refusal: BlockError | undefined;
   const knownEntries = loc.hostKeyCheck.mode === 'known_hosts' ? knownHostEntries(defaultKnownHostsFiles(), knownHostsName(loc.host, port)) : [];
@@ -113,6 +127,7 @@ export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<Ss
   const authHandler = (_methodsLeft: AuthenticationType[] | null, _partial: boolean | null, next: (a: unknown) => void): void => {
     void (async () => {
       for (;;) {
+        if (stage > keyFiles.length + 1) return next(false);
         const s = stage++;
         if (s === 0) return next({ type: 'none', username: user });
         if (s === 1) {
@@ -126,7 +141,7 @@ export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<Ss
         const k = await loadDefaultKey(file, ssh2);
         if (k) return next({ type: 'publickey', username: user, key: k.key, ...(k.passphrase !== undefined ? { passphrase: k.passphrase } : {}) });
       }
-    })();
+    })().catch(() => next(false));
   };
 
   const config: ConnectConfig = {
@@ -134,6 +149,9 @@ export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<Ss
     port,
     username: user,
     readyTimeout: READY_TIMEOUT_MS,
+    // A server that vanishes without closing the connection is noticed (and requests fail).
+    keepaliveInterval: 15_000,
+    keepaliveCountMax: 3,
     algorithms: { serverHostKey: serverHostKey as never, compress: ['none'] },
     hostVerifier: (key: Buffer) => {
       try {
@@ -173,22 +191,50 @@ export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<Ss
     throw e;
   }
   client.on('error', () => {}); // later errors surface through the requests that fail
-  client.on('close', () => {
+  const pending = new Set<(err: unknown) => void>();
+  const lost = () => {
     ended = true;
-  });
+    const gone = new Error(`the ssh connection to ${loc.host}:${loc.port} was lost`);
+    for (const fail of [...pending]) fail(gone);
+  };
+  client.on('close', lost);
+  client.on('end', lost);
+  const request = <T>(start: (done: (err: unknown, value?: T) => void) => void): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (ended) return reject(new Error(`the ssh connection to ${loc.host}:${loc.port} was lost`));
+      let settled = false;
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        pending.delete(fail);
+        reject(err);
+      };
+      pending.add(fail);
+      try {
+        start((err, value) => {
+          if (settled) return;
+          settled = true;
+          pending.delete(fail);
+          if (err) reject(err);
+          else resolve(value as T);
+        });
+      } catch (e) {
+        fail(e);
+      }
+    });
 
   try {
-    const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
-      client.sftp((err, s) => (err ? reject(new BlockError('Io', `failed to initialize sftp handle: ${err.message}`, { op: 'sftp' })) : resolve(s)));
+    const sftp = await request<SFTPWrapper>((done) => client.sftp(done)).catch((err: Error) => {
+      throw new BlockError('Io', `failed to initialize sftp handle: ${err.message}`, { op: 'sftp' });
     });
-    const handle = await new Promise<Buffer>((resolve, reject) => {
-      sftp.open(loc.path, open.flags, open.mode !== undefined ? { mode: open.mode } : {}, (err, h) => (err ? reject(sftpError(`failed to open remote file '${loc.path}'`, err)) : resolve(h)));
+    const handle = await request<Buffer>((done) => sftp.open(loc.path, open.flags, open.mode !== undefined ? { mode: open.mode } : {}, done)).catch((err) => {
+      throw sftpError(`failed to open remote file '${loc.path}'`, err);
     });
-    const attrs = await new Promise<Stats>((resolve, reject) => {
-      sftp.fstat(handle, (err, st) => (err ? reject(sftpError('failed to read file attributes', err)) : resolve(st)));
+    const attrs = await request<Stats>((done) => sftp.fstat(handle, done)).catch((err) => {
+      throw sftpError('failed to read file attributes', err);
     });
     const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions ?? {};
-    return { client, sftp, handle, attrs, user, fsync: ext['fsync@openssh.com'] === '1', closed: () => ended };
+    return { client, sftp, handle, attrs, user, fsync: ext['fsync@openssh.com'] === '1', closed: () => ended, request };
   } catch (e) {
     client.end();
     throw e;
@@ -197,14 +243,6 @@ export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<Ss
 
 /** Close the remote file and the connection (errors at close are of no use to anyone). */
 export async function closeSsh(s: SshSession): Promise<void> {
-  if (!s.closed()) {
-    await new Promise<void>((resolve) => {
-      try {
-        s.sftp.close(s.handle, () => resolve());
-      } catch {
-        resolve();
-      }
-    });
-  }
+  if (!s.closed()) await s.request((done) => s.sftp.close(s.handle, done)).catch(() => {});
   s.client.end();
 }
