@@ -304,7 +304,10 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   if (backingSpec === null || (typeof backingSpec === 'string' && backingSpec === '')) return; // backing: null disables
   if (opts.noBacking) return;
   const seen = opts.chainSeen ?? new Set<string>();
-  const self = canonicalPath(fileTree);
+  // (A remote node's own name stands for its path: a chain over ssh loops as a local one does.)
+  // (Named as opened, as qemu-img's chain walk remembers names: typed at the top, refreshed below.)
+  const remoteBase = node.baseFile?.impl.dirname ? node.baseFile : undefined;
+  const self = canonicalPath(fileTree) ?? (remoteBase ? (typeof fileTree.filename === 'string' ? fileTree.filename : remoteBase.impl.exactFilename) : undefined);
   if (self) seen.add(self);
   if (seen.size > MAX_BACKING_DEPTH) throw invalidImage(`Backing chain is deeper than ${MAX_BACKING_DEPTH} images`);
   const childPerms = backingChildPerms(perms);
@@ -328,7 +331,25 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   // filter such as blkdebug does not hide.
   const base = node.baseFile;
   const baseName = base?.filename ?? (typeof fileTree.filename === 'string' ? fileTree.filename : node.filename);
-  const full = resolveBackingFilename(node.filename, { driver: 'file', filename: baseName }, meta.filename);
+  // A relative name in an image on a remote node is on the same server, named from the node's
+  // own name (ssh://USER@HOST:PORT/DIR/NAME, as QEMU's bdrv_dirname): the metadata picks no server.
+  const remoteDir = base?.impl.dirname && !isAbsolute(meta.filename) && !meta.filename.startsWith('json:') ? base.impl.dirname.bind(base.impl) : undefined;
+  let full: string;
+  if (remoteDir) {
+    resolveBackingFilename(node.filename, { driver: 'file', filename: baseName }, meta.filename); // the metadata rule still applies
+    full = remoteDir() + meta.filename;
+    if (seen.has(full)) {
+      const loop = invalidImage(`Backing file '${full}' creates an infinite loop.`, { path: node.filename });
+      BARE_ERRORS.add(loop);
+      throw loop;
+    }
+    node.backing = await openImage(full, { ...childOpts, format: opts.backingFormat ?? meta.format }).catch((e: unknown) => {
+      if (e instanceof BlockError && BARE_ERRORS.has(e)) throw e;
+      throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open backing file: ${e instanceof BlockError ? e.message : String(e)}`, { path: node.filename }, { cause: e });
+    });
+    return;
+  }
+  full = resolveBackingFilename(node.filename, { driver: 'file', filename: baseName }, meta.filename);
   // Named as QEMU names it (path_combine with the image's name as given: "b.qcow2", not an
   // absolute path) wherever that name cannot be mistaken for a protocol.
   const shown = isAbsolute(meta.filename) || full.startsWith('json:') ? full : pathCombine(baseName, meta.filename);

@@ -205,6 +205,10 @@ export interface NodeImpl {
   /** The name QEMU's bdrv_refresh_filename gives this node, where it differs from the name the
    *  user typed (ssh: "ssh://USER@HOST:PORT/PATH"): info, map and the nodes above show it. */
   readonly exactFilename?: string;
+  /** The directory relative names in an image on this node resolve against, as a name ending in
+   *  '/' (QEMU's bdrv_dirname), for protocols whose names are not local paths (ssh); throws
+   *  QEMU's words where there is none. Without it, the node's file name's directory. */
+  dirname?(): string;
 
   read(offset: number, length: number): Promise<Buffer>;
   /** Read into a buffer the caller owns, writing every byte of into[0, length) (optional: the

@@ -309,6 +309,30 @@ describe('ssh protocol vs qemu-img (ssh driver, libssh) against a real sshd', { 
     rmSync(kh, { force: true });
   });
 
+  test('backing files of remote images: on the same server (info --backing-chain, convert equal qemu-img\'s); refused with host_key_check set; loops caught as qemu-img catches them', async (ctx) => {
+    qemuImg('create', '-q', '-f', 'qcow2', remote('base.qcow2'), '8M');
+    qemuIo('-c', 'write -P 0x77 1M 1M', remote('base.qcow2'));
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', remote('top.qcow2'));
+    qemuIo('-c', 'write -P 0x11 0 64k', remote('top.qcow2'));
+    // With host_key_check in the name there is no base directory (ssh_bdrv_dirname).
+    await same(['info', uri('top.qcow2')]);
+    await same(['info', '--output=json', uri('top.qcow2')]);
+    assert.match(await sameFailure(['convert', '-O', 'raw', uri('top.qcow2'), join(d, 'never.raw')]), /Cannot generate a base directory with host_key_check set$/);
+    assert.ok(!existsSync(join(d, 'never.raw')));
+    if (namespaces) return ctx.skip(namespaces);
+    const ns = { privateHome: true };
+    writeFileSync(join(home, '.ssh', 'known_hosts'), `[127.0.0.1]:${port} ${readFileSync(join(d, 'hostkey.pub'), 'utf8').split(' ').slice(0, 2).join(' ')}\n`);
+    await same(['info', '--backing-chain', uri('top.qcow2', null)], ns);
+    await same(['info', '--backing-chain', '--output=json', uri('top.qcow2', null)], ns);
+    const r = await platter(['convert', '-O', 'raw', uri('top.qcow2', null), join(d, 'flat.raw')], ns);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(qemuImg('compare', '-F', 'raw', remote('top.qcow2'), join(d, 'flat.raw')), /Images are identical/);
+    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'lb.qcow2', '-F', 'qcow2', remote('la.qcow2'), '1M');
+    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'la.qcow2', '-F', 'qcow2', remote('lb.qcow2'), '1M');
+    assert.match(await sameFailure(['info', '--backing-chain', uri('la.qcow2', null)], ns), /lb\.qcow2' creates an infinite loop\.$/);
+    rmSync(join(home, '.ssh', 'known_hosts'));
+  });
+
   test('authentication: no usable identity fails as qemu-img; the default key ~/.ssh/id_ed25519 works without an agent', async (ctx) => {
     const msg = await sameFailure(['info', uri('img.qcow2')], { env: { SSH_AUTH_SOCK: emptyAgentSock } });
     assert.match(msg, /failed to authenticate using publickey authentication and the identities held by your ssh-agent$/);

@@ -70,6 +70,12 @@ export class SshNode implements NodeImpl {
     this.exactFilename = refreshedFilename(loc, s.user);
   }
 
+  /** QEMU's ssh_bdrv_dirname: the node's name up to its last '/', refused with a query string. */
+  dirname(): string {
+    if (this.#loc.legacyHostKeyCheck !== undefined) throw new BlockError('InvalidArgument', 'Cannot generate a base directory with host_key_check set', { op: 'dirname' });
+    return this.exactFilename.slice(0, this.exactFilename.lastIndexOf('/') + 1);
+  }
+
   get size(): number {
     return this.#size;
   }
