@@ -10,7 +10,7 @@ import { BlockNode } from './node.ts';
 import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
 import { PROBE_BYTES } from './types.ts';
 import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
-import { pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
+import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
@@ -638,7 +638,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
   const warn = o.warn ?? defaultWarn;
   const secrets = o.secrets ?? new SecretStore();
   const workers = o.workers ?? sharedWorkerPool();
-  const values = withDefaults(driver.createOptions, parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true }));
+  const given = parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true });
+  const values = withDefaults(driver.createOptions, given);
 
   let size = o.size;
   let backing: BlockNode | undefined;
@@ -666,6 +667,16 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     }
     if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
     if (!Number.isInteger(size) || size < 0 || size >= Number(MAX_EXACT_SIZE)) throw invalidArgument('Invalid image size specified.');
+    // Options of the file protocol given for a name in another protocol (ssh takes only the
+    // size): qemu-img parses -o against the format's and that protocol's options, and refuses.
+    const target = protocolPrefix(path) !== undefined ? KNOWN_PROTOCOLS[protocolPrefix(path)!] : 'file';
+    const targetProto = target !== undefined && target !== 'file' ? findProtocol(target) : undefined;
+    if (targetProto) {
+      const fileOnly = ['nocow', 'extent_size_hint', ...(driver.name === 'raw' ? ['preallocation'] : [])];
+      for (const k of fileOnly) {
+        if (given[k] !== undefined && !targetProto.createOptions.some((spec) => spec.name === k)) throw invalidArgument(`Invalid parameter '${k}'`, { path: o.filename });
+      }
+    }
     o.onValidated?.(size);
     // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
     checkDeferred(driver.createOptions, values);

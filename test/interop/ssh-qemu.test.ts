@@ -353,6 +353,11 @@ describe('ssh protocol vs qemu-img (ssh driver, libssh) against a real sshd', { 
     assert.match(await sameFailure(['info', uri('dir')]), /Could not read image for determining its format: Input\/output error$/);
     await sameFailure(['create', '-f', 'qcow2', `ssh://127.0.0.1:${port}${remote('nodir/x.qcow2')}?host_key_check=no`, '1M']);
     await sameFailure(['create', '-f', 'raw', uri('dir'), '1M']);
+    // The file protocol's create options are not ssh's (it takes only the size): refused before anything is written.
+    for (const [fmt, opt] of [['raw', 'preallocation=off'], ['qcow2', 'nocow=on'], ['raw', 'extent_size_hint=1M']] as const) {
+      assert.match(await sameFailure(['create', '-f', fmt, '-o', opt, uri(`opt.${fmt}`), '1M']), new RegExp(`Invalid parameter '${opt.split('=')[0]}'$`));
+      assert.ok(!existsSync(remote(`opt.${fmt}`)));
+    }
     const closed = await freePort();
     assert.match(await sameFailure(['info', `ssh://127.0.0.1:${closed}/x?host_key_check=no`]), /Failed to connect to '127\.0\.0\.1:\d+': Connection refused$/);
     await sameFailure(['info', `ssh://127.0.0.1:${port}`]);
