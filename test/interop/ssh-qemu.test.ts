@@ -345,6 +345,27 @@ describe('ssh protocol vs qemu-img (ssh driver, libssh) against a real sshd', { 
     // Encrypted and no way to ask for the passphrase: skipped, as libssh skips it.
     writeFileSync(idFile, readFileSync(join(d, 'clientkey')), { mode: 0o600 });
     await sameFailure(['info', uri('img.qcow2')], { env: { SSH_AUTH_SOCK: '' }, privateHome: true });
+    // With a passphrase source (the desktop app asks the user): the key is used, and the
+    // passphrase shows in no output, error or not.
+    const script = join(d, 'passphrase-open.mts');
+    writeFileSync(
+      script,
+      `import { sshDriver } from ${JSON.stringify(join(REPO_ROOT, 'core/protocols/ssh/index.ts'))};\n` +
+        `import { sshPassphrases } from ${JSON.stringify(join(REPO_ROOT, 'core/protocols/ssh/session.ts'))};\n` +
+        `sshPassphrases.forKey = async (path) => (path.endsWith('/id_ed25519') ? process.env.TEST_PASSPHRASE : undefined);\n` +
+        `const open = (path: string) => sshDriver.open({ filename: 'x', options: { server: { host: '127.0.0.1', port: '${port}' }, path, 'host-key-check': { mode: 'none' } }, readOnly: true, perm: 1, sharedPerm: 15, warn: console.error });\n` +
+        `const node = await open(${JSON.stringify(remote('img.qcow2'))});\n` +
+        `console.log('size', node.size);\n` +
+        `await node.close();\n` +
+        `await open(${JSON.stringify(remote('missing'))}).catch((e) => console.log(String(e), JSON.stringify(e)));\n`,
+    );
+    const r = run('unshare', ['-m', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', home, realHome, process.execPath, '--import', 'tsx', script], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, SSH_AUTH_SOCK: '', TEST_PASSPHRASE: passphrase },
+    });
+    platterOutputs.push(r.stdout, r.stderr);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^size ${statSync(remote('img.qcow2')).size}\n.*No such file`));
     rmSync(idFile);
   });
 
