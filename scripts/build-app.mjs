@@ -68,7 +68,7 @@ async function buildElectron({ minify, outDir }) {
     target: ['node20'],
     minify,
     sourcemap: minify ? false : 'linked',
-    external: ['electron', 'koffi'],
+    external: ['electron', 'koffi', 'cpu-features', '*.node'],
     logLevel: 'warning',
   };
   await build({

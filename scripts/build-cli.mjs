@@ -33,7 +33,7 @@ const schemasStubbed = {
 /** Build the CLI into `outDir`; returns the path of the command (run it with node). */
 export async function buildCli({ outDir = join(ROOT, 'dist', 'cli'), minify = false } = {}) {
   mkdirSync(outDir, { recursive: true });
-  const common = { bundle: true, platform: 'node', target: 'node20', external: ['koffi'], minify, logLevel: 'warning' };
+  const common = { bundle: true, platform: 'node', target: 'node20', external: ['koffi', 'cpu-features', '*.node'], minify, logLevel: 'warning' };
   const cjs = {
     ...common,
     format: 'cjs',

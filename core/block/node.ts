@@ -106,6 +106,14 @@ export class BlockNode {
     return this.impl.qemuFilename?.();
   }
 
+  /** For a protocol whose names are not local paths (ssh): the directory relative names in the
+   *  image resolve against, as a name ending in '/' (QEMU's bdrv_dirname); calling it throws
+   *  where QEMU cannot name one. Undefined for local files. */
+  get remoteDirname(): (() => string) | undefined {
+    const impl = this.impl;
+    return impl.dirname ? () => impl.dirname!() : undefined;
+  }
+
   /** The backing file the image records (name and format as stored), if any. */
   get backingFile(): { filename: string; format?: string } | undefined {
     return this.impl.backingFile;

@@ -205,6 +205,13 @@ export interface NodeImpl {
   /** Protocol nodes a format grows by writing past the end (QEMU lets a file grow on write):
    *  writes may pass `size`, and reads past it return zeros. */
   readonly growable?: boolean;
+  /** The name QEMU's bdrv_refresh_filename gives this node, where it differs from the name the
+   *  user typed (ssh: "ssh://USER@HOST:PORT/PATH"): info, map and the nodes above show it. */
+  readonly exactFilename?: string;
+  /** The directory relative names in an image on this node resolve against, as a name ending in
+   *  '/' (QEMU's bdrv_dirname), for protocols whose names are not local paths (ssh); throws
+   *  QEMU's words where there is none. Without it, the node's file name's directory. */
+  dirname?(): string;
 
   read(offset: number, length: number): Promise<Buffer>;
   /** Read into a buffer the caller owns, writing every byte of into[0, length) (optional: the
@@ -420,9 +427,6 @@ export interface ProtocolDriver {
   readonly description: string;
   /** URI schemes handled ("nbd", "nbd+unix", ...), or filename prefixes ("fat:"). */
   readonly prefixes?: readonly string[];
-  /** Open errors are the driver's own words, which qemu-img prefixes once (QEMU's file-posix adds
-   *  its own "Could not open 'x': " and the generic layer models that for the others). */
-  readonly bareOpenErrors?: boolean;
   /** Its nodes take no locks, so the permissions they are opened with change nothing: a node
    *  opened to probe the format is kept instead of opened again (vvfat: a second open would read
    *  the whole directory tree again). */

@@ -14,7 +14,7 @@ import { SecretStore } from '../block/secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
 import { checkDeferred, parseOptions, withDefaults, type OptionValues } from '../block/options-schema.ts';
 import { findFormat, findProtocol } from './registry.ts';
-import { defaultWarn, openImage, openProtocol, resolveBackingFilename } from './open.ts';
+import { defaultWarn, openImage, openProtocol, resolveBackingFilename, resolveProtocolTree } from './open.ts';
 
 export interface CreateImageOptions {
   format: string;
@@ -57,7 +57,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
   const warn = o.warn ?? defaultWarn;
   const secrets = o.secrets ?? new SecretStore();
   const workers = o.workers ?? sharedWorkerPool();
-  const values = withDefaults(driver.createOptions, parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true }));
+  const given = parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true });
+  const values = withDefaults(driver.createOptions, given);
 
   let size = o.size;
   let backing: BlockNode | undefined;
@@ -85,11 +86,25 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     }
     if (size === undefined) throw invalidArgument('Image creation needs a size parameter');
     if (!Number.isInteger(size) || size < 0 || size >= Number(MAX_EXACT_SIZE)) throw invalidArgument('Invalid image size specified.');
+    // Options of the file protocol given for a name in another protocol (ssh takes only the
+    // size): qemu-img parses -o against the format's and that protocol's options, and refuses.
+    const target = protocolPrefix(path) !== undefined ? KNOWN_PROTOCOLS[protocolPrefix(path)!] : 'file';
+    const targetProto = target !== undefined && target !== 'file' ? findProtocol(target) : undefined;
+    if (targetProto) {
+      const fileOnly = ['nocow', 'extent_size_hint', ...(driver.name === 'raw' ? ['preallocation'] : [])];
+      for (const k of fileOnly) {
+        if (given[k] !== undefined && !targetProto.createOptions.some((spec) => spec.name === k)) throw invalidArgument(`Invalid parameter '${k}'`, { path: o.filename });
+      }
+    }
     o.onValidated?.(size);
     // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
     checkDeferred(driver.createOptions, values);
 
-    const proto = findProtocol('file')!;
+    // The protocol the name is in: a plain path is a file, an ssh:// name is created remotely.
+    const protoTree = resolveProtocolTree({ filename: path });
+    const proto = findProtocol(String(protoTree.driver));
+    if (!proto?.create) throw unsupported(`Protocol driver '${String(protoTree.driver)}' does not support image creation`, { path });
+    const local = proto.name === 'file';
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
     const createdSiblings: BlockNode[] = [];
     const ctx: CreateContext = {
@@ -102,6 +117,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
       ...(o.signal ? { signal: o.signal } : {}),
       ...(backing ? { backing } : {}),
       createSibling: async (name: string) => {
+        if (!local) throw unsupported(`Cannot create '${name}' next to an image that is not a plain file`, { path });
         const full = resolve(dirname(resolve(path)), name);
         await proto.create!(full, 0, {}, ctxBase);
         const child = await openProtocol({ driver: 'file', filename: full }, full, false, storageChildPerms(rootPerms(false, false), true, false), { warn });
@@ -112,7 +128,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     const fileValues: OptionValues = {};
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
     await proto.create!(path, 0, fileValues, ctxBase);
-    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
+    const file = await openProtocol(local ? { driver: 'file', filename: path } : protoTree, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
     let failed = true;
     try {
       await driver.create(file, ctx);
@@ -122,7 +138,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     } finally {
       await file.close();
       for (const s of createdSiblings) await s.close().catch(() => {});
-      if (failed && driver.deleteFileOnCreateFailure) rmSync(path, { force: true });
+      if (failed && driver.deleteFileOnCreateFailure && local) rmSync(path, { force: true });
     }
     return values;
   } finally {

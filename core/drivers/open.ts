@@ -157,7 +157,14 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     // A json: name that does not parse: "Could not open 'json:...': Could not parse ..." as QEMU.
     throw typeof spec === 'string' && spec.startsWith('json:') ? prefixOpenError(e, spec) : e;
   }
-  const fileTree = resolveProtocolTree(tree.file as OptionsTree);
+  let fileTree: OptionsTree;
+  try {
+    fileTree = resolveProtocolTree(tree.file as OptionsTree);
+  } catch (e) {
+    // A URI that does not parse ("missing hostname in URI"): named as given, as qemu-img names it.
+    const given = typeof spec === 'string' ? spec : typeof (tree.file as OptionsTree).filename === 'string' ? String((tree.file as OptionsTree).filename) : undefined;
+    throw given === undefined ? e : opts.qemuImgPrefix ? qemuImgOpenError(e, given) : prefixOpenError(e, given);
+  }
   const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree, tree);
   /** An open failure as it leaves this function (qemu-img's prefix for the image it opens). */
   const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, displayName) : opts.bareDriverErrors ? e : prefixOpenError(e, displayName));
@@ -182,8 +189,9 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, childEnv);
   } catch (e) {
     // The protocol's own words ("Could not open 'x': No such file or directory"), then qemu-img's.
-    const bare = findProtocol(String(fileTree.driver))?.bareOpenErrors === true;
-    throw failed(e instanceof BlockError && (e.kind === 'Locked' || bare) ? e : prefixOpenError(e, displayName));
+    // (Only file-posix words its own failures so; other protocols' errors get qemu-img's prefix alone.)
+    const local = fileTree.driver === 'file' || fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom';
+    throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : local ? prefixOpenError(e, displayName) : e);
   }
   try {
     let probedRaw = false;
@@ -255,7 +263,9 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       for (const s of siblings) await s.close().catch(() => {});
       throw e;
     }
-    node = new BlockNode({ driver, impl, filename: displayName, readOnly, file, children: siblings, options: formatOptions, openedWith: tree });
+    // A node that says only "this format on this file" is named as its file (bdrv_refresh_filename).
+    const shownName = file.impl.exactFilename !== undefined && Object.keys(tree).every((k) => k === 'driver' || k === 'file') ? file.impl.exactFilename : displayName;
+    node = new BlockNode({ driver, impl, filename: shownName, readOnly, file, children: siblings, options: formatOptions, openedWith: tree });
     try {
       await openBackingChain(node, tree, fileTree, { ...opts, secrets, workers, warn }, perms);
     } catch (e) {
@@ -295,7 +305,10 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   if (backingSpec === null || (typeof backingSpec === 'string' && backingSpec === '')) return; // backing: null disables
   if (opts.noBacking) return;
   const seen = opts.chainSeen ?? new Set<string>();
-  const self = canonicalPath(fileTree);
+  // (A remote node's own name stands for its path: a chain over ssh loops as a local one does.)
+  // (Named as opened, as qemu-img's chain walk remembers names: typed at the top, refreshed below.)
+  const remoteBase = node.baseFile?.impl.dirname ? node.baseFile : undefined;
+  const self = canonicalPath(fileTree) ?? (remoteBase ? (typeof fileTree.filename === 'string' ? fileTree.filename : remoteBase.impl.exactFilename) : undefined);
   if (self) seen.add(self);
   if (seen.size > MAX_BACKING_DEPTH) throw invalidImage(`Backing chain is deeper than ${MAX_BACKING_DEPTH} images`);
   const childPerms = backingChildPerms(perms);
@@ -319,7 +332,23 @@ async function openBackingChain(node: BlockNode, tree: OptionsTree, fileTree: Op
   // filter such as blkdebug does not hide.
   const base = node.baseFile;
   const baseName = base?.filename ?? (typeof fileTree.filename === 'string' ? fileTree.filename : node.filename);
-  const full = resolveBackingFilename(node.filename, { driver: 'file', filename: baseName }, meta.filename);
+  // A relative name in an image on a remote node is on the same server, named from the node's
+  // own name (ssh://USER@HOST:PORT/DIR/NAME, as QEMU's bdrv_dirname): the metadata picks no server.
+  const remoteDir = base?.remoteDirname && !isAbsolute(meta.filename) && !meta.filename.startsWith('json:') ? base.remoteDirname : undefined;
+  let full: string;
+  if (remoteDir) {
+    resolveBackingFilename(node.filename, { driver: 'file', filename: baseName }, meta.filename); // the metadata rule still applies
+    full = remoteDir() + meta.filename;
+    if (seen.has(full)) {
+      throw invalidImage(`Backing file '${full}' creates an infinite loop.`, { path: node.filename }, { code: 'BackingLoop' });
+    }
+    node.backing = await openImage(full, { ...childOpts, format: opts.backingFormat ?? meta.format }).catch((e: unknown) => {
+      if (e instanceof BlockError && e.code === 'BackingLoop') throw e;
+      throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open backing file: ${e instanceof BlockError ? e.message : String(e)}`, { path: node.filename }, { cause: e, code: 'OpenFailed' });
+    });
+    return;
+  }
+  full = resolveBackingFilename(node.filename, { driver: 'file', filename: baseName }, meta.filename);
   // Named as QEMU names it (path_combine with the image's name as given: "b.qcow2", not an
   // absolute path) wherever that name cannot be mistaken for a protocol.
   const shown = isAbsolute(meta.filename) || full.startsWith('json:') ? full : pathCombine(baseName, meta.filename);
@@ -441,7 +470,7 @@ function realOrSelf(path: string): string {
   }
 }
 
-function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
+export function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
   if (typeof fileTree.driver === 'string') {
     if (!findProtocol(fileTree.driver)) {
       if (findFormat(fileTree.driver)) return fileTree; // a format over a format (e.g. luks over raw)
@@ -514,13 +543,15 @@ export async function openProtocol(fileTree: OptionsTree, displayName: string, r
     for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
     throw e;
   }
-  return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
+  return new BlockNode({ driver: proto, impl, filename: nodeName ?? impl.exactFilename ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
 }
 
 /** Probe the format from the first bytes (QEMU's find_image_format: best score wins, raw last). */
 export async function probeFormat(file: BlockNode, displayName: string): Promise<{ driver: FormatDriver; raw: boolean }> {
   const n = Math.min(PROBE_BYTES, file.size);
-  const head = n > 0 ? await file.read(0, n) : Buffer.alloc(0);
+  const head = n > 0 ? await file.read(0, n).catch((e) => {
+    throw e instanceof BlockError ? new BlockError(e.kind, `Could not read image for determining its format: ${e.message}`, e.context, { cause: e }) : e;
+  }) : Buffer.alloc(0);
   // QEMU probes an empty file as raw without asking the drivers (find_image_format), so an
   // empty "x.dmg" is raw, not dmg.
   const raw = findFormat('raw');

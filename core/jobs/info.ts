@@ -28,6 +28,14 @@ export const fullBackingFilename = pathCombine;
 export function absoluteBackingFilename(node: BlockNode, backing: string): string | undefined {
   if (isAbsolute(backing) || backing.startsWith('json:') || protocolPrefix(backing) !== undefined) return backing;
   const base = node.baseFile;
+  const remoteDir = base?.remoteDirname;
+  if (remoteDir) {
+    try {
+      return remoteDir() + backing;
+    } catch {
+      return undefined; // e.g. ssh with host_key_check: "cannot determine actual path"
+    }
+  }
   return base ? pathCombine(base.filename, backing) : undefined;
 }
 

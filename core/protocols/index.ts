@@ -5,6 +5,7 @@ import { nullAioDriver, nullCoDriver } from './null/index.ts';
 import { blkdebugDriver } from './blkdebug/index.ts';
 import { quorumDriver } from './quorum/index.ts';
 import { vvfatDriver } from './vvfat/index.ts';
+import { sshDriver } from './ssh/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
@@ -13,4 +14,5 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   blkdebugDriver,
   quorumDriver,
   vvfatDriver,
+  sshDriver,
 ];

@@ -65,7 +65,6 @@ export const vvfatDriver: ProtocolDriver = {
   name: 'vvfat',
   description: 'A host directory seen as a FAT disk',
   prefixes: ['fat'],
-  bareOpenErrors: true,
   takesNoLocks: true,
   parseFilename: parseFatFilename,
   createOptions: [],
