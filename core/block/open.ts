@@ -182,7 +182,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     file = await openProtocol(fileTree, displayName, readOnly, formatDriver ? childPerms(formatDriver) : PROBE_PERMS, childEnv);
   } catch (e) {
     // The protocol's own words ("Could not open 'x': No such file or directory"), then qemu-img's.
-    throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : prefixOpenError(e, displayName));
+    throw failed(e instanceof BlockError && (e.kind === 'Locked' || findProtocol(String(fileTree.driver))?.ownOpenErrors) ? e : prefixOpenError(e, displayName));
   }
   try {
     let probedRaw = false;

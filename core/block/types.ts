@@ -398,6 +398,9 @@ export interface ProtocolDriver {
    *  object of its json: name ({"lun": "1", ...}), secrets left out. Names the node, and a format
    *  node directly over it as json:{"driver": FMT, "file": ...}, in info and map. */
   refreshFilename?(options: OptionsTree): string;
+  /** Open failures are worded in full by the driver (QEMU: it sets errp itself), so no inner
+   *  "Could not open 'x': " is put in front, as is for file's errno texts. */
+  readonly ownOpenErrors?: boolean;
   readonly createOptions: readonly OptionSpec[];
   /** Create the storage object (an empty file, with preallocation for raw). */
   create?(filename: string, size: number, options: OptionValues, ctx: { warn(m: string): void; signal?: AbortSignal }): Promise<void>;

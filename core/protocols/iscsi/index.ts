@@ -284,6 +284,7 @@ export const iscsiDriver: ProtocolDriver = {
   parseFilename: (filename) => parseIscsiUrl(filename),
   redactFilename: redactUrl,
   refreshFilename: (options: OptionsTree) => jsonName(options),
+  ownOpenErrors: true,
   createOptions: [],
   async open(ctx) {
     const s = readSettings(ctx.options);
