@@ -34,10 +34,10 @@ export class BlockError extends Error {
   readonly reportedBefore?: readonly string[];
 
   constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: { cause?: unknown; hint?: string; errno?: ErrnoName; reportedBefore?: readonly string[] }) {
-    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    super(redactSecrets(message), options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'BlockError';
     this.kind = kind;
-    this.context = context;
+    this.context = context.path !== undefined ? { ...context, path: redactSecrets(context.path) } : context;
     if (options?.hint !== undefined) this.hint = options.hint;
     if (options?.errno !== undefined) this.errno = options.errno;
     if (options?.reportedBefore !== undefined) this.reportedBefore = options.reportedBefore;
@@ -53,6 +53,20 @@ export class BlockError extends Error {
     e.stack = this.stack;
     return e;
   }
+}
+
+/**
+ * Text with every password a user may type taken out: the one in an iscsi:// or iser:// URL
+ * ("iscsi://user%pw@h" becomes "iscsi://user@h"; libiscsi also takes ':' as the separator), a
+ * `password=...` option ("driver=iscsi,...,password=pw") and a json: `"password": "..."`. Errors
+ * and the CLI's output pass through this, so a typed password is never shown or logged.
+ */
+export function redactSecrets(text: string): string {
+  if (!/password|:\/\//i.test(text)) return text;
+  return text
+    .replace(/\b(iscsi|iser):\/\/([^%:@/\s'"]*)[%:][^@\s'"]*@/gi, '$1://$2@')
+    .replace(/("password"\s*:\s*)"(?:[^"\\]|\\.)*"/g, '$1"******"')
+    .replace(/(^|[,\s'"])((?:[\w-]+\.)*password)=(?:[^,\s'"]|,,)*/g, '$1$2=******');
 }
 
 export const isBlockError = (e: unknown): e is BlockError => e instanceof BlockError;

@@ -10,7 +10,7 @@ import { BlockNode } from './node.ts';
 import type { FormatDriver, NodeImpl, OpenContext, ProtocolDriver, CreateContext } from './types.ts';
 import { PROBE_BYTES } from './types.ts';
 import { parseDottedOptions, parseJsonFilename, optBool, optString, type OptionsTree } from './options-tree.ts';
-import { pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
+import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from './filename.ts';
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from './permissions.ts';
 import { SecretStore } from './secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
@@ -662,12 +662,21 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
         return child;
       },
     };
+    // Storage behind a protocol URL (iscsi://...) exists already: as QEMU's
+    // bdrv_co_create_opts_simple, it is opened, must be large enough, and its first sector zeroed.
+    const prefix = protocolPrefix(path);
+    const target = prefix !== undefined && KNOWN_PROTOCOLS[prefix] !== undefined && KNOWN_PROTOCOLS[prefix] !== 'file' ? resolveProtocolTree({ filename: path }) : undefined;
     const fileValues: OptionValues = {};
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
-    await proto.create!(path, 0, fileValues, ctxBase);
-    const file = await openProtocol({ driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
+    if (!target) await proto.create!(path, 0, fileValues, ctxBase);
+    const file = await openProtocol(target ?? { driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn, secrets });
     let failed = true;
     try {
+      if (target) {
+        // Only raw passes its size down (other formats' create options, size among them, stay theirs).
+        await file.truncate(driver.name === 'raw' ? size : 0, { shrink: true });
+        await file.writeZeroes(0, Math.min(file.size, 512), { mayUnmap: true });
+      }
       await driver.create(file, ctx);
       await file.flush();
       for (const s of createdSiblings) await s.flush();

@@ -137,6 +137,25 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     assert.equal(qemuImg('compare', t.path('src.qcow2'), url(1)), 'Images are identical.\n');
   });
 
+  test('convert without -n onto a LUN (QEMU\'s simple create: the LUN must be large enough) and create -f qcow2 on a LUN', async () => {
+    const r = await p(['convert', '-O', 'raw', t.path('src.qcow2'), url(1)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(qemuImg('compare', t.path('src.qcow2'), url(1)), 'Images are identical.\n');
+    // The 16 MiB LUN cannot take a 64 MiB raw image: qemu-img's words.
+    const small = await p(['convert', '-O', 'raw', t.path('src.qcow2'), url(3)]);
+    const q = qemuImgRaw('convert', '-O', 'raw', t.path('src.qcow2'), url(3));
+    assert.equal(small.status, 1);
+    assert.equal(small.stderr, q.stderr.replace('qemu-img:', 'platter:'));
+    const c = await p(['create', '-f', 'qcow2', url(3), '1G']);
+    assert.equal(c.status, 0, c.stderr);
+    assert.equal(c.stdout, qemuImg('create', '-f', 'qcow2', url(3), '1G'));
+    assert.match(qemuImg('check', url(3)), /No errors were found on the image/);
+    const info = await p(['info', url(3)]);
+    assert.equal(info.stdout, qemuImg('info', url(3)));
+    // Leave the thin LUN as a fresh raw LUN for the tests below.
+    qemuImg('create', '-f', 'raw', url(3), '16M');
+  });
+
   test('what qemu-io writes through iSCSI, Platter reads; convert from a LUN passes qemu-img check and compare', async () => {
     run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x99 5M 70k', '-c', 'write -P 0x98 33554432 512', url(1)]);
     const r = await p(['convert', '-O', 'qcow2', url(1), t.path('from-lun.qcow2')]);

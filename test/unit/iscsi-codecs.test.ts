@@ -118,3 +118,15 @@ test('CHAP binary values in hex and base64; LUN fields; sense and capacity decod
   assert.equal(parseLbaStatus(Buffer.alloc(10)), undefined);
   assert.deepEqual([...unmapParameters([{ lba: 2, blocks: 3 }])], [0, 22, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0]);
 });
+
+test('redactSecrets takes out URL passwords, password= options and json "password" values, and nothing else', async () => {
+  const { redactSecrets, BlockError: BE } = await import('../../core/errors.ts');
+  assert.equal(redactSecrets("Could not open 'iscsi://alice%pw/x@h:3260/iqn.a:b/1': nope"), "Could not open 'iscsi://alice@h:3260/iqn.a:b/1': nope");
+  assert.equal(redactSecrets('iser://bob:pw@h/t/0 and iscsi://h:3260/t/1'), 'iser://bob@h/t/0 and iscsi://h:3260/t/1');
+  assert.equal(redactSecrets('driver=iscsi,user=u,password=a,,b,lun=1'), 'driver=iscsi,user=u,password=******,lun=1');
+  assert.equal(redactSecrets('file.password=x file.password-secret=s0'), 'file.password=****** file.password-secret=s0');
+  assert.equal(redactSecrets('json:{"user":"u","password":"p\\"q","lun":"1"}'), 'json:{"user":"u","password":"******","lun":"1"}');
+  assert.equal(redactSecrets('CHAP username specified but no password was given'), 'CHAP username specified but no password was given');
+  const e = new BE('Io', 'at iscsi://u%secret@h/t/1', { path: 'iscsi://u%secret@h/t/1' });
+  assert.ok(!JSON.stringify(e.toJSON()).includes('secret'));
+});

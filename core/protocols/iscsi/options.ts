@@ -5,7 +5,7 @@
 // user, a query string ignored); and the json: name QEMU gives the node (its options, in QDict
 // order), which Platter shows without the password.
 
-import { BlockError, invalidArgument } from '../../errors.ts';
+import { BlockError, invalidArgument, redactSecrets } from '../../errors.ts';
 import { optString, type OptionsTree } from '../../block/options-tree.ts';
 import { qdictOrder } from '../../cli/qemu-json.ts';
 import type { HeaderDigest } from './session.ts';
@@ -62,11 +62,7 @@ export function parseIscsiUrl(filename: string, env: NodeJS.ProcessEnv = process
 
 /** The URL with any password taken out ("iscsi://alice@host/..."), for messages. */
 export function redactUrl(filename: string): string {
-  return filename.replace(/^((?:iscsi|iser):\/\/)([^@/]*)@/i, (_all, scheme: string, cred: string) => {
-    let sep = cred.indexOf('%');
-    if (sep < 0) sep = cred.indexOf(':');
-    return `${scheme}${sep < 0 ? cred : cred.slice(0, sep)}@`;
-  });
+  return redactSecrets(filename);
 }
 
 /** "host", "host:port", "[v6]" or "[v6]:port". */
