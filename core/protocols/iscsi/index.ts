@@ -308,7 +308,7 @@ export const iscsiDriver: ProtocolDriver = {
         loginTimeoutMs: s.timeout ? s.timeout * 1000 : DEFAULT_LOGIN_TIMEOUT_MS,
       });
     } catch (e) {
-      if (e instanceof BlockError && !e.message.startsWith('CHAP')) throw new BlockError(e.kind, `iSCSI: Failed to connect to LUN : ${e.message}`);
+      if (e instanceof BlockError && !e.message.startsWith('CHAP')) throw new BlockError(e.kind, `iSCSI: Failed to connect to LUN : ${e.message.replace(/^iSCSI: /, '')}`);
       throw e;
     } finally {
       password?.fill(0);

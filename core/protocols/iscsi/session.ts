@@ -53,6 +53,8 @@ export interface ScsiResult {
 const OUR_MAX_RECV = 262144;
 const OUR_MAX_BURST = 16776192;
 const OUR_FIRST_BURST = 262144;
+/** What a login response's data segment may be (8192 by the RFC; slack for lax targets). */
+const LOGIN_MAX_SEGMENT = 65536;
 
 const LOGIN_STATUS: Record<number, string> = {
   0x0101: 'Target moved temporarily',
@@ -115,6 +117,8 @@ export class IscsiSession {
     this.#socket = socket;
     this.#opts = opts;
     this.#framer = new PduFramer((p) => this.#onPdu(p));
+    // Login PDUs carry a few keys (RFC 7143 6.1: at most 8192 bytes per segment then).
+    this.#framer.maxSegment = LOGIN_MAX_SEGMENT;
     socket.on('data', (chunk: Buffer) => {
       if (this.#dead) return;
       try {
