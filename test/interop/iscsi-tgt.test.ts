@@ -15,7 +15,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tempDir, have, run, platter, md5File, SKIP_NO_QEMU } from '../helpers/qemu.ts';
 import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
 import { IscsiSession } from '../../core/protocols/iscsi/session.ts';
-import { discoverTargets } from '../../core/protocols/iscsi/index.ts';
+import { discoverTargets, parseIscsiConfig, setIscsiConfig } from '../../core/protocols/iscsi/index.ts';
 import { cdb } from '../../core/protocols/iscsi/scsi.ts';
 
 const MiB = 1 << 20;
@@ -220,6 +220,16 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     outputs.push(i.stdout, i.stderr);
     assert.ok(q.includes(`"password": "${PASSWORD}", `));
     assert.equal(i.stdout, q.replace(`"password": "${PASSWORD}", `, ''));
+  });
+
+  test('CHAP and the initiator name from an [iscsi "TARGET"] configuration section', async () => {
+    setIscsiConfig(parseIscsiConfig(`[iscsi "${CHAP_IQN}"]\n  user = "${USER}"\n  password = "${PASSWORD}"\n  initiator-name = "iqn.2026-12.org.platter.test:initiator"\n`));
+    try {
+      const r = await p(['compare', url(1, CHAP_IQN), t.path('chap.img')]);
+      assert.equal(r.stdout, 'Images are identical.\n', r.stderr);
+    } finally {
+      setIscsiConfig([]);
+    }
   });
 
   test('a target requiring CHAP: without credentials, or with a wrong password, one clear line', async () => {

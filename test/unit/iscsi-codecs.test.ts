@@ -130,3 +130,32 @@ test('redactSecrets takes out URL passwords, password= options and json "passwor
   const e = new BE('Io', 'at iscsi://u%secret@h/t/1', { path: 'iscsi://u%secret@h/t/1' });
   assert.ok(!JSON.stringify(e.toJSON()).includes('secret'));
 });
+
+test('[iscsi] configuration sections: per-target section first, else the first; they win over the URL\'s user', async () => {
+  const { parseIscsiConfig } = await import('../../core/protocols/iscsi/config.ts');
+  const text = [
+    '# from qemu-block-drivers(7)',
+    '[iscsi]',
+    '  user = "me"',
+    '  password = "my password"',
+    '  initiator-name = "iqn.qemu.test:my-initiator"',
+    '  header-digest = "CRC32C"',
+    '',
+    '[drive]',
+    '  file = "x"',
+    '[iscsi "iqn.target.name"]',
+    '  user = "other"',
+    '  password = "pw2"',
+  ].join('\n');
+  const sections = parseIscsiConfig(text);
+  assert.equal(sections.length, 2);
+  const general = parseIscsiUrl('iscsi://h/iqn.some.target/1', {}, sections);
+  assert.deepEqual(general, { transport: 'tcp', portal: 'h', target: 'iqn.some.target', lun: '1', user: 'me', password: 'my password', 'initiator-name': 'iqn.qemu.test:my-initiator', 'header-digest': 'crc32c' });
+  const specific = parseIscsiUrl('iscsi://u%p@h/iqn.target.name/2', {}, sections);
+  assert.equal(specific.user, 'other');
+  assert.equal(specific.password, 'pw2');
+  assert.equal(readSettings(general).headerDigest, 'crc32c');
+  rejects(() => parseIscsiConfig('[iscsi]\n  color = "blue"\n'), "Invalid parameter 'color'");
+  rejects(() => parseIscsiConfig('[iscsi]\nuser=me\n'), 'parse error');
+  rejects(() => parseIscsiConfig('user = "me"\n'), 'no group defined');
+});

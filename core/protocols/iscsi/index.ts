@@ -39,6 +39,7 @@ import {
 import type { ScsiResult } from './session.ts';
 
 export { discoverTargets } from './discovery.ts';
+export { parseIscsiConfig, setIscsiConfig } from './config.ts';
 
 /** QEMU's ISCSI_CMD_RETRIES: unit attentions and busy targets are retried this often. */
 const CMD_RETRIES = 5;

@@ -9,6 +9,7 @@ import { BlockError, invalidArgument, redactSecrets } from '../../errors.ts';
 import { optString, type OptionsTree } from '../../block/options-tree.ts';
 import { qdictOrder } from '../../cli/qemu-json.ts';
 import type { HeaderDigest } from './session.ts';
+import { applyIscsiConfig, currentIscsiConfig, type IscsiConfigSection } from './config.ts';
 
 /** QEMU's initiator name when none is given and the VM has neither UUID nor name (qemu-img). */
 export const DEFAULT_INITIATOR_NAME = 'iqn.2008-11.org.linux-kvm';
@@ -25,7 +26,7 @@ const urlError = (filename: string) => invalidArgument(`Failed to parse URL : ${
 
 /** An iscsi:// (or iser://) URL as options (QEMU's iscsi_parse_filename over libiscsi's
  *  iscsi_parse_full_url). `env` supplies LIBISCSI_CHAP_USERNAME/PASSWORD. */
-export function parseIscsiUrl(filename: string, env: NodeJS.ProcessEnv = process.env): OptionsTree {
+export function parseIscsiUrl(filename: string, env: NodeJS.ProcessEnv = process.env, config: IscsiConfigSection[] = currentIscsiConfig()): OptionsTree {
   const m = /^(iscsi|iser):\/\/(.*)$/i.exec(filename);
   if (!m) throw urlError(filename);
   let rest = m[2]!;
@@ -53,9 +54,11 @@ export function parseIscsiUrl(filename: string, env: NodeJS.ProcessEnv = process
   if (!/^\d+$/.test(lunText) || Number(lunText) > 0x3fff) throw urlError(filename);
   parsePortal(portal, () => urlError(filename));
   const tree: OptionsTree = { transport: m[1]!.toLowerCase() === 'iser' ? 'iser' : 'tcp', portal, target, lun: String(Number(lunText)) };
+  // Configuration sections first: their user and password win over the URL's.
+  applyIscsiConfig(tree, target, config);
   if (user !== '') {
-    tree.user = user;
-    tree.password = password ?? '';
+    tree.user ??= user;
+    tree.password ??= password ?? '';
   }
   return tree;
 }
