@@ -23,6 +23,7 @@ const PASSWORD = 'Pl4tter-s3cret-CHAP';
 const USER = 'alice';
 const DISK_IQN = 'iqn.2026-12.org.platter.test:disk';
 const CHAP_IQN = 'iqn.2026-12.org.platter.test:chap';
+const ACL_IQN = 'iqn.2026-12.org.platter.test:acl';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const SKIP = SKIP_NO_QEMU || (!have('tgtd') || !have('tgtadm') ? 'tgtd/tgtadm not installed (apt-get install tgt)' : !isRoot ? 'tgtd needs root' : false);
@@ -91,6 +92,10 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'new', '--tid', '2', '-T', CHAP_IQN);
     tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '2', '--lun', '1', '-b', t.path('chap.img'));
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', '2', '--initiator-address', 'ALL');
+    // A target only QEMU's default initiator name may log in to.
+    tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'new', '--tid', '3', '-T', ACL_IQN);
+    tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '3', '--lun', '1', '-b', t.path('chap.img'));
+    tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', '3', '--initiator-name', 'iqn.2008-11.org.linux-kvm');
     tgtadm('--lld', 'iscsi', '--mode', 'account', '--op', 'new', '--user', USER, '--password', PASSWORD);
     tgtadm('--lld', 'iscsi', '--mode', 'account', '--op', 'bind', '--tid', '2', '--user', USER);
     qemuImg('create', '-f', 'qcow2', t.path('src.qcow2'), '64M');
@@ -274,11 +279,23 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     assert.match(w.stderr, /LUN 2 is a CD\/DVD device, which is read-only\n$/);
   });
 
-  test('SendTargets discovery lists both targets with the portal', async () => {
+  test('the initiator name: QEMU\'s default when none is given, initiator-name= otherwise', async () => {
+    const ok = await p(['info', url(1, ACL_IQN)]);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.equal(ok.stdout, qemuImg('info', url(1, ACL_IQN)));
+    const other = await p(['info', '--image-opts', `driver=iscsi,transport=tcp,portal=${portal},target=${ACL_IQN},lun=1,initiator-name=iqn.2026-12.org.platter.test:other`]);
+    assert.equal(other.status, 1);
+    assert.match(other.stderr, /Failed to log in to target\. Status: Target not found\(515\)\n$/);
+  });
+
+  test('SendTargets discovery lists the targets with the portal', async () => {
     const found = await discoverTargets(portal);
     const names = found.map((f) => f.name).sort();
-    assert.deepEqual(names, [CHAP_IQN, DISK_IQN].sort());
+    assert.deepEqual(names, [ACL_IQN, CHAP_IQN, DISK_IQN].sort());
     for (const f of found) assert.ok(f.addresses.some((a) => a.startsWith(`127.0.0.1:${port},`)), JSON.stringify(f));
+    // tgtd lists only the targets the initiator (by name) may use.
+    const other = await discoverTargets(portal, { initiatorName: 'iqn.2026-12.org.platter.test:other' });
+    assert.deepEqual(other.map((f) => f.name).sort(), [CHAP_IQN, DISK_IQN].sort());
   });
 
   test('the password never appears in any output above', () => {
