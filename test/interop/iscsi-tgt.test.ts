@@ -298,6 +298,22 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     assert.deepEqual(other.map((f) => f.name).sort(), [CHAP_IQN, DISK_IQN].sort());
   });
 
+  test('a target that stops answering (tgtd stopped) fails the request through the NOP pings, no hang', async () => {
+    const s = await IscsiSession.open({ host: '127.0.0.1', port, initiatorName: 'iqn.2008-11.org.linux-kvm', targetName: DISK_IQN, sessionType: 'Normal', headerDigest: 'none', commandTimeoutMs: 0, loginTimeoutMs: 10_000, nopIntervalMs: 200 });
+    // Pings answered while the target runs: the session stays up.
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(s.alive, true);
+    process.kill(tgtd!.pid!, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      await assert.rejects(s.scsi(1, cdb.testUnitReady(), {}), /NOP timeout: the target at 127\.0\.0\.1:\d+ stopped answering/);
+      assert.ok(Date.now() - started < 5000);
+    } finally {
+      process.kill(tgtd!.pid!, 'SIGCONT');
+      s.close();
+    }
+  });
+
   test('the password never appears in any output above', () => {
     assert.ok(outputs.length > 10);
     for (const o of outputs) assert.ok(!o.includes(PASSWORD), `password printed in: ${o}`);

@@ -45,6 +45,8 @@ export { parseIscsiConfig, setIscsiConfig } from './config.ts';
 const CMD_RETRIES = 5;
 /** Connect + login limit when no `timeout` is given (QEMU has none; Platter will not hang). */
 const DEFAULT_LOGIN_TIMEOUT_MS = 30_000;
+/** QEMU's NOP_INTERVAL: how often an idle or busy session pings the target. */
+const NOP_INTERVAL_MS = 5000;
 /** Largest request Platter sends in one command (memory bound; the generic layer splits). */
 const MAX_REQUEST = 32 << 20;
 
@@ -307,6 +309,7 @@ export const iscsiDriver: ProtocolDriver = {
         headerDigest: s.headerDigest,
         commandTimeoutMs: s.timeout * 1000,
         loginTimeoutMs: s.timeout ? s.timeout * 1000 : DEFAULT_LOGIN_TIMEOUT_MS,
+        nopIntervalMs: NOP_INTERVAL_MS,
       });
     } catch (e) {
       if (e instanceof BlockError && !e.message.startsWith('CHAP')) throw new BlockError(e.kind, `iSCSI: Failed to connect to LUN : ${e.message.replace(/^iSCSI: /, '')}`);

@@ -29,6 +29,9 @@ export interface SessionOptions {
   commandTimeoutMs: number;
   /** Limit on TCP connect plus login, in ms. */
   loginTimeoutMs: number;
+  /** Ping the target with a NOP-Out this often once logged in (QEMU: every 5 s); three pings
+   *  unanswered end the session. 0 or absent: no pings. */
+  nopIntervalMs?: number;
 }
 
 /** Values both sides agreed on (RFC 7143 13.x). */
@@ -111,6 +114,8 @@ export class IscsiSession {
   #dead: Error | undefined;
   /** Commands waiting for the CmdSN window to open. */
   #windowWaiters: (() => void)[] = [];
+  #nopTimer: NodeJS.Timeout | undefined;
+  #nopsInFlight = 0;
   negotiated: Negotiated = { headerDigest: false, targetMaxRecv: 8192, maxBurst: 262144, firstBurst: 65536, immediateData: true, initialR2T: true };
 
   private constructor(socket: Socket, opts: SessionOptions) {
@@ -171,12 +176,47 @@ export class IscsiSession {
     } finally {
       clearTimeout(timer);
     }
+    if (opts.nopIntervalMs) session.#startNops(opts.nopIntervalMs);
     return session;
+  }
+
+  /** QEMU's NOP timer (MAX_NOP_FAILURES = 3): a target that stops answering (host gone, process
+   *  stopped) fails the session instead of leaving requests waiting forever. */
+  #startNops(intervalMs: number): void {
+    this.#nopTimer = setInterval(() => {
+      if (this.#dead) return;
+      if (this.#nopsInFlight >= 3) {
+        this.#kill(ioError(`iSCSI: NOP timeout: the target at ${this.#where()} stopped answering`));
+        return;
+      }
+      const b = newBhs(OP.NOP_OUT, true);
+      b[1] = 0x80;
+      const itt = this.#nextItt();
+      b.writeUInt32BE(itt, 16);
+      b.writeUInt32BE(RESERVED_TAG, 20);
+      b.writeUInt32BE(this.#cmdSN, 24);
+      b.writeUInt32BE(this.#expStatSN, 28);
+      this.#nopsInFlight++;
+      this.#tasks.set(itt, {
+        onPdu: () => {
+          this.#tasks.delete(itt);
+          this.#nopsInFlight = 0;
+        },
+        fail: () => {},
+      });
+      try {
+        this.#send(b);
+      } catch {
+        /* connection gone: already reported */
+      }
+    }, intervalMs);
+    this.#nopTimer.unref();
   }
 
   #kill(e: Error): void {
     if (this.#dead) return;
     this.#dead = e;
+    clearInterval(this.#nopTimer);
     this.#socket.destroy();
     const tasks = [...this.#tasks.values()];
     this.#tasks.clear();
@@ -227,6 +267,8 @@ export class IscsiSession {
       case OP.NOP_IN: {
         this.#sequence(p, false);
         const ttt = p.bhs.readUInt32BE(20);
+        const itt = ittOf(p.bhs);
+        if (itt !== RESERVED_TAG) this.#tasks.get(itt)?.onPdu(p); // the answer to our ping
         if (ttt !== RESERVED_TAG) {
           // The target pings: answer with an immediate NOP-Out carrying its tag (11.18).
           const b = newBhs(OP.NOP_OUT, true);
