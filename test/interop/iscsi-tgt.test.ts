@@ -172,6 +172,32 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     assert.equal(md5File(t.path('from-lun.raw')), md5File(t.path('disk.img')));
   });
 
+  test('writes follow the negotiated limits: unsolicited Data-Out with and without immediate data, small bursts and segments', async () => {
+    const set = (name: string, value: string) => tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'update', '--tid', '1', '--name', name, '--value', value);
+    set('InitialR2T', 'No');
+    set('FirstBurstLength', '16384');
+    set('MaxBurstLength', '32768');
+    set('MaxRecvDataSegmentLength', '4096');
+    try {
+      for (const immediate of ['No', 'Yes']) {
+        set('ImmediateData', immediate);
+        const s = await IscsiSession.open({ host: '127.0.0.1', port, initiatorName: 'iqn.2008-11.org.linux-kvm', targetName: DISK_IQN, sessionType: 'Normal', headerDigest: 'none', commandTimeoutMs: 10_000, loginTimeoutMs: 10_000 });
+        assert.deepEqual({ ...s.negotiated, headerDigest: undefined }, { headerDigest: undefined, targetMaxRecv: 4096, maxBurst: 32768, firstBurst: 16384, immediateData: immediate === 'Yes', initialR2T: false });
+        await s.logout();
+        const src = immediate === 'No' ? t.path('src.qcow2') : t.path('from-lun.qcow2');
+        const r = await p(['convert', '-n', '-O', 'raw', src, url(1)]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(qemuImg('compare', src, t.path('disk.img')), 'Images are identical.\n');
+      }
+    } finally {
+      set('InitialR2T', 'Yes');
+      set('ImmediateData', 'Yes');
+      set('FirstBurstLength', '65536');
+      set('MaxBurstLength', '262144');
+      set('MaxRecvDataSegmentLength', '8192');
+    }
+  });
+
   test('thin LUN (LBPME): GET LBA STATUS map equals qemu-img map after a convert with zeros and discards', async () => {
     qemuImg('create', '-f', 'qcow2', t.path('sparse.qcow2'), '16M');
     run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 1 1M 64k', '-c', 'write -P 2 9M 8k', t.path('sparse.qcow2')]);
