@@ -86,6 +86,12 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '1', '--lun', '2', '-b', t.path('cd.iso'), '--device-type=cd');
     tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '1', '--lun', '3', '-b', t.path('thin.img'));
     tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'update', '--tid', '1', '--lun', '3', '--params', 'thin_provisioning=1');
+    // A write-protected LUN and one of 4 KiB blocks.
+    qemuImg('create', '-f', 'raw', t.path('ro.img'), '4M');
+    tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '1', '--lun', '4', '-b', t.path('ro.img'));
+    tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'update', '--tid', '1', '--lun', '4', '--params', 'readonly=1');
+    qemuImg('create', '-f', 'raw', t.path('k4.img'), '8M');
+    tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '1', '--lun', '5', '-b', t.path('k4.img'), '--blocksize=4096');
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', '1', '--initiator-address', 'ALL');
     // tgtd answers HeaderDigest=None whatever is offered unless the target allows CRC32C.
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'update', '--tid', '1', '--name', 'HeaderDigest', '--value', 'CRC32C,None');
@@ -295,6 +301,20 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
       assert.match(lines[0]!, want);
       assert.ok(Date.now() - started < 15_000, `${name} took ${Date.now() - started} ms`);
     }
+  });
+
+  test('a write-protected LUN is refused read-write in qemu-img\'s words; a 4 KiB-block LUN takes unaligned data', async () => {
+    const w = await p(['convert', '-n', '-O', 'raw', t.path('chap.img'), url(4)]);
+    assert.equal(w.status, 1);
+    assert.equal(w.stderr, qemuImgRaw('convert', '-n', '-O', 'raw', t.path('chap.img'), url(4)).stderr.replace('qemu-img:', 'platter:'));
+    const info = await p(['info', url(4)]);
+    assert.equal(info.stdout, qemuImg('info', url(4)));
+    qemuImg('create', '-f', 'qcow2', t.path('odd.qcow2'), '8M');
+    run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 3 1000 3000', '-c', 'write -P 4 5M 513', t.path('odd.qcow2')]);
+    const r = await p(['convert', '-n', '-O', 'raw', t.path('odd.qcow2'), url(5)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(qemuImg('compare', t.path('odd.qcow2'), t.path('k4.img')), 'Images are identical.\n');
+    for (const args of [['info'], ['map', '--output=json']]) assert.equal((await p([...args, url(5)])).stdout, qemuImg(...args, url(5)));
   });
 
   test('a CD/DVD LUN reads like its backing file and refuses writes', async () => {
