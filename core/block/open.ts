@@ -662,21 +662,21 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
         return child;
       },
     };
-    // Storage behind a protocol URL (iscsi://...) exists already: as QEMU's
-    // bdrv_co_create_opts_simple, it is opened, must be large enough, and its first sector zeroed.
+    // Storage behind a protocol URL (iscsi://...): the protocol's create makes or checks it.
     const prefix = protocolPrefix(path);
     const target = prefix !== undefined && KNOWN_PROTOCOLS[prefix] !== undefined && KNOWN_PROTOCOLS[prefix] !== 'file' ? resolveProtocolTree({ filename: path }) : undefined;
     const fileValues: OptionValues = {};
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
     if (!target) await proto.create!(path, 0, fileValues, ctxBase);
+    else {
+      const targetProto = findProtocol(String(target.driver))!;
+      if (!targetProto.create) throw unsupported(`Protocol driver '${targetProto.name}' does not support image creation`);
+      // Only raw passes its size down (other formats' create options, size among them, stay theirs).
+      await targetProto.create(path, driver.name === 'raw' ? size : 0, {}, ctxBase);
+    }
     const file = await openProtocol(target ?? { driver: 'file', filename: path }, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn, secrets });
     let failed = true;
     try {
-      if (target) {
-        // Only raw passes its size down (other formats' create options, size among them, stay theirs).
-        await file.truncate(driver.name === 'raw' ? size : 0, { shrink: true });
-        await file.writeZeroes(0, Math.min(file.size, 512), { mayUnmap: true });
-      }
       await driver.create(file, ctx);
       await file.flush();
       for (const s of createdSiblings) await s.flush();

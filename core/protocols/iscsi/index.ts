@@ -10,7 +10,8 @@ import { BlockError, invalidArgument } from '../../errors.ts';
 import type { BlockStatus, DriverInfo, NodeImpl, ProtocolDriver, TruncateOptions, WriteFlags, ZeroFlags } from '../../block/types.ts';
 import type { OptionsTree } from '../../block/options-tree.ts';
 import { IscsiSession } from './session.ts';
-import { jsonName, parseIscsiUrl, readSettings, redactUrl } from './options.ts';
+import { jsonName, parseIscsiUrl, readSettings, redactUrl, type IscsiSettings } from './options.ts';
+import type { SecretStore } from '../../block/secrets.ts';
 import {
   cdb,
   deviceTypeName,
@@ -289,39 +290,59 @@ export const iscsiDriver: ProtocolDriver = {
   refreshFilename: (options: OptionsTree) => jsonName(options),
   ownOpenErrors: true,
   createOptions: [],
-  async open(ctx) {
-    const s = readSettings(ctx.options);
-    let password: Buffer | undefined;
-    if (s.password && 'secret' in s.password) {
-      if (!ctx.secrets) throw invalidArgument(`No secret with id '${s.password.secret}'`);
-      password = Buffer.from(ctx.secrets.passphrase(s.password.secret));
-    } else if (s.password) password = Buffer.from(s.password.value, 'utf8');
-    let session: IscsiSession;
+  /** QEMU's bdrv_co_create_opts_simple: the LUN exists; it must hold `size` bytes ("Cannot grow
+   *  iSCSI devices") and its first sector is zeroed, so no old image header is probed. */
+  async create(filename, size) {
+    const s = readSettings(parseIscsiUrl(filename));
+    const node = await connect(s, undefined, false);
     try {
-      session = await IscsiSession.open({
-        host: s.host,
-        port: s.port,
-        initiatorName: s.initiatorName,
-        targetName: s.target,
-        sessionType: 'Normal',
-        ...(s.user !== undefined ? { user: s.user } : {}),
-        ...(password ? { password } : {}),
-        headerDigest: s.headerDigest,
-        commandTimeoutMs: s.timeout * 1000,
-        loginTimeoutMs: s.timeout ? s.timeout * 1000 : DEFAULT_LOGIN_TIMEOUT_MS,
-        nopIntervalMs: NOP_INTERVAL_MS,
-      });
-    } catch (e) {
-      if (e instanceof BlockError && !e.message.startsWith('CHAP')) throw new BlockError(e.kind, `iSCSI: Failed to connect to LUN : ${e.message.replace(/^iSCSI: /, '')}`);
-      throw e;
+      if (size > node.size) throw invalidArgument('Cannot grow iSCSI devices');
+      if (node.size > 0) {
+        const first = await node.read(0, node.alignment);
+        first.fill(0, 0, 512);
+        await node.write(0, first);
+      }
     } finally {
-      password?.fill(0);
-    }
-    try {
-      return await openLun(session, s.lun, ctx.readOnly);
-    } catch (e) {
-      await session.logout();
-      throw e;
+      await node.close();
     }
   },
+  async open(ctx) {
+    return connect(readSettings(ctx.options), ctx.secrets, ctx.readOnly);
+  },
 };
+
+/** Log in and open the LUN the settings name. */
+async function connect(s: IscsiSettings, secrets: SecretStore | undefined, readOnly: boolean): Promise<IscsiNode> {
+  let password: Buffer | undefined;
+  if (s.password && 'secret' in s.password) {
+    if (!secrets) throw invalidArgument(`No secret with id '${s.password.secret}'`);
+    password = Buffer.from(secrets.passphrase(s.password.secret));
+  } else if (s.password) password = Buffer.from(s.password.value, 'utf8');
+  let session: IscsiSession;
+  try {
+    session = await IscsiSession.open({
+      host: s.host,
+      port: s.port,
+      initiatorName: s.initiatorName,
+      targetName: s.target,
+      sessionType: 'Normal',
+      ...(s.user !== undefined ? { user: s.user } : {}),
+      ...(password ? { password } : {}),
+      headerDigest: s.headerDigest,
+      commandTimeoutMs: s.timeout * 1000,
+      loginTimeoutMs: s.timeout ? s.timeout * 1000 : DEFAULT_LOGIN_TIMEOUT_MS,
+      nopIntervalMs: NOP_INTERVAL_MS,
+    });
+  } catch (e) {
+    if (e instanceof BlockError && !e.message.startsWith('CHAP')) throw new BlockError(e.kind, `iSCSI: Failed to connect to LUN : ${e.message.replace(/^iSCSI: /, '')}`);
+    throw e;
+  } finally {
+    password?.fill(0);
+  }
+  try {
+    return await openLun(session, s.lun, readOnly);
+  } catch (e) {
+    await session.logout();
+    throw e;
+  }
+}
