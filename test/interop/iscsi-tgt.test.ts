@@ -17,6 +17,7 @@ import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
 import { IscsiSession } from '../../core/protocols/iscsi/session.ts';
 import { discoverTargets, parseIscsiConfig, setIscsiConfig } from '../../core/protocols/iscsi/index.ts';
 import { cdb } from '../../core/protocols/iscsi/scsi.ts';
+import { openImage } from '../../core/block/open.ts';
 
 const MiB = 1 << 20;
 const PASSWORD = 'Pl4tter-s3cret-CHAP';
@@ -92,6 +93,9 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'update', '--tid', '1', '--lun', '4', '--params', 'readonly=1');
     qemuImg('create', '-f', 'raw', t.path('k4.img'), '8M');
     tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '1', '--lun', '5', '-b', t.path('k4.img'), '--blocksize=4096');
+    // Past 2 TiB of 512-byte blocks: LBAs need READ(16)/WRITE(16) (a sparse file).
+    run('truncate', ['-s', String(2 ** 41 + 64 * MiB), t.path('huge.img')]);
+    tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '1', '--lun', '6', '-b', t.path('huge.img'));
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', '1', '--initiator-address', 'ALL');
     // tgtd answers HeaderDigest=None whatever is offered unless the target allows CRC32C.
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'update', '--tid', '1', '--name', 'HeaderDigest', '--value', 'CRC32C,None');
@@ -315,6 +319,45 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     assert.equal(r.status, 0, r.stderr);
     assert.equal(qemuImg('compare', t.path('odd.qcow2'), t.path('k4.img')), 'Images are identical.\n');
     for (const args of [['info'], ['map', '--output=json']]) assert.equal((await p([...args, url(5)])).stdout, qemuImg(...args, url(5)));
+  });
+
+  test('a LUN past 2 TiB: READ(16)/WRITE(16) at its end, read back by qemu-io', async () => {
+    const node = await openImage(url(6), { format: 'raw' });
+    try {
+      assert.equal(node.size, 2 ** 41 + 64 * MiB);
+      const at = node.size - 3 * MiB - 4096;
+      await node.write(at, Buffer.alloc(8192, 0x5c));
+      await node.flush();
+      assert.deepEqual(await node.read(at - 512, 1024), Buffer.concat([Buffer.alloc(512), Buffer.alloc(512, 0x5c)]));
+      assert.match(run('qemu-io', ['-f', 'raw', '-r', '-c', `read -P 0x5c ${at} 8192`, url(6)]).stdout, /read 8192\/8192 bytes/);
+    } finally {
+      await node.close();
+    }
+  });
+
+  test('thin LUN: discard (UNMAP) and write-zeroes with unmap (WRITE SAME 16) deallocate, as qemu-img map then shows', async () => {
+    qemuImg('create', '-f', 'raw', url(3), '16M'); // leaves it a raw LUN
+    const node = await openImage(url(3), { format: 'raw' });
+    try {
+      await node.write(MiB, Buffer.alloc(256 * 1024, 0x61));
+      await node.write(8 * MiB, Buffer.alloc(256 * 1024, 0x62));
+      await node.flush();
+      assert.match(qemuImg('map', '--output=json', url(3)), /"start": 1048576, "length": 262144, "depth": 0, "present": true, "zero": false, "data": true/);
+      await node.discard(MiB, 256 * 1024);
+      await node.writeZeroes(8 * MiB, 256 * 1024, { mayUnmap: true });
+      await node.flush();
+    } finally {
+      await node.close();
+    }
+    const map = qemuImg('map', '--output=json', url(3));
+    const extents = JSON.parse(map) as { start: number; length: number; data: boolean }[];
+    for (const at of [MiB, 8 * MiB]) {
+      const e = extents.find((x) => x.start <= at && at < x.start + x.length)!;
+      assert.equal(e.data, false, map);
+      assert.ok(e.start + e.length >= at + 256 * 1024, map);
+    }
+    assert.equal((await p(['map', '--output=json', url(3)])).stdout, map);
+    assert.match(run('qemu-io', ['-f', 'raw', '-r', '-c', `read -P 0 ${MiB} 256k`, '-c', `read -P 0 ${8 * MiB} 256k`, url(3)]).stdout, /read 262144\/262144 bytes[\s\S]*read 262144\/262144 bytes/);
   });
 
   test('a CD/DVD LUN reads like its backing file and refuses writes', async () => {
