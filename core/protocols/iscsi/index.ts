@@ -151,7 +151,7 @@ class IscsiNode implements NodeImpl {
       offset += done;
       length -= done;
     }
-    const chunk = Math.min(this.maxTransfer, 1 << 20);
+    const chunk = Math.max(bs, Math.floor(Math.min(this.maxTransfer, 1 << 20) / bs) * bs);
     const zeros = Buffer.alloc(Math.min(chunk, length));
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
@@ -272,6 +272,7 @@ async function openLun(session: IscsiSession, lun: number, readOnly: boolean): P
   }
   if (!cap) throw new BlockError('Io', 'iSCSI: failed to send readcapacity10/16 command');
   if (!cap.blockSize || cap.blockSize % 512 || cap.blockSize > 1 << 20) throw new BlockError('InvalidImage', `iSCSI: the target returned an invalid block size of ${cap.blockSize}.`);
+  if (!Number.isSafeInteger(cap.blocks * cap.blockSize)) throw new BlockError('Unsupported', `iSCSI: LUN ${lun} is larger than Platter handles (2^53 bytes)`);
   let bl: BlockLimits = { maxXferLen: 0, optXferLen: 0, maxUnmap: 0, maxUnmapBdCount: 0, optUnmapGran: 0, maxWsLen: 0 };
   let lbp = { lbpu: false, lbpws: false };
   const pages = parseSupportedPages(await vpd(session, lun, 0x00));
