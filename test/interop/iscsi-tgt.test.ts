@@ -2,10 +2,13 @@
 // 127.0.0.1 with its own portal and control port, as qemu-block-drivers(7) "iSCSI LUNs" sets one
 // up) with qemu-img's libiscsi driver as the second client. Proves: info and map equal
 // qemu-img's byte for byte; convert onto and from a LUN (bytes equal the LUN's backing file,
-// qemu-img compare equal); what qemu-io writes through iSCSI Platter reads; GET LBA STATUS on a
-// thin LUN; header digests; CHAP from the URL, a secret and the environment; refusals (no
-// credentials, wrong password, missing target, wrong LUN, dead portal, CD written) in one line
-// without hanging; and that no password ever reaches the output.
+// qemu-img compare equal), with and without -n, under tight burst/segment limits and unsolicited
+// data; what qemu-io writes through iSCSI Platter reads; GET LBA STATUS, UNMAP and WRITE SAME(16)
+// on a thin LUN; READ/WRITE(16) past 2 TiB; 4 KiB blocks; header digests; CHAP from the URL, a
+// secret, the environment and an [iscsi] config section; QEMU's default initiator name;
+// SendTargets; refusals (no credentials, wrong password, missing target, wrong LUN, dead portal,
+// write-protected and CD LUNs written) in one line without hanging; a stopped target detected by
+// NOP pings; and that no password ever reaches the output.
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
