@@ -363,6 +363,26 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     assert.match(run('qemu-io', ['-f', 'raw', '-r', '-c', `read -P 0 ${MiB} 256k`, '-c', `read -P 0 ${8 * MiB} 256k`, url(3)]).stdout, /read 262144\/262144 bytes[\s\S]*read 262144\/262144 bytes/);
   });
 
+  test('a connection the target drops is logged in again and the request goes on (as libiscsi reconnects)', async () => {
+    const node = await openImage(url(1), { format: 'raw' });
+    try {
+      const before = await node.read(0, 65536);
+      const sessions = [...tgtadm('--lld', 'iscsi', '--mode', 'conn', '--op', 'show', '--tid', '1').matchAll(/^Session: (\d+)/gm)].map((m) => m[1]!);
+      assert.ok(sessions.length >= 1);
+      for (const sid of sessions) tgtadm('--lld', 'iscsi', '--mode', 'conn', '--op', 'delete', '--tid', '1', '--sid', sid, '--cid', '0');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(await node.read(0, 65536), before);
+      await node.write(4096, Buffer.alloc(4096, 0xee));
+      await node.flush();
+      // It is a new session: the old ones are gone.
+      const now = [...tgtadm('--lld', 'iscsi', '--mode', 'conn', '--op', 'show', '--tid', '1').matchAll(/^Session: (\d+)/gm)].map((m) => m[1]!);
+      assert.ok(now.length >= 1 && now.every((sid) => !sessions.includes(sid)), `${sessions} -> ${now}`);
+    } finally {
+      await node.close();
+    }
+    assert.deepEqual(readFileSync(t.path('disk.img')).subarray(4096, 8192), Buffer.alloc(4096, 0xee));
+  });
+
   test('a CD/DVD LUN reads like its backing file and refuses writes', async () => {
     const r = await p(['compare', url(2), t.path('cd.iso')]);
     assert.equal(r.stdout, 'Images are identical.\n', r.stderr);

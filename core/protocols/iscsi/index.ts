@@ -57,7 +57,11 @@ class IscsiNode implements NodeImpl {
   readonly size: number;
   readonly alignment: number;
   readonly maxTransfer: number;
-  readonly #session: IscsiSession;
+  #session: IscsiSession;
+  /** Logs in again after the connection is lost (QEMU's libiscsi reconnects too). */
+  readonly #relogin: () => Promise<IscsiSession>;
+  #reconnecting: Promise<void> | undefined;
+  #closed = false;
   readonly #lun: number;
   readonly #cap: Capacity;
   readonly #bl: BlockLimits;
@@ -66,8 +70,9 @@ class IscsiNode implements NodeImpl {
   readonly #clusterSize: number;
   #hasWriteSame = true;
 
-  constructor(init: { session: IscsiSession; lun: number; cap: Capacity; bl: BlockLimits; lbp: { lbpu: boolean; lbpws: boolean }; dpofua: boolean }) {
+  constructor(init: { session: IscsiSession; relogin: () => Promise<IscsiSession>; lun: number; cap: Capacity; bl: BlockLimits; lbp: { lbpu: boolean; lbpws: boolean }; dpofua: boolean }) {
     this.#session = init.session;
+    this.#relogin = init.relogin;
     this.#lun = init.lun;
     this.#cap = init.cap;
     this.#bl = init.bl;
@@ -85,10 +90,32 @@ class IscsiNode implements NodeImpl {
     this.#clusterSize = gran >= 4096 && gran <= 16 << 20 ? gran : 0;
   }
 
-  /** A command, retried on unit attention and busy targets as QEMU does. */
+  /** One new session for every request that met the lost one (single flight). */
+  #reconnect(): Promise<void> {
+    this.#reconnecting ??= this.#relogin()
+      .then((s) => {
+        if (this.#closed) s.close();
+        else this.#session = s;
+      })
+      .finally(() => (this.#reconnecting = undefined));
+    return this.#reconnecting;
+  }
+
+  /** A command, retried on unit attention and busy targets as QEMU does, and once more on a new
+   *  session when the connection was lost (READ, WRITE and the others here are idempotent). */
   async #command(c: Buffer, io: { read?: number; readInto?: Buffer; write?: Buffer }): Promise<ScsiResult> {
-    for (let attempt = 0; ; attempt++) {
-      const r = await this.#session.scsi(this.#lun, c, io);
+    for (let attempt = 0, reconnects = 0; ; attempt++) {
+      if (this.#reconnecting) await this.#reconnecting;
+      const session = this.#session;
+      let r: ScsiResult;
+      try {
+        r = await session.scsi(this.#lun, c, io);
+      } catch (e) {
+        if (this.#closed || session.alive || reconnects >= 2) throw e;
+        reconnects++;
+        if (this.#session === session) await this.#reconnect();
+        continue;
+      }
       if (attempt < CMD_RETRIES) {
         if (r.status === STATUS_CHECK_CONDITION && r.sense?.key === SENSE_UNIT_ATTENTION) continue;
         if (r.status === STATUS_BUSY || r.status === STATUS_TASK_SET_FULL) {
@@ -214,6 +241,8 @@ class IscsiNode implements NodeImpl {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    await this.#reconnecting?.catch(() => {});
     await this.#session.logout();
   }
 }
@@ -229,7 +258,7 @@ async function vpd(session: IscsiSession, lun: number, page: number): Promise<Bu
   return r.data;
 }
 
-async function openLun(session: IscsiSession, lun: number, readOnly: boolean): Promise<IscsiNode> {
+async function openLun(session: IscsiSession, lun: number, readOnly: boolean, relogin: () => Promise<IscsiSession>): Promise<IscsiNode> {
   const connectFailed = (m: string) => new BlockError('Io', `iSCSI: Failed to connect to LUN : ${m}`);
   // libiscsi's full connect ends with TEST UNIT READY until the unit attentions are consumed.
   for (let i = 0; ; i++) {
@@ -278,7 +307,7 @@ async function openLun(session: IscsiSession, lun: number, readOnly: boolean): P
   const pages = parseSupportedPages(await vpd(session, lun, 0x00));
   if (pages.includes(0xb0)) bl = parseBlockLimits(await vpd(session, lun, 0xb0));
   if (pages.includes(0xb2)) lbp = parseLbp(await vpd(session, lun, 0xb2));
-  return new IscsiNode({ session, lun, cap, bl, lbp, dpofua });
+  return new IscsiNode({ session, relogin, lun, cap, bl, lbp, dpofua });
 }
 
 export const iscsiDriver: ProtocolDriver = {
@@ -314,14 +343,35 @@ export const iscsiDriver: ProtocolDriver = {
 
 /** Log in and open the LUN the settings name. */
 async function connect(s: IscsiSettings, secrets: SecretStore | undefined, readOnly: boolean): Promise<IscsiNode> {
+  const session = await login(s, secrets);
+  try {
+    return await openLun(session, s.lun, readOnly, async () => {
+      const again = await login(s, secrets);
+      // The new I_T nexus starts with a unit attention (power on/reset): take it now.
+      for (let i = 0; i < 10; i++) {
+        const r = await again.scsi(s.lun, cdb.testUnitReady(), {}).catch((e) => {
+          again.close();
+          throw e;
+        });
+        if (!(r.status === STATUS_CHECK_CONDITION && r.sense?.key === SENSE_UNIT_ATTENTION)) break;
+      }
+      return again;
+    });
+  } catch (e) {
+    await session.logout();
+    throw e;
+  }
+}
+
+/** A logged-in session (the password looked up, used, and cleared). */
+async function login(s: IscsiSettings, secrets: SecretStore | undefined): Promise<IscsiSession> {
   let password: Buffer | undefined;
   if (s.password && 'secret' in s.password) {
     if (!secrets) throw invalidArgument(`No secret with id '${s.password.secret}'`);
     password = Buffer.from(secrets.passphrase(s.password.secret));
   } else if (s.password) password = Buffer.from(s.password.value, 'utf8');
-  let session: IscsiSession;
   try {
-    session = await IscsiSession.open({
+    return await IscsiSession.open({
       host: s.host,
       port: s.port,
       initiatorName: s.initiatorName,
@@ -339,11 +389,5 @@ async function connect(s: IscsiSettings, secrets: SecretStore | undefined, readO
     throw e;
   } finally {
     password?.fill(0);
-  }
-  try {
-    return await openLun(session, s.lun, readOnly);
-  } catch (e) {
-    await session.logout();
-    throw e;
   }
 }
