@@ -4,7 +4,8 @@
 // fallback), VPD pages B0h (block limits) and B2h (provisioning). I/O: READ/WRITE(10) or (16)
 // (16 when the last LBA needs it), SYNCHRONIZE CACHE(10), WRITE SAME(16) for zeroes, UNMAP for
 // discard where the LUN has them, GET LBA STATUS for block status when LBPME. Disk (type 0) and
-// CD/DVD (type 5, read-only) LUNs. Options and messages are QEMU 7.2's (options.ts).
+// CD/DVD (type 5, read-only) LUNs. A dropped connection is logged in again and the request
+// retried. Options and messages are QEMU 7.2's (options.ts).
 
 import { BlockError, invalidArgument } from '../../errors.ts';
 import type { BlockStatus, DriverInfo, NodeImpl, ProtocolDriver, TruncateOptions, WriteFlags, ZeroFlags } from '../../block/types.ts';

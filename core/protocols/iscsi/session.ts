@@ -2,9 +2,9 @@
 // one-way CHAP MD5, section 12.1.3, then operational negotiation, section 13), SCSI commands
 // with Data-In, immediate and unsolicited data and R2T-driven Data-Out (sections 11.3-11.8),
 // CmdSN windowing (section 4.2.2.1), target NOPs answered, text requests (SendTargets
-// discovery), logout. No reconnection: a lost connection fails what is in flight and every later
-// command with one clear error. Passwords stay in Buffers owned by the caller: they are never
-// put in a message.
+// discovery), NOP-Out pings, logout. A session does not reconnect: a lost connection fails what
+// is in flight and every later command with one clear error (the driver, index.ts, logs in again
+// with a new session). Passwords stay in Buffers owned by the caller: never put in a message.
 
 import { createConnection, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
