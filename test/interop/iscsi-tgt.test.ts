@@ -14,7 +14,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tempDir, have, run, platter, md5File, SKIP_NO_QEMU } from '../helpers/qemu.ts';
 import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
 import { IscsiSession } from '../../core/protocols/iscsi/session.ts';
@@ -117,12 +117,16 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
 
   after(async () => {
     if (tgtd && tgtd.exitCode === null) {
+      // tgtd stops only once it has no targets.
+      for (const tid of ['1', '2', '3']) run('tgtadm', ['-C', String(control), '--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', tid]);
       run('tgtadm', ['-C', String(control), '--mode', 'system', '--op', 'delete']);
       const exited = new Promise((r) => tgtd!.once('exit', r));
       const timer = setTimeout(() => tgtd!.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(timer);
     }
+    // tgtd leaves its control socket behind even when it exits cleanly.
+    if (tgtd) for (const f of [`/var/run/tgtd/socket.${control}`, `/var/run/tgtd/socket.${control}.lock`]) rmSync(f, { force: true });
     t?.cleanup();
   });
 
