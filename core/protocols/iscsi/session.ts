@@ -578,8 +578,11 @@ export class IscsiSession {
             if (op === OP.DATA_IN) {
               const off = p.bhs.readUInt32BE(40);
               if (off + p.data.length > readBuf.length) throw ioError('iSCSI: the target sent more data than asked for');
+              // DataPDUInOrder=Yes, DataSequenceInOrder=Yes: each PDU continues the last, so no
+              // byte of the buffer is left unwritten below `received`.
+              if (off !== received) throw ioError('iSCSI: the target sent data out of order');
               p.data.copy(readBuf, off);
-              received = Math.max(received, off + p.data.length);
+              received = off + p.data.length;
               if (p.bhs[1]! & 0x01) finish({ status: p.bhs[3]!, data: readBuf.subarray(0, received) });
             } else if (op === OP.R2T) {
               if (!out) throw ioError('iSCSI: the target asked for data of a command that sends none');
