@@ -51,10 +51,10 @@ export class BlockError extends Error {
   readonly code?: BlockErrorCode;
 
   constructor(kind: BlockErrorKind, message: string, context: BlockErrorContext = {}, options?: BlockErrorOptions) {
-    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    super(redactSecrets(message), options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'BlockError';
     this.kind = kind;
-    this.context = context;
+    this.context = context.path !== undefined ? { ...context, path: redactSecrets(context.path) } : context;
     if (options?.hint !== undefined) this.hint = options.hint;
     if (options?.errno !== undefined) this.errno = options.errno;
     if (options?.reportedBefore !== undefined) this.reportedBefore = options.reportedBefore;
@@ -102,6 +102,20 @@ export interface SerializedBlockError {
   errno?: ErrnoName;
   reportedBefore?: readonly string[];
   code?: BlockErrorCode;
+}
+
+/**
+ * Text with every password a user may type taken out: the one in an iscsi:// or iser:// URL
+ * ("iscsi://user%pw@h" becomes "iscsi://user@h"; libiscsi also takes ':' as the separator), a
+ * `password=...` option ("driver=iscsi,...,password=pw") and a json: `"password": "..."`. Errors
+ * and the CLI's output pass through this, so a typed password is never shown or logged.
+ */
+export function redactSecrets(text: string): string {
+  if (!/password|:\/\//i.test(text)) return text;
+  return text
+    .replace(/\b(iscsi|iser):\/\/([^%:@/\s'"]*)[%:][^@\s'"]*@/gi, '$1://$2@')
+    .replace(/("password"\s*:\s*)"(?:[^"\\]|\\.)*"/g, '$1"******"')
+    .replace(/(^|[,\s'"])((?:[\w-]+\.)*password)=(?:[^,\s'"]|,,)*/g, '$1$2=******');
 }
 
 export const isBlockError = (e: unknown): e is BlockError => e instanceof BlockError;

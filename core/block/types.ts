@@ -324,6 +324,8 @@ export interface ProtocolOpenContext {
   perm: number;
   sharedPerm: number;
   warn(message: string): void;
+  /** Secrets (--object secret) a protocol looks up by id (iscsi's password-secret). */
+  secrets?: SecretStore;
   /**
    * Open a child node from part of this node's options (a filter's `image`, a quorum's
    * `children`): an options subtree, or a filename parsed as a protocol name. A subtree naming a
@@ -433,6 +435,12 @@ export interface ProtocolDriver {
   readonly takesNoLocks?: boolean;
   /** Turn a filename/URI into this driver's options (QEMU's bdrv_parse_filename). */
   parseFilename?(filename: string): OptionsTree;
+  /** A filename as it may be shown in messages (a URL's password taken out). */
+  redactFilename?(filename: string): string;
+  /** QEMU's bdrv_refresh_filename for a node with no plain filename: its options as the JSON
+   *  object of its json: name ({"lun": "1", ...}), secrets left out. Names the node, and a format
+   *  node directly over it as json:{"driver": FMT, "file": ...}, in info and map. */
+  refreshFilename?(options: OptionsTree): string;
   readonly createOptions: readonly OptionSpec[];
   /** Create the storage object (an empty file, with preallocation for raw). */
   create?(filename: string, size: number, options: OptionValues, ctx: { warn(m: string): void; signal?: AbortSignal }): Promise<void>;

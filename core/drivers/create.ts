@@ -127,8 +127,10 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     };
     const fileValues: OptionValues = {};
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
-    await proto.create!(path, 0, fileValues, ctxBase);
-    const file = await openProtocol(local ? { driver: 'file', filename: path } : protoTree, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn });
+    // A remote protocol's create makes or checks the storage (iscsi: the LUN must be large
+    // enough); only raw passes its size down (other formats' sizes stay theirs).
+    await proto.create!(path, local ? 0 : driver.name === 'raw' ? size : 0, local ? fileValues : {}, ctxBase);
+    const file = await openProtocol(local ? { driver: 'file', filename: path } : protoTree, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn, secrets });
     let failed = true;
     try {
       await driver.create(file, ctx);

@@ -263,8 +263,10 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
       for (const s of siblings) await s.close().catch(() => {});
       throw e;
     }
-    // A node that says only "this format on this file" is named as its file (bdrv_refresh_filename).
-    const shownName = file.impl.exactFilename !== undefined && Object.keys(tree).every((k) => k === 'driver' || k === 'file') ? file.impl.exactFilename : displayName;
+    // A format directly over a protocol named by its options (iscsi) is named as QEMU names it; a
+    // node that says only "this format on this file" is named as its file (bdrv_refresh_filename).
+    const refreshed = (file.driver as ProtocolDriver).refreshFilename && file.filename.startsWith('json:') && Object.keys(formatOptions).every((k) => k === 'x-probed') ? `json:{"driver": "${driver.name}", "file": ${file.filename.slice(5)}}` : undefined;
+    const shownName = refreshed ?? (file.impl.exactFilename !== undefined && Object.keys(tree).every((k) => k === 'driver' || k === 'file') ? file.impl.exactFilename : displayName);
     node = new BlockNode({ driver, impl, filename: shownName, readOnly, file, children: siblings, options: formatOptions, openedWith: tree });
     try {
       await openBackingChain(node, tree, fileTree, { ...opts, secrets, workers, warn }, perms);
@@ -486,6 +488,9 @@ export function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
 }
 
 function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree): string {
+  // Protocols whose names may hold secrets (iscsi://user%password@...) show them redacted.
+  const proto = typeof fileTree.driver === 'string' ? findProtocol(fileTree.driver) : undefined;
+  if (proto?.refreshFilename) return given !== undefined ? (proto.redactFilename?.(given) ?? given) : `json:${proto.refreshFilename(fileTree)}`;
   // A json: name that says no more than "this format on this file" is shown as the file's name
   // (QEMU's bdrv_refresh_filename reconstructs it so).
   // (The file's options as given: a filter skipped in its place, say, keeps the name a json: one.)
@@ -538,12 +543,13 @@ export async function openProtocol(fileTree: OptionsTree, displayName: string, r
   };
   let impl: NodeImpl;
   try {
-    impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn: env.warn, openChild });
+    impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn: env.warn, openChild, ...(env.secrets ? { secrets: env.secrets } : {}) });
   } catch (e) {
     for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
     throw e;
   }
-  return new BlockNode({ driver: proto, impl, filename: nodeName ?? impl.exactFilename ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
+  const refreshed = proto.refreshFilename ? `json:${proto.refreshFilename(options)}` : undefined;
+  return new BlockNode({ driver: proto, impl, filename: nodeName ?? refreshed ?? impl.exactFilename ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
 }
 
 /** Probe the format from the first bytes (QEMU's find_image_format: best score wins, raw last). */

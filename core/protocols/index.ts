@@ -6,6 +6,7 @@ import { blkdebugDriver } from './blkdebug/index.ts';
 import { quorumDriver } from './quorum/index.ts';
 import { vvfatDriver } from './vvfat/index.ts';
 import { sshDriver } from './ssh/index.ts';
+import { iscsiDriver } from './iscsi/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
@@ -15,4 +16,5 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   quorumDriver,
   vvfatDriver,
   sshDriver,
+  iscsiDriver,
 ];
