@@ -14,7 +14,7 @@ export interface SizeValue {
 export function checkSize(v: SizeValue): { bytes: number } | { error: string } {
   const suffix = SIZE_UNITS.find((u) => u.factor === v.unit)?.suffix ?? '';
   const r = checkImageSize(`${v.amount}${suffix}`);
-  if ('error' in r) return r;
+  if ('error' in r) return { error: r.error };
   if (r.bytes > BigInt(Number.MAX_SAFE_INTEGER)) return { error: `Image size ${r.bytes} is beyond what Platter can address exactly` };
   return { bytes: Number(r.bytes) };
 }

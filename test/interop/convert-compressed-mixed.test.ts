@@ -17,7 +17,7 @@ const MiB = 1 << 20;
 
 /** 16 MiB: 1 MiB extents alternately random and source text of this repository. */
 function makeMixed(path: string): void {
-  const text = Buffer.concat(['core/jobs/convert.ts', 'core/formats/qcow2/node.ts', 'core/block/open.ts'].map((f) => readFileSync(join(REPO_ROOT, f))));
+  const text = Buffer.concat(['core/jobs/convert.ts', 'core/formats/qcow2/node.ts', 'core/drivers/open.ts'].map((f) => readFileSync(join(REPO_ROOT, f))));
   const fd = openSync(path, 'w');
   const extent = Buffer.alloc(MiB);
   for (let i = 0; i < 16; i++) {
