@@ -177,9 +177,10 @@ function allocationWalks(values: readonly number[], coverage: number, newPerBloc
   let tableClusters = 0;
   for (let walks = 1; ; walks++) {
     let allocated = false;
-    for (let j = 0; j * newPerBlock < coverage; j++) {
+    // Past the last cluster in use every new refblock would be empty (`v` grows as it allocates).
+    for (let j = 0; j * newPerBlock < Math.min(coverage, v.length); j++) {
       let empty = true;
-      for (let c = j * newPerBlock; c < Math.min((j + 1) * newPerBlock, coverage) && empty; c++) if (v[c]) empty = false;
+      for (let c = j * newPerBlock; c < Math.min((j + 1) * newPerBlock, coverage, v.length) && empty; c++) if (v[c]) empty = false;
       if (empty) continue;
       if (j >= reftableSize) reftableSize = Math.ceil((j + 1) / (cs / L1E_SIZE)) * (cs / L1E_SIZE);
       if (!reftable[j]) {
