@@ -74,7 +74,7 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
   if (unknown) {
     throw unsupported(`Unsupported qcow2 feature(s): ${unsupportedFeatureText(h, unknown)}`, ctx);
   }
-  if (h.incompatible & INCOMPAT_CORRUPT && !readOnly) {
+  if (h.incompatible & INCOMPAT_CORRUPT && !readOnly && !forCheck) {
     throw new BlockError('Permission', 'qcow2: Image is corrupt; cannot be opened read/write (run qemu-img check -r all, or open it read-only)', ctx);
   }
   if (h.incompatible & INCOMPAT_COMPRESSION) {
