@@ -219,3 +219,34 @@ test('check and check -r all on more than 65536 snapshots equal qemu-img (iotest
     t.cleanup();
   }
 });
+
+test('an L1 entry pointing at the L1 table itself, where the file ends inside it: check equals qemu-img (iotest 060)', { skip: SKIP_NO_QEMU }, async () => {
+  const t = tempDir();
+  try {
+    const img = t.path('t.qcow2');
+    qemuImgRaw('create', '-f', 'qcow2', img, '64M');
+    const l1 = peek64(img, 40);
+    poke(img, l1, [0x80, 0, 0, 0, 0, 0, 0, 0].map((b, i) => (i === 5 ? (l1 >>> 16) & 0xff : b))); // the L1 as its own L2 table
+    const r = await bothChecks(img, []);
+    assert.equal(r.platter, r.qemu);
+    assert.match(r.platter, /reference=3/); // header's L1, the L1 entry, and the "L2" entry in it
+    assert.equal(r.platterStatus, r.qemuStatus);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('an image marked corrupt: check -r all opens it read-write and clears the mark, as qemu-img (iotest 060)', { skip: SKIP_NO_QEMU }, async () => {
+  const t = tempDir();
+  try {
+    const img = t.path('t.qcow2');
+    qemuImgRaw('create', '-f', 'qcow2', img, '64M');
+    poke(img, 72 + 7, [2]); // incompatible feature bit 1: corrupt
+    const r = await bothChecks(img, ['-r', 'all']);
+    assert.equal(r.platter, r.qemu);
+    assert.equal(r.platterStatus, r.qemuStatus);
+    assert.equal(peek64(r.platterCopy, 72), peek64(r.qemuCopy, 72));
+  } finally {
+    t.cleanup();
+  }
+});
