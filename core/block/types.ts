@@ -164,6 +164,10 @@ export type RepairMode = 'leaks' | 'all';
 export const NO_CHECK_MESSAGE = 'This image format does not support checks';
 
 /** qemu-img check --output=json keys (qemu-img.c collect_image_check). */
+/** A CheckResult message that starts with this is an error report: the CLI prints it after its
+ *  program name ("qemu-img: ERROR ..."), as QEMU's error_report does. */
+export const CHECK_ERROR_REPORT = '\u0001';
+
 export interface CheckResult {
   corruptions: number;
   leaks: number;
@@ -359,6 +363,8 @@ export interface AmendContext {
   warn(message: string): void;
   signal?: AbortSignal;
   force: boolean;
+  /** Work done of the total, as the driver measures it (qemu-img amend -p). */
+  onProgress?(done: number, total: number): void;
 }
 
 /** A format driver (qcow2, vmdk, ...): sits on a `file` child. */

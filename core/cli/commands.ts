@@ -10,7 +10,7 @@ import { findFormat, formatDrivers } from '../drivers/registry.ts';
 import { describeOptions } from '../block/options-schema.ts';
 import { parseArgs, last, has, all, type ParsedArgs, type OptSpec } from './args.ts';
 import { humanInfo } from '../jobs/info.ts';
-import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
+import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE, CHECK_ERROR_REPORT } from '../jobs/check.ts';
 import { humanMap, jsonMap } from '../jobs/map.ts';
 import { humanMeasure } from '../jobs/measure.ts';
 import { CompareError } from '../jobs/compare.ts';
@@ -235,7 +235,7 @@ const check: Command = {
     }
     // Both passes' findings (repair, then the check of the repaired image) go to stderr first:
     // qemu-img's stdout is block-buffered when piped, so its summary comes out at exit.
-    for (const m of [...report.messages, ...(report.recheckMessages ?? [])]) ctx.io.stderr(`${m}\n`);
+    for (const m of [...report.messages, ...(report.recheckMessages ?? [])]) ctx.io.stderr(m.startsWith(CHECK_ERROR_REPORT) ? errorText(m.slice(CHECK_ERROR_REPORT.length)) : `${m}\n`);
     if (report.failed) throw new StatusError(`Check failed: ${report.failed}`, 1);
     if (has(p, 'q')) return report.exitCode;
     if (out === 'json') ctx.io.stdout(json(checkJson(report)));
@@ -513,7 +513,7 @@ const amend: Command = {
       ctx.io.stdout(describeOptions(d.name, d.amendOptions ?? []) + '\n');
       return 0;
     }
-    await ctx.runJob(ctx.service.amend({ image: imageRef(p, oneFile(p)), options, force: has(p, 'force'), ...objects(p) }), has(p, 'p') && !has(p, 'q'));
+    await ctx.runJob(ctx.service.amend({ image: imageRef(p, oneFile(p)), options, force: has(p, 'force'), ...objects(p) }), has(p, 'p') && !has(p, 'q'), { printZero: true });
     return 0;
   },
 };

@@ -12,6 +12,21 @@ export interface ProgressDisplay {
   minStep?: number;
   /** Print 100% once more at the end (all but compare). */
   repeatFinal?: boolean;
+  /** Print every report of 0% too, as qemu_progress_print does (amend's status reports). */
+  printZero?: boolean;
+}
+
+/** printf("%.2f") of a value: C rounds the exact binary value, ties to even (3.125 -> 3.12),
+ *  where toFixed rounds ties up. */
+export function cFixed2(x: number): string {
+  const exact = x.toFixed(40);
+  const dot = exact.indexOf('.');
+  const rest = exact.slice(dot + 3);
+  const tie = /^50*$/.test(rest);
+  if (!tie) return x.toFixed(2);
+  const kept = exact.slice(0, dot + 3);
+  const last = Number(kept[kept.length - 1]);
+  return last % 2 === 0 ? kept : x.toFixed(2);
 }
 
 export class ProgressPrinter {
@@ -20,17 +35,19 @@ export class ProgressPrinter {
   #write: (s: string) => void;
   readonly #step: number;
   readonly #repeatFinal: boolean;
+  readonly #printZero: boolean;
 
   constructor(enabled: boolean, write: (s: string) => void, display: ProgressDisplay = {}) {
     this.#enabled = enabled;
     this.#write = write;
     this.#step = display.minStep ?? MIN_STEP_PERCENT;
     this.#repeatFinal = display.repeatFinal ?? true;
+    this.#printZero = display.printZero ?? false;
   }
 
   #print(percent: number): void {
     this.#last = percent;
-    this.#write(`    (${percent.toFixed(2)}/100%)\r`);
+    this.#write(`    (${cFixed2(percent)}/100%)\r`);
   }
 
   start(): void {
@@ -42,7 +59,7 @@ export class ProgressPrinter {
     if (!this.#enabled) return;
     // In single precision, as QEMU's progress state (a float).
     const pct = Math.fround(total > 0 ? Math.min(100, (done * 100) / total) : 0);
-    if (pct > this.#last + this.#step || pct < this.#last - this.#step || pct === 100) this.#print(pct);
+    if (pct > this.#last + this.#step || pct < this.#last - this.#step || pct === 100 || (pct === 0 && this.#printZero)) this.#print(pct);
   }
 
   end(): void {

@@ -29,9 +29,10 @@ export async function amend(o: AmendOptions, env: JobEnv, ctl: JobControl = {}):
       }
       throw e;
     }
-    ctl.onProgress?.({ done: 0, total: 1, phase: 'amending' });
-    await node.amend(values, { secrets: env.secrets, workers: sharedWorkerPool(), warn: env.warn, force: o.force ?? false, ...(ctl.signal ? { signal: ctl.signal } : {}) });
+    // Progress is the driver's status reports only (qemu-img amend: its status callback; the
+    // CLI prints 0% before and 100% after, as qemu-img does).
+    const onProgress = (done: number, total: number) => ctl.onProgress?.({ done, total, phase: 'amending' });
+    await node.amend(values, { secrets: env.secrets, workers: sharedWorkerPool(), warn: env.warn, force: o.force ?? false, ...(ctl.signal ? { signal: ctl.signal } : {}), onProgress });
     await node.flush();
-    ctl.onProgress?.({ done: 1, total: 1, phase: 'amending' });
   });
 }

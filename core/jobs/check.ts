@@ -12,7 +12,7 @@ export interface CheckOptions {
 }
 
 /** qemu-img's words for a format without a check; the CLI exits 63 on it. */
-export { NO_CHECK_MESSAGE } from '../block/types.ts';
+export { NO_CHECK_MESSAGE, CHECK_ERROR_REPORT } from '../block/types.ts';
 /** qemu-img check's exit status for "this format cannot be checked" (ENOTSUP). */
 export const EXIT_CHECK_UNSUPPORTED = 63;
 

@@ -122,6 +122,7 @@ async function copyDown(top: BlockNode, base: BlockNode, depthOfBase: number, pr
     // Is this range defined by a layer above the base?
     let len = top.size - off;
     let above = false;
+    let zero = false;
     let n: BlockNode | undefined = top;
     for (let i = 0; i < depthOfBase && n; i++, n = n.backing) {
       if (off >= n.size) continue;
@@ -129,10 +130,20 @@ async function copyDown(top: BlockNode, base: BlockNode, depthOfBase: number, pr
       len = st.length;
       if (st.allocated) {
         above = true;
+        zero = st.zero && !st.data;
         break;
       }
     }
-    if (above) {
+    // Zeros without data above the base become a zero write that may deallocate, where the
+    // range covers whole clusters of the base (QEMU's commit is a mirror job with unmap on: its
+    // MIRROR_METHOD_ZERO); otherwise the zeros are copied as data.
+    const granule = Math.max(4096, base.clusterSize ?? 0);
+    const zeroLen = above && zero && off % granule === 0 ? len - (len % granule) : 0;
+    if (zeroLen > 0) {
+      await base.writeZeroes(off, zeroLen, { mayUnmap: true });
+      copied += zeroLen;
+      len = zeroLen; // the rest is looked at again
+    } else if (above) {
       for (let p = off; p < off + len; p += CHUNK) {
         const m = Math.min(CHUNK, off + len - p);
         const buf = await top.read(p, m);

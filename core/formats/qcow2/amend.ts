@@ -42,7 +42,7 @@ export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendCon
   }
   if (newBits !== 1 << h.refcountOrder) {
     if (target < 3 && newBits !== 16) throw invalidArgument(`Refcount widths other than 16 bits require compatibility level 1.1 or above ${COMPAT_HINT}`, img.ctx);
-    await changeRefcountWidth(img, newBits);
+    await changeRefcountWidth(img, newBits, ctx.onProgress);
   }
   if (o['backing_file'] !== undefined || o['backing_fmt'] !== undefined) {
     const file = o['backing_file'] !== undefined ? String(o['backing_file']) : h.backingFile;
@@ -145,7 +145,72 @@ async function expandZeroClusters(img: Qcow2Image, hasBacking: boolean, ctx: Ame
  * in one write, and the old ones become free. Until that header write the old structures stay
  * valid, so a crash only leaves unreferenced clusters past the old end.
  */
-async function changeRefcountWidth(img: Qcow2Image, bits: number): Promise<void> {
+/**
+ * How many passes over the old refcount table QEMU's qcow2_change_refcount_order makes to
+ * allocate the new refblocks and reftable (it repeats while a pass allocated anything, since
+ * its own allocations may need refblocks too). Replayed on a copy of the refcounts with QEMU's
+ * allocator (first free clusters from a moving free index) so that amend -p reports progress
+ * as qemu-img does, walks and all.
+ */
+function allocationWalks(values: readonly number[], coverage: number, newPerBlock: number, cs: number): number {
+  const v = values.slice();
+  let freeIndex = 0;
+  const alloc = (n: number): number => {
+    for (;;) {
+      const start = freeIndex;
+      let ok = true;
+      for (let i = 0; i < n; i++) {
+        if (v[freeIndex++]) {
+          ok = false;
+          break;
+        }
+      }
+      if (ok) {
+        for (let i = 0; i < n; i++) v[start + i] = 1;
+        return start;
+      }
+    }
+  };
+  const reftable: number[] = [];
+  let reftableSize = 0;
+  let tableAt = -1;
+  let tableClusters = 0;
+  for (let walks = 1; ; walks++) {
+    let allocated = false;
+    // Past the last cluster in use every new refblock would be empty (`v` grows as it allocates).
+    for (let j = 0; j * newPerBlock < Math.min(coverage, v.length); j++) {
+      let empty = true;
+      for (let c = j * newPerBlock; c < Math.min((j + 1) * newPerBlock, coverage, v.length) && empty; c++) if (v[c]) empty = false;
+      if (empty) continue;
+      if (j >= reftableSize) reftableSize = Math.ceil((j + 1) / (cs / L1E_SIZE)) * (cs / L1E_SIZE);
+      if (!reftable[j]) {
+        reftable[j] = alloc(1) + 1;
+        allocated = true;
+      }
+    }
+    if (!allocated || walks > 64) return walks;
+    if (tableAt >= 0) {
+      for (let i = 0; i < tableClusters; i++) v[tableAt + i] = 0;
+      freeIndex = Math.min(freeIndex, tableAt);
+    }
+    tableClusters = Math.ceil((reftableSize * L1E_SIZE) / cs);
+    tableAt = alloc(tableClusters);
+  }
+}
+
+/** The status QEMU's refcount width change reports: per walk over the old reftable, one step
+ *  per entry and one at its end; the walks so far plus at least the ones still due as total. */
+function reportWalks(onProgress: (done: number, total: number) => void, walks: number, reftableEntries: number): void {
+  const r = reftableEntries;
+  const walk = (index: number, total: number) => {
+    for (let i = 0; i < r; i++) onProgress(index * r + i, total * r);
+    onProgress((index + 1) * r, total * r);
+  };
+  for (let w = 0; w < walks; w++) walk(w, Math.max(w + 2, 3));
+  walk(walks, walks + 1);
+}
+
+async function changeRefcountWidth(img: Qcow2Image, bits: number, onProgress?: (done: number, total: number) => void): Promise<void> {
   const cs = img.clusterSize;
   const old = img.refcounts;
   const nb = Math.ceil(img.file.size / cs);
@@ -156,6 +221,10 @@ async function changeRefcountWidth(img: Qcow2Image, bits: number): Promise<void>
     if (values[c]! > max) {
       throw invalidArgument(`Cannot decrease refcount entry width to ${bits} bits: Cluster at offset 0x${(c * cs).toString(16)} has a refcount of ${values[c]}`, img.ctx);
     }
+  }
+  if (onProgress) {
+    const reftableEntries = (old.tableClusters * cs) / L1E_SIZE;
+    reportWalks(onProgress, allocationWalks(values, reftableEntries * old.perBlock, (cs * 8) / bits, cs), reftableEntries);
   }
   // The old table and blocks are freed by the switch.
   for (let i = 0; i < old.tableClusters; i++) values[old.tableOffset / cs + i] = 0;

@@ -219,10 +219,17 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
         direct.error(`ERROR l2_offset=${hex(e.offset)}: Table is not cluster aligned; L1 entry corrupted`);
         continue;
       }
-      // A table past the end of the file reads as zeros (its own reference was flagged above).
-      if (e.offset + cs > fileSize) continue;
+      // A table past the end of the file reads as zeros (its own reference was flagged above);
+      // one the file ends inside of reads as zeros from there (a fresh image's L1 is that short).
+      if (e.offset >= fileSize) continue;
+      const readTable = async (): Promise<Buffer> => {
+        if (e.offset + cs <= fileSize) return img.file.read(e.offset, cs);
+        const t = Buffer.alloc(cs);
+        (await img.file.read(e.offset, fileSize - e.offset)).copy(t);
+        return t;
+      };
       if (active) {
-        const table = await img.file.read(e.offset, cs);
+        const table = await readTable();
         const repaired: number[] = [];
         walkL2(table, direct, true, repaired);
         await writeRepairedEntries(img, e.offset, table, repaired);
@@ -230,7 +237,7 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
       }
       let s = summaries.get(e.offset);
       if (!s) {
-        const table = await img.file.read(e.offset, cs);
+        const table = await readTable();
         if (summarised >= SUMMARY_BUDGET) {
           walkL2(table, direct, false);
           continue;

@@ -40,7 +40,7 @@ export const qcow2Driver: FormatDriver = {
   measure: measureQcow2,
 
   async open(file, ctx) {
-    const img = await loadImage(file, { filename: ctx.filename, readOnly: ctx.readOnly, workers: ctx.workers, warn: ctx.warn });
+    const img = await loadImage(file, { filename: ctx.filename, readOnly: ctx.readOnly, workers: ctx.workers, warn: ctx.warn, forCheck: ctx.forCheck ?? false });
     const crypto = await openCrypto({ file, cryptMethod: img.header.cryptMethod, cryptoExt: img.header.cryptoExt, clusterSize: img.clusterSize, options: ctx.options, noIo: ctx.noIo ?? false, secrets: ctx.secrets, workers: ctx.workers, warn: ctx.warn, ctx: { path: ctx.filename } });
     if (crypto) attachCrypto(img, crypto);
     const dataOpt = optString(ctx.options, 'data-file');

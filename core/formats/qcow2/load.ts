@@ -17,6 +17,9 @@ export interface LoadOptions {
   readOnly: boolean;
   workers: WorkerPool;
   warn: (m: string) => void;
+  /** Opened for qemu-img check: the snapshot table is read by the check, not here (QEMU
+   *  BDRV_O_CHECK), so a broken table does not stop the check that can repair it. */
+  forCheck?: boolean;
 }
 
 export async function loadImage(file: BlockNode, o: LoadOptions): Promise<Qcow2Image> {
@@ -31,7 +34,7 @@ export async function loadImage(file: BlockNode, o: LoadOptions): Promise<Qcow2I
   const cs = 2 ** h.clusterBits;
   const cluster0 = await file.read(0, Math.min(fileSize, cs));
   decodeExtensions(h, cluster0, ctx);
-  validateHeader(h, fileSize, o.readOnly, ctx);
+  validateHeader(h, fileSize, o.readOnly, ctx, o.forCheck ?? false);
   if (h.backingFileOffset > 0 && h.backingFileSize > 0) {
     h.backingFile = cluster0.toString('utf8', h.backingFileOffset, h.backingFileOffset + h.backingFileSize);
   }
@@ -40,7 +43,7 @@ export async function loadImage(file: BlockNode, o: LoadOptions): Promise<Qcow2I
   const l1 = h.l1Size > 0 ? await file.read(h.l1TableOffset, h.l1Size * L1E_SIZE) : Buffer.alloc(0);
   const reftable = await file.read(h.refcountTableOffset, h.refcountTableClusters * cs);
   const img = new Qcow2Image({ header: h, file, l1, reftable, readOnly: o.readOnly, ctx, workers: o.workers, warn: o.warn });
-  if (h.nbSnapshots > 0) {
+  if (h.nbSnapshots > 0 && !o.forCheck) {
     const t = await readSnapshotTable(file, h.snapshotsOffset, h.nbSnapshots, cs, ctx);
     img.snapshots = t.snapshots;
     // An entry without a disk size (v2) was taken at the image's size (QEMU's reading).

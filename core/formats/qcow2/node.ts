@@ -4,7 +4,7 @@
 // copy-on-write of partial clusters, write-zeroes, discard, block status, resize, compressed
 // writes, plus info/backing/snapshots/check/amend/close glue.
 
-import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, Reservation, SnapshotCapability, TruncateOptions, ZeroFlags, AmendContext } from '../../block/types.ts';
+import { CHECK_ERROR_REPORT, type BlockStatus, type CheckResult, type DriverInfo, type NodeImpl, type OpenContext, type RepairMode, type Reservation, type SnapshotCapability, type TruncateOptions, type ZeroFlags, type AmendContext } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import type { OptionValues } from '../../block/options-schema.ts';
 import { BlockError, corrupt, invalidArgument, unsupported } from '../../errors.ts';
@@ -22,7 +22,7 @@ import { clustersLeftInTable, growL1, l2ForWrite, lazyRun, lookup, lookupRun, po
 import { compressClusters, decompressCluster } from './compress.ts';
 import { l1EntriesFor } from './validate.ts';
 import { checkImage } from './check.ts';
-import { Qcow2Snapshots, writeSnapshotTable } from './snapshots.ts';
+import { Qcow2Snapshots, readSnapshotTableForCheck, writeSnapshotTable } from './snapshots.ts';
 import { SNAPSHOT_EXTRA_V3_MIN } from './snapshots-table.ts';
 import { amendImage } from './amend.ts';
 import { canEmptyCompletely, makeCompletelyEmpty } from './make-empty.ts';
@@ -942,9 +942,17 @@ export class Qcow2Node implements NodeImpl {
       }
       await img.refcounts.commit();
     }
-    // Freed clusters are discarded in the file (QCOW2_DISCARD_ALWAYS).
-    for (const h of released) {
-      if ((await img.refcounts.get(h / cs)) === 0 && h + cs <= img.file.size) await img.file.discard(h, cs);
+    // Freed clusters are discarded in the file (QCOW2_DISCARD_ALWAYS), adjacent ones in one
+    // request as QEMU's discard queue merges them (one punch leaves the file's extent tree as
+    // small as QEMU's does, which du sees).
+    const free: number[] = [];
+    for (const h of released) if ((await img.refcounts.get(h / cs)) === 0 && h + cs <= img.file.size) free.push(h);
+    free.sort((x, y) => x - y);
+    for (let i = 0; i < free.length; ) {
+      let j = i + 1;
+      while (j < free.length && free[j]! <= free[j - 1]! + cs) j++;
+      await img.file.discard(free[i]!, free[j - 1]! + cs - free[i]!);
+      i = j;
     }
     const fileSize = img.file.size;
     const last = await img.refcounts.lastInUse(Math.ceil(fileSize / cs));
@@ -1036,16 +1044,24 @@ export class Qcow2Node implements NodeImpl {
         h.autoclear &= AUTOCLEAR_KNOWN;
         await this.img.writeHeader();
       }
-      // v3 snapshot entries without the required extra data (QEMU's snapshot table check):
-      // reported first; -r all rewrites the table once the refcounts are checked.
-      const incomplete = h.version >= 3 ? this.img.snapshots.flatMap((sn, i) => ((sn.extraDataSize ?? 0) < SNAPSHOT_EXTRA_V3_MIN ? [i] : [])) : [];
+      // The snapshot table, which the open for check left unread (QEMU
+      // qcow2_check_read_snapshot_table): a table that cannot be read ends the check.
+      const sn = await readSnapshotTableForCheck(this.img, repair === 'all', CHECK_ERROR_REPORT);
+      if (sn.failed) {
+        return { corruptions: sn.corruptions, leaks: 0, checkErrors: 1, corruptionsFixed: sn.corruptionsFixed, leaksFixed: 0, messages: sn.messages, failed: sn.failed };
+      }
+      // v3 snapshot entries without the required extra data: reported with the table's other
+      // findings; -r all rewrites the table once the refcounts are checked.
+      const incomplete = h.version >= 3 ? this.img.snapshots.flatMap((s, i) => ((s.extraDataSize ?? 0) < SNAPSHOT_EXTRA_V3_MIN ? [i] : [])) : [];
       const notes = incomplete.map((i) => `${repair === 'all' ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
       const res = await checkImage(this.img, repair);
-      res.messages.unshift(...notes);
-      if (incomplete.length && repair === 'all') {
+      res.messages.unshift(...sn.messages, ...notes);
+      res.corruptionsFixed += sn.corruptionsFixed;
+      const tableCorruptions = sn.corruptions + incomplete.length;
+      if (tableCorruptions && repair === 'all' && res.failed === undefined) {
         await writeSnapshotTable(this.img);
-        res.corruptionsFixed += incomplete.length;
-      } else res.corruptions += incomplete.length;
+        res.corruptionsFixed += tableCorruptions;
+      } else res.corruptions += tableCorruptions;
       return res;
     });
   }

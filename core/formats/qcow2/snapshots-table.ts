@@ -51,15 +51,42 @@ export interface Snapshot {
   extraDataSize?: number;
 }
 
-/** Read and decode `count` entries at `offset`. */
-export async function readSnapshotTable(file: BlockNode, offset: number, count: number, clusterSize: number, ctx: BlockErrorContext): Promise<{ snapshots: Snapshot[]; bytes: number }> {
+/** An id or name as QEMU keeps it: a C string, so it ends at the first NUL byte (QEMU then
+ *  writes back only that much). */
+function cString(b: Buffer): string {
+  const end = b.indexOf(0);
+  return b.toString('utf8', 0, end < 0 ? b.length : end);
+}
+
+/** QEMU's bound on the table's extent in the file (offset - snapshots_offset <= INT_MAX). */
+const MAX_TABLE_EXTENT = 2 ** 31 - 1;
+
+/** What a repairing read (qemu-img check -r all) changed in the table it read. */
+export interface SnapshotTableRepair {
+  /** Snapshots cut off the end because the table passed 64 MiB. */
+  reduced: number;
+  /** Entries whose extra data was cut down to MAX_SNAPSHOT_EXTRA bytes. */
+  extraDropped: number;
+  /** What was discarded, in QEMU's words (qcow2_do_read_snapshots prints these). */
+  messages: string[];
+}
+
+/**
+ * Read and decode `count` entries at `offset`. With `repair` (qemu-img check -r all), an entry
+ * with too much extra data keeps only the first MAX_SNAPSHOT_EXTRA bytes of it, and the
+ * snapshots past the 64 MiB limit are cut off (counted in `repair`), instead of failing.
+ */
+export async function readSnapshotTable(file: BlockNode, offset: number, count: number, clusterSize: number, ctx: BlockErrorContext, repair?: SnapshotTableRepair): Promise<{ snapshots: Snapshot[]; bytes: number }> {
   const out: Snapshot[] = [];
   let pos = offset;
+  /** The table's length with cut-down extra data counted at its new size. */
+  let tableLength = 0;
   let win: Buffer = Buffer.alloc(0);
   let winStart = offset;
   const need = async (at: number, len: number): Promise<Buffer> => {
-    // Reads stay within the table limit plus one entry (the limit itself is checked per entry).
-    if (at + len - offset > MAX_SNAPSHOT_TABLE_BYTES + MAX_ENTRY_BYTES) throw invalidImage(`Snapshot table too large (more than ${MAX_SNAPSHOT_TABLE_BYTES} bytes)`, ctx);
+    // Reads stay within the table limit plus one entry (the limit itself is checked per entry);
+    // a repairing read skips oversized extra data, so it is bounded by the extent check.
+    if (!repair && at + len - offset > MAX_SNAPSHOT_TABLE_BYTES + MAX_ENTRY_BYTES) throw invalidImage(`Snapshot table too large (more than ${MAX_SNAPSHOT_TABLE_BYTES} bytes)`, ctx);
     // Past the end of the file the table reads as zeros, as QEMU's block layer reads it
     // (entries of zeros: no id, no name, no L1 table).
     if (at < winStart || at + len > winStart + win.length) {
@@ -72,6 +99,8 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
     return win.subarray(at - winStart, at - winStart + len);
   };
   for (let i = 0; i < count; i++) {
+    const entryStart = pos;
+    tableLength = Math.ceil(tableLength / 8) * 8;
     const f = await need(pos, SNAPSHOT_FIXED);
     const l1TableOffset = Number(f.readBigUInt64BE(0));
     const l1Size = f.readUInt32BE(8);
@@ -82,31 +111,45 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
     const vmClockNsec = Number(f.readBigUInt64BE(24));
     const vmState32 = f.readUInt32BE(32);
     const extraSize = f.readUInt32BE(36);
+    let keptExtra = extraSize;
     if (extraSize > MAX_SNAPSHOT_EXTRA) {
-      throw new BlockError('InvalidImage', `Too much extra metadata in snapshot table entry ${i}`, ctx, { errno: 'EFBIG', hint: 'You can force-remove this extra metadata with qemu-img check -r all\n' });
+      if (!repair) {
+        throw new BlockError('InvalidImage', `Too much extra metadata in snapshot table entry ${i}`, ctx, { errno: 'EFBIG', hint: 'You can force-remove this extra metadata with qemu-img check -r all\n' });
+      }
+      repair.messages.push(`Discarding too much extra metadata in snapshot table entry ${i} (${extraSize} > ${MAX_SNAPSHOT_EXTRA})`);
+      repair.extraDropped++;
+      keptExtra = MAX_SNAPSHOT_EXTRA;
     }
     // Each snapshot's L1 table is checked where it is used (validateSnapshotL1), as QEMU does:
     // a bad entry leaves the image usable and the other snapshots reachable.
     let p = pos + SNAPSHOT_FIXED;
-    const extra = Buffer.from(await need(p, extraSize));
+    const extra = Buffer.from(await need(p, keptExtra));
     p += extraSize;
-    const id = (await need(p, idSize)).toString('utf8');
+    const id = cString(await need(p, idSize));
     p += idSize;
-    const name = (await need(p, nameSize)).toString('utf8');
+    const name = cString(await need(p, nameSize));
     p += nameSize;
+    tableLength += SNAPSHOT_FIXED + keptExtra + idSize + nameSize;
     // The table may not pass 64 MiB with this entry (QEMU counts it before the padding).
-    if (p - offset > MAX_SNAPSHOT_TABLE_BYTES) {
-      throw new BlockError('InvalidImage', 'Snapshot table is too big', ctx, { errno: 'EFBIG', hint: `You can force-remove all ${count - i} overhanging snapshots with qemu-img check -r all\n` });
+    if (tableLength > MAX_SNAPSHOT_TABLE_BYTES || p - offset > MAX_TABLE_EXTENT) {
+      if (!repair) {
+        throw new BlockError('InvalidImage', 'Snapshot table is too big', ctx, { errno: 'EFBIG', hint: `You can force-remove all ${count - i} overhanging snapshots with qemu-img check -r all\n` });
+      }
+      // This entry and all after it go; their clusters leak until the refcount check frees them.
+      repair.messages.push(`Discarding ${count - i} overhanging snapshots (snapshot table is too big)`);
+      repair.reduced += count - i;
+      pos = entryStart;
+      break;
     }
     p = offset + Math.ceil((p - offset) / 8) * 8;
-    const sn: Snapshot = { l1TableOffset, l1Size, id, name, dateSec, dateNsec, vmClockNsec, vmStateSize: vmState32, extraTail: Buffer.alloc(0), extraDataSize: extraSize };
-    if (extraSize >= 8) sn.vmStateSize = Number(extra.readBigUInt64BE(0));
-    if (extraSize >= 16) sn.diskSize = Number(extra.readBigUInt64BE(8));
-    if (extraSize >= 24) {
+    const sn: Snapshot = { l1TableOffset, l1Size, id, name, dateSec, dateNsec, vmClockNsec, vmStateSize: vmState32, extraTail: Buffer.alloc(0), extraDataSize: keptExtra };
+    if (keptExtra >= 8) sn.vmStateSize = Number(extra.readBigUInt64BE(0));
+    if (keptExtra >= 16) sn.diskSize = Number(extra.readBigUInt64BE(8));
+    if (keptExtra >= 24) {
       const ic = extra.readBigInt64BE(16);
       if (ic >= 0n) sn.icount = Number(ic);
     }
-    if (extraSize > SNAPSHOT_EXTRA_V3) sn.extraTail = extra.subarray(SNAPSHOT_EXTRA_V3);
+    if (keptExtra > SNAPSHOT_EXTRA_V3) sn.extraTail = extra.subarray(SNAPSHOT_EXTRA_V3);
     out.push(sn);
     pos = p;
   }
@@ -117,8 +160,9 @@ export async function readSnapshotTable(file: BlockNode, offset: number, count: 
 export function encodeSnapshotTable(snapshots: readonly Snapshot[]): Buffer {
   const parts: Buffer[] = [];
   for (const s of snapshots) {
-    const id = Buffer.from(s.id, 'utf8');
-    const name = Buffer.from(s.name, 'utf8');
+    // At most 65535 bytes each (a name read with invalid UTF-8 may have grown when decoded).
+    const id = Buffer.from(s.id, 'utf8').subarray(0, 0xffff);
+    const name = Buffer.from(s.name, 'utf8').subarray(0, 0xffff);
     const extraSize = SNAPSHOT_EXTRA_V3 + s.extraTail.length;
     const len = Math.ceil((SNAPSHOT_FIXED + extraSize + id.length + name.length) / 8) * 8;
     const b = Buffer.alloc(len);

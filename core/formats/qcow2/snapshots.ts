@@ -10,7 +10,7 @@ import { BlockError, invalidArgument, notFound, strerror, unsupported } from '..
 import { decodeL1, decodeL2, encodeL1, encodeL2, L1E_SIZE } from './entries.ts';
 import type { Qcow2Image } from './image.ts';
 import { growL1 } from './cluster-map.ts';
-import { encodeSnapshotTable, MAX_SNAPSHOT_TABLE_BYTES, SNAPSHOT_EXTRA_V3, validateSnapshotL1, type Snapshot } from './snapshots-table.ts';
+import { encodeSnapshotTable, MAX_SNAPSHOT_TABLE_BYTES, readSnapshotTable, SNAPSHOT_EXTRA_V3, validateSnapshotL1, type Snapshot } from './snapshots-table.ts';
 import { MAX_SNAPSHOTS } from './validate.ts';
 import type { Qcow2Node } from './node.ts';
 
@@ -64,6 +64,72 @@ export async function writeBatch(img: Qcow2Image, tables: Map<number, Buffer>, e
   for (const [offset, t] of tables) if ((await img.refcounts.get(offset / img.clusterSize)) > 0) live.push([offset, t]);
   await Promise.all([img.refcounts.commit(), ...live.map(([offset, t]) => img.writeMeta(offset, t)), ...extra.map((f) => f())]);
   await img.barrier();
+}
+
+/** The outcome of reading the snapshot table for a check (QEMU qcow2_check_read_snapshot_table). */
+export interface SnapshotTableCheck {
+  /** Findings in order; an entry starting with ERROR_REPORT is an error report (program name). */
+  messages: string[];
+  corruptions: number;
+  corruptionsFixed: number;
+  /** The table could not be read: strerror text; the check stops here ("Check failed"). */
+  failed?: string;
+}
+
+/**
+ * Read the snapshot table as a check does (the open for check leaves it unread, so a broken
+ * table does not stop the check): validate the pointer, read the entries, and with -r all cut
+ * off what QEMU cuts off (snapshots past 65536 or past 64 MiB, which then leak until the
+ * refcount check frees them; extra data past 1 KiB, dropped when the table is rewritten later).
+ * On success img.snapshots is the table read.
+ */
+export async function readSnapshotTableForCheck(img: Qcow2Image, repairAll: boolean, errorReport: string): Promise<SnapshotTableCheck> {
+  const h = img.header;
+  const out: SnapshotTableCheck = { messages: [], corruptions: 0, corruptionsFixed: 0 };
+  img.snapshots = [];
+  img.snapshotTableBytes = 0;
+  let nb = h.nbSnapshots;
+  let reduced = 0;
+  if (nb > MAX_SNAPSHOTS && repairAll) {
+    out.messages.push(`Discarding ${nb - MAX_SNAPSHOTS} overhanging snapshots`);
+    reduced += nb - MAX_SNAPSHOTS;
+    nb = MAX_SNAPSHOTS;
+  }
+  // The pointer (QEMU qcow2_validate_table on "snapshot table", 40-byte entries).
+  let bad: [string, 'EFBIG' | 'EINVAL'] | undefined;
+  if (nb > MAX_SNAPSHOTS) bad = ['snapshot table too large', 'EFBIG'];
+  else if (h.snapshotsOffset % img.clusterSize !== 0 || h.snapshotsOffset > Number.MAX_SAFE_INTEGER - nb * 40) bad = ['snapshot table offset invalid', 'EINVAL'];
+  if (bad) {
+    let m = `${errorReport}ERROR ${bad[0]}`;
+    if (nb > MAX_SNAPSHOTS) m += `\nYou can force-remove all ${nb - MAX_SNAPSHOTS} overhanging snapshots with qemu-img check -r all`;
+    out.messages.push(m);
+    out.failed = strerror(bad[1]);
+    return out;
+  }
+  const repair = { reduced: 0, extraDropped: 0, messages: out.messages };
+  try {
+    if (nb > 0) {
+      const t = await readSnapshotTable(img.file, h.snapshotsOffset, nb, img.clusterSize, img.ctx, repairAll ? repair : undefined);
+      for (const sn of t.snapshots) sn.diskSize ??= h.size;
+      img.snapshots = t.snapshots;
+      img.snapshotTableBytes = t.bytes;
+    }
+  } catch (e) {
+    if (!(e instanceof BlockError)) throw e;
+    out.messages.push(`${errorReport}ERROR failed to read the snapshot table: ${e.message}${e.hint ? `\n${e.hint.replace(/\n$/, '')}` : ''}`);
+    out.failed = strerror(e.errno ?? 'EIO');
+    return out;
+  }
+  reduced += repair.reduced;
+  out.corruptions += reduced + repair.extraDropped;
+  if (reduced) {
+    // The header gets the new count now: the refcount check relies on it (and frees the leak).
+    h.nbSnapshots = img.snapshots.length;
+    await img.writeHeader();
+    out.corruptionsFixed += reduced;
+    out.corruptions -= reduced;
+  }
+  return out;
 }
 
 /** Rewrite the snapshot table at a new place and point the header at it; free the old one. */

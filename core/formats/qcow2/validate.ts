@@ -49,7 +49,7 @@ export function l1EntriesFor(size: number, clusterBits: number, extendedL2: bool
  * Check every header field that later code relies on. `fileSize` is the image file's size;
  * tables must lie inside it and must not overlap the header cluster.
  */
-export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boolean, ctx: BlockErrorContext): void {
+export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boolean, ctx: BlockErrorContext, forCheck = false): void {
   if (h.version !== 2 && h.version !== 3) throw unsupported(`Unsupported qcow2 version ${h.version}`, ctx);
   if (h.clusterBits < MIN_CLUSTER_BITS || h.clusterBits > MAX_CLUSTER_BITS) {
     throw invalidImage(`Unsupported cluster size: 2^${h.clusterBits} (expected 2^${MIN_CLUSTER_BITS}..2^${MAX_CLUSTER_BITS})`, ctx);
@@ -74,7 +74,7 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
   if (unknown) {
     throw unsupported(`Unsupported qcow2 feature(s): ${unsupportedFeatureText(h, unknown)}`, ctx);
   }
-  if (h.incompatible & INCOMPAT_CORRUPT && !readOnly) {
+  if (h.incompatible & INCOMPAT_CORRUPT && !readOnly && !forCheck) {
     throw new BlockError('Permission', 'qcow2: Image is corrupt; cannot be opened read/write (run qemu-img check -r all, or open it read-only)', ctx);
   }
   if (h.incompatible & INCOMPAT_COMPRESSION) {
@@ -101,11 +101,13 @@ export function validateHeader(h: Qcow2Header, fileSize: number, readOnly: boole
     throw invalidImage(`Reference count table at 0x${h.refcountTableOffset.toString(16)} (${reftableBytes} bytes) is beyond the end of the file (${fileSize} bytes)`, ctx);
   }
 
-  // Snapshot table.
-  if (h.nbSnapshots > MAX_SNAPSHOTS) throw new BlockError('InvalidImage', 'Snapshot table too large', ctx, { errno: 'EFBIG' });
-  // A table past the end of the file reads as zeros (snapshots-table.ts), as in QEMU.
-  if (h.nbSnapshots > 0 && (h.snapshotsOffset % cs !== 0 || h.snapshotsOffset < cs)) {
-    throw invalidImage(`Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)} (file size ${fileSize})`, ctx);
+  // Snapshot table (not when opened for a check, which validates and reads it itself).
+  if (!forCheck) {
+    if (h.nbSnapshots > MAX_SNAPSHOTS) throw new BlockError('InvalidImage', 'Snapshot table too large', ctx, { errno: 'EFBIG' });
+    // A table past the end of the file reads as zeros (snapshots-table.ts), as in QEMU.
+    if (h.nbSnapshots > 0 && (h.snapshotsOffset % cs !== 0 || h.snapshotsOffset < cs)) {
+      throw invalidImage(`Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)} (file size ${fileSize})`, ctx);
+    }
   }
 
   // Active L1 table.
