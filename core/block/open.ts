@@ -159,8 +159,12 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   }
   const fileTree = resolveProtocolTree(tree.file as OptionsTree);
   const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree, tree);
+  // Failures name the image as typed (QEMU's bdrv_open), even where the node is shown under the
+  // name its protocol gives it (nbd).
+  // (--image-opts: the options as typed, as qemu-img prints them.)
+  const openName = typeof spec === 'string' && opts.imageOpts ? spec : displayFilename(typeof spec === 'string' ? spec : undefined, fileTree, tree, false);
   /** An open failure as it leaves this function (qemu-img's prefix for the image it opens). */
-  const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, displayName) : opts.bareDriverErrors ? e : prefixOpenError(e, displayName));
+  const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, openName) : opts.bareDriverErrors ? e : prefixOpenError(e, openName));
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   const childEnv: ChildEnv = { warn, secrets, workers, forceShare };
@@ -279,10 +283,13 @@ function qemuImgOpenError(e: unknown, name: string): unknown {
  *  (qemu-img's own chain walk reports it, collect_image_info_list). */
 const BARE_ERRORS = new WeakSet<BlockError>();
 
+/** Open failures of a protocol QEMU words without naming the file (ProtocolDriver.bareOpenErrors). */
+const PROTOCOL_WORDED = new WeakSet<BlockError>();
+
 /** qemu-img's "Could not open 'x': cause" shape, applied once. */
 function prefixOpenError(e: unknown, name: string): unknown {
   if (!(e instanceof BlockError) || BARE_ERRORS.has(e)) return e;
-  if (e.message.startsWith('Could not open') || e.kind === 'Cancelled') return e;
+  if (e.message.startsWith('Could not open') || e.kind === 'Cancelled' || PROTOCOL_WORDED.has(e)) return e;
   const err = new BlockError(e.kind, `Could not open '${name}': ${e.message}`, { ...e.context, path: e.context.path ?? name }, { cause: e.cause, ...(e.hint ? { hint: e.hint } : {}) });
   err.stack = e.stack;
   return err;
@@ -456,13 +463,24 @@ function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
   return { ...fileTree, ...base };
 }
 
-function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree): string {
+function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree, refreshed = true): string {
   // A json: name that says no more than "this format on this file" is shown as the file's name
   // (QEMU's bdrv_refresh_filename reconstructs it so).
   // (The file's options as given: a filter skipped in its place, say, keeps the name a json: one.)
   const givenFile = tree && typeof tree.file === 'object' && tree.file !== null && !Array.isArray(tree.file) ? (tree.file as OptionsTree) : fileTree;
   if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && (givenFile.driver === undefined || givenFile.driver === 'file') && Object.keys(givenFile).every((k) => k === 'driver' || k === 'filename')) {
     return fileTree.filename;
+  }
+  // A protocol that names its nodes itself (nbd's URI) is shown so, whatever form was typed.
+  const proto = typeof fileTree.driver === 'string' ? findProtocol(fileTree.driver) : undefined;
+  if (refreshed && proto?.displayName && (given === undefined || !given.startsWith('json:') || Object.keys(tree ?? {}).every((k) => k === 'driver' || k === 'file'))) {
+    try {
+      const { driver: _d, ...o } = fileTree;
+      const name = proto.displayName(o);
+      if (name !== undefined) return name;
+    } catch {
+      // bad options: the open words the error
+    }
   }
   // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).
   if (given !== undefined && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && protocolPrefix(given) === 'file') return fileTree.filename;
@@ -512,6 +530,7 @@ async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly
     impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn: env.warn, openChild });
   } catch (e) {
     for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
+    if (proto.bareOpenErrors && e instanceof BlockError) PROTOCOL_WORDED.add(e);
     throw e;
   }
   return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });

@@ -391,6 +391,14 @@ export interface ProtocolDriver {
   /** Turn a filename/URI into this driver's options (QEMU's bdrv_parse_filename). */
   parseFilename?(filename: string): OptionsTree;
   readonly createOptions: readonly OptionSpec[];
+  /** QEMU's bdrv_refresh_filename for this protocol: the name a node opened with these options
+   *  shows (nbd: "nbd://host:port/export" whatever form was typed). */
+  displayName?(options: OptionsTree): string | undefined;
+  /** QEMU words this driver's open failures without naming the file ("Failed to connect to
+   *  ..."), so qemu-img prints one "Could not open" prefix, not two. */
+  readonly bareOpenErrors?: boolean;
+  /** QEMU's driver has no bdrv_get_info (nbd): qemu-img info over it shows no dirty-flag. */
+  readonly noDriverInfo?: boolean;
   /** Create the storage object (an empty file, with preallocation for raw). */
   create?(filename: string, size: number, options: OptionValues, ctx: { warn(m: string): void; signal?: AbortSignal }): Promise<void>;
   open(ctx: ProtocolOpenContext): Promise<NodeImpl>;

@@ -78,7 +78,8 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     const list = await node.impl.snapshots.list();
     if (list.length > 0) out.snapshots = list.map(snapshotToJson);
   }
-  out['dirty-flag'] = d.dirtyFlag ?? false;
+  // QEMU shows it when bdrv_get_info works: raw asks its file, which some protocols cannot answer.
+  if (!(node.format === 'raw' && node.file?.driver.kind === 'protocol' && node.file.driver.noDriverInfo)) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];
     for (const c of d.children) out.children.push({ name: c.name, info: await nodeInfo(c.node) });

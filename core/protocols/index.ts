@@ -4,6 +4,7 @@ import { fileDriver } from './file/index.ts';
 import { nullAioDriver, nullCoDriver } from './null/index.ts';
 import { blkdebugDriver } from './blkdebug/index.ts';
 import { quorumDriver } from './quorum/index.ts';
+import { nbdDriver } from './nbd/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
@@ -11,4 +12,5 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   nullAioDriver,
   blkdebugDriver,
   quorumDriver,
+  nbdDriver,
 ];
