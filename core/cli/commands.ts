@@ -26,6 +26,7 @@ import { QEMU_MAX_SIZE } from '../block/options-schema.ts';
 import type { CliIo } from './main.ts';
 import { errorText, PROGRAM } from './program.ts';
 import type { ProgressDisplay } from './progress.ts';
+import { nbdCommand as nbd } from '../nbd-server/cli.ts';
 
 export interface CommandContext {
   io: CliIo;
@@ -659,6 +660,6 @@ const formats: Command = {
   },
 };
 
-export const COMMANDS: Record<string, Command> = { amend, bench, bitmap, check, commit, compare, convert, create, dd, info, map, measure, snapshot, rebase, resize, formats };
+export const COMMANDS: Record<string, Command> = { amend, bench, bitmap, check, commit, compare, convert, create, dd, info, map, measure, snapshot, rebase, resize, formats, nbd };
 
 export { StatusError };

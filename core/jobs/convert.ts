@@ -545,7 +545,11 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
       return;
     }
     // Compressed writes may hand the buffer to a worker (transfer): they always get a fresh one.
-    let buf: Buffer | undefined = await readAt(item.dstOffset, item.length, p.compressed ? undefined : laneBuf, item.src);
+    let buf: Buffer | undefined = await readAt(item.dstOffset, item.length, p.compressed ? undefined : laneBuf, item.src).catch((e: unknown) => {
+      // qemu-img: "error while reading at byte N: <cause>" (convert_co_read's failure, N the guest offset).
+      if (e instanceof BlockError && e.kind !== 'Cancelled' && !e.message.startsWith('error while')) throw new BlockError(e.kind, `error while reading at byte ${item.dstOffset}: ${e.message}`, e.context, { cause: e });
+      throw e;
+    });
     await orderedAfter;
     if (p.compressed) {
       if (p.zeroInit && isZero(buf)) bytesSkipped += item.length;

@@ -76,6 +76,8 @@ export class ExactReader {
   /** While a read waits, fail it when no byte arrives for `ms` (0: wait forever). */
   setTimeout(ms: number): void {
     this.#timeoutMs = ms;
+    if (this.#want) this.#armTimer();
+    else this.#clearTimer();
   }
 
   read(n: number): Promise<Buffer> {
