@@ -533,7 +533,13 @@ async function openProtocol(fileTree: OptionsTree, displayName: string, readOnly
     if (proto.bareOpenErrors && e instanceof BlockError) PROTOCOL_WORDED.add(e);
     throw e;
   }
-  return new BlockNode({ driver: proto, impl, filename: nodeName ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
+  let shown: string | undefined;
+  try {
+    shown = proto.displayName?.(options);
+  } catch {
+    shown = undefined;
+  }
+  return new BlockNode({ driver: proto, impl, filename: nodeName ?? shown ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
 }
 
 /** Probe the format from the first bytes (QEMU's find_image_format: best score wins, raw last). */

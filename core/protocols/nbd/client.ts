@@ -283,7 +283,8 @@ export class NbdClient {
       }
       // A server that closed, timed out or broke the protocol: every request fails with EIO, and
       // the reason is told once, as QEMU's client reports it on stderr.
-      const why = e instanceof PeerClosed ? 'Connection closed' : e instanceof PeerTimeout ? 'Connection timed out' : (e as Error).message;
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = e instanceof PeerClosed ? 'Connection closed' : e instanceof PeerTimeout ? 'Connection timed out' : code && ERRNO_TEXT[code] ? ERRNO_TEXT[code]! : (e as Error).message;
       if (this.#pending.size > 0 || !(e instanceof PeerClosed)) this.onDisconnect?.(why);
       this.#kill(ioError({ path: this.#label }, e));
     }
