@@ -438,7 +438,7 @@ function optionError(opt: number, r: OptReply): HandshakeError {
     case C.NBD_REP_ERR_PLATFORM:
       return new HandshakeError(`Server lacks support for ${what}`, hint);
     case C.NBD_REP_ERR_TLS_REQD:
-      return new HandshakeError(`TLS negotiation required before ${what}`, (hint ?? '') + 'Did you forget a valid tls-creds?\n');
+      return new HandshakeError(`TLS negotiation required before ${what}`, 'Did you forget a valid tls-creds?\n' + (hint ?? ''));
     case C.NBD_REP_ERR_UNKNOWN:
       return new HandshakeError('Requested export not available', hint, true);
     case C.NBD_REP_ERR_SHUTDOWN:
@@ -464,7 +464,8 @@ async function simpleOption(stream: Duplex, reader: ExactReader, opt: number, un
     return true;
   }
   if (r.type & C.NBD_REP_FLAG_ERROR) {
-    if (unsupOk && r.type === C.NBD_REP_ERR_UNSUP) return false;
+    // Not strict (QEMU's STRUCTURED_REPLY request): any refusal means "without".
+    if (unsupOk) return false;
     throw optionError(opt, r);
   }
   throw new HandshakeError(`Unexpected reply type ${r.type} for ${C.optName(opt)}`);

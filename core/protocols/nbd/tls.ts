@@ -9,6 +9,7 @@ import { connect as tlsConnect, TLSSocket, createSecureContext, type SecureConte
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { BlockError, invalidArgument } from '../../errors.ts';
+import { OBJECT_TYPES } from '../../block/secrets.ts';
 
 export interface TlsCreds {
   id: string;
@@ -29,14 +30,23 @@ export function registerTlsCreds(props: Map<string, string>): void {
   if (endpoint !== 'client' && endpoint !== 'server') throw invalidArgument(`Parameter 'endpoint' does not accept value '${endpoint}'`);
   const vp = props.get('verify-peer') ?? 'on';
   for (const k of props.keys()) if (!['id', 'dir', 'endpoint', 'verify-peer', 'priority', 'sanity-check', 'loaded'].includes(k)) throw invalidArgument(`Property 'tls-creds-x509.${k}' not found`);
+  // The files are checked when the object is made, as QEMU loads them then (ca-cert always; the
+  // server's certificate and key for a server endpoint).
+  readPem(dir, 'ca-cert.pem', true);
+  if (endpoint === 'server') {
+    readPem(dir, 'server-cert.pem', true);
+    readPem(dir, 'server-key.pem', true);
+  }
   registry.set(id, { id, dir, endpoint, verifyPeer: vp === 'on' || vp === 'yes' || vp === 'true' });
 }
+
+OBJECT_TYPES.set('tls-creds-x509', registerTlsCreds);
 
 export function lookupTlsCreds(id: string, endpoint: 'client' | 'server'): TlsCreds {
   const c = registry.get(id);
   if (!c) throw invalidArgument(`No TLS credentials with id '${id}'`);
   if (c.endpoint !== endpoint) {
-    throw invalidArgument(endpoint === 'client' ? 'Expecting TLS credentials with a client endpoint' : 'Expecting TLS credentials with a server endpoint');
+    throw invalidArgument(`Expected TLS credentials for a ${endpoint} endpoint`);
   }
   return c;
 }
