@@ -202,10 +202,12 @@ class Connection {
   }
 
   #transmissionFlags(): number {
-    let f = C.NBD_FLAG_HAS_FLAGS | C.NBD_FLAG_SEND_FLUSH | C.NBD_FLAG_SEND_FUA | C.NBD_FLAG_SEND_DF;
-    if (this.#e.readOnly) f |= C.NBD_FLAG_READ_ONLY | C.NBD_FLAG_CAN_MULTI_CONN;
-    else f |= C.NBD_FLAG_SEND_TRIM | C.NBD_FLAG_SEND_WRITE_ZEROES;
-    if (this.#o.shared !== 1 && !this.#e.readOnly) f |= C.NBD_FLAG_CAN_MULTI_CONN;
+    // qemu-nbd 7.2's flags: multi-conn whenever more than one client may connect; fast zero
+    // offered (and refused with ENOTSUP, which the protocol allows: we never promise speed).
+    let f = C.NBD_FLAG_HAS_FLAGS | C.NBD_FLAG_SEND_FLUSH | C.NBD_FLAG_SEND_FUA | C.NBD_FLAG_SEND_DF | C.NBD_FLAG_SEND_CACHE;
+    if (this.#e.readOnly) f |= C.NBD_FLAG_READ_ONLY;
+    else f |= C.NBD_FLAG_SEND_TRIM | C.NBD_FLAG_SEND_WRITE_ZEROES | C.NBD_FLAG_SEND_FAST_ZERO;
+    if (this.#o.shared !== 1) f |= C.NBD_FLAG_CAN_MULTI_CONN;
     return f;
   }
 

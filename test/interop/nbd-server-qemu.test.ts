@@ -75,6 +75,9 @@ test('nbdinfo --map (base:allocation and, with -A, qemu:allocation-depth) equals
     const list = (s: string) => runOk('nbdinfo', ['--list', '--json', uri(s)]).replace(/socket=[^"]*/g, 'socket=S');
     const ctxs = (s: string) => JSON.parse(list(s)).exports[0].contexts;
     assert.deepEqual(ctxs(ps), ctxs(qs));
+    // Every fact nbdinfo shows (flags, block sizes, contexts) is qemu-nbd's.
+    const facts = (s: string) => runOk('nbdinfo', ['--json', uri(s)]).replaceAll(s, 'SOCK');
+    assert.equal(facts(ps), facts(qs));
   } finally {
     await mine.stop();
     await theirs.stop();
@@ -133,7 +136,9 @@ test('a read-only export (-r) refuses writes with EPERM; qemu-io is told what it
 
 function nbdcopy(from: string, to: string): Promise<number | null> {
   return new Promise((resolve) => {
-    const p = spawn('nbdcopy', [from, to], { stdio: 'ignore' });
+    // One connection each: two clients fill --shared=2 (with multi-conn each would want more,
+    // and wait for a slot the other holds: qemu-nbd queues extra clients the same way).
+    const p = spawn('nbdcopy', ['--connections=1', from, to], { stdio: 'ignore' });
     p.on('exit', (code) => resolve(code));
   });
 }
@@ -226,4 +231,36 @@ test('without -t the server exits after its client leaves; --fork returns once s
   // The info was its one client: it exits by itself (and removes its pid file).
   for (let i = 0; i < 100 && existsSync(pidFile); i++) await new Promise((res) => setTimeout(res, 100));
   assert.equal(existsSync(pidFile), false);
+});
+
+test('-B exports a dirty bitmap as qemu-nbd does (nbdinfo --map=qemu:dirty-bitmap:b0), and the client reads it with x-dirty-bitmap as qemu-img does', { skip: SKIP_LIBNBD }, async () => {
+  const img = tmp.path('bm.qcow2');
+  qemuImg('create', '-f', 'qcow2', img, '16M');
+  qemuImg('bitmap', '--add', '-g', '65536', img, 'b0');
+  qemuIo('-f', 'qcow2', '-c', 'write 1M 100k', '-c', 'write 5M 1M', '-c', 'write 15M 4k', img);
+  const ps = tmp.path('bm-p.sock');
+  const qs = tmp.path('bm-q.sock');
+  const mine = await startPlatterNbd(['-r', '-t', '-e', '0', '-B', 'b0', '-k', ps, '-f', 'qcow2', img], { path: ps });
+  const theirs = await startPeer('qemu-nbd', ['-r', '-t', '-e', '0', '-B', 'b0', '-k', qs, '-f', 'qcow2', img], { path: qs });
+  try {
+    assert.equal(runOk('nbdinfo', ['--map=qemu:dirty-bitmap:b0', uri(ps)]), runOk('nbdinfo', ['--map=qemu:dirty-bitmap:b0', uri(qs)]));
+    const opts = (s: string, b = 'b0') => ['--image-opts', `driver=nbd,path=${s},x-dirty-bitmap=qemu:dirty-bitmap:${b}`];
+    for (const out of [['--output=json'], []]) {
+      const q = run('qemu-img', ['map', ...out, ...opts(qs)]);
+      assert.equal(q.status, 0, q.stderr);
+      const p = run(process.execPath, [PLATTER_BIN, 'map', ...out, ...opts(qs)]);
+      assert.equal(p.stdout, q.stdout);
+      // qemu-img through our server sees what it sees through qemu-nbd.
+      assert.equal(run('qemu-img', ['map', ...out, ...opts(ps)]).stdout, q.stdout.replaceAll(qs, ps));
+    }
+    const bad = run(process.execPath, [PLATTER_BIN, 'map', ...opts(qs, 'nope')]);
+    assert.equal(bad.stderr, run('qemu-img', ['map', ...opts(qs, 'nope')]).stderr.replace(/^qemu-img: /, 'platter: '));
+  } finally {
+    await mine.stop();
+    await theirs.stop();
+  }
+  // A bitmap that is not there: qemu-nbd's words.
+  const missing = run(process.execPath, [PLATTER_BIN, 'nbd', '-r', '-B', 'nope', '-k', tmp.path('bm-x.sock'), '-f', 'qcow2', img]);
+  assert.equal(missing.status, 1);
+  assert.equal(missing.stderr, "platter: Bitmap 'nope' is not found\n");
 });

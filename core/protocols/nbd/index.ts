@@ -101,10 +101,12 @@ class NbdNode implements NodeImpl {
       // x-dirty-bitmap: QEMU reads the bitmap's "dirty" bit where base:allocation has "hole"
       // (qemu-img map then shows dirty ranges as data: false).
       const dirty = (first.flags & C.NBD_STATE_DIRTY) !== 0;
-      return { offset, length: n, data: !dirty, zero: false, allocated: true, hostOffset: offset };
+      return dirty ? { offset, length: n, data: false, zero: false, allocated: false } : { offset, length: n, data: true, zero: false, allocated: true, hostOffset: offset };
     }
     const hole = (first.flags & C.NBD_STATE_HOLE) !== 0;
     const zero = (first.flags & C.NBD_STATE_ZERO) !== 0;
+    // Neither data nor zero: QEMU's block layer calls it unallocated, at no offset.
+    if (hole && !zero) return { offset, length: n, data: false, zero: false, allocated: false };
     return { offset, length: n, data: !hole, zero, allocated: true, hostOffset: offset };
   }
 
@@ -154,7 +156,8 @@ export const nbdDriver: ProtocolDriver = {
     };
     if (t.dirtyBitmap !== undefined && !c.info.contexts.has(t.dirtyBitmap)) {
       await c.close();
-      throw invalidArgument(`requested x-dirty-bitmap ${t.dirtyBitmap} not found`);
+      // (QEMU 7.2 words it so: its "requested x-dirty-bitmap ... not found" is lost on the way.)
+      throw invalidArgument('Could not open image: Invalid argument');
     }
     if (!ctx.readOnly && (c.info.flags & C.NBD_FLAG_READ_ONLY)) {
       await c.close();
