@@ -15,6 +15,24 @@ import { registerTlsCreds } from '../protocols/nbd/tls.ts';
 import { NbdServer } from './server.ts';
 import { NBD_DEFAULT_PORT } from '../protocols/nbd/constants.ts';
 import type { BlockNode } from '../block/node.ts';
+import type { ParsedArgs } from '../cli/args.ts';
+import { listNbdExports, formatExportList } from '../protocols/nbd/client.ts';
+import { nbdTlsUpgrade } from '../protocols/nbd/tls.ts';
+
+/** -L: list the exports of a server (qemu-nbd's text). */
+async function listMode(p: ParsedArgs, ctx: CommandContext): Promise<number> {
+  if (p.positional.length > 0) throw invalidArgument("Invalid number of arguments\nTry `qemu-nbd --help' for more information.");
+  for (const o of all(p, 'object')) new SecretStore().addFromObjectArgument(o);
+  const sock = last(p, 'k');
+  const portText = last(p, 'p') ?? String(NBD_DEFAULT_PORT);
+  const server = sock !== undefined ? ({ type: 'unix', path: sock } as const) : ({ type: 'inet', host: last(p, 'b') ?? 'localhost', port: portText } as const);
+  const tlsCreds = last(p, 'tls-creds');
+  const hostname = last(p, 'tls-hostname') ?? (server.type === 'inet' ? server.host : undefined);
+  const tls = tlsCreds !== undefined ? nbdTlsUpgrade(tlsCreds, 'client', hostname) : undefined;
+  const list = await listNbdExports({ server, timeoutMs: 60_000, label: sock ?? `${server.type === 'inet' ? server.host : ''}:${portText}`, ...(tls ? { tls } : {}) });
+  ctx.io.stdout(formatExportList(list));
+  return 0;
+}
 
 const SYNTAX =
   'nbd [-r] [-f fmt] [-x name] [-D description] [-k socket | -p port -b addr] [-e N | --shared=N] [-t] [--fork] [--pid-file=file] [-A] [-B bitmap] [--object objectdef] [--image-opts] [--cache=mode] [--aio=mode] [--discard=mode] [--detect-zeroes=mode] [--tls-creds=id] filename';
@@ -49,6 +67,7 @@ const OPTS = {
     description: { arg: true, short: 'D' },
     'tls-creds': { arg: true },
     'tls-authz': { arg: true },
+    'tls-hostname': { arg: true },
     'image-opts': { arg: false },
     trace: { arg: true, short: 'T' },
     fork: { arg: false },
@@ -84,7 +103,8 @@ export const nbdCommand = {
       ctx.io.stdout(`usage: platter ${SYNTAX}\n(the options of qemu-nbd)\n`);
       return 0;
     }
-    for (const unsupported of ['c', 'd', 'L', 'o', 's', 'l', 'T', 'tls-authz']) {
+    if (has(p, 'L')) return listMode(p, ctx);
+    for (const unsupported of ['c', 'd', 'o', 's', 'l', 'T', 'tls-authz']) {
       if (has(p, unsupported)) throw invalidArgument(`qemu-nbd option '${unsupported.length === 1 ? '-' + unsupported : '--' + unsupported}' is not supported by platter nbd`);
     }
     if (p.positional.length !== 1) throw invalidArgument("Invalid number of arguments\nTry `qemu-nbd --help' for more information.");

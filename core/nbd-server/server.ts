@@ -52,6 +52,8 @@ const CTX_BITMAP = 3;
 const MAX_OPTION = 1 << 20;
 /** Preferred block size advertised (qemu-nbd: 4096). */
 const PREF_BLOCK = 4096;
+/** Requests of one client served at once (qemu-nbd: NBD_MAX_REQUESTS = 16). */
+const MAX_INFLIGHT = 16;
 /** Extents per BLOCK_STATUS reply without REQ_ONE. */
 const MAX_EXTENTS = 1024;
 
@@ -427,6 +429,9 @@ class Connection {
     const r = this.#reader;
     for (;;) {
       if (this.#stopping) return;
+      // At most MAX_INFLIGHT requests of a client at once: the next is read when one finishes
+      // (32 MiB reads cannot pile up in memory).
+      while (this.#inflight.size >= MAX_INFLIGHT) await Promise.race(this.#inflight);
       const h = await r.read(28);
       if (h.readUInt32BE(0) !== C.NBD_REQUEST_MAGIC) throw new Disconnect('Bad request magic');
       const flags = h.readUInt16BE(4);

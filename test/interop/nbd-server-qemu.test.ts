@@ -264,3 +264,26 @@ test('-B exports a dirty bitmap as qemu-nbd does (nbdinfo --map=qemu:dirty-bitma
   assert.equal(missing.status, 1);
   assert.equal(missing.stderr, "platter: Bitmap 'nope' is not found\n");
 });
+
+test('-L (NBD_OPT_LIST, INFO, LIST_META_CONTEXT) prints what qemu-nbd -L prints, against either server', { skip: SKIP }, async () => {
+  const img = tmp.path('list.qcow2');
+  qemuImg('create', '-f', 'qcow2', img, '16M');
+  const ps = tmp.path('list-p.sock');
+  const qs = tmp.path('list-q.sock');
+  const args = (s: string) => ['-t', '-e', '0', '-A', '-D', 'a disk', '-x', 'exp', '-k', s, '-f', 'qcow2', img];
+  const mine = await startPlatterNbd(['-r', ...args(ps)], { path: ps });
+  const theirs = await startPeer('qemu-nbd', ['-r', ...args(qs)], { path: qs });
+  try {
+    const ref = runOk('qemu-nbd', ['-L', '-k', qs]);
+    assert.match(ref, /export: 'exp'/);
+    assert.equal(run(process.execPath, [PLATTER_BIN, 'nbd', '-L', '-k', qs]).stdout, ref);
+    assert.equal(runOk('qemu-nbd', ['-L', '-k', ps]), ref);
+    assert.equal(run(process.execPath, [PLATTER_BIN, 'nbd', '-L', '-k', ps]).stdout, ref);
+  } finally {
+    await mine.stop();
+    await theirs.stop();
+  }
+  const dead = run(process.execPath, [PLATTER_BIN, 'nbd', '-L', '-k', tmp.path('none.sock')]);
+  assert.equal(dead.status, 1);
+  assert.equal(dead.stderr, run('qemu-nbd', ['-L', '-k', tmp.path('none.sock')]).stderr.replace(/^qemu-nbd: /, 'platter: '));
+});

@@ -607,3 +607,122 @@ function checkInfo(info: NbdExportInfo): NbdExportInfo {
   if (!(info.flags & C.NBD_FLAG_HAS_FLAGS)) info.flags = 0;
   return info;
 }
+
+/** One export as NBD_OPT_LIST, NBD_OPT_INFO and NBD_OPT_LIST_META_CONTEXT describe it. */
+export interface NbdListedExport {
+  name: string;
+  description: string;
+  info: NbdExportInfo;
+  contexts: string[];
+}
+
+/** QEMU's nbd_receive_export_list (qemu-nbd -L): the exports of a server, each with its facts
+ *  and its meta contexts, over one connection ended with NBD_OPT_ABORT. */
+export async function listNbdExports(o: Omit<NbdConnectOptions, 'exportName' | 'metaContexts'>): Promise<NbdListedExport[]> {
+  const sock = await openSocket(o.server, o.timeoutMs);
+  let stream: Duplex = sock;
+  const reader = new ExactReader(sock);
+  reader.setTimeout(o.timeoutMs);
+  try {
+    const first = await reader.read(18);
+    if (first.readBigUInt64BE(0) !== C.NBD_INIT_MAGIC || first.readBigUInt64BE(8) !== C.NBD_OPTS_MAGIC) throw new HandshakeError('Server does not support export lists');
+    const hs = first.readUInt16BE(16);
+    if (!(hs & C.NBD_FLAG_FIXED_NEWSTYLE)) throw new HandshakeError('Server does not support export lists');
+    const cflags = Buffer.alloc(4);
+    cflags.writeUInt32BE(C.NBD_FLAG_C_FIXED_NEWSTYLE | (hs & C.NBD_FLAG_NO_ZEROES ? C.NBD_FLAG_C_NO_ZEROES : 0));
+    await writeAll(stream, cflags);
+    if (o.tls) {
+      await simpleOption(stream, reader, C.NBD_OPT_STARTTLS, false);
+      reader.detach();
+      stream = await o.tls(sock);
+      reader.attach(stream);
+    }
+    const structured = await simpleOption(stream, reader, C.NBD_OPT_STRUCTURED_REPLY, true);
+    await sendOption(stream, C.NBD_OPT_LIST);
+    const listed: { name: string; description: string }[] = [];
+    for (;;) {
+      const r = await readOptReply(reader, C.NBD_OPT_LIST);
+      if (r.type === C.NBD_REP_ACK) break;
+      if (r.type === C.NBD_REP_SERVER) {
+        if (r.data.length < 4) throw new HandshakeError('Protocol error: invalid NBD_REP_SERVER');
+        const n = r.data.readUInt32BE(0);
+        if (n > r.data.length - 4) throw new HandshakeError('Protocol error: invalid NBD_REP_SERVER');
+        listed.push({ name: r.data.subarray(4, 4 + n).toString('utf8'), description: r.data.subarray(4 + n).toString('utf8') });
+        continue;
+      }
+      if (r.type & C.NBD_REP_FLAG_ERROR) throw optionError(C.NBD_OPT_LIST, r);
+      throw new HandshakeError(`Unexpected reply type ${r.type} for ${C.optName(C.NBD_OPT_LIST)}`);
+    }
+    const out: NbdListedExport[] = [];
+    for (const e of listed) {
+      const name = Buffer.from(e.name, 'utf8');
+      const req = Buffer.alloc(4);
+      req.writeUInt16BE(1, 0);
+      req.writeUInt16BE(C.NBD_INFO_BLOCK_SIZE, 2);
+      await sendOption(stream, C.NBD_OPT_INFO, stringPayload(name.length, name, req));
+      const info: NbdExportInfo = { size: 0, flags: 0, minBlock: 0, prefBlock: 0, maxBlock: 0, structured, contexts: new Map() };
+      for (;;) {
+        const r = await readOptReply(reader, C.NBD_OPT_INFO);
+        if (r.type === C.NBD_REP_ACK) break;
+        if (r.type === C.NBD_REP_INFO && r.data.length >= 2) {
+          const t = r.data.readUInt16BE(0);
+          if (t === C.NBD_INFO_EXPORT && r.data.length === 12) {
+            info.size = u64(r.data, 2);
+            info.flags = r.data.readUInt16BE(10);
+          } else if (t === C.NBD_INFO_BLOCK_SIZE && r.data.length === 14) {
+            info.minBlock = r.data.readUInt32BE(2);
+            info.prefBlock = r.data.readUInt32BE(6);
+            info.maxBlock = r.data.readUInt32BE(10);
+          }
+          continue;
+        }
+        if (r.type & C.NBD_REP_FLAG_ERROR) throw optionError(C.NBD_OPT_INFO, r);
+      }
+      const contexts: string[] = [];
+      if (structured) {
+        await sendOption(stream, C.NBD_OPT_LIST_META_CONTEXT, stringPayload(name.length, name, 0));
+        for (;;) {
+          const r = await readOptReply(reader, C.NBD_OPT_LIST_META_CONTEXT);
+          if (r.type === C.NBD_REP_ACK) break;
+          if (r.type === C.NBD_REP_META_CONTEXT && r.data.length >= 4) {
+            contexts.push(r.data.subarray(4).toString('utf8'));
+            continue;
+          }
+          if (r.type & C.NBD_REP_FLAG_ERROR) break;
+        }
+      }
+      out.push({ name: e.name, description: e.description, info: checkInfo(info), contexts });
+    }
+    await sendOption(stream, C.NBD_OPT_ABORT).catch(() => {});
+    return out;
+  } catch (e) {
+    if (e instanceof BlockError) throw e;
+    if (e instanceof HandshakeError) throw new BlockError('Io', e.message, {}, e.hint !== undefined ? { hint: e.hint } : undefined);
+    throw new BlockError('Io', `Server '${serverLabel(o.server)}' closed the connection during the NBD handshake`);
+  } finally {
+    reader.detach();
+    stream.destroy();
+    sock.destroy();
+  }
+}
+
+/** qemu-nbd -L's text for a list (qemu-nbd.c qemu_nbd_client_list). */
+export function formatExportList(list: readonly NbdListedExport[]): string {
+  const names = ['readonly', 'flush', 'fua', 'rotational', 'trim', 'zeroes', 'df', 'multi', 'resize', 'cache', 'fast-zero'];
+  const lines = [`exports available: ${list.length}`];
+  for (const e of list) {
+    lines.push(` export: '${e.name}'`);
+    if (e.description) lines.push(`  description: ${e.description}`);
+    lines.push(`  size:  ${e.info.size}`);
+    const set = names.filter((_, i) => e.info.flags & (1 << (i + 1)));
+    lines.push(`  flags: 0x${e.info.flags.toString(16)} ( ${set.map((n) => `${n} `).join('')})`);
+    if (e.info.minBlock) {
+      lines.push(`  min block: ${e.info.minBlock}`);
+      lines.push(`  opt block: ${e.info.prefBlock}`);
+      lines.push(`  max block: ${e.info.maxBlock}`);
+    }
+    lines.push(`  available meta contexts: ${e.contexts.length}`);
+    for (const c of e.contexts) lines.push(`   ${c}`);
+  }
+  return lines.join('\n') + '\n';
+}
