@@ -661,6 +661,31 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     // What QEMU's driver checks once the "Formatting" line is out (OptionSpec.qapiName).
     checkDeferred(driver.createOptions, values);
 
+    // A protocol that cannot make storage (an NBD export exists already): QEMU's
+    // bdrv_co_create_opts_simple: the node must be large enough (it is never grown), its first
+    // sector is zeroed, then the format writes its image onto it.
+    let named: OptionsTree | undefined;
+    try {
+      named = protocolPrefix(path) !== undefined ? protocolTreeForFilename(path, (n) => findProtocol(n)) : undefined;
+    } catch {
+      named = undefined; // not a protocol Platter has: the file path below words the failure
+    }
+    if (named && named.driver !== 'file') {
+      const np = findProtocol(String(named.driver))!;
+      if (!np.displayName) throw unsupported(`Protocol driver '${np.name}' does not support image creation`);
+      const pre = values['preallocation'];
+      if (pre !== undefined && pre !== 'off') throw unsupported(`Unsupported preallocation mode '${String(pre)}'`);
+      const file = await openProtocol(named, path, false, filterChildPerms(rootPerms(false, false, 0x8)), { warn });
+      try {
+        if (file.size < size) await file.truncate(size, {});
+        if (Math.min(file.size, 512) > 0) await file.writeZeroes(0, Math.min(file.size, 512), { mayUnmap: true });
+        await driver.create(file, { filename: o.filename, size, options: values, secrets, workers, warn, ...(o.signal ? { signal: o.signal } : {}), ...(backing ? { backing } : {}), createSibling: async () => { throw unsupported('Images of several files cannot be created on a protocol node'); } });
+        await file.flush();
+      } finally {
+        await file.close();
+      }
+      return values;
+    }
     const proto = findProtocol('file')!;
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };
     const createdSiblings: BlockNode[] = [];

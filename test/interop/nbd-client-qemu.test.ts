@@ -272,3 +272,30 @@ test('servers without WRITE_ZEROES or block status (nbdkit nozero, noextents): c
     }
   }
 });
+
+test('create and convert onto an existing NBD export (QEMU\'s create fallback): same lines and the same image as qemu-img', { skip: SKIP }, async () => {
+  const src = tmp.path('fallback-src.raw');
+  qemuImg('convert', '-U', '-O', 'raw', img, src);
+  const results: string[][] = [];
+  for (const tool of ['qemu-img', 'platter'] as const) {
+    const backing = tmp.path(`fallback-${tool}.raw`);
+    qemuImg('create', '-f', 'raw', backing, '64M');
+    const s = tmp.path(`fallback-${tool}.sock`);
+    const peer = await startPeer('qemu-nbd', ['-t', '-k', s, '-f', 'raw', backing], { path: s });
+    const u = `nbd+unix:///?socket=${s}`;
+    const go = async (args: string[]) => {
+      const r = tool === 'qemu-img' ? run('qemu-img', args) : await platterInProcess(args);
+      return `${r.status} ${r.stdout}${r.stderr}`.replaceAll(s, 'SOCK').replace(/^(\d+ )?platter: /gm, '$1qemu-img: ');
+    };
+    try {
+      const out = [await go(['create', '-f', 'raw', u, '32M']), await go(['create', '-f', 'raw', u, '128M']), await go(['convert', '-f', 'raw', '-O', 'qcow2', src, u])];
+      results.push(out);
+      assert.equal(run('qemu-img', ['check', '-f', 'qcow2', u]).status, 0, tool);
+      assert.equal(run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', src, u]).status, 0, tool);
+    } finally {
+      await peer.stop();
+    }
+  }
+  assert.deepEqual(results[1], results[0]);
+  assert.match(results[0]![1]!, /Cannot grow NBD nodes/);
+});
