@@ -4,7 +4,7 @@
 // time, only core/shared/ (sizes and option rules: dependency-free, so nothing else of core is
 // bundled into the renderer); core/shared/ imports nothing outside itself (no node:, no packages);
 // inside core/, runtime imports follow the layer order shared < host < util < codecs, crypto, workers <
-// block < formats, protocols < drivers < jobs < api < cli.
+// block < formats, protocols < drivers < jobs, nbd-server < api < cli.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 
@@ -54,7 +54,7 @@ check('core/shared', (spec, typeOnly) => {
 // The inner order of core/ (docs/architecture.md "Layers"): a module's runtime imports reach only
 // its own layer or lower ones, so no import circle runs between layers. Type-only imports are
 // free (they vanish at run time). electron/ sits beside cli/, on top of core/api.
-const CORE_RANK = { shared: 0, 'errors.ts': 0, host: 1, util: 2, codecs: 3, crypto: 3, workers: 3, block: 4, formats: 5, protocols: 5, drivers: 6, jobs: 7, api: 8, cli: 9 };
+const CORE_RANK = { shared: 0, 'errors.ts': 0, host: 1, util: 2, codecs: 3, crypto: 3, workers: 3, block: 4, formats: 5, protocols: 5, drivers: 6, jobs: 7, 'nbd-server': 7, api: 8, cli: 9 };
 const coreLayer = (abs) => {
   const rel = relative(join(root, 'core'), abs);
   return rel.startsWith('..') ? undefined : rel.split('/')[0];

@@ -7,6 +7,10 @@ import { isUtf8 } from 'node:buffer';
 import { invalidArgument, notFound } from '../errors.ts';
 import { splitKeyValueList } from './options-tree.ts';
 
+/** --object types other than secrets, each handled by the module that defines it
+ *  (tls-creds-x509: core/protocols/nbd/tls.ts registers itself). */
+export const OBJECT_TYPES = new Map<string, (props: Map<string, string>) => void>();
+
 export class SecretStore {
   readonly #secrets = new Map<string, Buffer>();
 
@@ -57,6 +61,11 @@ export class SecretStore {
       else if (k === 'qom-type') qomType = v;
       else if (v !== undefined) props.set(k, v);
       else throw invalidArgument(`Invalid parameter '${k}'`);
+    }
+    const handler = qomType !== undefined ? OBJECT_TYPES.get(qomType) : undefined;
+    if (handler) {
+      handler(props);
+      return;
     }
     if (qomType !== 'secret') throw invalidArgument(`Object type '${qomType ?? ''}' is not supported (expecting 'secret')`);
     const id = props.get('id');

@@ -448,7 +448,18 @@ export interface ProtocolDriver {
    *  node directly over it as json:{"driver": FMT, "file": ...}, in info and map. */
   refreshFilename?(options: OptionsTree): string;
   readonly createOptions: readonly OptionSpec[];
-  /** Create the storage object (an empty file, with preallocation for raw). */
+  /** QEMU's bdrv_refresh_filename for this protocol: the name a node opened with these options
+   *  shows (nbd: "nbd://host:port/export" whatever form was typed). */
+  displayName?(options: OptionsTree): string | undefined;
+  /** QEMU words this driver's open failures without naming the file ("Failed to connect to
+   *  ..."), so qemu-img prints one "Could not open" prefix, not two. */
+  readonly bareOpenErrors?: boolean;
+  /** QEMU's driver has no bdrv_get_info (nbd): qemu-img info over it shows no dirty-flag. */
+  readonly noDriverInfo?: boolean;
+  /** Images are created onto storage that exists already (QEMU's bdrv_co_create_opts_simple, as
+   *  nbd has it): never grown, its first sector zeroed, then the format writes its image. */
+  readonly createSimple?: boolean;
+    /** Create the storage object (an empty file, with preallocation for raw). */
   create?(filename: string, size: number, options: OptionValues, ctx: { warn(m: string): void; signal?: AbortSignal }): Promise<void>;
   open(ctx: ProtocolOpenContext): Promise<NodeImpl>;
 }

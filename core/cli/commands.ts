@@ -27,6 +27,7 @@ import { cvtnumMessages, hexSuffixWarning, qemuStrtoszDetailed } from '../shared
 import type { CliIo } from './main.ts';
 import { errorText, PROGRAM } from './program.ts';
 import type { ProgressDisplay } from './progress.ts';
+import { nbdCommand as nbd } from './nbd-command.ts';
 
 export interface CommandContext {
   io: CliIo;
@@ -656,6 +657,6 @@ const formats: Command = {
   },
 };
 
-export const COMMANDS: Record<string, Command> = { amend, bench, bitmap, check, commit, compare, convert, create, dd, info, map, measure, snapshot, rebase, resize, formats };
+export const COMMANDS: Record<string, Command> = { amend, bench, bitmap, check, commit, compare, convert, create, dd, info, map, measure, snapshot, rebase, resize, formats, nbd };
 
 export { StatusError };

@@ -43,7 +43,7 @@ export function protocolCreateRefusal(filename: string): BlockError | undefined 
   if (protocolPrefix(filename) === undefined || protocolPrefix(filename) === 'file') return undefined;
   const name = KNOWN_PROTOCOLS[protocolPrefix(filename)!];
   const proto = name !== undefined ? findProtocol(name) : undefined;
-  if (!proto || proto.name === 'file' || proto.create) return undefined;
+  if (!proto || proto.name === 'file' || proto.create || proto.createSimple) return undefined;
   return unsupported(`Protocol driver '${proto.name}' does not support image creation`, { path: filename, op: 'create' });
 }
 
@@ -103,6 +103,23 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     // The protocol the name is in: a plain path is a file, an ssh:// name is created remotely.
     const protoTree = resolveProtocolTree({ filename: path });
     const proto = findProtocol(String(protoTree.driver));
+    // Storage that exists already (an NBD export): QEMU's bdrv_co_create_opts_simple: the node must
+    // be large enough (it is never grown), its first sector is zeroed, then the format writes its
+    // image onto it.
+    if (proto && !proto.create && proto.createSimple) {
+      const pre = values['preallocation'];
+      if (pre !== undefined && pre !== 'off') throw unsupported(`Unsupported preallocation mode '${String(pre)}'`);
+      const file = await openProtocol(protoTree, path, false, filterChildPerms(rootPerms(false, false, 0x8)), { warn, secrets });
+      try {
+        if (file.size < size) await file.truncate(size, {});
+        if (Math.min(file.size, 512) > 0) await file.writeZeroes(0, Math.min(file.size, 512), { mayUnmap: true });
+        await driver.create(file, { filename: o.filename, size, options: values, secrets, workers, warn, ...(o.signal ? { signal: o.signal } : {}), ...(backing ? { backing } : {}), createSibling: async () => { throw unsupported('Images of several files cannot be created on a protocol node'); } });
+        await file.flush();
+      } finally {
+        await file.close();
+      }
+      return values;
+    }
     if (!proto?.create) throw unsupported(`Protocol driver '${String(protoTree.driver)}' does not support image creation`, { path });
     const local = proto.name === 'file';
     const ctxBase = { warn, ...(o.signal ? { signal: o.signal } : {}) };

@@ -166,8 +166,12 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     throw given === undefined ? e : opts.qemuImgPrefix ? qemuImgOpenError(e, given) : prefixOpenError(e, given);
   }
   const displayName = displayFilename(typeof spec === 'string' && !opts.imageOpts ? spec : undefined, fileTree, tree);
+  // Failures name the image as typed (QEMU's bdrv_open), even where the node is shown under the
+  // name its protocol gives it (nbd).
+  // (--image-opts: the options as typed, as qemu-img prints them.)
+  const openName = typeof spec === 'string' && opts.imageOpts ? spec : displayFilename(typeof spec === 'string' ? spec : undefined, fileTree, tree, false);
   /** An open failure as it leaves this function (qemu-img's prefix for the image it opens). */
-  const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, displayName) : opts.bareDriverErrors ? e : prefixOpenError(e, displayName));
+  const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, openName) : opts.bareDriverErrors ? e : prefixOpenError(e, openName));
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   const childEnv: ChildEnv = { warn, secrets, workers, forceShare };
@@ -487,7 +491,7 @@ export function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
   return { ...fileTree, ...base };
 }
 
-function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree): string {
+function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree, refreshed = true): string {
   // Protocols whose names may hold secrets (iscsi://user%password@...) show them redacted.
   const proto = typeof fileTree.driver === 'string' ? findProtocol(fileTree.driver) : undefined;
   if (proto?.refreshFilename) return given !== undefined ? (proto.redactFilename?.(given) ?? given) : `json:${proto.refreshFilename(fileTree)}`;
@@ -497,6 +501,16 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?
   const givenFile = tree && typeof tree.file === 'object' && tree.file !== null && !Array.isArray(tree.file) ? (tree.file as OptionsTree) : fileTree;
   if (given?.startsWith('json:') && tree && Object.keys(tree).every((k) => k === 'driver' || k === 'file') && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && (givenFile.driver === undefined || givenFile.driver === 'file') && Object.keys(givenFile).every((k) => k === 'driver' || k === 'filename')) {
     return fileTree.filename;
+  }
+  // A protocol that names its nodes itself (nbd's URI) is shown so, whatever form was typed.
+  if (refreshed && proto?.displayName && (given === undefined || !given.startsWith('json:') || Object.keys(tree ?? {}).every((k) => k === 'driver' || k === 'file'))) {
+    try {
+      const { driver: _d, ...o } = fileTree;
+      const name = proto.displayName(o);
+      if (name !== undefined) return name;
+    } catch {
+      // bad options: the open words the error
+    }
   }
   // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).
   if (given !== undefined && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && protocolPrefix(given) === 'file') return fileTree.filename;
@@ -549,7 +563,13 @@ export async function openProtocol(fileTree: OptionsTree, displayName: string, r
     throw e;
   }
   const refreshed = proto.refreshFilename ? `json:${proto.refreshFilename(options)}` : undefined;
-  return new BlockNode({ driver: proto, impl, filename: nodeName ?? refreshed ?? impl.exactFilename ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
+  let shown: string | undefined;
+  try {
+    shown = proto.displayName?.(options);
+  } catch {
+    shown = undefined;
+  }
+  return new BlockNode({ driver: proto, impl, filename: nodeName ?? refreshed ?? shown ?? impl.exactFilename ?? String(fileTree.filename ?? displayName), readOnly, options, ...(file ? { file } : {}), children });
 }
 
 /** Probe the format from the first bytes (QEMU's find_image_format: best score wins, raw last). */

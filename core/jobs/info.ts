@@ -5,7 +5,8 @@
 import { isAbsolute } from 'node:path';
 import { pathCombine, protocolPrefix } from '../block/filename.ts';
 import type { BlockNode } from '../block/node.ts';
-import { parseDottedOptions, type OptionsTree } from '../block/options-tree.ts';
+import { parseDottedOptions, parseJsonFilename, type OptionsTree } from '../block/options-tree.ts';
+import { findProtocol } from '../drivers/registry.ts';
 import type { ImageInfo, SnapshotInfoJson } from '../api/types.ts';
 import type { SnapshotInfo } from '../block/types.ts';
 import { allocatedBytes, hostFiles, openSpec, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
@@ -89,9 +90,10 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     const list = await node.snapshots.list();
     if (list.length > 0) out.snapshots = list.map(snapshotToJson);
   }
-  // QEMU shows no dirty flag where the driver has no get_info (bochs, cloop, dmg, parallels; raw
-  // over vvfat).
-  if (!noGetInfo && refreshed === undefined) out['dirty-flag'] = d.dirtyFlag ?? false;
+  // QEMU shows no dirty flag where bdrv_get_info fails: drivers without it (bochs, cloop, dmg,
+  // parallels), and raw over a protocol that cannot answer it (vvfat, nbd).
+  const rawOverNoInfo = node.format === 'raw' && node.file?.driver.kind === 'protocol' && node.file.driver.noDriverInfo === true;
+  if (!noGetInfo && refreshed === undefined && !rawOverNoInfo) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];
     for (const c of d.children) out.children.push({ name: c.name, info: await nodeInfo(c.node) });
@@ -121,6 +123,16 @@ export function imageOptsDisplayName(spec: string, fallback: string): string {
   return `json:${JSON.stringify(json).replace(/":/g, '": ').replace(/,"/g, ', "')}`;
 }
 
+/** The driver named at the top of --image-opts or json: options, if any. */
+function topDriver(image: ImageSpec): string | undefined {
+  try {
+    const tree = image.imageOpts ? parseDottedOptions(image.filename) : image.filename.startsWith('json:') ? parseJsonFilename(image.filename) : undefined;
+    return typeof tree?.driver === 'string' ? tree.driver : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** qemu-img info: one ImageInfo, or the whole chain (top first) with backingChain. */
 export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {}): Promise<ImageInfo | ImageInfo[]> {
   void ctl;
@@ -128,6 +140,11 @@ export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {})
   try {
     const top = await nodeInfo(node);
     if (opts.image.imageOpts) top.filename = imageOptsDisplayName(opts.image.filename, top.filename);
+    // A protocol named at the top (driver=nbd) is the node qemu-img describes: its format is the
+    // protocol's name. (Only for protocols without bdrv_get_info so far: nbd.)
+    const given = topDriver(opts.image);
+    const proto = given !== undefined ? findProtocol(given) : undefined;
+    if (proto?.noDriverInfo && !opts.image.format) top.format = proto.name;
     if (!opts.backingChain) return top;
     const out: ImageInfo[] = [top];
     for (const n of node.chain()) if (n !== node) out.push(await nodeInfo(n));

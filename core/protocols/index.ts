@@ -7,6 +7,7 @@ import { quorumDriver } from './quorum/index.ts';
 import { vvfatDriver } from './vvfat/index.ts';
 import { sshDriver } from './ssh/index.ts';
 import { iscsiDriver } from './iscsi/index.ts';
+import { nbdDriver } from './nbd/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
@@ -17,4 +18,5 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   vvfatDriver,
   sshDriver,
   iscsiDriver,
+  nbdDriver,
 ];

@@ -77,6 +77,12 @@ class RawNode implements NodeImpl {
 
   async blockStatus(offset: number, length: number): Promise<BlockStatus> {
     const st = await this.#file.blockStatus(offset, length);
+    // Neither data nor zeros below (an NBD hole that is not zero, null-co): QEMU's block layer
+    // calls that unallocated, at no offset (qemu-img map: "present": false).
+    if (!st.allocated) {
+      const { hostOffset: _h, hostNode: _n, ...rest } = st;
+      return rest;
+    }
     return { ...st, allocated: true, ...(st.data && st.hostOffset === offset ? { hostNode: this.#file } : {}) };
   }
 
