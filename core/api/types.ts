@@ -59,6 +59,9 @@ export interface CheckReport {
   'compressed-clusters'?: number;
   /** Findings in words (qemu-img prints these on stderr/stdout as "ERROR ..." / "Leaked ..."). */
   messages: string[];
+  /** Which of `messages` (their indexes) qemu-img reports as errors, after its program name
+   *  ("qemu-img: ERROR failed to read the snapshot table: ..."). */
+  errorReports?: number[];
   /** qemu-img check's exit status for this result: 0 clean, 1 not completed, 2 corrupt, 3 leaks. */
   exitCode: 0 | 1 | 2 | 3;
   /** Leaks/corruptions found before a repair (qemu-img prints "The following inconsistencies were found and repaired"). */
@@ -66,6 +69,8 @@ export interface CheckReport {
   /** After a repair: the findings of the check run again on the repaired image (qemu-img
    *  prints them after "Double checking the fixed image now..."). */
   recheckMessages?: string[];
+  /** The same as errorReports, for recheckMessages. */
+  recheckErrorReports?: number[];
   /** The check could not complete (qemu-img: "Check failed: <this>"). */
   failed?: string;
 }

@@ -10,7 +10,7 @@ import { findFormat, formatDrivers } from '../drivers/registry.ts';
 import { describeOptions } from '../block/options-schema.ts';
 import { parseArgs, last, has, all, type ParsedArgs, type OptSpec } from './args.ts';
 import { humanInfo } from '../jobs/info.ts';
-import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE, CHECK_ERROR_REPORT } from '../jobs/check.ts';
+import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
 import { humanMap, jsonMap } from '../jobs/map.ts';
 import { humanMeasure } from '../jobs/measure.ts';
 import { CompareError } from '../jobs/compare.ts';
@@ -236,7 +236,9 @@ const check: Command = {
     }
     // Both passes' findings (repair, then the check of the repaired image) go to stderr first:
     // qemu-img's stdout is block-buffered when piped, so its summary comes out at exit.
-    for (const m of [...report.messages, ...(report.recheckMessages ?? [])]) ctx.io.stderr(m.startsWith(CHECK_ERROR_REPORT) ? errorText(m.slice(CHECK_ERROR_REPORT.length)) : `${m}\n`);
+    const findings = (list: readonly string[], reports: readonly number[] = []) => list.forEach((m, i) => ctx.io.stderr(reports.includes(i) ? errorText(m) : `${m}\n`));
+    findings(report.messages, report.errorReports);
+    findings(report.recheckMessages ?? [], report.recheckErrorReports);
     if (report.failed) throw new StatusError(`Check failed: ${report.failed}`, 1);
     if (has(p, 'q')) return report.exitCode;
     if (out === 'json') ctx.io.stdout(json(checkJson(report)));

@@ -12,12 +12,25 @@ export interface CheckOptions {
 }
 
 /** qemu-img's words for a format without a check; the CLI exits 63 on it. */
-export { NO_CHECK_MESSAGE, CHECK_ERROR_REPORT } from '../block/types.ts';
+import { CHECK_ERROR_REPORT } from '../block/types.ts';
+export { NO_CHECK_MESSAGE } from '../block/types.ts';
 /** qemu-img check's exit status for "this format cannot be checked" (ENOTSUP). */
 export const EXIT_CHECK_UNSUPPORTED = 63;
 
+/** A driver's findings without the error-report mark (CHECK_ERROR_REPORT), and where it was. */
+function splitReports(list: readonly string[]): { messages: string[]; reports: number[] } {
+  const reports: number[] = [];
+  const messages = list.map((m, i) => {
+    if (!m.startsWith(CHECK_ERROR_REPORT)) return m;
+    reports.push(i);
+    return m.slice(CHECK_ERROR_REPORT.length);
+  });
+  return { messages, reports };
+}
+
 export function toReport(filename: string, format: string, r: CheckResult): CheckReport {
-  const out: CheckReport = { filename, format, 'check-errors': r.checkErrors, messages: r.messages, exitCode: 0 };
+  const { messages, reports } = splitReports(r.messages);
+  const out: CheckReport = { filename, format, 'check-errors': r.checkErrors, messages, ...(reports.length ? { errorReports: reports } : {}), exitCode: 0 };
   const opt = (key: keyof CheckReport, v: number | undefined) => {
     if (v !== undefined && v !== 0) (out as unknown as Record<string, number>)[key] = v;
   };
@@ -42,11 +55,11 @@ export async function check(o: CheckOptions, env: JobEnv, ctl: JobControl = {}):
     ctl.onProgress?.({ done: 0, total: 1, phase: 'checking' });
     let r = await node.check(o.repair);
     let repaired: CheckReport['repaired'];
-    let firstMessages: string[] | undefined;
+    let first: CheckReport | undefined;
     if (o.repair && (r.corruptionsFixed || r.leaksFixed)) {
       // qemu-img reports what it fixed, then checks again and shows that result.
       repaired = { corruptions: r.corruptionsFixed, leaks: r.leaksFixed };
-      firstMessages = r.messages;
+      first = toReport(node.filename, node.format, r);
       const again = await node.check(undefined);
       r = { ...again, corruptionsFixed: r.corruptionsFixed, leaksFixed: r.leaksFixed };
     }
@@ -55,7 +68,10 @@ export async function check(o: CheckOptions, env: JobEnv, ctl: JobControl = {}):
     if (repaired) {
       report.repaired = repaired;
       report.recheckMessages = report.messages;
-      report.messages = firstMessages!;
+      if (report.errorReports) report.recheckErrorReports = report.errorReports;
+      report.messages = first!.messages;
+      if (first!.errorReports) report.errorReports = first!.errorReports;
+      else delete report.errorReports;
     }
     return report;
   } finally {
