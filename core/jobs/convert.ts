@@ -198,7 +198,8 @@ async function lanes(n: number, worker: () => Promise<boolean>): Promise<void> {
   if (failed !== undefined) throw failed;
 }
 
-export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl = {}): Promise<ConvertStats> {
+/** qemu-img convert's option checks, in its order, before anything is opened. */
+function checkOptions(opts: ConvertOptions): { outFormat: string; parallel: number; sparseSize: number } {
   if (opts.sources.length === 0) throw invalidArgument('Expecting image file name');
   if (opts.skipBrokenBitmaps && !opts.bitmaps) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
   const outFormat = opts.target.format ?? 'raw';
@@ -214,8 +215,77 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   if (opts.noCreate && opts.target.options !== undefined && !(typeof opts.target.options === 'string' && opts.target.options === '')) {
     throw invalidArgument('-o has no effect when skipping image creation');
   }
-  /** -B, or -o backing_file= (qemu-img takes either as the target's backing). With -n, -B still
-   *  says the target shows that backing file: only the source's top layer is copied. */
+  return { outFormat, parallel, sparseSize };
+}
+
+/** What creating the target left: whether it has a backing file, and the key-secret options it
+ *  opens with (qemu-img's img_add_key_secrets). */
+interface CreatedTarget {
+  hasBacking: boolean;
+  keySecrets: Record<string, string>;
+}
+
+/**
+ * Create the target image of `total` bytes at `writePath` (its staging name until complete),
+ * adding to `created` every file the creation made (so a failure removes them).
+ */
+async function createTarget(opts: ConvertOptions, outFormat: string, total: number, sourceCount: number, writePath: string, staged: StagedTarget | undefined, created: Set<string>, env: JobEnv, ctl: JobControl): Promise<CreatedTarget> {
+  /** -B, or -o backing_file= (qemu-img takes either as the target's backing). */
+  let hasBacking = opts.backingFile !== undefined;
+  const keySecrets: Record<string, string> = {};
+  // qemu-img: "Protocol driver 'vvfat' does not support image creation", with no name in front.
+  const refusal = opts.target.imageOpts ? undefined : protocolCreateRefusal(opts.target.filename);
+  if (refusal) throw refusal;
+  const driver = findFormat(outFormat)!;
+  if (!driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
+  let values: OptionValues = {};
+  if (typeof opts.target.options === 'string') values = parseOptions(driver.createOptions, opts.target.options);
+  else if (opts.target.options) values = parseOptions(driver.createOptions, opts.target.options);
+  if (opts.backingFile !== undefined) {
+    if (!driver.supportsBacking && !driver.createOptions.some((o) => o.name === 'backing_file')) {
+      throw unsupported(`Backing file not supported for file format '${outFormat}'`);
+    }
+    values['backing_file'] = opts.backingFile;
+    if (opts.backingFormat) values['backing_fmt'] = opts.backingFormat;
+  }
+  if (typeof values['backing_file'] === 'string') hasBacking = true;
+  if (hasBacking && sourceCount > 1) throw invalidArgument('Having a backing file for the target makes no sense when concatenating multiple input images');
+  if (typeof values['backing_file'] === 'string' && typeof values['backing_fmt'] !== 'string') throw invalidArgument('Use of backing file requires explicit backing format');
+  for (const [k, v] of Object.entries(values)) if (k.endsWith('key-secret') && typeof v === 'string') keySecrets[k] = v;
+  const before = stemSiblings(opts.target.filename);
+  const targetExisted = before.has(resolve(opts.target.filename));
+  if (staged) created.add(staged.path);
+  try {
+    await createImage({
+      format: outFormat,
+      filename: writePath,
+      ...(staged ? { finalName: opts.target.filename } : {}),
+      size: total,
+      options: values,
+      secrets: env.secrets,
+      warn: env.warn,
+      ...(ctl.signal ? { signal: ctl.signal } : {}),
+    });
+  } catch (e) {
+    // qemu-img: "<target>: error while converting <fmt>: Could not create '<target>': ..."
+    const err = createError(opts.target.filename, staged ? renamePath(e, staged.path, opts.target.filename) : e);
+    if (err instanceof BlockError) throw new BlockError(err.kind, err.message.replace(`${opts.target.filename}: `, `${opts.target.filename}: error while converting ${outFormat}: `), err.context, { cause: e });
+    throw err;
+  } finally {
+    for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);
+    // A regular file we emptied is incomplete now; a device (or anything else that is not a
+    // plain file) is the user's and is never removed.
+    if (targetExisted && !staged && isRegularFile(opts.target.filename)) created.add(resolve(opts.target.filename));
+  }
+  return { hasBacking, keySecrets };
+}
+
+/** qemu-img convert: check the options, open the sources, create (or with -n open) the target,
+ *  copy, then give the target its name. */
+export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl = {}): Promise<ConvertStats> {
+  const { outFormat, parallel, sparseSize } = checkOptions(opts);
+  /** With -n, -B still says the target shows that backing file: only the source's top layer is
+   *  copied. */
   let targetHasBacking = opts.backingFile !== undefined;
 
   // Open the sources.
@@ -245,54 +315,12 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
     }
 
     // Create (or open) the target.
-    /** As qemu-img (img_add_key_secrets): the created target opens with its *key-secret options. */
-    const keySecrets: Record<string, string> = {};
+    let keySecrets: Record<string, string> = {};
     if (!opts.noCreate) {
-      // qemu-img: "Protocol driver 'vvfat' does not support image creation", with no name in front.
-      const refusal = opts.target.imageOpts ? undefined : protocolCreateRefusal(opts.target.filename);
-      if (refusal) throw refusal;
-      const driver = findFormat(outFormat)!;
-      if (!driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
-      let values: OptionValues = {};
-      if (typeof opts.target.options === 'string') values = parseOptions(driver.createOptions, opts.target.options);
-      else if (opts.target.options) values = parseOptions(driver.createOptions, opts.target.options);
-      if (opts.backingFile !== undefined) {
-        if (!driver.supportsBacking && !driver.createOptions.some((o) => o.name === 'backing_file')) {
-          throw unsupported(`Backing file not supported for file format '${outFormat}'`);
-        }
-        values['backing_file'] = opts.backingFile;
-        if (opts.backingFormat) values['backing_fmt'] = opts.backingFormat;
-      }
-      if (typeof values['backing_file'] === 'string') targetHasBacking = true;
-      if (targetHasBacking && sources.length > 1) throw invalidArgument('Having a backing file for the target makes no sense when concatenating multiple input images');
-      if (typeof values['backing_file'] === 'string' && typeof values['backing_fmt'] !== 'string') throw invalidArgument('Use of backing file requires explicit backing format');
-      for (const [k, v] of Object.entries(values)) if (k.endsWith('key-secret') && typeof v === 'string') keySecrets[k] = v;
-      const before = stemSiblings(opts.target.filename);
-      const targetExisted = before.has(resolve(opts.target.filename));
       created = new Set<string>();
-      if (staged) created.add(staged.path);
-      try {
-        await createImage({
-          format: outFormat,
-          filename: writePath,
-          ...(staged ? { finalName: opts.target.filename } : {}),
-          size: total,
-          options: values,
-          secrets: env.secrets,
-          warn: env.warn,
-          ...(ctl.signal ? { signal: ctl.signal } : {}),
-        });
-      } catch (e) {
-        // qemu-img: "<target>: error while converting <fmt>: Could not create '<target>': ..."
-        const err = createError(opts.target.filename, staged ? renamePath(e, staged.path, opts.target.filename) : e);
-        if (err instanceof BlockError) throw new BlockError(err.kind, err.message.replace(`${opts.target.filename}: `, `${opts.target.filename}: error while converting ${outFormat}: `), err.context, { cause: e });
-        throw err;
-      } finally {
-        for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);
-        // A regular file we emptied is incomplete now; a device (or anything else that is not a
-        // plain file) is the user's and is never removed.
-        if (targetExisted && !staged && isRegularFile(opts.target.filename)) created.add(resolve(opts.target.filename));
-      }
+      const made = await createTarget(opts, outFormat, total, sources.length, writePath, staged, created, env, ctl);
+      targetHasBacking = made.hasBacking;
+      keySecrets = made.keySecrets;
     }
     const useSecrets = !opts.target.imageOpts && Object.keys(keySecrets).length > 0;
     target = await openImage(useSecrets ? { file: { filename: writePath }, ...keySecrets } : writePath, {
