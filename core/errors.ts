@@ -26,6 +26,7 @@ export type BlockErrorCode =
   | 'BackingLoop' // a backing chain refers back to itself
   | 'OpenFailed' // already worded "Could not open 'x': cause": no further prefix
   | 'ProtocolWorded' // a protocol's open failure QEMU words without the node's "Could not open
+  | 'NoSpace' // the storage is full (ENOSPC): servers answer it as such (NBD_ENOSPC)
   | 'Worded'; // already a whole "Could not <do> ..." sentence of qemu-img's: no further prefix
 
 export interface BlockErrorContext {
@@ -152,7 +153,7 @@ export function fromSystemError(err: unknown, context: BlockErrorContext): Block
   const text = code ? (SYSTEM_ERROR_TEXT[code] ?? (unnamed ? `Unknown error ${unnamed[1]}` : e.message)) : String(e?.message ?? err);
   const kind: BlockErrorKind =
     code === 'ENOENT' ? 'NotFound' : code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'Permission' : code === 'EAGAIN' ? 'Locked' : 'Io';
-  return new BlockError(kind, text, context, { cause: err });
+  return new BlockError(kind, text, context, { cause: err, ...(code === 'ENOSPC' ? { code: 'NoSpace' as const } : {}) });
 }
 
 /** Linux errno numbers of the errors QEMU reports as "-N (text)". */

@@ -62,7 +62,7 @@ function errnoOf(e: unknown): number {
     if (e.kind === 'Permission' || e.kind === 'Locked') return C.NBD_EPERM;
     if (e.kind === 'InvalidArgument') return C.NBD_EINVAL;
     if (e.kind === 'Unsupported') return C.NBD_ENOTSUP;
-    if (/No space left/.test(e.message)) return C.NBD_ENOSPC;
+    if (e.code === 'NoSpace' || e.errno === 'ENOSPC') return C.NBD_ENOSPC;
   }
   return C.NBD_EIO;
 }

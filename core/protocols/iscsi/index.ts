@@ -385,7 +385,7 @@ async function login(s: IscsiSettings, secrets: SecretStore | undefined): Promis
       nopIntervalMs: NOP_INTERVAL_MS,
     });
   } catch (e) {
-    if (e instanceof BlockError && !e.message.startsWith('CHAP')) throw new BlockError(e.kind, `iSCSI: Failed to connect to LUN : ${e.message.replace(/^iSCSI: /, '')}`);
+    if (e instanceof BlockError && e.code !== 'Worded') throw new BlockError(e.kind, `iSCSI: Failed to connect to LUN : ${e.message.replace(/^iSCSI: /, '')}`);
     throw e;
   } finally {
     password?.fill(0);

@@ -344,7 +344,7 @@ export class IscsiSession {
     if (o.targetName !== undefined) leading.push(['TargetName', o.targetName]);
     leading.push(['SessionType', o.sessionType]);
     const chap = o.user !== undefined;
-    if (chap && !o.password) throw new BlockError('InvalidArgument', 'CHAP username specified but no password was given');
+    if (chap && !o.password) throw new BlockError('InvalidArgument', 'CHAP username specified but no password was given', {}, { code: 'Worded' });
     let keys: [string, string][] = [...leading, ['AuthMethod', chap ? 'CHAP,None' : 'None']];
     let chapStep: 'method' | 'algorithm' | 'response' | 'done' = chap ? 'method' : 'done';
     let transit = !chap;
