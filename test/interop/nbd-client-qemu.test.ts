@@ -75,6 +75,28 @@ test('map --output=json (and human) equals qemu-img map over qemu-nbd (base:allo
   }
 });
 
+test('map --output=json with x-dirty-bitmap=qemu:allocation-depth equals qemu-img map over qemu-nbd -A (the context read as base:allocation flags, iotest nbd-qemu-allocation)', { skip: SKIP }, async () => {
+  // A base with 2 MiB of data, an overlay writing 2 MiB across its end: depth 2, 1 and 0 ranges.
+  const base = tmp.path('depth-base.qcow2');
+  const top = tmp.path('depth-top.qcow2');
+  const dsock = tmp.path('depth.sock');
+  qemuImg('create', '-f', 'qcow2', base, '4M');
+  qemuIo('-f', 'qcow2', '-c', 'write 0 2M', base);
+  qemuImg('create', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top, '4M');
+  qemuIo('-f', 'qcow2', '-c', 'write 1M 2M', top);
+  const peer = await startPeer('qemu-nbd', ['-r', '-t', '-A', '-k', dsock, '-f', 'qcow2', top], { path: dsock });
+  try {
+    for (const opts of [`driver=nbd,server.type=unix,server.path=${dsock}`, `driver=nbd,server.type=unix,server.path=${dsock},x-dirty-bitmap=qemu:allocation-depth`]) {
+      const q = run('qemu-img', ['map', '--output=json', '--image-opts', opts]);
+      const p = await platterInProcess(['map', '--output=json', '--image-opts', opts]);
+      assert.equal(q.status, 0, q.stderr);
+      assert.equal(p.stdout, q.stdout, opts);
+    }
+  } finally {
+    await peer.stop();
+  }
+});
+
 test('convert from a qemu-nbd export equals the image, and holes stay holes', { skip: SKIP }, async () => {
   const out = tmp.path('from-nbd.raw');
   const p = await platterInProcess(['convert', '-f', 'raw', '-O', 'raw', `nbd+unix:///exp?socket=${sock}`, out]);

@@ -28,7 +28,6 @@ class NbdNode implements NodeImpl {
   readonly #c: NbdClient;
   readonly #flags: number;
   readonly #statusId: number | undefined;
-  readonly #dirtyBitmap: boolean;
 
   constructor(c: NbdClient, statusContext: string) {
     this.#c = c;
@@ -36,7 +35,6 @@ class NbdNode implements NodeImpl {
     this.#flags = i.flags;
     this.size = i.size;
     this.#statusId = i.contexts.get(statusContext);
-    this.#dirtyBitmap = statusContext !== 'base:allocation';
     const baseAllocation = this.#statusId !== undefined;
     this.alignment = i.minBlock || (i.size % 512 !== 0 || baseAllocation ? 1 : 512);
     this.maxTransfer = Math.min(C.NBD_MAX_BUFFER_SIZE, i.maxBlock || C.NBD_MAX_BUFFER_SIZE);
@@ -97,12 +95,8 @@ class NbdNode implements NodeImpl {
       const cut = Math.floor(n / this.alignment) * this.alignment;
       n = cut > 0 ? cut : Math.min(this.alignment, length);
     }
-    if (this.#dirtyBitmap) {
-      // x-dirty-bitmap: QEMU reads the bitmap's "dirty" bit where base:allocation has "hole"
-      // (qemu-img map then shows dirty ranges as data: false).
-      const dirty = (first.flags & C.NBD_STATE_DIRTY) !== 0;
-      return dirty ? { offset, length: n, data: false, zero: false, allocated: false } : { offset, length: n, data: true, zero: false, allocated: true, hostOffset: offset };
-    }
+    // x-dirty-bitmap: QEMU reads any other context's values as base:allocation flags (a bitmap's
+    // "dirty" bit is the hole bit; qemu:allocation-depth's 2 is the zero bit), so map shows them.
     const hole = (first.flags & C.NBD_STATE_HOLE) !== 0;
     const zero = (first.flags & C.NBD_STATE_ZERO) !== 0;
     // Neither data nor zero: QEMU's block layer calls it unallocated, at no offset.
