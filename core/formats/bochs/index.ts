@@ -112,7 +112,6 @@ export const bochsDriver: FormatDriver = {
 
   async open(file, ctx) {
     const ectx: BlockErrorContext = { path: ctx.filename, op: 'open' };
-    if (!ctx.readOnly) throw new BlockError('Permission', 'Image is read-only', ectx);
     const header = decodeBochsHeader(await readPadded(file, 0, BOCHS_HEADER_SIZE));
     validateBochsHeader(header, ectx);
     const catalog = decodeCatalog(await readPadded(file, header.header, header.catalog * 4), header.catalog);

@@ -134,7 +134,6 @@ export const cloopDriver: FormatDriver = {
 
   async open(file, ctx) {
     const ectx: BlockErrorContext = { path: ctx.filename, op: 'open' };
-    if (!ctx.readOnly) throw new BlockError('Permission', 'Image is read-only', ectx);
     const blockSize = (await readPadded(file, CLOOP_BLOCK_SIZE_OFFSET, 4)).readUInt32BE(0);
     validateBlockSize(blockSize, ectx);
     const nBlocks = (await readPadded(file, CLOOP_N_BLOCKS_OFFSET, 4)).readUInt32BE(0);

@@ -159,9 +159,6 @@ class DmgNode implements NodeImpl {
 }
 
 async function openDmg(file: BlockNode, ctx: OpenContext): Promise<NodeImpl> {
-  // QEMU's dmg_open starts with bdrv_apply_auto_read_only (readOnlyFormat: the generic layer
-  // refuses a writable open with its words before the file is opened); kept for direct callers.
-  if (!ctx.readOnly) throw new BlockError('Permission', 'Image is read-only');
   const koly = await readKoly(file);
   const kolyAt = BigInt(koly.offset);
   // Checks and order as dmg_open (QEMU says only "Invalid argument" for these).

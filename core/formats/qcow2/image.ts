@@ -113,6 +113,13 @@ export class Qcow2Image {
   get size(): number {
     return this.header.size;
   }
+  /** The image as it was in a snapshot: the same file and caches seen through the snapshot's L1
+   *  table and size, read-only (qemu-img convert -l). */
+  snapshotView(l1: Buffer, l1Size: number, size: number): Qcow2Image {
+    const view = Object.create(this) as Qcow2Image;
+    return Object.assign(view, { l1, header: { ...this.header, l1Size, size }, readOnly: true });
+  }
+
   get l1Size(): number {
     return this.header.l1Size;
   }

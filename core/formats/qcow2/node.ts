@@ -95,11 +95,7 @@ export class Qcow2Node implements NodeImpl {
 
   /** A read-only node over another L1 table (a snapshot), sharing caches with this one. */
   viewOf(l1: Buffer, l1Size: number, size: number): NodeImpl {
-    const view = Object.create(this.img) as Qcow2Image;
-    Object.defineProperty(view, 'l1', { value: l1, writable: true });
-    Object.defineProperty(view, 'header', { value: { ...this.img.header, l1Size, size }, writable: true });
-    Object.defineProperty(view, 'readOnly', { value: true });
-    const node = new Qcow2Node(view, this.#ctx);
+    const node = new Qcow2Node(this.img.snapshotView(l1, l1Size, size), this.#ctx);
     return {
       size,
       clusterSize: this.img.clusterSize,
