@@ -31,6 +31,16 @@ function assertNoCorruption(image: string, what: string, fmt = 'qcow2'): void {
     run('qemu-img', ['check', '-q', '-r', 'all', '-f', fmt, image]);
     r = run('qemu-img', ['check', '-f', fmt, image]);
   }
+  if (fmt === 'qcow2' && r.status === 2 && (qemuImgJson('info', '-U', '-f', fmt, image) as { 'dirty-flag'?: boolean })['dirty-flag'] === true) {
+    // Killed inside a step that runs under qcow2's dirty bit (commit's make_completely_empty
+    // rewrites the refcount structure): refcounts may be wrong on disk, and the next read-write
+    // open rebuilds them (QEMU's qcow2_open repairs a dirty image). That repair is qcow2's crash
+    // recovery, as the log replay is vhdx's (QEMU's iotest 098 leaves "ERROR cluster 0
+    // refcount=0" the same way and repairs it with `qemu-io -c close`); after it the image must
+    // check clean.
+    run('qemu-io', ['-f', fmt, '-c', 'close', image]);
+    r = run('qemu-img', ['check', '-f', fmt, image]);
+  }
   assert.ok(r.status === 0 || r.status === 3, `${what}: qemu-img check exit ${r.status}: ${r.stdout}${r.stderr}`);
 }
 
