@@ -24,11 +24,12 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
 /** A failed transfer as QEMU's driver reports it (-EIO), with what the server said as its cause. */
-function ioError(op: string, loc: SshLocation, session: SshSession, cause: unknown, offset: number): BlockError {
+function ioError(op: string, loc: SshLocation, session: SshSession, cause: unknown, offset: number, writable: boolean): BlockError {
   if (!session.closed()) return new BlockError('Io', 'Input/output error', { op, offset }, { cause });
-  // The server went away: say so, and that what was being written may be incomplete.
+  // The server went away: say so, and, for a file opened for writing (whichever request met the
+  // loss: a format reads its own tables while it writes), that the file may be incomplete.
   const lost = `the ssh connection to ${loc.host}:${loc.port} was lost`;
-  const text = op === 'read' ? `Input/output error (${lost})` : `Input/output error (${lost}; the remote file '${loc.path}' may be left half-written)`;
+  const text = !writable ? `Input/output error (${lost})` : `Input/output error (${lost}; the remote file '${loc.path}' may be left half-written)`;
   return new BlockError('Io', text, { op, offset }, { cause });
 }
 
@@ -59,12 +60,15 @@ export class SshNode implements NodeImpl {
   #size: number;
   readonly #s: SshSession;
   readonly #loc: SshLocation;
+  /** Opened for writing: a lost connection may leave the remote file half-written. */
+  readonly #writable: boolean;
   readonly #warn: (m: string) => void;
   #warnedFlush = false;
 
-  constructor(s: SshSession, loc: SshLocation, warn: (m: string) => void) {
+  constructor(s: SshSession, loc: SshLocation, warn: (m: string) => void, writable: boolean) {
     this.#s = s;
     this.#loc = loc;
+    this.#writable = writable;
     this.#warn = warn;
     this.#size = Number(s.attrs.size ?? 0);
     this.exactFilename = refreshedFilename(loc, s.user);
@@ -103,7 +107,7 @@ export class SshNode implements NodeImpl {
       let got = 0;
       while (got < len) {
         const n = await this.#s.request<number>((done) => sftp.read(handle, into, at + got, len - got, pos + got, done)).catch((e) => {
-          throw ioError('read', this.#loc, this.#s, e, pos + got);
+          throw ioError('read', this.#loc, this.#s, e, pos + got, this.#writable);
         });
         // End of file: zeros for the rest, as QEMU pads a short read.
         if (n === 0) {
@@ -119,7 +123,7 @@ export class SshNode implements NodeImpl {
     const { sftp, handle } = this.#s;
     await chunked(offset, data.length, async (pos, len, at) => {
       await this.#s.request<void>((done) => sftp.write(handle, data, at, len, pos, done)).catch((e) => {
-        throw ioError('write', this.#loc, this.#s, e, pos);
+        throw ioError('write', this.#loc, this.#s, e, pos, this.#writable);
       });
     });
     if (offset + data.length > this.#size) this.#size = offset + data.length;
@@ -137,7 +141,7 @@ export class SshNode implements NodeImpl {
     }
     const { sftp, handle } = this.#s;
     await this.#s.request<void>((done) => sftp.ext_openssh_fsync(handle, done)).catch((e) => {
-      throw ioError('flush', this.#loc, this.#s, e, 0);
+      throw ioError('flush', this.#loc, this.#s, e, 0, this.#writable);
     });
   }
 
@@ -190,6 +194,6 @@ export const sshDriver: ProtocolDriver = {
     const { filename: _f, ...options } = ctx.options;
     const loc = sshLocation(options);
     const s = await connectSsh(loc, { flags: ctx.readOnly ? 'r' : 'r+' });
-    return new SshNode(s, loc, ctx.warn);
+    return new SshNode(s, loc, ctx.warn, !ctx.readOnly);
   },
 };
