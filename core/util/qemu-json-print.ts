@@ -21,7 +21,8 @@ export function qdictOrder(keys: readonly string[]): string[] {
   return [...keys].reverse().map((k) => ({ k, b: qdictHash(k) % QDICT_BUCKETS })).sort((x, y) => x.b - y.b).map((e) => e.k);
 }
 
-function quote(s: string): string {
+/** A string as QEMU's JSON writer escapes it. */
+export function quote(s: string): string {
   let out = '"';
   for (const ch of s) {
     const cp = ch.codePointAt(0)!;

@@ -7,7 +7,7 @@
 
 import { BlockError, invalidArgument, redactSecrets } from '../../errors.ts';
 import { optString, type OptionsTree } from '../../block/options-tree.ts';
-import { qdictOrder } from '../../util/qemu-json-print.ts';
+import { qdictOrder, quote } from '../../util/qemu-json-print.ts';
 import type { HeaderDigest } from './session.ts';
 import { applyIscsiConfig, currentIscsiConfig, type IscsiConfigSection } from './config.ts';
 
@@ -149,26 +149,6 @@ export function readSettings(options: OptionsTree): IscsiSettings {
     else throw invalidArgument('CHAP username specified but no password was given');
   }
   return s;
-}
-
-/** QEMU's string escaping in compact JSON (the json: names it prints). */
-function quote(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const cp = ch.codePointAt(0)!;
-    if (ch === '"') out += '\\"';
-    else if (ch === '\\') out += '\\\\';
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (cp >= 0x20 && cp <= 0x7e) out += ch;
-    else if (cp <= 0xffff) out += `\\u${cp.toString(16).toUpperCase().padStart(4, '0')}`;
-    else {
-      const v = cp - 0x10000;
-      out += `\\u${(0xd800 + (v >> 10)).toString(16).toUpperCase()}\\u${(0xdc00 + (v & 0x3ff)).toString(16).toUpperCase()}`;
-    }
-  }
-  return out + '"';
 }
 
 /**
