@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Platter's tests use as oracles and peers (Debian/Ubuntu, as root or
 # with sudo): QEMU's tools and block modules, cryptsetup, nbdkit and libnbd's tools, sshd, tgt and
-# libiscsi's tools, dosfstools and mtools, bximage and cloop-utils, gnutls' certtool, and Chromium
-# for the end-to-end tests.
+# libiscsi's tools, dosfstools and mtools, bximage and cloop-utils, gnutls' certtool, GlusterFS,
+# the sheepdog daemon's build tools, and Chromium for the end-to-end tests.
 # Idempotent: skips apt-get when everything is already there.
 set -euo pipefail
 need=()
@@ -22,6 +22,12 @@ command -v mdir >/dev/null 2>&1 || need+=(mtools)
 command -v bximage >/dev/null 2>&1 || need+=(bximage)
 command -v create_compressed_fs >/dev/null 2>&1 || need+=(cloop-utils)
 command -v certtool >/dev/null 2>&1 || need+=(gnutls-bin)
+# GlusterFS: glusterd and the gluster CLI (the test volume), libgfapi (glusterfs-common).
+command -v glusterd >/dev/null 2>&1 || [ -x /usr/sbin/glusterd ] || need+=(glusterfs-server)
+# Sheepdog: QEMU 5.2's peer is built from ../shared/vendor/sheepdog (scripts/build-sheepdog.sh).
+for p in gcc make autoconf automake libtool pkg-config liburcu-dev yasm; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0
