@@ -13,7 +13,7 @@ import { serializeError } from '../errors.ts';
 /** File name endings the library lists from a folder (any file can still be added by path). */
 export const IMAGE_EXTENSIONS = new Set([
   '.qcow2', '.qcow', '.img', '.raw', '.vmdk', '.vdi', '.vhd', '.vhdx', '.vpc', '.qed', '.iso', '.luks',
-  '.dmg', '.bochs', '.cloop', '.hdd', '.parallels', '.bin', '.disk',
+  '.dmg', '.bochs', '.cloop', '.hdd', '.hds', '.parallels', '.bin', '.disk',
 ]);
 
 /** VMDK extent files (x-flat.vmdk, x-s001.vmdk, x-f001.vmdk) belong to their descriptor: not rows. */

@@ -7,6 +7,7 @@ import { api } from '../api-client.ts';
 import { selectedEntry, useLibrary } from '../stores/library.ts';
 import type { LibraryEntry } from '../../core/api/library.ts';
 import { useUi } from '../stores/ui.ts';
+import { useFormats } from '../stores/formats.ts';
 import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
 
 function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
@@ -68,6 +69,7 @@ export function DetailsPane() {
   const entry = useLibrary(selectedEntry);
   const open = useUi((s) => s.open);
   const setView = useUi((s) => s.setView);
+  const readOnlyFormat = useFormats((s) => s.formats.find((f) => f.name === entry?.format)?.readOnly ?? false);
   const [chain, setChain] = useState<ImageInfo[]>();
   const [error, setError] = useState<string>();
 
@@ -105,7 +107,12 @@ export function DetailsPane() {
           <button type="button" onClick={() => open('check', entry.path)} disabled={Boolean(entry.error)}>
             Check…
           </button>
-          <button type="button" onClick={() => open('resize', entry.path)} disabled={Boolean(entry.error) || entry.lock === 'in-use'}>
+          <button
+            type="button"
+            onClick={() => open('resize', entry.path)}
+            disabled={Boolean(entry.error) || entry.lock === 'in-use' || readOnlyFormat}
+            title={readOnlyFormat ? `${entry.format} images are read-only (QEMU opens them read-only too): convert to a writable format to change it` : undefined}
+          >
             Resize…
           </button>
           <button type="button" onClick={() => setView('tree')}>
