@@ -6,7 +6,7 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, truncateSync } from 'node:fs';
+import { copyFileSync, rmSync, truncateSync } from 'node:fs';
 import { tempDir, SKIP_NO_QEMU } from '../helpers/qemu.ts';
 import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
 
@@ -54,6 +54,20 @@ describe('platter prints what qemu-img prints', { skip: SKIP_NO_QEMU }, () => {
     assert.equal(p.stdout, q.stdout);
     assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'));
     assert.notEqual(p.status, 0);
+  });
+
+  test('check of an overlay whose backing file is gone: qemu-img check fails to open it (the backing chain is opened), and so does platter', async () => {
+    const base = t.path('gone-base.qcow2');
+    const top = t.path('gone-top.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', base, '1M');
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
+    rmSync(base);
+    const q = qemuImgRaw('check', top);
+    const p = await platterInProcess(['check', top]);
+    assert.equal(q.status, 1);
+    assert.equal(p.status, q.status);
+    assert.equal(p.stdout, q.stdout);
+    assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'));
   });
 
   test('convert -S 4k, -S 8k and -S 0: the same extents in the target as qemu-img convert', async () => {
