@@ -93,6 +93,16 @@ function skippedFilterChild(tree: OptionsTree): OptionsTree | string | undefined
   throw invalidArgument(`Parameter 'image' is required for ${name}`);
 }
 
+/** The top driver of a user's --image-opts / json: options is a protocol (not a format). */
+function userTopIsProtocol(spec: string, imageOpts: boolean): boolean {
+  try {
+    const tree = imageOpts ? parseDottedOptions(spec) : parseJsonFilename(spec);
+    return typeof tree.driver === 'string' && findProtocol(tree.driver) !== undefined && findFormat(tree.driver) === undefined;
+  } catch {
+    return false;
+  }
+}
+
 /** Build the options tree for a user's image spec. */
 export function optionsTreeFor(spec: string | OptionsTree, opts: Pick<OpenImageOptions, 'format' | 'imageOpts' | 'fileOptions'>): OptionsTree {
   let tree: OptionsTree;
@@ -175,6 +185,17 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   const childEnv: ChildEnv = { warn, secrets, workers, forceShare };
+  // A user's --image-opts or json: options whose top driver is a protocol (driver=file,
+  // driver=vvfat, ...) name that node itself: no format is probed above it, as in QEMU (the
+  // node's format is the protocol's name and its size the protocol's).
+  if (typeof spec === 'string' && (opts.imageOpts || spec.startsWith('json:')) && !opts.format && userTopIsProtocol(spec, opts.imageOpts ?? false)) {
+    try {
+      return await openProtocol(fileTree, displayName, readOnly, perms, childEnv);
+    } catch (e) {
+      const local = fileTree.driver === 'file' || fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom';
+      throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : local ? prefixOpenError(e, displayName) : e);
+    }
+  }
   let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
   let formatDriver: FormatDriver | undefined;
   if (formatName !== undefined) {
