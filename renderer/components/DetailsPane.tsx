@@ -53,7 +53,7 @@ function Facts({ info, entry }: { info: ImageInfo; entry: LibraryEntry }) {
           <dl className="facts">
             {specific.map(([k, v]) => (
               <div key={k}>
-                <dt>{k}</dt>
+                <dt title={k}>{k}</dt>
                 <dd>{v}</dd>
               </div>
             ))}
@@ -78,7 +78,18 @@ export function DetailsPane() {
     let live = true;
     api
       .info({ image: { filename: entry.path, forceShare: true }, backingChain: true })
-      .then((r) => live && setChain(Array.isArray(r) ? r : [r]))
+      .then((r) => {
+        if (!live) return;
+        const list = Array.isArray(r) ? r : [r];
+        setChain(list);
+        // One source of truth for "disk size": the file's allocated bytes (st_blocks * 512, as
+        // qemu-img info). A fresher read than the row's (the file system settles its allocation
+        // after the write, without a new mtime) updates the row, so table and pane agree.
+        const fresh = list[0]?.['actual-size'];
+        if (fresh !== undefined && fresh !== entry.actualSize) {
+          useLibrary.setState((s) => ({ entries: s.entries.map((e) => (e.path === entry.path ? { ...e, actualSize: fresh } : e)) }));
+        }
+      })
       .catch((e: Error) => live && setError(e.message));
     return () => {
       live = false;
