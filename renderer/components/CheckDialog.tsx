@@ -14,6 +14,7 @@ import { ConfirmDialog, Dialog } from './Dialog.tsx';
 import { checkWords } from './job-words.ts';
 import { SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
+import { OperationPreview } from './safety/OperationPreview.tsx';
 
 type Repair = 'leaks' | 'all';
 
@@ -52,9 +53,12 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
       <ConfirmDialog
         title={confirm === 'all' ? 'Repair all errors?' : 'Repair leaks?'}
         message={
-          confirm === 'all'
-            ? `Platter will rewrite metadata of ${basename(image)} to fix corruptions and leaks. Make a copy first if its data matters; no other program may use the image meanwhile.`
-            : `Platter will free leaked clusters in ${basename(image)}. This only reclaims space; no other program may use the image meanwhile.`
+          <>
+            {confirm === 'all'
+              ? `Platter will rewrite metadata of ${basename(image)} to fix corruptions and leaks. Make a copy first if its data matters; no other program may use the image meanwhile.`
+              : `Platter will free leaked clusters in ${basename(image)}. This only reclaims space; no other program may use the image meanwhile.`}
+            <OperationPreview op={{ kind: 'repair', image: { filename: image, ...(entry?.format ? { format: entry.format } : {}) } }} {...(pass !== undefined ? { secrets: [{ id: SOURCE_SECRET_ID, data: pass }] } : {})} />
+          </>
         }
         confirmLabel={confirm === 'all' ? 'Repair all' : 'Repair leaks'}
         danger={confirm === 'all'}
