@@ -4,8 +4,11 @@
 
 import { query } from './router.ts';
 import { previewInput, previewOperation } from './safety/preview.ts';
+import { inspectLocks, lockInspectInput } from './safety/locks.ts';
 
 export const safetyRoutes = {
   /** What a destructive operation would do, before it runs (read-only, -U). */
   previewOperation: query(previewInput, (i, { env, ctl, service }) => previewOperation(service, i, env, ctl)),
+  /** Who holds an image's lock bytes (pid, command line) and with which permissions. */
+  lockInspect: query(lockInspectInput, (i) => inspectLocks(i.path)),
 };

@@ -15,6 +15,7 @@ import { checkWords } from './job-words.ts';
 import { SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
 import { OperationPreview } from './safety/OperationPreview.tsx';
+import { ForceShareOffer } from './safety/ForceShareOffer.tsx';
 
 type Repair = 'leaks' | 'all';
 
@@ -29,11 +30,14 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
   const job = useJobs((s) => (jobId ? s.jobs[jobId] : undefined));
   const running = job?.state === 'running';
 
-  const run = async (repair?: Repair) => {
+  /** Check read-only with force-share (-U): for an image another process holds. */
+  const [shared, setShared] = useState(false);
+  const run = async (repair?: Repair, forceShare = shared) => {
     setReport(undefined);
     setError(undefined);
     try {
-      const ref = pass !== undefined ? unlockedRef(image, entry?.format, SOURCE_SECRET_ID) : { filename: image };
+      const base = pass !== undefined ? unlockedRef(image, entry?.format, SOURCE_SECRET_ID) : { filename: image };
+      const ref = forceShare && !repair ? { ...base, forceShare: true } : base;
       const { jobId: id } = await api.check({ image: ref, ...(repair ? { repair } : {}), ...(pass !== undefined ? { secrets: [{ id: SOURCE_SECRET_ID, data: pass }] } : {}) });
       setJobId(id);
       const r = (await trackJob(id, { refreshLibrary: Boolean(repair) })) as CheckReport | undefined;
@@ -104,6 +108,16 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
           {error}
         </p>
       )}
+      {!shared && (entry?.lock === 'in-use' || (error !== undefined && /lock/i.test(error))) && (
+        <ForceShareOffer
+          path={image}
+          onCheck={() => {
+            setShared(true);
+            void run(undefined, true);
+          }}
+        />
+      )}
+      {shared && report && <p className="notice-inline">Checked read-only with force-share (-U) while another process holds the image: the result may show (or miss) inconsistencies from writes in flight.</p>}
       {report && (
         <section className={`check-result ${bad ? 'bad' : (report.leaks ?? 0) > 0 ? 'warn' : 'good'}`} aria-label="Check result">
           {words.map((w) => (

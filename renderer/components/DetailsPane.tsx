@@ -8,6 +8,7 @@ import { selectedEntry, useLibrary } from '../stores/library.ts';
 import type { LibraryEntry } from '../../core/api/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
+import { LockInspector } from './safety/LockInspector.tsx';
 
 function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
   const out: [string, string][] = [];
@@ -135,6 +136,7 @@ export function DetailsPane() {
         </p>
       )}
       {entry.lock === 'in-use' && <p className="notice-inline">Another process is using this image (it holds the write lock). Details are read in shared mode.</p>}
+      {entry.lock === 'in-use' && <LockInspector path={entry.path} />}
       {info && <Facts info={info} entry={entry} />}
       {!info && !entry.error && !error && <p className="muted">Reading…</p>}
       <section aria-label="Snapshots">
