@@ -9,6 +9,7 @@ import type { LibraryEntry } from '../../core/api/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
 import { LockInspector } from './safety/LockInspector.tsx';
+import { KeySlots } from './safety/KeySlots.tsx';
 
 function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
   const out: [string, string][] = [];
@@ -138,6 +139,7 @@ export function DetailsPane() {
       {entry.lock === 'in-use' && <p className="notice-inline">Another process is using this image (it holds the write lock). Details are read in shared mode.</p>}
       {entry.lock === 'in-use' && <LockInspector path={entry.path} />}
       {info && <Facts info={info} entry={entry} />}
+      {entry.encrypted && (entry.format === 'luks' || entry.format === 'qcow2') && <KeySlots entry={entry} />}
       {!info && !entry.error && !error && <p className="muted">Reading…</p>}
       <section aria-label="Snapshots">
         <h3>Snapshots ({entry.snapshots.length})</h3>
