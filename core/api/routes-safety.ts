@@ -6,6 +6,7 @@ import { job, query } from './router.ts';
 import { basename } from 'node:path';
 import { previewInput, previewOperation } from './safety/preview.ts';
 import { inspectLocks, lockInspectInput } from './safety/locks.ts';
+import { repairInput, repairWithBackup } from './safety/repair.ts';
 import { changeKeySlot, keySlotChangeInput, keySlotsInput, listKeySlots } from './safety/keyslots.ts';
 
 export const safetyRoutes = {
@@ -21,4 +22,6 @@ export const safetyRoutes = {
     (i) => `${i?.action === 'remove' ? 'Remove a key slot of' : i?.action === 'change' ? 'Change a passphrase of' : 'Add a passphrase to'} ${typeof i?.path === 'string' ? basename(i.path) : '?'}`,
     (i, { env, ctl }) => changeKeySlot(i, env, ctl),
   ),
+  /** Copy the image (reflink or sparse copy), then qemu-img check -r; the counts before and after. */
+  repairWithBackup: job(repairInput, (i) => `Repair ${typeof i?.image?.filename === 'string' ? basename(i.image.filename) : '?'} (with a backup)`, (i, { env, ctl }) => repairWithBackup(i, env, ctl)),
 };
