@@ -10,11 +10,11 @@ import { trackJob } from '../jobs-actions.ts';
 import { useJobs } from '../stores/jobs.ts';
 import { useLibrary } from '../stores/library.ts';
 import { basename } from '../util/format.ts';
-import { ConfirmDialog, Dialog } from './Dialog.tsx';
+import { Dialog } from './Dialog.tsx';
 import { checkWords } from './job-words.ts';
 import { SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
-import { OperationPreview } from './safety/OperationPreview.tsx';
+import { RepairDialog } from './safety/RepairDialog.tsx';
 import { ForceShareOffer } from './safety/ForceShareOffer.tsx';
 
 type Repair = 'leaks' | 'all';
@@ -53,22 +53,16 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
   }
 
   if (confirm) {
+    const ref = pass !== undefined ? unlockedRef(image, entry?.format, SOURCE_SECRET_ID) : { filename: image, ...(entry?.format ? { format: entry.format } : {}) };
     return (
-      <ConfirmDialog
-        title={confirm === 'all' ? 'Repair all errors?' : 'Repair leaks?'}
-        message={
-          <>
-            {confirm === 'all'
-              ? `Platter will rewrite metadata of ${basename(image)} to fix corruptions and leaks. Make a copy first if its data matters; no other program may use the image meanwhile.`
-              : `Platter will free leaked clusters in ${basename(image)}. This only reclaims space; no other program may use the image meanwhile.`}
-            <OperationPreview op={{ kind: 'repair', image: { filename: image, ...(entry?.format ? { format: entry.format } : {}) } }} {...(pass !== undefined ? { secrets: [{ id: SOURCE_SECRET_ID, data: pass }] } : {})} />
-          </>
-        }
-        confirmLabel={confirm === 'all' ? 'Repair all' : 'Repair leaks'}
-        danger={confirm === 'all'}
+      <RepairDialog
+        image={image}
+        {...(entry ? { entry } : {})}
+        repair={confirm}
+        imageRef={ref}
+        {...(pass !== undefined ? { secrets: [{ id: SOURCE_SECRET_ID, data: pass }] } : {})}
         onCancel={() => setConfirm(undefined)}
-        onConfirm={() => {
-          const r = confirm;
+        onRepairWithoutBackup={(r) => {
           setConfirm(undefined);
           void run(r);
         }}
