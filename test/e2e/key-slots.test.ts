@@ -46,6 +46,7 @@ describe('key slots of encrypted images (browser mode)', { skip }, () => {
     await e2e.screenshot('key-slots-add');
     await dialog.getByRole('button', { name: 'Add passphrase' }).click();
     await slots.getByText('Key slots (2 of 8 in use)').waitFor({ timeout: 90_000 });
+    await slots.scrollIntoViewIfNeeded();
     await e2e.screenshot('key-slots');
 
     // cryptsetup: the new passphrase opens it; luksDump shows two slots.

@@ -27,12 +27,16 @@ export function usePreview(op: PreviewOpInput | undefined, secrets?: { id: strin
     if (!op) return setState({ loading: false });
     let live = true;
     setState({ loading: true });
-    api
-      .previewOperation({ op, library: roots, ...(secrets?.length ? { secrets } : {}) })
-      .then((preview) => live && setState({ preview, loading: false }))
-      .catch((e: Error) => live && setState({ error: e.message, loading: false }));
+    // A field being typed into (rebase's new backing file) asks once it rests.
+    const timer = setTimeout(() => {
+      api
+        .previewOperation({ op, library: roots, ...(secrets?.length ? { secrets } : {}) })
+        .then((preview) => live && setState({ preview, loading: false }))
+        .catch((e: Error) => live && setState({ error: e.message, loading: false }));
+    }, 250);
     return () => {
       live = false;
+      clearTimeout(timer);
     };
   }, [key, roots.join('\n')]);
   return state;
