@@ -150,7 +150,7 @@ export function parseSnapshotParam(text: string): { id?: string; name?: string }
 }
 
 /** A read-only node over a snapshot view of `node` (closes only the view). */
-async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNode> {
+export async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNode> {
   const snaps = node.snapshots;
   if (!snaps) throw unsupported(`Failed to load snapshot: Block format '${node.format}' used by device '' does not support temporarily loading internal snapshots`);
   const p = parseSnapshotParam(param);

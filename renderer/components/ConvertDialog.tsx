@@ -14,6 +14,7 @@ import { OptionsForm, formErrors, initialValues, optionsToSend, type FormValues 
 import { PassphraseDialog, type PassphraseResult } from './PassphraseDialog.tsx';
 import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
+import { OverwritePreview } from './safety/OperationPreview.tsx';
 
 export function ConvertDialog({ source, onClose }: { source: string; onClose(): void }) {
   const id = useId();
@@ -164,6 +165,7 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
         <div className="span-2">
           <OptionsForm schema={schema} values={values} onChange={setValues} title={`${formatName} options`} />
         </div>
+        <OverwritePreview target={target} />
         {error && (
           <p className="span-2 form-error" role="alert">
             {error}

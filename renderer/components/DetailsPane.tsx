@@ -9,6 +9,8 @@ import type { LibraryEntry } from '../../core/api/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { useFormats } from '../stores/formats.ts';
 import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
+import { LockInspector } from './safety/LockInspector.tsx';
+import { KeySlots } from './safety/KeySlots.tsx';
 
 function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
   const out: [string, string][] = [];
@@ -54,7 +56,7 @@ function Facts({ info, entry }: { info: ImageInfo; entry: LibraryEntry }) {
           <dl className="facts">
             {specific.map(([k, v]) => (
               <div key={k}>
-                <dt>{k}</dt>
+                <dt title={k}>{k}</dt>
                 <dd>{v}</dd>
               </div>
             ))}
@@ -80,7 +82,18 @@ export function DetailsPane() {
     let live = true;
     api
       .info({ image: { filename: entry.path, forceShare: true }, backingChain: true })
-      .then((r) => live && setChain(Array.isArray(r) ? r : [r]))
+      .then((r) => {
+        if (!live) return;
+        const list = Array.isArray(r) ? r : [r];
+        setChain(list);
+        // One source of truth for "disk size": the file's allocated bytes (st_blocks * 512, as
+        // qemu-img info). A fresher read than the row's (the file system settles its allocation
+        // after the write, without a new mtime) updates the row, so table and pane agree.
+        const fresh = list[0]?.['actual-size'];
+        if (fresh !== undefined && fresh !== entry.actualSize) {
+          useLibrary.setState((s) => ({ entries: s.entries.map((e) => (e.path === entry.path ? { ...e, actualSize: fresh } : e)) }));
+        }
+      })
       .catch((e: Error) => live && setError(e.message));
     return () => {
       live = false;
@@ -131,7 +144,9 @@ export function DetailsPane() {
         </p>
       )}
       {entry.lock === 'in-use' && <p className="notice-inline">Another process is using this image (it holds the write lock). Details are read in shared mode.</p>}
+      {entry.lock === 'in-use' && <LockInspector path={entry.path} />}
       {info && <Facts info={info} entry={entry} />}
+      {entry.encrypted && (entry.format === 'luks' || entry.format === 'qcow2') && <KeySlots entry={entry} />}
       {!info && !entry.error && !error && <p className="muted">Reading…</p>}
       <section aria-label="Snapshots">
         <h3>Snapshots ({entry.snapshots.length})</h3>

@@ -14,6 +14,7 @@ import { basename, formatBytes, formatDate } from '../util/format.ts';
 import { ConfirmDialog, Dialog } from './Dialog.tsx';
 import { buildGraph, type GraphNodeData, type Selection } from './graph-model.ts';
 import { CreateDialog } from './CreateDialog.tsx';
+import { OperationPreview } from './safety/OperationPreview.tsx';
 
 type FlowNode = Node<GraphNodeData>;
 
@@ -220,7 +221,7 @@ export function SnapshotTree() {
       {pending?.kind === 'apply' && (
         <ConfirmDialog
           title="Apply snapshot?"
-          message={`${basename(pending.path)} will return to snapshot "${pending.name}". Everything written since that snapshot is lost, as with qemu-img snapshot -a.`}
+          message={<>{`${basename(pending.path)} will return to snapshot "${pending.name}". Everything written since that snapshot is lost, as with qemu-img snapshot -a.`}<OperationPreview op={{ kind: 'snapshot-apply', image: { filename: pending.path }, snapshot: pending.id }} /></>}
           confirmLabel="Apply snapshot"
           danger
           onCancel={() => setPending(undefined)}
@@ -230,7 +231,7 @@ export function SnapshotTree() {
       {pending?.kind === 'delete' && (
         <ConfirmDialog
           title="Delete snapshot?"
-          message={`Snapshot "${pending.name}" of ${basename(pending.path)} will be deleted. The image's current state is kept.`}
+          message={<>{`Snapshot "${pending.name}" of ${basename(pending.path)} will be deleted. The image's current state is kept.`}<OperationPreview op={{ kind: 'snapshot-delete', image: { filename: pending.path }, snapshot: pending.id }} /></>}
           confirmLabel="Delete snapshot"
           danger
           onCancel={() => setPending(undefined)}
@@ -240,7 +241,7 @@ export function SnapshotTree() {
       {pending?.kind === 'commit' && (
         <ConfirmDialog
           title="Commit into backing file?"
-          message={`The changes in ${basename(pending.path)} will be written into ${basename(pending.backing)}. Every other image that uses ${basename(pending.backing)} as its backing file will see them too.`}
+          message={<>{`The changes in ${basename(pending.path)} will be written into ${basename(pending.backing)}. Every other image that uses ${basename(pending.backing)} as its backing file will see them too.`}<OperationPreview op={{ kind: 'commit', image: { filename: pending.path } }} /></>}
           confirmLabel="Commit"
           danger
           onCancel={() => setPending(undefined)}
@@ -315,6 +316,7 @@ export function SnapshotTree() {
             <label htmlFor="rebase-unsafe">Unsafe: only rewrite the backing file name (-u)</label>
             <p className="help">Use this after moving or renaming the backing file. If the new file has different contents, the image is corrupted.</p>
           </div>
+          <OperationPreview op={{ kind: 'rebase', image: { filename: pending.path }, backingFile: rebaseTo.trim(), ...(rebaseUnsafe ? { unsafe: true } : {}) }} />
         </Dialog>
       )}
     </section>
