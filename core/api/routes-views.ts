@@ -73,6 +73,8 @@ export interface ConvertVerifiedResult {
   /** Where a resumed copy started. */
   resumedFrom?: number;
   verify?: VerifyResult;
+  /** The source may be deleted (a verified copy of a plain file). */
+  deletable?: boolean;
 }
 
 /** Copies verified in this process: source path -> what was true when it was verified. The source
@@ -80,6 +82,7 @@ export interface ConvertVerifiedResult {
 const verifiedCopies = new Map<string, { target: string; size: number; mtimeMs: number; ino: number }>();
 
 function rememberVerified(source: string, target: string): void {
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(source) || /^[A-Za-z][A-Za-z0-9+.-]*:/.test(target)) return;
   try {
     const st = statSync(source);
     verifiedCopies.set(resolve(source), { target: resolve(target), size: st.size, mtimeMs: st.mtimeMs, ino: st.ino });
@@ -116,8 +119,13 @@ export const viewsRoutes = {
       } else {
         stats = await convertJob({ sources: [source], target: { filename: i.target.filename, format: i.target.format, options }, ...(i.compressed ? { compressed: true } : {}), ...(i.snapshot ? { snapshot: i.snapshot } : {}) }, env, ctl);
       }
-      // A snapshot's contents are not the source's current state: compare only the image itself.
-      const verify = i.snapshot ? undefined : await afterCopy(source, { filename: i.target.filename, format: i.target.format }, i.verify, env, ctl);
+      // A convert from a snapshot copied other contents than the source's current state: nothing
+      // to compare with. An encrypted target opens with the key secret it was created with.
+      const keyOption = Object.keys(options).find((k) => k.endsWith('key-secret') && typeof options[k] === 'string');
+      const targetSpec: ImageSpec = keyOption
+        ? { filename: `json:${JSON.stringify({ driver: i.target.format, file: { driver: 'file', filename: i.target.filename }, ...(keyOption === 'key-secret' ? { 'key-secret': options[keyOption] } : { encrypt: { 'key-secret': options[keyOption] } }) })}` }
+        : { filename: i.target.filename, format: i.target.format };
+      const verify = i.snapshot ? undefined : await afterCopy(source, targetSpec, i.verify, env, ctl);
       return {
         source: i.source.filename,
         target: i.target.filename,
@@ -127,6 +135,7 @@ export const viewsRoutes = {
         resumable: !notResumable,
         ...(notResumable ? { notResumable } : {}),
         ...(verify ? { verify } : {}),
+        deletable: verifiedCopies.get(resolve(i.source.filename))?.target === resolve(i.target.filename),
       };
     },
   ),
@@ -140,7 +149,7 @@ export const viewsRoutes = {
       const source: ImageSpec = { filename: j.source.path, format: j.source.format };
       const r = await resumableConvert({ source, target: { filename: j.target.path, format: j.target.format, options: j.target.options }, resume: true }, env, ctl);
       const verify = await afterCopy(source, { filename: j.target.path, format: j.target.format }, i.verify, env, ctl);
-      return { source: j.source.path, target: j.target.path, format: r.format, bytesCopied: r.bytesCopied, bytesSkipped: r.bytesSkipped, resumable: true, resumedFrom: r.resumedFrom, ...(verify ? { verify } : {}) };
+      return { source: j.source.path, target: j.target.path, format: r.format, bytesCopied: r.bytesCopied, bytesSkipped: r.bytesSkipped, resumable: true, resumedFrom: r.resumedFrom, ...(verify ? { verify } : {}), deletable: verifiedCopies.get(j.source.path)?.target === j.target.path };
     },
   ),
 
