@@ -13,7 +13,7 @@ type MapData = Awaited<ReturnType<typeof api.allocationMap>>;
 
 const COLS = 64;
 const ROWS = 16;
-const CELL = 10;
+const CELL = 9;
 const GAP = 1;
 const LAYER_COLOURS = ['#2f6fde', '#e8912d', '#3aa35b', '#9b59b6', '#c0392b', '#16a085', '#7f8c8d'];
 const colourOf = (depth: number) => LAYER_COLOURS[depth % LAYER_COLOURS.length]!;
