@@ -81,8 +81,9 @@ export function AllocationMapDialog({ image, format, onClose }: { image: string;
   const onClick = (e: React.MouseEvent<HTMLCanvasElement>) => {
     if (!view || !list.length) return;
     const r = e.currentTarget.getBoundingClientRect();
-    const col = Math.floor((e.clientX - r.left) / (CELL + GAP));
-    const row = Math.floor((e.clientY - r.top) / (CELL + GAP));
+    const scale = r.width > 0 ? e.currentTarget.width / r.width : 1;
+    const col = Math.floor(((e.clientX - r.left) * scale) / (CELL + GAP));
+    const row = Math.floor(((e.clientY - r.top) * scale) / (CELL + GAP));
     const c = list[row * COLS + col];
     if (c) setView(zoomWindow(total, view, (c.start + c.end) / 2, 8));
   };
