@@ -6,11 +6,13 @@
 //   - the allocation map's legend gives each layer of a 3-image chain the bytes qemu-img map
 //     --output=json gives it;
 //   - compare, measure (in the convert form), amend, rebase (safe and unsafe) and bench forms give
-//     what qemu-img compare / measure / info / bench give.
+//     what qemu-img compare / measure / info / bench give;
+//   - the storage graph shows qemu-img's persistent bitmaps as badges, "You are here" beside an
+//     image's snapshots, a chain across two library folders, pans by dragging, and has a mini-map.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qemuImg, qemuImgJson, qemuIo, run } from '../helpers/qemu.ts';
@@ -229,6 +231,54 @@ describe('views: verify, resume, allocation map, engine forms', { skip }, () => 
     assert.ok((await res.innerText()).startsWith(header), `${await res.innerText()} vs ${header}`);
     await e2e.screenshot('bench-form');
     await d.getByRole('button', { name: 'Close dialog' }).click();
+    assert.deepEqual(e2e.errors, []);
+  });
+
+  test('the storage graph shows bitmaps (qemu-img bitmap --add) as badges, "You are here" among snapshots, a chain across folders, drag to pan and a mini-map', { timeout: 90_000 }, async () => {
+    const other = join(scratch, 'vms');
+    mkdirSync(other);
+    const base = join(e2e.library, 'graph-base.qcow2');
+    const over = join(other, 'graph-over.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', base, '32M');
+    qemuImg('bitmap', '--add', base, 'gb0');
+    qemuImg('bitmap', '--add', '--disable', '-g', '128K', base, 'gb1');
+    qemuImg('snapshot', '-c', 'before-update', base);
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', over);
+    qemuImg('bitmap', '--add', over, 'ob0');
+    await reload();
+    const { page } = e2e;
+    await page.getByRole('button', { name: 'Add folder or image…' }).click();
+    const add = page.getByRole('dialog', { name: 'Add to library' });
+    await add.getByLabel('Folder or image path').fill(other);
+    await add.getByRole('button', { name: 'Add to library' }).click();
+    await page.getByRole('row', { name: /^graph-over\.qcow2/ }).waitFor({ timeout: 30_000 });
+    await page.getByRole('tab', { name: 'Snapshot tree' }).click();
+    const tree = page.getByRole('region', { name: 'Snapshot tree' });
+    for (const [image, file] of [['graph-base.qcow2', base], ['graph-over.qcow2', over]] as const) {
+      const names = (qemuImgJson('info', file)['format-specific'].data.bitmaps as { name: string }[]).map((b) => b.name);
+      assert.ok(names.length > 0);
+      for (const n of names) await tree.getByRole('note', { name: `Dirty bitmap ${n} of ${image}` }).waitFor({ timeout: 30_000 });
+      assert.equal(await tree.getByRole('button', { name: `Image ${image}`, exact: true }).getByRole('note').count(), names.length);
+    }
+    await tree.getByRole('note', { name: 'You are here: the current state of graph-base.qcow2' }).waitFor();
+    assert.match(await tree.getByRole('button', { name: 'Image graph-over.qcow2', exact: true }).innerText(), /vms/);
+    const relations = await tree.getByRole('list', { name: 'Relations', includeHidden: true }).locator('li').allTextContents();
+    for (const r of ['graph-over.qcow2 is an overlay of graph-base.qcow2', 'before-update is a snapshot of graph-base.qcow2', 'You are here: the current state of graph-base.qcow2']) {
+      assert.ok(relations.includes(r), `missing relation "${r}" in ${JSON.stringify(relations)}`);
+    }
+    const count = await tree.locator('.react-flow__node').count();
+    assert.equal(await tree.locator('.react-flow__minimap').count(), count >= 8 ? 1 : 0, `${count} nodes`);
+    await e2e.screenshot('storage-graph');
+    // Drag on the empty pane pans the view.
+    const viewport = tree.locator('.react-flow__viewport');
+    const before = await viewport.getAttribute('style');
+    const pane = await tree.locator('.react-flow__pane').boundingBox();
+    assert.ok(pane);
+    await page.mouse.move(pane.x + 8, pane.y + pane.height - 8);
+    await page.mouse.down();
+    await page.mouse.move(pane.x + 120, pane.y + pane.height - 60, { steps: 8 });
+    await page.mouse.up();
+    assert.notEqual(await viewport.getAttribute('style'), before);
     assert.deepEqual(e2e.errors, []);
   });
 });

@@ -14,7 +14,7 @@ export function ImageNodeExtras({ entry }: { entry: LibraryEntry | undefined }) 
   return (
     <div className="graph-extras">
       <span className="graph-folder" title={entry.dir}>
-        📁 {basename(entry.dir)}
+        in {basename(entry.dir)}/
       </span>
       {(entry.bitmaps ?? []).map((b) => (
         <span key={b.name} className={`badge bitmap${b.flags.includes('in-use') ? ' inconsistent' : ''}`} role="note" aria-label={`Dirty bitmap ${b.name} of ${entry.name}`} title={`Persistent dirty bitmap ${b.name}: granularity ${b.granularity} bytes${b.flags.length ? `; ${b.flags.join(', ')}` : ''}`}>
@@ -32,7 +32,7 @@ export const HereNode = memo(function HereNode({ data }: NodeProps<Node<GraphNod
     <div className="graph-node here" role="note" aria-label={`You are here: the current state of ${data.imageName}`} title="What a VM using this image reads now. Applying a snapshot replaces it; creating one saves it.">
       <Handle type="target" position={Position.Top} isConnectable={false} />
       <div className="graph-title">➤ You are here</div>
-      <div className="graph-sub">current state of {data.imageName}</div>
+      <div className="graph-sub">current state</div>
     </div>
   );
 });
@@ -42,5 +42,5 @@ export const MINIMAP_FROM = 8;
 
 export function GraphMiniMap({ count }: { count: number }) {
   if (count < MINIMAP_FROM) return null;
-  return <MiniMap pannable zoomable ariaLabel="Mini-map of the storage graph" nodeStrokeWidth={2} />;
+  return <MiniMap pannable zoomable ariaLabel="Mini-map of the storage graph" nodeStrokeWidth={2} nodeColor={(n) => (n.type === 'image' ? '#2f6fde' : n.type === 'here' ? '#e8912d' : '#98a2b3')} />;
 }
