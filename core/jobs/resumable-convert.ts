@@ -227,8 +227,11 @@ export interface InterruptedConvert {
   problem?: string;
 }
 
+/** Targets a resumable convert of this process is writing now (not interrupted). */
+const active = new Set<string>();
+
 export function describeInterrupted(target: string): InterruptedConvert | undefined {
-  if (!existsSync(resumePaths(target).journal)) return undefined;
+  if (active.has(resolve(target)) || !existsSync(resumePaths(target).journal)) return undefined;
   try {
     const j = readJournal(target);
     const problem = journalMismatch(j);
@@ -240,6 +243,7 @@ export function describeInterrupted(target: string): InterruptedConvert | undefi
 
 /** Remove an interrupted convert's staged file and journal. */
 export function discardInterrupted(target: string): void {
+  if (active.has(resolve(target))) throw invalidArgument(`A convert into ${target} is running: cancel it first`);
   const p = resumePaths(target);
   rmSync(p.staged, { force: true });
   rmSync(p.journal, { force: true });
@@ -257,6 +261,17 @@ export async function resumableConvert(o: ResumableConvertOptions, env: JobEnv, 
   const finalName = resolve(o.target.filename);
   if (resolve(o.source.filename) === finalName) throw invalidArgument('The target must be a new file, not the source');
   const interval = o.journalIntervalMs ?? DEFAULT_JOURNAL_INTERVAL_MS;
+  if (active.has(finalName)) throw invalidArgument(`A convert into ${o.target.filename} is running already`);
+  active.add(finalName);
+  try {
+    return await copyResumable(o, driver, paths, finalName, interval, env, ctl);
+  } finally {
+    active.delete(finalName);
+  }
+}
+
+async function copyResumable(o: ResumableConvertOptions, driver: NonNullable<ReturnType<typeof findFormat>>, paths: { staged: string; journal: string }, finalName: string, interval: number, env: JobEnv, ctl: JobControl): Promise<ResumableConvertResult> {
+  const format = o.target.format;
 
   let journal: ConvertJournal;
   let start = 0;
