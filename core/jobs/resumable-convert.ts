@@ -244,6 +244,10 @@ export function describeInterrupted(target: string): InterruptedConvert | undefi
 /** Remove an interrupted convert's staged file and journal. */
 export function discardInterrupted(target: string): void {
   if (active.has(resolve(target))) throw invalidArgument(`A convert into ${target} is running: cancel it first`);
+  removeLeftovers(target);
+}
+
+function removeLeftovers(target: string): void {
   const p = resumePaths(target);
   rmSync(p.staged, { force: true });
   rmSync(p.journal, { force: true });
@@ -294,7 +298,7 @@ async function copyResumable(o: ResumableConvertOptions, driver: NonNullable<Ret
       }
       start = donePrefix(journal);
     } else {
-      discardInterrupted(o.target.filename);
+      removeLeftovers(o.target.filename);
       const values = parseOptions(driver.createOptions, o.target.options ?? {});
       await createImage({ format, filename: paths.staged, finalName, size: total, options: values, secrets: env.secrets, warn: env.warn, ...(ctl.signal ? { signal: ctl.signal } : {}) });
       journal = {

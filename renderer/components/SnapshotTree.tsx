@@ -77,7 +77,7 @@ export function SnapshotTree() {
   const [rebaseTo, setRebaseTo] = useState('');
   const [rebaseUnsafe, setRebaseUnsafe] = useState(false);
   const sel: Selection = { ...(selectedPath ? { path: selectedPath } : {}), ...(snapshotId ? { snapshotId } : {}) };
-  const graph = useMemo(() => buildGraph(entries, sel), [entries, selectedPath, snapshotId]);
+  const graph = useMemo(() => buildGraph(entries, sel, { here: true }), [entries, selectedPath, snapshotId]);
   const nodes: FlowNode[] = graph.nodes.map((n) => ({ id: n.id, type: n.data.kind, position: n.position, data: n.data, draggable: false, connectable: false }));
   // The "You are here" link is laid out (dagre) and listed for screen readers, not drawn.
   const edges: Edge[] = graph.edges.filter((e) => e.kind !== 'here').map((e) => ({

@@ -38,7 +38,8 @@ export interface Selection {
   snapshotId?: string;
 }
 
-export function buildGraph(entries: LibraryEntry[], sel: Selection): { nodes: GraphNode[]; edges: GraphEdge[] } {
+/** `here`: add a "You are here" node (the active state) beside each image's snapshots. */
+export function buildGraph(entries: LibraryEntry[], sel: Selection, opts: { here?: boolean } = {}): { nodes: GraphNode[]; edges: GraphEdge[] } {
   const byPath = new Map(entries.map((e) => [e.path, e]));
   const overlaysOf = new Map<string, string[]>();
   for (const e of entries) {
@@ -71,7 +72,7 @@ export function buildGraph(entries: LibraryEntry[], sel: Selection): { nodes: Gr
       edges.push({ id: `s:${e.path}#${s.id}`, source: imageNodeId(e.path), target: id, kind: 'snapshot' });
     }
     // "You are here": the image's active state, beside the saved states (issue #16 item 8).
-    if (e.snapshots.length) {
+    if (opts.here && e.snapshots.length) {
       nodes.push({ id: `here:${e.path}`, position: { x: 0, y: 0 }, data: { kind: 'here', path: e.path, imageName: e.name, label: 'You are here', selected: false } });
       edges.push({ id: `h:${e.path}`, source: imageNodeId(e.path), target: `here:${e.path}`, kind: 'here' });
     }

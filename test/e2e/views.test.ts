@@ -89,7 +89,7 @@ describe('views: verify, resume, allocation map, engine forms', { skip }, () => 
 
   test('a GUI convert cancelled part way is listed as interrupted, resumes, and qemu-img compare calls the result identical', { timeout: 240_000 }, async () => {
     const src = join(e2e.library, 'big.raw');
-    makeRaw(src, 640);
+    makeRaw(src, 320);
     await reload();
     const { page } = e2e;
     const dialog = await openConvert('big.raw');
