@@ -223,6 +223,9 @@ export interface InterruptedConvert {
   done: number;
   total: number;
   updated: string;
+  /** The source's format and the target's options (to start again with the same choices). */
+  sourceFormat?: string;
+  options?: OptionValues;
   /** Why it cannot be resumed (then only "start again" or "discard" are offered). */
   problem?: string;
 }
@@ -235,7 +238,7 @@ export function describeInterrupted(target: string): InterruptedConvert | undefi
   try {
     const j = readJournal(target);
     const problem = journalMismatch(j);
-    return { target: j.target.path, source: j.source.path, format: j.target.format, done: donePrefix(j), total: j.target.virtualSize, updated: j.updated, ...(problem ? { problem } : {}) };
+    return { target: j.target.path, source: j.source.path, format: j.target.format, done: donePrefix(j), total: j.target.virtualSize, updated: j.updated, sourceFormat: j.source.format, options: j.target.options, ...(problem ? { problem } : {}) };
   } catch (e) {
     return { target: resolve(target), source: '', format: '', done: 0, total: 0, updated: '', problem: (e as Error).message };
   }

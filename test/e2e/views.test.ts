@@ -3,6 +3,7 @@
 //   - a GUI convert ends "Identical, verified" (compare + check) and only then offers Delete source;
 //   - a GUI convert cancelled part way is listed as interrupted, resumes, and qemu-img compare
 //     finds the result identical;
+//   - an interrupted convert whose source changed is refused with the reason and can start again;
 //   - the allocation map's legend gives each layer of a 3-image chain the bytes qemu-img map
 //     --output=json gives it;
 //   - compare, measure (in the convert form), amend, rebase (safe and unsafe) and bench forms give
@@ -12,11 +13,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, utimesSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qemuImg, qemuImgJson, qemuIo, run } from '../helpers/qemu.ts';
 import { skipReason, startE2E, type E2E } from './harness.ts';
+import { resumableConvert } from '../../core/jobs/resumable-convert.ts';
+import { defaultEnv } from '../../core/jobs/common.ts';
 
 const skip = await skipReason(['qcow2', 'raw']);
 const MiB = 1 << 20;
@@ -115,6 +118,35 @@ describe('views: verify, resume, allocation map, engine forms', { skip }, () => 
     const cmp = run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', src, dst]);
     assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
     assert.equal(run('qemu-img', ['check', dst]).status, 0);
+    rmSync(src);
+    rmSync(dst);
+    assert.deepEqual(e2e.errors, []);
+  });
+
+  test('an interrupted convert whose source changed is refused with the reason, and Start again gives a verified copy', { timeout: 120_000 }, async () => {
+    const src = join(e2e.library, 'changed.raw');
+    makeRaw(src, 64);
+    const dst = join(e2e.library, 'changed.qcow2');
+    const ac = new AbortController();
+    await assert.rejects(
+      resumableConvert({ source: { filename: src, format: 'raw' }, target: { filename: dst, format: 'qcow2' }, journalIntervalMs: 5 }, { ...defaultEnv(), warn: () => {} }, { signal: ac.signal, onProgress: (p) => p.total && p.done * 2 >= p.total && ac.abort() }),
+      /cancel/i,
+    );
+    const fd = openSync(src, 'r+');
+    writeSync(fd, Buffer.from('changed'), 0, 7, 512);
+    closeSync(fd);
+    utimesSync(src, new Date(), new Date(Date.now() + 10_000));
+    await reload();
+    const { page } = e2e;
+    const region = page.getByRole('region', { name: 'Interrupted converts' });
+    await region.getByRole('alert').filter({ hasText: 'Cannot resume: the source changed since the convert stopped' }).waitFor({ timeout: 30_000 });
+    assert.equal(await region.getByRole('button', { name: 'Resume convert to changed.qcow2' }).count(), 0);
+    await region.getByRole('button', { name: 'Start the convert to changed.qcow2 again' }).click();
+    const verified = page.getByRole('status', { name: /^Verification of Convert .*changed\.raw/ });
+    await verified.waitFor({ timeout: 90_000 });
+    assert.match(await verified.innerText(), /^Identical, verified/);
+    assert.equal(run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', src, dst]).status, 0);
+    await page.getByRole('region', { name: 'Interrupted converts' }).waitFor({ state: 'detached', timeout: 30_000 });
     rmSync(src);
     rmSync(dst);
     assert.deepEqual(e2e.errors, []);

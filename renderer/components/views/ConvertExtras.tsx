@@ -101,6 +101,15 @@ export function InterruptedConverts() {
       useUi.getState().notify((e as Error).message, 'error');
     }
   };
+  const restart = async (c: (typeof list)[number]) => {
+    try {
+      const { jobId } = await api.convertVerified({ source: { filename: c.source, ...(c.sourceFormat ? { format: c.sourceFormat } : {}) }, target: { filename: c.target, format: c.format, ...(c.options ? { options: c.options } : {}) } });
+      void trackJob(jobId, { refreshLibrary: true, select: c.target, doneText: `Converted ${basename(c.source)} to ${basename(c.target)}` });
+      setTimeout(() => void scan(roots), 300);
+    } catch (e) {
+      useUi.getState().notify((e as Error).message, 'error');
+    }
+  };
   const discard = async (target: string) => {
     await api.discardInterruptedConvert({ target }).catch((e: Error) => useUi.getState().notify(e.message, 'error'));
     void scan(roots);
@@ -126,6 +135,11 @@ export function InterruptedConverts() {
             {!c.problem && (
               <button type="button" className="small-button" aria-label={`Resume convert to ${basename(c.target)}`} onClick={() => void resume(c.target)}>
                 Resume
+              </button>
+            )}
+            {c.problem && c.source && c.format && (
+              <button type="button" className="small-button" aria-label={`Start the convert to ${basename(c.target)} again`} onClick={() => void restart(c)}>
+                Start again
               </button>
             )}
             <button type="button" className="small-button" aria-label={`Discard convert to ${basename(c.target)}`} onClick={() => void discard(c.target)}>
