@@ -17,6 +17,8 @@ import { CheckDialog } from './components/CheckDialog.tsx';
 import { ResizeDialog } from './components/ResizeDialog.tsx';
 import { SnapshotTree } from './components/SnapshotTree.tsx';
 import { Dialog } from './components/Dialog.tsx';
+import { ViewsActions } from './components/views/ViewsActions.tsx';
+import { ViewsDialogs } from './components/views/ViewsDialogs.tsx';
 
 function useStartup() {
   useEffect(() => {
@@ -72,6 +74,7 @@ function TopBar() {
         <button type="button" disabled={!entry || Boolean(entry.error)} onClick={() => entry && open('check', entry.path)}>
           Check…
         </button>
+        <ViewsActions />
         <button type="button" onClick={() => void refresh()} aria-busy={scanning}>
           {scanning ? 'Refreshing…' : 'Refresh'}
         </button>
@@ -151,6 +154,7 @@ export function App() {
       </div>
       <JobsPanel />
       <Dialogs />
+      <ViewsDialogs />
       <Notices />
     </div>
   );

@@ -54,6 +54,8 @@ export interface LibraryEntry {
   fullBackingFile?: string;
   backingFormat?: string;
   snapshots: NonNullable<ImageInfo['snapshots']>;
+  /** Persistent dirty bitmaps (qcow2: qemu-img info's format-specific "bitmaps"). */
+  bitmaps?: { name: string; granularity: number; flags: string[] }[];
   /** 'in-use': another process holds the write lock (qemu-img would say "Is another process using the image?"). */
   lock: LockState;
   /** File modification time, ms since the epoch. */
@@ -118,6 +120,7 @@ async function describe(service: PlatterService, path: string, root: string): Pr
     ...(info['full-backing-filename'] !== undefined ? { fullBackingFile: resolve(dirname(path), info['full-backing-filename']) } : {}),
     ...(info['backing-filename-format'] !== undefined ? { backingFormat: info['backing-filename-format'] } : {}),
     snapshots: info.snapshots ?? [],
+    ...(Array.isArray(info['format-specific']?.data['bitmaps']) ? { bitmaps: info['format-specific']!.data['bitmaps'] as NonNullable<LibraryEntry['bitmaps']> } : {}),
   };
 }
 

@@ -15,6 +15,7 @@ import { PassphraseDialog, type PassphraseResult } from './PassphraseDialog.tsx'
 import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
 import { OverwritePreview } from './safety/OperationPreview.tsx';
+import { MeasureLine } from './views/ConvertExtras.tsx';
 
 export function ConvertDialog({ source, onClose }: { source: string; onClose(): void }) {
   const id = useId();
@@ -64,7 +65,7 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
         ...(sourcePass !== undefined ? [{ id: SOURCE_SECRET_ID, data: sourcePass }] : []),
         ...(pass ? [{ id: PASSPHRASE_SECRET_ID, data: pass.passphrase }] : []),
       ];
-      const { jobId } = await api.convert({
+      const { jobId } = await api.convertVerified({
         source: sourcePass !== undefined ? unlockedRef(source, entry?.format, SOURCE_SECRET_ID) : { filename: source, ...(entry?.format ? { format: entry.format } : {}) },
         target: { filename: target, format: formatName, options },
         ...(compressed ? { compressed: true } : {}),
@@ -166,6 +167,7 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
           <OptionsForm schema={schema} values={values} onChange={setValues} title={`${formatName} options`} />
         </div>
         <OverwritePreview target={target} />
+        {!entry?.encrypted && formErrors(schema, values).length === 0 && <MeasureLine source={source} format={formatName} sourceFormat={entry?.format} options={optionsToSend(schema, values)} {...(snapshot ? { snapshot } : {})} />}
         {error && (
           <p className="span-2 form-error" role="alert">
             {error}

@@ -15,6 +15,7 @@ import { ConfirmDialog, Dialog } from './Dialog.tsx';
 import { buildGraph, type GraphNodeData, type Selection } from './graph-model.ts';
 import { CreateDialog } from './CreateDialog.tsx';
 import { OperationPreview } from './safety/OperationPreview.tsx';
+import { GraphMiniMap, HereNode, ImageNodeExtras } from './views/GraphExtras.tsx';
 
 type FlowNode = Node<GraphNodeData>;
 
@@ -37,6 +38,7 @@ const ImageNode = memo(function ImageNode({ data }: NodeProps<FlowNode>) {
         {data.label}
       </div>
       <div className="graph-sub">{e ? `${e.format ?? '?'} · ${formatBytes(e.virtualSize)}${e.encrypted ? ' · encrypted' : ''}` : 'not in library'}</div>
+      <ImageNodeExtras entry={e} />
       <Handle type="source" position={Position.Bottom} isConnectable={false} />
     </div>
   );
@@ -55,7 +57,7 @@ const SnapshotNode = memo(function SnapshotNode({ data }: NodeProps<FlowNode>) {
   );
 });
 
-const nodeTypes = { image: ImageNode, snapshot: SnapshotNode };
+const nodeTypes = { image: ImageNode, snapshot: SnapshotNode, here: HereNode };
 
 type Pending =
   | { kind: 'apply' | 'delete'; path: string; name: string; id: string }
@@ -76,9 +78,10 @@ export function SnapshotTree() {
   const [rebaseTo, setRebaseTo] = useState('');
   const [rebaseUnsafe, setRebaseUnsafe] = useState(false);
   const sel: Selection = { ...(selectedPath ? { path: selectedPath } : {}), ...(snapshotId ? { snapshotId } : {}) };
-  const graph = useMemo(() => buildGraph(entries, sel), [entries, selectedPath, snapshotId]);
+  const graph = useMemo(() => buildGraph(entries, sel, { here: true }), [entries, selectedPath, snapshotId]);
   const nodes: FlowNode[] = graph.nodes.map((n) => ({ id: n.id, type: n.data.kind, position: n.position, data: n.data, draggable: false, connectable: false }));
-  const edges: Edge[] = graph.edges.map((e) => ({
+  // The "You are here" link is laid out (dagre) and listed for screen readers, not drawn.
+  const edges: Edge[] = graph.edges.filter((e) => e.kind !== 'here').map((e) => ({
     id: e.id,
     source: e.source,
     target: e.target,
@@ -207,6 +210,7 @@ export function SnapshotTree() {
           >
             <Background gap={20} size={1} />
             <Controls showInteractive={false} />
+            <GraphMiniMap count={nodes.length} />
           </ReactFlow>
         )}
       </div>
@@ -214,7 +218,7 @@ export function SnapshotTree() {
         {graph.edges.map((e) => {
           const src = graph.nodes.find((n) => n.id === e.source)?.data;
           const dst = graph.nodes.find((n) => n.id === e.target)?.data;
-          return <li key={e.id}>{e.kind === 'backing' ? `${dst?.label} is an overlay of ${src?.label}` : `${dst?.label} is a snapshot of ${src?.label}`}</li>;
+          return <li key={e.id}>{e.kind === 'backing' ? `${dst?.label} is an overlay of ${src?.label}` : e.kind === 'here' ? `You are here: the current state of ${src?.label}` : `${dst?.label} is a snapshot of ${src?.label}`}</li>;
         })}
       </ul>
 
