@@ -17,6 +17,7 @@ import { CheckDialog } from './components/CheckDialog.tsx';
 import { ResizeDialog } from './components/ResizeDialog.tsx';
 import { SnapshotTree } from './components/SnapshotTree.tsx';
 import { Dialog } from './components/Dialog.tsx';
+import { NewFromFolderButton, RemoteDialogs } from './components/remote/RemoteActions.tsx';
 
 function useStartup() {
   useEffect(() => {
@@ -66,6 +67,7 @@ function TopBar() {
         <button type="button" className="primary" onClick={() => open('create')}>
           New image…
         </button>
+        <NewFromFolderButton />
         <button type="button" disabled={!entry || Boolean(entry.error)} onClick={() => entry && open('convert', entry.path)}>
           Convert…
         </button>
@@ -151,6 +153,7 @@ export function App() {
       </div>
       <JobsPanel />
       <Dialogs />
+      <RemoteDialogs />
       <Notices />
     </div>
   );

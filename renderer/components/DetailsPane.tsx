@@ -8,6 +8,7 @@ import { selectedEntry, useLibrary } from '../stores/library.ts';
 import type { LibraryEntry } from '../../core/api/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
+import { ServeNbdButton } from './remote/RemoteActions.tsx';
 
 function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
   const out: [string, string][] = [];
@@ -111,6 +112,7 @@ export function DetailsPane() {
           <button type="button" onClick={() => setView('tree')}>
             Snapshot tree
           </button>
+          <ServeNbdButton entry={entry} />
         </div>
       </header>
       {entry.error && (

@@ -7,6 +7,7 @@ import { api, isElectron, pathForFile } from '../api-client.ts';
 import { useLibrary } from '../stores/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { basename } from '../util/format.ts';
+import { RemoteActions } from './remote/RemoteActions.tsx';
 
 export function AddPathDialogBody({ onDone }: { onDone(): void }) {
   const id = useId();
@@ -113,6 +114,7 @@ export function Sidebar() {
           </button>
         )}
       </div>
+      <RemoteActions />
       <p className="drop-hint small muted">{isElectron() ? 'Drop disk images here to add them.' : 'Browser mode: add items by path.'}</p>
     </nav>
   );
