@@ -8,6 +8,7 @@ import { useLibrary } from '../stores/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { basename } from '../util/format.ts';
 import { RemoteActions } from './remote/RemoteActions.tsx';
+import { rootLabel } from '../stores/remote.ts';
 
 export function AddPathDialogBody({ onDone }: { onDone(): void }) {
   const id = useId();
@@ -84,7 +85,7 @@ export function Sidebar() {
                 {entries.some((e) => e.path === r) ? '◧' : '▣'}
               </span>
               <span className="root-name" title={r}>
-                {basename(r) || r}
+                {rootLabel(r)}
                 <span className="root-path">{r}</span>
               </span>
               <span className="count" aria-label={`${count} images`}>

@@ -34,3 +34,16 @@ export const useRemote = create<RemoteState>()((set) => ({
 
 /** A library root that names a remote source rather than a local path (routes-remote.ts). */
 export const isRemoteRootName = (root: string) => /^(nbd(\+unix|\+tcp)?:|fat:|ssh:\/\/|iscsi:\/\/)/.test(root);
+
+/** A library root's short label in the sidebar: a local path's last part, a remote source named
+ *  by its server and path (never its query: host_key_check, key_file). */
+export function rootLabel(root: string): string {
+  if (!isRemoteRootName(root)) return root.replace(/\/+$/, '').split('/').pop() || root;
+  const noQuery = root.split('?')[0]!;
+  if (root.startsWith('ssh://')) return noQuery.replace(/^ssh:\/\/([^@/]*@)?/, '');
+  if (root.startsWith('iscsi://')) return noQuery.replace(/^iscsi:\/\/[^/]*\//, '').replace(/\/(\d+)$/, ' LUN $1');
+  if (root.startsWith('fat:')) return `fat: ${root.split(':').pop()!.replace(/\/+$/, '').split('/').pop() ?? ''}`;
+  const sock = /[?&]socket=([^&]*)/.exec(root)?.[1];
+  const exp = noQuery.replace(/^nbd(\+unix|\+tcp)?:(\/\/[^/]*)?\/?/, '');
+  return `NBD ${exp || (sock ? sock.split('/').pop() : noQuery.replace(/^nbd(\+tcp)?:\/\//, ''))}`;
+}

@@ -94,7 +94,7 @@ export function IscsiBrowseDialog({ onClose }: { onClose(): void }) {
           <h3 className="mono">{t.name}</h3>
           <p className="help">{t.addresses.join(', ')}</p>
           {t.error && <p className="form-error">{t.error}</p>}
-          {t.luns.length > 0 && (
+          {t.luns.some((l) => l.size !== undefined) && (
             <table className="mini-table">
               <thead>
                 <tr>
@@ -106,7 +106,7 @@ export function IscsiBrowseDialog({ onClose }: { onClose(): void }) {
                 </tr>
               </thead>
               <tbody>
-                {t.luns.map((l) => (
+                {t.luns.filter((l) => l.size !== undefined).map((l) => (
                   <tr key={l.lun}>
                     <td>{l.lun}</td>
                     <td>{l.type}</td>
