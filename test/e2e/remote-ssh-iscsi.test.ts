@@ -4,7 +4,7 @@
 // target. The folder's images show with their details and one converts (qemu-img compare equals
 // the remote file); the portal lists its targets and LUNs with sizes, the CHAP target once the
 // password is given, and a LUN added to the library shows its size. The key passphrase and the
-// CHAP password never land in localStorage or the page.
+// CHAP password never land in localStorage, the page, or a frame the server sends.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,10 +29,13 @@ describe('remote sources in the GUI: ssh folders and iSCSI', { skip: base }, () 
   let sshd: Sshd | undefined;
   let tgtd: Tgtd | undefined;
   const savedAgent = process.env.SSH_AUTH_SOCK;
+  /** Every frame the server sent the page (answers and events). */
+  const frames: string[] = [];
   before(async () => {
     // Only the key file the dialog is given authenticates (no agent of the test runner's).
     delete process.env.SSH_AUTH_SOCK;
     e2e = await startE2E();
+    e2e.page.on('websocket', (ws) => ws.on('framereceived', (f) => frames.push(String(f.payload))));
   });
   after(async () => {
     await e2e?.close();
@@ -48,7 +51,9 @@ describe('remote sources in the GUI: ssh folders and iSCSI', { skip: base }, () 
   const noSecrets = async () => {
     const stored = await e2e.page.evaluate(() => JSON.stringify({ ...localStorage }));
     const text = await e2e.page.evaluate(() => document.body.innerText);
+    assert.ok(frames.length > 0, 'the page talked to the server over the WebSocket');
     for (const s of [KEY_PASSPHRASE, CHAP_PASSWORD]) {
+      for (const f of frames) assert.ok(!f.includes(s), `a server frame carried a secret: ${f.slice(0, 200)}`);
       assert.ok(!stored.includes(s), 'a secret is in localStorage');
       assert.ok(!text.includes(s), 'a secret is on the page');
     }

@@ -13,6 +13,8 @@ export const SKIP_NO_TGTD = !have('tgtd') || !have('tgtadm') ? 'tgtd/tgtadm not 
 
 export interface Tgtd {
   portal: string;
+  /** tgtd's process id (a test may stop it with SIGSTOP to play a dead target). */
+  pid: number;
   tgtadm(...args: string[]): string;
   stop(tids: string[]): Promise<void>;
 }
@@ -38,6 +40,7 @@ export async function startTgtd(): Promise<Tgtd> {
   };
   return {
     portal,
+    pid: tgtd.pid!,
     tgtadm,
     async stop(tids) {
       if (tgtd.exitCode === null) {
