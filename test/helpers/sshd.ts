@@ -14,6 +14,8 @@ export const SKIP_NO_SSHD = !existsSync(SSHD) || !have('ssh-keygen') ? 'OpenSSH 
 
 export interface Sshd {
   port: number;
+  /** sshd's process id (its per-connection children are a test's to end mid-transfer). */
+  pid: number;
   /** The client's private key file (authorized by this sshd). */
   clientKey: string;
   /** The host key's public half (for fingerprints). */
@@ -70,6 +72,7 @@ export async function startSshd(dir: string, passphrase = ''): Promise<Sshd> {
   await waitForPort(port, sshd, () => log);
   return {
     port,
+    pid: sshd.pid!,
     clientKey: join(dir, 'clientkey'),
     hostKeyPub: join(dir, 'hostkey.pub'),
     async stop() {
