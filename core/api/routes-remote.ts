@@ -26,6 +26,7 @@ import { nbdTarget, parseNbdFilename, nbdDisplayName } from '../protocols/nbd/ad
 import { listSshDirectory, sshIdentities } from '../protocols/ssh/session.ts';
 import { parseSshUri, sshLocation } from '../protocols/ssh/options.ts';
 import { discoverTargets, listTargetLuns } from '../protocols/iscsi/discovery.ts';
+import { currentIscsiConfig, setIscsiConfig } from '../protocols/iscsi/config.ts';
 
 const secretsField = z.array(z.object({ id: z.string().min(1).max(128), data: z.string().max(65536), format: z.enum(['raw', 'base64']).optional() })).max(8).optional();
 
@@ -269,6 +270,17 @@ export interface IscsiTargetRow {
   error?: string;
 }
 
+/** CHAP credentials that logged in to a target, kept for this run of the app in the iSCSI
+ *  driver's in-memory configuration (an [iscsi "IQN"] section), so its LUNs added to the library
+ *  open without a password in their name. Never written anywhere; gone when the app quits. An
+ *  empty [iscsi] section stays first: other targets get no one else's credentials. */
+function rememberChap(target: string, user: string, password: Buffer): void {
+  const sections = currentIscsiConfig().filter((s) => s.id !== target);
+  if (sections[0]?.id !== undefined || sections.length === 0) sections.unshift({ values: new Map() });
+  sections.push({ id: target, values: new Map([['user', user], ['password', password.toString('utf8')]]) });
+  setIscsiConfig(sections);
+}
+
 async function iscsiBrowse(i: z.output<typeof iscsiBrowseInput>, ctx: CallContext): Promise<IscsiTargetRow[]> {
   const password = i.passwordSecret && ctx.env.secrets.has(i.passwordSecret) ? ctx.env.secrets.get(i.passwordSecret) : undefined;
   const opts = { ...(i.user ? { user: i.user } : {}), ...(password ? { password } : {}), ...(i.initiatorName ? { initiatorName: i.initiatorName } : {}), timeoutMs: 15_000 };
@@ -280,6 +292,7 @@ async function iscsiBrowse(i: z.output<typeof iscsiBrowseInput>, ctx: CallContex
       const luns = await listTargetLuns(portal, t.name, opts);
       // The LUN's name never carries the user or password (the library keeps names).
       out.push({ name: t.name, addresses: t.addresses, luns: luns.map((l) => ({ ...l, uri: `iscsi://${portal}/${t.name}/${l.lun}` })) });
+      if (i.user && password) rememberChap(t.name, i.user, password);
     } catch (e) {
       out.push({ name: t.name, addresses: t.addresses, luns: [], error: serializeError(e).message });
     }

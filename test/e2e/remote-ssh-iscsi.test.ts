@@ -3,7 +3,8 @@
 // dialog's key file) serving a folder of images qemu-img made, and tgtd with a plain and a CHAP
 // target. The folder's images show with their details and one converts (qemu-img compare equals
 // the remote file); the portal lists its targets and LUNs with sizes, the CHAP target once the
-// password is given, and a LUN added to the library shows its size. The key passphrase and the
+// password is given, and LUNs added to the library (the CHAP one too, its name without the
+// password) show their sizes. The key passphrase and the
 // CHAP password never land in localStorage, the page, or a frame the server sends.
 
 import { after, before, describe, test } from 'node:test';
@@ -148,7 +149,21 @@ describe('remote sources in the GUI: ssh folders and iSCSI', { skip: base }, () 
     const row = page.getByRole('table', { name: 'Disk images' }).getByRole('row', { name: new RegExp(`${DISK_IQN.replace(/[.:]/g, '\\$&')} LUN 1`) });
     await row.waitFor({ timeout: 30_000 });
     await row.click();
-    await page.getByRole('complementary', { name: 'Image details' }).getByText('67,108,864 bytes', { exact: false }).waitFor({ timeout: 30_000 });
+    const details = page.getByRole('complementary', { name: 'Image details' });
+    await details.getByText('67,108,864 bytes', { exact: false }).waitFor({ timeout: 30_000 });
+    // The CHAP target's LUN: its name carries no password, yet it opens (credentials in memory).
+    await page.getByRole('button', { name: 'Browse iSCSI…' }).click();
+    await dialog.getByLabel('Portal').fill(tgtd.portal);
+    await dialog.getByLabel('CHAP user (optional)').fill(CHAP_USER);
+    await dialog.getByLabel('CHAP password (optional)', { exact: true }).fill(CHAP_PASSWORD);
+    await dialog.getByRole('button', { name: 'Discover targets' }).click();
+    await chap.getByRole('button', { name: `Add LUN 1 of ${CHAP_IQN}` }).click();
+    const chapRow = page.getByRole('table', { name: 'Disk images' }).getByRole('row', { name: new RegExp(`${CHAP_IQN.replace(/[.:]/g, '\\$&')} LUN 1`) });
+    await chapRow.waitFor({ timeout: 30_000 });
+    await chapRow.click();
+    await details.getByText('8,388,608 bytes', { exact: false }).waitFor({ timeout: 30_000 });
+    const stored = await page.evaluate(() => localStorage.getItem('platter.library') ?? '');
+    assert.ok(stored.includes(`iscsi://${tgtd.portal}/${CHAP_IQN}/1`), stored);
     await noSecrets();
     assert.deepEqual(e2e.errors, []);
   });

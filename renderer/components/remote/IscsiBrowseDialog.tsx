@@ -1,6 +1,7 @@
 // "Browse iSCSI" (#21): a portal, optional CHAP user and password (a secret for this one call),
 // SendTargets discovery listing the targets and their LUNs with type and size; a LUN is added to
-// the library by its iscsi:// name (never with the password in it).
+// the library by its iscsi:// name (never with the password in it; the main process keeps the
+// credentials that logged in, in memory only, so the LUN opens until the app quits).
 
 import { useId, useState } from 'react';
 import { api } from '../../api-client.ts';
@@ -126,7 +127,9 @@ export function IscsiBrowseDialog({ onClose }: { onClose(): void }) {
           )}
         </section>
       ))}
-      {targets?.some((t) => t.luns.length) && user.trim() !== '' && <p className="help">The library keeps the LUN's name only: a LUN behind CHAP shows an error there until Platter can log in without the password.</p>}
+      {targets?.some((t) => t.luns.length) && user.trim() !== '' && (
+        <p className="help">The library keeps the LUN's name only. The CHAP password that logged in stays in Platter's memory until it quits (never saved): after a restart, browse again to open such a LUN.</p>
+      )}
     </Dialog>
   );
 }
