@@ -360,7 +360,18 @@ export async function scanRemoteRoots(service: PlatterService, roots: string[]):
       try {
         r = parseSshRoot(root);
         const images = await listSshImages(r);
-        for (const img of images) out.push(await describeRemote(service, img.uri, root, { name: img.name, dir: root.split('?')[0]!, modified: img.modified }));
+        // A few at once (each is its own ssh connection), rows kept in the folder's order.
+        const rows: LibraryEntry[] = new Array(images.length);
+        let next = 0;
+        const worker = async () => {
+          while (next < images.length) {
+            const k = next++;
+            const img = images[k]!;
+            rows[k] = await describeRemote(service, img.uri, root, { name: img.name, dir: root.split('?')[0]!, modified: img.modified });
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(4, images.length) }, worker));
+        out.push(...rows);
       } catch (e) {
         // The folder itself could not be read: one row that says why.
         out.push({ path: root, name: root.split('?')[0]!, dir: root.split('?')[0]!, root, snapshots: [], lock: 'unknown', modified: 0, error: serializeError(e) });
