@@ -19,6 +19,7 @@ import { SnapshotTree } from './components/SnapshotTree.tsx';
 import { Dialog } from './components/Dialog.tsx';
 import { ViewsActions } from './components/views/ViewsActions.tsx';
 import { ViewsDialogs } from './components/views/ViewsDialogs.tsx';
+import { NewFromFolderButton, RemoteDialogs } from './components/remote/RemoteActions.tsx';
 
 function useStartup() {
   useEffect(() => {
@@ -68,6 +69,7 @@ function TopBar() {
         <button type="button" className="primary" onClick={() => open('create')}>
           New image…
         </button>
+        <NewFromFolderButton />
         <button type="button" disabled={!entry || Boolean(entry.error)} onClick={() => entry && open('convert', entry.path)}>
           Convert…
         </button>
@@ -155,6 +157,7 @@ export function App() {
       <JobsPanel />
       <Dialogs />
       <ViewsDialogs />
+      <RemoteDialogs />
       <Notices />
     </div>
   );

@@ -11,6 +11,7 @@ import type { AppConfig } from './app-protocol.ts';
 import { unsupported } from '../errors.ts';
 import { safetyRoutes } from './routes-safety.ts';
 import { viewsRoutes } from './routes-views.ts';
+import { remoteRoutes } from './routes-remote.ts';
 
 export const pickPathsInput = z.object({ kind: z.enum(['folder', 'file']), title: z.string().max(200).optional() });
 export type PickPathsInput = z.infer<typeof pickPathsInput>;
@@ -30,6 +31,7 @@ export const appRouter = {
   ...serviceRouter,
   ...safetyRoutes,
   ...viewsRoutes,
+  ...remoteRoutes,
   /** How the app was started (mode, library roots given at launch, version). */
   appConfig: query(z.object({}).optional(), (_i, ctx: AppCallContext) => ctx.app.config),
   /** One row per image in the given folders and files. */

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { PlatterService } from './service.ts';
 import type { ImageInfo, SerializedError } from './types.ts';
 import { serializeError } from '../errors.ts';
+import { isRemoteRoot, scanRemoteRoots } from './routes-remote.ts';
 
 /** File name endings the library lists from a folder (any file can still be added by path). */
 export const IMAGE_EXTENSIONS = new Set([
@@ -129,6 +130,7 @@ export async function scanLibrary(service: PlatterService, input: LibraryScanInp
   const files: { path: string; root: string }[] = [];
   const seen = new Set<string>();
   for (const given of input.paths) {
+    if (isRemoteRoot(given)) continue; // nbd:, fat:, ssh://, iscsi:// (routes-remote.ts)
     const root = resolve(given);
     let st;
     try {
@@ -154,5 +156,5 @@ export async function scanLibrary(service: PlatterService, input: LibraryScanInp
     }
   };
   await Promise.all(Array.from({ length: Math.min(SCAN_CONCURRENCY, files.length) }, worker));
-  return rows;
+  return [...rows, ...(await scanRemoteRoots(service, input.paths.filter(isRemoteRoot)))];
 }

@@ -16,6 +16,7 @@ import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID, SOURCE
 import { UnlockDialog } from './UnlockDialog.tsx';
 import { OverwritePreview } from './safety/OperationPreview.tsx';
 import { MeasureLine } from './views/ConvertExtras.tsx';
+import { isRemoteRootName } from '../stores/remote.ts';
 
 export function ConvertDialog({ source, onClose }: { source: string; onClose(): void }) {
   const id = useId();
@@ -24,7 +25,7 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
   const entry = useLibrary((s) => s.entries.find((e) => e.path === source));
   const initialFormat = formats.some((f) => f.name === 'qcow2') ? 'qcow2' : (formats[0]?.name ?? 'raw');
   const [formatName, setFormatName] = useState(initialFormat);
-  const [dir, setDir] = useState(dirname(source));
+  const [dir, setDir] = useState(isRemoteRootName(source) ? (useLibrary.getState().roots.find((r) => !isRemoteRootName(r)) ?? '') : dirname(source)); // a remote source: a local folder
   const [name, setName] = useState(basename(replaceExtension(source, initialFormat === 'raw' ? 'img' : initialFormat)));
   const format = formats.find((f) => f.name === formatName);
   /** Formats that can hold compressed clusters (qemu-img convert -c): their drivers say so. */

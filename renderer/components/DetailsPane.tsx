@@ -11,6 +11,7 @@ import { useFormats } from '../stores/formats.ts';
 import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
 import { LockInspector } from './safety/LockInspector.tsx';
 import { KeySlots } from './safety/KeySlots.tsx';
+import { ServeNbdButton } from './remote/RemoteActions.tsx';
 
 function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
   const out: [string, string][] = [];
@@ -131,6 +132,7 @@ export function DetailsPane() {
           <button type="button" onClick={() => setView('tree')}>
             Snapshot tree
           </button>
+          <ServeNbdButton entry={entry} />
         </div>
       </header>
       {entry.error && (
