@@ -15,7 +15,7 @@ import {
 export class SheepdogResultError extends BlockError {
   readonly result: number;
   constructor(result: number, message: string) {
-    super(result === 0x08 || result === 0x0e || result === 0x02 ? 'NotFound' : result === 0x07 ? 'Locked' : 'Io', message);
+    super(result === 0x08 || result === 0x0e || result === 0x02 ? 'NotFound' : result === 0x07 ? 'Locked' : result === 0x04 || result === 0x05 ? 'InvalidArgument' : 'Io', message);
     this.result = result;
   }
 }
