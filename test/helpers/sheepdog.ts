@@ -1,7 +1,9 @@
 // A one-node Sheepdog cluster for the sheepdog protocol tests: sheep and dog built once from the
 // vendored source (../shared/vendor/sheepdog, scripts/build-sheepdog.sh caches the build per
 // tarball hash), then per test file a sheep in the foreground on 127.0.0.1 at a free port with
-// its own store directory, formatted with one copy. Only the sheep this helper started is
+// its own store directory and its own cluster file (the local cluster driver's default,
+// /tmp/sheepdog_shm, would join every sheep on the machine into one cluster), formatted with
+// one copy. Only the sheep this helper started is
 // stopped, by its pid.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -60,7 +62,7 @@ export interface SheepCluster {
 export async function startSheep(dir: string): Promise<SheepCluster> {
   const store = mkdtempSync(join(tmpdir(), 'platter-sheep-'));
   const port = await freePort();
-  const child: ChildProcess = spawn(join(dir, 'sheep'), ['-f', '-n', '-c', 'local', '-b', '127.0.0.1', '-p', String(port), join(store, 'store')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(join(dir, 'sheep'), ['-f', '-n', '-c', `local:${join(store, 'shm')}`, '-b', '127.0.0.1', '-p', String(port), join(store, 'store')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   let exited = false;

@@ -158,8 +158,9 @@ class SheepdogNode implements NodeImpl {
     }
   }
 
+  /** A fresh vdi reads as zeros; a clone reads as its snapshot until written. */
   hasZeroInit(): boolean {
-    return true;
+    return this.#inode.table.every((v) => v === 0);
   }
 
   /** sd_co_pdiscard: objects wholly inside the range are dropped from the inode. */
