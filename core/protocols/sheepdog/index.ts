@@ -225,7 +225,8 @@ class SheepdogNode implements NodeImpl {
       create: (s) => this.#createSnapshot(s),
       apply: async () => {
         // sd_snapshot_goto loads a VM state; a disk-only snapshot has none.
-        throw new BlockError('NotFound', 'Invalid snapshot', {}, { errno: 'EIO' });
+        // QEMU 5.2: its error_report, then qemu-img's "-2 (No such file or directory)".
+        throw new BlockError('NotFound', '-2 (No such file or directory)', {}, { reportedBefore: ['Invalid snapshot'] });
       },
       delete: (id) => this.#deleteSnapshot(id),
       openView: (id) => this.#openView(id),
