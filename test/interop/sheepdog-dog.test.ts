@@ -88,6 +88,21 @@ describe("sheepdog protocol vs dog (the sheepdog daemon's CLI) on a one-node clu
     assert.equal(info['actual-size'], 12 * MiB);
   });
 
+  test('convert -O qcow2 onto a vdi: the bytes dog reads pass qemu-img check and compare', async () => {
+    const src = tmp.path('q-src.qcow2');
+    qemuImg('create', '-f', 'qcow2', src, '20M');
+    qemuIo('-f', 'qcow2', '-c', 'write -P 0x41 0 3M', '-c', 'write -P 0x42 15M 1M', src);
+    const r = await platterInProcess(['convert', '-O', 'qcow2', src, c.uri('qcow2-on-vdi')]);
+    assert.equal(r.status, 0, r.stderr);
+    writeFileSync(tmp.path('q-dog.qcow2'), c.dogOk(['vdi', 'read', 'qcow2-on-vdi']));
+    assert.equal(spawnSync('qemu-img', ['check', tmp.path('q-dog.qcow2')]).status, 0);
+    const cmp = spawnSync('qemu-img', ['compare', src, tmp.path('q-dog.qcow2')], { encoding: 'utf8' });
+    assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+    const info = JSON.parse((await platterInProcess(['info', '--output=json', c.uri('qcow2-on-vdi')])).stdout);
+    assert.equal(info.format, 'qcow2');
+    assert.equal(info['virtual-size'], 20 * MiB);
+  });
+
   test('read back a vdi dog wrote: bytes equal (convert from sheepdog to a file)', async () => {
     c.dogOk(['vdi', 'create', 'dogwritten', '6M']);
     const a = randomBytes(70_000);

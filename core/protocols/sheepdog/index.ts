@@ -32,6 +32,8 @@ const MAX_IO = 4 * 1024 * 1024;
 
 class SheepdogNode implements NodeImpl {
   readonly alignment = 1;
+  /** A format above may write past the end: the vdi grows first (QEMU's sd_co_writev). */
+  readonly growable = true;
   readonly #c: SheepdogClient;
   readonly #t: SheepdogTarget;
   readonly #label: string;
@@ -109,7 +111,17 @@ class SheepdogNode implements NodeImpl {
     if (this.#isSnapshot) {
       throw unsupported(`sheepdog vdi '${this.#label}' is a snapshot: Platter does not write to snapshots (QEMU branched a new working vdi from it); clone it with 'create -b' and write the clone`);
     }
+    if (offset + data.length > this.size) await this.#grow(offset + data.length);
     await Promise.all(this.#pieces(offset, data.length).map((p) => this.#writePiece(p.idx, p.off, data.subarray(p.at, p.at + p.len))));
+  }
+
+  #growing: Promise<void> = Promise.resolve();
+
+  /** Grow to at least `size`, one resize at a time. */
+  #grow(size: number): Promise<void> {
+    const next = this.#growing.then(() => (size > this.size ? this.truncate(size, {}) : undefined));
+    this.#growing = next.catch(() => {});
+    return next;
   }
 
   async #writePiece(idx: number, off: number, data: Buffer): Promise<void> {
