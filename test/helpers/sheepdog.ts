@@ -49,6 +49,8 @@ function canConnect(port: number): Promise<boolean> {
 
 export interface SheepCluster {
   port: number;
+  /** The unix socket the sheep also listens on (STORE/sock). */
+  socketPath: string;
   /** sheepdog://127.0.0.1:PORT/NAME */
   uri(name: string): string;
   /** Run dog with `-p PORT` appended; stdout as a Buffer. */
@@ -67,11 +69,15 @@ export async function startSheep(dir: string): Promise<SheepCluster> {
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   let exited = false;
   const exit = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
+  // A test process that dies leaves no sheep behind.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   const dog = (args: string[], input?: Buffer) => {
     const r = spawnSync(join(dir, 'dog'), [...args, '-p', String(port)], { input, maxBuffer: 1 << 30, timeout: 120_000 });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
   };
   const stop = async () => {
+    process.removeListener('exit', killOnExit);
     if (!exited && child.pid !== undefined) {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 5000);
@@ -95,6 +101,7 @@ export async function startSheep(dir: string): Promise<SheepCluster> {
   }
   return {
     port,
+    socketPath: join(store, 'store', 'sock'),
     uri: (name) => `sheepdog://127.0.0.1:${port}/${name}`,
     dog,
     dogOk(args, input) {

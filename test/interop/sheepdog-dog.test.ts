@@ -184,7 +184,7 @@ describe("sheepdog protocol vs dog (the sheepdog daemon's CLI) on a one-node clu
     assert.match(bad.stderr, /cannot clone from a non snapshot vdi\n$/);
   });
 
-  test('the legacy name form and --image-opts name the same snapshot as the URI', async () => {
+  test('the legacy name form, sheepdog+unix and --image-opts name the same snapshot as the URI', async () => {
     c.dogOk(['vdi', 'create', 'forms', '2M']);
     const d = randomBytes(2 * MiB);
     c.dogOk(['vdi', 'write', 'forms', '0', String(d.length)], d);
@@ -199,6 +199,9 @@ describe("sheepdog protocol vs dog (the sheepdog daemon's CLI) on a one-node clu
     const opts = await platterInProcess(['convert', '--image-opts', '-O', 'raw', `driver=raw,file.driver=sheepdog,file.server.type=inet,file.server.host=127.0.0.1,file.server.port=${c.port},file.vdi=forms,file.tag=tagged`, tmp.path('opts.raw')]);
     assert.equal(opts.status, 0, opts.stderr);
     assert.deepEqual(readFileSync(tmp.path('opts.raw')), d);
+    const unix = await platterInProcess(['convert', '-O', 'raw', `sheepdog+unix:///forms?socket=${c.socketPath}#tagged`, tmp.path('unix.raw')]);
+    assert.equal(unix.status, 0, unix.stderr);
+    assert.deepEqual(readFileSync(tmp.path('unix.raw')), d);
     const cur = await platterInProcess(['convert', '-O', 'raw', `sheepdog:127.0.0.1:${c.port}:forms`, tmp.path('cur.raw')]);
     assert.equal(cur.status, 0, cur.stderr);
     assert.deepEqual(readFileSync(tmp.path('cur.raw')).subarray(0, 512), Buffer.alloc(512, 0xee));
