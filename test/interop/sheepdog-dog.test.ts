@@ -244,6 +244,22 @@ describe("sheepdog protocol vs dog (the sheepdog daemon's CLI) on a one-node clu
     assert.match(s.stderr, /cannot get vdi info, .*forms snapshot 'nosnap'\n$/);
   });
 
+  test('a hyper volume (dog vdi create -y, a B-tree object table QEMU never read): one clear line', async () => {
+    c.dogOk(['vdi', 'create', '-y', 'hyper', '8M']);
+    const r = await platterInProcess(['info', c.uri('hyper')]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `platter: Could not open '${c.uri('hyper')}': sheepdog vdi 'hyper' is a hyper volume (store_policy 1), which QEMU's driver does not read\n`);
+  });
+
+  test('map: objects dog wrote are data, the rest zero', async () => {
+    c.dogOk(['vdi', 'create', 'mapped', '12M']);
+    c.dogOk(['vdi', 'write', 'mapped', String(4 * MiB + 7), '10'], Buffer.alloc(10, 1));
+    const r = await platterInProcess(['map', '--output=json', '-f', 'raw', c.uri('mapped')]);
+    assert.equal(r.status, 0, r.stderr);
+    const m = JSON.parse(r.stdout) as { start: number; length: number; data: boolean; zero: boolean }[];
+    assert.deepEqual(m.map((e) => [e.start, e.length, e.data, e.zero]), [[0, 4 * MiB, false, true], [4 * MiB, 4 * MiB, true, false], [8 * MiB, 4 * MiB, false, true]]);
+  });
+
   test('a dead server: one clear line, quickly', async () => {
     const port = await freePort();
     const t0 = Date.now();
