@@ -30,7 +30,6 @@ export class SheepdogClient {
   readonly #timeoutMs: number;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
-  #buf: Buffer = Buffer.alloc(0);
   #dead: Error | undefined;
 
   private constructor(sock: Socket, label: string, timeoutMs: number) {
@@ -83,20 +82,39 @@ export class SheepdogClient {
     });
   }
 
+  /** Received bytes not yet taken, as chunks (joined only once a whole response is there, so a
+   *  4 MiB read arriving in 64 KiB pieces is copied once, not once per piece). */
+  #chunks: Buffer[] = [];
+  #have = 0;
+  /** Bytes the response at the head of the queue needs (header, then header + payload). */
+  #need = SD_RSP_SIZE;
+
+  #take(n: number): Buffer {
+    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#have);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.#chunks = rest.length > 0 ? [rest] : [];
+    this.#have = rest.length;
+    return out;
+  }
+
   #onData(d: Buffer): void {
-    this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
-    while (this.#buf.length >= SD_RSP_SIZE) {
-      const rsp = decodeResponse(this.#buf.subarray(0, SD_RSP_SIZE));
+    this.#chunks.push(d);
+    this.#have += d.length;
+    while (this.#have >= this.#need) {
+      const head = this.#chunks.length === 1 ? this.#chunks[0]! : (this.#chunks = [Buffer.concat(this.#chunks, this.#have)])[0]!;
+      const rsp = decodeResponse(head.subarray(0, SD_RSP_SIZE));
       const p = this.#pending.get(rsp.id);
       if (!p) return this.#fail(new BlockError('Io', `sheepdog server '${this.label}' answered request ${rsp.id}, which was not asked`));
       if (rsp.opcode !== p.opcode) return this.#fail(new BlockError('Io', `sheepdog server '${this.label}' answered request ${rsp.id} with opcode 0x${rsp.opcode.toString(16)} (asked 0x${p.opcode.toString(16)})`));
       if (rsp.dataLength > p.maxData || rsp.dataLength > MAX_RESPONSE_DATA) return this.#fail(new BlockError('Io', `sheepdog server '${this.label}' sent ${rsp.dataLength} bytes for a request of ${p.maxData}`));
-      if (this.#buf.length < SD_RSP_SIZE + rsp.dataLength) return;
-      const data = Buffer.from(this.#buf.subarray(SD_RSP_SIZE, SD_RSP_SIZE + rsp.dataLength));
-      this.#buf = this.#buf.subarray(SD_RSP_SIZE + rsp.dataLength);
+      this.#need = SD_RSP_SIZE + rsp.dataLength;
+      if (this.#have < this.#need) return;
+      const whole = this.#take(this.#need);
+      this.#need = SD_RSP_SIZE;
       this.#pending.delete(rsp.id);
       clearTimeout(p.timer);
-      p.resolve({ rsp, data });
+      p.resolve({ rsp, data: whole.subarray(SD_RSP_SIZE) });
     }
   }
 
