@@ -71,6 +71,20 @@ describe("sheepdog protocol vs dog (the sheepdog daemon's CLI) on a one-node clu
     assert.match(badr.stderr, /Invalid data strips number/);
   });
 
+  test('create -o preallocation=full: dog counts every object used; a preallocated clone owns all its objects', async () => {
+    const r = await platterInProcess(['create', '-f', 'raw', '-o', 'preallocation=full', c.uri('prealloc'), '9M']);
+    assert.equal(r.status, 0, r.stderr);
+    const used = (name: string) => Number(vdiList(c).find((v) => v.name === name && v.kind !== 's')!.line.split(' ')[4]);
+    assert.equal(used('prealloc'), 12 * MiB);
+    assert.deepEqual(c.dogOk(['vdi', 'read', 'prealloc']), Buffer.alloc(9 * MiB));
+    c.dogOk(['vdi', 'write', 'prealloc', '0', '4096'], Buffer.alloc(4096, 9));
+    c.dogOk(['vdi', 'snapshot', '-s', 'p', 'prealloc']);
+    const cl = await platterInProcess(['create', '-o', 'preallocation=full', '-b', `${c.uri('prealloc')}#p`, c.uri('prealloc-clone')]);
+    assert.equal(cl.status, 0, cl.stderr);
+    assert.equal(used('prealloc-clone'), 12 * MiB);
+    assert.deepEqual(c.dogOk(['vdi', 'read', 'prealloc-clone', '0', '4096']), Buffer.alloc(4096, 9));
+  });
+
   test('convert a qemu-img image into a new vdi: dog vdi read equals the source bytes', async () => {
     const src = tmp.path('src.qcow2');
     qemuImg('create', '-f', 'qcow2', src, '9M');
