@@ -89,17 +89,19 @@ describe("sheepdog protocol vs dog (the sheepdog daemon's CLI) on a one-node clu
     const src = tmp.path('src.qcow2');
     qemuImg('create', '-f', 'qcow2', src, '9M');
     qemuIo('-f', 'qcow2', '-c', 'write -P 0x11 0 1M', '-c', 'write -P 0x22 4194000 300k', '-c', 'write -P 0x33 8M 512', src);
-    const r = await platterInProcess(['convert', '-O', 'raw', src, c.uri('converted')]);
+    const r = await platterInProcess(['convert', '-O', 'raw', '-o', 'redundancy=1,object_size=2M', src, c.uri('converted')]);
     assert.equal(r.status, 0, r.stderr);
+    assert.match(vdiList(c).find((v) => v.name === 'converted')!.line, / 21$/, 'the object size reached the daemon');
     qemuImg('convert', '-O', 'raw', src, tmp.path('src.raw'));
     const want = readFileSync(tmp.path('src.raw'));
     const got = c.dogOk(['vdi', 'read', 'converted']);
     assert.equal(got.length, 9 * MiB);
     assert.equal(md5(got), md5(want));
-    // Zero ranges of the source stay unallocated objects (object 1 [4M,8M) holds data at its start).
+    // Zero ranges of the source stay unallocated objects: of the 2 MiB objects, 0, 1 and 2 (the
+    // write across 4 MiB) and 4 hold data.
     const info = JSON.parse((await platterInProcess(['info', '--output=json', c.uri('converted')])).stdout);
     assert.equal(info['virtual-size'], 9 * MiB);
-    assert.equal(info['actual-size'], 12 * MiB);
+    assert.equal(info['actual-size'], 8 * MiB);
   });
 
   test('convert -O qcow2 onto a vdi: the bytes dog reads pass qemu-img check and compare', async () => {
