@@ -334,12 +334,16 @@ class SheepdogNode implements NodeImpl {
 /** Open vdi `t` on a new connection; `lock` takes the cluster lock of a working vdi. */
 async function openVdi(t: SheepdogTarget, label: string, lock: boolean): Promise<SheepdogNode> {
   const c = await SheepdogClient.connect(t.server);
+  const snapshot = t.snapId !== 0 || t.tag !== '';
+  let lockedVid = 0;
   try {
-    const snapshot = t.snapId !== 0 || t.tag !== '';
     const vid = await lookupVdi(c, t.vdi, t.snapId, t.tag, lock && !snapshot);
+    if (lock && !snapshot) lockedVid = vid;
     const inode = await readInode(c, vid, label);
     return new SheepdogNode(c, t, label, inode, lock && !snapshot);
   } catch (e) {
+    // A vdi locked and then found unreadable is unlocked again.
+    if (lockedVid !== 0) await releaseVdi(c, lockedVid).catch(() => {});
     await c.close();
     throw e;
   }
