@@ -167,6 +167,15 @@ describe("sheepdog protocol vs dog (the sheepdog daemon's CLI) on a one-node clu
     assert.match(info.stdout, new RegExp(`^image: ${c.uri('snapped')}\nfile format: raw\nvirtual size: 8 MiB \\(8388608 bytes\\)\ndisk size: 4 MiB\nSnapshot list:\n`));
     // A snapshot cannot be written: one clear line.
     await assert.rejects(platterWrite(`${c.uri('snapped')}#first`, [[0, Buffer.alloc(512)]]), /is a snapshot/);
+    // snapshot -a: QEMU 5.2 loads only snapshots with a VM state.
+    const a = await platterInProcess(['snapshot', '-a', 'first', c.uri('snapped')]);
+    assert.equal(a.status, 1);
+    assert.match(a.stderr, /platter: Invalid snapshot\nplatter: Could not apply snapshot 'first': -2 \(No such file or directory\)\n$/);
+    // snapshot -d: dog no longer lists it; the working vdi still reads the same.
+    const d = await platterInProcess(['snapshot', '-d', 'first', c.uri('snapped')]);
+    assert.equal(d.status, 0, d.stderr);
+    assert.equal(vdiList(c).filter((v) => v.name === 'snapped' && v.kind === 's').length, 0);
+    assert.deepEqual(c.dogOk(['vdi', 'read', 'snapped', '0', String(MiB)]), expect);
   });
 
   test('clone with create -b sheepdog://.../BASE#TAG reads as the snapshot; its writes leave the base alone', async () => {

@@ -15,7 +15,7 @@ import { protocolPrefix } from '../../block/filename.ts';
 import { SheepdogClient } from './client.ts';
 import { parseSheepdogFilename, sheepdogTarget, sheepdogUri, type SheepdogTarget } from './address.ts';
 import { INODE_TAG_OFFSET, INODE_VM_CLOCK_OFFSET, INODE_VM_STATE_SIZE_OFFSET, INODE_VDI_SIZE_OFFSET, isSnapshot, MAX_DATA_OBJS, SD_EC_MAX_STRIP, SD_INODE_HEADER_SIZE, SD_MAX_COPIES, SD_MAX_VDI_TAG_LEN, SD_NR_VDIS } from './proto.ts';
-import { clusterDefault, dataOid, deleteVdi, flushVdi, lookupVdi, newVdi, readInode, readInodeHeader, readObject, readVdiBitmap, releaseVdi, SheepdogResultError, vdiOid, writeObject, type Inode } from './vdi.ts';
+import { clusterDefault, dataOid, deleteVdi, flushVdi, lookupVdi, newVdi, readInode, readInodeHeader, readObject, readVdiBitmap, releaseVdi, vdiOid, writeObject, type Inode } from './vdi.ts';
 
 /** 64-bit FNV-1a of a vdi name: where the daemon starts looking for its ids. */
 function fnv1a64(s: string): bigint {
@@ -450,12 +450,7 @@ export const sheepdogDriver: ProtocolDriver = {
   async open(ctx) {
     const t = sheepdogTarget(ctx.options);
     const label = t.snapId ? `${t.vdi}#${t.snapId}` : t.tag ? `${t.vdi}#${t.tag}` : t.vdi;
-    try {
-      return await openVdi(t, label, !ctx.readOnly);
-    } catch (e) {
-      if (e instanceof SheepdogResultError || e instanceof BlockError) throw e;
-      throw e;
-    }
+    return openVdi(t, label, !ctx.readOnly);
   },
 };
 
