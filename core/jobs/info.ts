@@ -80,6 +80,9 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     actual += d.extraActualSize;
     known = true;
   }
+  // Storage a remote protocol counts itself (sheepdog: its vdi's objects, sd_get_allocated_file_size).
+  const remote = !known && node.file?.driver.kind === 'protocol' ? await node.file.allocatedSize() : undefined;
+  if (remote !== undefined) [actual, known] = [remote, true];
   if (known) out['actual-size'] = actual;
   if (d.encrypted) out.encrypted = true;
   if (d.formatSpecific) out['format-specific'] = d.formatSpecific;
