@@ -14,7 +14,7 @@ import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, protocolTreeForFilename, 
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from '../block/permissions.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
-import { findFormat, findProtocol, formatDrivers } from './registry.ts';
+import { findFormat, findProtocol, formatDrivers, probeDeviceDriver } from './registry.ts';
 import { checkDeferred, parseOptions, withDefaults, type OptionValues } from '../block/options-schema.ts';
 
 export interface OpenImageOptions {
@@ -58,6 +58,10 @@ export interface OpenImageOptions {
   /** Internal: permissions this node must take (set for backing nodes). */
   perms?: PermPair;
 }
+
+/** Protocols QEMU opens bare when named as the top driver. (QEMU does so for every protocol,
+ *  "driver=file" included; Platter still puts raw over the others.) */
+const BARE_TOP_PROTOCOLS = new Set(['host_device', 'host_cdrom']);
 
 /** How deep a backing chain may go before we call it a loop or an attack (QEMU has no fixed cap;
  *  1000 is far past any real chain and bounds recursion). */
@@ -137,6 +141,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const secrets = opts.secrets ?? new SecretStore();
   const workers = opts.workers ?? sharedWorkerPool();
   // A filter Platter skips: open what it filters instead.
+  let topDriver: unknown;
   if (typeof spec !== 'string' || spec.startsWith('json:') || opts.imageOpts) {
     let raw: OptionsTree | undefined;
     try {
@@ -144,6 +149,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     } catch {
       raw = undefined; // the usual path below words the error
     }
+    topDriver = raw?.driver;
     const child = raw ? skippedFilterChild(raw) : undefined;
     if (child !== undefined) {
       const { imageOpts: _i, ...rest } = opts;
@@ -174,6 +180,15 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const failed = (e: unknown): unknown => (opts.qemuImgPrefix ? qemuImgOpenError(e, openName) : opts.bareDriverErrors ? e : prefixOpenError(e, openName));
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
+  // A host device named as the top driver is the image itself, no format above it (qemu-img
+  // info shows "file format: host_device").
+  if (opts.format === undefined && typeof topDriver === 'string' && BARE_TOP_PROTOCOLS.has(topDriver)) {
+    try {
+      return await openProtocol(fileTree, displayName, readOnly, perms, { warn, secrets, workers, forceShare });
+    } catch (e) {
+      throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : prefixOpenError(e, displayName));
+    }
+  }
   const childEnv: ChildEnv = { warn, secrets, workers, forceShare };
   let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
   let formatDriver: FormatDriver | undefined;
@@ -487,7 +502,7 @@ export function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
   const filename = optString(fileTree, 'filename');
   if (filename === undefined) throw invalidArgument('A filename is required');
   if (filename === '') throw invalidArgument("The 'file' block driver requires a file name");
-  const base = protocolTreeForFilename(filename, (n) => findProtocol(n));
+  const base = protocolTreeForFilename(filename, (n) => findProtocol(n), probeDeviceDriver);
   return { ...fileTree, ...base };
 }
 
@@ -513,7 +528,7 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?
     }
   }
   // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).
-  if (given !== undefined && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && protocolPrefix(given) === 'file') return fileTree.filename;
+  if (given !== undefined && typeof fileTree.filename === 'string' && ((fileTree.driver === 'file' && protocolPrefix(given) === 'file') || ((fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom') && protocolPrefix(given) === fileTree.driver))) return fileTree.filename;
   if (given !== undefined) return given;
   if (typeof fileTree.filename === 'string') return fileTree.filename;
   return `json:${JSON.stringify(fileTree)}`;
