@@ -92,7 +92,7 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   }
   // QEMU shows no dirty flag where bdrv_get_info fails: drivers without it (bochs, cloop, dmg,
   // parallels), and raw over a protocol that cannot answer it (vvfat, nbd).
-  const rawOverNoInfo = node.format === 'raw' && node.file?.driver.kind === 'protocol' && node.file.driver.noDriverInfo === true;
+  const rawOverNoInfo = (node.format === 'raw' && node.file?.driver.kind === 'protocol' && node.file.driver.noDriverInfo === true) || (node.driver.kind === 'protocol' && node.driver.noDriverInfo === true);
   if (!noGetInfo && refreshed === undefined && !rawOverNoInfo) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];

@@ -100,6 +100,7 @@ export const hostCdromDriver: ProtocolDriver = {
   kind: 'protocol',
   name: 'host_cdrom',
   description: 'A host CD-ROM/DVD drive',
+  noDriverInfo: true, // QEMU's host_cdrom has no bdrv_get_info: info shows no dirty flag
   prefixes: ['host_cdrom'],
   createOptions: [],
   createSimple: true,
