@@ -75,6 +75,8 @@ export interface DeviceOps {
   cdromEject(fd: number, eject: boolean): boolean;
   /** CDROM_LOCKDOOR: false when the drive refused (an automounted disc, say). */
   cdromLockDoor(fd: number, locked: boolean): boolean;
+  /** Windows: the first CD-ROM drive as "\\.\X:" (QEMU's find_cdrom), for the /dev/cdrom alias. */
+  firstCdrom?(): string | undefined;
 }
 
 import { createLinuxHost } from './linux.ts';

@@ -31,12 +31,12 @@ const FALLOC_FL_ZERO_RANGE = 0x10;
 /** ioctl numbers (<linux/fs.h>) as _IOR/_IOW encode them on LP64 (sizeof(long) = 8). */
 const FS_IOC_GETFLAGS = 0x80086601; // _IOR('f', 1, long)
 const FS_IOC_SETFLAGS = 0x40086602; // _IOW('f', 2, long)
-const BLKGETSIZE64 = 0x80081272; // _IOR(0x12, 114, size_t)
-const BLKSSZGET = 0x1268; // _IO(0x12, 104), result is an int
-const BLKPBSZGET = 0x127b; // _IO(0x12, 123), result is an unsigned int
-const BLKROGET = 0x125e; // _IO(0x12, 94), result is an int
-const BLKDISCARD = 0x1277; // _IO(0x12, 119), arg: uint64_t range[2] = { start, length }
-const BLKZEROOUT = 0x127f; // _IO(0x12, 127), arg: uint64_t range[2] = { start, length }
+export const BLKGETSIZE64 = 0x80081272; // _IOR(0x12, 114, size_t)
+export const BLKSSZGET = 0x1268; // _IO(0x12, 104), result is an int
+export const BLKPBSZGET = 0x127b; // _IO(0x12, 123), result is an unsigned int
+export const BLKROGET = 0x125e; // _IO(0x12, 94), result is an int
+export const BLKDISCARD = 0x1277; // _IO(0x12, 119), arg: uint64_t range[2] = { start, length }
+export const BLKZEROOUT = 0x127f; // _IO(0x12, 127), arg: uint64_t range[2] = { start, length }
 /** CD-ROM ioctls (<linux/cdrom.h>): plain numbers, the argument passed by value. */
 export const CDROMEJECT = 0x5309;
 export const CDROMCLOSETRAY = 0x5319;

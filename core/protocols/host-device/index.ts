@@ -16,13 +16,17 @@
 //   calls: isInserted (CDROM_DRIVE_STATUS == CDS_DISC_OK), eject (CDROMEJECT/CDROMCLOSETRAY),
 //   lockMedium (CDROM_LOCKDOOR, failures ignored as QEMU does).
 // Options: filename, locking=on|off|auto, aio (accepted), cache.direct, cache.no-flush (as file).
-// Windows (\\.\PhysicalDriveN, \\.\d:, d:) and macOS (/dev/rdiskN) names: see windows.ts / darwin.ts.
+// Windows (\\.\PhysicalDriveN, \\.\d:, d:, /dev/cdrom): windows.ts (untested on real Windows).
+// macOS: /dev/diskN and /dev/rdiskN open here as on Linux, sized by DKIOCGETBLOCKCOUNT x
+// DKIOCGETBLOCKSIZE (core/host/darwin.ts; untested on a real Mac); its /dev/cdrom alias (QEMU
+// looks the optical drive up through IOKit) is not implemented: the name opens as given.
 
 import { constants, fstatSync, openSync, closeSync, statSync } from 'node:fs';
 import type { ProtocolDriver } from '../../block/types.ts';
 import type { OptionsTree } from '../../block/options-tree.ts';
 import { hostOps, type CdromStatus } from '../../host/index.ts';
 import { FileNode, openPosix, type FileNodeInit } from '../file/index.ts';
+import { openWindowsDevice } from './windows.ts';
 
 /** bdrv_parse_filename_strip_prefix: "host_device:/dev/sdb" is /dev/sdb. */
 function stripPrefix(filename: string, prefix: string): OptionsTree {
@@ -93,7 +97,7 @@ export const hostDeviceDriver: ProtocolDriver = {
   createSimple: true,
   parseFilename: (filename) => stripPrefix(filename, 'host_device:'),
   probeDevice: probeHostDevice,
-  open: (ctx) => openPosix(ctx, 'host_device'),
+  open: (ctx) => (process.platform === 'win32' ? openWindowsDevice(ctx) : openPosix(ctx, 'host_device')),
 };
 
 export const hostCdromDriver: ProtocolDriver = {
