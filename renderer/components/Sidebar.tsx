@@ -7,6 +7,7 @@ import { api, isElectron, pathForFile } from '../api-client.ts';
 import { useLibrary } from '../stores/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { basename } from '../util/format.ts';
+import { DrivesSection } from './drives/DrivesSection.tsx';
 
 export function AddPathDialogBody({ onDone }: { onDone(): void }) {
   const id = useId();
@@ -114,6 +115,7 @@ export function Sidebar() {
         )}
       </div>
       <p className="drop-hint small muted">{isElectron() ? 'Drop disk images here to add them.' : 'Browser mode: add items by path.'}</p>
+      <DrivesSection />
     </nav>
   );
 }
