@@ -48,6 +48,13 @@ export function probeHostDevice(filename: string): number {
 export function probeHostCdrom(filename: string): number {
   const device = hostOps().device;
   if (!device || process.platform !== 'linux') return 0;
+  // Only block devices can answer; checking first spares opening every plain file (QEMU opens
+  // then fstats: the same answer).
+  try {
+    if (!statSync(filename).isBlockDevice()) return 0;
+  } catch {
+    return 0;
+  }
   let fd = -1;
   try {
     fd = openSync(filename, constants.O_RDONLY | constants.O_NONBLOCK);
