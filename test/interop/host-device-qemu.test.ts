@@ -125,8 +125,21 @@ describe('host_device on loop devices, compared with qemu-img', { skip: SKIP }, 
     assert.equal(check.status, 0, check.stdout + check.stderr);
     const cmp = qemuImgRaw('compare', '-f', 'raw', '-F', 'qcow2', src, dev);
     assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
-    // Platter reads it back as qcow2 as qemu-img does.
+    // Platter reads it back as qcow2 as qemu-img does, and the other jobs agree on it.
     await same('info', '--output=json', dev);
+    await same('check', dev);
+    await same('map', dev);
+    await same('measure', '-O', 'qcow2', dev);
+    await same('compare', '-F', 'raw', dev, src);
+  });
+
+  test('resize of a device as raw: "Cannot resize device files" for any other size, as qemu-img (exact truncate)', async () => {
+    await same('resize', '-f', 'raw', dev, '32M');
+    await same('resize', '-f', 'raw', dev, '+1M');
+    await same('resize', '-f', 'raw', dev, '8M');
+    await same('resize', '-f', 'raw', '--shrink', dev, '8M');
+    await same('resize', '-f', 'raw', dev, '16M');
+    await same('create', '-f', 'raw', dev, '32M');
   });
 
   test('qemu-nbd -k holding the device: Platter refuses info and convert with qemu-img\'s words', async () => {

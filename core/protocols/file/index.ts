@@ -278,8 +278,9 @@ export class FileNode implements NodeImpl {
     if (!this.#regular) {
       // A device keeps its size (QEMU file-posix): growing it is an error, anything else does
       // nothing, unless the caller needs the exact size.
-      if (size > this.#size) throw invalidArgument('Cannot grow device files', { path: this.#name, op: 'truncate' });
+      // (QEMU raw_co_truncate checks the exact size first.)
       if (options.exact && size !== this.#size) throw unsupported('Cannot resize device files', { path: this.#name, op: 'truncate' });
+      if (size > this.#size) throw invalidArgument('Cannot grow device files', { path: this.#name, op: 'truncate' });
       return;
     }
     await this.#resize.run(async () => {
