@@ -116,5 +116,20 @@ describe('Drives: a loop device imaged and written from the GUI', { skip }, () =
     assert.equal(md5(t.path('stick.img')), before, 'the device was not written');
     const listed = (await drivesRoutes.drivesList.run(undefined, ctx)) as DriveView[];
     assert.equal(listed[0]!.access, 'read-write');
+
+    // A drive the server's user cannot open (here: a node that is not there): said plainly, in the
+    // list and by the server.
+    const gone = '/dev/platter-no-access';
+    fake.push({ ...base, path: gone, name: 'platter-no-access', model: 'Locked Disk', mountpoints: [], system: false });
+    await page.getByRole('button', { name: 'Refresh drives' }).click();
+    const locked = page.getByRole('region', { name: 'Drives' }).getByRole('listitem', { name: `Drive ${gone}` });
+    await locked.getByText(`The server's user lacks access to ${gone}`).waitFor();
+    assert.equal(await locked.getByRole('button', { name: `Image drive ${gone}` }).isDisabled(), true);
+    assert.equal(await locked.getByRole('button', { name: `Write image to drive ${gone}` }).isDisabled(), true);
+    const image = async () => drivesRoutes.drivesImage.run(drivesRoutes.drivesImage.input.parse({ drive: gone, target: { filename: t.path('never.qcow2') } }), ctx);
+    await assert.rejects(image(), /the server's user \(uid \d+\) lacks access to \/dev\/platter-no-access/);
+    const writeGone = async () => drivesRoutes.drivesWrite.run(drivesRoutes.drivesWrite.input.parse({ image: { filename: img, format: 'raw' }, drive: gone, confirm: { model: 'Locked Disk', size: 16 * MiB } }), ctx);
+    await assert.rejects(writeGone(), /lacks access to \/dev\/platter-no-access \(write\)/);
+    await e2e.screenshot('drives-no-access');
   });
 });
