@@ -528,7 +528,7 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?
     }
   }
   // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).
-  if (given !== undefined && typeof fileTree.filename === 'string' && ((fileTree.driver === 'file' && protocolPrefix(given) === 'file') || ((fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom') && protocolPrefix(given) === fileTree.driver))) return fileTree.filename;
+  if (refreshed && given !== undefined && typeof fileTree.filename === 'string' && ((fileTree.driver === 'file' && protocolPrefix(given) === 'file') || ((fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom') && protocolPrefix(given) === fileTree.driver))) return fileTree.filename;
   if (given !== undefined) return given;
   if (typeof fileTree.filename === 'string') return fileTree.filename;
   return `json:${JSON.stringify(fileTree)}`;

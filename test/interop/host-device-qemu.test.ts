@@ -81,6 +81,8 @@ describe('host_device on loop devices, compared with qemu-img', { skip: SKIP }, 
 
   test("driver=file on a device fails with QEMU's \"'file' driver requires ... to be a regular file\"; host_device on a regular file with its own words", async () => {
     await same('info', '--image-opts', `driver=file,filename=${dev}`);
+    await same('info', `file:${dev}`);
+    await same('info', 'host_device:/dev/platter-no-such-device');
     const ours = await platterInProcess(['info', '--image-opts', `driver=file,filename=${dev}`]);
     assert.match(ours.stderr, new RegExp(`'file' driver requires '${dev}' to be a regular file`));
     await same('info', '--image-opts', `driver=host_device,filename=${t.path('disk.img')}`);
