@@ -134,7 +134,14 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     if (proto && !proto.create && proto.createSimple) {
       const pre = values['preallocation'];
       if (pre !== undefined && pre !== 'off') throw unsupported(`Unsupported preallocation mode '${String(pre)}'`);
-      const file = await openProtocol(protoTree, path, false, filterChildPerms(rootPerms(false, false, 0x8)), { warn, secrets });
+      // QEMU's bdrv_co_create_opts_simple prefixes an open failure so.
+      const file = await openProtocol(protoTree, path, false, filterChildPerms(rootPerms(false, false, 0x8)), { warn, secrets }).catch((e: unknown) => {
+        if (!(e instanceof BlockError)) throw e;
+        // file-posix names the device in its own OS-level failures ("Could not open 'x': ...").
+        const posix = (proto.name === 'host_device' || proto.name === 'host_cdrom') && e.kind !== 'Locked' && e.code !== 'ProtocolWorded' && e.code !== 'OpenFailed';
+        const inner = posix ? `Could not open '${path}': ${e.message}` : e.message;
+        throw new BlockError(e.kind, `Protocol driver '${proto.name}' does not support image creation, and opening the image failed: ${inner}`, e.context, { cause: e, code: 'Worded', ...(e.hint ? { hint: e.hint } : {}) });
+      });
       try {
         if (file.size < size) await file.truncate(size, {});
         if (Math.min(file.size, 512) > 0) await file.writeZeroes(0, Math.min(file.size, 512), { mayUnmap: true });

@@ -14,7 +14,7 @@ import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, protocolTreeForFilename, 
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from '../block/permissions.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
-import { findFormat, findProtocol, formatDrivers } from './registry.ts';
+import { findFormat, findProtocol, formatDrivers, probeDeviceDriver } from './registry.ts';
 import { checkDeferred, parseOptions, withDefaults, type OptionValues } from '../block/options-schema.ts';
 
 export interface OpenImageOptions {
@@ -59,6 +59,10 @@ export interface OpenImageOptions {
   perms?: PermPair;
 }
 
+/** Protocols opened bare when an options tree built inside Platter names them at the top (a
+ *  user's --image-opts / json: opens every protocol bare, as QEMU does). */
+const BARE_TOP_PROTOCOLS = new Set(['host_device', 'host_cdrom']);
+
 /** How deep a backing chain may go before we call it a loop or an attack (QEMU has no fixed cap;
  *  1000 is far past any real chain and bounds recursion). */
 export const MAX_BACKING_DEPTH = 1000;
@@ -91,16 +95,6 @@ function skippedFilterChild(tree: OptionsTree): OptionsTree | string | undefined
   const image = tree.image ?? tree['x-image'];
   if (typeof image === 'string' || (typeof image === 'object' && image !== null && !Array.isArray(image))) return image as OptionsTree | string;
   throw invalidArgument(`Parameter 'image' is required for ${name}`);
-}
-
-/** The top driver of a user's --image-opts / json: options is a protocol (not a format). */
-function userTopIsProtocol(spec: string, imageOpts: boolean): boolean {
-  try {
-    const tree = imageOpts ? parseDottedOptions(spec) : parseJsonFilename(spec);
-    return typeof tree.driver === 'string' && findProtocol(tree.driver) !== undefined && findFormat(tree.driver) === undefined;
-  } catch {
-    return false;
-  }
 }
 
 /** Build the options tree for a user's image spec. */
@@ -147,6 +141,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const secrets = opts.secrets ?? new SecretStore();
   const workers = opts.workers ?? sharedWorkerPool();
   // A filter Platter skips: open what it filters instead.
+  let topDriver: unknown;
   if (typeof spec !== 'string' || spec.startsWith('json:') || opts.imageOpts) {
     let raw: OptionsTree | undefined;
     try {
@@ -154,6 +149,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     } catch {
       raw = undefined; // the usual path below words the error
     }
+    topDriver = raw?.driver;
     const child = raw ? skippedFilterChild(raw) : undefined;
     if (child !== undefined) {
       const { imageOpts: _i, ...rest } = opts;
@@ -185,10 +181,11 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   const childEnv: ChildEnv = { warn, secrets, workers, forceShare };
-  // A user's --image-opts or json: options whose top driver is a protocol (driver=file,
-  // driver=vvfat, ...) name that node itself: no format is probed above it, as in QEMU (the
-  // node's format is the protocol's name and its size the protocol's).
-  if (typeof spec === 'string' && (opts.imageOpts || spec.startsWith('json:')) && !opts.format && userTopIsProtocol(spec, opts.imageOpts ?? false)) {
+  // A protocol named as the top driver (a user's --image-opts or json: options, driver=file /
+  // vvfat / nbd / host_device ...) is the image itself: no format is probed above it, as in QEMU
+  // (info shows "file format: file", the node's size is the protocol's). Options trees built
+  // inside Platter keep a format layer over a file protocol, except for host devices.
+  if (opts.format === undefined && typeof topDriver === 'string' && findProtocol(topDriver) !== undefined && findFormat(topDriver) === undefined && (typeof spec === 'string' || BARE_TOP_PROTOCOLS.has(topDriver))) {
     try {
       return await openProtocol(fileTree, displayName, readOnly, perms, childEnv);
     } catch (e) {
@@ -508,7 +505,7 @@ export function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
   const filename = optString(fileTree, 'filename');
   if (filename === undefined) throw invalidArgument('A filename is required');
   if (filename === '') throw invalidArgument("The 'file' block driver requires a file name");
-  const base = protocolTreeForFilename(filename, (n) => findProtocol(n));
+  const base = protocolTreeForFilename(filename, (n) => findProtocol(n), probeDeviceDriver);
   return { ...fileTree, ...base };
 }
 
@@ -534,7 +531,7 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?
     }
   }
   // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).
-  if (given !== undefined && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && protocolPrefix(given) === 'file') return fileTree.filename;
+  if (refreshed && given !== undefined && typeof fileTree.filename === 'string' && ((fileTree.driver === 'file' && protocolPrefix(given) === 'file') || ((fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom') && protocolPrefix(given) === fileTree.driver))) return fileTree.filename;
   if (given !== undefined) return given;
   if (typeof fileTree.filename === 'string') return fileTree.filename;
   return `json:${JSON.stringify(fileTree)}`;

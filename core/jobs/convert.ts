@@ -271,7 +271,7 @@ async function createTarget(opts: ConvertOptions, outFormat: string, total: numb
   } catch (e) {
     // qemu-img: "<target>: error while converting <fmt>: Could not create '<target>': ..."
     const err = createError(opts.target.filename, staged ? renamePath(e, staged.path, opts.target.filename) : e);
-    if (err instanceof BlockError) throw new BlockError(err.kind, err.message.replace(`${opts.target.filename}: `, `${opts.target.filename}: error while converting ${outFormat}: `), err.context, { cause: e });
+    if (err instanceof BlockError) throw new BlockError(err.kind, err.message.replace(`${opts.target.filename}: `, `${opts.target.filename}: error while converting ${outFormat}: `), err.context, { cause: e, ...(err.hint ? { hint: err.hint } : {}) });
     throw err;
   } finally {
     for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);

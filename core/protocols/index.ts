@@ -9,6 +9,7 @@ import { sshDriver } from './ssh/index.ts';
 import { iscsiDriver } from './iscsi/index.ts';
 import { nbdDriver } from './nbd/index.ts';
 import { sheepdogDriver } from './sheepdog/index.ts';
+import { hostCdromDriver, hostDeviceDriver } from './host-device/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
@@ -21,4 +22,5 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   iscsiDriver,
   nbdDriver,
   sheepdogDriver,
+  hostCdromDriver, hostDeviceDriver, // cdrom first: it wins a tie, as in QEMU
 ];

@@ -9,6 +9,7 @@ import { useUi } from '../stores/ui.ts';
 import { basename } from '../util/format.ts';
 import { RemoteActions } from './remote/RemoteActions.tsx';
 import { rootLabel } from '../stores/remote.ts';
+import { DrivesSection } from './drives/DrivesSection.tsx';
 
 export function AddPathDialogBody({ onDone }: { onDone(): void }) {
   const id = useId();
@@ -117,6 +118,7 @@ export function Sidebar() {
       </div>
       <RemoteActions />
       <p className="drop-hint small muted">{isElectron() ? 'Drop disk images here to add them.' : 'Browser mode: add items by path.'}</p>
+      <DrivesSection />
     </nav>
   );
 }

@@ -86,7 +86,7 @@ class RawNode implements NodeImpl {
     return { ...st, allocated: true, ...(st.data && st.hostOffset === offset ? { hostNode: this.#file } : {}) };
   }
 
-  async truncate(size: number, options: { preallocation?: 'off' | 'metadata' | 'falloc' | 'full' }): Promise<void> {
+  async truncate(size: number, options: { preallocation?: 'off' | 'metadata' | 'falloc' | 'full'; exact?: boolean }): Promise<void> {
     if (options.preallocation === 'metadata') {
       throw new BlockError('Unsupported', "Unsupported preallocation mode 'metadata'", { path: this.#file.filename });
     }
