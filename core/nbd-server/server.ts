@@ -576,8 +576,11 @@ class Connection {
           if (flags & C.NBD_CMD_FLAG_FUA) await node.flush();
           return this.#ok(handle);
         case C.NBD_CMD_WRITE_ZEROES:
-          if (flags & C.NBD_CMD_FLAG_FAST_ZERO) return this.#error(handle, C.NBD_ENOTSUP, 'fast zeroing not offered');
-          if (length > 0) await node.writeZeroes(offset, length, { mayUnmap: (flags & C.NBD_CMD_FLAG_NO_HOLE) === 0 && this.#e.discard === 'unmap' });
+          // FAST_ZERO is BDRV_REQ_NO_FALLBACK (qemu-nbd): ENOTSUP where zeroing would be slow.
+          if (length > 0) {
+            const mayUnmap = (flags & C.NBD_CMD_FLAG_NO_HOLE) === 0 && this.#e.discard === 'unmap';
+            await node.writeZeroes(offset, length, { mayUnmap, ...((flags & C.NBD_CMD_FLAG_FAST_ZERO) !== 0 ? { noFallback: true } : {}) });
+          }
           if (flags & C.NBD_CMD_FLAG_FUA) await node.flush();
           return this.#ok(handle);
         case C.NBD_CMD_BLOCK_STATUS:
