@@ -9,7 +9,7 @@
 import { createConnection, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { BlockError } from '../../errors.ts';
-import { encodeKeys, encodePdu, newBhs, opcodeOf, ittOf, OP, parseKeys, PduFramer, RESERVED_TAG, type Pdu } from './pdu.ts';
+import { dataSegmentLength, encodeKeys, encodePdu, newBhs, opcodeOf, ittOf, OP, parseKeys, PduFramer, RESERVED_TAG, type Pdu } from './pdu.ts';
 import { parseSense, type Sense } from './scsi.ts';
 
 export type HeaderDigest = 'crc32c' | 'none' | 'crc32c-none' | 'none-crc32c';
@@ -98,6 +98,8 @@ const snLess = (a: number, b: number): boolean => a !== b && ((b - a) >>> 0) < 0
 interface Task {
   onPdu(p: Pdu): void;
   fail(e: Error): void;
+  /** For a read: where a Data-In segment at `off` of `len` bytes goes, received in place. */
+  dataDest?(off: number, len: number): Buffer | undefined;
 }
 
 export class IscsiSession {
@@ -122,6 +124,7 @@ export class IscsiSession {
     this.#socket = socket;
     this.#opts = opts;
     this.#framer = new PduFramer((p) => this.#onPdu(p));
+    this.#framer.sink = (bhs) => (opcodeOf(bhs) === OP.DATA_IN ? this.#tasks.get(ittOf(bhs))?.dataDest?.(bhs.readUInt32BE(40), dataSegmentLength(bhs)) : undefined);
     // Login PDUs carry a few keys (RFC 7143 6.1: at most 8192 bytes per segment then).
     this.#framer.maxSegment = LOGIN_MAX_SEGMENT;
     socket.on('data', (chunk: Buffer) => {
@@ -551,6 +554,7 @@ export class IscsiSession {
       const finish = (r: ScsiResult | Error) => {
         clearTimeout(timer);
         this.#tasks.delete(itt);
+        if (readLen > 0) this.#framer.release(readBuf);
         if (r instanceof Error) reject(r);
         else resolve(r);
       };
@@ -572,6 +576,8 @@ export class IscsiSession {
       };
       this.#tasks.set(itt, {
         fail: (e) => finish(e),
+        // The next segment in order, inside the buffer: straight into it (checked again below).
+        ...(readLen > 0 ? { dataDest: (off: number, len: number) => (off === received && off + len <= readBuf.length ? readBuf.subarray(off, off + len) : undefined) } : {}),
         onPdu: (p) => {
           const op = opcodeOf(p.bhs);
           try {
@@ -581,7 +587,8 @@ export class IscsiSession {
               // DataPDUInOrder=Yes, DataSequenceInOrder=Yes: each PDU continues the last, so no
               // byte of the buffer is left unwritten below `received`.
               if (off !== received) throw ioError('iSCSI: the target sent data out of order');
-              p.data.copy(readBuf, off);
+              // Received in place already (PduFramer.sink), or copied now.
+              if (p.data.buffer !== readBuf.buffer || p.data.byteOffset !== readBuf.byteOffset + off) p.data.copy(readBuf, off);
               received = off + p.data.length;
               if (p.bhs[1]! & 0x01) finish({ status: p.bhs[3]!, data: readBuf.subarray(0, received) });
             } else if (op === OP.R2T) {
