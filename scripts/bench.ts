@@ -11,7 +11,7 @@
 //
 // Options: --size-gib N (virtual size, default 4), --data-gib N (data, default 1.25),
 // --runs N (runs per pair, default 5; medians), --only name[,name] (convert pairs, suites or
-// suite pairs to run, by name), --suite NAME[,NAME] (only these suites; the convert pairs are then
+// suite pairs to run, by name; a suite's pair by the start of its name), --suite NAME[,NAME] (only these suites; the convert pairs are then
 // left out unless --only names some), --no-convert (no convert pairs), --keep (keep the temp
 // dir), --no-write (do not update docs/benchmarks.md). A run without the convert pairs updates
 // only its suites' sections of docs/benchmarks.md.
@@ -269,21 +269,24 @@ async function loadSuites(): Promise<BenchSuite[]> {
 }
 
 const lc = (x: string) => x.toLowerCase();
-/** Which pairs of a suite the options select: all when the suite is named (or nothing narrows). */
+/** Which pairs of a suite the options select: all when the suite is named (or nothing narrows),
+ *  else those whose name starts with a name given (case-insensitive; pair names may hold commas,
+ *  which --only splits on, so the start of a name is enough). */
 function selectPairs(a: Args, suite: BenchSuite, pairs: BenchPair[]): BenchPair[] {
   if (!a.only) return pairs;
-  const only = a.only.map(lc);
+  const only = a.only.map((n) => lc(n.trim())).filter(Boolean);
   if (only.includes(lc(suite.name))) return pairs;
-  return pairs.filter((p) => only.includes(lc(p.name)));
+  return pairs.filter((p) => only.some((n) => lc(p.name).startsWith(n)));
 }
 /** Whether a suite is run at all (before its setup). */
-function suiteSelected(a: Args, suite: BenchSuite, convertNames: string[]): boolean {
+function suiteSelected(a: Args, suite: BenchSuite, convertNames: string[], suiteNames: string[]): boolean {
   if (a.suites && !a.suites.map(lc).includes(lc(suite.name))) return false;
   if (a.only && !a.suites) {
-    // --only naming only convert pairs leaves the suites out; naming a suite or any other name
-    // (possibly one of its pairs) lets the suite set up and filter its pairs by name.
-    const others = a.only.filter((n) => !convertNames.includes(n));
-    if (!others.length) return false;
+    // --only naming a suite runs it; a name that is neither a convert pair nor a suite may be a
+    // suite's pair, so every suite then sets up and keeps the pairs so named.
+    if (a.only.map(lc).includes(lc(suite.name))) return true;
+    const pairNames = a.only.filter((n) => !convertNames.includes(n) && !suiteNames.map(lc).includes(lc(n)));
+    if (!pairNames.length) return false;
   }
   return true;
 }
@@ -294,8 +297,9 @@ interface SuiteReport {
   section: string;
 }
 
-/** Run one suite: setup, each pair back to back, teardown (always); its section of the doc. */
-async function runSuite(a: Args, suite: BenchSuite, dir: string, platter: string): Promise<SuiteReport> {
+/** Run one suite: setup, each pair back to back, teardown (always); its section of the doc
+ *  (none when --only selected none of its pairs). */
+async function runSuite(a: Args, suite: BenchSuite, dir: string, platter: string): Promise<SuiteReport | undefined> {
   const heading = `## ${suite.name}`;
   const log = (line: string) => process.stdout.write(`[${suite.name}] ${line}\n`);
   let why: string | undefined;
@@ -319,9 +323,11 @@ async function runSuite(a: Args, suite: BenchSuite, dir: string, platter: string
   const rows: string[] = [];
   const notes: string[] = [];
   const loadAt = fmtLoad();
+  let selected = true;
   try {
     const all = await suite.setup(ctx);
     const pairs = selectPairs(a, suite, all);
+    selected = pairs.length > 0;
     for (const p of pairs) {
       const runs: { q: RunResult; pl: RunResult }[] = [];
       let failed: string | undefined;
@@ -368,6 +374,10 @@ async function runSuite(a: Args, suite: BenchSuite, dir: string, platter: string
       notes.push(`teardown failed: ${(e as Error).message.split('\n')[0]}`);
     }
     if (!a.keep) rmSync(sdir, { recursive: true, force: true });
+  }
+  if (!selected) {
+    log('no pair selected by --only');
+    return undefined;
   }
   const table = rows.length
     ? [
@@ -438,9 +448,11 @@ async function main(): Promise<void> {
       // Make the CLI's code cache (as the convert part's warm-up run does).
       await timed(process.execPath, [bundled, 'formats']);
     }
-    for (const suite of await loadSuites()) {
-      if (!suiteSelected(a, suite, convertNames)) continue;
-      reports.push(await runSuite(a, suite, dir, bundled));
+    const suites = await loadSuites();
+    for (const suite of suites) {
+      if (!suiteSelected(a, suite, convertNames, suites.map((s) => s.name))) continue;
+      const r = await runSuite(a, suite, dir, bundled);
+      if (r) reports.push(r);
     }
   } finally {
     if (!a.keep) rmSync(dir, { recursive: true, force: true });
