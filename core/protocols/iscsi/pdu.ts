@@ -102,6 +102,9 @@ export class PduFramer {
    * segment as usual. Saves a copy and a buffer per segment at read speeds.
    */
   sink: ((bhs: Buffer) => Buffer | undefined) | undefined;
+  /** The chunks pushed are views of a buffer the caller reuses once push() returns: PDUs handed
+   *  on get copies, and what stays buffered is copied before push() returns. */
+  borrowed = false;
   /** The segment being received in place: its buffer, bytes so far, padding still to skip. */
   #dest: Buffer | undefined;
   #destOff = 0;
@@ -114,7 +117,7 @@ export class PduFramer {
     let out: Buffer;
     const first = this.#chunks[0]!;
     if (first.length >= n) {
-      out = first.subarray(0, n);
+      out = this.borrowed ? Buffer.from(first.subarray(0, n)) : first.subarray(0, n);
       if (first.length === n) this.#chunks.shift();
       else this.#chunks[0] = first.subarray(n);
     } else {
@@ -135,6 +138,16 @@ export class PduFramer {
 
   /** Feed received bytes; throws on a malformed stream (the connection must then be dropped). */
   push(chunk: Buffer): void {
+    if (!this.borrowed) return this.#push(chunk);
+    try {
+      this.#push(chunk);
+    } finally {
+      // Keep what is still to be parsed: the caller's buffer is about to be reused.
+      this.#chunks = this.#chunks.map((c) => Buffer.from(c));
+    }
+  }
+
+  #push(chunk: Buffer): void {
     this.#chunks.push(chunk);
     this.#have += chunk.length;
     for (;;) {
