@@ -5,10 +5,16 @@
 // back on the same input (the machine is shared: only such pairs are comparable); the table gives
 // the medians over the runs of both times and of the per-run ratios, and lists every ratio. Writes
 // the table to docs/benchmarks.md. Pairs whose format driver is not registered are skipped.
+// Then every bench suite in scripts/bench-suites/ (each module exporting `suite: BenchSuite`, the
+// contract in scripts/bench-suites/types.ts) is run the same way, one table per suite after the
+// convert table; a suite that cannot run here is listed as skipped with its reason.
 //
 // Options: --size-gib N (virtual size, default 4), --data-gib N (data, default 1.25),
-// --runs N (runs per pair, default 3; medians), --only name[,name] (pairs to run), --keep (keep
-// the temp dir), --no-write (do not update docs/benchmarks.md).
+// --runs N (runs per pair, default 5; medians), --only name[,name] (convert pairs, suites or
+// suite pairs to run, by name; a suite's pair by the start of its name), --suite NAME[,NAME] (only these suites; the convert pairs are then
+// left out unless --only names some), --no-convert (no convert pairs), --keep (keep the temp
+// dir), --no-write (do not update docs/benchmarks.md). A run without the convert pairs updates
+// only its suites' sections of docs/benchmarks.md.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, closeSync, writeSync, ftruncateSync, rmSync, writeFileSync, statSync } from 'node:fs';
@@ -19,6 +25,9 @@ import { fileURLToPath } from 'node:url';
 import { symlinkSync } from 'node:fs';
 import { buildCli } from './build-cli.mjs';
 import { findFormat } from '../core/drivers/registry.ts';
+import { existsSync as exists, readdirSync, readFileSync, mkdirSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import type { BenchContext, BenchPair, BenchSuite, RunResult as SuiteRunResult } from './bench-suites/types.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PLATTER = join(ROOT, 'bin/platter.mjs');
@@ -33,12 +42,14 @@ interface Args {
   dataGiB: number;
   runs: number;
   only?: string[];
+  suites?: string[];
+  convert: boolean;
   keep: boolean;
   write: boolean;
 }
 
 function parseCli(argv: string[]): Args {
-  const a: Args = { sizeGiB: 4, dataGiB: 1.25, runs: 5, keep: false, write: true };
+  const a: Args = { sizeGiB: 4, dataGiB: 1.25, runs: 5, convert: true, keep: false, write: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => argv[++i] ?? '';
@@ -46,6 +57,8 @@ function parseCli(argv: string[]): Args {
     else if (k === '--data-gib') a.dataGiB = Number(v());
     else if (k === '--runs') a.runs = Math.max(1, Number(v()));
     else if (k === '--only') a.only = v().split(',');
+    else if (k === '--suite') a.suites = v().split(',');
+    else if (k === '--no-convert') a.convert = false;
     else if (k === '--keep') a.keep = true;
     else if (k === '--no-write') a.write = false;
     else throw new Error(`unknown option ${k}`);
@@ -102,13 +115,15 @@ function useCacheDir(dir: string): void {
 /** Run a command under /usr/bin/time -v (peak RSS) or plain (RSS unknown). Each starts with no
  *  dirty page cache (sync first): otherwise the kernel's writeback of earlier files (the 1.25 GiB
  *  sources just made, or a previous output) competes with whichever command runs next. */
-function timed(cmd: string, args: string[]): Promise<RunResult> {
+function timed(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
   spawnSync('sync', [], { stdio: 'ignore' });
   const useTime = existsSync(TIME_BIN);
   const [bin, argv] = useTime ? [TIME_BIN, ['-v', cmd, ...args]] : [cmd, args];
+  const env = opts.env ? { ...TIMED_ENV, ...opts.env } : TIMED_ENV;
+  delete env['NODE_EXTRA_CA_CERTS'];
   return new Promise((res, rej) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn(bin, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: TIMED_ENV });
+    const child = spawn(bin, argv, { stdio: ['ignore', 'ignore', 'pipe'], env, ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}) });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', rej);
@@ -165,13 +180,10 @@ const median = (xs: number[]): number => {
 };
 const fmtLoad = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 
-async function main(): Promise<void> {
-  const a = parseCli(process.argv.slice(2));
-  const dir = mkdtempSync(join(tmpdir(), 'platter-bench-'));
-  const rows: string[] = [];
-  const skipped: string[] = [];
+/** The convert pairs (the standard workload); answers the load average at their start. */
+async function benchConvert(a: Args, dir: string, bundled: string, rows: string[], skipped: string[]): Promise<string> {
   let loadStart = fmtLoad();
-  try {
+  {
     const size = Math.round(a.sizeGiB * GiB);
     const data = Math.round(a.dataGiB * GiB);
     const raw = join(dir, 'workload.raw');
@@ -188,8 +200,6 @@ async function main(): Promise<void> {
       if (r.status !== 0) throw new Error(`making the ${f} source failed: ${r.stderr}`);
     }
     loadStart = fmtLoad();
-    const bundled = await bundleCli(join(dir, 'bundle'));
-    useCacheDir(join(dir, 'cache'));
     // Warm tsx's transform cache and the CLI's code cache (made by a first convert, as a user's
     // first run makes it), so no timed run pays for compilation it would not pay in daily use.
     await timed(process.execPath, [PLATTER, 'formats']);
@@ -240,10 +250,222 @@ async function main(): Promise<void> {
       rows.push(row);
       process.stdout.write(`${p.name}: median qemu-img ${fmtS(qMed)}, platter ${fmtS(pMed)}, median ratio ${ratio.toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')})\n`);
     }
+  }
+  return loadStart;
+}
+
+
+/** Suite modules: every .ts in scripts/bench-suites/ that exports `suite` (types.ts and helper
+ *  modules export none), in name order. */
+async function loadSuites(): Promise<BenchSuite[]> {
+  const folder = join(ROOT, 'scripts/bench-suites');
+  if (!exists(folder)) return [];
+  const out: BenchSuite[] = [];
+  for (const f of readdirSync(folder).filter((n) => n.endsWith('.ts') && !n.endsWith('.d.ts')).sort()) {
+    const mod = (await import(pathToFileURL(join(folder, f)).href)) as { suite?: BenchSuite };
+    if (mod.suite && typeof mod.suite.setup === 'function') out.push(mod.suite);
+  }
+  return out;
+}
+
+const lc = (x: string) => x.toLowerCase();
+/** Which pairs of a suite the options select: all when the suite is named (or nothing narrows),
+ *  else those whose name starts with a name given (case-insensitive; pair names may hold commas,
+ *  which --only splits on, so the start of a name is enough). */
+function selectPairs(a: Args, suite: BenchSuite, pairs: BenchPair[]): BenchPair[] {
+  if (!a.only) return pairs;
+  const only = a.only.map((n) => lc(n.trim())).filter(Boolean);
+  if (only.includes(lc(suite.name))) return pairs;
+  return pairs.filter((p) => only.some((n) => lc(p.name).startsWith(n)));
+}
+/** Whether a suite is run at all (before its setup). */
+function suiteSelected(a: Args, suite: BenchSuite, convertNames: string[], suiteNames: string[]): boolean {
+  if (a.suites && !a.suites.map(lc).includes(lc(suite.name))) return false;
+  if (a.only && !a.suites) {
+    // --only naming a suite runs it; a name that is neither a convert pair nor a suite may be a
+    // suite's pair, so every suite then sets up and keeps the pairs so named.
+    if (a.only.map(lc).includes(lc(suite.name))) return true;
+    const pairNames = a.only.filter((n) => !convertNames.includes(n) && !suiteNames.map(lc).includes(lc(n)));
+    if (!pairNames.length) return false;
+  }
+  return true;
+}
+
+interface SuiteReport {
+  name: string;
+  /** Markdown of the section (heading, table, skipped lines). */
+  section: string;
+}
+
+/** Run one suite: setup, each pair back to back, teardown (always); its section of the doc
+ *  (none when --only selected none of its pairs). */
+async function runSuite(a: Args, suite: BenchSuite, dir: string, platter: string): Promise<SuiteReport | undefined> {
+  const heading = `## ${suite.name}`;
+  const log = (line: string) => process.stdout.write(`[${suite.name}] ${line}\n`);
+  let why: string | undefined;
+  try {
+    why = await suite.unavailable();
+  } catch (e) {
+    why = `unavailable() failed: ${(e as Error).message}`;
+  }
+  if (why !== undefined) {
+    log(`skipped: ${why}`);
+    return { name: suite.name, section: `${heading}\n\nSkipped: ${why}\n` };
+  }
+  const sdir = join(dir, `suite-${suite.name.replace(/[^A-Za-z0-9_-]+/g, '_')}`);
+  mkdirSync(sdir, { recursive: true });
+  const ctx: BenchContext = {
+    dir: sdir,
+    platter,
+    timed: (cmd, args, opts) => timed(cmd, args, opts) as Promise<SuiteRunResult>,
+    log,
+  };
+  const rows: string[] = [];
+  const notes: string[] = [];
+  const loadAt = fmtLoad();
+  let selected = true;
+  try {
+    const all = await suite.setup(ctx);
+    const pairs = selectPairs(a, suite, all);
+    selected = pairs.length > 0;
+    for (const p of pairs) {
+      const runs: { q: RunResult; pl: RunResult }[] = [];
+      let failed: string | undefined;
+      for (let i = 0; i < Math.min(a.runs, p.maxRuns ?? a.runs); i++) {
+        const q = await p.reference.run();
+        await p.reference.after?.();
+        if (q.status !== 0) {
+          failed = `${p.referenceLabel} failed: ${q.stderr.trim().split('\n').slice(-1)[0] ?? ''}`;
+          break;
+        }
+        const pl = await p.platter.run();
+        await p.platter.after?.();
+        if (pl.status !== 0) {
+          failed = `platter failed: ${pl.stderr.trim().split('\n').slice(-1)[0] ?? ''}`;
+          log(`${p.name}: ${pl.stderr}`);
+          break;
+        }
+        runs.push({ q: q as RunResult, pl: pl as RunResult });
+        log(`${p.name} run ${i + 1}: ${p.referenceLabel} ${fmtS(q.wall)}, platter ${fmtS(pl.wall)}, ratio ${(pl.wall / q.wall).toFixed(2)}`);
+      }
+      if (failed !== undefined) {
+        notes.push(`${p.name}: ${failed}`);
+        log(`${p.name}: ${failed}`);
+        continue;
+      }
+      if (!runs.length) continue;
+      const ratios = runs.map((r) => r.pl.wall / r.q.wall);
+      const ratio = median(ratios);
+      const qMed = median(runs.map((r) => r.q.wall));
+      const pMed = median(runs.map((r) => r.pl.wall));
+      const qRss = Math.max(...runs.map((r) => r.q.rssKiB ?? 0)) || undefined;
+      const pRss = Math.max(...runs.map((r) => r.pl.rssKiB ?? 0)) || undefined;
+      const met = ratio <= p.target ? 'met' : '**not met**';
+      rows.push(`| ${p.name} | ${p.referenceLabel} | ${fmtS(qMed)} | ${fmtS(pMed)} | **${ratio.toFixed(2)}** | <= ${p.target} (${met}) | ${ratios.map((r) => r.toFixed(2)).join(', ')} | ${fmtRss(qRss)} | ${fmtRss(pRss)} |`);
+      log(`${p.name}: median ${p.referenceLabel} ${fmtS(qMed)}, platter ${fmtS(pMed)}, median ratio ${ratio.toFixed(2)} (target ${p.target}: ${ratio <= p.target ? 'met' : 'not met'})`);
+    }
+  } catch (e) {
+    notes.push(`setup or run failed: ${(e as Error).message.split('\n')[0]}`);
+    log(`failed: ${(e as Error).stack ?? String(e)}`);
+  } finally {
+    try {
+      await suite.teardown();
+    } catch (e) {
+      notes.push(`teardown failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+    if (!a.keep) rmSync(sdir, { recursive: true, force: true });
+  }
+  if (!selected) {
+    log('no pair selected by --only');
+    return undefined;
+  }
+  const table = rows.length
+    ? [
+        '| pair | reference | reference (median) | platter (median) | ratio platter/reference (median) | target | ratio of each run | reference peak RSS | platter peak RSS |',
+        '|---|---|---|---|---|---|---|---|---|',
+        ...rows,
+      ].join('\n')
+    : 'No pair ran.';
+  const section = `${heading}
+
+Load average ${loadAt} at the start, ${fmtLoad()} at the end; ${a.runs} run(s) per pair (fewer where a pair caps them).
+
+${table}
+${notes.length ? `\n${notes.map((n) => `- ${n}`).join('\n')}\n` : ''}`;
+  process.stdout.write(`\n${section}\n`);
+  return { name: suite.name, section };
+}
+
+const SUITES_BEGIN = '<!-- bench-suites -->';
+const SUITES_END = '<!-- /bench-suites -->';
+const sectionMark = (name: string) => `<!-- suite: ${name} -->`;
+
+/** The suites' part of the doc: one marked section per suite, in order. */
+function suitesBlock(reports: SuiteReport[]): string {
+  if (!reports.length) return '';
+  return `${SUITES_BEGIN}\n${reports.map((r) => `${sectionMark(r.name)}\n${r.section.trimEnd()}\n`).join('\n')}${SUITES_END}\n`;
+}
+
+/** A run without the convert pairs: replace (or add) only its suites' sections in the doc. */
+function spliceSuites(doc: string, reports: SuiteReport[]): string {
+  const b = doc.indexOf(SUITES_BEGIN);
+  const e = doc.indexOf(SUITES_END);
+  const old = new Map<string, string>();
+  const order: string[] = [];
+  if (b >= 0 && e > b) {
+    const inner = doc.slice(b + SUITES_BEGIN.length, e);
+    for (const part of inner.split(/^<!-- suite: /m).slice(1)) {
+      const name = part.slice(0, part.indexOf(' -->'));
+      old.set(name, part.slice(part.indexOf('\n') + 1));
+      order.push(name);
+    }
+  }
+  for (const r of reports) {
+    if (!old.has(r.name)) order.push(r.name);
+    old.set(r.name, r.section);
+  }
+  const block = suitesBlock(order.map((name) => ({ name, section: old.get(name)! })));
+  if (b >= 0 && e > b) return doc.slice(0, b) + block + doc.slice(e + SUITES_END.length + 1);
+  // No suites yet: before the paragraph on how platter gets there (or at the end).
+  const at = doc.indexOf('How platter gets there:');
+  return at >= 0 ? `${doc.slice(0, at)}${block}\n${doc.slice(at)}` : `${doc}\n${block}`;
+}
+
+async function main(): Promise<void> {
+  const a = parseCli(process.argv.slice(2));
+  const convertNames = PAIRS.map((p) => p.name);
+  const runConvert = a.convert && (a.suites ? !!a.only?.some((n) => convertNames.includes(n)) : !a.only || a.only.some((n) => convertNames.includes(n)));
+  const dir = mkdtempSync(join(tmpdir(), 'platter-bench-'));
+  const rows: string[] = [];
+  const skipped: string[] = [];
+  const reports: SuiteReport[] = [];
+  let loadStart = fmtLoad();
+  try {
+    const bundled = await bundleCli(join(dir, 'bundle'));
+    useCacheDir(join(dir, 'cache'));
+    if (runConvert) loadStart = await benchConvert(a, dir, bundled, rows, skipped);
+    else {
+      // Make the CLI's code cache (as the convert part's warm-up run does).
+      await timed(process.execPath, [bundled, 'formats']);
+    }
+    const suites = await loadSuites();
+    for (const suite of suites) {
+      if (!suiteSelected(a, suite, convertNames, suites.map((s) => s.name))) continue;
+      const r = await runSuite(a, suite, dir, bundled);
+      if (r) reports.push(r);
+    }
   } finally {
     if (!a.keep) rmSync(dir, { recursive: true, force: true });
   }
-
+  const docPath = join(ROOT, 'docs/benchmarks.md');
+  if (!runConvert) {
+    if (a.write && reports.length) {
+      const existing = exists(docPath) ? readFileSync(docPath, 'utf8') : '# Benchmarks\n';
+      writeFileSync(docPath, spliceSuites(existing, reports));
+      process.stdout.write(`updated ${reports.map((r) => r.name).join(', ')} in docs/benchmarks.md\n`);
+    }
+    return;
+  }
   const table = [
     '| conversion | qemu-img (median) | platter (median) | ratio platter/qemu-img (median) | ratio of each run | platter from source (tsx), run 1 | qemu-img peak RSS | platter peak RSS |',
     '|---|---|---|---|---|---|---|---|',
@@ -270,6 +492,7 @@ at every start.
 
 ${table}
 ${skipped.length ? `\nSkipped:\n${skipped.map((s) => `- ${s}`).join('\n')}\n` : ''}
+${reports.length ? `\nBench suites (scripts/bench-suites/): each pair runs the reference and then platter back to back, N times; times and ratios are medians, the target is the issue's goal for the median ratio.\n\n${suitesBlock(reports)}` : ''}
 How platter gets there: convert is driven by block status (holes and known-zero ranges are neither
 read nor written), data is moved in 1 MiB requests with 8 in flight (-m; small enough for the
 buffers to stay in the CPU caches, which halved the kernel's copy time against 4 MiB), each lane
@@ -287,7 +510,7 @@ Figures vary from run to run on a shared machine; compare the two columns of one
 `;
   process.stdout.write(`\n${table}\n`);
   if (a.write) {
-    writeFileSync(join(ROOT, 'docs/benchmarks.md'), doc);
+    writeFileSync(docPath, doc);
     process.stdout.write('wrote docs/benchmarks.md\n');
   }
 }

@@ -3,7 +3,8 @@
 // bench` measures it), with esbuild:
 //   platter.cjs        the command: sets V8 flags, runs the CLI from a V8 code cache (cli-launcher.ts)
 //   platter-cli.cjs    the CLI and all of core, one CommonJS file (koffi stays a native dependency)
-//   worker-entry.mjs   the worker pool's entry (pool.ts finds it beside the bundle)
+//   worker-entry.cjs   the worker pool's entry (pool.ts finds it beside the bundle; CommonJS, so a
+//                      worker starts without Node's ES module loader)
 // CommonJS, because Node 20 offers a code cache only for scripts compiled through node:vm.
 import { build } from 'esbuild';
 import { mkdirSync } from 'node:fs';
@@ -42,13 +43,7 @@ export async function buildCli({ outDir = join(ROOT, 'dist', 'cli'), minify = fa
   };
   await build({ ...cjs, entryPoints: [join(ROOT, 'scripts/cli-launcher.ts')], outfile: join(outDir, 'platter.cjs') });
   await build({ ...cjs, entryPoints: [join(ROOT, 'scripts/cli-entry.ts')], outfile: join(outDir, 'platter-cli.cjs'), plugins: [schemasStubbed] });
-  await build({
-    ...common,
-    format: 'esm',
-    entryPoints: [join(ROOT, 'core/workers/worker-main.ts')],
-    outfile: join(outDir, 'worker-entry.mjs'),
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  });
+  await build({ ...cjs, entryPoints: [join(ROOT, 'core/workers/worker-main.ts')], outfile: join(outDir, 'worker-entry.cjs') });
   return join(outDir, 'platter.cjs');
 }
 

@@ -71,6 +71,11 @@ export class BlockNode {
     return this.driver.name;
   }
 
+  /** Whether writeZeroes takes ZeroFlags.noFallback (BDRV_REQ_NO_FALLBACK) here. */
+  get zeroNoFallback(): boolean {
+    return !!this.impl.writeZeroes && this.impl.zeroNoFallback === true;
+  }
+
   get alignment(): number {
     return this.impl.alignment ?? 1;
   }
@@ -401,6 +406,14 @@ export class BlockNode {
     this.#checkWritable('write-zeroes');
     this.#checkRange('write-zeroes', offset, length, this.impl.growable);
     if (length === 0) return;
+    if (flags.noFallback) {
+      // BDRV_REQ_NO_FALLBACK (bdrv_co_pwritev_part, bdrv_co_do_pwrite_zeroes): a misaligned
+      // request or a driver that cannot promise speed fails at once, nothing written.
+      const a = this.alignment;
+      if (!this.impl.writeZeroes || !this.impl.zeroNoFallback || offset % a !== 0 || length % a !== 0) {
+        throw new BlockError('Unsupported', 'Operation not supported', this.#ctx('write-zeroes', offset));
+      }
+    }
     try {
       const align = this.alignment;
       const head = Math.min(length, (align - (offset % align)) % align);

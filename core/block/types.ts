@@ -67,6 +67,8 @@ export interface WriteFlags {
 export interface ZeroFlags {
   /** The range may be deallocated instead of written (BDRV_REQ_MAY_UNMAP). */
   mayUnmap?: boolean;
+  /** Only if it is fast (BDRV_REQ_NO_FALLBACK): fail with ENOTSUP rather than write zeros. */
+  noFallback?: boolean;
 }
 
 export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
@@ -225,6 +227,9 @@ export interface NodeImpl {
   write?(offset: number, data: Buffer, flags: WriteFlags): Promise<void>;
   /** Without it, the generic layer writes zero-filled buffers. */
   writeZeroes?(offset: number, length: number, flags: ZeroFlags): Promise<void>;
+  /** writeZeroes honours ZeroFlags.noFallback (QEMU's supported_zero_flags has
+   *  BDRV_REQ_NO_FALLBACK); without it such a request fails with ENOTSUP. */
+  readonly zeroNoFallback?: boolean;
   /** Without it, discard is a successful no-op (as in QEMU, discard is advisory). */
   discard?(offset: number, length: number): Promise<void>;
   /**

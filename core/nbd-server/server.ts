@@ -10,6 +10,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { BlockError } from '../errors.ts';
+import { alignedBuffer } from '../host/aligned.ts';
 import { blockStatusAbove, type BlockNode } from '../block/node.ts';
 import * as C from '../protocols/nbd/constants.ts';
 import { ExactReader, PeerClosed, putU64, u64 } from '../protocols/nbd/wire.ts';
@@ -54,6 +55,9 @@ const MAX_OPTION = 1 << 20;
 const PREF_BLOCK = 4096;
 /** Requests of one client served at once (qemu-nbd: NBD_MAX_REQUESTS = 16). */
 const MAX_INFLIGHT = 16;
+/** Reads at least this long go into page-aligned buffers the connection reuses once the socket has
+ *  taken their bytes (no allocation, no garbage, no copy into the reply). */
+const POOLED_READ = 64 * 1024;
 /** Extents per BLOCK_STATUS reply without REQ_ONE. */
 const MAX_EXTENTS = 1024;
 
@@ -169,6 +173,8 @@ class Connection {
   #tls = false;
   #inflight = new Set<Promise<void>>();
   #stopping = false;
+  /** Free read buffers by length (at most MAX_INFLIGHT of each), see POOLED_READ. */
+  #pool = new Map<number, Buffer[]>();
 
   constructor(sock: Socket, o: NbdServerOptions) {
     this.#sock = sock;
@@ -188,6 +194,31 @@ class Connection {
     if (this.#stream.destroyed) return;
     // One write per message: replies of concurrent requests never interleave.
     this.#stream.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+  }
+
+  /** A reply whose last part (`data`, a pooled read buffer) goes to the socket without a copy: the
+   *  parts are written in one corked batch (one writev; no other reply can come between them, as
+   *  this runs to completion), and `data` returns to the pool once the socket has taken it. */
+  #sendData(head: Buffer, data: Buffer, pooled: boolean): void {
+    const s = this.#stream;
+    if (s.destroyed) return;
+    s.cork();
+    s.write(head);
+    s.write(data, pooled ? () => this.#release(data) : undefined);
+    s.uncork();
+  }
+
+  #take(length: number): Buffer {
+    return this.#pool.get(length)?.pop() ?? alignedBuffer(length, 4096, false);
+  }
+
+  #release(b: Buffer): void {
+    let free = this.#pool.get(b.length);
+    if (!free) {
+      if (this.#pool.size >= 8) this.#pool.clear();
+      this.#pool.set(b.length, (free = []));
+    }
+    if (free.length < MAX_INFLIGHT) free.push(b);
   }
 
   async shutdown(): Promise<void> {
@@ -521,12 +552,29 @@ class Connection {
       switch (type) {
         case C.NBD_CMD_READ: {
           if (length > C.NBD_MAX_BUFFER_SIZE) return this.#error(handle, C.NBD_EINVAL, 'read too large');
-          const data = length === 0 ? Buffer.alloc(0) : await node.read(offset, length);
-          if (!this.#structured) return this.#simple(handle, 0, data);
-          const h = this.#chunkHeader(handle, C.NBD_REPLY_FLAG_DONE, C.NBD_REPLY_TYPE_OFFSET_DATA, 8 + length);
-          const o = Buffer.alloc(8);
-          putU64(o, 0, offset);
-          this.#send([h, o, data]);
+          const pooled = length >= POOLED_READ;
+          let data: Buffer;
+          if (pooled) {
+            data = this.#take(length);
+            try {
+              await node.readInto(offset, data);
+            } catch (e) {
+              this.#release(data);
+              throw e;
+            }
+          } else data = length === 0 ? Buffer.alloc(0) : await node.read(offset, length);
+          let head: Buffer;
+          if (!this.#structured) {
+            head = Buffer.alloc(16);
+            head.writeUInt32BE(C.NBD_SIMPLE_REPLY_MAGIC, 0);
+            handle.copy(head, 8);
+          } else {
+            // The chunk header and the offset of NBD_REPLY_TYPE_OFFSET_DATA, then the data.
+            head = Buffer.alloc(28);
+            this.#chunkHeader(handle, C.NBD_REPLY_FLAG_DONE, C.NBD_REPLY_TYPE_OFFSET_DATA, 8 + length).copy(head, 0);
+            putU64(head, 20, offset);
+          }
+          this.#sendData(head, data, pooled);
           return;
         }
         case C.NBD_CMD_WRITE: {
@@ -547,8 +595,11 @@ class Connection {
           if (flags & C.NBD_CMD_FLAG_FUA) await node.flush();
           return this.#ok(handle);
         case C.NBD_CMD_WRITE_ZEROES:
-          if (flags & C.NBD_CMD_FLAG_FAST_ZERO) return this.#error(handle, C.NBD_ENOTSUP, 'fast zeroing not offered');
-          if (length > 0) await node.writeZeroes(offset, length, { mayUnmap: (flags & C.NBD_CMD_FLAG_NO_HOLE) === 0 && this.#e.discard === 'unmap' });
+          // FAST_ZERO is BDRV_REQ_NO_FALLBACK (qemu-nbd): ENOTSUP where zeroing would be slow.
+          if (length > 0) {
+            const mayUnmap = (flags & C.NBD_CMD_FLAG_NO_HOLE) === 0 && this.#e.discard === 'unmap';
+            await node.writeZeroes(offset, length, { mayUnmap, ...((flags & C.NBD_CMD_FLAG_FAST_ZERO) !== 0 ? { noFallback: true } : {}) });
+          }
           if (flags & C.NBD_CMD_FLAG_FUA) await node.flush();
           return this.#ok(handle);
         case C.NBD_CMD_BLOCK_STATUS:

@@ -68,13 +68,17 @@ class CloopNode implements NodeImpl {
     for (let b = first; b <= last; b++) {
       if (this.#offset(b) >= this.#file.size) throw ioError(ctx, `cloop block ${b} starts at ${this.#offset(b)}, past the end of the file`);
     }
-    // One copy of the blocks' bytes, moved to the worker; each block is a view of it.
-    const raw = new Uint8Array(await readPadded(this.#file, start, end - start));
+    // The blocks' bytes read straight into a buffer of their own (not from Node's pool), which
+    // moves to the worker without a copy; each block is a view of it. Past the file's end: zeros.
+    const raw = Buffer.allocUnsafeSlow(end - start);
+    const inFile = Math.max(0, Math.min(end, this.#file.size) - start);
+    if (inFile > 0) await this.#file.readInto(start, raw.subarray(0, inFile));
+    if (inFile < raw.length) raw.fill(0, inFile);
     const chunks: Uint8Array[] = [];
     for (let b = first; b <= last; b++) chunks.push(raw.subarray(this.#offset(b) - start, this.#offset(b + 1) - start));
     let out: Uint8Array[];
     try {
-      out = await this.#workers.run('inflateZlibWhole', { chunks, outputLength: this.#blockSize }, [raw.buffer as ArrayBuffer]);
+      out = await this.#workers.run('inflateZlibWhole', { chunks, outputLength: this.#blockSize }, [raw.buffer]);
     } catch (e) {
       throw ioError(ctx, `cloop blocks ${first}..${last} do not inflate`, e);
     }
@@ -85,10 +89,17 @@ class CloopNode implements NodeImpl {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, length, out);
+    return out;
+  }
+
+  /** The range's blocks (the cached one, the rest inflated on the workers in one task) copied
+   *  straight into `into`: one copy per byte, no buffer per request. */
+  async readInto(offset: number, length: number, into: Buffer): Promise<void> {
     const bs = this.#blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + length - 1) / bs);
-    const blocks: Buffer[] = [];
     const cached = this.#last;
     // Only the blocks not cached go to the workers (the cache holds the first or the last).
     let from = first;
@@ -96,20 +107,16 @@ class CloopNode implements NodeImpl {
     if (cached?.block === first) from++;
     else if (cached?.block === last && last > first) to--;
     const inflated = from <= to ? await this.#inflate(from, to, offset) : [];
-    for (let b = first; b <= last; b++) blocks.push(b >= from && b <= to ? inflated[b - from]! : cached!.data);
-    this.#last = { block: last, data: blocks[blocks.length - 1]! };
-    if (first === last) {
-      const at = offset - first * bs;
-      return Buffer.from(blocks[0]!.subarray(at, at + length)); // the caller owns it
-    }
-    const out = Buffer.alloc(length);
+    let lastData: Buffer | undefined;
     for (let b = first, done = 0; b <= last; b++) {
+      const data = b >= from && b <= to ? inflated[b - from]! : cached!.data;
       const at = b === first ? offset - first * bs : 0;
       const n = Math.min(length - done, bs - at);
-      blocks[b - first]!.copy(out, done, at, at + n);
+      data.copy(into, done, at, at + n);
       done += n;
+      lastData = data;
     }
-    return out;
+    this.#last = { block: last, data: lastData! };
   }
 
   async close(): Promise<void> {

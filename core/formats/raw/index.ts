@@ -32,6 +32,11 @@ class RawNode implements NodeImpl {
     return this.#file.alignment;
   }
 
+  /** Zero requests go to the file as they are (raw's supported_zero_flags: the file's). */
+  get zeroNoFallback(): boolean {
+    return this.#file.zeroNoFallback;
+  }
+
   read(offset: number, length: number): Promise<Buffer> {
     this.#file.debugEvent('read_aio');
     return this.#file.read(offset, length);

@@ -64,6 +64,7 @@ export interface FileNodeInit {
 
 export class FileNode implements NodeImpl {
   readonly growable = true;
+  readonly zeroNoFallback = true;
   readonly maxTransfer = MAX_IO;
   readonly alignment: number;
   #size: number;
@@ -205,6 +206,8 @@ export class FileNode implements NodeImpl {
       } catch (e) {
         throw fromSystemError(e, { path: this.#name, op: 'write-zeroes', offset });
       }
+      // BDRV_REQ_NO_FALLBACK (QEMU_AIO_NO_FALLBACK): no slow zero writes.
+      if (!done && flags.noFallback) throw new BlockError('Unsupported', 'Operation not supported', { path: this.#name, op: 'write-zeroes', offset });
       if (!done) {
         for (let p = offset; p < offset + inside; p += ZERO_WRITE_CHUNK) {
           await this.write(p, this.#zeroBuffer(Math.min(ZERO_WRITE_CHUNK, offset + inside - p)));

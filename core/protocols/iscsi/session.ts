@@ -9,7 +9,7 @@
 import { createConnection, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { BlockError } from '../../errors.ts';
-import { encodeKeys, encodePdu, newBhs, opcodeOf, ittOf, OP, parseKeys, PduFramer, RESERVED_TAG, type Pdu } from './pdu.ts';
+import { dataSegmentLength, encodeKeys, encodePdu, newBhs, opcodeOf, ittOf, OP, parseKeys, PduFramer, RESERVED_TAG, type Pdu } from './pdu.ts';
 import { parseSense, type Sense } from './scsi.ts';
 
 export type HeaderDigest = 'crc32c' | 'none' | 'crc32c-none' | 'none-crc32c';
@@ -54,6 +54,8 @@ export interface ScsiResult {
 
 /** What Platter offers (libiscsi's defaults). */
 const OUR_MAX_RECV = 262144;
+/** Bytes one socket read may deliver (see open()). */
+const RECV_BUFFER = 1 << 20;
 const OUR_MAX_BURST = 16776192;
 const OUR_FIRST_BURST = 262144;
 /** What a login response's data segment may be (8192 by the RFC; slack for lax targets). */
@@ -98,6 +100,8 @@ const snLess = (a: number, b: number): boolean => a !== b && ((b - a) >>> 0) < 0
 interface Task {
   onPdu(p: Pdu): void;
   fail(e: Error): void;
+  /** For a read: where a Data-In segment at `off` of `len` bytes goes, received in place. */
+  dataDest?(off: number, len: number): Buffer | undefined;
 }
 
 export class IscsiSession {
@@ -118,13 +122,15 @@ export class IscsiSession {
   #nopsInFlight = 0;
   negotiated: Negotiated = { headerDigest: false, targetMaxRecv: 8192, maxBurst: 262144, firstBurst: 65536, immediateData: true, initialR2T: true };
 
-  private constructor(socket: Socket, opts: SessionOptions) {
+  private constructor(socket: Socket, opts: SessionOptions, receive: { set(fn: (chunk: Buffer) => void): void }) {
     this.#socket = socket;
     this.#opts = opts;
     this.#framer = new PduFramer((p) => this.#onPdu(p));
+    this.#framer.sink = (bhs) => (opcodeOf(bhs) === OP.DATA_IN ? this.#tasks.get(ittOf(bhs))?.dataDest?.(bhs.readUInt32BE(40), dataSegmentLength(bhs)) : undefined);
     // Login PDUs carry a few keys (RFC 7143 6.1: at most 8192 bytes per segment then).
     this.#framer.maxSegment = LOGIN_MAX_SEGMENT;
-    socket.on('data', (chunk: Buffer) => {
+    this.#framer.borrowed = true;
+    receive.set((chunk: Buffer) => {
       if (this.#dead) return;
       try {
         this.#framer.push(chunk);
@@ -142,8 +148,18 @@ export class IscsiSession {
 
   /** Connect and log in; the result is in full feature phase. */
   static async open(opts: SessionOptions): Promise<IscsiSession> {
+    // Received bytes land in one 1 MiB buffer of this session's, read by libuv as far as the
+    // kernel has them (not 64 KiB per read, Node's default): a 512 MiB read took 8,700 socket
+    // reads and 'data' events, against about 2,000 for libiscsi. The framer copies out what it
+    // keeps (PduFramer.borrowed); Data-In goes straight to the reader's buffer (PduFramer.sink).
+    let deliver: (chunk: Buffer) => void = () => {};
+    const receive = { set: (fn: (chunk: Buffer) => void) => void (deliver = fn) };
+    const recv = Buffer.allocUnsafe(RECV_BUFFER);
     const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection({ host: opts.host, port: opts.port });
+      const s = createConnection({ host: opts.host, port: opts.port, onread: { buffer: recv, callback: (n: number, buf: Uint8Array) => {
+            deliver(Buffer.from(buf.buffer, buf.byteOffset, n));
+            return true;
+          } } });
       s.setNoDelay(true);
       const where = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
       const timer = setTimeout(() => {
@@ -161,7 +177,7 @@ export class IscsiSession {
         reject(ioError(`Failed to connect to ${where}: ${NET_ERRORS[e.code ?? ''] ?? e.message}`));
       });
     });
-    const session = new IscsiSession(socket, opts);
+    const session = new IscsiSession(socket, opts, receive);
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
@@ -551,6 +567,7 @@ export class IscsiSession {
       const finish = (r: ScsiResult | Error) => {
         clearTimeout(timer);
         this.#tasks.delete(itt);
+        if (readLen > 0) this.#framer.release(readBuf);
         if (r instanceof Error) reject(r);
         else resolve(r);
       };
@@ -572,6 +589,8 @@ export class IscsiSession {
       };
       this.#tasks.set(itt, {
         fail: (e) => finish(e),
+        // The next segment in order, inside the buffer: straight into it (checked again below).
+        ...(readLen > 0 ? { dataDest: (off: number, len: number) => (off === received && off + len <= readBuf.length ? readBuf.subarray(off, off + len) : undefined) } : {}),
         onPdu: (p) => {
           const op = opcodeOf(p.bhs);
           try {
@@ -581,7 +600,8 @@ export class IscsiSession {
               // DataPDUInOrder=Yes, DataSequenceInOrder=Yes: each PDU continues the last, so no
               // byte of the buffer is left unwritten below `received`.
               if (off !== received) throw ioError('iSCSI: the target sent data out of order');
-              p.data.copy(readBuf, off);
+              // Received in place already (PduFramer.sink), or copied now.
+              if (p.data.buffer !== readBuf.buffer || p.data.byteOffset !== readBuf.byteOffset + off) p.data.copy(readBuf, off);
               received = off + p.data.length;
               if (p.bhs[1]! & 0x01) finish({ status: p.bhs[3]!, data: readBuf.subarray(0, received) });
             } else if (op === OP.R2T) {

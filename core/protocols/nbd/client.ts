@@ -247,10 +247,7 @@ export class NbdClient {
             this.#protocolError('simple reply when structured reply chunk was expected');
           }
           if (p.type === C.NBD_CMD_BLOCK_STATUS && !this.info.structured) this.#protocolError('block status reply without structured replies');
-          if (err === 0 && p.type === C.NBD_CMD_READ) {
-            const data = await r.read(p.length);
-            data.copy(p.buf!, 0);
-          }
+          if (err === 0 && p.type === C.NBD_CMD_READ) await r.readInto(p.buf!.subarray(0, p.length));
           this.#pending.delete(handle);
           if (err !== 0) p.reject(nbdErrnoError(err, { path: this.#label, offset: p.offset }));
           else p.resolve(p);
@@ -264,8 +261,16 @@ export class NbdClient {
           if (!p) this.#protocolError(`server sent a reply with unexpected handle ${handle}`);
           const limit = p.type === C.NBD_CMD_READ ? p.length + 8 : p.type === C.NBD_CMD_BLOCK_STATUS ? 4 + 8 * 65536 : 0;
           if (len > Math.max(limit, 4 + 2 + C.NBD_MAX_STRING_SIZE + 8)) this.#protocolError('Payload too large');
-          const payload = await r.read(len);
-          this.#chunk(p, flags, type, payload);
+          if (type === C.NBD_REPLY_TYPE_OFFSET_DATA && p.type === C.NBD_CMD_READ && len >= 8) {
+            // The data go straight from the socket's chunks into the reader's buffer.
+            const off = u64(await r.read(8), 0);
+            const n = len - 8;
+            if (off < p.offset || off + n > p.offset + p.length) this.#protocolError('server sent chunk exceeding requested region');
+            await r.readInto(p.buf!.subarray(off - p.offset, off - p.offset + n));
+          } else {
+            const payload = await r.read(len);
+            this.#chunk(p, flags, type, payload);
+          }
           if (flags & C.NBD_REPLY_FLAG_DONE) {
             this.#pending.delete(handle);
             if (p.error) p.reject(p.error);

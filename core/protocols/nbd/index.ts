@@ -22,6 +22,8 @@ function timeoutMs(): number {
 }
 
 class NbdNode implements NodeImpl {
+  /** BDRV_REQ_NO_FALLBACK is sent as NBD_CMD_FLAG_FAST_ZERO where the server offers it. */
+  readonly zeroNoFallback = true;
   readonly size: number;
   readonly alignment: number;
   readonly maxTransfer: number;
@@ -55,6 +57,12 @@ class NbdNode implements NodeImpl {
   }
 
   async writeZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    // QEMU 7.2 nbd_client_co_pwrite_zeroes: BDRV_REQ_NO_FALLBACK becomes NBD_CMD_FLAG_FAST_ZERO,
+    // which it may ask only of a server that offers both WRITE_ZEROES and FAST_ZERO (otherwise
+    // the block layer refuses with ENOTSUP before sending: no slow fallback).
+    if (flags.noFallback && (!(this.#flags & C.NBD_FLAG_SEND_WRITE_ZEROES) || !(this.#flags & C.NBD_FLAG_SEND_FAST_ZERO))) {
+      throw new BlockError('Unsupported', 'Operation not supported', { op: 'write-zeroes', offset });
+    }
     if (!(this.#flags & C.NBD_FLAG_SEND_WRITE_ZEROES)) {
       // No WRITE_ZEROES: write zeros, a transfer at a time.
       for (let o = offset; o < offset + length; o += this.maxTransfer) {
@@ -63,7 +71,7 @@ class NbdNode implements NodeImpl {
       }
       return;
     }
-    const f = flags.mayUnmap ? 0 : C.NBD_CMD_FLAG_NO_HOLE;
+    const f = (flags.mayUnmap ? 0 : C.NBD_CMD_FLAG_NO_HOLE) | (flags.noFallback ? C.NBD_CMD_FLAG_FAST_ZERO : 0);
     const jobs: Promise<void>[] = [];
     // The server's maximum applies to WRITE_ZEROES too (QEMU: max_pwrite_zeroes = max block).
     const step = Math.floor(this.maxTransfer / this.alignment) * this.alignment;

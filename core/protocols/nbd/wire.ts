@@ -23,6 +23,8 @@ export class ExactReader {
   #chunks: Buffer[] = [];
   #avail = 0;
   #want: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  /** A readInto() under way: bytes go straight into `dest` as they arrive. */
+  #fill: { dest: Buffer; off: number; resolve: () => void; reject: (e: Error) => void } | undefined;
   #error: Error | undefined;
   #stream: Duplex | undefined;
   #onData = (b: Buffer) => this.#push(b);
@@ -67,6 +69,9 @@ export class ExactReader {
     const w = this.#want;
     this.#want = undefined;
     w?.reject(e);
+    const f = this.#fill;
+    this.#fill = undefined;
+    f?.reject(e);
   }
 
   get failed(): Error | undefined {
@@ -76,7 +81,7 @@ export class ExactReader {
   /** While a read waits, fail it when no byte arrives for `ms` (0: wait forever). */
   setTimeout(ms: number): void {
     this.#timeoutMs = ms;
-    if (this.#want) this.#armTimer();
+    if (this.#want || this.#fill) this.#armTimer();
     else this.#clearTimer();
   }
 
@@ -90,10 +95,45 @@ export class ExactReader {
     });
   }
 
+  /** Fill all of `dest` with the next bytes, copied from the stream's chunks as they arrive (no
+   *  buffer of their own: a READ's data go straight to the reader's buffer). */
+  readInto(dest: Buffer): Promise<void> {
+    if (this.#want || this.#fill) return Promise.reject(new Error('ExactReader: concurrent reads'));
+    const off = this.#copyOut(dest, 0);
+    if (off === dest.length) return Promise.resolve();
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise<void>((resolve, reject) => {
+      this.#fill = { dest, off, resolve, reject };
+      this.#armTimer();
+    });
+  }
+
+  #copyOut(dest: Buffer, off: number): number {
+    while (off < dest.length && this.#chunks.length > 0) {
+      const c = this.#chunks[0]!;
+      const k = Math.min(c.length, dest.length - off);
+      c.copy(dest, off, 0, k);
+      off += k;
+      this.#avail -= k;
+      if (k === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(k);
+    }
+    return off;
+  }
+
   #push(b: Buffer): void {
     if (b.length === 0) return;
     this.#chunks.push(b);
     this.#avail += b.length;
+    const f = this.#fill;
+    if (f) {
+      f.off = this.#copyOut(f.dest, f.off);
+      if (f.off < f.dest.length) return this.#armTimer();
+      this.#fill = undefined;
+      this.#clearTimer();
+      f.resolve();
+      return;
+    }
     const w = this.#want;
     if (!w) return;
     if (this.#avail >= w.n) {
