@@ -92,14 +92,14 @@ describe('views: verify, resume, allocation map, engine forms', { skip }, () => 
 
   test('a GUI convert cancelled part way is listed as interrupted, resumes, and qemu-img compare calls the result identical', { timeout: 240_000 }, async () => {
     const src = join(e2e.library, 'big.raw');
-    makeRaw(src, 320);
+    makeRaw(src, 640);
     await reload();
     const { page } = e2e;
     const dialog = await openConvert('big.raw');
     await dialog.getByRole('button', { name: 'Convert', exact: true }).click();
     const bar = page.getByRole('progressbar', { name: /big\.raw/ });
     await bar.waitFor();
-    await page.waitForFunction(() => Number(document.querySelector('[role=progressbar][aria-label*="big.raw"]')?.getAttribute('aria-valuenow')) >= 20, null, { timeout: 120_000, polling: 20 });
+    await page.waitForFunction(() => Number(document.querySelector('[role=progressbar][aria-label*="big.raw"]')?.getAttribute('aria-valuenow')) >= 2, null, { timeout: 120_000, polling: 10 });
     await page.getByRole('button', { name: /^Cancel Convert .*big\.raw/ }).click();
     await page.locator('li.job.cancelled', { hasText: 'big.raw' }).waitFor({ timeout: 30_000 });
     const dst = join(e2e.library, 'big.qcow2');
