@@ -445,8 +445,9 @@ export interface ProtocolDriver {
   redactFilename?(filename: string): string;
   /** QEMU's bdrv_refresh_filename for a node with no plain filename: its options as the JSON
    *  object of its json: name ({"lun": "1", ...}), secrets left out. Names the node, and a format
-   *  node directly over it as json:{"driver": FMT, "file": ...}, in info and map. */
-  refreshFilename?(options: OptionsTree): string;
+   *  node directly over it as json:{"driver": FMT, "file": ...}, in info and map. Undefined
+   *  where the node keeps a plain name (gluster's URI form). */
+  refreshFilename?(options: OptionsTree): string | undefined;
   readonly createOptions: readonly OptionSpec[];
   /** QEMU's bdrv_refresh_filename for this protocol: the name a node opened with these options
    *  shows (nbd: "nbd://host:port/export" whatever form was typed). */

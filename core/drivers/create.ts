@@ -146,7 +146,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
     // A remote protocol's create makes or checks the storage (iscsi: the LUN must be large
     // enough); only raw passes its size down (other formats' sizes stay theirs).
-    await proto.create!(path, local ? 0 : driver.name === 'raw' ? size : 0, local ? fileValues : {}, ctxBase);
+    await proto.create!(path, local ? 0 : driver.name === 'raw' ? size : 0, local ? fileValues : Object.fromEntries(proto.createOptions.filter((spec) => given[spec.name] !== undefined).map((spec) => [spec.name, values[spec.name]!])), ctxBase);
     const file = await openProtocol(local ? { driver: 'file', filename: path } : protoTree, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn, secrets });
     let failed = true;
     try {

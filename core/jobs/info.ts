@@ -72,6 +72,12 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
       known = true;
     }
   }
+  // A remote protocol that knows its file's allocation (gluster's fstat st_blocks).
+  const remote = node.file && node.file.driver.kind === 'protocol' && node.file.driver.name !== 'file' ? await node.file.allocatedSize().catch(() => undefined) : undefined;
+  if (!known && remote !== undefined) {
+    actual += remote;
+    known = true;
+  }
   if (d.extraActualSize !== undefined && node.children.length === 0) {
     actual += d.extraActualSize;
     known = true;

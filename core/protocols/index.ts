@@ -8,6 +8,7 @@ import { vvfatDriver } from './vvfat/index.ts';
 import { sshDriver } from './ssh/index.ts';
 import { iscsiDriver } from './iscsi/index.ts';
 import { nbdDriver } from './nbd/index.ts';
+import { glusterDriver } from './gluster/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
@@ -19,4 +20,5 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   sshDriver,
   iscsiDriver,
   nbdDriver,
+  glusterDriver,
 ];
