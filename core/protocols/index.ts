@@ -9,6 +9,7 @@ import { sshDriver } from './ssh/index.ts';
 import { iscsiDriver } from './iscsi/index.ts';
 import { nbdDriver } from './nbd/index.ts';
 import { glusterDriver } from './gluster/index.ts';
+import { nvmeDriver } from './nvme/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
@@ -21,4 +22,5 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   iscsiDriver,
   nbdDriver,
   glusterDriver,
+  nvmeDriver,
 ];
