@@ -9,6 +9,7 @@
 import { BlockError, fromSystemError, unsupported } from '../../errors.ts';
 import { koffi } from '../../host/ffi.ts';
 import { errnoError } from '../../host/errno.ts';
+import { abandonNativeCall } from '../../util/abandoned-calls.ts';
 import { checkedPort, type GlusterConfig } from './options.ts';
 
 /** Opaque pointers from the library (glfs_t *, glfs_fd_t *). */
@@ -47,8 +48,9 @@ export interface Gfapi {
   allocated(fd: Ptr): Promise<CallResult<number>>;
 }
 
-/** The library's file name (the SONAME libgfapi0 installs). */
-export const GFAPI_LIBRARY = 'libgfapi.so.0';
+/** The library's file name (the SONAME libgfapi0 installs), or another one from
+ *  PLATTER_GFAPI_LIBRARY (a GlusterFS installed elsewhere). */
+export const GFAPI_LIBRARY = process.env.PLATTER_GFAPI_LIBRARY || 'libgfapi.so.0';
 /** The one line a user without libgfapi reads. */
 export const GFAPI_MISSING = `GlusterFS support needs libgfapi (${GFAPI_LIBRARY}), which could not be loaded: install glusterfs-common (Debian, Ubuntu) or glusterfs-api (Fedora, RHEL)`;
 
@@ -198,7 +200,6 @@ export async function glfsAcquire(cfg: GlusterConfig): Promise<Ptr> {
     const lg = await api.setLogging(fs, cfg.logfile, cfg.debug);
     if (lg.ret < 0) throw gfapiError(lg.errno, 'set_logging');
     let timer: NodeJS.Timeout | undefined;
-    let timedOut = false;
     const init = api.init(fs);
     const outcome = await Promise.race([
       init.then((r) => r.ret),
@@ -209,10 +210,9 @@ export async function glfsAcquire(cfg: GlusterConfig): Promise<Ptr> {
     ]);
     clearTimeout(timer);
     if (outcome === 'timeout') {
-      timedOut = true;
       // The library call cannot be interrupted: release the handle once it returns.
       preopened.delete(cfg.volume);
-      void init.then(() => api.fini(fs)).catch(() => {});
+      abandonNativeCall(init.then(() => api.fini(fs)).catch(() => {}));
       throw connectError(cfg, `no answer within ${Math.round(GLUSTER_CONNECT_TIMEOUT_MS / 1000)} s`);
     }
     if (outcome !== 0) throw connectError(cfg);
@@ -220,7 +220,6 @@ export async function glfsAcquire(cfg: GlusterConfig): Promise<Ptr> {
     const xo = await api.setXlatorOption(fs, '*-write-behind', 'resync-failed-syncs-after-fsync', 'on');
     if (xo.ret < 0) throw new BlockError('Io', `Unable to set xlator key/value pair: ${gfapiError(xo.errno, 'set_xlator_option').message}`, { op: 'open' });
     settle.ok();
-    void timedOut;
     return fs;
   } catch (e) {
     settle.fail(e);
