@@ -167,9 +167,5 @@ export function sizeToStr(bytes: number): string {
 /** printf("%0.3g") for 0 <= v < 1000. */
 export function formatG3(v: number): string {
   if (v === 0) return '0';
-  // An exact tie rounds to even, as glibc's printf does (192.5 -> "192"); toPrecision rounds up.
-  const scale = 10 ** (2 - Math.floor(Math.log10(v)));
-  const x = v * scale;
-  if (!Number.isInteger(x) && Number.isInteger(x * 2)) return String(Number(((Math.floor(x) % 2 === 0 ? Math.floor(x) : Math.ceil(x)) / scale).toPrecision(3)));
   return String(Number(v.toPrecision(3)));
 }
