@@ -154,7 +154,14 @@ interface Preopened {
   fs: Ptr;
   ref: number;
   ready: Promise<void>;
+  /** Set while unused: glfs_fini runs when it fires, unless an open takes the handle again. */
+  linger?: NodeJS.Timeout;
 }
+
+/** How long an unused glfs_t is kept for the next open of its volume in this process (create,
+ *  then the open that formats the image, then convert's open). Each new glfs_t costs a volfile
+ *  fetch and each glfs_fini ~10 s on GlusterFS 10; QEMU finishes it at once. */
+const LINGER_MS = 1000;
 /** One glfs_t per volume name, shared and reference counted (QEMU's glfs_list). */
 const preopened = new Map<string, Preopened>();
 
@@ -172,6 +179,8 @@ function connectError(cfg: GlusterConfig, detail?: string): BlockError {
 export async function glfsAcquire(cfg: GlusterConfig): Promise<Ptr> {
   const existing = preopened.get(cfg.volume);
   if (existing) {
+    if (existing.linger) clearTimeout(existing.linger);
+    delete existing.linger;
     existing.ref++;
     try {
       await existing.ready;
@@ -231,13 +240,19 @@ export async function glfsAcquire(cfg: GlusterConfig): Promise<Ptr> {
   }
 }
 
-/** Drop one reference to a volume's glfs_t; the last one finishes it (glfs_fini). */
+/** Drop one reference to a volume's glfs_t; after the last one it is finished (glfs_fini)
+ *  LINGER_MS later, unless an open of the volume takes it again first. */
 export async function glfsRelease(fs: Ptr): Promise<void> {
   for (const [volume, entry] of preopened) {
     if (entry.fs !== fs) continue;
     if (--entry.ref > 0) return;
-    preopened.delete(volume);
-    await gfapi().fini(fs);
+    entry.linger = setTimeout(() => {
+      if (preopened.get(volume) !== entry || entry.ref > 0) return;
+      preopened.delete(volume);
+      void gfapi()
+        .fini(fs)
+        .catch(() => {});
+    }, LINGER_MS);
     return;
   }
 }
