@@ -7,6 +7,7 @@
 
 import { callService, type AnyRouter, type PlatterService } from '../core/api/service.ts';
 import { appRouter, type AppContext, type PickPathsInput } from '../core/api/app-router.ts';
+import { stopAllNbdServers } from '../core/api/routes-remote.ts';
 import { createLibraryWatcher } from '../core/api/library-watch.ts';
 import type { AppConfig, AppEvent, CallRequest, CallResult } from '../core/api/app-protocol.ts';
 import type { SerializedError } from '../core/api/types.ts';
@@ -66,6 +67,7 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
     async close() {
       unsubscribe();
       watcher.close();
+      await stopAllNbdServers(); // servers the app started (Serve over NBD) end with it
       listeners.clear();
       await service.close();
     },

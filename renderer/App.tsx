@@ -17,6 +17,9 @@ import { CheckDialog } from './components/CheckDialog.tsx';
 import { ResizeDialog } from './components/ResizeDialog.tsx';
 import { SnapshotTree } from './components/SnapshotTree.tsx';
 import { Dialog } from './components/Dialog.tsx';
+import { ViewsActions } from './components/views/ViewsActions.tsx';
+import { ViewsDialogs } from './components/views/ViewsDialogs.tsx';
+import { NewFromFolderButton, RemoteDialogs } from './components/remote/RemoteActions.tsx';
 
 function useStartup() {
   useEffect(() => {
@@ -66,12 +69,14 @@ function TopBar() {
         <button type="button" className="primary" onClick={() => open('create')}>
           New image…
         </button>
+        <NewFromFolderButton />
         <button type="button" disabled={!entry || Boolean(entry.error)} onClick={() => entry && open('convert', entry.path)}>
           Convert…
         </button>
         <button type="button" disabled={!entry || Boolean(entry.error)} onClick={() => entry && open('check', entry.path)}>
           Check…
         </button>
+        <ViewsActions />
         <button type="button" onClick={() => void refresh()} aria-busy={scanning}>
           {scanning ? 'Refreshing…' : 'Refresh'}
         </button>
@@ -151,6 +156,8 @@ export function App() {
       </div>
       <JobsPanel />
       <Dialogs />
+      <ViewsDialogs />
+      <RemoteDialogs />
       <Notices />
     </div>
   );

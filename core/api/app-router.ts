@@ -9,6 +9,10 @@ import { libraryScanInput, scanLibrary } from './library.ts';
 import { libraryWatchInput } from './library-watch.ts';
 import type { AppConfig } from './app-protocol.ts';
 import { unsupported } from '../errors.ts';
+import { safetyRoutes } from './routes-safety.ts';
+import { viewsRoutes } from './routes-views.ts';
+import { remoteRoutes } from './routes-remote.ts';
+import { drivesRoutes } from './routes-drives.ts';
 
 export const pickPathsInput = z.object({ kind: z.enum(['folder', 'file']), title: z.string().max(200).optional() });
 export type PickPathsInput = z.infer<typeof pickPathsInput>;
@@ -26,6 +30,10 @@ export type AppCallContext = CallContext & { app: AppContext };
 
 export const appRouter = {
   ...serviceRouter,
+  ...safetyRoutes,
+  ...viewsRoutes,
+  ...remoteRoutes,
+  ...drivesRoutes,
   /** How the app was started (mode, library roots given at launch, version). */
   appConfig: query(z.object({}).optional(), (_i, ctx: AppCallContext) => ctx.app.config),
   /** One row per image in the given folders and files. */

@@ -131,6 +131,7 @@ export function createLibraryWatcher(onChange: (roots: string[]) => void, option
       const wanted = new Map<string, Set<string>>();
       let dropped = 0;
       for (const p of paths) {
+        if (/^(nbd(\+unix|\+tcp)?:|fat:|ssh:\/\/|iscsi:\/\/)/.test(p)) continue; // remote sources: nothing to watch
         const root = resolve(p);
         let folder = root;
         try {

@@ -9,11 +9,12 @@ import { z } from 'zod';
 import type { PlatterService } from './service.ts';
 import type { ImageInfo, SerializedError } from './types.ts';
 import { serializeError } from '../errors.ts';
+import { isRemoteRoot, scanRemoteRoots } from './routes-remote.ts';
 
 /** File name endings the library lists from a folder (any file can still be added by path). */
 export const IMAGE_EXTENSIONS = new Set([
   '.qcow2', '.qcow', '.img', '.raw', '.vmdk', '.vdi', '.vhd', '.vhdx', '.vpc', '.qed', '.iso', '.luks',
-  '.dmg', '.bochs', '.cloop', '.hdd', '.parallels', '.bin', '.disk',
+  '.dmg', '.bochs', '.cloop', '.hdd', '.hds', '.parallels', '.bin', '.disk',
 ]);
 
 /** VMDK extent files (x-flat.vmdk, x-s001.vmdk, x-f001.vmdk) belong to their descriptor: not rows. */
@@ -54,6 +55,8 @@ export interface LibraryEntry {
   fullBackingFile?: string;
   backingFormat?: string;
   snapshots: NonNullable<ImageInfo['snapshots']>;
+  /** Persistent dirty bitmaps (qcow2: qemu-img info's format-specific "bitmaps"). */
+  bitmaps?: { name: string; granularity: number; flags: string[] }[];
   /** 'in-use': another process holds the write lock (qemu-img would say "Is another process using the image?"). */
   lock: LockState;
   /** File modification time, ms since the epoch. */
@@ -118,6 +121,7 @@ async function describe(service: PlatterService, path: string, root: string): Pr
     ...(info['full-backing-filename'] !== undefined ? { fullBackingFile: resolve(dirname(path), info['full-backing-filename']) } : {}),
     ...(info['backing-filename-format'] !== undefined ? { backingFormat: info['backing-filename-format'] } : {}),
     snapshots: info.snapshots ?? [],
+    ...(Array.isArray(info['format-specific']?.data['bitmaps']) ? { bitmaps: info['format-specific']!.data['bitmaps'] as NonNullable<LibraryEntry['bitmaps']> } : {}),
   };
 }
 
@@ -126,6 +130,7 @@ export async function scanLibrary(service: PlatterService, input: LibraryScanInp
   const files: { path: string; root: string }[] = [];
   const seen = new Set<string>();
   for (const given of input.paths) {
+    if (isRemoteRoot(given)) continue; // nbd:, fat:, ssh://, iscsi:// (routes-remote.ts)
     const root = resolve(given);
     let st;
     try {
@@ -151,5 +156,5 @@ export async function scanLibrary(service: PlatterService, input: LibraryScanInp
     }
   };
   await Promise.all(Array.from({ length: Math.min(SCAN_CONCURRENCY, files.length) }, worker));
-  return rows;
+  return [...rows, ...(await scanRemoteRoots(service, input.paths.filter(isRemoteRoot)))];
 }

@@ -64,13 +64,19 @@ export function isWindowsDevicePath(filename: string): boolean {
   return /^\\\\\.\\/.test(filename);
 }
 
-/** Is this a host device path that QEMU's host_device/host_cdrom drivers take? */
+/**
+ * QEMU's is_windows_drive (block.c): "d:" alone, or a name under "\\.\" or "//./"
+ * (\\.\d:, \\.\PhysicalDrive0, \\.\CdRom0). On Windows these, and "/dev/cdrom", are host
+ * devices (file-win32.c hdev_probe_device); elsewhere plain names.
+ */
+export function isWindowsDrive(filename: string): boolean {
+  return /^[A-Za-z]:$/.test(filename) || filename.startsWith('\\\\.\\') || filename.startsWith('//./');
+}
+
+/** The driver Windows' host_device probe gives a name (undefined on other OSes, where drivers
+ *  probe the device itself through ProtocolDriver.probeDevice). */
 export function hostDeviceDriverFor(filename: string, platform: NodeJS.Platform = process.platform): string | undefined {
-  if (isWindowsDevicePath(filename)) {
-    return /^\\\\\.\\[A-Za-z]:$/.test(filename) ? 'host_device' : 'host_device';
-  }
-  if (platform === 'linux' && /^\/dev\/(cdrom|sr\d+|scd\d+)$/.test(filename)) return 'host_cdrom';
-  if (platform === 'darwin' && /^\/dev\/(cdrom|r?disk\d+(s\d+)?)$/.test(filename)) return filename === '/dev/cdrom' ? 'host_cdrom' : 'host_device';
+  if (platform === 'win32' && (isWindowsDrive(filename) || filename.startsWith('/dev/cdrom'))) return 'host_device';
   return undefined;
 }
 
@@ -78,8 +84,9 @@ export function hostDeviceDriverFor(filename: string, platform: NodeJS.Platform 
  * The options tree for one protocol-level filename. `protocols` is the set of protocol driver
  * names Platter implements; a known but unimplemented protocol gets a clear Unsupported error.
  */
-export function protocolTreeForFilename(filename: string, implemented: (name: string) => { parseFilename?(f: string): OptionsTree } | undefined): OptionsTree {
-  const dev = hostDeviceDriverFor(filename);
+export function protocolTreeForFilename(filename: string, implemented: (name: string) => { parseFilename?(f: string): OptionsTree } | undefined, probeDevice?: (filename: string) => string | undefined): OptionsTree {
+  // As QEMU's bdrv_find_protocol: the device probes run first, even on names with a prefix.
+  const dev = hostDeviceDriverFor(filename) ?? probeDevice?.(filename);
   if (dev) {
     const d = implemented(dev);
     if (!d) throw unsupported(`The '${dev}' protocol is not yet supported by Platter (for '${filename}')`, { path: filename });

@@ -441,6 +441,9 @@ export interface ProtocolDriver {
   readonly takesNoLocks?: boolean;
   /** Turn a filename/URI into this driver's options (QEMU's bdrv_parse_filename). */
   parseFilename?(filename: string): OptionsTree;
+  /** QEMU's bdrv_probe_device: how strongly this driver claims a plain filename (0 = not at all,
+   *  100 = certainly; host_device and host_cdrom). The highest score wins, ties go to the first. */
+  probeDevice?(filename: string): number;
   /** A filename as it may be shown in messages (a URL's password taken out). */
   redactFilename?(filename: string): string;
   /** QEMU's bdrv_refresh_filename for a node with no plain filename: its options as the JSON

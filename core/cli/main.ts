@@ -78,8 +78,9 @@ export async function main(argv: string[], givenIo: CliIo = defaultIo): Promise<
     return 1;
   }
   let service: PlatterService | undefined;
-  // Warnings worded "warning: ..." are QEMU's warn_report: they carry the program's name.
-  const warn = (m: string) => io.stderr(m.startsWith('warning: ') ? errorText(m) : `${m}\n`);
+  // Warnings worded "warning: ..." are QEMU's warn_report, "error_report: ..." its error_report:
+  // both carry the program's name.
+  const warn = (m: string) => io.stderr(m.startsWith('warning: ') ? errorText(m) : m.startsWith('error_report: ') ? errorText(m.slice('error_report: '.length)) : `${m}\n`);
   const ctx: CommandContext = {
     io,
     get service() {

@@ -7,12 +7,12 @@ import { rmSync } from 'node:fs';
 import { MAX_EXACT_SIZE } from '../util/checked.ts';
 import { BlockError, invalidArgument, unsupported } from '../errors.ts';
 import type { BlockNode } from '../block/node.ts';
-import type { CreateContext } from '../block/types.ts';
+import type { CreateContext, FormatDriver } from '../block/types.ts';
 import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, stripFilePrefix } from '../block/filename.ts';
 import { filterChildPerms, rootPerms, storageChildPerms } from '../block/permissions.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
-import { checkDeferred, parseOptions, withDefaults, type OptionValues } from '../block/options-schema.ts';
+import { checkDeferred, parseOptions, withDefaults, type OptionSpec, type OptionValues } from '../block/options-schema.ts';
 import { findFormat, findProtocol } from './registry.ts';
 import { defaultWarn, openImage, openProtocol, resolveBackingFilename, resolveProtocolTree } from './open.ts';
 
@@ -47,6 +47,17 @@ export function protocolCreateRefusal(filename: string): BlockError | undefined 
   return unsupported(`Protocol driver '${proto.name}' does not support image creation`, { path: filename, op: 'create' });
 }
 
+/** The options a new image takes: its format's, then those of the remote protocol its name is
+ *  in that the format lacks (qemu-img appends the protocol driver's create options to the
+ *  format's: sheepdog's redundancy, object_size and backing_file). */
+export function createSchema(driver: FormatDriver, filename: string): readonly OptionSpec[] {
+  const p = protocolPrefix(filename);
+  const name = p !== undefined && p !== 'file' ? KNOWN_PROTOCOLS[p] : undefined;
+  const proto = name !== undefined ? findProtocol(name) : undefined;
+  if (!proto || proto.createOptions.length === 0) return driver.createOptions;
+  return [...driver.createOptions, ...proto.createOptions.filter((spec) => !driver.createOptions.some((f) => f.name === spec.name))];
+}
+
 /** Create a new image (qemu-img create). Returns the parsed options actually used. */
 export async function createImage(o: CreateImageOptions): Promise<OptionValues> {
   const driver = findFormat(o.format);
@@ -57,8 +68,14 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
   const warn = o.warn ?? defaultWarn;
   const secrets = o.secrets ?? new SecretStore();
   const workers = o.workers ?? sharedWorkerPool();
-  const given = parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true });
+  const schema = createSchema(driver, o.finalName ?? o.filename);
+  const given = parseOptions(schema, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : (o.options as Record<string, string | number | boolean>), '', { deferChecks: true });
   const values = withDefaults(driver.createOptions, given);
+  // Options only the protocol takes go to its create (a sheepdog clone's backing_file).
+  const protoOnly = schema.filter((spec) => !driver.createOptions.includes(spec));
+  const protoValues: OptionValues = {};
+  for (const spec of protoOnly) if (given[spec.name] !== undefined) protoValues[spec.name] = given[spec.name]!;
+  for (const spec of protoOnly) if (given[spec.name] !== undefined) values[spec.name] = given[spec.name]!;
 
   let size = o.size;
   let backing: BlockNode | undefined;
@@ -69,7 +86,15 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
   try {
     // As QEMU's bdrv_img_create: the backing file is opened (to check it, and for the size)
     // unless -u; either way its format must be named.
-    if (typeof backingFile === 'string' && backingFile !== '') {
+    if (typeof backingFile === 'string' && backingFile !== '' && protoValues['backing_file'] !== undefined) {
+      // The protocol's own base (a sheepdog snapshot a clone starts from): a name the user typed,
+      // opened as given (for its size); the protocol checks what it is.
+      if (size === undefined) {
+        const base = await openImage(backingFile, { bareDriverErrors: true, readOnly: true, forceShare: true, secrets, workers, warn });
+        size = base.size;
+        await base.close();
+      }
+    } else if (typeof backingFile === 'string' && backingFile !== '') {
       if (!o.unsafeBacking) {
         const full = resolveBackingFilename(path, { driver: 'file', filename: path }, backingFile);
         backing = await openImage(full, { bareDriverErrors: true, readOnly: true, forceShare: true, secrets, workers, warn, ...(backingFmt ? { format: backingFmt } : {}) }).catch((e) => {
@@ -109,7 +134,14 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     if (proto && !proto.create && proto.createSimple) {
       const pre = values['preallocation'];
       if (pre !== undefined && pre !== 'off') throw unsupported(`Unsupported preallocation mode '${String(pre)}'`);
-      const file = await openProtocol(protoTree, path, false, filterChildPerms(rootPerms(false, false, 0x8)), { warn, secrets });
+      // QEMU's bdrv_co_create_opts_simple prefixes an open failure so.
+      const file = await openProtocol(protoTree, path, false, filterChildPerms(rootPerms(false, false, 0x8)), { warn, secrets }).catch((e: unknown) => {
+        if (!(e instanceof BlockError)) throw e;
+        // file-posix names the device in its own OS-level failures ("Could not open 'x': ...").
+        const posix = (proto.name === 'host_device' || proto.name === 'host_cdrom') && e.kind !== 'Locked' && e.code !== 'ProtocolWorded' && e.code !== 'OpenFailed';
+        const inner = posix ? `Could not open '${path}': ${e.message}` : e.message;
+        throw new BlockError(e.kind, `Protocol driver '${proto.name}' does not support image creation, and opening the image failed: ${inner}`, e.context, { cause: e, code: 'Worded', ...(e.hint ? { hint: e.hint } : {}) });
+      });
       try {
         if (file.size < size) await file.truncate(size, {});
         if (Math.min(file.size, 512) > 0) await file.writeZeroes(0, Math.min(file.size, 512), { mayUnmap: true });
@@ -146,7 +178,9 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
     // A remote protocol's create makes or checks the storage (iscsi: the LUN must be large
     // enough); only raw passes its size down (other formats' sizes stay theirs).
-    await proto.create!(path, local ? 0 : driver.name === 'raw' ? size : 0, local ? fileValues : Object.fromEntries(proto.createOptions.filter((spec) => given[spec.name] !== undefined).map((spec) => [spec.name, values[spec.name]!])), ctxBase);
+    // A protocol with create options of its own makes fixed-size storage (a sheepdog vdi): it
+    // gets the image's size, as QEMU's bdrv_create_file passes it.
+    await proto.create!(path, local ? 0 : driver.name === 'raw' || protoOnly.length > 0 ? size : 0, local ? fileValues : { ...protoValues, ...(driver.name === 'raw' && values['preallocation'] !== undefined && proto.createOptions.some((spec) => spec.name === 'preallocation') ? { preallocation: values['preallocation'] } : {}) }, ctxBase);
     const file = await openProtocol(local ? { driver: 'file', filename: path } : protoTree, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn, secrets });
     let failed = true;
     try {

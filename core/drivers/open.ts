@@ -14,7 +14,7 @@ import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, protocolTreeForFilename, 
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from '../block/permissions.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
-import { findFormat, findProtocol, formatDrivers } from './registry.ts';
+import { findFormat, findProtocol, formatDrivers, probeDeviceDriver } from './registry.ts';
 import { checkDeferred, parseOptions, withDefaults, type OptionValues } from '../block/options-schema.ts';
 
 export interface OpenImageOptions {
@@ -58,6 +58,10 @@ export interface OpenImageOptions {
   /** Internal: permissions this node must take (set for backing nodes). */
   perms?: PermPair;
 }
+
+/** Protocols opened bare when an options tree built inside Platter names them at the top (a
+ *  user's --image-opts / json: opens every protocol bare, as QEMU does). */
+const BARE_TOP_PROTOCOLS = new Set(['host_device', 'host_cdrom']);
 
 /** How deep a backing chain may go before we call it a loop or an attack (QEMU has no fixed cap;
  *  1000 is far past any real chain and bounds recursion). */
@@ -137,6 +141,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
   const secrets = opts.secrets ?? new SecretStore();
   const workers = opts.workers ?? sharedWorkerPool();
   // A filter Platter skips: open what it filters instead.
+  let topDriver: unknown;
   if (typeof spec !== 'string' || spec.startsWith('json:') || opts.imageOpts) {
     let raw: OptionsTree | undefined;
     try {
@@ -144,6 +149,7 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     } catch {
       raw = undefined; // the usual path below words the error
     }
+    topDriver = raw?.driver;
     const child = raw ? skippedFilterChild(raw) : undefined;
     if (child !== undefined) {
       const { imageOpts: _i, ...rest } = opts;
@@ -175,6 +181,18 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
 
   const perms = opts.perms ?? rootPerms(readOnly, forceShare, opts.extraPerm, opts.noShare ?? !readOnly);
   const childEnv: ChildEnv = { warn, secrets, workers, forceShare };
+  // A protocol named as the top driver (a user's --image-opts or json: options, driver=file /
+  // vvfat / nbd / host_device ...) is the image itself: no format is probed above it, as in QEMU
+  // (info shows "file format: file", the node's size is the protocol's). Options trees built
+  // inside Platter keep a format layer over a file protocol, except for host devices.
+  if (opts.format === undefined && typeof topDriver === 'string' && findProtocol(topDriver) !== undefined && findFormat(topDriver) === undefined && (typeof spec === 'string' || BARE_TOP_PROTOCOLS.has(topDriver))) {
+    try {
+      return await openProtocol(fileTree, displayName, readOnly, perms, childEnv);
+    } catch (e) {
+      const local = fileTree.driver === 'file' || fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom';
+      throw failed(e instanceof BlockError && e.kind === 'Locked' ? e : local ? prefixOpenError(e, displayName) : e);
+    }
+  }
   let formatName = typeof tree.driver === 'string' ? tree.driver : undefined;
   let formatDriver: FormatDriver | undefined;
   if (formatName !== undefined) {
@@ -487,7 +505,7 @@ export function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
   const filename = optString(fileTree, 'filename');
   if (filename === undefined) throw invalidArgument('A filename is required');
   if (filename === '') throw invalidArgument("The 'file' block driver requires a file name");
-  const base = protocolTreeForFilename(filename, (n) => findProtocol(n));
+  const base = protocolTreeForFilename(filename, (n) => findProtocol(n), probeDeviceDriver);
   return { ...fileTree, ...base };
 }
 
@@ -514,7 +532,7 @@ function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?
     }
   }
   // A "file:" name shows as the file it names (QEMU's refreshed filename of the file node).
-  if (given !== undefined && fileTree.driver === 'file' && typeof fileTree.filename === 'string' && protocolPrefix(given) === 'file') return fileTree.filename;
+  if (refreshed && given !== undefined && typeof fileTree.filename === 'string' && ((fileTree.driver === 'file' && protocolPrefix(given) === 'file') || ((fileTree.driver === 'host_device' || fileTree.driver === 'host_cdrom') && protocolPrefix(given) === fileTree.driver))) return fileTree.filename;
   if (given !== undefined) return given;
   if (typeof fileTree.filename === 'string') return fileTree.filename;
   return `json:${JSON.stringify(fileTree)}`;

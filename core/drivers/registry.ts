@@ -20,3 +20,14 @@ export function findFormat(name: string): FormatDriver | undefined {
 export function findProtocol(name: string): ProtocolDriver | undefined {
   return PROTOCOL_DRIVERS.find((d) => d.name === name);
 }
+
+/** QEMU's find_hdev_driver: the protocol whose device probe scores a plain name highest, if any. */
+export function probeDeviceDriver(filename: string): string | undefined {
+  let best: ProtocolDriver | undefined;
+  let bestScore = 0;
+  for (const d of PROTOCOL_DRIVERS) {
+    const score = d.probeDevice?.(filename) ?? 0;
+    if (score > bestScore) [best, bestScore] = [d, score];
+  }
+  return best?.name;
+}

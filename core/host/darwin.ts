@@ -8,7 +8,7 @@
 import { koffi } from './ffi.ts';
 import { fstatSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import type { HostOps, LockType } from './index.ts';
+import type { DeviceOps, HostOps, LockType } from './index.ts';
 import { encodeDarwinFlock, decodeDarwinFlockType, DARWIN_F_RDLCK, DARWIN_F_UNLCK, DARWIN_F_WRLCK } from './flock.ts';
 import { errnoError } from './errno.ts';
 
@@ -29,8 +29,11 @@ const FSTORE_SIZE = 32;
 /** sizeof(fpunchhole_t): u32 fp_flags, u32 reserved, off_t fp_offset, off_t fp_length. */
 const FPUNCHHOLE_SIZE = 24;
 /** <sys/disk.h> ioctls (_IOR('d', 25, uint64_t), _IOR('d', 24, uint32_t)). */
-const DKIOCGETBLOCKCOUNT = 0x40086419;
-const DKIOCGETBLOCKSIZE = 0x40046418;
+export const DKIOCGETBLOCKCOUNT = 0x40086419;
+export const DKIOCGETBLOCKSIZE = 0x40046418;
+/** DKIOCGETPHYSICALBLOCKSIZE: _IOR('d', 77, uint32_t); DKIOCEJECT: _IO('d', 21) (<sys/disk.h>). */
+export const DKIOCGETPHYSICALBLOCKSIZE = 0x4004644d;
+export const DKIOCEJECT = 0x20006415;
 
 const E = osConstants.errno;
 const UNSUPPORTED_ERRNOS = new Set<number>([E.EOPNOTSUPP, E.ENOTSUP, E.ENOSYS, E.EINVAL, E.ENOTTY].filter((v) => v !== undefined));
@@ -133,6 +136,21 @@ export function createDarwinHost(): HostOps {
       const size = count.readBigUInt64LE(0) * BigInt(bsize.readUInt32LE(0));
       return size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : undefined;
     },
+    device: {
+      physicalBlockSize(fd) {
+        if (!isDisk(fd)) return undefined;
+        const out = Buffer.alloc(4);
+        if ((ioctl(fd, DKIOCGETPHYSICALBLOCKSIZE, 'void *', out) as number) !== 0) return undefined;
+        return out.readUInt32LE(0) || undefined;
+      },
+      isReadOnly: () => false, // open(2) of a write-protected disk fails itself
+      discard: async () => false,
+      zeroOut: async () => false,
+      cdromStatus: () => undefined,
+      // DKIOCEJECT ejects the medium; macOS has no "close tray" nor door lock call for disks.
+      cdromEject: (fd, eject) => eject && (ioctl(fd, DKIOCEJECT, 'void *', null) as number) === 0,
+      cdromLockDoor: () => false,
+    } satisfies DeviceOps,
     deviceBlockSize(fd) {
       if (!isDisk(fd)) return undefined;
       const bsize = Buffer.alloc(4);

@@ -40,6 +40,9 @@ export interface HostOps {
   deviceSize(fd: number): number | undefined;
   /** Logical block size of a block device (BLKSSZGET), or undefined when fd is not one. */
   deviceBlockSize(fd: number): number | undefined;
+  /** Host block device and CD-ROM calls (core/protocols/host-device). Optional: an OS module
+   *  without them leaves the driver to its portable answers (write zeros, no discard, no tray). */
+  readonly device?: DeviceOps;
   /** Turn direct (uncached) I/O on for an open fd where the OS does it by fcntl rather than an open
    *  flag (macOS F_NOCACHE). False when the OS has no such call. */
   setDirectIo(fd: number): boolean;
@@ -51,6 +54,29 @@ export interface HostOps {
    * were changed (0 where the OS has no such policy).
    */
   batchHelperThreads(): number;
+}
+
+/** CD-ROM drive states (<linux/cdrom.h> CDS_*), as CDROM_DRIVE_STATUS answers. */
+export type CdromStatus = 'no-info' | 'no-disc' | 'tray-open' | 'not-ready' | 'disc-ok';
+
+/** Block device and CD-ROM ioctls (Linux <linux/fs.h>, <linux/cdrom.h>). */
+export interface DeviceOps {
+  /** Physical block size (BLKPBSZGET); undefined when fd is not a block device. */
+  physicalBlockSize(fd: number): number | undefined;
+  /** The kernel's read-only flag of a block device (BLKROGET, set by blockdev --setro). */
+  isReadOnly(fd: number): boolean;
+  /** BLKDISCARD of a byte range: false when the device cannot (EOPNOTSUPP, ENOTTY); throws on I/O errors. */
+  discard(fd: number, offset: number, length: number): Promise<boolean>;
+  /** BLKZEROOUT of a byte range: false when unsupported; throws on I/O errors. */
+  zeroOut(fd: number, offset: number, length: number): Promise<boolean>;
+  /** CDROM_DRIVE_STATUS(CDSL_CURRENT): undefined when fd is no CD-ROM drive (the ioctl fails). */
+  cdromStatus(fd: number): CdromStatus | undefined;
+  /** CDROMEJECT (eject true) or CDROMCLOSETRAY: false when the drive refused. */
+  cdromEject(fd: number, eject: boolean): boolean;
+  /** CDROM_LOCKDOOR: false when the drive refused (an automounted disc, say). */
+  cdromLockDoor(fd: number, locked: boolean): boolean;
+  /** Windows: the first CD-ROM drive as "\\.\X:" (QEMU's find_cdrom), for the /dev/cdrom alias. */
+  firstCdrom?(): string | undefined;
 }
 
 import { createLinuxHost } from './linux.ts';

@@ -9,7 +9,7 @@
 import { koffi } from './ffi.ts';
 import { openSync, closeSync, fstatSync, readdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import type { HostOps, LockType } from './index.ts';
+import type { DeviceOps, HostOps, LockType } from './index.ts';
 import { errnoError } from './errno.ts';
 import { encodeFlock, decodeFlockType, F_RDLCK, F_WRLCK, F_UNLCK } from './flock.ts';
 
@@ -31,8 +31,23 @@ const FALLOC_FL_ZERO_RANGE = 0x10;
 /** ioctl numbers (<linux/fs.h>) as _IOR/_IOW encode them on LP64 (sizeof(long) = 8). */
 const FS_IOC_GETFLAGS = 0x80086601; // _IOR('f', 1, long)
 const FS_IOC_SETFLAGS = 0x40086602; // _IOW('f', 2, long)
-const BLKGETSIZE64 = 0x80081272; // _IOR(0x12, 114, size_t)
-const BLKSSZGET = 0x1268; // _IO(0x12, 104), result is an int
+export const BLKGETSIZE64 = 0x80081272; // _IOR(0x12, 114, size_t)
+export const BLKSSZGET = 0x1268; // _IO(0x12, 104), result is an int
+export const BLKPBSZGET = 0x127b; // _IO(0x12, 123), result is an unsigned int
+export const BLKROGET = 0x125e; // _IO(0x12, 94), result is an int
+export const BLKDISCARD = 0x1277; // _IO(0x12, 119), arg: uint64_t range[2] = { start, length }
+export const BLKZEROOUT = 0x127f; // _IO(0x12, 127), arg: uint64_t range[2] = { start, length }
+/** CD-ROM ioctls (<linux/cdrom.h>): plain numbers, the argument passed by value. */
+export const CDROMEJECT = 0x5309;
+export const CDROMCLOSETRAY = 0x5319;
+export const CDROM_DRIVE_STATUS = 0x5326;
+export const CDROM_LOCKDOOR = 0x5329;
+/** CDSL_CURRENT: ((int)(~0U >> 1)), "the current slot". */
+export const CDSL_CURRENT = 0x7fffffff;
+/** CDROM_DRIVE_STATUS answers, CDS_NO_INFO (0) .. CDS_DISC_OK (4). */
+export const CDS_STATES = ['no-info', 'no-disc', 'tray-open', 'not-ready', 'disc-ok'] as const;
+/** Ranges above this go to koffi's thread pool (a zero-out of gigabytes takes a while). */
+const SYNC_DEVICE_RANGE_MAX = 16 << 20;
 /** sched_setscheduler(2) policy (<linux/sched.h>): no wakeup preemption, for batch work. */
 const SCHED_BATCH = 3;
 
@@ -62,6 +77,7 @@ export function createLinuxHost(): HostOps {
   const posixFallocate = libc.func('int posix_fallocate(int fd, int64_t offset, int64_t len)');
   const fcntlLock = libc.func('int fcntl(int fd, int cmd, void *lock)');
   const ioctlPtr = libc.func('int ioctl(int fd, unsigned long request, void *arg)');
+  const ioctlLong = libc.func('ioctl', 'int', ['int', 'unsigned long', 'long']);
   const setScheduler = libc.func('int sched_setscheduler(int pid, int policy, void *param)');
   const errnoLocation = libc.func('int *__errno_location()');
   /** errno of this thread, read right after the failing call (nothing else runs in between). */
@@ -128,8 +144,55 @@ export function createLinuxHost(): HostOps {
     }
   };
 
+  /** A range ioctl (BLKDISCARD, BLKZEROOUT): true on success, false when the device cannot,
+   *  throws on other errors. Large ranges run on koffi's pool; a failure there is repeated
+   *  synchronously to read errno (both ioctls are idempotent). */
+  const rangeIoctl = async (fd: number, request: number, name: string, offset: number, length: number): Promise<boolean> => {
+    if (length <= 0) return true;
+    const range = Buffer.alloc(16);
+    range.writeBigUInt64LE(BigInt(offset), 0);
+    range.writeBigUInt64LE(BigInt(length), 8);
+    if (length > SYNC_DEVICE_RANGE_MAX) {
+      const r = await new Promise<number>((res, rej) => ioctlPtr.async(fd, request, range, (err: unknown, v: number) => (err ? rej(err) : res(v))));
+      if (r === 0) return true;
+    }
+    for (;;) {
+      if ((ioctlPtr(fd, request, range) as number) === 0) return true;
+      const e = errno();
+      if (e === E.EINTR) continue;
+      if (UNSUPPORTED_ERRNOS.has(e) || e === E.ENODEV) return false;
+      throw errnoError(e, name);
+    }
+  };
+
+  const device: DeviceOps = {
+    physicalBlockSize(fd) {
+      if (!isBlockDevice(fd)) return undefined;
+      const out = Buffer.alloc(8);
+      if ((ioctlPtr(fd, BLKPBSZGET, out) as number) !== 0) return undefined;
+      const v = out.readUInt32LE(0);
+      return v > 0 ? v : undefined;
+    },
+    isReadOnly(fd) {
+      if (!isBlockDevice(fd)) return false;
+      const out = Buffer.alloc(8);
+      if ((ioctlPtr(fd, BLKROGET, out) as number) !== 0) return false;
+      return out.readInt32LE(0) !== 0;
+    },
+    discard: (fd, offset, length) => rangeIoctl(fd, BLKDISCARD, 'ioctl(BLKDISCARD)', offset, length),
+    zeroOut: (fd, offset, length) => rangeIoctl(fd, BLKZEROOUT, 'ioctl(BLKZEROOUT)', offset, length),
+    cdromStatus(fd) {
+      const r = ioctlLong(fd, CDROM_DRIVE_STATUS, CDSL_CURRENT) as number;
+      if (r < 0) return undefined;
+      return CDS_STATES[r] ?? 'no-info';
+    },
+    cdromEject: (fd, eject) => (ioctlLong(fd, eject ? CDROMEJECT : CDROMCLOSETRAY, 0) as number) >= 0,
+    cdromLockDoor: (fd, locked) => (ioctlLong(fd, CDROM_LOCKDOOR, locked ? 1 : 0) as number) >= 0,
+  };
+
   return {
     platform: 'linux',
+    device,
     ofdLocksSupported: ofd,
     locksSupported: true,
     seekData: (fd, offset) => seek(fd, offset, SEEK_DATA),

@@ -12,7 +12,8 @@
 // - There is no F_GETLK: a test takes the lock with LOCKFILE_FAIL_IMMEDIATELY and releases it,
 //   and locks held through the same handle do conflict (testSeesOwnLocks).
 import { koffi } from './ffi.ts';
-import type { HostOps, LockType } from './index.ts';
+import type { DeviceOps, HostOps, LockType } from './index.ts';
+import { decodeDiskGeometryEx, decodeLengthInfo, DISK_GEOMETRY_EX_BUFFER, DRIVE_CDROM, GET_LENGTH_INFORMATION_SIZE, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, IOCTL_DISK_GET_LENGTH_INFO } from './win32-device.ts';
 
 /** Where lock offsets start on Windows: 2^52, beyond any image Platter can address. */
 export const WIN32_LOCK_BASE = 2 ** 52;
@@ -47,6 +48,47 @@ export function createWin32Host(): HostOps {
   // Node's fds are libuv's CRT descriptors; node.exe (and Electron) export libuv for addons.
   const self = ffi.load(process.execPath);
   const uvGetOsfhandle = self.func('void *uv_get_osfhandle(int fd)');
+
+  const DeviceIoControl = kernel32.func('__stdcall', 'DeviceIoControl', 'int', ['void *', 'uint32_t', 'void *', 'uint32_t', 'void *', 'uint32_t', 'void *', 'void *']);
+  const GetLogicalDriveStringsW = kernel32.func('__stdcall', 'GetLogicalDriveStringsW', 'uint32_t', ['uint32_t', 'void *']);
+  const GetDriveTypeW = kernel32.func('__stdcall', 'GetDriveTypeW', 'uint32_t', ['str16']);
+
+  /** DeviceIoControl with no input: the output buffer and how much of it came back, or undefined. */
+  const ioctlOut = (fd: number, code: number, size: number): { buf: Buffer; n: number } | undefined => {
+    let h: unknown;
+    try {
+      h = handleOf(fd);
+    } catch {
+      return undefined;
+    }
+    const buf = Buffer.alloc(size);
+    const returned = Buffer.alloc(4);
+    if ((DeviceIoControl(h, code, null, 0, buf, size, returned, null) as number) === 0) return undefined;
+    return { buf, n: returned.readUInt32LE(0) };
+  };
+  const geometry = (fd: number) => {
+    const r = ioctlOut(fd, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, DISK_GEOMETRY_EX_BUFFER);
+    return r ? decodeDiskGeometryEx(r.buf, r.n) : undefined;
+  };
+  const device: DeviceOps = {
+    physicalBlockSize: (fd) => geometry(fd)?.bytesPerSector,
+    isReadOnly: () => false, // CreateFileW itself fails on a write-protected disk
+    discard: async () => false,
+    zeroOut: async () => false,
+    cdromStatus: () => undefined,
+    cdromEject: () => false,
+    cdromLockDoor: () => false,
+    firstCdrom() {
+      // GetLogicalDriveStringsW: "C:\\<NUL>D:\\<NUL><NUL>" in UTF-16.
+      const buf = Buffer.alloc(512);
+      const n = GetLogicalDriveStringsW(256, buf) as number;
+      if (n === 0 || n > 256) return undefined;
+      for (const root of buf.toString('utf16le', 0, n * 2).split('\0').filter(Boolean)) {
+        if ((GetDriveTypeW(root) as number) === DRIVE_CDROM) return `\\\\.\\${root[0]}:`;
+      }
+      return undefined;
+    },
+  };
 
   const handleOf = (fd: number): unknown => {
     const h = uvGetOsfhandle(fd);
@@ -95,8 +137,14 @@ export function createWin32Host(): HostOps {
       unlock(fd, start, length);
       return false;
     },
-    deviceSize: () => undefined,
-    deviceBlockSize: () => undefined,
+    device,
+    deviceSize(fd) {
+      // QEMU's raw_getlength (file-win32.c): IOCTL_DISK_GET_LENGTH_INFO, else the geometry's DiskSize.
+      const r = ioctlOut(fd, IOCTL_DISK_GET_LENGTH_INFO, GET_LENGTH_INFORMATION_SIZE);
+      const len = r ? decodeLengthInfo(r.buf, r.n) : geometry(fd)?.diskSize;
+      return len !== undefined && len <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(len) : undefined;
+    },
+    deviceBlockSize: (fd) => geometry(fd)?.bytesPerSector,
     batchHelperThreads: () => 0,
     setDirectIo: () => false,
   };

@@ -50,7 +50,7 @@ export function toReport(filename: string, format: string, r: CheckResult): Chec
 
 export async function check(o: CheckOptions, env: JobEnv, ctl: JobControl = {}): Promise<CheckReport> {
   const readOnly = o.repair === undefined;
-  const node = await openSpec(o.image, env, { readOnly, noBacking: true, forCheck: true });
+  const node = await openSpec(o.image, env, { readOnly, forCheck: true });
   try {
     ctl.onProgress?.({ done: 0, total: 1, phase: 'checking' });
     let r = await node.check(o.repair);

@@ -165,7 +165,7 @@ export function hostFiles(node: BlockNode): string[] {
   const visit = (n: BlockNode | undefined) => {
     if (!n || seen.has(n)) return;
     seen.add(n);
-    if (n.driver.kind === 'protocol' && n.driver.name === 'file') out.push(n.filename);
+    if (n.driver.kind === 'protocol' && (n.driver.name === 'file' || n.driver.name === 'host_device' || n.driver.name === 'host_cdrom')) out.push(n.filename);
     visit(n.file);
     for (const c of n.children) visit(c);
   };

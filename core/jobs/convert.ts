@@ -18,7 +18,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
 import type { BlockStatus } from '../block/types.ts';
 import { openImage } from '../drivers/open.ts';
-import { createImage, protocolCreateRefusal } from '../drivers/create.ts';
+import { createImage, createSchema, protocolCreateRefusal } from '../drivers/create.ts';
 import { findFormat } from '../drivers/registry.ts';
 import type { OptionValues } from '../block/options-schema.ts';
 import { parseOptions } from '../block/options-schema.ts';
@@ -150,7 +150,7 @@ export function parseSnapshotParam(text: string): { id?: string; name?: string }
 }
 
 /** A read-only node over a snapshot view of `node` (closes only the view). */
-async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNode> {
+export async function openSnapshotView(node: BlockNode, param: string): Promise<BlockNode> {
   const snaps = node.snapshots;
   if (!snaps) throw unsupported(`Failed to load snapshot: Block format '${node.format}' used by device '' does not support temporarily loading internal snapshots`);
   const p = parseSnapshotParam(param);
@@ -239,8 +239,10 @@ async function createTarget(opts: ConvertOptions, outFormat: string, total: numb
   const driver = findFormat(outFormat)!;
   if (!driver.create) throw unsupported(`Format driver '${outFormat}' does not support image creation`);
   let values: OptionValues = {};
-  if (typeof opts.target.options === 'string') values = parseOptions(driver.createOptions, opts.target.options);
-  else if (opts.target.options) values = parseOptions(driver.createOptions, opts.target.options);
+  // The format's options and those of the target's remote protocol (sheepdog's redundancy, ...).
+  const schema = opts.target.imageOpts ? driver.createOptions : createSchema(driver, opts.target.filename);
+  if (typeof opts.target.options === 'string') values = parseOptions(schema, opts.target.options);
+  else if (opts.target.options) values = parseOptions(schema, opts.target.options);
   if (opts.backingFile !== undefined) {
     if (!driver.supportsBacking && !driver.createOptions.some((o) => o.name === 'backing_file')) {
       throw unsupported(`Backing file not supported for file format '${outFormat}'`);
@@ -269,7 +271,7 @@ async function createTarget(opts: ConvertOptions, outFormat: string, total: numb
   } catch (e) {
     // qemu-img: "<target>: error while converting <fmt>: Could not create '<target>': ..."
     const err = createError(opts.target.filename, staged ? renamePath(e, staged.path, opts.target.filename) : e);
-    if (err instanceof BlockError) throw new BlockError(err.kind, err.message.replace(`${opts.target.filename}: `, `${opts.target.filename}: error while converting ${outFormat}: `), err.context, { cause: e });
+    if (err instanceof BlockError) throw new BlockError(err.kind, err.message.replace(`${opts.target.filename}: `, `${opts.target.filename}: error while converting ${outFormat}: `), err.context, { cause: e, ...(err.hint ? { hint: err.hint } : {}) });
     throw err;
   } finally {
     for (const f of stemSiblings(opts.target.filename)) if (!before.has(f)) created.add(f);

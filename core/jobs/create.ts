@@ -4,7 +4,7 @@
 
 import { sizeText } from '../util/checked.ts';
 import { rmSync } from 'node:fs';
-import { createImage } from '../drivers/create.ts';
+import { createImage, createSchema } from '../drivers/create.ts';
 import { findFormat } from '../drivers/registry.ts';
 import { parseOptions, type OptionValues } from '../block/options-schema.ts';
 import { invalidArgument, unsupported, throwIfAborted } from '../errors.ts';
@@ -38,9 +38,10 @@ export function createValues(o: CreateOptions): OptionValues {
   const driver = findFormat(o.format);
   if (!driver) throw unsupported(`Unknown file format '${o.format}'`);
   // As qemu-img: values its driver checks only after the "Formatting" line stay text here.
-  const given = parseOptions(driver.createOptions, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : o.options, '', { deferChecks: true });
+  const schema = createSchema(driver, o.filename);
+  const given = parseOptions(schema, typeof o.options === 'string' || o.options === undefined ? (o.options ?? '') : o.options, '', { deferChecks: true });
   if (o.backingFile !== undefined) {
-    if (!driver.createOptions.some((s) => s.name === 'backing_file')) throw unsupported(`Backing file not supported for file format '${o.format}'`);
+    if (!schema.some((s) => s.name === 'backing_file')) throw unsupported(`Backing file not supported for file format '${o.format}'`);
     given['backing_file'] = o.backingFile;
   }
   if (o.backingFormat !== undefined) {

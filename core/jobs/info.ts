@@ -5,8 +5,7 @@
 import { isAbsolute } from 'node:path';
 import { pathCombine, protocolPrefix } from '../block/filename.ts';
 import type { BlockNode } from '../block/node.ts';
-import { parseDottedOptions, parseJsonFilename, type OptionsTree } from '../block/options-tree.ts';
-import { findProtocol } from '../drivers/registry.ts';
+import { parseDottedOptions, type OptionsTree } from '../block/options-tree.ts';
 import type { ImageInfo, SnapshotInfoJson } from '../api/types.ts';
 import type { SnapshotInfo } from '../block/types.ts';
 import { allocatedBytes, hostFiles, openSpec, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
@@ -57,8 +56,13 @@ export function snapshotToJson(s: SnapshotInfo): SnapshotInfoJson {
 /** ImageInfo for one open node (its own layer only). */
 export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   const d = await node.info();
-  const refreshed = node.format === 'raw' ? node.file?.qemuFilename : undefined;
-  const out: ImageInfo = { 'virtual-size': node.size, filename: refreshed ?? node.filename, format: node.format };
+  // A protocol node at the top (--image-opts driver=file / vvfat / nbd) is described as itself:
+  // its QEMU name, and its length in whole sectors (QEMU's bdrv_getlength).
+  const isProtocol = node.driver.kind === 'protocol';
+  const fileName = node.format === 'raw' ? node.file?.qemuFilename : undefined;
+  const refreshed = fileName !== undefined ? `json:{"driver": "raw", "file": ${fileName.slice('json:'.length)}}` : isProtocol ? node.qemuFilename : undefined;
+  const size = isProtocol ? Math.ceil(node.size / 512) * 512 : node.size;
+  const out: ImageInfo = { 'virtual-size': size, filename: refreshed ?? node.filename, format: node.format };
   const cluster = d.clusterSize ?? node.clusterSize;
   // Drivers QEMU gives no get_info (bochs, cloop, dmg, parallels) show no cluster size or dirty flag.
   const noGetInfo = node.driver.kind === 'format' && node.driver.qemuNoGetInfo === true;
@@ -72,16 +76,13 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
       known = true;
     }
   }
-  // A remote protocol that knows its file's allocation (gluster's fstat st_blocks).
-  const remote = node.file && node.file.driver.kind === 'protocol' && node.file.driver.name !== 'file' ? await node.file.allocatedSize().catch(() => undefined) : undefined;
-  if (!known && remote !== undefined) {
-    actual += remote;
-    known = true;
-  }
   if (d.extraActualSize !== undefined && node.children.length === 0) {
     actual += d.extraActualSize;
     known = true;
   }
+  // Storage a remote protocol counts itself (sheepdog: its vdi's objects, sd_get_allocated_file_size).
+  const remote = !known && node.file?.driver.kind === 'protocol' ? await node.file.allocatedSize() : undefined;
+  if (remote !== undefined) [actual, known] = [remote, true];
   if (known) out['actual-size'] = actual;
   if (d.encrypted) out.encrypted = true;
   if (d.formatSpecific) out['format-specific'] = d.formatSpecific;
@@ -98,7 +99,7 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   }
   // QEMU shows no dirty flag where bdrv_get_info fails: drivers without it (bochs, cloop, dmg,
   // parallels), and raw over a protocol that cannot answer it (vvfat, nbd).
-  const rawOverNoInfo = node.format === 'raw' && node.file?.driver.kind === 'protocol' && node.file.driver.noDriverInfo === true;
+  const rawOverNoInfo = (node.format === 'raw' && node.file?.driver.kind === 'protocol' && node.file.driver.noDriverInfo === true) || (node.driver.kind === 'protocol' && node.driver.noDriverInfo === true);
   if (!noGetInfo && refreshed === undefined && !rawOverNoInfo) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];
@@ -129,16 +130,6 @@ export function imageOptsDisplayName(spec: string, fallback: string): string {
   return `json:${JSON.stringify(json).replace(/":/g, '": ').replace(/,"/g, ', "')}`;
 }
 
-/** The driver named at the top of --image-opts or json: options, if any. */
-function topDriver(image: ImageSpec): string | undefined {
-  try {
-    const tree = image.imageOpts ? parseDottedOptions(image.filename) : image.filename.startsWith('json:') ? parseJsonFilename(image.filename) : undefined;
-    return typeof tree?.driver === 'string' ? tree.driver : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** qemu-img info: one ImageInfo, or the whole chain (top first) with backingChain. */
 export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {}): Promise<ImageInfo | ImageInfo[]> {
   void ctl;
@@ -146,11 +137,6 @@ export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {})
   try {
     const top = await nodeInfo(node);
     if (opts.image.imageOpts) top.filename = imageOptsDisplayName(opts.image.filename, top.filename);
-    // A protocol named at the top (driver=nbd) is the node qemu-img describes: its format is the
-    // protocol's name. (Only for protocols without bdrv_get_info so far: nbd.)
-    const given = topDriver(opts.image);
-    const proto = given !== undefined ? findProtocol(given) : undefined;
-    if (proto?.noDriverInfo && !opts.image.format) top.format = proto.name;
     if (!opts.backingChain) return top;
     const out: ImageInfo[] = [top];
     for (const n of node.chain()) if (n !== node) out.push(await nodeInfo(n));

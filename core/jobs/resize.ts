@@ -41,7 +41,9 @@ export async function resize(o: ResizeOptions, env: JobEnv, ctl: JobControl = {}
     if (o.preallocation && o.preallocation !== 'off' && target < old) {
       throw invalidArgument('Preallocation can only be used for growing images');
     }
-    await node.truncate(target, { shrink: o.shrink ?? false, ...(o.preallocation ? { preallocation: o.preallocation } : {}) });
+    // exact: qemu-img resize's blk_truncate(..., exact=true, ...): a device or NBD export says
+    // "Cannot resize ..." rather than rounding or ignoring the new size.
+    await node.truncate(target, { shrink: o.shrink ?? false, exact: true, ...(o.preallocation ? { preallocation: o.preallocation } : {}) });
     await node.flush();
     return { filename: node.filename, oldSize: old, newSize: node.size };
   });

@@ -135,6 +135,11 @@ export class NbdServer {
     });
   }
 
+  /** The clients served now: peer address ("127.0.0.1:40312", or "unix socket") and since when. */
+  connections(): NbdConnectionInfo[] {
+    return [...this.#active].map((c) => c.describe());
+  }
+
   /** Stop listening, disconnect clients after their requests in flight, flush the image. */
   async close(): Promise<void> {
     this.#closing = true;
@@ -145,7 +150,15 @@ export class NbdServer {
   }
 }
 
+/** One connected client (NbdServer.connections). */
+export interface NbdConnectionInfo {
+  peer: string;
+  /** Connected at, ms since the epoch. */
+  since: number;
+}
+
 class Connection {
+  readonly #since = Date.now();
   #stream: Duplex;
   readonly #sock: Socket;
   readonly #reader: ExactReader;
@@ -163,6 +176,12 @@ class Connection {
     this.#reader = new ExactReader(sock);
     this.#o = o;
     this.#e = o.export;
+  }
+
+  describe(): NbdConnectionInfo {
+    const a = this.#sock.remoteAddress;
+    const peer = a ? (a.includes(':') ? `[${a}]:${this.#sock.remotePort}` : `${a}:${this.#sock.remotePort}`) : 'unix socket';
+    return { peer, since: this.#since };
   }
 
   #send(parts: Buffer[]): void {

@@ -8,6 +8,8 @@ import { vvfatDriver } from './vvfat/index.ts';
 import { sshDriver } from './ssh/index.ts';
 import { iscsiDriver } from './iscsi/index.ts';
 import { nbdDriver } from './nbd/index.ts';
+import { sheepdogDriver } from './sheepdog/index.ts';
+import { hostCdromDriver, hostDeviceDriver } from './host-device/index.ts';
 import { glusterDriver } from './gluster/index.ts';
 import { nvmeDriver } from './nvme/index.ts';
 
@@ -21,6 +23,8 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   sshDriver,
   iscsiDriver,
   nbdDriver,
+  sheepdogDriver,
+  hostCdromDriver, hostDeviceDriver, // cdrom first: it wins a tie, as in QEMU
   glusterDriver,
   nvmeDriver,
 ];

@@ -164,8 +164,16 @@ export function sizeToStr(bytes: number): string {
   return `${formatG3(v)} ${UNIT_PREFIX[unit]}B`;
 }
 
-/** printf("%0.3g") for 0 <= v < 1000. */
+/** printf("%0.3g") for 0 <= v < 1000. glibc rounds the exact binary value, so an exact tie
+ *  goes to the even digit (192.5 KiB prints "192", where toPrecision would say "193"). */
 export function formatG3(v: number): string {
   if (v === 0) return '0';
-  return String(Number(v.toPrecision(3)));
+  const scale = 10 ** (2 - Math.floor(Math.log10(v)));
+  const x = v * scale;
+  const floor = Math.floor(x);
+  // v is bytes / 2^(10k): x is exact here, so a fraction of exactly one half is a true tie.
+  const digits = x - floor === 0.5 ? (floor % 2 === 0 ? floor : floor + 1) : Math.round(x);
+  const r = digits / scale;
+  // 999.5 and up round to 1000, which %g writes in exponent form (qemu-img: "1e+03 KiB").
+  return r >= 1000 ? '1e+03' : String(Number(r.toPrecision(3)));
 }

@@ -10,10 +10,12 @@ import { trackJob } from '../jobs-actions.ts';
 import { useJobs } from '../stores/jobs.ts';
 import { useLibrary } from '../stores/library.ts';
 import { basename } from '../util/format.ts';
-import { ConfirmDialog, Dialog } from './Dialog.tsx';
+import { Dialog } from './Dialog.tsx';
 import { checkWords } from './job-words.ts';
 import { SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
+import { RepairDialog } from './safety/RepairDialog.tsx';
+import { ForceShareOffer } from './safety/ForceShareOffer.tsx';
 
 type Repair = 'leaks' | 'all';
 
@@ -28,11 +30,14 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
   const job = useJobs((s) => (jobId ? s.jobs[jobId] : undefined));
   const running = job?.state === 'running';
 
-  const run = async (repair?: Repair) => {
+  /** Check read-only with force-share (-U): for an image another process holds. */
+  const [shared, setShared] = useState(false);
+  const run = async (repair?: Repair, forceShare = shared) => {
     setReport(undefined);
     setError(undefined);
     try {
-      const ref = pass !== undefined ? unlockedRef(image, entry?.format, SOURCE_SECRET_ID) : { filename: image };
+      const base = pass !== undefined ? unlockedRef(image, entry?.format, SOURCE_SECRET_ID) : { filename: image };
+      const ref = forceShare && !repair ? { ...base, forceShare: true } : base;
       const { jobId: id } = await api.check({ image: ref, ...(repair ? { repair } : {}), ...(pass !== undefined ? { secrets: [{ id: SOURCE_SECRET_ID, data: pass }] } : {}) });
       setJobId(id);
       const r = (await trackJob(id, { refreshLibrary: Boolean(repair) })) as CheckReport | undefined;
@@ -48,19 +53,16 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
   }
 
   if (confirm) {
+    const ref = pass !== undefined ? unlockedRef(image, entry?.format, SOURCE_SECRET_ID) : { filename: image, ...(entry?.format ? { format: entry.format } : {}) };
     return (
-      <ConfirmDialog
-        title={confirm === 'all' ? 'Repair all errors?' : 'Repair leaks?'}
-        message={
-          confirm === 'all'
-            ? `Platter will rewrite metadata of ${basename(image)} to fix corruptions and leaks. Make a copy first if its data matters; no other program may use the image meanwhile.`
-            : `Platter will free leaked clusters in ${basename(image)}. This only reclaims space; no other program may use the image meanwhile.`
-        }
-        confirmLabel={confirm === 'all' ? 'Repair all' : 'Repair leaks'}
-        danger={confirm === 'all'}
+      <RepairDialog
+        image={image}
+        {...(entry ? { entry } : {})}
+        repair={confirm}
+        imageRef={ref}
+        {...(pass !== undefined ? { secrets: [{ id: SOURCE_SECRET_ID, data: pass }] } : {})}
         onCancel={() => setConfirm(undefined)}
-        onConfirm={() => {
-          const r = confirm;
+        onRepairWithoutBackup={(r) => {
           setConfirm(undefined);
           void run(r);
         }}
@@ -100,6 +102,16 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
           {error}
         </p>
       )}
+      {!shared && (entry?.lock === 'in-use' || (error !== undefined && /lock/i.test(error))) && (
+        <ForceShareOffer
+          path={image}
+          onCheck={() => {
+            setShared(true);
+            void run(undefined, true);
+          }}
+        />
+      )}
+      {shared && report && <p className="notice-inline">Checked read-only with force-share (-U) while another process holds the image: the result may show (or miss) inconsistencies from writes in flight.</p>}
       {report && (
         <section className={`check-result ${bad ? 'bad' : (report.leaks ?? 0) > 0 ? 'warn' : 'good'}`} aria-label="Check result">
           {words.map((w) => (

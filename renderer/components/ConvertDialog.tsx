@@ -14,6 +14,9 @@ import { OptionsForm, formErrors, initialValues, optionsToSend, type FormValues 
 import { PassphraseDialog, type PassphraseResult } from './PassphraseDialog.tsx';
 import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
+import { OverwritePreview } from './safety/OperationPreview.tsx';
+import { MeasureLine } from './views/ConvertExtras.tsx';
+import { isRemoteRootName } from '../stores/remote.ts';
 
 export function ConvertDialog({ source, onClose }: { source: string; onClose(): void }) {
   const id = useId();
@@ -22,7 +25,7 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
   const entry = useLibrary((s) => s.entries.find((e) => e.path === source));
   const initialFormat = formats.some((f) => f.name === 'qcow2') ? 'qcow2' : (formats[0]?.name ?? 'raw');
   const [formatName, setFormatName] = useState(initialFormat);
-  const [dir, setDir] = useState(dirname(source));
+  const [dir, setDir] = useState(isRemoteRootName(source) ? (useLibrary.getState().roots.find((r) => !isRemoteRootName(r)) ?? '') : dirname(source)); // a remote source: a local folder
   const [name, setName] = useState(basename(replaceExtension(source, initialFormat === 'raw' ? 'img' : initialFormat)));
   const format = formats.find((f) => f.name === formatName);
   /** Formats that can hold compressed clusters (qemu-img convert -c): their drivers say so. */
@@ -63,7 +66,7 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
         ...(sourcePass !== undefined ? [{ id: SOURCE_SECRET_ID, data: sourcePass }] : []),
         ...(pass ? [{ id: PASSPHRASE_SECRET_ID, data: pass.passphrase }] : []),
       ];
-      const { jobId } = await api.convert({
+      const { jobId } = await api.convertVerified({
         source: sourcePass !== undefined ? unlockedRef(source, entry?.format, SOURCE_SECRET_ID) : { filename: source, ...(entry?.format ? { format: entry.format } : {}) },
         target: { filename: target, format: formatName, options },
         ...(compressed ? { compressed: true } : {}),
@@ -164,6 +167,8 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
         <div className="span-2">
           <OptionsForm schema={schema} values={values} onChange={setValues} title={`${formatName} options`} />
         </div>
+        <OverwritePreview target={target} />
+        {!entry?.encrypted && formErrors(schema, values).length === 0 && <MeasureLine source={source} format={formatName} sourceFormat={entry?.format} options={optionsToSend(schema, values)} {...(snapshot ? { snapshot } : {})} />}
         {error && (
           <p className="span-2 form-error" role="alert">
             {error}

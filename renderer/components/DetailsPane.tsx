@@ -7,7 +7,11 @@ import { api } from '../api-client.ts';
 import { selectedEntry, useLibrary } from '../stores/library.ts';
 import type { LibraryEntry } from '../../core/api/library.ts';
 import { useUi } from '../stores/ui.ts';
+import { useFormats } from '../stores/formats.ts';
 import { basename, formatBytes, formatDate, formatVmClock } from '../util/format.ts';
+import { LockInspector } from './safety/LockInspector.tsx';
+import { KeySlots } from './safety/KeySlots.tsx';
+import { ServeNbdButton } from './remote/RemoteActions.tsx';
 
 function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
   const out: [string, string][] = [];
@@ -53,7 +57,7 @@ function Facts({ info, entry }: { info: ImageInfo; entry: LibraryEntry }) {
           <dl className="facts">
             {specific.map(([k, v]) => (
               <div key={k}>
-                <dt>{k}</dt>
+                <dt title={k}>{k}</dt>
                 <dd>{v}</dd>
               </div>
             ))}
@@ -68,6 +72,7 @@ export function DetailsPane() {
   const entry = useLibrary(selectedEntry);
   const open = useUi((s) => s.open);
   const setView = useUi((s) => s.setView);
+  const readOnlyFormat = useFormats((s) => s.formats.find((f) => f.name === entry?.format)?.readOnly ?? false);
   const [chain, setChain] = useState<ImageInfo[]>();
   const [error, setError] = useState<string>();
 
@@ -78,7 +83,18 @@ export function DetailsPane() {
     let live = true;
     api
       .info({ image: { filename: entry.path, forceShare: true }, backingChain: true })
-      .then((r) => live && setChain(Array.isArray(r) ? r : [r]))
+      .then((r) => {
+        if (!live) return;
+        const list = Array.isArray(r) ? r : [r];
+        setChain(list);
+        // One source of truth for "disk size": the file's allocated bytes (st_blocks * 512, as
+        // qemu-img info). A fresher read than the row's (the file system settles its allocation
+        // after the write, without a new mtime) updates the row, so table and pane agree.
+        const fresh = list[0]?.['actual-size'];
+        if (fresh !== undefined && fresh !== entry.actualSize) {
+          useLibrary.setState((s) => ({ entries: s.entries.map((e) => (e.path === entry.path ? { ...e, actualSize: fresh } : e)) }));
+        }
+      })
       .catch((e: Error) => live && setError(e.message));
     return () => {
       live = false;
@@ -105,12 +121,18 @@ export function DetailsPane() {
           <button type="button" onClick={() => open('check', entry.path)} disabled={Boolean(entry.error)}>
             Check…
           </button>
-          <button type="button" onClick={() => open('resize', entry.path)} disabled={Boolean(entry.error) || entry.lock === 'in-use'}>
+          <button
+            type="button"
+            onClick={() => open('resize', entry.path)}
+            disabled={Boolean(entry.error) || entry.lock === 'in-use' || readOnlyFormat}
+            title={readOnlyFormat ? `${entry.format} images are read-only (QEMU opens them read-only too): convert to a writable format to change it` : undefined}
+          >
             Resize…
           </button>
           <button type="button" onClick={() => setView('tree')}>
             Snapshot tree
           </button>
+          <ServeNbdButton entry={entry} />
         </div>
       </header>
       {entry.error && (
@@ -124,7 +146,9 @@ export function DetailsPane() {
         </p>
       )}
       {entry.lock === 'in-use' && <p className="notice-inline">Another process is using this image (it holds the write lock). Details are read in shared mode.</p>}
+      {entry.lock === 'in-use' && <LockInspector path={entry.path} />}
       {info && <Facts info={info} entry={entry} />}
+      {entry.encrypted && (entry.format === 'luks' || entry.format === 'qcow2') && <KeySlots entry={entry} />}
       {!info && !entry.error && !error && <p className="muted">Reading…</p>}
       <section aria-label="Snapshots">
         <h3>Snapshots ({entry.snapshots.length})</h3>

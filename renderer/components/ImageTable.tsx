@@ -23,6 +23,7 @@ import type { Row } from '@tanstack/react-table';
 import type { LibraryEntry } from '../../core/api/library.ts';
 import { useLibrary } from '../stores/library.ts';
 import { basename, formatBytes, formatDate } from '../util/format.ts';
+import { LockBadge } from './safety/LockInspector.tsx';
 
 const features = tableFeatures({
   columnFilteringFeature,
@@ -58,7 +59,7 @@ const columns = helper.columns([
   helper.accessor((r) => (r.encrypted ? 'encrypted' : ''), { id: 'encrypted', header: 'Encrypted', sortFn: 'alphanumeric', cell: (c) => (c.row.original.encrypted ? <span className="badge lock">yes</span> : <span className="muted">no</span>) }),
   helper.accessor((r) => r.backingFile ?? '', { id: 'backing', header: 'Backing file', sortFn: 'alphanumeric', cell: (c) => (c.getValue() ? <span title={c.row.original.fullBackingFile}>{basename(c.getValue())}</span> : <span className="muted">—</span>) }),
   helper.accessor((r) => r.snapshots.length, { id: 'snapshots', header: 'Snapshots', sortFn: 'basic', enableGlobalFilter: false, cell: (c) => <span className="num">{c.getValue() || <span className="muted">0</span>}</span> }),
-  helper.accessor('lock', { header: 'Lock', sortFn: 'alphanumeric', cell: (c) => <span className={`lock-state ${c.getValue()}`}>{c.getValue() === 'in-use' ? 'in use' : c.getValue()}</span> }),
+  helper.accessor('lock', { header: 'Lock', sortFn: 'alphanumeric', cell: (c) => <LockBadge path={c.row.original.path} lock={c.getValue()} /> }),
   helper.accessor('modified', { header: 'Modified', sortFn: 'basic', enableGlobalFilter: false, cell: (c) => <span className="num">{formatDate(c.getValue())}</span> }),
 ]);
 

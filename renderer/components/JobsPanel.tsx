@@ -5,6 +5,7 @@ import { api } from '../api-client.ts';
 import { useJobs, type JobView } from '../stores/jobs.ts';
 import { formatDuration, formatRate } from '../util/format.ts';
 import { resultWords } from './job-words.ts';
+import { InterruptedConverts, JobExtras } from './views/ConvertExtras.tsx';
 
 function percent(job: JobView): number {
   if (job.state === 'done') return 100;
@@ -47,6 +48,7 @@ function JobRow({ job }: { job: JobView }) {
           {resultWords(job)}
         </p>
       )}
+      {!running && <JobExtras job={job} />}
     </li>
   );
 }
@@ -66,6 +68,7 @@ export function JobsPanel() {
           Clear finished
         </button>
       </header>
+      <InterruptedConverts />
       {order.length === 0 ? (
         <p className="muted small">No jobs yet. Convert, create or check an image to see its progress here.</p>
       ) : (

@@ -14,7 +14,7 @@ import { OptionsForm, formErrors, initialValues, optionsToSend } from './Options
 import { PassphraseInput } from './PassphraseInput.tsx';
 
 let zxcvbn: ZxcvbnFactory | undefined;
-function strength(password: string) {
+export function strength(password: string) {
   zxcvbn ??= new ZxcvbnFactory({
     dictionary: { ...zxcvbnCommon.dictionary, ...zxcvbnEn.dictionary },
     graphs: zxcvbnCommon.adjacencyGraphs,
@@ -23,7 +23,7 @@ function strength(password: string) {
   return zxcvbn.check(password.slice(0, 256));
 }
 
-const STRENGTH_WORDS = ['Very weak', 'Weak', 'Fair', 'Strong', 'Very strong'];
+export const STRENGTH_WORDS = ['Very weak', 'Weak', 'Fair', 'Strong', 'Very strong'];
 
 export interface PassphraseResult {
   passphrase: string;

@@ -9,6 +9,7 @@ import { useUi } from '../stores/ui.ts';
 import { basename, formatBytes } from '../util/format.ts';
 import { Dialog } from './Dialog.tsx';
 import { SizeField, sizeBytes, type SizeValue } from './SizeField.tsx';
+import { OperationPreview } from './safety/OperationPreview.tsx';
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
@@ -72,6 +73,7 @@ export function ResizeDialog({ image, onClose }: { image: string; onClose(): voi
           <p className="help">Data past the new end is lost. Shrink the partitions and file systems inside the guest first.</p>
         </div>
       )}
+      {shrinking && bytes !== undefined && <OperationPreview op={{ kind: 'resize', image: { filename: image, ...(entry?.format ? { format: entry.format } : {}) }, size: bytes }} />}
       {error && (
         <p className="form-error" role="alert">
           {error}

@@ -7,6 +7,9 @@ import { api, isElectron, pathForFile } from '../api-client.ts';
 import { useLibrary } from '../stores/library.ts';
 import { useUi } from '../stores/ui.ts';
 import { basename } from '../util/format.ts';
+import { RemoteActions } from './remote/RemoteActions.tsx';
+import { rootLabel } from '../stores/remote.ts';
+import { DrivesSection } from './drives/DrivesSection.tsx';
 
 export function AddPathDialogBody({ onDone }: { onDone(): void }) {
   const id = useId();
@@ -83,7 +86,7 @@ export function Sidebar() {
                 {entries.some((e) => e.path === r) ? '◧' : '▣'}
               </span>
               <span className="root-name" title={r}>
-                {basename(r) || r}
+                {rootLabel(r)}
                 <span className="root-path">{r}</span>
               </span>
               <span className="count" aria-label={`${count} images`}>
@@ -113,7 +116,9 @@ export function Sidebar() {
           </button>
         )}
       </div>
+      <RemoteActions />
       <p className="drop-hint small muted">{isElectron() ? 'Drop disk images here to add them.' : 'Browser mode: add items by path.'}</p>
+      <DrivesSection />
     </nav>
   );
 }

@@ -14,6 +14,8 @@ import { basename, formatBytes, formatDate } from '../util/format.ts';
 import { ConfirmDialog, Dialog } from './Dialog.tsx';
 import { buildGraph, type GraphNodeData, type Selection } from './graph-model.ts';
 import { CreateDialog } from './CreateDialog.tsx';
+import { OperationPreview } from './safety/OperationPreview.tsx';
+import { GraphMiniMap, HereNode, ImageNodeExtras } from './views/GraphExtras.tsx';
 
 type FlowNode = Node<GraphNodeData>;
 
@@ -36,6 +38,7 @@ const ImageNode = memo(function ImageNode({ data }: NodeProps<FlowNode>) {
         {data.label}
       </div>
       <div className="graph-sub">{e ? `${e.format ?? '?'} · ${formatBytes(e.virtualSize)}${e.encrypted ? ' · encrypted' : ''}` : 'not in library'}</div>
+      <ImageNodeExtras entry={e} />
       <Handle type="source" position={Position.Bottom} isConnectable={false} />
     </div>
   );
@@ -54,7 +57,7 @@ const SnapshotNode = memo(function SnapshotNode({ data }: NodeProps<FlowNode>) {
   );
 });
 
-const nodeTypes = { image: ImageNode, snapshot: SnapshotNode };
+const nodeTypes = { image: ImageNode, snapshot: SnapshotNode, here: HereNode };
 
 type Pending =
   | { kind: 'apply' | 'delete'; path: string; name: string; id: string }
@@ -75,9 +78,10 @@ export function SnapshotTree() {
   const [rebaseTo, setRebaseTo] = useState('');
   const [rebaseUnsafe, setRebaseUnsafe] = useState(false);
   const sel: Selection = { ...(selectedPath ? { path: selectedPath } : {}), ...(snapshotId ? { snapshotId } : {}) };
-  const graph = useMemo(() => buildGraph(entries, sel), [entries, selectedPath, snapshotId]);
+  const graph = useMemo(() => buildGraph(entries, sel, { here: true }), [entries, selectedPath, snapshotId]);
   const nodes: FlowNode[] = graph.nodes.map((n) => ({ id: n.id, type: n.data.kind, position: n.position, data: n.data, draggable: false, connectable: false }));
-  const edges: Edge[] = graph.edges.map((e) => ({
+  // The "You are here" link is laid out (dagre) and listed for screen readers, not drawn.
+  const edges: Edge[] = graph.edges.filter((e) => e.kind !== 'here').map((e) => ({
     id: e.id,
     source: e.source,
     target: e.target,
@@ -206,6 +210,7 @@ export function SnapshotTree() {
           >
             <Background gap={20} size={1} />
             <Controls showInteractive={false} />
+            <GraphMiniMap count={nodes.length} />
           </ReactFlow>
         )}
       </div>
@@ -213,14 +218,14 @@ export function SnapshotTree() {
         {graph.edges.map((e) => {
           const src = graph.nodes.find((n) => n.id === e.source)?.data;
           const dst = graph.nodes.find((n) => n.id === e.target)?.data;
-          return <li key={e.id}>{e.kind === 'backing' ? `${dst?.label} is an overlay of ${src?.label}` : `${dst?.label} is a snapshot of ${src?.label}`}</li>;
+          return <li key={e.id}>{e.kind === 'backing' ? `${dst?.label} is an overlay of ${src?.label}` : e.kind === 'here' ? `You are here: the current state of ${src?.label}` : `${dst?.label} is a snapshot of ${src?.label}`}</li>;
         })}
       </ul>
 
       {pending?.kind === 'apply' && (
         <ConfirmDialog
           title="Apply snapshot?"
-          message={`${basename(pending.path)} will return to snapshot "${pending.name}". Everything written since that snapshot is lost, as with qemu-img snapshot -a.`}
+          message={<>{`${basename(pending.path)} will return to snapshot "${pending.name}". Everything written since that snapshot is lost, as with qemu-img snapshot -a.`}<OperationPreview op={{ kind: 'snapshot-apply', image: { filename: pending.path }, snapshot: pending.id }} /></>}
           confirmLabel="Apply snapshot"
           danger
           onCancel={() => setPending(undefined)}
@@ -230,7 +235,7 @@ export function SnapshotTree() {
       {pending?.kind === 'delete' && (
         <ConfirmDialog
           title="Delete snapshot?"
-          message={`Snapshot "${pending.name}" of ${basename(pending.path)} will be deleted. The image's current state is kept.`}
+          message={<>{`Snapshot "${pending.name}" of ${basename(pending.path)} will be deleted. The image's current state is kept.`}<OperationPreview op={{ kind: 'snapshot-delete', image: { filename: pending.path }, snapshot: pending.id }} /></>}
           confirmLabel="Delete snapshot"
           danger
           onCancel={() => setPending(undefined)}
@@ -240,7 +245,7 @@ export function SnapshotTree() {
       {pending?.kind === 'commit' && (
         <ConfirmDialog
           title="Commit into backing file?"
-          message={`The changes in ${basename(pending.path)} will be written into ${basename(pending.backing)}. Every other image that uses ${basename(pending.backing)} as its backing file will see them too.`}
+          message={<>{`The changes in ${basename(pending.path)} will be written into ${basename(pending.backing)}. Every other image that uses ${basename(pending.backing)} as its backing file will see them too.`}<OperationPreview op={{ kind: 'commit', image: { filename: pending.path } }} /></>}
           confirmLabel="Commit"
           danger
           onCancel={() => setPending(undefined)}
@@ -315,6 +320,7 @@ export function SnapshotTree() {
             <label htmlFor="rebase-unsafe">Unsafe: only rewrite the backing file name (-u)</label>
             <p className="help">Use this after moving or renaming the backing file. If the new file has different contents, the image is corrupted.</p>
           </div>
+          <OperationPreview op={{ kind: 'rebase', image: { filename: pending.path }, backingFile: rebaseTo.trim(), ...(rebaseUnsafe ? { unsafe: true } : {}) }} />
         </Dialog>
       )}
     </section>

@@ -9,7 +9,8 @@ import { basename } from '../util/format.ts';
 
 export type GraphNodeData =
   | { kind: 'image'; path: string; entry?: LibraryEntry; label: string; selected: boolean }
-  | { kind: 'snapshot'; path: string; snapshot: SnapshotInfoJson; imageName: string; label: string; selected: boolean };
+  | { kind: 'snapshot'; path: string; snapshot: SnapshotInfoJson; imageName: string; label: string; selected: boolean }
+  | { kind: 'here'; path: string; imageName: string; label: string; selected: boolean };
 
 export interface GraphNode {
   id: string;
@@ -21,10 +22,10 @@ export interface GraphEdge {
   id: string;
   source: string;
   target: string;
-  kind: 'backing' | 'snapshot';
+  kind: 'backing' | 'snapshot' | 'here';
 }
 
-export const IMAGE_NODE = { width: 210, height: 62 };
+export const IMAGE_NODE = { width: 210, height: 80 };
 export const SNAPSHOT_NODE = { width: 170, height: 48 };
 /** The most image nodes drawn (a huge library shows only images that have relations). */
 const MAX_NODES = 400;
@@ -37,7 +38,8 @@ export interface Selection {
   snapshotId?: string;
 }
 
-export function buildGraph(entries: LibraryEntry[], sel: Selection): { nodes: GraphNode[]; edges: GraphEdge[] } {
+/** `here`: add a "You are here" node (the active state) beside each image's snapshots. */
+export function buildGraph(entries: LibraryEntry[], sel: Selection, opts: { here?: boolean } = {}): { nodes: GraphNode[]; edges: GraphEdge[] } {
   const byPath = new Map(entries.map((e) => [e.path, e]));
   const overlaysOf = new Map<string, string[]>();
   for (const e of entries) {
@@ -68,6 +70,11 @@ export function buildGraph(entries: LibraryEntry[], sel: Selection): { nodes: Gr
       const id = snapshotNodeId(e.path, s.id);
       nodes.push({ id, position: { x: 0, y: 0 }, data: { kind: 'snapshot', path: e.path, snapshot: s, imageName: e.name, label: s.name || `#${s.id}`, selected: sel.path === e.path && sel.snapshotId === s.id } });
       edges.push({ id: `s:${e.path}#${s.id}`, source: imageNodeId(e.path), target: id, kind: 'snapshot' });
+    }
+    // "You are here": the image's active state, beside the saved states (issue #16 item 8).
+    if (opts.here && e.snapshots.length) {
+      nodes.push({ id: `here:${e.path}`, position: { x: 0, y: 0 }, data: { kind: 'here', path: e.path, imageName: e.name, label: 'You are here', selected: false } });
+      edges.push({ id: `h:${e.path}`, source: imageNodeId(e.path), target: `here:${e.path}`, kind: 'here' });
     }
   }
   layout(nodes, edges);

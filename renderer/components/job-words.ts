@@ -3,6 +3,7 @@
 import type { CheckReport, CommitResult, CompareResult, ConvertResult, CreateResult, RebaseResult } from '../../core/api/types.ts';
 import type { JobView } from '../stores/jobs.ts';
 import { basename, formatBytes } from '../util/format.ts';
+import { viewsResultWords } from './views/ConvertExtras.tsx';
 
 /** qemu-img check's summary lines for a report. */
 export function checkWords(r: CheckReport): string[] {
@@ -59,6 +60,6 @@ export function resultWords(job: JobView): string {
     case 'bitmap':
       return 'Bitmap changed.';
     default:
-      return 'Done.';
+      return viewsResultWords(job) ?? 'Done.';
   }
 }

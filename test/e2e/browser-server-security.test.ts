@@ -152,5 +152,28 @@ describe('browser mode refuses everyone but its own page', () => {
     const everything = JSON.stringify([events, started, jobs]);
     assert.ok(!everything.includes(passphrase), 'the passphrase leaked into an event or a result');
     assert.ok(!everything.includes(Buffer.from(passphrase).toString('base64')));
+
+    // The key-slot dialogs (#16): adding a passphrase, and a try with a wrong current one, carry
+    // neither passphrase in events, results, errors or the jobs list.
+    const added = 'Do-not-leak: 2b7d-added-passphrase';
+    const wrong = 'Do-not-leak: 91aa-wrong-passphrase';
+    const events2: AppEvent[] = [];
+    const off2 = dispatcher.onEvent((e) => events2.push(e));
+    const finish = async (r: Awaited<ReturnType<typeof dispatcher.call>>) => {
+      assert.ok(r.ok, JSON.stringify(r));
+      const id = (r.value as { jobId: string }).jobId;
+      for (let i = 0; i < 600 && !events2.some((e) => 'jobId' in e && e.jobId === id && (e.type === 'job-done' || e.type === 'job-failed')); i++) await new Promise((res) => setTimeout(res, 50));
+      return events2.find((e) => 'jobId' in e && e.jobId === id && (e.type === 'job-done' || e.type === 'job-failed'));
+    };
+    const add = await dispatcher.call({ method: 'keySlotChange', input: { path: tmp.path('s.luks'), format: 'luks', action: 'add', iterTime: 10, secrets: [{ id: 'current', data: passphrase }, { id: 'new', data: added }] } });
+    assert.equal((await finish(add))?.type, 'job-done', JSON.stringify(events2));
+    const bad = await dispatcher.call({ method: 'keySlotChange', input: { path: tmp.path('s.luks'), format: 'luks', action: 'add', secrets: [{ id: 'current', data: wrong }, { id: 'new', data: added }] } });
+    assert.equal((await finish(bad))?.type, 'job-failed');
+    off2();
+    const all = JSON.stringify([events2, add, bad, await dispatcher.call({ method: 'jobs', input: {} }), await dispatcher.call({ method: 'keySlots', input: { path: tmp.path('s.luks') } })]);
+    for (const p of [passphrase, added, wrong]) {
+      assert.ok(!all.includes(p), 'a key-slot passphrase leaked into an event, a result or an error');
+      assert.ok(!all.includes(Buffer.from(p).toString('base64')));
+    }
   });
 });

@@ -114,6 +114,8 @@ describe('library refresh and encrypted images (browser mode, chromium)', () => 
     for (const f of frames) assert.ok(!f.includes(passphrase), `a server frame carried the passphrase: ${f.slice(0, 200)}`);
     const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }));
     assert.ok(!stored.includes(passphrase), 'localStorage holds the passphrase');
+    // The library persists its roots only (remote sources too: test/e2e/remote-ssh-iscsi.test.ts).
+    assert.deepEqual(Object.keys((JSON.parse(JSON.parse(stored)['platter.library'] ?? '{}') as { state?: object }).state ?? {}), ['roots']);
     assert.deepEqual(e2e.errors, []);
   });
 });

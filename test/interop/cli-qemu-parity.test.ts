@@ -6,7 +6,8 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, truncateSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tempDir, SKIP_NO_QEMU } from '../helpers/qemu.ts';
 import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
 
@@ -54,6 +55,44 @@ describe('platter prints what qemu-img prints', { skip: SKIP_NO_QEMU }, () => {
     assert.equal(p.stdout, q.stdout);
     assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'));
     assert.notEqual(p.status, 0);
+  });
+
+  test('check of an overlay whose backing file is gone: qemu-img check fails to open it (the backing chain is opened), and so does platter', async () => {
+    const base = t.path('gone-base.qcow2');
+    const top = t.path('gone-top.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', base, '1M');
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top);
+    rmSync(base);
+    const q = qemuImgRaw('check', top);
+    const p = await platterInProcess(['check', top]);
+    assert.equal(q.status, 1);
+    assert.equal(p.status, q.status);
+    assert.equal(p.stdout, q.stdout);
+    assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'));
+  });
+
+  test('--image-opts / json: naming a protocol at the top (driver=file, driver=vvfat): info and map describe that node, no format probed above it', async () => {
+    const img = t.path('top-proto.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', img, '1M'); // a qcow2 file: probing would find qcow2
+    const dir = t.path('top-proto-dir');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'a.txt'), 'hello\n');
+    const forms = [
+      ['info', '--image-opts', `driver=file,filename=${img}`],
+      ['info', '--output=json', '--image-opts', `driver=file,filename=${img}`],
+      ['info', `json:{"driver":"file","filename":"${img}"}`],
+      ['map', '--output=json', '--image-opts', `driver=vvfat,dir=${dir}`],
+      ['info', '--image-opts', `driver=vvfat,dir=${dir}`],
+      ['info', '--output=json', `json:{"driver":"vvfat","dir":"${dir}"}`],
+      ['info', `fat:${dir}`],
+    ];
+    for (const args of forms) {
+      const q = qemuImgRaw(...args);
+      const p = await platterInProcess(args);
+      assert.equal(q.status, 0, q.stderr);
+      assert.equal(p.status, 0, p.stderr);
+      assert.equal(p.stdout, q.stdout, args.join(' '));
+    }
   });
 
   test('convert -S 4k, -S 8k and -S 0: the same extents in the target as qemu-img convert', async () => {

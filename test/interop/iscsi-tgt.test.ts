@@ -12,11 +12,11 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { tempDir, have, run, platter, md5File, SKIP_NO_QEMU } from '../helpers/qemu.ts';
 import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
+import { startTgtd, type Tgtd } from '../helpers/tgtd.ts';
 import { IscsiSession } from '../../core/protocols/iscsi/session.ts';
 import { discoverTargets, parseIscsiConfig, setIscsiConfig } from '../../core/protocols/iscsi/index.ts';
 import { cdb } from '../../core/protocols/iscsi/scsi.ts';
@@ -46,18 +46,13 @@ async function freePort(): Promise<number> {
 
 describe('iscsi protocol against tgtd, with qemu-img as the second client', { skip: SKIP }, () => {
   let t: ReturnType<typeof tempDir>;
-  let tgtd: ChildProcess | undefined;
-  let control = 0;
+  let tgtd: Tgtd | undefined;
   let port = 0;
   let portal = '';
   /** Every output of a run that was given the password, to prove it is never printed. */
   const outputs: string[] = [];
   const url = (lun: number, iqn = DISK_IQN, cred = '') => `iscsi://${cred}${portal}/${iqn}/${lun}`;
-  const tgtadm = (...args: string[]) => {
-    const r = run('tgtadm', ['-C', String(control), ...args]);
-    if (r.status !== 0) throw new Error(`tgtadm ${args.join(' ')}: ${r.stderr}${r.stdout}`);
-    return r.stdout;
-  };
+  const tgtadm = (...args: string[]) => tgtd!.tgtadm(...args);
   const p = async (args: string[]) => {
     const r = await platterInProcess(args);
     outputs.push(r.stdout, r.stderr);
@@ -66,19 +61,9 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
 
   before(async () => {
     t = tempDir('platter-iscsi-');
-    port = await freePort();
-    portal = `127.0.0.1:${port}`;
-    // A control port of our own (its socket /var/run/tgtd/socket.N must not be in use).
-    do control = 100 + Math.floor(Math.random() * 900);
-    while (existsSync(`/var/run/tgtd/socket.${control}`));
-    tgtd = spawn('tgtd', ['-f', '--iscsi', `portal=${portal}`, '-C', String(control)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    tgtd.stdout!.resume();
-    tgtd.stderr!.resume();
-    for (let i = 0; ; i++) {
-      if (run('tgtadm', ['-C', String(control), '--mode', 'system', '--op', 'show']).status === 0) break;
-      if (i > 100 || tgtd.exitCode !== null) throw new Error('tgtd did not start');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    tgtd = await startTgtd();
+    portal = tgtd.portal;
+    port = Number(portal.slice(portal.lastIndexOf(':') + 1));
     qemuImg('create', '-f', 'raw', t.path('disk.img'), '64M');
     qemuWrite(t.path('disk.img'), 'raw', [[MiB, 64 * 1024, 0x11], [40 * MiB + 512, 4096, 0x22]]);
     writeFileSync(t.path('cd.iso'), Buffer.alloc(2 * MiB, 0x43));
@@ -116,17 +101,7 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
   });
 
   after(async () => {
-    if (tgtd && tgtd.exitCode === null) {
-      // tgtd stops only once it has no targets.
-      for (const tid of ['1', '2', '3']) run('tgtadm', ['-C', String(control), '--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', tid]);
-      run('tgtadm', ['-C', String(control), '--mode', 'system', '--op', 'delete']);
-      const exited = new Promise((r) => tgtd!.once('exit', r));
-      const timer = setTimeout(() => tgtd!.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }
-    // tgtd leaves its control socket behind even when it exits cleanly.
-    if (tgtd) for (const f of [`/var/run/tgtd/socket.${control}`, `/var/run/tgtd/socket.${control}.lock`]) rmSync(f, { force: true });
+    await tgtd?.stop(['1', '2', '3']);
     t?.cleanup();
   });
 
@@ -419,13 +394,13 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     // Pings answered while the target runs: the session stays up.
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(s.alive, true);
-    process.kill(tgtd!.pid!, 'SIGSTOP');
+    process.kill(tgtd!.pid, 'SIGSTOP');
     try {
       const started = Date.now();
       await assert.rejects(s.scsi(1, cdb.testUnitReady(), {}), /NOP timeout: the target at 127\.0\.0\.1:\d+ stopped answering/);
       assert.ok(Date.now() - started < 5000);
     } finally {
-      process.kill(tgtd!.pid!, 'SIGCONT');
+      process.kill(tgtd!.pid, 'SIGCONT');
       s.close();
     }
   });

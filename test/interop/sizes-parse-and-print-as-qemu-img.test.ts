@@ -150,3 +150,18 @@ test("one size formatter: the GUI's sizes are qemu-img info's size_to_str", () =
     t.cleanup();
   }
 });
+
+test("size_to_str rounds as glibc's printf(\"%0.3g\") does: exact ties to the even digit (192.5 KiB is \"192 KiB\"), 999.5 and up as \"1e+03\"", () => {
+  // QEMU's size_to_str is printf("%0.3g %sB", val / 2^(10*unit)); the shell's printf is glibc's.
+  const bytes = [197120, 1536, 2560, 5632, 1024 * 1024 * 2.5, 1023558, 1023938, 999 * 1024, 1000, 1023, 1024, 1025, 123456789, 2 ** 40 - 1];
+  for (let b = 1; b < 3_000_000; b += 4099) bytes.push(b);
+  const values = bytes.map((b) => {
+    const unit = Math.floor(Math.floor(Math.log2(b * 1.024)) / 10);
+    return { b, v: b / 2 ** (unit * 10), unit };
+  });
+  const r = spawnSync('bash', ['-c', 'for v in "$@"; do printf "%0.3g\\n" "$v"; done', '_', ...values.map((x) => String(x.v))], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const printed = r.stdout.trim().split('\n');
+  const units = ['', 'Ki', 'Mi', 'Gi', 'Ti'];
+  values.forEach((x, i) => assert.equal(sizeToStr(x.b), `${printed[i]} ${units[x.unit]}B`, `${x.b} bytes`));
+});

@@ -11,11 +11,12 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { platterInProcess } from './harness.ts';
+import { startSshd, type Sshd } from '../helpers/sshd.ts';
 import { REPO_ROOT, SKIP_NO_QEMU, have, qemuImg, qemuIo, run, tempDir, type RunResult } from '../helpers/qemu.ts';
 
 const SSHD = '/usr/sbin/sshd';
@@ -34,22 +35,6 @@ function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
-}
-
-async function waitForPort(port: number, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ host: '127.0.0.1', port }, () => {
-        s.end();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`nothing listens on 127.0.0.1:${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function waitForFile(path: string, ms = 10_000): Promise<void> {
@@ -79,7 +64,7 @@ describe('ssh protocol vs qemu-img (ssh driver, libssh) against a real sshd', { 
   const d = t.dir;
   const passphrase = `pp-${randomBytes(12).toString('hex')}`;
   let port = 0;
-  let sshd: ChildProcess | undefined;
+  let server: Sshd | undefined;
   let agent: ChildProcess | undefined;
   let emptyAgent: ChildProcess | undefined;
   const agentSock = join(d, 'agent.sock');
@@ -148,33 +133,10 @@ describe('ssh protocol vs qemu-img (ssh driver, libssh) against a real sshd', { 
 
   before(async () => {
     const keygen = (file: string, pass: string) => run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', pass, '-C', 'platter-test', '-f', file]);
-    keygen(join(d, 'hostkey'), '');
     keygen(join(d, 'otherkey'), '');
-    keygen(join(d, 'clientkey'), passphrase);
-    writeFileSync(join(d, 'authorized_keys'), readFileSync(join(d, 'clientkey.pub')));
-    port = await freePort();
-    writeFileSync(
-      join(d, 'sshd_config'),
-      [
-        'ListenAddress 127.0.0.1',
-        `Port ${port}`,
-        `HostKey ${join(d, 'hostkey')}`,
-        `AuthorizedKeysFile ${join(d, 'authorized_keys')}`,
-        'Subsystem sftp internal-sftp',
-        `PidFile ${join(d, 'sshd.pid')}`,
-        'StrictModes no',
-        'UsePAM no',
-        '',
-      ].join('\n'),
-    );
-    // sshd started by root needs its privilege-separation directory (Debian makes it at boot).
-    if (process.getuid?.() === 0 && !existsSync('/run/sshd')) mkdirSync('/run/sshd', { mode: 0o755 });
-    sshd = spawn(SSHD, ['-f', join(d, 'sshd_config'), '-D', '-e'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let sshdLog = '';
-    sshd.stderr!.on('data', (c: Buffer) => (sshdLog += c.toString()));
-    await waitForPort(port).catch((e) => {
-      throw new Error(`${(e as Error).message}: ${sshdLog}`);
-    });
+    // sshd with its own host key, config and authorized client key (test/helpers/sshd.ts).
+    server = await startSshd(d, passphrase);
+    port = server.port;
     agent = spawn('ssh-agent', ['-D', '-a', agentSock], { stdio: 'ignore' });
     emptyAgent = spawn('ssh-agent', ['-D', '-a', emptyAgentSock], { stdio: 'ignore' });
     await waitForFile(agentSock);
@@ -195,14 +157,7 @@ describe('ssh protocol vs qemu-img (ssh driver, libssh) against a real sshd', { 
   });
 
   after(async () => {
-    for (const pid of sshd?.pid !== undefined ? childrenOf(sshd.pid) : []) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-    }
-    await stop(sshd);
+    await server?.stop();
     await stop(agent);
     await stop(emptyAgent);
     t.cleanup();
@@ -400,7 +355,7 @@ describe('ssh protocol vs qemu-img (ssh driver, libssh) against a real sshd', { 
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const end = Date.now() + 60_000;
     while (!(existsSync(target) && statSync(target).size > 4 * MiB) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-    for (const pid of childrenOf(sshd!.pid!)) process.kill(pid, 'SIGTERM');
+    for (const pid of childrenOf(server!.pid)) process.kill(pid, 'SIGTERM');
     const code = await exited;
     platterOutputs.push(stdout, stderr);
     assert.equal(code, 1, stderr);

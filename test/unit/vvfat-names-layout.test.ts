@@ -141,6 +141,6 @@ test('fat: filenames parse as QEMU 7.2 parses them (flags anywhere, dir after th
   assert.deepEqual(parseFatFilename('fat:rw:c:\\dir'), { dir: 'c:\\dir', 'fat-type': 0, floppy: false, rw: true });
   assert.equal(
     vvfatJsonName({ dir: 'd1', 'fat-type': 0, floppy: false, rw: false }),
-    'json:{"driver": "raw", "file": {"fat-type": 0, "dir": "d1", "driver": "vvfat", "floppy": false, "rw": false}}',
+    'json:{"fat-type": 0, "dir": "d1", "driver": "vvfat", "floppy": false, "rw": false}',
   );
 });

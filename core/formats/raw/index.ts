@@ -3,7 +3,7 @@
 // When raw was guessed by probing, writes that would make sector 0 look like another format are
 // refused, as QEMU restricts them (raw_probe_warning).
 
-import type { BlockStatus, FormatDriver, NodeImpl, Reservation } from '../../block/types.ts';
+import type { BlockStatus, FormatDriver, NodeImpl, Reservation, SnapshotCapability } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError } from '../../errors.ts';
 import { PROBE_BYTES } from '../../block/types.ts';
@@ -86,11 +86,17 @@ class RawNode implements NodeImpl {
     return { ...st, allocated: true, ...(st.data && st.hostOffset === offset ? { hostNode: this.#file } : {}) };
   }
 
-  async truncate(size: number, options: { preallocation?: 'off' | 'metadata' | 'falloc' | 'full' }): Promise<void> {
+  async truncate(size: number, options: { preallocation?: 'off' | 'metadata' | 'falloc' | 'full'; exact?: boolean }): Promise<void> {
     if (options.preallocation === 'metadata') {
       throw new BlockError('Unsupported', "Unsupported preallocation mode 'metadata'", { path: this.#file.filename });
     }
     await this.#file.truncate(size, { ...options, shrink: true });
+  }
+
+  /** raw has no snapshots of its own: its file's are the image's (QEMU's bdrv_snapshot_fallback;
+   *  sheepdog vdi snapshots). */
+  get snapshots(): SnapshotCapability | undefined {
+    return this.#file.snapshots;
   }
 
   async close(): Promise<void> {}

@@ -40,7 +40,7 @@ import {
 } from './scsi.ts';
 import type { ScsiResult } from './session.ts';
 
-export { discoverTargets } from './discovery.ts';
+export { discoverTargets, listTargetLuns } from './discovery.ts';
 export { parseIscsiConfig, setIscsiConfig } from './config.ts';
 
 /** QEMU's ISCSI_CMD_RETRIES: unit attentions and busy targets are retried this often. */

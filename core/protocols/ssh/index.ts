@@ -135,7 +135,9 @@ export class SshNode implements NodeImpl {
       if (!this.#warnedFlush) {
         this.#warnedFlush = true;
         this.#warn(`warning: ssh server ${this.#loc.host} does not support fsync`);
-        this.#warn('to support fsync, you need OpenSSH >= 6.3');
+        // QEMU 7.2 block/ssh.c unsafe_flush_warning: a warn_report, then an error_report line
+        // (so both carry the program's name).
+        this.#warn('error_report: to support fsync, you need OpenSSH >= 6.3');
       }
       return;
     }

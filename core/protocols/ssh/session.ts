@@ -18,6 +18,10 @@ import type { SshLocation } from './options.ts';
  *  user). Without one, keys that need a passphrase are skipped, as QEMU skips them. */
 export const sshPassphrases: { forKey?: (path: string) => Promise<string | undefined> } = {};
 
+/** Identities the desktop app unlocked for one server (a key file the user chose; its passphrase
+ *  was used once to parse it and is not kept): tried after the agent, before the default keys. */
+export const sshIdentities: { forServer?: (host: string, port: number, user: string) => unknown } = {};
+
 /** How long connecting and authenticating may take before the attempt is given up. */
 const READY_TIMEOUT_MS = 30_000;
 
@@ -110,6 +114,28 @@ function portNumber(port: string): number {
 
 /** Connect, check the host key, authenticate, start sftp and open the remote file. */
 export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<SshSession> {
+  const c = await connectSftp(loc);
+  const { client, sftp, request } = c;
+  try {
+    const handle = await request<Buffer>((done) => sftp.open(loc.path, open.flags, open.mode !== undefined ? { mode: open.mode } : {}, done)).catch((err) => {
+      throw sftpError(`failed to open remote file '${loc.path}'`, err);
+    });
+    const attrs = await request<Stats>((done) => sftp.fstat(handle, done)).catch((err) => {
+      throw sftpError('failed to read file attributes', err);
+    });
+    const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions ?? {};
+    return { ...c, handle, attrs, fsync: ext['fsync@openssh.com'] === '1' };
+  } catch (e) {
+    client.end();
+    throw e;
+  }
+}
+
+/** An sftp session with no file open yet (connectSsh; the GUI's remote folder listing). */
+export type SftpSession = Omit<SshSession, 'handle' | 'attrs' | 'fsync'>;
+
+/** Connect, check the host key, authenticate and start sftp. */
+export async function connectSftp(loc: SshLocation): Promise<SftpSession> {
   const user = loc.user ?? userInfo().username;
   const port = portNumber(loc.port);
   const ssh2 = await loadSsh2();
@@ -123,12 +149,14 @@ export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<Ss
   // Authentication in libssh's publickey_auto order: none, the agent, the default keys.
   const agent = process.env.SSH_AUTH_SOCK;
   const keyFiles = defaultKeyFiles();
-  let stage = 0;
+  const extra = sshIdentities.forServer?.(loc.host, port, user);
+  let stage = extra !== undefined ? -1 : 0;
   const authHandler = (_methodsLeft: AuthenticationType[] | null, _partial: boolean | null, next: (a: unknown) => void): void => {
     void (async () => {
       for (;;) {
         if (stage > keyFiles.length + 1) return next(false);
         const s = stage++;
+        if (s === -1) return next({ type: 'publickey', username: user, key: extra });
         if (s === 0) return next({ type: 'none', username: user });
         if (s === 1) {
           if (agent) return next({ type: 'agent', username: user, agent });
@@ -227,17 +255,37 @@ export async function connectSsh(loc: SshLocation, open: OpenRemote): Promise<Ss
     const sftp = await request<SFTPWrapper>((done) => client.sftp(done)).catch((err: Error) => {
       throw new BlockError('Io', `failed to initialize sftp handle: ${err.message}`, { op: 'sftp' });
     });
-    const handle = await request<Buffer>((done) => sftp.open(loc.path, open.flags, open.mode !== undefined ? { mode: open.mode } : {}, done)).catch((err) => {
-      throw sftpError(`failed to open remote file '${loc.path}'`, err);
-    });
-    const attrs = await request<Stats>((done) => sftp.fstat(handle, done)).catch((err) => {
-      throw sftpError('failed to read file attributes', err);
-    });
-    const ext = (sftp as unknown as { _extensions?: Record<string, string> })._extensions ?? {};
-    return { client, sftp, handle, attrs, user, fsync: ext['fsync@openssh.com'] === '1', closed: () => ended, request };
+    return { client, sftp, user, closed: () => ended, request };
   } catch (e) {
     client.end();
     throw e;
+  }
+}
+
+/** One entry of a remote folder (sftp READDIR). */
+export interface RemoteDirEntry {
+  name: string;
+  size: number;
+  isDirectory: boolean;
+  isFile: boolean;
+  /** Modification time, ms since the epoch. */
+  modified: number;
+}
+
+/** The entries of the remote folder `loc.path` (sorted by name; dot files left out). */
+export async function listSshDirectory(loc: SshLocation, max = 10_000): Promise<RemoteDirEntry[]> {
+  const s = await connectSftp(loc);
+  try {
+    const list = await s.request<{ filename: string; attrs: Stats }[]>((done) => s.sftp.readdir(loc.path, done as never)).catch((err) => {
+      throw sftpError(`failed to read remote folder '${loc.path}'`, err);
+    });
+    return list
+      .filter((e) => !e.filename.startsWith('.'))
+      .slice(0, max)
+      .map((e) => ({ name: e.filename, size: e.attrs.size, isDirectory: e.attrs.isDirectory(), isFile: e.attrs.isFile(), modified: e.attrs.mtime * 1000 }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  } finally {
+    s.client.end();
   }
 }
 

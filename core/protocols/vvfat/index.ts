@@ -54,10 +54,10 @@ function compactJson(v: unknown): string {
   return `{${qdictOrder(Object.keys(o)).map((k) => `${JSON.stringify(k)}: ${compactJson(o[k])}`).join(', ')}}`;
 }
 
-/** The json: name qemu-img shows for raw over a vvfat node opened with `options` (QEMU's
- *  bdrv_refresh_filename: vvfat has no plain name, so the options are the name). */
+/** The json: name of a vvfat node opened with `options` (QEMU's bdrv_refresh_filename: vvfat has
+ *  no plain name, so the options are the name; a raw node over it wraps it, core/jobs/info.ts). */
 export function vvfatJsonName(options: Record<string, unknown>): string {
-  return `json:${compactJson({ driver: 'raw', file: { driver: 'vvfat', ...options } })}`;
+  return `json:${compactJson({ driver: 'vvfat', ...options })}`;
 }
 
 export const vvfatDriver: ProtocolDriver = {

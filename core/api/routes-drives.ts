@@ -1,0 +1,124 @@
+// The Drives view's methods (issue #19): list the host's disks, loop devices and optical drives;
+// image a drive into any format (convert, then verify with compare); write an image onto a drive
+// with balenaEtcher's safety: the system disk and drives with mounted filesystems are refused, the
+// caller must echo the drive's model and exact size as the user confirmed them (a different stick
+// under the same name is refused), and the written range is verified against the image.
+// Raw devices need privileges: a drive the server's user cannot open is listed with its access,
+// and the refusal says plainly that this user lacks access.
+// Test seam: setDriveLister replaces the OS listing (e2e tests inject a fake system disk and a
+// fake mounted disk; a real mount is not possible there).
+
+import { z } from 'zod';
+import { access, constants, stat } from 'node:fs/promises';
+import { job, query, type CallContext } from './router.ts';
+import { imageRef, optionsInput } from './schemas.ts';
+import { BlockError, invalidArgument } from '../errors.ts';
+import { listHostDrives, type HostDrive } from '../host/drives.ts';
+import { convert as convertJob } from '../jobs/convert.ts';
+import { compare as compareJob } from '../jobs/compare.ts';
+import { info as infoJob } from '../jobs/info.ts';
+import type { ImageInfo } from './types.ts';
+
+export type DriveAccess = 'read-write' | 'read-only' | 'none';
+export interface DriveView extends HostDrive {
+  /** What the server's user may do with the device node. */
+  access: DriveAccess;
+}
+
+let lister: () => Promise<HostDrive[]> = listHostDrives;
+
+/** Replace the OS listing (tests); undefined restores it. */
+export function setDriveLister(fn: (() => Promise<HostDrive[]>) | undefined): void {
+  lister = fn ?? listHostDrives;
+}
+
+async function accessOf(path: string): Promise<DriveAccess> {
+  const can = (mode: number) => access(path, mode).then(() => true, () => false);
+  if (await can(constants.R_OK | constants.W_OK)) return 'read-write';
+  return (await can(constants.R_OK)) ? 'read-only' : 'none';
+}
+
+export async function listDrives(): Promise<DriveView[]> {
+  const drives = await lister();
+  return Promise.all(drives.map(async (d) => ({ ...d, access: await accessOf(d.path) })));
+}
+
+function userName(): string {
+  const uid = process.getuid?.();
+  return uid === undefined ? 'the server\'s user' : `the server's user (uid ${uid})`;
+}
+
+/** The drive by path from a fresh listing; refused when it is not a listed drive. */
+async function findDrive(path: string): Promise<DriveView> {
+  const d = (await listDrives()).find((x) => x.path === path);
+  if (!d) throw new BlockError('NotFound', `'${path}' is not one of this computer's drives (it may have been removed)`, { path });
+  return d;
+}
+
+function noAccess(d: DriveView, what: 'read' | 'write'): BlockError {
+  return new BlockError('Permission', `${userName()} lacks access to ${d.path} (${what}): start Platter as a user who may open raw disks (root, or a member of the 'disk' group)`, { path: d.path, op: what === 'read' ? 'open' : 'write' });
+}
+
+/** Why writing onto this drive is refused, or undefined when it may be written. */
+export function writeRefusal(d: DriveView, confirm: { model: string; size: number }): string | undefined {
+  if (d.system) return `${d.path} holds the running system (${d.mountpoints.join(', ') || 'system disk'}): Platter never writes onto it`;
+  if (d.mountpoints.length > 0) return `${d.path} has mounted filesystems (${d.mountpoints.join(', ')}): unmount them first`;
+  if (d.readOnly) return `${d.path} is read-only`;
+  if (confirm.model !== d.model || confirm.size !== d.size) return `The confirmation does not match ${d.path} (${d.model}, ${d.size} bytes): the drive may have changed; look again and confirm`;
+  return undefined;
+}
+
+export const drivesListInput = z.object({}).optional();
+export const drivesImageInput = z.object({
+  drive: z.string().min(1),
+  target: z.object({ filename: z.string().min(1), format: z.string().min(1).default('qcow2'), options: optionsInput.optional() }),
+  /** Compare the image with the drive afterwards (qemu-img compare). */
+  verify: z.boolean().default(true),
+});
+export const drivesWriteInput = z.object({
+  image: imageRef,
+  drive: z.string().min(1),
+  /** The drive as the user confirmed it: its model and size in bytes. */
+  confirm: z.object({ model: z.string(), size: z.number().int().nonnegative() }),
+  verify: z.boolean().default(true),
+});
+
+export interface DriveJobResult {
+  /** undefined when verification was not asked for. */
+  verified?: boolean;
+  message?: string;
+}
+
+export const drivesRoutes = {
+  /** The host's drives with model, size, removable, mounted filesystems, system disk, access. */
+  drivesList: query(drivesListInput, () => listDrives()),
+  /** Image a drive into a new image file (convert -O FMT DRIVE TARGET), then verify it. */
+  drivesImage: job(drivesImageInput, (i) => `Image drive ${String(i?.drive ?? '?')} -> ${String(i?.target?.filename ?? '?')}`, async (i, { env, ctl }: CallContext): Promise<DriveJobResult> => {
+    const d = await findDrive(i.drive);
+    if (d.access === 'none') throw noAccess(d, 'read');
+    const existing = await stat(i.target.filename).catch(() => undefined);
+    if (existing && !existing.isFile()) throw invalidArgument(`'${i.target.filename}' is not a regular file: choose a new image file to write the drive's contents into`, { path: i.target.filename });
+    await convertJob({ sources: [{ filename: d.path, format: 'raw' }], target: { filename: i.target.filename, format: i.target.format, ...(i.target.options !== undefined ? { options: i.target.options } : {}) } }, env, ctl);
+    if (!i.verify) return {};
+    const r = await compareJob({ a: { filename: d.path, format: 'raw' }, b: { filename: i.target.filename, format: i.target.format } }, env, ctl);
+    return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
+  }),
+  /** Write an image onto a drive (convert -n IMAGE DRIVE), refused for the system disk, mounted
+   *  drives and a confirmation that does not match, then verify the written range. */
+  drivesWrite: job(drivesWriteInput, (i) => `Write ${String(i?.image?.filename ?? '?')} to drive ${String(i?.drive ?? '?')}`, async (i, { env, ctl }: CallContext): Promise<DriveJobResult> => {
+    const d = await findDrive(i.drive);
+    const refusal = writeRefusal(d, i.confirm);
+    if (refusal) throw new BlockError('Permission', refusal, { path: d.path, op: 'write' });
+    if (d.access !== 'read-write') throw noAccess(d, 'write');
+    const image = { filename: i.image.filename, ...(i.image.format ? { format: i.image.format } : {}), ...(i.image.imageOpts ? { imageOpts: true } : {}) };
+    const meta = (await infoJob({ image }, env)) as ImageInfo;
+    const size = meta['virtual-size'];
+    if (size > d.size) throw invalidArgument(`The image (${size} bytes) is larger than ${d.path} (${d.size} bytes)`, { path: d.path });
+    await convertJob({ sources: [image], target: { filename: d.path, format: 'raw' }, noCreate: true }, env, ctl);
+    if (!i.verify) return {};
+    // Only the image's range: the rest of the drive keeps what it held.
+    const written = { filename: `driver=raw,size=${size},file.driver=host_device,file.filename=${d.path}`, imageOpts: true };
+    const r = await compareJob({ a: image, b: written }, env, ctl);
+    return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
+  }),
+};

@@ -1,0 +1,67 @@
+// Bench suite (issue #19): imaging a 1 GiB host block device (a loop device over a scratch file,
+// about half of it data in 1 MiB runs every 2 MiB, the rest zeros) into qcow2:
+// `qemu-img convert -f raw -O qcow2 /dev/loopN out.qcow2` against `platter convert` of the same.
+// Goal: platter/qemu-img <= 1.0. Needs root (losetup); teardown detaches the device it attached.
+
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, rmSync, truncateSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BenchContext, BenchPair, BenchSuite } from './types.ts';
+
+const GiB = 1 << 30;
+const MiB = 1 << 20;
+
+let device: string | undefined;
+
+function attach(file: string): string | undefined {
+  const r = spawnSync('losetup', ['-f', '--show', file], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+/** 1 GiB: a 1 MiB run of non-zero bytes at every even MiB, holes between (~512 MiB of data). */
+function makeBacking(path: string): void {
+  const fd = openSync(path, 'w');
+  try {
+    truncateSync(path, GiB);
+    const chunk = Buffer.alloc(MiB);
+    for (let i = 0; i < chunk.length; i += 4096) chunk.fill((i / 4096) % 251 + 1, i, i + 4096);
+    for (let off = 0; off < GiB; off += 2 * MiB) writeSync(fd, chunk, 0, MiB, off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export const suite: BenchSuite = {
+  name: 'Host devices',
+  async unavailable() {
+    if (process.platform !== 'linux') return 'loop devices exist on Linux only';
+    if (process.getuid?.() !== 0) return 'needs root for losetup';
+    if (spawnSync('losetup', ['--version']).status !== 0) return 'losetup not installed';
+    if (spawnSync('qemu-img', ['--version']).status !== 0) return 'qemu-img not installed';
+    return undefined;
+  },
+  async setup(ctx: BenchContext): Promise<BenchPair[]> {
+    const backing = join(ctx.dir, 'disk-1g.img');
+    makeBacking(backing);
+    device = attach(backing);
+    if (!device) throw new Error('losetup -f --show failed');
+    ctx.log(`host-device: ${device} over ${backing}`);
+    const dev = device;
+    const out = join(ctx.dir, 'out.qcow2');
+    const clean = () => rmSync(out, { force: true });
+    return [
+      {
+        name: 'loop device (1 GiB, ~half data) -> qcow2',
+        referenceLabel: 'qemu-img convert',
+        target: 1.0,
+        maxRuns: 5,
+        reference: { run: () => ctx.timed('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', dev, out]), after: clean },
+        platter: { run: () => ctx.timed(process.execPath, [ctx.platter, 'convert', '-f', 'raw', '-O', 'qcow2', dev, out]), after: clean },
+      },
+    ];
+  },
+  async teardown() {
+    if (device) spawnSync('losetup', ['-d', device]);
+    device = undefined;
+  },
+};
