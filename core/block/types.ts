@@ -463,6 +463,9 @@ export interface ProtocolDriver {
   /** Images are created onto storage that exists already (QEMU's bdrv_co_create_opts_simple, as
    *  nbd has it): never grown, its first sector zeroed, then the format writes its image. */
   readonly createSimple?: boolean;
+  /** Its create gets no size under a format other than raw, whatever create options it has (the
+   *  format consumed the size, as QEMU's qemu_opts_to_qdict_filtered does; gluster). */
+  readonly createsEmptyForFormats?: boolean;
     /** Create the storage object (an empty file, with preallocation for raw). */
   create?(filename: string, size: number, options: OptionValues, ctx: { warn(m: string): void; signal?: AbortSignal }): Promise<void>;
   open(ctx: ProtocolOpenContext): Promise<NodeImpl>;

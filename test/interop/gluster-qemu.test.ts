@@ -61,11 +61,15 @@ async function same(args: string[], label = args.join(' ')): Promise<{ stdout: s
 describe('gluster against qemu-img and glusterd', () => {
   test('create qcow2 and raw on a volume: the same "Formatting" line, the files on the brick, info equal to qemu-img info (human and JSON), qemu-img check clean', async (t) => {
     if (skipReason) return t.skip(skipReason);
-    const [pq, pr, qr] = await Promise.all([
+    const [pq, pr, qr, qq] = await Promise.all([
       platter('create', '-f', 'qcow2', uri('made.qcow2'), '64M'),
       platter('create', '-f', 'raw', '-o', 'preallocation=full', uri('made.raw'), '3000000'),
       qemu('create', '-f', 'raw', '-o', 'preallocation=full', uri('q.raw'), '3000000'),
+      qemu('create', '-f', 'qcow2', uri('q.qcow2'), '64M'),
     ]);
+    assert.equal(qq.status, 0, qq.stderr);
+    // The qcow2 file is as long as qemu-img's (the protocol file is created empty: qcow2 keeps the size).
+    assert.equal(statSync(join(vol!.brick, 'made.qcow2')).size, statSync(join(vol!.brick, 'q.qcow2')).size);
     assert.equal(pq.status, 0, pq.stderr);
     assert.equal(pq.stdout, `Formatting '${uri('made.qcow2')}', fmt=qcow2 cluster_size=65536 extended_l2=off compression_type=zlib size=67108864 lazy_refcounts=off refcount_bits=16\n`);
     assert.equal(pr.status, 0, pr.stderr);
@@ -130,7 +134,10 @@ describe('gluster against qemu-img and glusterd', () => {
     assert.equal(made.status, 0, made.stderr);
     const servers = `[{"type":"unix","socket":"${vol!.socket}"},{"type":"tcp","host":"${vol!.host}","port":"24007"}]`;
     const json = `json:{"driver":"qcow2","file":{"driver":"gluster","volume":"${vol!.volume}","path":"list.qcow2","server":${servers}}}`;
-    const [human, js, unix] = await Promise.all([same(['info', json]), same(['info', '--output=json', json]), same(['info', `gluster+unix:///${vol!.volume}/list.qcow2?socket=${vol!.socket}`])]);
+    // The protocol named at the top: the node itself, "file format: gluster", as qemu-img shows it.
+    const top = `json:{"driver":"gluster","volume":"${vol!.volume}","path":"list.qcow2","server":${servers}}`;
+    const [human, js, unix, topInfo] = await Promise.all([same(['info', json]), same(['info', '--output=json', json]), same(['info', `gluster+unix:///${vol!.volume}/list.qcow2?socket=${vol!.socket}`]), same(['info', top])]);
+    assert.match(topInfo.stdout, /^image: json:\{.*\}\nfile format: gluster\n/);
     assert.match(human.stdout, /^image: json:\{"driver": "qcow2", "file": \{.*"server\.0\.socket": /);
     assert.match(js.stdout, /"format": "qcow2"/);
     assert.match(unix.stdout, /^image: gluster\+unix:\/\/\//);
