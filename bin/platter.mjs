@@ -12,3 +12,6 @@ register();
 (await import('node:module')).register('./cli-without-schemas.mjs', import.meta.url);
 const { main } = await import('../core/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));
+// A native call given up on (a gluster server that never answers) would keep the process alive.
+const abandoned = await import('../core/util/abandoned-calls.ts');
+if (abandoned.abandonedNativeCalls() > 0) abandoned.exitSkippingHandlers(process.exitCode);

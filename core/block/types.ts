@@ -453,8 +453,9 @@ export interface ProtocolDriver {
   redactFilename?(filename: string): string;
   /** QEMU's bdrv_refresh_filename for a node with no plain filename: its options as the JSON
    *  object of its json: name ({"lun": "1", ...}), secrets left out. Names the node, and a format
-   *  node directly over it as json:{"driver": FMT, "file": ...}, in info and map. */
-  refreshFilename?(options: OptionsTree): string;
+   *  node directly over it as json:{"driver": FMT, "file": ...}, in info and map. Undefined
+   *  where the node keeps a plain name (gluster's URI form). */
+  refreshFilename?(options: OptionsTree): string | undefined;
   readonly createOptions: readonly OptionSpec[];
   /** QEMU's bdrv_refresh_filename for this protocol: the name a node opened with these options
    *  shows (nbd: "nbd://host:port/export" whatever form was typed). */
@@ -467,6 +468,9 @@ export interface ProtocolDriver {
   /** Images are created onto storage that exists already (QEMU's bdrv_co_create_opts_simple, as
    *  nbd has it): never grown, its first sector zeroed, then the format writes its image. */
   readonly createSimple?: boolean;
+  /** Its create gets no size under a format other than raw, whatever create options it has (the
+   *  format consumed the size, as QEMU's qemu_opts_to_qdict_filtered does; gluster). */
+  readonly createsEmptyForFormats?: boolean;
     /** Create the storage object (an empty file, with preallocation for raw). */
   create?(filename: string, size: number, options: OptionValues, ctx: { warn(m: string): void; signal?: AbortSignal }): Promise<void>;
   open(ctx: ProtocolOpenContext): Promise<NodeImpl>;

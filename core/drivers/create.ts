@@ -180,7 +180,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     // enough); only raw passes its size down (other formats' sizes stay theirs).
     // A protocol with create options of its own makes fixed-size storage (a sheepdog vdi): it
     // gets the image's size, as QEMU's bdrv_create_file passes it.
-    await proto.create!(path, local ? 0 : driver.name === 'raw' || protoOnly.length > 0 ? size : 0, local ? fileValues : { ...protoValues, ...(driver.name === 'raw' && values['preallocation'] !== undefined && proto.createOptions.some((spec) => spec.name === 'preallocation') ? { preallocation: values['preallocation'] } : {}) }, ctxBase);
+    await proto.create!(path, local ? 0 : driver.name === 'raw' || (protoOnly.length > 0 && !proto.createsEmptyForFormats) ? size : 0, local ? fileValues : { ...protoValues, ...(driver.name === 'raw' && values['preallocation'] !== undefined && proto.createOptions.some((spec) => spec.name === 'preallocation') ? { preallocation: values['preallocation'] } : {}) }, ctxBase);
     const file = await openProtocol(local ? { driver: 'file', filename: path } : protoTree, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn, secrets });
     let failed = true;
     try {

@@ -512,7 +512,8 @@ export function resolveProtocolTree(fileTree: OptionsTree): OptionsTree {
 function displayFilename(given: string | undefined, fileTree: OptionsTree, tree?: OptionsTree, refreshed = true): string {
   // Protocols whose names may hold secrets (iscsi://user%password@...) show them redacted.
   const proto = typeof fileTree.driver === 'string' ? findProtocol(fileTree.driver) : undefined;
-  if (proto?.refreshFilename) return given !== undefined ? (proto.redactFilename?.(given) ?? given) : `json:${proto.refreshFilename(fileTree)}`;
+  const ownName = proto?.refreshFilename && given === undefined ? proto.refreshFilename(fileTree) : undefined;
+  if (proto?.refreshFilename && (given !== undefined || ownName !== undefined)) return given !== undefined ? (proto.redactFilename?.(given) ?? given) : `json:${ownName}`;
   // A json: name that says no more than "this format on this file" is shown as the file's name
   // (QEMU's bdrv_refresh_filename reconstructs it so).
   // (The file's options as given: a filter skipped in its place, say, keeps the name a json: one.)
@@ -580,7 +581,8 @@ export async function openProtocol(fileTree: OptionsTree, displayName: string, r
     for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
     throw e;
   }
-  const refreshed = proto.refreshFilename ? `json:${proto.refreshFilename(options)}` : undefined;
+  const ownName = proto.refreshFilename?.(options);
+  const refreshed = ownName !== undefined ? `json:${ownName}` : undefined;
   let shown: string | undefined;
   try {
     shown = proto.displayName?.(options);

@@ -81,7 +81,9 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     known = true;
   }
   // Storage a remote protocol counts itself (sheepdog: its vdi's objects, sd_get_allocated_file_size).
-  const remote = !known && node.file?.driver.kind === 'protocol' ? await node.file.allocatedSize() : undefined;
+  // (A protocol node named at the top counts its own: gluster's fstat st_blocks.)
+  const counted = node.file?.driver.kind === 'protocol' ? node.file : node.driver.kind === 'protocol' ? node : undefined;
+  const remote = !known && counted ? await counted.allocatedSize() : undefined;
   if (remote !== undefined) [actual, known] = [remote, true];
   if (known) out['actual-size'] = actual;
   if (d.encrypted) out.encrypted = true;

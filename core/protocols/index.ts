@@ -10,6 +10,8 @@ import { iscsiDriver } from './iscsi/index.ts';
 import { nbdDriver } from './nbd/index.ts';
 import { sheepdogDriver } from './sheepdog/index.ts';
 import { hostCdromDriver, hostDeviceDriver } from './host-device/index.ts';
+import { glusterDriver } from './gluster/index.ts';
+import { nvmeDriver } from './nvme/index.ts';
 
 export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   fileDriver,
@@ -23,4 +25,6 @@ export const PROTOCOL_DRIVERS: readonly ProtocolDriver[] = [
   nbdDriver,
   sheepdogDriver,
   hostCdromDriver, hostDeviceDriver, // cdrom first: it wins a tie, as in QEMU
+  glusterDriver,
+  nvmeDriver,
 ];

@@ -1,0 +1,14 @@
+import { gfapi, glfsAcquire, glfsRelease } from './core/protocols/gluster/gfapi.ts';
+const t0 = Date.now();
+const cfg = { volume: 'hv1', path: 'a.qcow2', servers: [{ type: 'tcp' as const, host: 'vm', port: '24007' }], debug: 4, logfile: '/tmp/gl-hand/client.log' };
+const fs = await glfsAcquire(cfg);
+console.log('init', Date.now() - t0);
+const api = gfapi();
+const o = await api.open(fs, 'a.qcow2', 0);
+console.log('open', Date.now() - t0, o);
+const st = await api.allocated(o.ret);
+console.log('alloc', st);
+await api.close(o.ret);
+console.log('close', Date.now() - t0);
+await glfsRelease(fs);
+console.log('fini', Date.now() - t0);
