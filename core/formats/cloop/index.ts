@@ -1,12 +1,12 @@
 // The cloop format driver: Linux compressed loop images (create_compressed_fs, V2.0 header),
 // read-only as in QEMU 7.2's block/cloop.c. The disk is cut into blocks of block_size bytes, each
-// stored as one zlib stream located by the offsets table; blocks are inflated on the worker pool,
+// stored as one zlib stream located by the offsets table; blocks are inflated on libuv's thread pool,
 // and the last one inflated is kept (QEMU keeps exactly one). QEMU has no block-status callback
 // for cloop: qemu-img map and measure see all data (FormatDriver.qemuHidesAllocation).
 
 import type { FormatDriver, NodeImpl } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
-import type { WorkerPool } from '../../workers/pool.ts';
+import { inflateStream } from '../../codecs/zlib-threadpool.ts';
 import { BlockError, type BlockErrorContext } from '../../errors.ts';
 import { readPadded } from '../../util/padded-read.ts';
 import { PROBE_BYTES } from '../../block/types.ts';
@@ -37,16 +37,14 @@ class CloopNode implements NodeImpl {
   readonly alignment = SECTOR;
   readonly maxTransfer: number;
   readonly #file: BlockNode;
-  readonly #workers: WorkerPool;
   readonly #blockSize: number;
   readonly #offsets: CloopOffsets;
   readonly #ctx: BlockErrorContext;
   /** The block inflated last (QEMU's current_block). */
   #last: { block: number; data: Buffer } | undefined;
 
-  constructor(file: BlockNode, workers: WorkerPool, blockSize: number, nBlocks: number, offsets: CloopOffsets, ctx: BlockErrorContext) {
+  constructor(file: BlockNode, blockSize: number, nBlocks: number, offsets: CloopOffsets, ctx: BlockErrorContext) {
     this.#file = file;
-    this.#workers = workers;
     this.#blockSize = blockSize;
     this.#offsets = offsets;
     this.#ctx = ctx;
@@ -78,7 +76,8 @@ class CloopNode implements NodeImpl {
     for (let b = first; b <= last; b++) chunks.push(raw.subarray(this.#offset(b) - start, this.#offset(b + 1) - start));
     let out: Uint8Array[];
     try {
-      out = await this.#workers.run('inflateZlibWhole', { chunks, outputLength: this.#blockSize }, [raw.buffer]);
+      // On libuv's thread pool, side by side (no JavaScript worker to start for them).
+      out = await Promise.all(chunks.map((c) => inflateStream(c, this.#blockSize)));
     } catch (e) {
       throw ioError(ctx, `cloop blocks ${first}..${last} do not inflate`, e);
     }
@@ -94,14 +93,14 @@ class CloopNode implements NodeImpl {
     return out;
   }
 
-  /** The range's blocks (the cached one, the rest inflated on the workers in one task) copied
+  /** The range's blocks (the cached one, the rest inflated side by side on the thread pool) copied
    *  straight into `into`: one copy per byte, no buffer per request. */
   async readInto(offset: number, length: number, into: Buffer): Promise<void> {
     const bs = this.#blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + length - 1) / bs);
     const cached = this.#last;
-    // Only the blocks not cached go to the workers (the cache holds the first or the last).
+    // Only the blocks not cached are inflated (the cache holds the first or the last).
     let from = first;
     let to = last;
     if (cached?.block === first) from++;
@@ -149,6 +148,6 @@ export const cloopDriver: FormatDriver = {
     const inFile = Math.max(0, Math.min(tableBytes, file.size - CLOOP_OFFSETS_OFFSET));
     const table = inFile > 0 ? await file.read(CLOOP_OFFSETS_OFFSET, inFile) : Buffer.alloc(0);
     const offsets = decodeOffsets(table, nBlocks + 1, ectx);
-    return new CloopNode(file, ctx.workers, blockSize, nBlocks, offsets, { path: ctx.filename });
+    return new CloopNode(file, blockSize, nBlocks, offsets, { path: ctx.filename });
   },
 };

@@ -13,7 +13,8 @@ import { sizeToNumber } from '../../util/checked.ts';
 import { readKoly } from './koly.ts';
 import { readRsrcChunks, readXmlChunks } from './tables.ts';
 import { buildChunkTable, findChunk, isZeroType, SECTOR, type ChunkTable } from './chunk-table.ts';
-import { CHUNK_RAW, chunkTypeName, COMPRESSED_TYPES } from '../../codecs/dmg-chunk.ts';
+import { CHUNK_RAW, CHUNK_ZLIB, chunkTypeName, COMPRESSED_TYPES } from '../../codecs/dmg-chunk.ts';
+import { inflateWhole } from '../../codecs/zlib-threadpool.ts';
 
 /** Decoded chunks kept for requests that share them (a chunk is at most 64 MiB). */
 const CACHE_BYTES = 32 << 20;
@@ -117,6 +118,8 @@ class DmgNode implements NodeImpl {
     const data = Buffer.allocUnsafeSlow(t.length[c]!);
     if (data.length > 0) await this.#file.readInto(at, data);
     try {
+      // zlib on libuv's thread pool (no worker start-up); bzip2, LZFSE and ADC on the workers.
+      if (type === CHUNK_ZLIB) return await inflateWhole(data, outputLength);
       return await this.#workers.run('dmgDecode', { type, data, outputLength }, [data.buffer as ArrayBuffer]);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
