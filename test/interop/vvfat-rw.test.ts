@@ -13,6 +13,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { HAVE_QEMU, have, runOk, tempDir } from '../helpers/qemu.ts';
 import { platterInProcess } from './harness.ts';
 import { openImage } from '../../core/drivers/open.ts';
+import { startPlatterNbd } from '../helpers/nbd-peers.ts';
 
 const SKIP = !HAVE_QEMU ? 'qemu-img not installed' : !have('mcopy') ? 'mtools not installed' : false;
 const tmp = tempDir('platter-vvfat-rw-');
@@ -251,4 +252,36 @@ test('a file without write permission on the host is not changed (QEMU: write-pr
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /'sub\/keep\.txt' is read-only on the host/);
   assert.deepEqual(tree(dir), before);
+});
+
+test('served by platter nbd: qemu-io writes the sectors mtools changed into fat:rw:DIR over NBD, and the directory shows exactly those changes once the server stops', { skip: SKIP || (!have('qemu-io') ? 'qemu-io not installed' : false) }, async () => {
+  const dir = makeDir('over-nbd');
+  const before = tree(dir);
+  const img = tmp.path('over-nbd.img');
+  assert.equal((await platterInProcess(['convert', '-O', 'raw', `fat:${dir}`, img])).status, 0);
+  const want = changeWithMtools(img, 63 * 512, before);
+  // The 512-byte sectors that differ, written one qemu-io command each (as a guest would).
+  const orig = tmp.path('over-nbd-orig.img');
+  assert.equal((await platterInProcess(['convert', '-O', 'raw', `fat:${dir}`, orig])).status, 0);
+  const a = readFileSync(orig);
+  const b = readFileSync(img);
+  const writes: string[] = [];
+  const pattern = tmp.path('over-nbd-sector');
+  for (let off = 0; off < b.length; off += 512) {
+    if (a.subarray(off, off + 512).equals(b.subarray(off, off + 512))) continue;
+    writes.push(String(off));
+  }
+  assert.ok(writes.length > 0);
+  const sock = tmp.path('over-nbd.sock');
+  const server = await startPlatterNbd(['-t', '-f', 'raw', '-k', sock, `fat:rw:${dir}`], { path: sock });
+  try {
+    // qemu-io's `write -s FILE` takes the sector's bytes from a file.
+    for (const off of writes) {
+      writeFileSync(pattern, b.subarray(Number(off), Number(off) + 512));
+      runOk('qemu-io', ['-f', 'raw', '-c', `write -s ${pattern} ${off} 512`, `nbd+unix:///?socket=${sock}`]);
+    }
+  } finally {
+    assert.equal(await server.stop('SIGTERM'), 0, server.stderr());
+  }
+  assert.deepEqual(sortKeys(tree(dir)), want, 'the host directory holds the tree mtools made, nothing else');
 });
