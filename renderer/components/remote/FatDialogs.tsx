@@ -8,7 +8,7 @@ import { useFormats } from '../../stores/formats.ts';
 import { useLibrary } from '../../stores/library.ts';
 import { trackJob } from '../../jobs-actions.ts';
 import { basename, joinPath } from '../../util/format.ts';
-import { Dialog } from '../Dialog.tsx';
+import { FormDialog } from './FormDialog.tsx';
 
 export interface FatChoice {
   dir: string;
@@ -97,28 +97,7 @@ export function NewFromFolderDialog({ onClose }: { onClose(): void }) {
   };
 
   return (
-    <Dialog
-      title="New image from folder"
-      wide
-      onClose={onClose}
-      footer={
-        <>
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="button" className="primary" disabled={busy} onClick={() => void submit()}>
-            Create image
-          </button>
-        </>
-      }
-    >
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
+    <FormDialog title="New image from folder" onClose={onClose} action="Create image" busy={busy} onSubmit={submit}>
         <FatFields id={id} value={choice} onChange={setChoice} />
         <div className="field">
           <label htmlFor={`${id}-ofmt`}>Image format</label>
@@ -144,8 +123,7 @@ export function NewFromFolderDialog({ onClose }: { onClose(): void }) {
             {error}
           </p>
         )}
-      </form>
-    </Dialog>
+    </FormDialog>
   );
 }
 
@@ -164,28 +142,7 @@ export function AddFatDialog({ onClose }: { onClose(): void }) {
     onClose();
   };
   return (
-    <Dialog
-      title="Add FAT folder"
-      wide
-      onClose={onClose}
-      footer={
-        <>
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="button" className="primary" onClick={submit}>
-            Add to library
-          </button>
-        </>
-      }
-    >
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          submit();
-        }}
-      >
+    <FormDialog title="Add FAT folder" onClose={onClose} action="Add to library" onSubmit={submit}>
         <FatFields id={id} value={choice} onChange={setChoice} />
         <p className="span-2 help">The folder shows as a read-only FAT disk (fat:): see its details, or convert it into an image.</p>
         {error && (
@@ -193,7 +150,6 @@ export function AddFatDialog({ onClose }: { onClose(): void }) {
             {error}
           </p>
         )}
-      </form>
-    </Dialog>
+    </FormDialog>
   );
 }

@@ -8,7 +8,7 @@ import { api } from '../../api-client.ts';
 import type { IscsiTargetRow } from '../../../core/api/routes-remote.ts';
 import { useLibrary } from '../../stores/library.ts';
 import { formatBytes } from '../../util/format.ts';
-import { Dialog } from '../Dialog.tsx';
+import { FormDialog } from './FormDialog.tsx';
 import { PassphraseInput } from '../PassphraseInput.tsx';
 
 const CHAP_ID = 'iscsi-chap-password';
@@ -52,28 +52,56 @@ export function IscsiBrowseDialog({ onClose }: { onClose(): void }) {
   };
 
   return (
-    <Dialog
-      title="Browse iSCSI portal"
-      wide
-      onClose={onClose}
-      footer={
+    <FormDialog title="Browse iSCSI portal" onClose={onClose} cancelLabel="Close" action="Discover targets" busy={busy} busyAction="Discovering…" onSubmit={browse} after={
         <>
-          <button type="button" onClick={onClose}>
-            Close
-          </button>
-          <button type="button" className="primary" disabled={busy} onClick={() => void browse()}>
-            {busy ? 'Discovering…' : 'Discover targets'}
-          </button>
+          {error && (
+            <p className="form-error" role="alert">
+              {error}
+            </p>
+          )}
+          {targets && targets.length === 0 && <p className="muted">The portal offers no targets.</p>}
+          {targets?.map((t) => (
+            <section key={t.name} className="iscsi-target" aria-label={`Target ${t.name}`}>
+              <h3 className="mono">{t.name}</h3>
+              <p className="help">{t.addresses.join(', ')}</p>
+              {t.error && <p className="form-error">{t.error}</p>}
+              {t.luns.some((l) => l.size !== undefined) && (
+                <table className="mini-table">
+                  <thead>
+                    <tr>
+                      <th>LUN</th>
+                      <th>Type</th>
+                      <th>Size</th>
+                      <th>Product</th>
+                      <th />
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {t.luns.filter((l) => l.size !== undefined).map((l) => (
+                      <tr key={l.lun}>
+                        <td>{l.lun}</td>
+                        <td>{l.type}</td>
+                        <td>{l.size !== undefined ? formatBytes(l.size) : '—'}</td>
+                        <td>
+                          {l.vendor} {l.product}
+                        </td>
+                        <td>
+                          <button type="button" aria-label={`Add LUN ${l.lun} of ${t.name}`} onClick={() => add(l.uri)}>
+                            Add
+                          </button>
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              )}
+            </section>
+          ))}
+          {targets?.some((t) => t.luns.length) && user.trim() !== '' && (
+            <p className="help">The library keeps the LUN's name only. The CHAP password that logged in stays in Platter's memory until it quits (never saved): after a restart, browse again to open such a LUN.</p>
+          )}
         </>
-      }
-    >
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void browse();
-        }}
-      >
+      }>
         <div className="field span-2">
           <label htmlFor={`${id}-portal`}>Portal</label>
           <input id={`${id}-portal`} type="text" value={portal} spellCheck={false} placeholder="192.0.2.10:3260" onChange={(e) => setPortal(e.target.value)} />
@@ -83,53 +111,6 @@ export function IscsiBrowseDialog({ onClose }: { onClose(): void }) {
           <input id={`${id}-user`} type="text" value={user} spellCheck={false} autoComplete="off" onChange={(e) => setUser(e.target.value)} />
         </div>
         <PassphraseInput id={`${id}-pw`} label="CHAP password (optional)" value={password} onValue={setPassword} show={show} onToggleShow={() => setShow(!show)} autoComplete="off" />
-      </form>
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
-      {targets && targets.length === 0 && <p className="muted">The portal offers no targets.</p>}
-      {targets?.map((t) => (
-        <section key={t.name} className="iscsi-target" aria-label={`Target ${t.name}`}>
-          <h3 className="mono">{t.name}</h3>
-          <p className="help">{t.addresses.join(', ')}</p>
-          {t.error && <p className="form-error">{t.error}</p>}
-          {t.luns.some((l) => l.size !== undefined) && (
-            <table className="mini-table">
-              <thead>
-                <tr>
-                  <th>LUN</th>
-                  <th>Type</th>
-                  <th>Size</th>
-                  <th>Product</th>
-                  <th />
-                </tr>
-              </thead>
-              <tbody>
-                {t.luns.filter((l) => l.size !== undefined).map((l) => (
-                  <tr key={l.lun}>
-                    <td>{l.lun}</td>
-                    <td>{l.type}</td>
-                    <td>{l.size !== undefined ? formatBytes(l.size) : '—'}</td>
-                    <td>
-                      {l.vendor} {l.product}
-                    </td>
-                    <td>
-                      <button type="button" aria-label={`Add LUN ${l.lun} of ${t.name}`} onClick={() => add(l.uri)}>
-                        Add
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
-        </section>
-      ))}
-      {targets?.some((t) => t.luns.length) && user.trim() !== '' && (
-        <p className="help">The library keeps the LUN's name only. The CHAP password that logged in stays in Platter's memory until it quits (never saved): after a restart, browse again to open such a LUN.</p>
-      )}
-    </Dialog>
+    </FormDialog>
   );
 }

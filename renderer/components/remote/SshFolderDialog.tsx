@@ -7,7 +7,7 @@ import { useId, useState } from 'react';
 import { api } from '../../api-client.ts';
 import { useLibrary } from '../../stores/library.ts';
 import { useUi } from '../../stores/ui.ts';
-import { Dialog } from '../Dialog.tsx';
+import { FormDialog } from './FormDialog.tsx';
 import { PassphraseInput } from '../PassphraseInput.tsx';
 
 const PASS_ID = 'ssh-key-passphrase';
@@ -63,28 +63,7 @@ export function SshFolderDialog({ onClose }: { onClose(): void }) {
   };
 
   return (
-    <Dialog
-      title="Add remote folder (ssh)"
-      wide
-      onClose={onClose}
-      footer={
-        <>
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="button" className="primary" disabled={busy} onClick={() => void submit()}>
-            {busy ? 'Connecting…' : 'Add folder'}
-          </button>
-        </>
-      }
-    >
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
+    <FormDialog title="Add remote folder (ssh)" onClose={onClose} action="Add folder" busy={busy} busyAction="Connecting…" onSubmit={submit}>
         <div className="field">
           <label htmlFor={`${id}-host`}>Host</label>
           <input id={`${id}-host`} type="text" value={host} spellCheck={false} placeholder="server.example.org" onChange={(e) => setHost(e.target.value)} />
@@ -132,7 +111,6 @@ export function SshFolderDialog({ onClose }: { onClose(): void }) {
             {error}
           </p>
         )}
-      </form>
-    </Dialog>
+    </FormDialog>
   );
 }
