@@ -110,6 +110,14 @@ async function describe(service: PlatterService, path: string, root: string): Pr
     }
   }
   return {
+    ...entryFacts(base, info),
+    ...(info['full-backing-filename'] !== undefined ? { fullBackingFile: resolve(dirname(path), info['full-backing-filename']) } : {}),
+  };
+}
+
+/** A row's facts from `qemu-img info` of its image (local or remote). */
+export function entryFacts(base: LibraryEntry, info: ImageInfo): LibraryEntry {
+  return {
     ...base,
     format: info.format,
     virtualSize: info['virtual-size'],
@@ -118,7 +126,6 @@ async function describe(service: PlatterService, path: string, root: string): Pr
     ...(info['dirty-flag'] !== undefined ? { dirty: info['dirty-flag'] } : {}),
     ...(info['cluster-size'] !== undefined ? { clusterSize: info['cluster-size'] } : {}),
     ...(info['backing-filename'] !== undefined ? { backingFile: info['backing-filename'] } : {}),
-    ...(info['full-backing-filename'] !== undefined ? { fullBackingFile: resolve(dirname(path), info['full-backing-filename']) } : {}),
     ...(info['backing-filename-format'] !== undefined ? { backingFormat: info['backing-filename-format'] } : {}),
     snapshots: info.snapshots ?? [],
     ...(Array.isArray(info['format-specific']?.data['bitmaps']) ? { bitmaps: info['format-specific']!.data['bitmaps'] as NonNullable<LibraryEntry['bitmaps']> } : {}),

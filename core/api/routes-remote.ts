@@ -14,7 +14,7 @@ import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { query, type CallContext } from './router.ts';
-import type { LibraryEntry } from './library.ts';
+import { entryFacts, type LibraryEntry } from './library.ts';
 import type { ImageInfo } from './types.ts';
 import type { PlatterService } from './service.ts';
 import { BlockError, invalidArgument, serializeError } from '../errors.ts';
@@ -335,17 +335,7 @@ async function describeRemote(service: PlatterService, uri: string, root: string
   const base: LibraryEntry = { path: uri, name: facts.name ?? remoteName(uri), dir: facts.dir ?? uri, root, snapshots: [], lock: 'unknown', modified: facts.modified ?? 0 };
   try {
     const info = (await service.info({ image: { filename: uri, ...(uri.startsWith('fat:') || uri.startsWith('nbd') ? {} : { forceShare: true }) } })) as ImageInfo;
-    return {
-      ...base,
-      format: info.format,
-      virtualSize: info['virtual-size'],
-      ...(info['actual-size'] !== undefined ? { actualSize: info['actual-size'] } : {}),
-      encrypted: info.encrypted ?? false,
-      ...(info['cluster-size'] !== undefined ? { clusterSize: info['cluster-size'] } : {}),
-      ...(info['backing-filename'] !== undefined ? { backingFile: info['backing-filename'] } : {}),
-      ...(info['backing-filename-format'] !== undefined ? { backingFormat: info['backing-filename-format'] } : {}),
-      snapshots: info.snapshots ?? [],
-    };
+    return entryFacts(base, info);
   } catch (e) {
     return { ...base, error: serializeError(e) };
   }

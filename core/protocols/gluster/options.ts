@@ -7,6 +7,7 @@
 import { BlockError, invalidArgument } from '../../errors.ts';
 import { listItems, type OptionsTree } from '../../block/options-tree.ts';
 import { qdictOrder, quote } from '../../util/qemu-json-print.ts';
+import { splitHostPort } from '../../util/uri-authority.ts';
 
 /** One volfile server (QAPI SocketAddress, inet or unix). */
 export type GlusterServer = { type: 'tcp'; host: string; port: string } | { type: 'unix'; socket: string };
@@ -105,19 +106,7 @@ export function parseGlusterUri(filename: string, warn?: (m: string) => void): {
 
   // The authority: [user@]host[:port] (QEMU's URI parser keeps a user part and ignores it here).
   const hostPort = authority.slice(authority.lastIndexOf('@') + 1);
-  let host = hostPort;
-  let port: string | undefined;
-  const v6 = /^(\[[^\]]*\])(?::(.*))?$/.exec(hostPort);
-  if (v6) {
-    host = v6[1]!;
-    port = v6[2];
-  } else {
-    const colon = hostPort.lastIndexOf(':');
-    if (colon >= 0) {
-      host = hostPort.slice(0, colon);
-      port = hostPort.slice(colon + 1);
-    }
-  }
+  const { host, port } = splitHostPort(hostPort, true);
   if (port !== undefined && port !== '' && !/^\d+$/.test(port)) throw badUri(filename);
   const portNumber = port === undefined || port === '' ? 0 : Number(port);
 

@@ -6,6 +6,7 @@
 
 import { invalidArgument } from '../../errors.ts';
 import type { OptionsTree } from '../../block/options-tree.ts';
+import { splitHostPort } from '../../util/uri-authority.ts';
 
 export type HashType = 'md5' | 'sha1' | 'sha256';
 
@@ -44,19 +45,7 @@ export function parseSshUri(filename: string): OptionsTree {
     user = decodeURIComponent(authority.slice(0, at));
     hostPort = authority.slice(at + 1);
   }
-  let host = hostPort;
-  let port: string | undefined;
-  const v6 = /^\[([^\]]*)\](?::(.*))?$/.exec(hostPort);
-  if (v6) {
-    host = v6[1]!;
-    port = v6[2];
-  } else {
-    const colon = hostPort.lastIndexOf(':');
-    if (colon >= 0) {
-      host = hostPort.slice(0, colon);
-      port = hostPort.slice(colon + 1);
-    }
-  }
+  const { host, port } = splitHostPort(hostPort, false);
   // A port that is not a number makes QEMU's URI parser give up on the whole name.
   if (port !== undefined && port !== '' && !/^\d+$/.test(port)) return {};
   if (host === '') throw invalidArgument('missing hostname in URI');
