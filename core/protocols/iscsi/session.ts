@@ -6,11 +6,12 @@
 // is in flight and every later command with one clear error (the driver, index.ts, logs in again
 // with a new session). Passwords stay in Buffers owned by the caller: never put in a message.
 
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { BlockError } from '../../errors.ts';
 import { dataSegmentLength, encodeKeys, encodePdu, newBhs, opcodeOf, ittOf, OP, parseKeys, PduFramer, RESERVED_TAG, type Pdu } from './pdu.ts';
 import { parseSense, type Sense } from './scsi.ts';
+import { ConnectTimeout, connectSocket } from '../../util/connect-socket.ts';
 
 export type HeaderDigest = 'crc32c' | 'none' | 'crc32c-none' | 'none-crc32c';
 
@@ -155,28 +156,17 @@ export class IscsiSession {
     let deliver: (chunk: Buffer) => void = () => {};
     const receive = { set: (fn: (chunk: Buffer) => void) => void (deliver = fn) };
     const recv = Buffer.allocUnsafe(RECV_BUFFER);
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection({ host: opts.host, port: opts.port, onread: { buffer: recv, callback: (n: number, buf: Uint8Array) => {
+    const where = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+    let socket: Socket;
+    try {
+      socket = await connectSocket({ host: opts.host, port: opts.port, onread: { buffer: recv, callback: (n: number, buf: Uint8Array) => {
             deliver(Buffer.from(buf.buffer, buf.byteOffset, n));
             return true;
-          } } });
-      s.setNoDelay(true);
-      const where = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(ioError(`Failed to connect to ${where}: Connection timed out`));
-      }, opts.loginTimeoutMs);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        s.removeAllListeners('error');
-        resolve(s);
-      });
-      s.once('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        s.destroy();
-        reject(ioError(`Failed to connect to ${where}: ${NET_ERRORS[e.code ?? ''] ?? e.message}`));
-      });
-    });
+          } } }, opts.loginTimeoutMs);
+    } catch (e) {
+      throw ioError(`Failed to connect to ${where}: ${e instanceof ConnectTimeout ? 'Connection timed out' : (NET_ERRORS[(e as NodeJS.ErrnoException).code ?? ''] ?? (e as Error).message)}`);
+    }
+    socket.setNoDelay(true);
     const session = new IscsiSession(socket, opts, receive);
     let timer: NodeJS.Timeout | undefined;
     try {

@@ -2,10 +2,11 @@
 // (which the daemon may send in any order) matched by id, as QEMU's aio_read_response does.
 // Every response header is checked against the request it answers before its payload is taken.
 
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { BlockError } from '../../errors.ts';
 import { decodeResponse, encodeRequest, SD_RSP_SIZE, type SdRequest, type SdResponse } from './proto.ts';
 import { serverLabel, type SheepdogServer } from './address.ts';
+import { ConnectTimeout, connectSocket } from '../../util/connect-socket.ts';
 
 /** Largest payload a response may carry: an inode with its full object table, plus slack. */
 const MAX_RESPONSE_DATA = 64 * 1024 * 1024;
@@ -44,24 +45,14 @@ export class SheepdogClient {
   /** Connect (bounded in time), in QEMU's words when the server is not there. */
   static async connect(server: SheepdogServer, timeoutMs = sheepdogTimeoutMs()): Promise<SheepdogClient> {
     const label = serverLabel(server);
-    const sock = await new Promise<Socket>((resolve, reject) => {
-      const s = server.type === 'unix' ? connect({ path: server.path }) : connect({ host: server.host, port: server.port });
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new BlockError('Io', `Failed to connect to sheepdog server '${label}': timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        s.removeAllListeners('error');
-        resolve(s);
-      });
-      s.once('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        s.destroy();
-        const why = e.code === 'ECONNREFUSED' ? 'Connection refused' : e.code === 'ENOENT' ? 'No such file or directory' : e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' ? `host '${server.type === 'inet' ? server.host : ''}' not found` : e.message;
-        reject(new BlockError('Io', `Failed to connect to sheepdog server '${label}': ${why}`));
-      });
-    });
+    let sock: Socket;
+    try {
+      sock = await connectSocket(server.type === 'unix' ? { path: server.path } : { host: server.host, port: server.port }, timeoutMs);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = e instanceof ConnectTimeout ? e.message : code === 'ECONNREFUSED' ? 'Connection refused' : code === 'ENOENT' ? 'No such file or directory' : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? `host '${server.type === 'inet' ? server.host : ''}' not found` : (e as Error).message;
+      throw new BlockError('Io', `Failed to connect to sheepdog server '${label}': ${why}`);
+    }
     sock.setNoDelay(true);
     return new SheepdogClient(sock, label, timeoutMs);
   }
