@@ -4,6 +4,8 @@
 // the CLI prints them as they are and the GUI shows what a qemu-img user expects. Plain data only:
 // everything here survives structured clone and JSON (IPC, WebSocket).
 
+import type { MapEntryLike } from '../shared/allocation-map.ts';
+
 /** Progress of a job, as every job reports it. */
 export interface JobProgress {
   /** Units done (bytes for data jobs). */
@@ -76,14 +78,7 @@ export interface CheckReport {
 }
 
 /** One qemu-img map --output=json entry (qapi MapEntry). */
-export interface MapEntry {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-  compressed?: boolean;
+export interface MapEntry extends MapEntryLike {
   offset?: number;
   filename?: string;
 }
