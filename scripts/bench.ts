@@ -178,6 +178,18 @@ const median = (xs: number[]): number => {
   const m = Math.floor(v.length / 2);
   return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 };
+/** Medians of back-to-back runs (reference `q`, platter `pl`): times, per-run ratios, peak RSS. */
+function summarize(runs: { q: RunResult; pl: RunResult }[]) {
+  const ratios = runs.map((r) => r.pl.wall / r.q.wall);
+  return {
+    ratios,
+    ratio: median(ratios),
+    qMed: median(runs.map((r) => r.q.wall)),
+    pMed: median(runs.map((r) => r.pl.wall)),
+    qRss: Math.max(...runs.map((r) => r.q.rssKiB ?? 0)) || undefined,
+    pRss: Math.max(...runs.map((r) => r.pl.rssKiB ?? 0)) || undefined,
+  };
+}
 const fmtLoad = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 
 /** The convert pairs (the standard workload); answers the load average at their start. */
@@ -240,12 +252,7 @@ async function benchConvert(a: Args, dir: string, bundled: string, rows: string[
         }
       }
       if (!runs.length) continue;
-      const ratios = runs.map((r) => r.pl.wall / r.q.wall);
-      const ratio = median(ratios);
-      const qMed = median(runs.map((r) => r.q.wall));
-      const pMed = median(runs.map((r) => r.pl.wall));
-      const qRss = Math.max(...runs.map((r) => r.q.rssKiB ?? 0)) || undefined;
-      const pRss = Math.max(...runs.map((r) => r.pl.rssKiB ?? 0)) || undefined;
+      const { ratios, ratio, qMed, pMed, qRss, pRss } = summarize(runs);
       const row = `| ${p.name} | ${fmtS(qMed)} | ${fmtS(pMed)} | **${ratio.toFixed(2)}** | ${ratios.map((r) => r.toFixed(2)).join(', ')} | ${fromSource ? fmtS(fromSource.wall) : 'n/a'} | ${fmtRss(qRss)} | ${fmtRss(pRss)} |`;
       rows.push(row);
       process.stdout.write(`${p.name}: median qemu-img ${fmtS(qMed)}, platter ${fmtS(pMed)}, median ratio ${ratio.toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')})\n`);
@@ -354,12 +361,7 @@ async function runSuite(a: Args, suite: BenchSuite, dir: string, platter: string
         continue;
       }
       if (!runs.length) continue;
-      const ratios = runs.map((r) => r.pl.wall / r.q.wall);
-      const ratio = median(ratios);
-      const qMed = median(runs.map((r) => r.q.wall));
-      const pMed = median(runs.map((r) => r.pl.wall));
-      const qRss = Math.max(...runs.map((r) => r.q.rssKiB ?? 0)) || undefined;
-      const pRss = Math.max(...runs.map((r) => r.pl.rssKiB ?? 0)) || undefined;
+      const { ratios, ratio, qMed, pMed, qRss, pRss } = summarize(runs);
       const met = ratio <= p.target ? 'met' : '**not met**';
       rows.push(`| ${p.name} | ${p.referenceLabel} | ${fmtS(qMed)} | ${fmtS(pMed)} | **${ratio.toFixed(2)}** | <= ${p.target} (${met}) | ${ratios.map((r) => r.toFixed(2)).join(', ')} | ${fmtRss(qRss)} | ${fmtRss(pRss)} |`);
       log(`${p.name}: median ${p.referenceLabel} ${fmtS(qMed)}, platter ${fmtS(pMed)}, median ratio ${ratio.toFixed(2)} (target ${p.target}: ${ratio <= p.target ? 'met' : 'not met'})`);

@@ -4,9 +4,12 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, rmSync, writeSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { randomFillSync } from 'node:crypto';
+import { freePort } from '../../test/helpers/nbd-peers.ts';
 import type { BenchContext, BenchSide, RunResult } from './types.ts';
+
+export { freePort };
 
 export const MiB = 1 << 20;
 
@@ -52,17 +55,6 @@ export function writeMixed(path: string, bytes: number, zeros = true): void {
   }
 }
 
-/** A TCP port nothing listens on right now (asked of the kernel, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function canConnect(where: { port: number } | { path: string }): Promise<boolean> {
   return new Promise((resolve) => {

@@ -12,7 +12,7 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
+import { freePort } from '../helpers/nbd-peers.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { tempDir, have, run, platter, md5File, SKIP_NO_QEMU } from '../helpers/qemu.ts';
 import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
@@ -32,17 +32,6 @@ const ACL_IQN = 'iqn.2026-12.org.platter.test:acl';
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const SKIP = SKIP_NO_QEMU || (!have('tgtd') || !have('tgtadm') ? 'tgtd/tgtadm not installed (apt-get install tgt)' : !isRoot ? 'tgtd needs root' : false);
 
-/** A TCP port nothing listens on right now. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('iscsi protocol against tgtd, with qemu-img as the second client', { skip: SKIP }, () => {
   let t: ReturnType<typeof tempDir>;
