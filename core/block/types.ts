@@ -468,9 +468,10 @@ export interface ProtocolDriver {
   /** Images are created onto storage that exists already (QEMU's bdrv_co_create_opts_simple, as
    *  nbd has it): never grown, its first sector zeroed, then the format writes its image. */
   readonly createSimple?: boolean;
-  /** Its create gets no size under a format other than raw, whatever create options it has (the
-   *  format consumed the size, as QEMU's qemu_opts_to_qdict_filtered does; gluster). */
-  readonly createsEmptyForFormats?: boolean;
+  /** Its storage has a fixed size made at create (a sheepdog vdi): its create gets the image's
+   *  virtual size under every format, as QEMU's bdrv_create_file passes it. Other remote
+   *  protocols get a size only under raw (the format consumed it: gluster, ssh, iscsi). */
+  readonly createsAtImageSize?: boolean;
     /** Create the storage object (an empty file, with preallocation for raw). */
   create?(filename: string, size: number, options: OptionValues, ctx: { warn(m: string): void; signal?: AbortSignal }): Promise<void>;
   open(ctx: ProtocolOpenContext): Promise<NodeImpl>;

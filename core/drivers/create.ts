@@ -74,8 +74,7 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
   // Options only the protocol takes go to its create (a sheepdog clone's backing_file).
   const protoOnly = schema.filter((spec) => !driver.createOptions.includes(spec));
   const protoValues: OptionValues = {};
-  for (const spec of protoOnly) if (given[spec.name] !== undefined) protoValues[spec.name] = given[spec.name]!;
-  for (const spec of protoOnly) if (given[spec.name] !== undefined) values[spec.name] = given[spec.name]!;
+  for (const spec of protoOnly) if (given[spec.name] !== undefined) protoValues[spec.name] = values[spec.name] = given[spec.name]!;
 
   let size = o.size;
   let backing: BlockNode | undefined;
@@ -178,9 +177,8 @@ export async function createImage(o: CreateImageOptions): Promise<OptionValues> 
     if (values['nocow'] !== undefined) fileValues['nocow'] = values['nocow'];
     // A remote protocol's create makes or checks the storage (iscsi: the LUN must be large
     // enough); only raw passes its size down (other formats' sizes stay theirs).
-    // A protocol with create options of its own makes fixed-size storage (a sheepdog vdi): it
-    // gets the image's size, as QEMU's bdrv_create_file passes it.
-    await proto.create!(path, local ? 0 : driver.name === 'raw' || (protoOnly.length > 0 && !proto.createsEmptyForFormats) ? size : 0, local ? fileValues : { ...protoValues, ...(driver.name === 'raw' && values['preallocation'] !== undefined && proto.createOptions.some((spec) => spec.name === 'preallocation') ? { preallocation: values['preallocation'] } : {}) }, ctxBase);
+    // Fixed-size storage (a sheepdog vdi) gets the image's size, as QEMU's bdrv_create_file passes it.
+    await proto.create!(path, local ? 0 : driver.name === 'raw' || proto.createsAtImageSize ? size : 0, local ? fileValues : { ...protoValues, ...(driver.name === 'raw' && values['preallocation'] !== undefined && proto.createOptions.some((spec) => spec.name === 'preallocation') ? { preallocation: values['preallocation'] } : {}) }, ctxBase);
     const file = await openProtocol(local ? { driver: 'file', filename: path } : protoTree, path, false, driver.name === 'raw' ? filterChildPerms(rootPerms(false, false, 0x8)) : storageChildPerms(rootPerms(false, false), true, false), { warn, secrets });
     let failed = true;
     try {

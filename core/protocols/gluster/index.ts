@@ -216,7 +216,6 @@ export const glusterDriver: ProtocolDriver = {
   description: 'A file on a GlusterFS volume (libgfapi)',
   prefixes: ['gluster', 'gluster+tcp', 'gluster+unix', 'gluster+rdma'],
   takesNoLocks: true,
-  createsEmptyForFormats: true,
   createOptions: glusterCreateOptions,
   refreshFilename: (options: OptionsTree) => glusterJsonName(options),
   /** QEMU's qemu_gluster_co_create_opts: the URI, size rounded up to 512, preallocation, log. */

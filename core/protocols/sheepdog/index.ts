@@ -437,6 +437,7 @@ export const sheepdogDriver: ProtocolDriver = {
   prefixes: ['sheepdog', 'sheepdog+tcp', 'sheepdog+unix'],
   parseFilename: (filename) => ({ filename }),
   createOptions,
+  createsAtImageSize: true,
   displayName: (options) => {
     try {
       return options['filename'] === undefined ? sheepdogUri(sheepdogTarget(options)) : undefined;
