@@ -82,7 +82,7 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   }
   // Storage a remote protocol counts itself (sheepdog: its vdi's objects, sd_get_allocated_file_size).
   // (A protocol node named at the top counts its own: gluster's fstat st_blocks.)
-  const counted = node.file?.driver.kind === 'protocol' ? node.file : node.driver.kind === 'protocol' ? node : undefined;
+  const counted = node.file?.driver.kind === 'protocol' ? node.file : isProtocol ? node : undefined;
   const remote = !known && counted ? await counted.allocatedSize() : undefined;
   if (remote !== undefined) [actual, known] = [remote, true];
   if (known) out['actual-size'] = actual;
@@ -100,9 +100,10 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
     if (list.length > 0) out.snapshots = list.map(snapshotToJson);
   }
   // QEMU shows no dirty flag where bdrv_get_info fails: drivers without it (bochs, cloop, dmg,
-  // parallels), and raw over a protocol that cannot answer it (vvfat, nbd).
-  const rawOverNoInfo = (node.format === 'raw' && node.file?.driver.kind === 'protocol' && node.file.driver.noDriverInfo === true) || (node.driver.kind === 'protocol' && node.driver.noDriverInfo === true);
-  if (!noGetInfo && refreshed === undefined && !rawOverNoInfo) out['dirty-flag'] = d.dirtyFlag ?? false;
+  // parallels), and a protocol that cannot answer it (vvfat, nbd), at the top or under raw.
+  const infoless = isProtocol ? node : node.format === 'raw' ? node.file : undefined;
+  const noDriverInfo = infoless?.driver.kind === 'protocol' && infoless.driver.noDriverInfo === true;
+  if (!noGetInfo && refreshed === undefined && !noDriverInfo) out['dirty-flag'] = d.dirtyFlag ?? false;
   if (d.children && d.children.length > 0) {
     out.children = [];
     for (const c of d.children) out.children.push({ name: c.name, info: await nodeInfo(c.node) });
