@@ -27,7 +27,6 @@ import { cvtnumMessages, hexSuffixWarning, qemuStrtoszDetailed } from '../shared
 import type { CliIo } from './main.ts';
 import { errorText, PROGRAM } from './program.ts';
 import type { ProgressDisplay } from './progress.ts';
-import { nbdCommand as nbd } from './nbd-command.ts';
 
 export interface CommandContext {
   io: CliIo;
@@ -657,6 +656,16 @@ const formats: Command = {
     ctx.io.stdout(`Supported formats: ${formatDrivers().map((d) => d.name).sort().join(' ')}\n`);
     return 0;
   },
+};
+
+export const NBD_SYNTAX =
+  'nbd [-r] [-f fmt] [-x name] [-D description] [-k socket | -p port -b addr] [-e N | --shared=N] [-t] [--fork] [--pid-file=file] [-A] [-B bitmap] [--object objectdef] [--image-opts] [--cache=mode] [--aio=mode] [--discard=mode] [--detect-zeroes=mode] [--tls-creds=id] filename';
+
+/** `platter nbd` (qemu-nbd's options), loaded when it runs: its server brings node:net, node:tls
+ *  and node:child_process, which no other command needs at start. */
+const nbd: Command = {
+  syntax: NBD_SYNTAX,
+  run: async (argv, ctx) => (await import('./nbd-command.ts')).nbdCommand.run(argv, ctx),
 };
 
 export const COMMANDS: Record<string, Command> = { amend, bench, bitmap, check, commit, compare, convert, create, dd, info, map, measure, snapshot, rebase, resize, formats, nbd };

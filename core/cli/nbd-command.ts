@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync, unlinkSync, existsSync } from 'node:fs';
 import { invalidArgument, BlockError } from '../errors.ts';
 import { parseArgs, last, has, all } from './args.ts';
-import type { CommandContext } from './commands.ts';
+import { NBD_SYNTAX as SYNTAX, type CommandContext } from './commands.ts';
 import { openImage } from '../drivers/open.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { splitKeyValueList } from '../block/options-tree.ts';
@@ -33,9 +33,6 @@ async function listMode(p: ParsedArgs, ctx: CommandContext): Promise<number> {
   ctx.io.stdout(formatExportList(list));
   return 0;
 }
-
-const SYNTAX =
-  'nbd [-r] [-f fmt] [-x name] [-D description] [-k socket | -p port -b addr] [-e N | --shared=N] [-t] [--fork] [--pid-file=file] [-A] [-B bitmap] [--object objectdef] [--image-opts] [--cache=mode] [--aio=mode] [--discard=mode] [--detect-zeroes=mode] [--tls-creds=id] filename';
 
 const OPTS = {
   short: 'hVb:o:p:rsnc:dvk:e:f:tl:x:T:D:AB:L',

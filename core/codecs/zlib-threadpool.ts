@@ -8,9 +8,11 @@ import { constants, inflate, type ZlibOptions } from 'node:zlib';
  *  zlib's words (a cut-off stream, a bad checksum, more output). Bytes after the stream's end are
  *  ignored, as inflate() ignores them. */
 export function inflateStream(data: Uint8Array, maxLength: number): Promise<Buffer> {
-  // One output buffer of the expected size (zlib's default 16 KiB pieces would be joined: an
-  // allocation and a copy more per chunk).
-  const opts: ZlibOptions = { finishFlush: constants.Z_FINISH, maxOutputLength: Math.max(maxLength, 1), chunkSize: Math.max(maxLength, 64) };
+  // One output buffer one byte larger than the longest answer (zlib's default 16 KiB pieces would
+  // be joined: an allocation and a copy more per chunk). Not exactly the expected size: a stream
+  // that fills its output buffer makes node:zlib allocate a second one and go round the thread
+  // pool once more only to learn that the stream has ended.
+  const opts: ZlibOptions = { finishFlush: constants.Z_FINISH, maxOutputLength: Math.max(maxLength, 1), chunkSize: Math.max(maxLength + 1, 64) };
   return new Promise((resolve, reject) => {
     inflate(data, opts, (err, out) => (err ? reject(err) : resolve(out)));
   });

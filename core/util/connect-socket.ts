@@ -1,6 +1,7 @@
 // A TCP or unix-socket connection that is either made within a time limit or refused with one
 // error: the socket's own (errno code kept) or a timeout. Callers word the failure their way.
-import { createConnection, type NetConnectOpts, type Socket } from 'node:net';
+import type { NetConnectOpts, Socket } from 'node:net';
+import { nodeNet } from './lazy-node-modules.ts';
 
 /** The connection took longer than its limit (the socket is destroyed). */
 export class ConnectTimeout extends Error {
@@ -12,7 +13,7 @@ export class ConnectTimeout extends Error {
 /** Connect with `opts`; rejects with the socket's ErrnoException or a ConnectTimeout. */
 export function connectSocket(opts: NetConnectOpts, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createConnection(opts);
+    const s = nodeNet().createConnection(opts);
     const timer = setTimeout(() => {
       s.destroy();
       reject(new ConnectTimeout(timeoutMs));

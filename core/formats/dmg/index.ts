@@ -15,6 +15,7 @@ import { readRsrcChunks, readXmlChunks } from './tables.ts';
 import { buildChunkTable, findChunk, isZeroType, SECTOR, type ChunkTable } from './chunk-table.ts';
 import { CHUNK_RAW, CHUNK_ZLIB, chunkTypeName, COMPRESSED_TYPES } from '../../codecs/dmg-chunk.ts';
 import { inflateWhole } from '../../codecs/zlib-threadpool.ts';
+import { ScratchBuffers } from '../../util/scratch-buffers.ts';
 
 /** Decoded chunks kept for requests that share them (a chunk is at most 64 MiB). */
 const CACHE_BYTES = 32 << 20;
@@ -32,6 +33,8 @@ class DmgNode implements NodeImpl {
   /** Chunk index -> its decoded bytes (in flight or done), oldest first. */
   readonly #cache = new Map<number, { bytes: number; data: Promise<Uint8Array> }>();
   #cached = 0;
+  /** Compressed bytes of zlib chunks up to 2 MiB (hdiutil's are 1 MiB before compression). */
+  readonly #scratch = new ScratchBuffers(2 << 20, 8);
 
   constructor(file: BlockNode, size: number, table: ChunkTable, workers: WorkerPool, name: string) {
     this.#file = file;
@@ -67,7 +70,11 @@ class DmgNode implements NodeImpl {
       const type = t.type[c]!;
       if (isZeroType(type)) dst.fill(0);
       else if (type === CHUNK_RAW) jobs.push(this.#readRaw(c, inChunk, dst));
-      else jobs.push(this.#decoded(c).then((d) => void dst.set(d.subarray(inChunk, inChunk + n))));
+      else if (inChunk === 0 && n === t.count[c]! * SECTOR && !this.#cache.has(c)) {
+        // The whole chunk, not decoded yet: no other request shares it (convert reads each chunk
+        // once), so it is decoded for this one without a place in the cache.
+        jobs.push(this.#decode(c, n).then((d) => void dst.set(d)));
+      } else jobs.push(this.#decoded(c).then((d) => void dst.set(d.subarray(inChunk, inChunk + n))));
       done += n;
     }
     if (jobs.length === 1) return jobs[0];
@@ -113,17 +120,23 @@ class DmgNode implements NodeImpl {
     const t = this.#t;
     const type = t.type[c]!;
     const at = t.offset[c]!;
-    // Read into a buffer of its own (not from Node's pool, not zero-filled: the read fills it),
-    // which moves to the worker without a copy.
-    const data = Buffer.allocUnsafeSlow(t.length[c]!);
-    if (data.length > 0) await this.#file.readInto(at, data);
+    const length = t.length[c]!;
+    // zlib on libuv's thread pool (no worker start-up) from a reused scratch buffer; bzip2, LZFSE
+    // and ADC on the workers, from a buffer of its own (not from Node's pool, not zero-filled: the
+    // read fills it) that moves to the worker without a copy.
+    const zlib = type === CHUNK_ZLIB;
+    const scratch = zlib ? this.#scratch.take(length) : Buffer.allocUnsafeSlow(length);
+    const data = scratch.subarray(0, length);
     try {
-      // zlib on libuv's thread pool (no worker start-up); bzip2, LZFSE and ADC on the workers.
-      if (type === CHUNK_ZLIB) return await inflateWhole(data, outputLength);
+      if (length > 0) await this.#file.readInto(at, data);
+      if (zlib) return await inflateWhole(data, outputLength);
       return await this.#workers.run('dmgDecode', { type, data, outputLength }, [data.buffer as ArrayBuffer]);
     } catch (e) {
+      if (e instanceof BlockError) throw e;
       const why = e instanceof Error ? e.message : String(e);
       throw new BlockError('Io', `dmg ${chunkTypeName(type)} chunk at byte ${at} (sectors ${t.start[c]}..${t.start[c]! + t.count[c]! - 1}) does not decompress: ${why}`, { path: this.#name, offset: t.start[c]! * SECTOR });
+    } finally {
+      if (zlib) this.#scratch.give(scratch);
     }
   }
 
@@ -158,6 +171,7 @@ class DmgNode implements NodeImpl {
   async close(): Promise<void> {
     this.#cache.clear();
     this.#cached = 0;
+    this.#scratch.clear();
   }
 }
 

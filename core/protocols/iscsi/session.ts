@@ -7,7 +7,7 @@
 // with a new session). Passwords stay in Buffers owned by the caller: never put in a message.
 
 import type { Socket } from 'node:net';
-import { createHash, randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../../util/lazy-node-modules.ts';
 import { BlockError } from '../../errors.ts';
 import { dataSegmentLength, encodeKeys, encodePdu, newBhs, opcodeOf, ittOf, OP, parseKeys, PduFramer, RESERVED_TAG, type Pdu } from './pdu.ts';
 import { parseSense, type Sense } from './scsi.ts';
@@ -342,9 +342,9 @@ export class IscsiSession {
 
   async #login(): Promise<void> {
     const o = this.#opts;
-    const isid = Buffer.concat([Buffer.from([0x80]), randomBytes(5)]); // random ISID (10.12.5)
+    const isid = Buffer.concat([Buffer.from([0x80]), nodeCrypto().randomBytes(5)]); // random ISID (10.12.5)
     const itt = this.#nextItt();
-    this.#cmdSN = randomBytes(4).readUInt32BE(0) >>> 1 || 1;
+    this.#cmdSN = nodeCrypto().randomBytes(4).readUInt32BE(0) >>> 1 || 1;
     let stage = 0; // 0 security, 1 operational, 3 full feature
     const leading: [string, string][] = [['InitiatorName', o.initiatorName]];
     if (o.targetName !== undefined) leading.push(['TargetName', o.targetName]);
@@ -395,7 +395,7 @@ export class IscsiSession {
           const id = Number(got.get('CHAP_I'));
           const challenge = decodeChapBinary(got.get('CHAP_C'));
           if (!Number.isInteger(id) || id < 0 || id > 255 || !challenge) throw ioError('Failed to log in to target: malformed CHAP challenge');
-          const h = createHash('md5');
+          const h = nodeCrypto().createHash('md5');
           h.update(Buffer.from([id]));
           h.update(o.password!);
           h.update(challenge);

@@ -5,7 +5,8 @@
 // bounded by the connection's end and an inactivity timeout; every field a server sends is
 // checked before use, and a broken reply ends the connection with "Protocol error: ...".
 
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { nodeNet } from '../../util/lazy-node-modules.ts';
 import type { Duplex } from 'node:stream';
 import { BlockError, invalidArgument, type ErrnoName } from '../../errors.ts';
 import * as C from './constants.ts';
@@ -89,14 +90,14 @@ async function openSocket(server: NbdServerAddress, timeoutMs: number): Promise<
   const label = serverLabel(server);
   return new Promise<Socket>((resolve, reject) => {
     let sock: Socket;
-    if (server.type === 'unix') sock = netConnect({ path: server.path });
+    if (server.type === 'unix') sock = nodeNet().connect({ path: server.path });
     else {
       const port = Number(server.port);
       if (!/^\d+$/.test(server.port) || port > 65535) {
         reject(invalidArgument(`address resolution failed for ${server.host}:${server.port}: Servname not supported for ai_socktype`));
         return;
       }
-      sock = netConnect({ host: server.host, port });
+      sock = nodeNet().connect({ host: server.host, port });
     }
     const timer = setTimeout(() => {
       sock.destroy();

@@ -5,7 +5,8 @@
 
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect as tlsConnect, TLSSocket, createSecureContext, type SecureContext } from 'node:tls';
+import type { SecureContext, TLSSocket } from 'node:tls';
+import { nodeTls } from '../../util/lazy-node-modules.ts';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { BlockError, invalidArgument } from '../../errors.ts';
@@ -66,7 +67,7 @@ export function serverSecureContext(id: string): { context: SecureContext; verif
   const ca = readPem(c.dir, 'ca-cert.pem', true)!;
   const cert = readPem(c.dir, 'server-cert.pem', true)!;
   const key = readPem(c.dir, 'server-key.pem', true)!;
-  return { context: createSecureContext({ ca, cert, key }), verifyPeer: c.verifyPeer, ca };
+  return { context: nodeTls().createSecureContext({ ca, cert, key }), verifyPeer: c.verifyPeer, ca };
 }
 
 /** An upgrade of a connected socket to TLS as an NBD client (after STARTTLS). */
@@ -77,7 +78,7 @@ export function nbdTlsUpgrade(id: string, endpoint: 'client', hostname: string |
   const key = readPem(c.dir, 'client-key.pem', false);
   return (sock) =>
     new Promise<Duplex>((resolve, reject) => {
-      const t: TLSSocket = tlsConnect({
+      const t: TLSSocket = nodeTls().connect({
         socket: sock as Socket,
         ...(ca ? { ca } : {}),
         ...(cert ? { cert } : {}),

@@ -5,7 +5,7 @@
 // password database, as libssh finds it) and /etc/ssh/ssh_known_hosts, with hashed names
 // (|1|salt|hmac, sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT") and [host]:port names for other ports.
 
-import { createHash, createHmac } from 'node:crypto';
+import { nodeCrypto } from '../../util/lazy-node-modules.ts';
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ export function keyType(blob: Buffer): string {
 }
 
 export function keyHash(blob: Buffer, type: HashType): Buffer {
-  return createHash(type).update(blob).digest();
+  return nodeCrypto().createHash(type).update(blob).digest();
 }
 
 /** OpenSSH's SHA256 fingerprint text ("SHA256:" and unpadded base64), as libssh prints it. */
@@ -65,7 +65,7 @@ export function hostFieldMatches(field: string, name: string): boolean {
   if (field.startsWith('|1|')) {
     const [, , salt, mac] = field.split('|');
     if (salt === undefined || mac === undefined) return false;
-    const want = createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64');
+    const want = nodeCrypto().createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64');
     return want === mac;
   }
   let matched = false;

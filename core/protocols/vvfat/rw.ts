@@ -14,7 +14,7 @@
 
 import { lstat, mkdir, open, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../../util/lazy-node-modules.ts';
 import { BlockError } from '../../errors.ts';
 import { SECTOR } from './layout.ts';
 import { InconsistentVolume, readGuestTree, type WantedFile } from './fatparse.ts';
@@ -217,7 +217,7 @@ export class VvfatWriter {
       }
       for (const w of writes) {
         const target = host(w.rel);
-        const tmp = join(target, '..', `.platter-vvfat-${randomBytes(6).toString('hex')}`);
+        const tmp = join(target, '..', `.platter-vvfat-${nodeCrypto().randomBytes(6).toString('hex')}`);
         const fh = await open(tmp, 'wx', 0o644);
         staged.push({ tmp, rel: w.rel });
         try {
