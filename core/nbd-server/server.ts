@@ -198,14 +198,24 @@ class Connection {
 
   /** A reply whose last part (`data`, a pooled read buffer) goes to the socket without a copy: the
    *  parts are written in one corked batch (one writev; no other reply can come between them, as
-   *  this runs to completion), and `data` returns to the pool once the socket has taken it. */
-  #sendData(head: Buffer, data: Buffer, pooled: boolean): void {
+   *  this runs to completion). Settles once the socket has taken `data` (which then returns to the
+   *  pool): the request counts as in flight until then, so a client that reads slowly holds back
+   *  the next requests instead of piling up reply buffers, and the pool always has one free. */
+  #sendData(head: Buffer, data: Buffer, pooled: boolean): Promise<void> {
     const s = this.#stream;
-    if (s.destroyed) return;
-    s.cork();
-    s.write(head);
-    s.write(data, pooled ? () => this.#release(data) : undefined);
-    s.uncork();
+    if (s.destroyed) {
+      if (pooled) this.#release(data);
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      s.cork();
+      s.write(head);
+      s.write(data, () => {
+        if (pooled) this.#release(data);
+        resolve();
+      });
+      s.uncork();
+    });
   }
 
   #take(length: number): Buffer {
@@ -511,7 +521,11 @@ class Connection {
   }
 
   #chunkHeader(handle: Buffer, flags: number, type: number, len: number): Buffer {
-    const h = Buffer.alloc(20);
+    return this.#putChunkHeader(Buffer.allocUnsafe(20), handle, flags, type, len);
+  }
+
+  /** A structured reply chunk header (20 bytes) at the start of `h`. */
+  #putChunkHeader(h: Buffer, handle: Buffer, flags: number, type: number, len: number): Buffer {
     h.writeUInt32BE(C.NBD_STRUCTURED_REPLY_MAGIC, 0);
     h.writeUInt16BE(flags, 4);
     h.writeUInt16BE(type, 6);
@@ -570,12 +584,11 @@ class Connection {
             handle.copy(head, 8);
           } else {
             // The chunk header and the offset of NBD_REPLY_TYPE_OFFSET_DATA, then the data.
-            head = Buffer.alloc(28);
-            this.#chunkHeader(handle, C.NBD_REPLY_FLAG_DONE, C.NBD_REPLY_TYPE_OFFSET_DATA, 8 + length).copy(head, 0);
+            head = Buffer.allocUnsafe(28);
+            this.#putChunkHeader(head, handle, C.NBD_REPLY_FLAG_DONE, C.NBD_REPLY_TYPE_OFFSET_DATA, 8 + length);
             putU64(head, 20, offset);
           }
-          this.#sendData(head, data, pooled);
-          return;
+          return this.#sendData(head, data, pooled);
         }
         case C.NBD_CMD_WRITE: {
           const fua = (flags & C.NBD_CMD_FLAG_FUA) !== 0;
