@@ -31,6 +31,20 @@ const schemasStubbed = {
   },
 };
 
+/**
+ * ssh2 loads its native crypto binding (AES-GCM and ChaCha20-Poly1305 in C, about twice as fast as
+ * node:crypto's per-packet ciphers) by a path relative to its own file, which from the bundle
+ * points nowhere: the require names the package's file instead, resolved through node_modules
+ * beside the bundle as koffi is. Where it is missing (not built, another Node ABI), ssh2 falls
+ * back to node:crypto by itself.
+ */
+const sshCryptoByPackage = {
+  name: 'ssh2-crypto-by-package',
+  setup(b) {
+    b.onResolve({ filter: /sshcrypto\.node$/ }, () => ({ path: 'ssh2/lib/protocol/crypto/build/Release/sshcrypto.node', external: true }));
+  },
+};
+
 /** Build the CLI into `outDir`; returns the path of the command (run it with node). */
 export async function buildCli({ outDir = join(ROOT, 'dist', 'cli'), minify = false } = {}) {
   mkdirSync(outDir, { recursive: true });
@@ -42,7 +56,7 @@ export async function buildCli({ outDir = join(ROOT, 'dist', 'cli'), minify = fa
     define: { 'import.meta.url': '__bundleUrl' },
   };
   await build({ ...cjs, entryPoints: [join(ROOT, 'scripts/cli-launcher.ts')], outfile: join(outDir, 'platter.cjs') });
-  await build({ ...cjs, entryPoints: [join(ROOT, 'scripts/cli-entry.ts')], outfile: join(outDir, 'platter-cli.cjs'), plugins: [schemasStubbed] });
+  await build({ ...cjs, entryPoints: [join(ROOT, 'scripts/cli-entry.ts')], outfile: join(outDir, 'platter-cli.cjs'), plugins: [schemasStubbed, sshCryptoByPackage] });
   await build({ ...cjs, entryPoints: [join(ROOT, 'core/workers/worker-main.ts')], outfile: join(outDir, 'worker-entry.cjs') });
   return join(outDir, 'platter.cjs');
 }

@@ -4,10 +4,11 @@
 /** Granularity of zero detection: one sector, as qemu-img checks. */
 export const SECTOR = 512;
 
-let zeroBlock: Buffer = Buffer.alloc(4096);
-function zeroOf(n: number): Buffer {
+let zeroBlock: Buffer = Buffer.alloc(64 * 1024);
+/** A zero buffer at least `n` bytes long (compared by offsets: no view per call). */
+function zerosFor(n: number): Buffer {
   if (zeroBlock.length < n) zeroBlock = Buffer.alloc(n);
-  return zeroBlock.subarray(0, n);
+  return zeroBlock;
 }
 
 /** Are bytes [p, p+n) of `buf` all zero? The first, middle and last bytes are looked at before
@@ -15,7 +16,7 @@ function zeroOf(n: number): Buffer {
  *  buffer_is_zero); the comparison takes offsets, so no view object is made per block. */
 function rangeIsZero(buf: Buffer, p: number, n: number): boolean {
   if (buf[p] !== 0 || buf[p + n - 1] !== 0 || buf[p + (n >>> 1)] !== 0) return false;
-  return buf.compare(zeroOf(n), 0, n, p, p + n) === 0;
+  return buf.compare(zerosFor(n), 0, n, p, p + n) === 0;
 }
 
 /** True when every byte of `buf` is zero. */
@@ -42,6 +43,9 @@ export interface Run {
  * sectors), `minSectors` is -S in sectors, `alignment` (sectors, a power of two) is qemu-img's
  * s->alignment.
  */
+/** Sectors a zero run is measured in at once (64 KiB). */
+const ZERO_STRIDE = 128;
+
 export function qemuZeroRuns(buf: Buffer, firstSector: number, minSectors: number, alignment: number): Run[] {
   const total = Math.ceil(buf.length / SECTOR);
   const zeroAt = (i: number): boolean => rangeIsZero(buf, i * SECTOR, Math.min(SECTOR, buf.length - i * SECTOR));
@@ -49,6 +53,10 @@ export function qemuZeroRuns(buf: Buffer, firstSector: number, minSectors: numbe
   const allocatedSectors = (at: number, n: number): [boolean, number] => {
     let isZeroRun = zeroAt(at);
     let i = 1;
+    // A zero run is measured ZERO_STRIDE sectors per comparison (all of them zero is the same as
+    // each of them zero), then sector by sector where it ends: one native call per 64 KiB of a
+    // disk's zeros instead of one per sector.
+    if (isZeroRun) while (i + ZERO_STRIDE <= n && rangeIsZero(buf, (at + i) * SECTOR, Math.min(ZERO_STRIDE * SECTOR, buf.length - (at + i) * SECTOR))) i += ZERO_STRIDE;
     while (i < n && zeroAt(at + i) === isZeroRun) i++;
     if (i === n) return [!isZeroRun, i];
     const tail = (firstSector + at + i) & (alignment - 1);
