@@ -5,7 +5,8 @@
 // (the form `npm run bench` measures) gives an image qemu-img finds identical to the source.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, symlinkSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, symlinkSync, utimesSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { buildCli } from '../../scripts/build-cli.mjs';
 import { tempDir, run, platter, qemuImg, qemuIo, REPO_ROOT, SKIP_NO_QEMU } from '../helpers/qemu.ts';
@@ -96,4 +97,15 @@ test('a convert through the shipped CLI gives an image qemu-img compare finds id
   assert.equal(r.status, 0, r.stderr);
   assert.equal(run('qemu-img', ['compare', src, out]).status, 0);
   assert.equal(run('qemu-img', ['check', out]).status, 0);
+});
+
+test("the shipped CLI finds ssh2's native crypto binding through node_modules (where npm built it)", async (tc) => {
+  const binding = join(REPO_ROOT, 'node_modules/ssh2/lib/protocol/crypto/build/Release/sshcrypto.node');
+  if (!existsSync(binding)) return tc.skip('npm did not build ssh2\'s binding here (ssh2 then uses node:crypto)');
+  const dir = join(await builtCli(), '..');
+  const text = readFileSync(join(dir, 'platter-cli.cjs'), 'utf8');
+  const names = [...text.matchAll(/require\("([^"]*sshcrypto\.node)"\)/g)].map((m) => m[1]!);
+  assert.deepEqual(names, ['ssh2/lib/protocol/crypto/build/Release/sshcrypto.node']);
+  // Resolved from the bundle's folder, as the bundle's require resolves it.
+  assert.equal(createRequire(join(dir, 'platter-cli.cjs')).resolve(names[0]!), realpathSync(binding));
 });
