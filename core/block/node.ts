@@ -67,6 +67,12 @@ export class BlockNode {
     return this.impl.size;
   }
 
+  /** The length QEMU's bdrv_getlength gives this node: a protocol node's in whole sectors (a
+   *  1000-byte file is 1024 bytes long to info and map at the top), a format's as it is. */
+  get qemuLength(): number {
+    return this.driver.kind === 'protocol' ? Math.ceil(this.size / 512) * 512 : this.size;
+  }
+
   get format(): string {
     return this.driver.name;
   }

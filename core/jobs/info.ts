@@ -61,7 +61,7 @@ export async function nodeInfo(node: BlockNode): Promise<ImageInfo> {
   const isProtocol = node.driver.kind === 'protocol';
   const fileName = node.format === 'raw' ? node.file?.qemuFilename : undefined;
   const refreshed = fileName !== undefined ? `json:{"driver": "raw", "file": ${fileName.slice('json:'.length)}}` : isProtocol ? node.qemuFilename : undefined;
-  const size = isProtocol ? Math.ceil(node.size / 512) * 512 : node.size;
+  const size = node.qemuLength;
   const out: ImageInfo = { 'virtual-size': size, filename: refreshed ?? node.filename, format: node.format };
   const cluster = d.clusterSize ?? node.clusterSize;
   // Drivers QEMU gives no get_info (bochs, cloop, dmg, parallels) show no cluster size or dirty flag.

@@ -71,14 +71,17 @@ async function mapNodeWith(o: MapOptions, env: JobEnv, ctl: JobControl): Promise
 /** Merged map entries of an open node for [start, start+length). */
 export async function mapNode(node: BlockNode, start: number, length: number | undefined, ctl: JobControl = {}): Promise<MapExtent[]> {
   if (start < 0) throw invalidArgument('Invalid start offset specified! You may use k, M, G, T, P or E suffixes for ');
-  const end = Math.min(node.size, length === undefined ? node.size : start + length);
+  const total = node.qemuLength;
+  const end = Math.min(total, length === undefined ? total : start + length);
   const out: MapExtent[] = [];
   let cur: MapExtent | undefined;
   const progress = progressReporter(ctl, Math.max(0, end - start), 'mapping');
   const names = layerFileNames(node);
   for (let off = start; off < end; ) {
     if (ctl.signal?.aborted) throw cancelled();
-    const st = await blockStatusAbove(node, off, Math.min(MAX_QUERY, end - off));
+    // Past a protocol node's last byte, up to its whole sector: zeros where the file ends, as
+    // file-posix answers there.
+    const st = off >= node.size ? { length: end - off, depth: 0, allocated: true, zero: true, data: false, hostOffset: off, node, hostFile: undefined, compressed: undefined } : await blockStatusAbove(node, off, Math.min(MAX_QUERY, end - off));
     const e: MapExtent = { start: off, length: st.length, depth: st.depth, present: st.allocated, zero: st.zero, data: st.data };
     if (st.compressed) e.compressed = true;
     if (st.hostOffset !== undefined && st.node) {

@@ -71,12 +71,14 @@ describe('platter prints what qemu-img prints', { skip: SKIP_NO_QEMU }, () => {
     assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'));
   });
 
-  test('--image-opts / json: naming a protocol at the top (driver=file, driver=vvfat): info and map describe that node, no format probed above it', async () => {
+  test('--image-opts / json: naming a protocol at the top (driver=file, driver=vvfat): info and map describe that node in whole sectors, no format probed above it', async () => {
     const img = t.path('top-proto.qcow2');
     qemuImg('create', '-q', '-f', 'qcow2', img, '1M'); // a qcow2 file: probing would find qcow2
     const dir = t.path('top-proto-dir');
     mkdirSync(dir);
     writeFileSync(join(dir, 'a.txt'), 'hello\n');
+    const odd = t.path('top-proto-1000-bytes.raw');
+    writeFileSync(odd, Buffer.alloc(1000, 0x5a));
     const forms = [
       ['info', '--image-opts', `driver=file,filename=${img}`],
       ['info', '--output=json', '--image-opts', `driver=file,filename=${img}`],
@@ -85,6 +87,10 @@ describe('platter prints what qemu-img prints', { skip: SKIP_NO_QEMU }, () => {
       ['info', '--image-opts', `driver=vvfat,dir=${dir}`],
       ['info', '--output=json', `json:{"driver":"vvfat","dir":"${dir}"}`],
       ['info', `fat:${dir}`],
+      // A file that ends inside a sector: QEMU's length is whole sectors, the tail reads as zeros.
+      ['map', '--output=json', '--image-opts', `driver=file,filename=${odd}`],
+      ['map', '--image-opts', `driver=file,filename=${odd}`],
+      ['info', '--output=json', '--image-opts', `driver=file,filename=${odd}`],
     ];
     for (const args of forms) {
       const q = qemuImgRaw(...args);
