@@ -250,3 +250,29 @@ test('an image marked corrupt: check -r all opens it read-write and clears the m
     t.cleanup();
   }
 });
+
+test('an L1 entry whose L2 offset is not cluster aligned: check reads the table where it points and counts as qemu-img; check -r all prints the same and repairs nothing inside it', { skip: SKIP_NO_QEMU }, async () => {
+  const t = tempDir();
+  try {
+    const img = t.path('t.qcow2');
+    qemuImgRaw('create', '-f', 'qcow2', img, '64M');
+    qemuWrite(img, 'qcow2', [[0, 8 << 20, 1]]);
+    const l1 = peek64(img, 40);
+    const l2 = peek64(img, l1) % 2 ** 56;
+    poke(img, l1, [0x80, ...be64(l2 + 0x200).slice(1)]); // COPIED, 512 bytes past the real L2 table
+    const r = await bothChecks(img, []);
+    assert.equal(r.platter, r.qemu);
+    assert.match(r.platter, /129 errors were found/); // the misalignment, then two per 0x0101... "entry"
+    assert.equal(r.platterStatus, r.qemuStatus);
+    const q = t.path('q.qcow2');
+    const p = t.path('p.qcow2');
+    copyFileSync(img, q);
+    copyFileSync(img, p);
+    const qr = qemuImgRaw('check', '-r', 'all', q);
+    const pr = await platterInProcess(['check', '-r', 'all', p]);
+    assert.equal(pr.stdout, qr.stdout);
+    assert.equal(pr.status, qr.status);
+  } finally {
+    t.cleanup();
+  }
+});

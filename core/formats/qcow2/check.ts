@@ -215,10 +215,11 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
       if (e.reservedBits) direct.error(`ERROR found L1 entry with reserved bits set: ${l1.readBigUInt64BE(i * 8).toString(16)}`);
       if (!e.offset) continue;
       inc(e.offset, cs);
-      if (e.offset % cs !== 0) {
-        direct.error(`ERROR l2_offset=${hex(e.offset)}: Table is not cluster aligned; L1 entry corrupted`);
-        continue;
-      }
+      // A misaligned table is still read and checked where it points, as QEMU's
+      // check_refcounts_l1 goes on into check_refcounts_l2 (its counts match); it is never
+      // repaired in place: what lies there is not an L2 table.
+      const misaligned = e.offset % cs !== 0;
+      if (misaligned) direct.error(`ERROR l2_offset=${hex(e.offset)}: Table is not cluster aligned; L1 entry corrupted`);
       // A table past the end of the file reads as zeros (its own reference was flagged above);
       // one the file ends inside of reads as zeros from there (a fresh image's L1 is that short).
       if (e.offset >= fileSize) continue;
@@ -231,7 +232,7 @@ async function calculateRefcounts(img: Qcow2Image, res: CheckResult, refs: InMem
       if (active) {
         const table = await readTable();
         const repaired: number[] = [];
-        walkL2(table, direct, true, repaired);
+        walkL2(table, direct, true, misaligned ? undefined : repaired);
         await writeRepairedEntries(img, e.offset, table, repaired);
         continue;
       }
