@@ -29,10 +29,12 @@ export interface DriveView extends HostDrive {
   access: DriveAccess;
 }
 
-let lister: () => Promise<HostDrive[]> = listHostDrives;
+/** A listed drive; a test's fake list may also say what access this user has. */
+type ListedDrive = HostDrive & { access?: DriveAccess };
+let lister: () => Promise<ListedDrive[]> = listHostDrives;
 
 /** Replace the OS listing (tests); undefined restores it. */
-export function setDriveLister(fn: (() => Promise<HostDrive[]>) | undefined): void {
+export function setDriveLister(fn: (() => Promise<ListedDrive[]>) | undefined): void {
   lister = fn ?? listHostDrives;
 }
 
@@ -44,7 +46,7 @@ async function accessOf(path: string): Promise<DriveAccess> {
 
 export async function listDrives(): Promise<DriveView[]> {
   const drives = await lister();
-  return Promise.all(drives.map(async (d) => ({ ...d, access: await accessOf(d.path) })));
+  return Promise.all(drives.map(async (d) => ({ ...d, access: d.access ?? (await accessOf(d.path)) })));
 }
 
 function userName(): string {
