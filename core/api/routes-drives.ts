@@ -105,8 +105,16 @@ export type ElevatedDriveJob = { kind: 'image'; input: DrivesImageInput } | { ki
 /** Runs a drive job with administrator rights (the desktop app lends it; browser mode has none). */
 export type DriveElevator = (job: ElevatedDriveJob, ctl: JobControl) => Promise<DriveJobResult>;
 
+/** The drive must open with the size it was listed with: a device whose size this process cannot
+ *  read (no native device calls: the size would be 0) would image as an empty, "identical" file. */
+async function checkOpenedSize(d: DriveView, env: JobEnv): Promise<void> {
+  const opened = ((await infoJob({ image: { filename: d.path, format: 'raw' } }, env)) as ImageInfo)['virtual-size'];
+  if (opened !== d.size) throw new BlockError('Io', `${d.path} opens with ${opened} bytes, but the drive has ${d.size} bytes: Platter cannot read this device's size here (the native device calls did not load); nothing was copied`, { path: d.path, op: 'open' });
+}
+
 /** Image drive `d` into a new image (convert -O FMT DRIVE TARGET), then verify it. */
 export async function imageDrive(d: DriveView, i: DrivesImageInput, env: JobEnv, ctl: JobControl): Promise<DriveJobResult> {
+  await checkOpenedSize(d, env);
   const existing = await stat(i.target.filename).catch(() => undefined);
   if (existing && !existing.isFile()) throw invalidArgument(`'${i.target.filename}' is not a regular file: choose a new image file to write the drive's contents into`, { path: i.target.filename });
   await convertJob({ sources: [{ filename: d.path, format: 'raw' }], target: { filename: i.target.filename, format: i.target.format, ...(i.target.options !== undefined ? { options: i.target.options } : {}) } }, env, ctl);
@@ -124,6 +132,7 @@ export async function writeDrive(d: DriveView, i: DrivesWriteInput, env: JobEnv,
   const meta = (await infoJob({ image }, env)) as ImageInfo;
   const size = meta['virtual-size'];
   if (size > d.size) throw invalidArgument(`The image (${size} bytes) is larger than ${d.path} (${d.size} bytes)`, { path: d.path });
+  await checkOpenedSize(d, env);
   await convertJob({ sources: [image], target: { filename: d.path, format: 'raw' }, noCreate: true }, env, ctl);
   if (!i.verify) return {};
   // Only the image's range: the rest of the drive keeps what it held. (Not a raw node with

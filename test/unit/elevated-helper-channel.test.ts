@@ -73,6 +73,22 @@ describe('elevated drive helper over its channel (helper spawned without elevati
     assert.deepEqual(readdirSync(t.dir).filter((n) => n.startsWith('platter-elevate-')), []);
   });
 
+  test('the helper as the app ships it (the esbuild bundle dist/electron/elevated-worker.cjs) runs the job too', async () => {
+    const { buildApp } = await import('../../scripts/build-app.mjs');
+    const { electron } = await buildApp({ only: 'electron', outDir: t.path('dist') });
+    // koffi is external to the bundle, beside it in node_modules as in the packaged app.
+    const bundled: HelperCommand = { exe: process.execPath, args: [join(electron, 'elevated-worker.cjs')], env: { NODE_PATH: join(REPO_ROOT, 'node_modules') } };
+    const out = t.path('bundled.qcow2');
+    // Without its native device calls it cannot read the device's size: a clear refusal, not an
+    // empty image that compares "identical" with a device read as 0 bytes.
+    await assert.rejects(runElevatedDriveJob(imageJob(small, out), {}, { helper: { ...bundled, env: {} }, start: plainStart }), (e: BlockError) => e.kind === 'Io' && e.message === `${small} opens with 0 bytes, but the drive has ${8 * MiB} bytes: Platter cannot read this device's size here (the native device calls did not load); nothing was copied`);
+    assert.equal(existsSync(out), false);
+    const r = await runElevatedDriveJob(imageJob(small, out), {}, { helper: bundled, start: plainStart });
+    assert.equal(r.verified, true, r.message);
+    const cmp = run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', small, out]);
+    assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+  });
+
   test('write an image onto a loop device, verified; qemu-img compare of the written range agrees', async () => {
     const img = t.path('w.qcow2');
     run('qemu-img', ['create', '-f', 'qcow2', img, '4M']);
