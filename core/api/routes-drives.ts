@@ -109,7 +109,7 @@ export type DriveElevator = (job: ElevatedDriveJob, ctl: JobControl) => Promise<
  *  read (no native device calls: the size would be 0) would image as an empty, "identical" file. */
 async function checkOpenedSize(d: DriveView, env: JobEnv): Promise<void> {
   const opened = ((await infoJob({ image: { filename: d.path, format: 'raw' } }, env)) as ImageInfo)['virtual-size'];
-  if (opened !== d.size) throw new BlockError('Io', `${d.path} opens with ${opened} bytes, but the drive has ${d.size} bytes: Platter cannot read this device's size here (the native device calls did not load); nothing was copied`, { path: d.path, op: 'open' });
+  if (opened !== d.size) throw new BlockError('Io', `${d.path} opens with ${opened} bytes, but the drive was listed with ${d.size} bytes (it changed, or this process cannot read its size): nothing was copied`, { path: d.path, op: 'open' });
 }
 
 /** Image drive `d` into a new image (convert -O FMT DRIVE TARGET), then verify it. */

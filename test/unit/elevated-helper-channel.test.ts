@@ -15,7 +15,9 @@ import { randomBytes } from 'node:crypto';
 import { REPO_ROOT, SKIP_NO_QEMU, run, tempDir } from '../helpers/qemu.ts';
 import { attachLoop, detachLoop, LOOP_SKIP, sizedFile } from '../helpers/loop-device.ts';
 import { plainStart, runElevatedDriveJob, spawnCommand, type HelperCommand, type HelperStarter } from '../../electron/elevate.ts';
-import { drivesImageInput, drivesWriteInput, type ElevatedDriveJob } from '../../core/api/routes-drives.ts';
+import { drivesImageInput, drivesRoutes, drivesWriteInput, setDriveLister, type ElevatedDriveJob } from '../../core/api/routes-drives.ts';
+import { defaultEnv } from '../../core/jobs/common.ts';
+import { sysfsBlockDeviceSize } from '../../core/host/portable.ts';
 import { listHostDrives } from '../../core/host/drives.ts';
 import { SOCKET_FILE, TOKEN_FILE } from '../../core/api/elevated-protocol.ts';
 import { checkImageSources, checkImageTarget } from '../../core/cli/elevated-worker.ts';
@@ -73,20 +75,46 @@ describe('elevated drive helper over its channel (helper spawned without elevati
     assert.deepEqual(readdirSync(t.dir).filter((n) => n.startsWith('platter-elevate-')), []);
   });
 
-  test('the helper as the app ships it (the esbuild bundle dist/electron/elevated-worker.cjs) runs the job too', async () => {
+  test('the helper as the app ships it (the esbuild bundle dist/electron/elevated-worker.cjs) runs the job, with koffi or without', async () => {
     const { buildApp } = await import('../../scripts/build-app.mjs');
     const { electron } = await buildApp({ only: 'electron', outDir: t.path('dist') });
-    // koffi is external to the bundle, beside it in node_modules as in the packaged app.
-    const bundled: HelperCommand = { exe: process.execPath, args: [join(electron, 'elevated-worker.cjs')], env: { NODE_PATH: join(REPO_ROOT, 'node_modules') } };
-    const out = t.path('bundled.qcow2');
-    // Without its native device calls it cannot read the device's size: a clear refusal, not an
-    // empty image that compares "identical" with a device read as 0 bytes.
-    await assert.rejects(runElevatedDriveJob(imageJob(small, out), {}, { helper: { ...bundled, env: {} }, start: plainStart }), (e: BlockError) => e.kind === 'Io' && e.message === `${small} opens with 0 bytes, but the drive has ${8 * MiB} bytes: Platter cannot read this device's size here (the native device calls did not load); nothing was copied`);
-    assert.equal(existsSync(out), false);
-    const r = await runElevatedDriveJob(imageJob(small, out), {}, { helper: bundled, start: plainStart });
-    assert.equal(r.verified, true, r.message);
-    const cmp = run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', small, out]);
-    assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+    // koffi is external to the bundle, beside it in node_modules as in the packaged app. Without
+    // it (no native device calls) the device's size comes from sysfs (core/host/portable.ts).
+    for (const env of [{ NODE_PATH: join(REPO_ROOT, 'node_modules') }, {}] as Record<string, string>[]) {
+      const out = t.path(`bundled-${Object.keys(env).length}.qcow2`);
+      const r = await runElevatedDriveJob(imageJob(small, out), {}, { helper: { exe: process.execPath, args: [join(electron, 'elevated-worker.cjs')], env }, start: plainStart });
+      assert.equal(r.verified, true, r.message);
+      const cmp = run('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', small, out]);
+      assert.equal(cmp.status, 0, cmp.stdout + cmp.stderr);
+    }
+  });
+
+  test('a drive that does not open with its listed size is refused before anything is copied', async () => {
+    const listed = (await listHostDrives()).find((x) => x.path === small)!;
+    setDriveLister(async () => [{ ...listed, size: 2 * listed.size }]);
+    try {
+      const out = t.path('wrong-size.qcow2');
+      const ctx = { env: defaultEnv(), ctl: {} } as Parameters<typeof drivesRoutes.drivesImage.run>[1];
+      await assert.rejects(async () => drivesRoutes.drivesImage.run(drivesImageInput.parse({ drive: small, target: { filename: out } }), ctx), (e: BlockError) => e.kind === 'Io' && e.message === `${small} opens with ${8 * MiB} bytes, but the drive was listed with ${16 * MiB} bytes (it changed, or this process cannot read its size): nothing was copied`);
+      assert.equal(existsSync(out), false);
+    } finally {
+      setDriveLister(undefined);
+    }
+  });
+
+  test('without native calls a Linux block device is sized from sysfs', () => {
+    const fd = openSync(small, 'r');
+    try {
+      assert.equal(sysfsBlockDeviceSize(fd), 8 * MiB);
+    } finally {
+      closeSync(fd);
+    }
+    const f = openSync(t.path('small.img'), 'r');
+    try {
+      assert.equal(sysfsBlockDeviceSize(f), undefined, 'a regular file is no block device');
+    } finally {
+      closeSync(f);
+    }
   });
 
   test('write an image onto a loop device, verified; qemu-img compare of the written range agrees', async () => {
