@@ -19,8 +19,8 @@ import { drivesImageInput, drivesRoutes, drivesWriteInput, setDriveLister, type 
 import { defaultEnv } from '../../core/jobs/common.ts';
 import { sysfsBlockDeviceSize } from '../../core/host/portable.ts';
 import { listHostDrives } from '../../core/host/drives.ts';
-import { SOCKET_FILE, TOKEN_FILE } from '../../core/api/elevated-protocol.ts';
-import { checkImageSources, checkImageTarget } from '../../core/cli/elevated-worker.ts';
+import { PIPE_FILE, SOCKET_FILE, TOKEN_FILE } from '../../core/api/elevated-protocol.ts';
+import { checkImageSources, checkImageTarget, openChannel } from '../../core/cli/elevated-worker.ts';
 import type { JobProgressEvent } from '../../core/jobs/common.ts';
 import { BlockError } from '../../core/errors.ts';
 
@@ -273,3 +273,21 @@ describe('what the elevated helper lets a user ask for', { skip: process.getuid?
   });
 });
 
+
+test('the helper reads a Windows channel: the token and the pipe the app named (nothing else)', async () => {
+  const t = tempDir('platter-elevated-win-');
+  try {
+    const token = randomBytes(32).toString('hex');
+    writeFileSync(join(t.dir, TOKEN_FILE), token);
+    const pipe = `\\\\.\\pipe\\platter-elevated-${randomBytes(16).toString('hex')}`;
+    writeFileSync(join(t.dir, PIPE_FILE), pipe);
+    assert.deepEqual(await openChannel(t.dir, 'win32'), { token, address: pipe });
+    writeFileSync(join(t.dir, PIPE_FILE), '\\\\.\\pipe\\someone-else');
+    await assert.rejects(openChannel(t.dir, 'win32'), /names no Platter pipe/);
+    writeFileSync(join(t.dir, TOKEN_FILE), 'short');
+    await assert.rejects(openChannel(t.dir, 'win32'), /does not hold a token/);
+    await assert.rejects(openChannel('relative/dir', 'win32'), /must be an absolute path/);
+  } finally {
+    t.cleanup();
+  }
+});
