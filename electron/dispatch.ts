@@ -11,6 +11,7 @@ import { stopAllNbdServers } from '../core/api/routes-remote.ts';
 import { createLibraryWatcher } from '../core/api/library-watch.ts';
 import type { AppConfig, AppEvent, CallRequest, CallResult } from '../core/api/app-protocol.ts';
 import type { SerializedError } from '../core/api/types.ts';
+import type { DriveElevator } from '../core/api/routes-drives.ts';
 import { BlockError, invalidArgument, serializeError } from '../core/errors.ts';
 
 export interface Dispatcher {
@@ -25,6 +26,8 @@ export interface DispatcherOptions {
   config: AppConfig;
   /** Native open dialogs (Electron's main process lends them). */
   pickPaths?(input: PickPathsInput): Promise<string[]>;
+  /** Drive jobs with administrator rights (Electron's main process lends it). */
+  elevate?: DriveElevator;
   /** The router to answer (default: the app's). Tests add methods to show nothing else changes. */
   router?: AnyRouter;
 }
@@ -46,7 +49,7 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
   };
   // Library folders changed on disk (by Platter or another program): the renderer re-scans them.
   const watcher = createLibraryWatcher((roots) => emit({ type: 'library-changed', roots }));
-  const app: AppContext = { config: opts.config, watch: (paths) => watcher.set(paths), ...(opts.pickPaths ? { pickPaths: opts.pickPaths } : {}) };
+  const app: AppContext = { config: opts.config, watch: (paths) => watcher.set(paths), ...(opts.pickPaths ? { pickPaths: opts.pickPaths } : {}), ...(opts.elevate ? { elevate: opts.elevate } : {}) };
 
   const unsubscribe = service.onEvent(emit);
 

@@ -13,6 +13,7 @@ import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL } from '../core/api/app-protocol.ts
 import { createDispatcher, ipcCallHandler } from './dispatch.ts';
 import { contentSecurityPolicy } from './csp.ts';
 import { RENDERER_MIME } from './mime.ts';
+import { elevatedStart, runElevatedDriveJob } from './elevate.ts';
 
 /** The renderer's own scheme and origin: the only sender the IPC handler answers. */
 const APP_SCHEME = 'platter';
@@ -85,6 +86,12 @@ async function main(): Promise<void> {
       const r = win ? await dialog.showOpenDialog(win, options) : await dialog.showOpenDialog(options);
       return r.canceled ? [] : r.filePaths;
     },
+    // Drives this user may not open: the job runs in the helper, elevated the OS's way.
+    elevate: (job, ctl) =>
+      runElevatedDriveJob(job, ctl, {
+        helper: { exe: process.execPath, args: [join(HERE.replace(/app\.asar(?=[\\/])/, 'app.asar.unpacked'), 'elevated-worker.cjs')], env: { ELECTRON_RUN_AS_NODE: '1' } },
+        start: elevatedStart(process.platform, 'Platter needs administrator rights to read or write a disk drive.'),
+      }),
   });
 
   ipcMain.handle(IPC_CALL_CHANNEL, ipcCallHandler(dispatcher, trustedSender));

@@ -2,6 +2,7 @@
 // Builds the desktop app with esbuild (`npm run build`):
 //   dist/electron/main.cjs      Electron main process (core bundled in; koffi stays a native dep)
 //   dist/electron/preload.cjs   the sandboxed preload (requires only 'electron')
+//   dist/electron/elevated-worker.cjs  the elevated drive helper (electron/elevate.ts)
 //   dist/electron/worker-entry.mjs  the worker pool's entry, compiled twin of core/workers/worker-entry.mjs
 //   dist/renderer/{index.html,app.js,app.css}  the React renderer
 // `buildApp({ only: 'renderer' })` is what the e2e tests call: the browser mode serves only that.
@@ -73,7 +74,7 @@ async function buildElectron({ minify, outDir }) {
   };
   await build({
     ...common,
-    entryPoints: { main: join(ROOT, 'electron/main.ts'), preload: join(ROOT, 'electron/preload.ts') },
+    entryPoints: { main: join(ROOT, 'electron/main.ts'), preload: join(ROOT, 'electron/preload.ts'), 'elevated-worker': join(ROOT, 'core/cli/elevated-worker.ts') },
     outdir: out,
     outExtension: { '.js': '.cjs' },
     format: 'cjs',

@@ -12,7 +12,7 @@ import { unsupported } from '../errors.ts';
 import { safetyRoutes } from './routes-safety.ts';
 import { viewsRoutes } from './routes-views.ts';
 import { remoteRoutes } from './routes-remote.ts';
-import { drivesRoutes } from './routes-drives.ts';
+import { drivesRoutes, type DriveElevator } from './routes-drives.ts';
 
 export const pickPathsInput = z.object({ kind: z.enum(['folder', 'file']), title: z.string().max(200).optional() });
 export type PickPathsInput = z.infer<typeof pickPathsInput>;
@@ -24,6 +24,8 @@ export interface AppContext {
   watch(paths: string[]): Promise<{ watching: number; polling: number; dropped: number }>;
   /** Native open dialogs (Electron only; browser mode types a path instead). */
   pickPaths?(input: PickPathsInput): Promise<string[]>;
+  /** Run a drive job with administrator rights (Electron only; electron/elevate.ts). */
+  elevate?: DriveElevator;
 }
 
 export type AppCallContext = CallContext & { app: AppContext };

@@ -4,7 +4,10 @@
 // caller must echo the drive's model and exact size as the user confirmed them (a different stick
 // under the same name is refused), and the written range is verified against the image.
 // Raw devices need privileges: a drive the server's user cannot open is listed with its access,
-// and the refusal says plainly that this user lacks access.
+// and the refusal says plainly that this user lacks access. In the desktop app a call may ask for
+// `elevate`: the job then runs in a helper process with the OS's administrator rights (the app
+// lends `app.elevate`, electron/elevate.ts; the helper, core/cli/elevated-worker.ts, runs the
+// same imageDrive/writeDrive below after checking everything again).
 // Test seam: setDriveLister replaces the OS listing (e2e tests inject a fake system disk and a
 // fake mounted disk; a real mount is not possible there).
 
@@ -18,6 +21,7 @@ import { convert as convertJob } from '../jobs/convert.ts';
 import { compare as compareJob } from '../jobs/compare.ts';
 import { info as infoJob } from '../jobs/info.ts';
 import type { ImageInfo } from './types.ts';
+import type { JobControl, JobEnv } from '../jobs/common.ts';
 
 export type DriveAccess = 'read-write' | 'read-only' | 'none';
 export interface DriveView extends HostDrive {
@@ -25,10 +29,12 @@ export interface DriveView extends HostDrive {
   access: DriveAccess;
 }
 
-let lister: () => Promise<HostDrive[]> = listHostDrives;
+/** A listed drive; a test's fake list may also say what access this user has. */
+type ListedDrive = HostDrive & { access?: DriveAccess };
+let lister: () => Promise<ListedDrive[]> = listHostDrives;
 
 /** Replace the OS listing (tests); undefined restores it. */
-export function setDriveLister(fn: (() => Promise<HostDrive[]>) | undefined): void {
+export function setDriveLister(fn: (() => Promise<ListedDrive[]>) | undefined): void {
   lister = fn ?? listHostDrives;
 }
 
@@ -40,7 +46,7 @@ async function accessOf(path: string): Promise<DriveAccess> {
 
 export async function listDrives(): Promise<DriveView[]> {
   const drives = await lister();
-  return Promise.all(drives.map(async (d) => ({ ...d, access: await accessOf(d.path) })));
+  return Promise.all(drives.map(async (d) => ({ ...d, access: d.access ?? (await accessOf(d.path)) })));
 }
 
 function userName(): string {
@@ -49,13 +55,13 @@ function userName(): string {
 }
 
 /** The drive by path from a fresh listing; refused when it is not a listed drive. */
-async function findDrive(path: string): Promise<DriveView> {
+export async function findDrive(path: string): Promise<DriveView> {
   const d = (await listDrives()).find((x) => x.path === path);
   if (!d) throw new BlockError('NotFound', `'${path}' is not one of this computer's drives (it may have been removed)`, { path });
   return d;
 }
 
-function noAccess(d: DriveView, what: 'read' | 'write'): BlockError {
+export function noAccess(d: DriveView, what: 'read' | 'write'): BlockError {
   return new BlockError('Permission', `${userName()} lacks access to ${d.path} (${what}): start Platter as a user who may open raw disks (root, or a member of the 'disk' group)`, { path: d.path, op: what === 'read' ? 'open' : 'write' });
 }
 
@@ -74,6 +80,8 @@ export const drivesImageInput = z.object({
   target: z.object({ filename: z.string().min(1), format: z.string().min(1).default('qcow2'), options: optionsInput.optional() }),
   /** Compare the image with the drive afterwards (qemu-img compare). */
   verify: z.boolean().default(true),
+  /** Desktop app: run it with administrator rights when this user lacks access (asks the OS). */
+  elevate: z.boolean().default(false),
 });
 export const drivesWriteInput = z.object({
   image: imageRef,
@@ -81,7 +89,10 @@ export const drivesWriteInput = z.object({
   /** The drive as the user confirmed it: its model and size in bytes. */
   confirm: z.object({ model: z.string(), size: z.number().int().nonnegative() }),
   verify: z.boolean().default(true),
+  elevate: z.boolean().default(false),
 });
+export type DrivesImageInput = z.output<typeof drivesImageInput>;
+export type DrivesWriteInput = z.output<typeof drivesWriteInput>;
 
 export interface DriveJobResult {
   /** undefined when verification was not asked for. */
@@ -89,36 +100,70 @@ export interface DriveJobResult {
   message?: string;
 }
 
+/** One drive job as the elevated helper runs it. */
+export type ElevatedDriveJob = { kind: 'image'; input: DrivesImageInput } | { kind: 'write'; input: DrivesWriteInput };
+/** Runs a drive job with administrator rights (the desktop app lends it; browser mode has none). */
+export type DriveElevator = (job: ElevatedDriveJob, ctl: JobControl) => Promise<DriveJobResult>;
+
+/** The drive must open with the size it was listed with: a device whose size this process cannot
+ *  read (no native device calls: the size would be 0) would image as an empty, "identical" file. */
+async function checkOpenedSize(d: DriveView, env: JobEnv): Promise<void> {
+  const opened = ((await infoJob({ image: { filename: d.path, format: 'raw' } }, env)) as ImageInfo)['virtual-size'];
+  if (opened !== d.size) throw new BlockError('Io', `${d.path} opens with ${opened} bytes, but the drive was listed with ${d.size} bytes (it changed, or this process cannot read its size): nothing was copied`, { path: d.path, op: 'open' });
+}
+
+/** Image drive `d` into a new image (convert -O FMT DRIVE TARGET), then verify it. */
+export async function imageDrive(d: DriveView, i: DrivesImageInput, env: JobEnv, ctl: JobControl): Promise<DriveJobResult> {
+  await checkOpenedSize(d, env);
+  const existing = await stat(i.target.filename).catch(() => undefined);
+  if (existing && !existing.isFile()) throw invalidArgument(`'${i.target.filename}' is not a regular file: choose a new image file to write the drive's contents into`, { path: i.target.filename });
+  await convertJob({ sources: [{ filename: d.path, format: 'raw' }], target: { filename: i.target.filename, format: i.target.format, ...(i.target.options !== undefined ? { options: i.target.options } : {}) } }, env, ctl);
+  if (!i.verify) return {};
+  const r = await compareJob({ a: { filename: d.path, format: 'raw' }, b: { filename: i.target.filename, format: i.target.format } }, env, ctl);
+  return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
+}
+
+/** Write an image onto drive `d` (convert -n IMAGE DRIVE) after the refusals, then verify the
+ *  written range. The caller has checked that it may open the drive. */
+export async function writeDrive(d: DriveView, i: DrivesWriteInput, env: JobEnv, ctl: JobControl): Promise<DriveJobResult> {
+  const refusal = writeRefusal(d, i.confirm);
+  if (refusal) throw new BlockError('Permission', refusal, { path: d.path, op: 'write' });
+  const image = { filename: i.image.filename, ...(i.image.format ? { format: i.image.format } : {}), ...(i.image.imageOpts ? { imageOpts: true } : {}) };
+  const meta = (await infoJob({ image }, env)) as ImageInfo;
+  const size = meta['virtual-size'];
+  if (size > d.size) throw invalidArgument(`The image (${size} bytes) is larger than ${d.path} (${d.size} bytes)`, { path: d.path });
+  await checkOpenedSize(d, env);
+  await convertJob({ sources: [image], target: { filename: d.path, format: 'raw' }, noCreate: true }, env, ctl);
+  if (!i.verify) return {};
+  // Only the image's range: the rest of the drive keeps what it held. (Not a raw node with
+  // size=: Platter's raw driver has no offset/size options yet, and would compare the tail too.)
+  const r = await compareJob({ a: image, b: { filename: d.path, format: 'raw' }, length: size }, env, ctl);
+  return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
+}
+
+/** Run `job` elevated when the call asked for it and the app can; else the plain refusal. */
+function elevated(ctx: CallContext, job: ElevatedDriveJob, refusal: BlockError): Promise<DriveJobResult> {
+  const elevate = (ctx as CallContext & { app?: { elevate?: DriveElevator } }).app?.elevate;
+  if (!job.input.elevate || !elevate) throw refusal;
+  return elevate(job, ctx.ctl);
+}
+
 export const drivesRoutes = {
   /** The host's drives with model, size, removable, mounted filesystems, system disk, access. */
   drivesList: query(drivesListInput, () => listDrives()),
   /** Image a drive into a new image file (convert -O FMT DRIVE TARGET), then verify it. */
-  drivesImage: job(drivesImageInput, (i) => `Image drive ${String(i?.drive ?? '?')} -> ${String(i?.target?.filename ?? '?')}`, async (i, { env, ctl }: CallContext): Promise<DriveJobResult> => {
+  drivesImage: job(drivesImageInput, (i) => `Image drive ${String(i?.drive ?? '?')} -> ${String(i?.target?.filename ?? '?')}`, async (i, ctx: CallContext): Promise<DriveJobResult> => {
     const d = await findDrive(i.drive);
-    if (d.access === 'none') throw noAccess(d, 'read');
-    const existing = await stat(i.target.filename).catch(() => undefined);
-    if (existing && !existing.isFile()) throw invalidArgument(`'${i.target.filename}' is not a regular file: choose a new image file to write the drive's contents into`, { path: i.target.filename });
-    await convertJob({ sources: [{ filename: d.path, format: 'raw' }], target: { filename: i.target.filename, format: i.target.format, ...(i.target.options !== undefined ? { options: i.target.options } : {}) } }, env, ctl);
-    if (!i.verify) return {};
-    const r = await compareJob({ a: { filename: d.path, format: 'raw' }, b: { filename: i.target.filename, format: i.target.format } }, env, ctl);
-    return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
+    if (d.access === 'none') return elevated(ctx, { kind: 'image', input: i }, noAccess(d, 'read'));
+    return imageDrive(d, i, ctx.env, ctx.ctl);
   }),
   /** Write an image onto a drive (convert -n IMAGE DRIVE), refused for the system disk, mounted
    *  drives and a confirmation that does not match, then verify the written range. */
-  drivesWrite: job(drivesWriteInput, (i) => `Write ${String(i?.image?.filename ?? '?')} to drive ${String(i?.drive ?? '?')}`, async (i, { env, ctl }: CallContext): Promise<DriveJobResult> => {
+  drivesWrite: job(drivesWriteInput, (i) => `Write ${String(i?.image?.filename ?? '?')} to drive ${String(i?.drive ?? '?')}`, async (i, ctx: CallContext): Promise<DriveJobResult> => {
     const d = await findDrive(i.drive);
     const refusal = writeRefusal(d, i.confirm);
     if (refusal) throw new BlockError('Permission', refusal, { path: d.path, op: 'write' });
-    if (d.access !== 'read-write') throw noAccess(d, 'write');
-    const image = { filename: i.image.filename, ...(i.image.format ? { format: i.image.format } : {}), ...(i.image.imageOpts ? { imageOpts: true } : {}) };
-    const meta = (await infoJob({ image }, env)) as ImageInfo;
-    const size = meta['virtual-size'];
-    if (size > d.size) throw invalidArgument(`The image (${size} bytes) is larger than ${d.path} (${d.size} bytes)`, { path: d.path });
-    await convertJob({ sources: [image], target: { filename: d.path, format: 'raw' }, noCreate: true }, env, ctl);
-    if (!i.verify) return {};
-    // Only the image's range: the rest of the drive keeps what it held.
-    const written = { filename: `driver=raw,size=${size},file.driver=host_device,file.filename=${d.path}`, imageOpts: true };
-    const r = await compareJob({ a: image, b: written }, env, ctl);
-    return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
+    if (d.access !== 'read-write') return elevated(ctx, { kind: 'write', input: i }, noAccess(d, 'write'));
+    return writeDrive(d, i, ctx.env, ctx.ctl);
   }),
 };

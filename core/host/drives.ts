@@ -2,11 +2,11 @@
 // MOUNTPOINTS, plus the loop driver's sysfs backing_file). Whole disks, loop devices and optical
 // drives, each with its mounted filesystems (its partitions' included) and whether it holds the
 // running system (/, /boot, /boot/efi, /usr or swap on it or on one of its partitions).
-// Other OSes answer an empty list for now (macOS: diskutil list -plist; Windows: Get-Disk could
-// fill this in later).
+// macOS (diskutil) and Windows (Get-Disk): drives-darwin-win32.ts; other OSes answer [].
 
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { listDarwinDrives, listWindowsDrives } from './drives-darwin-win32.ts';
 
 export interface HostDrive {
   /** /dev/sdb, /dev/loop3, /dev/sr0 */
@@ -92,8 +92,10 @@ function loopBackingFile(name: string): string | undefined {
   }
 }
 
-/** The host's drives (Linux); [] where lsblk is missing or on other OSes. */
+/** The host's drives; [] where the OS's tool is missing or on other OSes. */
 export function listHostDrives(): Promise<HostDrive[]> {
+  if (process.platform === 'darwin') return listDarwinDrives();
+  if (process.platform === 'win32') return listWindowsDrives();
   if (process.platform !== 'linux') return Promise.resolve([]);
   return new Promise((resolve) => {
     execFile('lsblk', ['--json', '--bytes', '-o', 'NAME,PATH,TYPE,SIZE,MODEL,VENDOR,RM,RO,MOUNTPOINTS'], { timeout: 10_000, maxBuffer: 4 << 20 }, (err, stdout) => {

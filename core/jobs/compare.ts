@@ -14,6 +14,9 @@ export interface CompareOptions {
   a: ImageSpec;
   b: ImageSpec;
   strict?: boolean;
+  /** Compare only the first `length` bytes (not a qemu-img option: the Drives view verifies the
+   *  range an image was written to, a drive's tail keeps what it held). */
+  length?: number;
 }
 
 /** Sector granularity of mismatch offsets (qemu-img compare_buffers). */
@@ -131,8 +134,8 @@ export async function compare(o: CompareOptions, env: JobEnv, ctl: JobControl = 
     // qemu-img warns about differing sizes only once the common part compared equal.
     let warning: string | undefined;
     if (a.size !== b.size && o.strict) return { identical: false, message: STRICT_SIZE_MISMATCH };
-    const common = Math.min(a.size, b.size);
-    const progress = progressReporter(ctl, Math.max(a.size, b.size), 'comparing');
+    const common = Math.min(a.size, b.size, o.length ?? Infinity);
+    const progress = progressReporter(ctl, o.length !== undefined ? common : Math.max(a.size, b.size), 'comparing');
     let off = 0;
     while (off < common) {
       if (ctl.signal?.aborted) throw cancelled();
@@ -158,7 +161,7 @@ export async function compare(o: CompareOptions, env: JobEnv, ctl: JobControl = 
       off += len;
       progress.add(len);
     }
-    if (a.size !== b.size) {
+    if (a.size !== b.size && o.length === undefined) {
       warning = SIZE_MISMATCH_WARNING;
       const larger = a.size > b.size ? a : b;
       const nz = await firstNonZero(larger, common, ctl, (n) => progress.add(n), warning);

@@ -18,8 +18,8 @@
 // Options: filename, locking=on|off|auto, aio (accepted), cache.direct, cache.no-flush (as file).
 // Windows (\\.\PhysicalDriveN, \\.\d:, d:, /dev/cdrom): windows.ts (untested on real Windows).
 // macOS: /dev/diskN and /dev/rdiskN open here as on Linux, sized by DKIOCGETBLOCKCOUNT x
-// DKIOCGETBLOCKSIZE (core/host/darwin.ts; untested on a real Mac); its /dev/cdrom alias (QEMU
-// looks the optical drive up through IOKit) is not implemented: the name opens as given.
+// DKIOCGETBLOCKSIZE (core/host/darwin.ts; untested on a real Mac); its /dev/cdrom alias is the
+// first ejectable DVD/CD medium in the I/O Registry, as QEMU looks it up (darwin.ts).
 
 import { constants, fstatSync, openSync, closeSync, statSync } from 'node:fs';
 import type { ProtocolDriver } from '../../block/types.ts';
@@ -27,6 +27,7 @@ import type { OptionsTree } from '../../block/options-tree.ts';
 import { hostOps, type CdromStatus } from '../../host/index.ts';
 import { FileNode, openPosix, type FileNodeInit } from '../file/index.ts';
 import { openWindowsDevice } from './windows.ts';
+import { openDarwinDevice } from './darwin.ts';
 
 /** bdrv_parse_filename_strip_prefix: "host_device:/dev/sdb" is /dev/sdb. */
 function stripPrefix(filename: string, prefix: string): OptionsTree {
@@ -104,7 +105,7 @@ export const hostDeviceDriver: ProtocolDriver = {
   createSimple: true,
   parseFilename: (filename) => stripPrefix(filename, 'host_device:'),
   probeDevice: probeHostDevice,
-  open: (ctx) => (process.platform === 'win32' ? openWindowsDevice(ctx) : openPosix(ctx, 'host_device')),
+  open: (ctx) => (process.platform === 'win32' ? openWindowsDevice(ctx) : process.platform === 'darwin' ? openDarwinDevice(ctx) : openPosix(ctx, 'host_device')),
 };
 
 export const hostCdromDriver: ProtocolDriver = {

@@ -4,7 +4,9 @@
 // with compare) and "Write image to drive" with balenaEtcher's safety: the system disk and
 // mounted drives cannot be chosen (and the server refuses them too), the user types the drive's
 // name and confirms its model and size, and the write is verified afterwards. Without access to
-// raw devices it says plainly that the server's user lacks it.
+// raw devices it says plainly that the server's user lacks it (browser mode); the desktop app
+// offers "Authorize…" instead: the one job runs with administrator rights the OS grants
+// (electron/elevate.ts), with the same progress, cancel and verification.
 
 import { useEffect, useId, useState } from 'react';
 import { api, isElectron } from '../../api-client.ts';
@@ -22,13 +24,19 @@ export function driveWriteBlock(d: DriveView): string | undefined {
   if (d.system) return 'System disk: never written';
   if (d.mountpoints.length) return `Mounted (${d.mountpoints.join(', ')}): unmount first`;
   if (d.readOnly) return 'Read-only';
-  if (d.access !== 'read-write') return accessText(d);
+  if (d.access !== 'read-write' && !isElectron()) return accessText(d);
   return undefined;
 }
 
+/** The desktop app asks the OS for administrator rights for this job (browser mode cannot). */
+export function needsAuthorization(d: DriveView, kind: 'image' | 'write'): boolean {
+  return isElectron() && (kind === 'image' ? d.access === 'none' : d.access !== 'read-write');
+}
+
 function accessText(d: DriveView): string {
+  if (isElectron()) return `Your user ${d.access === 'none' ? 'may not open' : 'may only read'} ${d.path}: Platter asks for administrator rights (Authorize…) when you ${d.access === 'none' ? 'image or write' : 'write'} it`;
   return d.access === 'none'
-    ? `The server's user lacks access to ${d.path}${isElectron() ? '' : ' (browser mode: start the server as a user who may open raw disks)'}`
+    ? `The server's user lacks access to ${d.path} (browser mode: start the server as a user who may open raw disks)`
     : `The server's user may only read ${d.path}`;
 }
 
@@ -75,9 +83,9 @@ export function DrivesSection() {
                 {d.system && <strong className="drive-badge"> · system disk</strong>}
                 {d.mountpoints.length > 0 && !d.system && <span> · mounted at {d.mountpoints.join(', ')}</span>}
               </div>
-              {d.access === 'none' && <p className="small warning">{accessText(d)}</p>}
+              {(d.access === 'none' || (isElectron() && d.access === 'read-only' && !block)) && <p className="small warning">{accessText(d)}</p>}
               <div className="drive-actions">
-                <button type="button" disabled={d.access === 'none'} aria-label={`Image drive ${d.path}`} onClick={() => setAction({ kind: 'image', drive: d })}>
+                <button type="button" disabled={d.access === 'none' && !isElectron()} aria-label={`Image drive ${d.path}`} onClick={() => setAction({ kind: 'image', drive: d })}>
                   Image this drive…
                 </button>
                 <button type="button" disabled={block !== undefined} title={block} aria-label={`Write image to drive ${d.path}`} onClick={() => setAction({ kind: 'write', drive: d })}>
@@ -103,6 +111,7 @@ function ImageDriveDialog({ drive, onClose }: { drive: DriveView; onClose(): voi
   const [format, setFormat] = useState('qcow2');
   const [target, setTarget] = useState('');
   const [verify, setVerify] = useState(true);
+  const authorize = needsAuthorization(drive, 'image');
   useEffect(() => {
     void load();
   }, [load]);
@@ -110,7 +119,7 @@ function ImageDriveDialog({ drive, onClose }: { drive: DriveView; onClose(): voi
   const submit = async () => {
     if (!target.trim()) return;
     try {
-      const { jobId } = await api.drivesImage({ drive: drive.path, target: { filename: target.trim(), format }, verify });
+      const { jobId } = await api.drivesImage({ drive: drive.path, target: { filename: target.trim(), format }, verify, elevate: authorize });
       onClose();
       const r = (await trackJob(jobId, { refreshLibrary: true })) as { verified?: boolean; message?: string } | undefined;
       if (r) notify(r.verified === false ? `Imaged ${drive.path}, but verification FAILED: ${r.message ?? 'contents differ'}` : `Imaged ${drive.path} into ${target.trim()}${r.verified ? ' (verified: identical)' : ''}`, r.verified === false ? 'error' : 'info');
@@ -128,7 +137,7 @@ function ImageDriveDialog({ drive, onClose }: { drive: DriveView; onClose(): voi
             Cancel
           </button>
           <button type="button" className="primary" disabled={!target.trim()} onClick={() => void submit()}>
-            Image drive
+            {authorize ? 'Authorize…' : 'Image drive'}
           </button>
         </>
       }
@@ -136,6 +145,7 @@ function ImageDriveDialog({ drive, onClose }: { drive: DriveView; onClose(): voi
       <p>
         Copies every byte of <strong>{drive.model}</strong> ({formatBytes(drive.size)}, {drive.path}) into a new image. Progress and Cancel are in the jobs panel.
       </p>
+      {authorize && <AuthorizeNote drive={drive} what="read it into an image in a folder you own" />}
       <div className="field">
         <label htmlFor={`${id}-target`}>New image file</label>
         <input id={`${id}-target`} type="text" value={target} spellCheck={false} placeholder="/srv/images/usb-stick.qcow2" onChange={(e) => setTarget(e.target.value)} />
@@ -164,10 +174,11 @@ function WriteDriveDialog({ drive, onClose, onDone }: { drive: DriveView; onClos
   const [typed, setTyped] = useState('');
   const [sure, setSure] = useState(false);
   const confirmed = typed.trim() === drive.name && sure && image.trim() !== '';
+  const authorize = needsAuthorization(drive, 'write');
   const submit = async () => {
     if (!confirmed) return;
     try {
-      const { jobId } = await api.drivesWrite({ image: { filename: image.trim() }, drive: drive.path, confirm: { model: drive.model, size: drive.size }, verify: true });
+      const { jobId } = await api.drivesWrite({ image: { filename: image.trim() }, drive: drive.path, confirm: { model: drive.model, size: drive.size }, verify: true, elevate: authorize });
       onClose();
       const r = (await trackJob(jobId)) as { verified?: boolean; message?: string } | undefined;
       if (r) notify(r.verified ? `Wrote ${image.trim()} to ${drive.path} (verified)` : `Wrote ${image.trim()} to ${drive.path}, but verification FAILED: ${r.message ?? 'contents differ'}`, r.verified ? 'info' : 'error');
@@ -187,7 +198,7 @@ function WriteDriveDialog({ drive, onClose, onDone }: { drive: DriveView; onClos
             Cancel
           </button>
           <button type="button" className="primary danger" disabled={!confirmed} onClick={() => void submit()}>
-            Erase and write
+            {authorize ? 'Authorize…' : 'Erase and write'}
           </button>
         </>
       }
@@ -206,7 +217,17 @@ function WriteDriveDialog({ drive, onClose, onDone }: { drive: DriveView; onClos
       <label className="checkbox">
         <input type="checkbox" checked={sure} onChange={(e) => setSure(e.target.checked)} /> I confirm this is {drive.model}, {formatBytes(drive.size)}, and its data may be erased
       </label>
+      {authorize && <AuthorizeNote drive={drive} what="write the image onto it" />}
       <p className="small muted">The written range is verified against the image afterwards.</p>
     </Dialog>
+  );
+}
+
+/** Says what Authorize… does: the OS's own dialog, for this one job only. */
+function AuthorizeNote({ drive, what }: { drive: DriveView; what: string }) {
+  return (
+    <p className="small authorize-note" role="note">
+      Your user may not {drive.access === 'none' ? 'open' : 'write'} {drive.path}. <strong>Authorize…</strong> asks your system for administrator rights to {what}; only this one job runs with them, and it shows its progress and can be cancelled like any other.
+    </p>
   );
 }

@@ -1,0 +1,81 @@
+// The renderer as it runs in the desktop app, without Electron (its binary cannot run here): the
+// page gets a `window.platter` bridge (what electron/preload.ts exposes: call, onEvent) wired by
+// playwright to a dispatcher in 'electron' mode, so isElectron() is true and the app's own paths
+// (Authorize… for drives) are taken. The dispatcher is electron/main.ts's, with `elevate` given by
+// the test (runElevatedDriveJob with the helper spawned plainly). The built renderer is served by
+// the browser-mode server only as static files; every call goes through the bridge.
+
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { buildApp } from '../../scripts/build-app.mjs';
+import { createPlatterService } from '../../core/api/service.ts';
+import { createDispatcher } from '../../electron/dispatch.ts';
+import { startBrowserServer } from '../../electron/browser-server.ts';
+import type { DriveElevator } from '../../core/api/routes-drives.ts';
+import { CHROMIUM, SCREENSHOTS } from './harness.ts';
+
+export interface ElectronModePage {
+  page: Page;
+  context: BrowserContext;
+  library: string;
+  errors: string[];
+  screenshot(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startElectronMode(opts: { elevate: DriveElevator }): Promise<ElectronModePage> {
+  const work = mkdtempSync(join(tmpdir(), 'platter-e2e-electron-'));
+  const library = join(work, 'library');
+  mkdirSync(library);
+  const { renderer } = await buildApp({ only: 'renderer', outDir: join(work, 'dist'), minify: true });
+  const service = createPlatterService({ warn: () => {} });
+  const dispatcher = createDispatcher({ service, config: { mode: 'electron', roots: [library], version: 'test', platform: process.platform }, elevate: opts.elevate });
+  const server = await startBrowserServer({ dispatcher, rendererDir: renderer });
+  const context = await chromium.launchPersistentContext(join(work, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    viewport: { width: 1360, height: 820 },
+    deviceScaleFactor: 1,
+  });
+  await context.exposeBinding('__platterCall', (_source, method: string, input: unknown) => dispatcher.call({ method, input }));
+  // A string, not a function: tsx's compiled functions may call helpers the page does not have.
+  await context.addInitScript(`(() => {
+    const listeners = new Set();
+    window.__platterEmit = (e) => listeners.forEach((l) => l(e));
+    window.platter = {
+      call: (method, input) => window.__platterCall(method, input),
+      onEvent: (cb) => { listeners.add(cb); return () => listeners.delete(cb); },
+      pathForFile: () => undefined,
+    };
+  })();`);
+  const page = context.pages()[0] ?? (await context.newPage());
+  const stopEvents = dispatcher.onEvent((event) => {
+    void page.evaluate(`window.__platterEmit(${JSON.stringify(event)})`).catch(() => {});
+  });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/favicon/.test(m.text())) errors.push(`console: ${m.text()}`);
+  });
+  await page.goto(server.url);
+  return {
+    page,
+    context,
+    library,
+    errors,
+    async screenshot(name) {
+      mkdirSync(SCREENSHOTS, { recursive: true });
+      await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
+    },
+    async close() {
+      stopEvents();
+      await context.close().catch(() => {});
+      await server.close().catch(() => {});
+      await dispatcher.close().catch(() => {});
+      rmSync(work, { recursive: true, force: true });
+    },
+  };
+}
