@@ -2,6 +2,7 @@
 // an image as qemu-img's --output=json shows them, the backing chain as an array, and the human
 // text of bdrv_image_info_dump.
 
+import { qdictOrder } from '../util/qemu-json-print.ts';
 import { isAbsolute } from 'node:path';
 import { pathCombine, protocolPrefix } from '../block/filename.ts';
 import type { BlockNode } from '../block/node.ts';
@@ -123,15 +124,23 @@ export function imageOptsDisplayName(spec: string, fallback: string): string {
   } catch {
     return fallback;
   }
-  const { driver, file, ...rest } = tree;
+  const { driver, file, ...all } = tree;
+  // The block layer's own options (bdrv_runtime_opts) never name an image: only a driver's
+  // "strong" options do (raw's offset and size, an encryption secret).
+  const rest = Object.fromEntries(Object.entries(all).filter(([k]) => !BLOCK_LAYER_OPTIONS.has(k)));
   const fileTree = typeof file === 'object' && file !== null && !Array.isArray(file) ? (file as OptionsTree) : undefined;
   // The file protocol's other options (locking, cache, aio) are run-time choices, not part of the name.
   const { driver: fileDriver, filename } = fileTree ?? {};
   if (Object.keys(rest).length === 0 && typeof filename === 'string') return filename;
   if (typeof driver !== 'string' || typeof filename !== 'string') return fallback;
-  const json: Record<string, unknown> = { driver, file: { driver: fileDriver ?? 'file', filename }, ...rest };
-  return `json:${JSON.stringify(json).replace(/":/g, '": ').replace(/,"/g, ', "')}`;
+  // A QDict: keys in QEMU's hash order (the options were added first, then "driver", then "file").
+  const json: Record<string, unknown> = { ...rest, driver, file: { driver: fileDriver ?? 'file', filename } };
+  const ordered = Object.fromEntries(qdictOrder(Object.keys(json)).map((k) => [k, json[k]]));
+  return `json:${JSON.stringify(ordered).replace(/":/g, '": ').replace(/,"/g, ', "')}`;
 }
+
+/** Options every node takes from the block layer (QEMU's bdrv_runtime_opts), not its driver. */
+const BLOCK_LAYER_OPTIONS = new Set(['node-name', 'read-only', 'auto-read-only', 'discard', 'cache', 'detect-zeroes', 'force-share']);
 
 /** qemu-img info: one ImageInfo, or the whole chain (top first) with backingChain. */
 export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {}): Promise<ImageInfo | ImageInfo[]> {

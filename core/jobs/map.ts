@@ -100,7 +100,8 @@ export async function mapNode(node: BlockNode, start: number, length: number | u
     off += st.length;
     progress.add(st.length);
   }
-  if (cur) out.push(cur);
+  // Nothing to map (an empty image, --max-length 0): qemu-img prints its blank first entry.
+  out.push(cur ?? { start, length: 0, depth: 0, present: false, zero: false, data: false });
   progress.finish();
   return out;
 }
