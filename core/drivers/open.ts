@@ -13,6 +13,7 @@ import { parseDottedOptions, parseJsonFilename, optBool, optString, type Options
 import { KNOWN_PROTOCOLS, pathCombine, protocolPrefix, protocolTreeForFilename, stripFilePrefix } from '../block/filename.ts';
 import { backingChildPerms, dataChildPerms, filterChildPerms, PROBE_PERMS, rootPerms, storageChildPerms, type PermPair } from '../block/permissions.ts';
 import { SecretStore } from '../block/secrets.ts';
+import { trackReads } from '../block/unread-options.ts';
 import { sharedWorkerPool, type WorkerPool } from '../workers/pool.ts';
 import { findFormat, findProtocol, formatDrivers, probeDeviceDriver } from './registry.ts';
 import { checkDeferred, parseOptions, withDefaults, type OptionValues } from '../block/options-schema.ts';
@@ -251,9 +252,10 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
 
     let node: BlockNode | undefined;
     const siblings: BlockNode[] = [];
+    const reads = trackReads(formatOptions);
     const ctx: OpenContext = {
       filename: displayName,
-      options: formatOptions,
+      options: reads.view,
       readOnly,
       secrets,
       workers,
@@ -282,6 +284,13 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
     try {
       impl = await driver.open(file, ctx);
     } catch (e) {
+      for (const s of siblings) await s.close().catch(() => {});
+      throw e;
+    }
+    try {
+      reads.refuseUnread('format', driver.name);
+    } catch (e) {
+      await impl.close().catch(() => {});
       for (const s of siblings) await s.close().catch(() => {});
       throw e;
     }
@@ -575,9 +584,17 @@ export async function openProtocol(fileTree: OptionsTree, displayName: string, r
     return child;
   };
   let impl: NodeImpl;
+  const reads = trackReads(options);
   try {
-    impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn: env.warn, openChild, ...(env.secrets ? { secrets: env.secrets } : {}) });
+    impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options: reads.view, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn: env.warn, openChild, ...(env.secrets ? { secrets: env.secrets } : {}) });
   } catch (e) {
+    for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
+    throw e;
+  }
+  try {
+    reads.refuseUnread('protocol', proto.name);
+  } catch (e) {
+    await impl.close().catch(() => {});
     for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
     throw e;
   }

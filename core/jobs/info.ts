@@ -3,6 +3,7 @@
 // text of bdrv_image_info_dump.
 
 import { qdictOrder } from '../util/qemu-json-print.ts';
+import { strongOptions } from '../block/unread-options.ts';
 import { isAbsolute } from 'node:path';
 import { pathCombine, protocolPrefix } from '../block/filename.ts';
 import type { BlockNode } from '../block/node.ts';
@@ -125,9 +126,10 @@ export function imageOptsDisplayName(spec: string, fallback: string): string {
     return fallback;
   }
   const { driver, file, ...all } = tree;
-  // The block layer's own options (bdrv_runtime_opts) never name an image: only a driver's
-  // "strong" options do (raw's offset and size, an encryption secret).
-  const rest = Object.fromEntries(Object.entries(all).filter(([k]) => !BLOCK_LAYER_OPTIONS.has(k)));
+  // Only a driver's "strong" options name an image (raw's offset and size, an encryption
+  // secret); the block layer's (detect-zeroes, node-name) and tuning ones (cache sizes) do not.
+  const strong = typeof driver === 'string' ? strongOptions(driver) : [];
+  const rest = Object.fromEntries(Object.entries(all).filter(([k]) => strong.includes(k)));
   const fileTree = typeof file === 'object' && file !== null && !Array.isArray(file) ? (file as OptionsTree) : undefined;
   // The file protocol's other options (locking, cache, aio) are run-time choices, not part of the name.
   const { driver: fileDriver, filename } = fileTree ?? {};
@@ -139,8 +141,6 @@ export function imageOptsDisplayName(spec: string, fallback: string): string {
   return `json:${JSON.stringify(ordered).replace(/":/g, '": ').replace(/,"/g, ', "')}`;
 }
 
-/** Options every node takes from the block layer (QEMU's bdrv_runtime_opts), not its driver. */
-const BLOCK_LAYER_OPTIONS = new Set(['node-name', 'read-only', 'auto-read-only', 'discard', 'cache', 'detect-zeroes', 'force-share']);
 
 /** qemu-img info: one ImageInfo, or the whole chain (top first) with backingChain. */
 export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {}): Promise<ImageInfo | ImageInfo[]> {
