@@ -38,7 +38,7 @@ function reader(s: Socket): (n: number) => Promise<Buffer> {
     });
 }
 
-test('READ without structured replies: simple replies carry the image bytes (small and large reads, 12 in flight)', async () => {
+test('READ without structured replies: simple replies carry the image bytes (small, large and back-to-back adjacent reads, 24 in flight)', async () => {
   const t = tempDir('platter-nbd-simple-');
   const img = t.path('img.raw');
   const data = randomBytes(8 * MiB);
@@ -73,7 +73,10 @@ test('READ without structured replies: simple replies carry the image bytes (sma
       [4 * MiB, 256 * 1024],
       [7 * MiB, MiB],
     ] as const;
-    const all = [...reads, ...reads, [123, 1], [MiB, 64 * 1024]] as const;
+    // Back-to-back adjacent reads too (the server reads such a run in one request and answers
+    // each from its part).
+    const adjacent = Array.from({ length: 12 }, (_, k) => [2 * MiB + k * 96 * 1024, 96 * 1024] as const);
+    const all = [...reads, ...reads, [123, 1], [MiB, 64 * 1024], ...adjacent] as const;
     all.forEach(([off, len], i) => {
       const r = Buffer.alloc(28);
       r.writeUInt32BE(0x25609513, 0);
