@@ -14,7 +14,7 @@ import { createPlatterService } from '../../core/api/service.ts';
 import { createDispatcher } from '../../electron/dispatch.ts';
 import { startBrowserServer } from '../../electron/browser-server.ts';
 import type { DriveElevator } from '../../core/api/routes-drives.ts';
-import { CHROMIUM, SCREENSHOTS } from './harness.ts';
+import { CHROMIUM, SCREENSHOTS, watchPageErrors } from './harness.ts';
 
 export interface ElectronModePage {
   page: Page;
@@ -55,11 +55,7 @@ export async function startElectronMode(opts: { elevate: DriveElevator }): Promi
   const stopEvents = dispatcher.onEvent((event) => {
     void page.evaluate(`window.__platterEmit(${JSON.stringify(event)})`).catch(() => {});
   });
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/favicon/.test(m.text())) errors.push(`console: ${m.text()}`);
-  });
+  const errors = watchPageErrors(page);
   await page.goto(server.url);
   return {
     page,

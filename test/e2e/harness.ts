@@ -46,6 +46,16 @@ export interface E2E {
   close(): Promise<void>;
 }
 
+/** The page's uncaught errors and console errors (favicon misses aside), collected as they come. */
+export function watchPageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/favicon/.test(m.text())) errors.push(`console: ${m.text()}`);
+  });
+  return errors;
+}
+
 export async function startE2E(): Promise<E2E> {
   const work = mkdtempSync(join(tmpdir(), 'platter-e2e-'));
   const library = join(work, 'library');
@@ -60,11 +70,7 @@ export async function startE2E(): Promise<E2E> {
     deviceScaleFactor: 1,
   });
   const page = context.pages()[0] ?? (await context.newPage());
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/favicon/.test(m.text())) errors.push(`console: ${m.text()}`);
-  });
+  const errors = watchPageErrors(page);
   await page.goto(server.url);
   return {
     page,

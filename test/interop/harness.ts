@@ -2,6 +2,7 @@
 // argv, captured stdout/stderr and exit status, without paying a process start per call. Tests
 // that must prove process-level behaviour (no stack trace, exit code) spawn bin/platter.mjs.
 
+import assert from 'node:assert/strict';
 import { main } from '../../core/cli/main.ts';
 import { run, qemuImg, qemuIo } from '../helpers/qemu.ts';
 
@@ -22,6 +23,16 @@ export async function platterInProcess(args: string[]): Promise<CliResult> {
 export function qemuImgRaw(...args: string[]): CliResult {
   const r = run('qemu-img', args);
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Platter prints what qemu-img prints for `args` (its "qemu-img:" lines as "platter:") and exits
+ *  with the same status. */
+export async function assertSameAsQemuImg(args: string[]): Promise<void> {
+  const q = qemuImgRaw(...args);
+  const p = await platterInProcess(args);
+  assert.equal(p.stdout, q.stdout, args.join(' '));
+  assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'), args.join(' '));
+  assert.equal(p.status, q.status, args.join(' '));
 }
 
 /** Write a pattern at offsets with qemu-io (-f raw unless given). */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
-import { platterInProcess, qemuImgRaw } from './harness.ts';
+import { assertSameAsQemuImg, platterInProcess, qemuImgRaw } from './harness.ts';
 
 const t = tempDir('platter-raw-window-');
 test.after(() => t.cleanup());
@@ -16,25 +16,18 @@ const disk = t.path('disk.raw');
 writeFileSync(disk, randomBytes(1024 * KiB));
 const opts = (o: string, file = disk) => `driver=raw,${o}${o ? ',' : ''}file.filename=${file}`;
 
-async function same(args: string[]): Promise<void> {
-  const q = qemuImgRaw(...args);
-  const p = await platterInProcess(args);
-  assert.equal(p.stdout, q.stdout, args.join(' '));
-  assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'), args.join(' '));
-  assert.equal(p.status, q.status, args.join(' '));
-}
 
 test('info and map of a window (offset, size, both, suffixes) equal qemu-img info and map', { skip: SKIP_NO_QEMU }, async () => {
   for (const o of ['offset=64k', 'size=128k', 'offset=64k,size=128k', 'offset=100,size=512', 'offset=1M']) {
-    await same(['info', '--image-opts', opts(o)]);
-    await same(['info', '--output=json', '--image-opts', opts(o)]);
-    await same(['map', '--output=json', '--image-opts', opts(o)]);
+    await assertSameAsQemuImg(['info', '--image-opts', opts(o)]);
+    await assertSameAsQemuImg(['info', '--output=json', '--image-opts', opts(o)]);
+    await assertSameAsQemuImg(['map', '--output=json', '--image-opts', opts(o)]);
   }
 });
 
 test('a window past the file, a size not in sectors, a bad number: refused in qemu-img\'s words', { skip: SKIP_NO_QEMU }, async () => {
-  for (const o of ['offset=2M', 'offset=512k,size=768k', 'size=1000', 'offset=abc', 'size=-1']) await same(['info', '--image-opts', opts(o)]);
-  await same(['resize', '--image-opts', opts('offset=64k,size=128k'), '256k']);
+  for (const o of ['offset=2M', 'offset=512k,size=768k', 'size=1000', 'offset=abc', 'size=-1']) await assertSameAsQemuImg(['info', '--image-opts', opts(o)]);
+  await assertSameAsQemuImg(['resize', '--image-opts', opts('offset=64k,size=128k'), '256k']);
 });
 
 test('convert from a window gives its bytes; convert -n into one writes only there, as qemu-img convert', { skip: SKIP_NO_QEMU }, async () => {

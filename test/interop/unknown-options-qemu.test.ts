@@ -6,18 +6,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
-import { platterInProcess, qemuImgRaw } from './harness.ts';
+import { assertSameAsQemuImg, platterInProcess, qemuImgRaw } from './harness.ts';
 
 const t = tempDir('platter-unknown-options-');
 test.after(() => t.cleanup());
 
-async function same(args: string[]): Promise<void> {
-  const q = qemuImgRaw(...args);
-  const p = await platterInProcess(args);
-  assert.equal(p.stdout, q.stdout, args.join(' '));
-  assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'), args.join(' '));
-  assert.equal(p.status, q.status, args.join(' '));
-}
 
 test('unknown options on a format, on its file, on a protocol at the top and inside json: are refused as qemu-img refuses them', { skip: SKIP_NO_QEMU }, async () => {
   const q = t.path('a.qcow2');
@@ -32,7 +25,7 @@ test('unknown options on a format, on its file, on a protocol at the top and ins
     ['info', `json:{"driver":"raw","sizee":"512","file":{"driver":"file","filename":"${r}"}}`],
     ['map', '--output=json', '--image-opts', `driver=qcow2,l2-cahce-size=1M,file.filename=${q}`],
     ['convert', '-O', 'raw', '--image-opts', `driver=raw,ofset=512,file.filename=${r}`, t.path('never.raw')],
-  ]) await same(args);
+  ]) await assertSameAsQemuImg(args);
 });
 
 test('QEMU runtime options Platter does not act on still open, and json: names show only the options that name an image', { skip: SKIP_NO_QEMU }, async () => {
@@ -44,5 +37,5 @@ test('QEMU runtime options Platter does not act on still open, and json: names s
     ['info', '--image-opts', `driver=qcow2,l2-cache-size=1M,cache-clean-interval=0,lazy-refcounts=on,file.filename=${q}`],
     ['info', '--image-opts', `driver=qcow2,detect-zeroes=on,node-name=n1,file.filename=${q},file.locking=off,file.aio=threads`],
     ['info', '--output=json', '--image-opts', `driver=raw,offset=4k,detect-zeroes=on,file.filename=${r}`],
-  ]) await same(args);
+  ]) await assertSameAsQemuImg(args);
 });
