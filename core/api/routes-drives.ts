@@ -135,8 +135,8 @@ export async function writeDrive(d: DriveView, i: DrivesWriteInput, env: JobEnv,
   await checkOpenedSize(d, env);
   await convertJob({ sources: [image], target: { filename: d.path, format: 'raw' }, noCreate: true }, env, ctl);
   if (!i.verify) return {};
-  // Only the image's range: the rest of the drive keeps what it held. (Not a raw node with
-  // size=: Platter's raw driver has no offset/size options yet, and would compare the tail too.)
+  // Only the image's range: the rest of the drive keeps what it held. (`length` rather than a raw
+  // node with size=, which QEMU would take only as whole sectors.)
   const r = await compareJob({ a: image, b: { filename: d.path, format: 'raw' }, length: size }, env, ctl);
   return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
 }
