@@ -45,10 +45,29 @@ export interface Run {
  */
 /** Sectors a zero run is measured in at once (64 KiB). */
 const ZERO_STRIDE = 128;
+const ZERO_SECTOR = Buffer.alloc(SECTOR);
 
 export function qemuZeroRuns(buf: Buffer, firstSector: number, minSectors: number, alignment: number): Run[] {
   const total = Math.ceil(buf.length / SECTOR);
   const zeroAt = (i: number): boolean => rangeIsZero(buf, i * SECTOR, Math.min(SECTOR, buf.length - i * SECTOR));
+  /** The first zero sector in [from, end) (end: the buffer's last sector + 1), or end. A data
+   *  run is searched natively for 512 zero bytes at any offset, the only places a zero sector
+   *  can start (every sector before the first such place holds data), instead of one call per
+   *  sector. */
+  const firstZeroSector = (from: number, end: number): number => {
+    for (let s = from; s < end; ) {
+      const pos = buf.indexOf(ZERO_SECTOR, s * SECTOR);
+      if (pos < 0) break;
+      const k = Math.ceil(pos / SECTOR);
+      if (k >= end) break;
+      if (zeroAt(k)) return k;
+      s = k + 1;
+    }
+    // A short last sector (a buffer not in whole sectors) has fewer than 512 bytes to find.
+    const last = total - 1;
+    if (buf.length % SECTOR !== 0 && end === total && last >= from && zeroAt(last)) return last;
+    return end;
+  };
   /** is_allocated_sectors from sector `at` over `n` sectors: [allocated, count]. */
   const allocatedSectors = (at: number, n: number): [boolean, number] => {
     let isZeroRun = zeroAt(at);
@@ -56,8 +75,10 @@ export function qemuZeroRuns(buf: Buffer, firstSector: number, minSectors: numbe
     // A zero run is measured ZERO_STRIDE sectors per comparison (all of them zero is the same as
     // each of them zero), then sector by sector where it ends: one native call per 64 KiB of a
     // disk's zeros instead of one per sector.
-    if (isZeroRun) while (i + ZERO_STRIDE <= n && rangeIsZero(buf, (at + i) * SECTOR, Math.min(ZERO_STRIDE * SECTOR, buf.length - (at + i) * SECTOR))) i += ZERO_STRIDE;
-    while (i < n && zeroAt(at + i) === isZeroRun) i++;
+    if (isZeroRun) {
+      while (i + ZERO_STRIDE <= n && rangeIsZero(buf, (at + i) * SECTOR, Math.min(ZERO_STRIDE * SECTOR, buf.length - (at + i) * SECTOR))) i += ZERO_STRIDE;
+      while (i < n && zeroAt(at + i)) i++;
+    } else i = firstZeroSector(at + 1, at + n) - at;
     if (i === n) return [!isZeroRun, i];
     const tail = (firstSector + at + i) & (alignment - 1);
     if (tail) {

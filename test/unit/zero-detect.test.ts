@@ -105,13 +105,23 @@ function sectorBySectorRuns(buf: Buffer, first: number, min: number, alignment: 
 
 test('qemuZeroRuns measures long zero runs 64 KiB at a time and still splits exactly as a sector-by-sector scan', () => {
   const rng = new Rng(11);
-  for (let iter = 0; iter < 200; iter++) {
+  for (let iter = 0; iter < 300; iter++) {
     // Up to 2 MiB, not always whole sectors, mostly zeros with data islands (long zero runs).
     const len = 512 * (1 + rng.below(4096)) - (rng.below(4) === 0 ? rng.below(511) : 0);
     const buf = Buffer.alloc(len);
     for (let k = rng.below(5); k > 0; k--) {
       const at = rng.below(len);
-      buf.fill(1 + rng.below(255), at, Math.min(len, at + 1 + rng.below(70_000)));
+      const end = Math.min(len, at + 1 + rng.below(70_000));
+      if (rng.below(2) === 0) buf.fill(1 + rng.below(255), at, end);
+      else {
+        // Data with zero bytes and zero runs of every length inside it, at any offset.
+        for (let p = at; p < end; ) {
+          const run = 1 + rng.below(rng.below(4) === 0 ? 1500 : 40);
+          if (rng.below(3) === 0) buf.fill(0, p, Math.min(end, p + run));
+          else for (let q = p; q < Math.min(end, p + run); q++) buf[q] = rng.below(4) === 0 ? 0 : 1 + rng.below(255);
+          p += run;
+        }
+      }
     }
     for (let k = rng.below(6); k > 0; k--) buf[rng.below(len)] = 0x5a;
     const min = [1, 8, 16, 128][rng.below(4)]!;
