@@ -45,27 +45,21 @@ export interface Run {
  */
 /** Sectors a zero run is measured in at once (64 KiB). */
 const ZERO_STRIDE = 128;
-const ZERO_SECTOR = Buffer.alloc(SECTOR);
 
 export function qemuZeroRuns(buf: Buffer, firstSector: number, minSectors: number, alignment: number): Run[] {
   const total = Math.ceil(buf.length / SECTOR);
   const zeroAt = (i: number): boolean => rangeIsZero(buf, i * SECTOR, Math.min(SECTOR, buf.length - i * SECTOR));
-  /** The first zero sector in [from, end) (end: the buffer's last sector + 1), or end. A data
-   *  run is searched natively for 512 zero bytes at any offset, the only places a zero sector
-   *  can start (every sector before the first such place holds data), instead of one call per
-   *  sector. */
+  /** The first zero sector in [from, end), or end: one tight loop over the sectors' first, last
+   *  and middle bytes (a data sector almost always fails there), comparing the whole sector only
+   *  where all three are zero, instead of a function call per sector. */
   const firstZeroSector = (from: number, end: number): number => {
-    for (let s = from; s < end; ) {
-      const pos = buf.indexOf(ZERO_SECTOR, s * SECTOR);
-      if (pos < 0) break;
-      const k = Math.ceil(pos / SECTOR);
-      if (k >= end) break;
-      if (zeroAt(k)) return k;
-      s = k + 1;
+    for (let k = from; k < end; k++) {
+      const p = k * SECTOR;
+      if (buf[p] !== 0) continue;
+      const n = Math.min(SECTOR, buf.length - p);
+      if (buf[p + n - 1] !== 0 || buf[p + (n >>> 1)] !== 0) continue;
+      if (buf.compare(zerosFor(n), 0, n, p, p + n) === 0) return k;
     }
-    // A short last sector (a buffer not in whole sectors) has fewer than 512 bytes to find.
-    const last = total - 1;
-    if (buf.length % SECTOR !== 0 && end === total && last >= from && zeroAt(last)) return last;
     return end;
   };
   /** is_allocated_sectors from sector `at` over `n` sectors: [allocated, count]. */
