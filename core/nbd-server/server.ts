@@ -175,6 +175,11 @@ interface BatchedRead {
   length: number;
 }
 
+/** A 28-byte request header (its magic checked by the caller); the handle is copied out. */
+function parseRequest(h: Buffer): BatchedRead & { flags: number; type: number } {
+  return { flags: h.readUInt16BE(4), type: h.readUInt16BE(6), handle: Buffer.from(h.subarray(8, 16)), offset: u64(h, 16), length: h.readUInt32BE(24) };
+}
+
 class Connection {
   readonly #since = Date.now();
   #stream: Duplex;
@@ -210,22 +215,23 @@ class Connection {
     this.#stream.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
   }
 
-  /** A reply whose last part (`data`, a pooled read buffer) goes to the socket without a copy: the
-   *  parts are written in one corked batch (one writev; no other reply can come between them, as
-   *  this runs to completion). Settles once the socket has taken `data` (which then returns to the
-   *  pool): the request counts as in flight until then, so a client that reads slowly holds back
-   *  the next requests instead of piling up reply buffers, and the pool always has one free. */
-  #sendData(head: Buffer, data: Buffer, pooled: boolean): Promise<void> {
+  /** A reply whose last part (`data`, or the pooled read buffer `pooled` views) goes to the socket
+   *  without a copy: the parts are written in one corked batch (one writev; no other reply can
+   *  come between them, as this runs to completion). Settles once the socket has taken them (the
+   *  pooled buffer then returns to the pool): the request counts as in flight until then, so a
+   *  client that reads slowly holds back the next requests instead of piling up reply buffers,
+   *  and the pool always has one free. */
+  #sendData(parts: Buffer[], pooled: Buffer | undefined): Promise<void> {
     const s = this.#stream;
     if (s.destroyed) {
-      if (pooled) this.#release(data);
+      if (pooled) this.#release(pooled);
       return Promise.resolve();
     }
     return new Promise((resolve) => {
       s.cork();
-      s.write(head);
-      s.write(data, () => {
-        if (pooled) this.#release(data);
+      for (const p of parts.slice(0, -1)) s.write(p);
+      s.write(parts[parts.length - 1]!, () => {
+        if (pooled) this.#release(pooled);
         resolve();
       });
       s.uncork();
@@ -511,24 +517,20 @@ class Connection {
       const h = ahead ?? (await r.read(28));
       ahead = undefined;
       if (h.readUInt32BE(0) !== C.NBD_REQUEST_MAGIC) throw new Disconnect('Bad request magic');
-      const flags = h.readUInt16BE(4);
-      const type = h.readUInt16BE(6);
-      const handle = Buffer.from(h.subarray(8, 16));
-      const offset = u64(h, 16);
-      const length = h.readUInt32BE(24);
+      const { flags, type, handle, offset, length } = parseRequest(h);
       if (type === C.NBD_CMD_READ && this.#batchable(offset, length) && r.buffered >= 28) {
         const batch: BatchedRead[] = [{ handle, offset, length }];
         let end = offset + length;
         while (r.buffered >= 28 && batch.length < BATCH_MAX) {
           const n = await r.read(28);
-          const nOffset = u64(n, 16);
-          const nLength = n.readUInt32BE(24);
-          if (n.readUInt32BE(0) !== C.NBD_REQUEST_MAGIC || n.readUInt16BE(6) !== C.NBD_CMD_READ || nOffset !== end || end - offset + nLength > BATCH_BYTES || !this.#batchable(nOffset, nLength)) {
+          // Not a READ right after the batch (or not a request at all): handled next, on its own.
+          const next = n.readUInt32BE(0) === C.NBD_REQUEST_MAGIC ? parseRequest(n) : undefined;
+          if (!next || next.type !== C.NBD_CMD_READ || next.offset !== end || end - offset + next.length > BATCH_BYTES || !this.#batchable(next.offset, next.length)) {
             ahead = n;
             break;
           }
-          batch.push({ handle: Buffer.from(n.subarray(8, 16)), offset: nOffset, length: nLength });
-          end += nLength;
+          batch.push(next);
+          end += next.length;
         }
         if (batch.length > 1) {
           const job = this.#readBatch(batch).catch(() => {});
@@ -569,28 +571,13 @@ class Connection {
       await Promise.all(batch.map((b) => this.#handle(C.NBD_CMD_READ, 0, b.handle, b.offset, b.length)));
       return;
     }
-    const s = this.#stream;
-    if (s.destroyed) {
-      this.#release(buf);
-      return;
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (const b of batch) {
+      parts.push(this.#readReplyHead(b.handle, b.offset, b.length), buf.subarray(at, at + b.length));
+      at += b.length;
     }
-    await new Promise<void>((resolve) => {
-      s.cork();
-      let at = 0;
-      for (const [i, b] of batch.entries()) {
-        s.write(this.#readReplyHead(b.handle, b.offset, b.length));
-        const view = buf.subarray(at, at + b.length);
-        at += b.length;
-        if (i < batch.length - 1) s.write(view);
-        else {
-          s.write(view, () => {
-            this.#release(buf);
-            resolve();
-          });
-        }
-      }
-      s.uncork();
-    });
+    await this.#sendData(parts, buf);
   }
 
   /** The header of a READ's reply: a simple reply, or a structured OFFSET_DATA chunk. */
@@ -673,7 +660,7 @@ class Connection {
               throw e;
             }
           } else data = length === 0 ? Buffer.alloc(0) : await node.read(offset, length);
-          return this.#sendData(this.#readReplyHead(handle, offset, length), data, pooled);
+          return this.#sendData([this.#readReplyHead(handle, offset, length), data], pooled ? data : undefined);
         }
         case C.NBD_CMD_WRITE: {
           const fua = (flags & C.NBD_CMD_FLAG_FUA) !== 0;
