@@ -280,17 +280,12 @@ export async function openImage(spec: string | OptionsTree, opts: OpenImageOptio
         return child;
       },
     };
-    let impl: NodeImpl;
+    let impl: NodeImpl | undefined;
     try {
       impl = await driver.open(file, ctx);
-    } catch (e) {
-      for (const s of siblings) await s.close().catch(() => {});
-      throw e;
-    }
-    try {
       reads.refuseUnread('format', driver.name);
     } catch (e) {
-      await impl.close().catch(() => {});
+      await impl?.close().catch(() => {});
       for (const s of siblings) await s.close().catch(() => {});
       throw e;
     }
@@ -583,18 +578,13 @@ export async function openProtocol(fileTree: OptionsTree, displayName: string, r
     else children.push(child);
     return child;
   };
-  let impl: NodeImpl;
+  let impl: NodeImpl | undefined;
   const reads = trackReads(options);
   try {
     impl = await proto.open({ filename: String(fileTree.filename ?? displayName), options: reads.view, readOnly, perm: perms.perm, sharedPerm: perms.shared, warn: env.warn, openChild, ...(env.secrets ? { secrets: env.secrets } : {}) });
-  } catch (e) {
-    for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
-    throw e;
-  }
-  try {
     reads.refuseUnread('protocol', proto.name);
   } catch (e) {
-    await impl.close().catch(() => {});
+    await impl?.close().catch(() => {});
     for (const c of [...children, ...(file ? [file] : [])]) await c.close().catch(() => {});
     throw e;
   }

@@ -141,7 +141,6 @@ export function imageOptsDisplayName(spec: string, fallback: string): string {
   return `json:${JSON.stringify(ordered).replace(/":/g, '": ').replace(/,"/g, ', "')}`;
 }
 
-
 /** qemu-img info: one ImageInfo, or the whole chain (top first) with backingChain. */
 export async function info(opts: InfoOptions, env: JobEnv, ctl: JobControl = {}): Promise<ImageInfo | ImageInfo[]> {
   void ctl;

@@ -37,11 +37,10 @@ class RawNode implements NodeImpl {
     this.#fixedSize = window.fixedSize;
   }
 
-  /** The file's size in whole sectors, as QEMU's bdrv_getlength (a partial last sector reads as
-   *  zeros up to its end), less the window's offset, at most the window's size (raw_getlength). */
+  /** The file's length (fileLength) less the window's offset, at most the window's size, in
+   *  whole sectors (raw_getlength). */
   get size(): number {
-    const file = Math.ceil(this.#file.size / SECTOR) * SECTOR;
-    const rest = Math.max(0, file - this.#offset);
+    const rest = Math.max(0, fileLength(this.#file) - this.#offset);
     return Math.ceil((this.#fixedSize !== undefined ? Math.min(this.#fixedSize, rest) : rest) / SECTOR) * SECTOR;
   }
 
@@ -147,6 +146,12 @@ export const rawDriver: FormatDriver = {
   },
 };
 
+/** The file's length in whole sectors, as QEMU's bdrv_getlength of the child (a partial last
+ *  sector reads as zeros up to its end). */
+function fileLength(file: BlockNode): number {
+  return Math.ceil(file.size / SECTOR) * SECTOR;
+}
+
 /** A size option as qemu_opts_absorb_qdict reads QEMU_OPT_SIZE, with its words for bad text. */
 function sizeOption(options: OptionsTree, name: string): number | undefined {
   const text = optString(options, name);
@@ -162,7 +167,7 @@ function sizeOption(options: OptionsTree, name: string): number | undefined {
 function rawWindow(options: OptionsTree, file: BlockNode): RawWindow {
   const offset = sizeOption(options, 'offset') ?? 0;
   const size = sizeOption(options, 'size');
-  const real = Math.ceil(file.size / SECTOR) * SECTOR;
+  const real = fileLength(file);
   if (offset > real) throw invalidArgument(`Offset (${offset}) cannot be greater than size of the containing file (${real})`);
   // QEMU's message has two spaces before "actual".
   if (size !== undefined && real - offset < size) throw invalidArgument(`The sum of offset (${offset}) and size (${size}) has to be smaller or equal to the  actual size of the containing file (${real})`);
