@@ -13,10 +13,11 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, rmSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, utimesSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qemuImg, qemuImgJson, qemuIo, run } from '../helpers/qemu.ts';
+import { makeSpacedRaw } from '../helpers/spaced-raw.ts';
 import { skipReason, startE2E, type E2E } from './harness.ts';
 import { resumableConvert } from '../../core/jobs/resumable-convert.ts';
 import { defaultEnv } from '../../core/jobs/common.ts';
@@ -24,18 +25,6 @@ import { defaultEnv } from '../../core/jobs/common.ts';
 const skip = await skipReason(['qcow2', 'raw']);
 const MiB = 1 << 20;
 
-/** A raw image with `dataMiB` MiB of non-zero data in 1 MiB pieces with 1 MiB holes between. */
-function makeRaw(path: string, dataMiB: number): void {
-  const fd = openSync(path, 'w');
-  ftruncateSync(fd, dataMiB * 2 * MiB);
-  const buf = Buffer.alloc(MiB);
-  for (let i = 0; i < dataMiB; i++) {
-    buf.fill((i % 250) + 1);
-    buf.writeUInt32LE(i * 2654435761 >>> 0, 100);
-    writeSync(fd, buf, 0, MiB, i * 2 * MiB);
-  }
-  closeSync(fd);
-}
 
 describe('views: verify, resume, allocation map, engine forms', { skip }, () => {
   let e2e: E2E;
@@ -63,7 +52,7 @@ describe('views: verify, resume, allocation map, engine forms', { skip }, () => 
 
   test('a GUI convert is verified (compare + check) and only a verified copy offers Delete source, which asks first', { timeout: 120_000 }, async () => {
     const src = join(e2e.library, 'verify-src.raw');
-    makeRaw(src, 24);
+    makeSpacedRaw(src, 24);
     const ref = join(scratch, 'verify-ref.raw');
     copyFileSync(src, ref);
     await reload();
@@ -92,7 +81,7 @@ describe('views: verify, resume, allocation map, engine forms', { skip }, () => 
 
   test('a GUI convert cancelled part way is listed as interrupted, resumes, and qemu-img compare calls the result identical', { timeout: 240_000 }, async () => {
     const src = join(e2e.library, 'big.raw');
-    makeRaw(src, 640);
+    makeSpacedRaw(src, 640);
     await reload();
     const { page } = e2e;
     const dialog = await openConvert('big.raw');
@@ -125,7 +114,7 @@ describe('views: verify, resume, allocation map, engine forms', { skip }, () => 
 
   test('an interrupted convert whose source changed is refused with the reason, and Start again gives a verified copy', { timeout: 120_000 }, async () => {
     const src = join(e2e.library, 'changed.raw');
-    makeRaw(src, 64);
+    makeSpacedRaw(src, 64);
     const dst = join(e2e.library, 'changed.qcow2');
     const ac = new AbortController();
     await assert.rejects(

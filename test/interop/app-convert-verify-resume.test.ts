@@ -6,25 +6,15 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, ftruncateSync, openSync, utimesSync, writeSync } from 'node:fs';
+import { existsSync, utimesSync } from 'node:fs';
 import { SKIP_NO_QEMU, run, tempDir } from '../helpers/qemu.ts';
+import { makeSpacedRaw } from '../helpers/spaced-raw.ts';
 import { callService, createPlatterService, type JobEvent, type PlatterService } from '../../core/api/service.ts';
 import { appRouter } from '../../core/api/app-router.ts';
 import type { AnyRouter } from '../../core/api/service.ts';
 
-const MiB = 1 << 20;
 const router = appRouter as unknown as AnyRouter;
 
-function makeRaw(path: string, dataMiB: number): void {
-  const fd = openSync(path, 'w');
-  ftruncateSync(fd, dataMiB * 2 * MiB);
-  const buf = Buffer.alloc(MiB);
-  for (let i = 0; i < dataMiB; i++) {
-    buf.fill((i % 250) + 1);
-    writeSync(fd, buf, 0, MiB, i * 2 * MiB);
-  }
-  closeSync(fd);
-}
 
 function follow(service: PlatterService, jobId: string, onProgress?: (done: number, total: number) => void): Promise<{ ok: boolean; value: any }> {
   return new Promise((resolve) => {
@@ -48,7 +38,7 @@ test('convertVerified, cancel, interruptedConverts, convertResume, deleteVerifie
   const service = createPlatterService({ warn: () => {} });
   try {
     const src = t.path('src.raw');
-    makeRaw(src, 160);
+    makeSpacedRaw(src, 160);
     const dst = t.path('dst.qcow2');
     const { jobId } = (await callService(service, 'convertVerified', { source: { filename: src, format: 'raw' }, target: { filename: dst, format: 'qcow2' } }, { router })) as { jobId: string };
     let cancelled = false;
