@@ -121,12 +121,8 @@ describe('remote sources in the GUI: ssh folders and iSCSI', { skip: base }, () 
     qemuIo('-f', 'raw', '-c', 'write -P 0x44 0 1M', t.path('lun1.img'));
     qemuImg('create', '-q', '-f', 'raw', t.path('chap.img'), '8M');
     const adm = tgtd.tgtadm;
-    adm('--lld', 'iscsi', '--mode', 'target', '--op', 'new', '--tid', '1', '-T', DISK_IQN);
-    adm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '1', '--lun', '1', '-b', t.path('lun1.img'));
-    adm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', '1', '--initiator-address', 'ALL');
-    adm('--lld', 'iscsi', '--mode', 'target', '--op', 'new', '--tid', '2', '-T', CHAP_IQN);
-    adm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '2', '--lun', '1', '-b', t.path('chap.img'));
-    adm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', '2', '--initiator-address', 'ALL');
+    tgtd.addTarget('1', DISK_IQN, t.path('lun1.img'));
+    tgtd.addTarget('2', CHAP_IQN, t.path('chap.img'));
     adm('--lld', 'iscsi', '--mode', 'account', '--op', 'new', '--user', CHAP_USER, '--password', CHAP_PASSWORD);
     adm('--lld', 'iscsi', '--mode', 'account', '--op', 'bind', '--tid', '2', '--user', CHAP_USER);
     await reload();

@@ -16,6 +16,8 @@ export interface Tgtd {
   /** tgtd's process id (a test may stop it with SIGSTOP to play a dead target). */
   pid: number;
   tgtadm(...args: string[]): string;
+  /** Target `tid` named `iqn` with `backing` as LUN 1, open to every initiator address. */
+  addTarget(tid: string, iqn: string, backing: string): void;
   stop(tids: string[]): Promise<void>;
 }
 
@@ -42,6 +44,11 @@ export async function startTgtd(): Promise<Tgtd> {
     portal,
     pid: tgtd.pid!,
     tgtadm,
+    addTarget(tid, iqn, backing) {
+      tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'new', '--tid', tid, '-T', iqn);
+      tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', tid, '--lun', '1', '-b', backing);
+      tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', tid, '--initiator-address', 'ALL');
+    },
     async stop(tids) {
       if (tgtd.exitCode === null) {
         for (const tid of tids) run('tgtadm', ['-C', String(control), '--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', tid]);

@@ -76,9 +76,7 @@ describe('iscsi protocol against tgtd, with qemu-img as the second client', { sk
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', '1', '--initiator-address', 'ALL');
     // tgtd answers HeaderDigest=None whatever is offered unless the target allows CRC32C.
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'update', '--tid', '1', '--name', 'HeaderDigest', '--value', 'CRC32C,None');
-    tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'new', '--tid', '2', '-T', CHAP_IQN);
-    tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '2', '--lun', '1', '-b', t.path('chap.img'));
-    tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'bind', '--tid', '2', '--initiator-address', 'ALL');
+    tgtd!.addTarget('2', CHAP_IQN, t.path('chap.img'));
     // A target only QEMU's default initiator name may log in to.
     tgtadm('--lld', 'iscsi', '--mode', 'target', '--op', 'new', '--tid', '3', '-T', ACL_IQN);
     tgtadm('--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new', '--tid', '3', '--lun', '1', '-b', t.path('chap.img'));
