@@ -3,7 +3,7 @@
 // pure-JavaScript 'seek-bzip'), ADC (UDCO, adc.ts) and LZFSE (ULFO, lzfse.ts). Every codec must
 // produce exactly the chunk's sector count times 512 bytes, as QEMU's dmg_read_chunk demands of
 // zlib (Z_STREAM_END with total_out equal to the chunk size); anything else is an error.
-import { constants, inflateSync } from 'node:zlib';
+import { nodeZlib } from '../util/lazy-node-modules.ts';
 import Bunzip from 'seek-bzip';
 import { adcDecode } from './adc.ts';
 import { lzfseDecode } from './lzfse.ts';
@@ -63,6 +63,7 @@ export function decodeChunk(type: number, data: Uint8Array, outputLength: number
       // One zlib stream that must end (Z_FINISH): a cut-off stream is an error, as in QEMU.
       // One output buffer of the chunk's size (zlib's default 16 KiB pieces would be
       // concatenated: an allocation and a copy more per chunk).
+      const { inflateSync, constants } = nodeZlib();
       const out = inflateSync(data, { finishFlush: constants.Z_FINISH, maxOutputLength: Math.max(outputLength, 1), chunkSize: Math.max(outputLength, 64) });
       if (out.length !== outputLength) throw new Error(`zlib data decodes to ${out.length} bytes, expected ${outputLength}`);
       return new Uint8Array(out.buffer, out.byteOffset, out.length);

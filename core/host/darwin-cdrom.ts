@@ -19,10 +19,10 @@
 // list), and reads the answer with the plist reader: the same query, with no hand-managed
 // CoreFoundation objects in FFI code that cannot be tested here. Pure parts are unit-tested on Linux.
 
-import { execFile } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import { BlockError } from '../errors.ts';
 import { isDict, parsePlist, type PlistValue } from './plist.ts';
+import { nodeChildProcess } from '../util/lazy-node-modules.ts';
 
 export const DARWIN_CDROM_ALIAS = '/dev/cdrom';
 /** QEMU's matching order (kIODVDMediaClass, kIOCDMediaClass). */
@@ -65,7 +65,7 @@ export interface CdromLookup {
 
 function runIoreg(cls: OpticalMediaClass): Promise<string> {
   return new Promise((resolve) => {
-    execFile('/usr/sbin/ioreg', ['-r', '-a', '-c', cls], { timeout: 10_000, maxBuffer: 8 << 20 }, (err, stdout) => resolve(err ? '' : stdout));
+    nodeChildProcess().execFile('/usr/sbin/ioreg', ['-r', '-a', '-c', cls], { timeout: 10_000, maxBuffer: 8 << 20 }, (err, stdout) => resolve(err ? '' : stdout));
   });
 }
 

@@ -14,9 +14,9 @@
 //   optical drive \\.\D: (host_device opens both); drive letters are its mount points; the boot
 //   or system disk, or the one holding %SystemDrive%, is the system disk.
 
-import { execFile } from 'node:child_process';
 import type { HostDrive } from './drives.ts';
 import { isDict, parsePlist, type PlistValue } from './plist.ts';
+import { nodeChildProcess } from '../util/lazy-node-modules.ts';
 
 type Dict = { [key: string]: PlistValue };
 const str = (v: PlistValue | undefined): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
@@ -153,7 +153,7 @@ export function parseWindowsDisks(json: string): HostDrive[] {
 
 function run(file: string, args: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: 20_000, maxBuffer: 8 << 20, windowsHide: true }, (err, stdout) => resolve(err ? undefined : stdout));
+    nodeChildProcess().execFile(file, args, { timeout: 20_000, maxBuffer: 8 << 20, windowsHide: true }, (err, stdout) => resolve(err ? undefined : stdout));
   });
 }
 

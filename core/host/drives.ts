@@ -4,9 +4,9 @@
 // running system (/, /boot, /boot/efi, /usr or swap on it or on one of its partitions).
 // macOS (diskutil) and Windows (Get-Disk): drives-darwin-win32.ts; other OSes answer [].
 
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { listDarwinDrives, listWindowsDrives } from './drives-darwin-win32.ts';
+import { nodeChildProcess } from '../util/lazy-node-modules.ts';
 
 export interface HostDrive {
   /** /dev/sdb, /dev/loop3, /dev/sr0 */
@@ -98,7 +98,7 @@ export function listHostDrives(): Promise<HostDrive[]> {
   if (process.platform === 'win32') return listWindowsDrives();
   if (process.platform !== 'linux') return Promise.resolve([]);
   return new Promise((resolve) => {
-    execFile('lsblk', ['--json', '--bytes', '-o', 'NAME,PATH,TYPE,SIZE,MODEL,VENDOR,RM,RO,MOUNTPOINTS'], { timeout: 10_000, maxBuffer: 4 << 20 }, (err, stdout) => {
+    nodeChildProcess().execFile('lsblk', ['--json', '--bytes', '-o', 'NAME,PATH,TYPE,SIZE,MODEL,VENDOR,RM,RO,MOUNTPOINTS'], { timeout: 10_000, maxBuffer: 4 << 20 }, (err, stdout) => {
       resolve(err ? [] : parseLsblk(stdout));
     });
   });

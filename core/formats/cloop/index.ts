@@ -6,7 +6,7 @@
 
 import type { FormatDriver, NodeImpl } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
-import { inflateStream } from '../../codecs/zlib-threadpool.ts';
+import { inflateInto } from '../../codecs/zlib-threadpool.ts';
 import { BlockError, type BlockErrorContext } from '../../errors.ts';
 import { readPadded } from '../../util/padded-read.ts';
 import { PROBE_BYTES } from '../../block/types.ts';
@@ -56,8 +56,9 @@ class CloopNode implements NodeImpl {
     return i < this.#offsets.stored.length ? this.#offsets.stored[i]! : 0;
   }
 
-  /** Inflate blocks first..last (consecutive in the file: offsets are monotonic). */
-  async #inflate(first: number, last: number, pos: number): Promise<Buffer[]> {
+  /** Inflate blocks first..last (consecutive in the file: offsets are monotonic), each into its
+   *  destination (exactly one block long). */
+  async #inflate(first: number, last: number, pos: number, dest: (b: number) => Buffer): Promise<void> {
     const start = this.#offset(first);
     const end = this.#offset(last + 1);
     const ctx = { ...this.#ctx, offset: pos };
@@ -66,25 +67,20 @@ class CloopNode implements NodeImpl {
     for (let b = first; b <= last; b++) {
       if (this.#offset(b) >= this.#file.size) throw ioError(ctx, `cloop block ${b} starts at ${this.#offset(b)}, past the end of the file`);
     }
-    // The blocks' bytes read straight into a buffer of their own (not from Node's pool), which
-    // moves to the worker without a copy; each block is a view of it. Past the file's end: zeros.
+    // The blocks' bytes read in one request; each block is a view of them. Past the file's end:
+    // zeros.
     const raw = Buffer.allocUnsafeSlow(end - start);
     const inFile = Math.max(0, Math.min(end, this.#file.size) - start);
     if (inFile > 0) await this.#file.readInto(start, raw.subarray(0, inFile));
     if (inFile < raw.length) raw.fill(0, inFile);
-    const chunks: Uint8Array[] = [];
-    for (let b = first; b <= last; b++) chunks.push(raw.subarray(this.#offset(b) - start, this.#offset(b + 1) - start));
-    let out: Uint8Array[];
-    try {
+    const jobs: Promise<void>[] = [];
+    for (let b = first; b <= last; b++) {
+      const block = raw.subarray(this.#offset(b) - start, this.#offset(b + 1) - start);
       // On libuv's thread pool, side by side (no JavaScript worker to start for them).
-      out = await Promise.all(chunks.map((c) => inflateStream(c, this.#blockSize)));
-    } catch (e) {
-      throw ioError(ctx, `cloop blocks ${first}..${last} do not inflate`, e);
+      jobs.push(inflateInto(block, dest(b)).catch((e: unknown) => Promise.reject(ioError(ctx, `cloop block ${b} does not inflate to ${this.#blockSize} bytes`, e))));
     }
-    return out.map((o, i) => {
-      if (o.length !== this.#blockSize) throw ioError(ctx, `cloop block ${first + i} inflates to ${o.length} bytes, not ${this.#blockSize}`);
-      return Buffer.from(o.buffer, o.byteOffset, o.length);
-    });
+    const failed = (await Promise.allSettled(jobs)).find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -93,8 +89,9 @@ class CloopNode implements NodeImpl {
     return out;
   }
 
-  /** The range's blocks (the cached one, the rest inflated side by side on the thread pool) copied
-   *  straight into `into`: one copy per byte, no buffer per request. */
+  /** The range's blocks (the cached one, the rest inflated side by side on the thread pool)
+   *  straight into `into`: whole blocks inflate into it, the ends are copied from a block of
+   *  their own (the last one is kept: QEMU's current_block). */
   async readInto(offset: number, length: number, into: Buffer): Promise<void> {
     const bs = this.#blockSize;
     const first = Math.floor(offset / bs);
@@ -105,17 +102,23 @@ class CloopNode implements NodeImpl {
     let to = last;
     if (cached?.block === first) from++;
     else if (cached?.block === last && last > first) to--;
-    const inflated = from <= to ? await this.#inflate(from, to, offset) : [];
-    let lastData: Buffer | undefined;
-    for (let b = first, done = 0; b <= last; b++) {
-      const data = b >= from && b <= to ? inflated[b - from]! : cached!.data;
-      const at = b === first ? offset - first * bs : 0;
-      const n = Math.min(length - done, bs - at);
-      data.copy(into, done, at, at + n);
-      done += n;
-      lastData = data;
+    const own = new Map<number, Buffer>();
+    if (from <= to) {
+      await this.#inflate(from, to, offset, (b) => {
+        const at = b * bs - offset;
+        if (b !== last && at >= 0 && at + bs <= length) return into.subarray(at, at + bs);
+        const block = Buffer.allocUnsafeSlow(bs);
+        own.set(b, block);
+        return block;
+      });
     }
-    this.#last = { block: last, data: lastData! };
+    if (cached && (cached.block === first || cached.block === last)) own.set(cached.block, cached.data);
+    for (const [b, data] of own) {
+      const from = Math.max(offset, b * bs);
+      const to = Math.min(offset + length, (b + 1) * bs);
+      data.copy(into, from - offset, from - b * bs, to - b * bs);
+    }
+    this.#last = { block: last, data: own.get(last)! };
   }
 
   async close(): Promise<void> {

@@ -14,7 +14,7 @@ import { readKoly } from './koly.ts';
 import { readRsrcChunks, readXmlChunks } from './tables.ts';
 import { buildChunkTable, findChunk, isZeroType, SECTOR, type ChunkTable } from './chunk-table.ts';
 import { CHUNK_RAW, CHUNK_ZLIB, chunkTypeName, COMPRESSED_TYPES } from '../../codecs/dmg-chunk.ts';
-import { inflateWhole } from '../../codecs/zlib-threadpool.ts';
+import { inflateInto } from '../../codecs/zlib-threadpool.ts';
 import { ScratchBuffers } from '../../util/scratch-buffers.ts';
 
 /** Decoded chunks kept for requests that share them (a chunk is at most 64 MiB). */
@@ -51,7 +51,8 @@ class DmgNode implements NodeImpl {
   }
 
   /** Every piece of the range at once: raw chunks straight from the file into `into`, zero
-   *  chunks filled, compressed chunks decoded (or found in the cache) and copied. */
+   *  chunks filled, whole compressed chunks decoded into it, parts of chunks decoded (or found in
+   *  the cache) and copied. */
   async readInto(offset: number, length: number, into: Buffer): Promise<void> {
     const t = this.#t;
     const jobs: Promise<void>[] = [];
@@ -73,7 +74,7 @@ class DmgNode implements NodeImpl {
       else if (inChunk === 0 && n === t.count[c]! * SECTOR && !this.#cache.has(c)) {
         // The whole chunk, not decoded yet: no other request shares it (convert reads each chunk
         // once), so it is decoded for this one without a place in the cache.
-        jobs.push(this.#decode(c, n).then((d) => void dst.set(d)));
+        jobs.push(this.#decode(c, n, dst).then(() => undefined));
       } else jobs.push(this.#decoded(c).then((d) => void dst.set(d.subarray(inChunk, inChunk + n))));
       done += n;
     }
@@ -116,7 +117,9 @@ class DmgNode implements NodeImpl {
     return data;
   }
 
-  async #decode(c: number, outputLength: number): Promise<Uint8Array> {
+  /** Chunk c's `outputLength` decoded bytes, into `into` when given (zlib decodes straight into
+   *  it; the workers' answers are copied). */
+  async #decode(c: number, outputLength: number, into?: Buffer): Promise<Uint8Array> {
     const t = this.#t;
     const type = t.type[c]!;
     const at = t.offset[c]!;
@@ -129,8 +132,14 @@ class DmgNode implements NodeImpl {
     const data = scratch.subarray(0, length);
     try {
       if (length > 0) await this.#file.readInto(at, data);
-      if (zlib) return await inflateWhole(data, outputLength);
-      return await this.#workers.run('dmgDecode', { type, data, outputLength }, [data.buffer as ArrayBuffer]);
+      if (zlib) {
+        const out = into ?? Buffer.allocUnsafeSlow(outputLength);
+        await inflateInto(data, out);
+        return out;
+      }
+      const out = await this.#workers.run('dmgDecode', { type, data, outputLength }, [data.buffer as ArrayBuffer]);
+      into?.set(out);
+      return into ?? out;
     } catch (e) {
       if (e instanceof BlockError) throw e;
       const why = e instanceof Error ? e.message : String(e);
