@@ -50,6 +50,83 @@ test('a data segment longer than negotiated is a protocol error, not an allocati
   assert.throws(() => f.push(bhs), /more than negotiated/);
 });
 
+/** A socket's reads as the session does them: readTarget() first, else nextReadSize() bytes (or
+ *  everything) into a receive buffer; returns how many bytes went straight into place. */
+function feedLikeTheSession(f: PduFramer, wire: Buffer, maxRead: number): number {
+  let off = 0;
+  let inPlace = 0;
+  while (off < wire.length) {
+    const target = f.readTarget();
+    if (target) {
+      const n = Math.min(target.length, maxRead, wire.length - off);
+      wire.copy(target, 0, off, off + n);
+      f.receivedInPlace(n);
+      inPlace += n;
+      off += n;
+      continue;
+    }
+    const n = Math.min(f.nextReadSize() ?? maxRead, maxRead, wire.length - off);
+    const recv = Buffer.from(wire.subarray(off, off + n));
+    f.push(recv);
+    recv.fill(0xdd); // the receive buffer is reused: the framer must not keep views of it
+    off += n;
+  }
+  return inPlace;
+}
+
+test('Data-In segments are read straight into the reader\'s buffer: header reads, then the segment; padding, digests and other PDUs in between', () => {
+  for (const digest of [false, true]) {
+    const dest = Buffer.alloc(3 * 65536 + 6);
+    const want = Buffer.from(Array.from({ length: dest.length }, (_, i) => (i * 7) & 0xff));
+    const pdus: Buffer[] = [];
+    // Three Data-In PDUs for the buffer (the last 65542 bytes: padded), a NOP-In between.
+    for (const [off, len] of [[0, 65536], [65536, 65536], [131072, 65542]] as const) {
+      const bhs = newBhs(OP.DATA_IN);
+      bhs.writeUInt32BE(9, 16);
+      bhs.writeUInt32BE(off, 40);
+      pdus.push(...encodePdu(bhs, want.subarray(off, off + len), digest));
+      if (off === 65536) pdus.push(...encodePdu(newBhs(OP.NOP_IN), Buffer.from('ping'), digest));
+    }
+    const wire = Buffer.concat(pdus);
+    for (const maxRead of [1000, 65536, 1 << 20]) {
+      dest.fill(0);
+      const got: Pdu[] = [];
+      const f = new PduFramer((p) => got.push(p));
+      f.headerDigest = digest;
+      f.borrowed = true;
+      f.sink = (bhs) => (bhs[0] === OP.DATA_IN ? dest.subarray(bhs.readUInt32BE(40), bhs.readUInt32BE(40) + bhs.readUIntBE(5, 3)) : undefined);
+      const inPlace = feedLikeTheSession(f, wire, maxRead);
+      assert.deepEqual(got.map((p) => p.bhs[0]! & 0x3f), [OP.DATA_IN, OP.DATA_IN, OP.NOP_IN, OP.DATA_IN], `digest ${digest}, reads of ${maxRead}`);
+      assert.ok(dest.equals(want), `digest ${digest}, reads of ${maxRead}: the data`);
+      assert.equal(got[2]!.data.toString(), 'ping');
+      // Reads into the receive buffer stop where the header or PDU under way ends.
+      assert.equal(inPlace, dest.length, `digest ${digest}, reads of ${maxRead}: every segment read in place`);
+    }
+  }
+});
+
+test('a reader giving up on a buffer the socket reads into is told so (the session then drops the connection); bytes beyond the segment are refused', () => {
+  const dest = Buffer.alloc(65536);
+  const f = new PduFramer(() => {});
+  f.sink = () => dest;
+  const bhs = newBhs(OP.DATA_IN);
+  bhs.writeUIntBE(dest.length, 5, 3);
+  f.push(bhs);
+  const target = f.readTarget();
+  assert.ok(target && target.buffer === dest.buffer && target.length === dest.length);
+  assert.equal(f.release(dest), true, 'lent to the socket');
+  assert.equal(f.release(Buffer.alloc(16)), false, 'another buffer');
+  const g = new PduFramer(() => {});
+  g.sink = () => dest;
+  g.push(bhs);
+  assert.equal(g.release(dest), false, 'not lent: the rest goes to a scratch buffer');
+  const h = new PduFramer(() => {});
+  h.sink = () => dest;
+  h.push(bhs);
+  h.readTarget();
+  assert.throws(() => h.receivedInPlace(dest.length + 1), /outside the data segment/);
+});
+
 test('URL: user%password, port, target and LUN become QEMU\'s options; the environment supplies CHAP only without a user in the URL', () => {
   assert.deepEqual(parseIscsiUrl('iscsi://10.0.0.1/iqn.a:b/3', {}), { transport: 'tcp', portal: '10.0.0.1', target: 'iqn.a:b', lun: '3' });
   assert.deepEqual(parseIscsiUrl('iscsi://u%p@h:3261/iqn.a:b/1', {}), { transport: 'tcp', portal: 'h:3261', target: 'iqn.a:b', lun: '1', user: 'u', password: 'p' });
