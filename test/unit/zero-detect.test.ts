@@ -103,7 +103,20 @@ function sectorBySectorRuns(buf: Buffer, first: number, min: number, alignment: 
   return runs;
 }
 
-test('qemuZeroRuns measures long zero runs 64 KiB at a time and still splits exactly as a sector-by-sector scan', () => {
+test('qemuZeroRuns measures long zero runs 64 KiB or a whole buffer at a time, passes over data without zero bytes at once, and still splits exactly as a sector-by-sector scan', () => {
+  const MiB = 1 << 20;
+  const shaped: Buffer[] = [Buffer.alloc(MiB), Buffer.alloc(MiB, 0x11), Buffer.alloc(MiB + 700)];
+  shaped[2]!.fill(0x22, 4096, 4096 + 512 * 9 + 3);
+  const tailData = Buffer.alloc(MiB);
+  tailData.fill(0x33, MiB - 513);
+  const headData = Buffer.alloc(MiB);
+  headData.fill(0x44, 0, 700_001);
+  shaped.push(tailData, headData);
+  for (const [i, buf] of shaped.entries()) {
+    for (const [min, alignment] of [[1, 1], [8, 8], [128, 128]] as const) {
+      assert.deepEqual(qemuZeroRuns(buf, 3, min, alignment), sectorBySectorRuns(buf, 3, min, alignment), `shaped buffer ${i}, -S ${min * 512}`);
+    }
+  }
   const rng = new Rng(11);
   for (let iter = 0; iter < 300; iter++) {
     // Up to 2 MiB, not always whole sectors, mostly zeros with data islands (long zero runs).
