@@ -3,7 +3,7 @@
 // pure-JavaScript 'seek-bzip'), ADC (UDCO, adc.ts) and LZFSE (ULFO, lzfse.ts). Every codec must
 // produce exactly the chunk's sector count times 512 bytes, as QEMU's dmg_read_chunk demands of
 // zlib (Z_STREAM_END with total_out equal to the chunk size); anything else is an error.
-import { nodeZlib } from '../util/lazy-node-modules.ts';
+import { nodeZlib } from '../host/lazy-node-modules.ts';
 import Bunzip from 'seek-bzip';
 import { adcDecode } from './adc.ts';
 import { lzfseDecode } from './lzfse.ts';

@@ -4,7 +4,7 @@
 // whole-chunk zlib data (dmg UDZO chunks, cloop blocks), where a JavaScript worker's start-up
 // cost more than the inflating it did.
 import type { ZlibOptions } from 'node:zlib';
-import { nodeZlib } from '../util/lazy-node-modules.ts';
+import { nodeZlib } from '../host/lazy-node-modules.ts';
 import { nativeZlib, type NativeZlib } from './zlib-native.ts';
 
 /** Inflate one zlib stream that must end (Z_FINISH) within `maxLength` bytes; throws Error with

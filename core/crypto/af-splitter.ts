@@ -4,7 +4,7 @@
 // with XOR and the hash "diffuse" function, and the last block is that buffer XOR the key.
 // Losing any one stripe loses the key. Pure and synchronous (runs in worker threads).
 
-import { nodeCrypto } from '../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../host/lazy-node-modules.ts';
 import { invalidArgument } from '../errors.ts';
 import { HASH_DIGEST_LEN, type HashAlg } from './algorithms.ts';
 

@@ -3,7 +3,7 @@
 // qapi/crypto.json QCryptoCipherAlgorithm / QCryptoCipherMode / QCryptoIVGenAlgorithm /
 // QCryptoHashAlgorithm). One table per kind; everything else looks names up here.
 
-import { nodeCrypto } from '../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../host/lazy-node-modules.ts';
 import { invalidArgument, unsupported } from '../errors.ts';
 
 export type CipherMode = 'xts' | 'cbc' | 'ecb' | 'ctr';

@@ -11,7 +11,7 @@
 //
 // Secrets: passphrases are read, never kept; the master key lives in the volume until close().
 
-import { nodeCrypto } from '../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../host/lazy-node-modules.ts';
 import { invalidArgument, invalidImage, throwIfAborted } from '../errors.ts';
 import type { WorkerPool } from '../workers/pool.ts';
 import { CIPHER_KEY_SIZES, HASH_DIGEST_LEN, isHashAlg, parseCipherAlg, requireSupportedFamily, type CipherMode, type HashAlg, type IvGenAlg, CIPHER_MODES, IVGEN_ALGS, HASH_ALGS } from './algorithms.ts';

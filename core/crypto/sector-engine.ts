@@ -11,7 +11,7 @@
 // Pure and synchronous: it runs inside worker threads (core/workers/tasks/crypto.ts).
 
 import type { Cipher, Decipher } from 'node:crypto';
-import { nodeCrypto } from '../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../host/lazy-node-modules.ts';
 import { endianness } from 'node:os';
 import { invalidArgument, unsupported } from '../errors.ts';
 import { AES_BLOCK, HASH_DIGEST_LEN, type CipherMode, type HashAlg, type IvGenAlg } from './algorithms.ts';

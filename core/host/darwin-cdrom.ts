@@ -22,7 +22,7 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import { BlockError } from '../errors.ts';
 import { isDict, parsePlist, type PlistValue } from './plist.ts';
-import { nodeChildProcess } from '../util/lazy-node-modules.ts';
+import { nodeChildProcess } from './lazy-node-modules.ts';
 
 export const DARWIN_CDROM_ALIAS = '/dev/cdrom';
 /** QEMU's matching order (kIODVDMediaClass, kIOCDMediaClass). */

@@ -16,7 +16,7 @@
 
 import type { HostDrive } from './drives.ts';
 import { isDict, parsePlist, type PlistValue } from './plist.ts';
-import { nodeChildProcess } from '../util/lazy-node-modules.ts';
+import { nodeChildProcess } from './lazy-node-modules.ts';
 
 type Dict = { [key: string]: PlistValue };
 const str = (v: PlistValue | undefined): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);

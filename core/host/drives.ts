@@ -6,7 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { listDarwinDrives, listWindowsDrives } from './drives-darwin-win32.ts';
-import { nodeChildProcess } from '../util/lazy-node-modules.ts';
+import { nodeChildProcess } from './lazy-node-modules.ts';
 
 export interface HostDrive {
   /** /dev/sdb, /dev/loop3, /dev/sr0 */

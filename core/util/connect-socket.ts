@@ -1,7 +1,7 @@
 // A TCP or unix-socket connection that is either made within a time limit or refused with one
 // error: the socket's own (errno code kept) or a timeout. Callers word the failure their way.
 import type { NetConnectOpts, Socket } from 'node:net';
-import { nodeNet } from './lazy-node-modules.ts';
+import { nodeNet } from '../host/lazy-node-modules.ts';
 
 /** The connection took longer than its limit (the socket is destroyed). */
 export class ConnectTimeout extends Error {

@@ -3,7 +3,7 @@
 // decode() only reads fields; validateVdiHeader() checks them in order
 // (magic, version, ranges, overflow, overlap) with QEMU's wording where users know it.
 
-import { nodeCrypto } from '../../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../../host/lazy-node-modules.ts';
 import { invalidImage, unsupported, type BlockErrorContext } from '../../errors.ts';
 
 /** VDI signature at byte 0x40 (VirtualBox VDI_IMAGE_SIGNATURE). */

@@ -1,7 +1,7 @@
 // GUIDs as VHDX stores them (MS-VHDX 2.1: GUIDs in the Microsoft mixed-endian layout: the first
 // three fields little-endian, the last eight bytes as they are), and the GUIDs the spec names.
 
-import { nodeCrypto } from '../../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../../host/lazy-node-modules.ts';
 
 export const GUID_SIZE = 16;
 

@@ -4,7 +4,7 @@
 // NAME-f001.vmdk), the sparse extent layout (header, embedded descriptor area, redundant GD +
 // GTs, GD + GTs, grains from a 64 KiB boundary) and the descriptor text, byte for byte.
 
-import { nodeCrypto } from '../../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../../host/lazy-node-modules.ts';
 import { basename } from 'node:path';
 import type { BlockNode } from '../../block/node.ts';
 import type { CreateContext } from '../../block/types.ts';

@@ -4,7 +4,7 @@
 // writeZeroes, block status, compressed writes for stream-optimized extents, info and check.
 // The CID is replaced with a random one on the first write after opening, as QEMU does.
 
-import { nodeCrypto } from '../../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../../host/lazy-node-modules.ts';
 import { stat } from 'node:fs/promises';
 import type { BlockNode } from '../../block/node.ts';
 import type { BlockStatus, CheckResult, DriverInfo, NodeImpl, OpenContext, RepairMode, WriteFlags, ZeroFlags } from '../../block/types.ts';

@@ -5,7 +5,7 @@
 // parent ignored (unallocated blocks read as zeros). QEMU has no check and no resize for vpc.
 // Create options: subformat (dynamic | fixed), force_size.
 
-import { nodeCrypto } from '../../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../../host/lazy-node-modules.ts';
 import type { BlockStatus, DriverInfo, FormatDriver, NodeImpl } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { BlockError, invalidArgument, invalidImage } from '../../errors.ts';

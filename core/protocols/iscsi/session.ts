@@ -7,7 +7,7 @@
 // with a new session). Passwords stay in Buffers owned by the caller: never put in a message.
 
 import type { Socket } from 'node:net';
-import { nodeCrypto } from '../../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../../host/lazy-node-modules.ts';
 import { BlockError } from '../../errors.ts';
 import { dataSegmentLength, encodeKeys, encodePdu, newBhs, opcodeOf, ittOf, OP, parseKeys, PduFramer, RESERVED_TAG, type Pdu } from './pdu.ts';
 import { parseSense, type Sense } from './scsi.ts';

@@ -6,7 +6,7 @@
 // checked before use, and a broken reply ends the connection with "Protocol error: ...".
 
 import type { Socket } from 'node:net';
-import { nodeNet } from '../../util/lazy-node-modules.ts';
+import { nodeNet } from '../../host/lazy-node-modules.ts';
 import type { Duplex } from 'node:stream';
 import { BlockError, invalidArgument, type ErrnoName } from '../../errors.ts';
 import * as C from './constants.ts';

@@ -6,7 +6,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SecureContext, TLSSocket } from 'node:tls';
-import { nodeTls } from '../../util/lazy-node-modules.ts';
+import { nodeTls } from '../../host/lazy-node-modules.ts';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { BlockError, invalidArgument } from '../../errors.ts';

@@ -5,7 +5,7 @@
 // password database, as libssh finds it) and /etc/ssh/ssh_known_hosts, with hashed names
 // (|1|salt|hmac, sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT") and [host]:port names for other ports.
 
-import { nodeCrypto } from '../../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../../host/lazy-node-modules.ts';
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';

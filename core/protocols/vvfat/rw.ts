@@ -14,7 +14,7 @@
 
 import { lstat, mkdir, open, readdir, rename, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { nodeCrypto } from '../../util/lazy-node-modules.ts';
+import { nodeCrypto } from '../../host/lazy-node-modules.ts';
 import { BlockError } from '../../errors.ts';
 import { SECTOR } from './layout.ts';
 import { InconsistentVolume, readGuestTree, type WantedFile } from './fatparse.ts';
