@@ -11,14 +11,13 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { skipReason } from './harness.ts';
 import { startElectronMode, type ElectronModePage } from './electron-bridge.ts';
-import { qemuImg, REPO_ROOT, run, tempDir } from '../helpers/qemu.ts';
-import { attachLoop, detachLoop, LOOP_SKIP, sizedFile } from '../helpers/loop-device.ts';
-import { qemuWrite } from '../interop/harness.ts';
+import { REPO_ROOT, run, tempDir } from '../helpers/qemu.ts';
+import { detachLoop, LOOP_SKIP } from '../helpers/loop-device.ts';
+import { attachStick, makeInstaller, openWriteDialog } from './drives-fixtures.ts';
 import { setDriveLister, type ElevatedDriveJob } from '../../core/api/routes-drives.ts';
 import { listHostDrives } from '../../core/host/drives.ts';
 import { plainStart, runElevatedDriveJob } from '../../electron/elevate.ts';
 
-const MiB = 1 << 20;
 const skip = LOOP_SKIP || (await skipReason(['qcow2', 'raw']));
 const helper = { exe: process.execPath, args: ['--import', 'tsx', join(REPO_ROOT, 'core/cli/elevated-worker.ts')] };
 
@@ -28,9 +27,7 @@ describe('Drives in the desktop app: Authorize… runs the job in the elevated h
   let app: ElectronModePage;
   const elevated: ElevatedDriveJob[] = [];
   before(async () => {
-    sizedFile(t.path('stick.img'), 16 * MiB);
-    dev = attachLoop(t.path('stick.img'))!;
-    qemuWrite(dev, 'raw', [[0, 16 * MiB, 0x3c], [4 * MiB, 2 * MiB, -1]]);
+    dev = attachStick(t.path('stick.img'));
     setDriveLister(async () => (await listHostDrives()).filter((d) => d.path === dev).map((d) => ({ ...d, access: 'none' as const })));
     app = await startElectronMode({
       elevate: (job, ctl) => {
@@ -65,14 +62,9 @@ describe('Drives in the desktop app: Authorize… runs the job in the elevated h
 
   test('write an image onto it: confirmation, then Authorize…; verified; qemu-img compare agrees', async () => {
     const { page } = app;
-    const img = t.path('installer.qcow2');
-    qemuImg('create', '-q', '-f', 'qcow2', img, '16M');
-    qemuWrite(img, 'qcow2', [[MiB, 3 * MiB, 0x77], [10 * MiB, MiB, 0x78]]);
-    const item = page.getByRole('region', { name: 'Drives' }).getByRole('listitem', { name: `Drive ${dev}` });
-    await item.getByRole('button', { name: `Write image to drive ${dev}` }).click();
-    const dialog = page.getByRole('alertdialog', { name: `Write image to ${dev}` });
+    const img = makeInstaller(t.path('installer.qcow2'));
+    const dialog = await openWriteDialog(page, dev, img);
     const go = dialog.getByRole('button', { name: 'Authorize…' });
-    await dialog.getByLabel('Image to write').fill(img);
     await dialog.getByLabel(/Type the drive's name/).fill(dev.replace('/dev/', ''));
     assert.equal(await go.isDisabled(), true, 'the checkbox is not ticked yet');
     await dialog.getByRole('checkbox', { name: /I confirm this is Loop device/ }).check();

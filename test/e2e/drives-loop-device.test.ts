@@ -12,8 +12,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { skipReason, startE2E, type E2E } from './harness.ts';
 import { qemuImg, run, tempDir } from '../helpers/qemu.ts';
-import { attachLoop, detachLoop, LOOP_SKIP, sizedFile } from '../helpers/loop-device.ts';
-import { qemuWrite } from '../interop/harness.ts';
+import { detachLoop, LOOP_SKIP } from '../helpers/loop-device.ts';
+import { attachStick, makeInstaller, openWriteDialog } from './drives-fixtures.ts';
 import { drivesRoutes, setDriveLister, type DriveView } from '../../core/api/routes-drives.ts';
 import { defaultEnv } from '../../core/jobs/common.ts';
 import type { HostDrive } from '../../core/host/drives.ts';
@@ -28,9 +28,7 @@ describe('Drives: a loop device imaged and written from the GUI', { skip }, () =
   let dev = '';
   let e2e: E2E;
   before(async () => {
-    sizedFile(t.path('stick.img'), 16 * MiB);
-    dev = attachLoop(t.path('stick.img'))!;
-    qemuWrite(dev, 'raw', [[0, 16 * MiB, 0x3c], [4 * MiB, 2 * MiB, -1]]);
+    dev = attachStick(t.path('stick.img'));
     e2e = await startE2E();
   });
   after(async () => {
@@ -62,14 +60,9 @@ describe('Drives: a loop device imaged and written from the GUI', { skip }, () =
 
   test('writing an image onto it asks for the typed name and confirmation, then verifies; qemu-img compare agrees', async () => {
     const { page } = e2e;
-    const img = t.path('installer.qcow2');
-    qemuImg('create', '-q', '-f', 'qcow2', img, '16M');
-    qemuWrite(img, 'qcow2', [[MiB, 3 * MiB, 0x77], [10 * MiB, MiB, 0x78]]);
-    const item = page.getByRole('region', { name: 'Drives' }).getByRole('listitem', { name: `Drive ${dev}` });
-    await item.getByRole('button', { name: `Write image to drive ${dev}` }).click();
-    const dialog = page.getByRole('alertdialog', { name: `Write image to ${dev}` });
+    const img = makeInstaller(t.path('installer.qcow2'));
+    const dialog = await openWriteDialog(page, dev, img);
     const go = dialog.getByRole('button', { name: 'Erase and write' });
-    await dialog.getByLabel('Image to write').fill(img);
     assert.equal(await go.isDisabled(), true, 'nothing confirmed yet');
     await dialog.getByLabel(/Type the drive's name/).fill(dev.replace('/dev/', ''));
     assert.equal(await go.isDisabled(), true, 'the checkbox is not ticked yet');

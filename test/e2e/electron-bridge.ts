@@ -5,41 +5,22 @@
 // the test (runElevatedDriveJob with the helper spawned plainly). The built renderer is served by
 // the browser-mode server only as static files; every call goes through the bridge.
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { buildApp } from '../../scripts/build-app.mjs';
+import { rmSync } from 'node:fs';
 import { createPlatterService } from '../../core/api/service.ts';
 import { createDispatcher } from '../../electron/dispatch.ts';
 import { startBrowserServer } from '../../electron/browser-server.ts';
 import type { DriveElevator } from '../../core/api/routes-drives.ts';
-import { CHROMIUM, SCREENSHOTS, watchPageErrors } from './harness.ts';
+import { launchChromium, prepareWork, screenshotter, watchPageErrors, type E2E } from './harness.ts';
 
-export interface ElectronModePage {
-  page: Page;
-  context: BrowserContext;
-  library: string;
-  errors: string[];
-  screenshot(name: string): Promise<void>;
-  close(): Promise<void>;
-}
+/** The browser-mode page without its URL (every call goes through the bridge). */
+export type ElectronModePage = Omit<E2E, 'url'>;
 
 export async function startElectronMode(opts: { elevate: DriveElevator }): Promise<ElectronModePage> {
-  const work = mkdtempSync(join(tmpdir(), 'platter-e2e-electron-'));
-  const library = join(work, 'library');
-  mkdirSync(library);
-  const { renderer } = await buildApp({ only: 'renderer', outDir: join(work, 'dist'), minify: true });
+  const { work, library, renderer } = await prepareWork('platter-e2e-electron-');
   const service = createPlatterService({ warn: () => {} });
   const dispatcher = createDispatcher({ service, config: { mode: 'electron', roots: [library], version: 'test', platform: process.platform }, elevate: opts.elevate });
   const server = await startBrowserServer({ dispatcher, rendererDir: renderer });
-  const context = await chromium.launchPersistentContext(join(work, 'profile'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    viewport: { width: 1360, height: 820 },
-    deviceScaleFactor: 1,
-  });
+  const context = await launchChromium(work);
   await context.exposeBinding('__platterCall', (_source, method: string, input: unknown) => dispatcher.call({ method, input }));
   // A string, not a function: tsx's compiled functions may call helpers the page does not have.
   await context.addInitScript(`(() => {
@@ -62,10 +43,7 @@ export async function startElectronMode(opts: { elevate: DriveElevator }): Promi
     context,
     library,
     errors,
-    async screenshot(name) {
-      mkdirSync(SCREENSHOTS, { recursive: true });
-      await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
-    },
+    screenshot: screenshotter(page),
     async close() {
       stopEvents();
       await context.close().catch(() => {});

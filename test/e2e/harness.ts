@@ -56,19 +56,39 @@ export function watchPageErrors(page: Page): string[] {
   return errors;
 }
 
-export async function startE2E(): Promise<E2E> {
-  const work = mkdtempSync(join(tmpdir(), 'platter-e2e-'));
+/** A work folder (under the system's temporary folder) with an empty library and the renderer
+ *  built into it, as every e2e page starts. */
+export async function prepareWork(prefix: string): Promise<{ work: string; library: string; renderer: string }> {
+  const work = mkdtempSync(join(tmpdir(), prefix));
   const library = join(work, 'library');
   mkdirSync(library);
   const { renderer } = await buildApp({ only: 'renderer', outDir: join(work, 'dist'), minify: true });
-  const server = await serve({ library: [library], rendererDir: renderer });
-  const context = await chromium.launchPersistentContext(join(work, 'profile'), {
+  return { work, library, renderer };
+}
+
+/** Debian's chromium on a profile in `work`, at the screenshots' size. */
+export function launchChromium(work: string): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(join(work, 'profile'), {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
     viewport: { width: 1360, height: 820 },
     deviceScaleFactor: 1,
   });
+}
+
+/** Saves the page as docs/screenshots/NAME.png. */
+export function screenshotter(page: Page): (name: string) => Promise<void> {
+  return async (name) => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
+  };
+}
+
+export async function startE2E(): Promise<E2E> {
+  const { work, library, renderer } = await prepareWork('platter-e2e-');
+  const server = await serve({ library: [library], rendererDir: renderer });
+  const context = await launchChromium(work);
   const page = context.pages()[0] ?? (await context.newPage());
   const errors = watchPageErrors(page);
   await page.goto(server.url);
@@ -78,10 +98,7 @@ export async function startE2E(): Promise<E2E> {
     library,
     url: server.url,
     errors,
-    async screenshot(name) {
-      mkdirSync(SCREENSHOTS, { recursive: true });
-      await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
-    },
+    screenshot: screenshotter(page),
     async close() {
       await context.close().catch(() => {});
       await server.shutdown().catch(() => {});

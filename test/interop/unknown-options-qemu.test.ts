@@ -11,12 +11,17 @@ import { assertSameAsQemuImg, platterInProcess, qemuImgRaw } from './harness.ts'
 const t = tempDir('platter-unknown-options-');
 test.after(() => t.cleanup());
 
+/** A 1 MiB qcow2 made by qemu-img and a 64 KiB raw file of `fill` bytes, named after `tag`. */
+function images(tag: string, fill: number): { q: string; r: string } {
+  const q = t.path(`${tag}.qcow2`);
+  const r = t.path(`${tag}.raw`);
+  assert.equal(qemuImgRaw('create', '-f', 'qcow2', q, '1M').status, 0);
+  writeFileSync(r, Buffer.alloc(65536, fill));
+  return { q, r };
+}
 
 test('unknown options on a format, on its file, on a protocol at the top and inside json: are refused as qemu-img refuses them', { skip: SKIP_NO_QEMU }, async () => {
-  const q = t.path('a.qcow2');
-  const r = t.path('a.raw');
-  assert.equal(qemuImgRaw('create', '-f', 'qcow2', q, '1M').status, 0);
-  writeFileSync(r, Buffer.alloc(65536, 1));
+  const { q, r } = images('a', 1);
   for (const args of [
     ['info', '--image-opts', `driver=qcow2,bogus=1,file.filename=${q}`],
     ['info', '--image-opts', `driver=qcow2,file.bogus=1,file.filename=${q}`],
@@ -29,10 +34,7 @@ test('unknown options on a format, on its file, on a protocol at the top and ins
 });
 
 test('QEMU runtime options Platter does not act on still open, and json: names show only the options that name an image', { skip: SKIP_NO_QEMU }, async () => {
-  const q = t.path('b.qcow2');
-  const r = t.path('b.raw');
-  assert.equal(qemuImgRaw('create', '-f', 'qcow2', q, '1M').status, 0);
-  writeFileSync(r, Buffer.alloc(65536, 2));
+  const { q, r } = images('b', 2);
   for (const args of [
     ['info', '--image-opts', `driver=qcow2,l2-cache-size=1M,cache-clean-interval=0,lazy-refcounts=on,file.filename=${q}`],
     ['info', '--image-opts', `driver=qcow2,detect-zeroes=on,node-name=n1,file.filename=${q},file.locking=off,file.aio=threads`],
