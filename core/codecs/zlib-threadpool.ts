@@ -7,24 +7,19 @@ import type { ZlibOptions } from 'node:zlib';
 import { nodeZlib } from '../host/lazy-node-modules.ts';
 import { nativeZlib, type NativeZlib } from './zlib-native.ts';
 
-/** Inflate one zlib stream that must end (Z_FINISH) within `maxLength` bytes; throws Error with
- *  zlib's words (a cut-off stream, a bad checksum, more output). Bytes after the stream's end are
- *  ignored, as inflate() ignores them. */
-function inflateStream(data: Uint8Array, maxLength: number): Promise<Buffer> {
-  // One output buffer one byte larger than the longest answer (zlib's default 16 KiB pieces would
-  // be joined: an allocation and a copy more per chunk). Not exactly the expected size: a stream
+/** node:zlib's inflate of one zlib stream that must end (Z_FINISH) at exactly `outputLength`
+ *  bytes; throws Error with zlib's words (a cut-off stream, a bad checksum, more output) or
+ *  naming the length. Bytes after the stream's end are ignored, as inflate() ignores them. */
+async function inflateWhole(data: Uint8Array, outputLength: number): Promise<Buffer> {
+  // One output buffer one byte larger than the answer (zlib's default 16 KiB pieces would be
+  // joined: an allocation and a copy more per chunk). Not exactly the expected size: a stream
   // that fills its output buffer makes node:zlib allocate a second one and go round the thread
   // pool once more only to learn that the stream has ended.
   const { inflate, constants } = nodeZlib();
-  const opts: ZlibOptions = { finishFlush: constants.Z_FINISH, maxOutputLength: Math.max(maxLength, 1), chunkSize: Math.max(maxLength + 1, 64) };
-  return new Promise((resolve, reject) => {
-    inflate(data, opts, (err, out) => (err ? reject(err) : resolve(out)));
+  const opts: ZlibOptions = { finishFlush: constants.Z_FINISH, maxOutputLength: Math.max(outputLength, 1), chunkSize: Math.max(outputLength + 1, 64) };
+  const out = await new Promise<Buffer>((resolve, reject) => {
+    inflate(data, opts, (err, got) => (err ? reject(err) : resolve(got)));
   });
-}
-
-/** inflateStream that must decode to exactly `outputLength` bytes. */
-async function inflateWhole(data: Uint8Array, outputLength: number): Promise<Buffer> {
-  const out = await inflateStream(data, outputLength);
   if (out.length !== outputLength) throw new Error(`zlib data decodes to ${out.length} bytes, expected ${outputLength}`);
   return out;
 }

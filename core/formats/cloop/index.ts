@@ -7,6 +7,7 @@
 import type { FormatDriver, NodeImpl } from '../../block/types.ts';
 import type { BlockNode } from '../../block/node.ts';
 import { inflateInto } from '../../codecs/zlib-threadpool.ts';
+import { settleAll } from '../../util/settle-all.ts';
 import { BlockError, type BlockErrorContext } from '../../errors.ts';
 import { readPadded } from '../../util/padded-read.ts';
 import { PROBE_BYTES } from '../../block/types.ts';
@@ -79,8 +80,8 @@ class CloopNode implements NodeImpl {
       // On libuv's thread pool, side by side (no JavaScript worker to start for them).
       jobs.push(inflateInto(block, dest(b)).catch((e: unknown) => Promise.reject(ioError(ctx, `cloop block ${b} does not inflate to ${this.#blockSize} bytes`, e))));
     }
-    const failed = (await Promise.allSettled(jobs)).find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    // Every block settled first: they inflate into the caller's buffer.
+    await settleAll(jobs);
   }
 
   async read(offset: number, length: number): Promise<Buffer> {

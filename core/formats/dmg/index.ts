@@ -15,6 +15,7 @@ import { readRsrcChunks, readXmlChunks } from './tables.ts';
 import { buildChunkTable, findChunk, isZeroType, SECTOR, type ChunkTable } from './chunk-table.ts';
 import { CHUNK_RAW, CHUNK_ZLIB, chunkTypeName, COMPRESSED_TYPES } from '../../codecs/dmg-chunk.ts';
 import { inflateInto } from '../../codecs/zlib-threadpool.ts';
+import { settleAll } from '../../util/settle-all.ts';
 import { ScratchBuffers } from '../../util/scratch-buffers.ts';
 
 /** Decoded chunks kept for requests that share them (a chunk is at most 64 MiB). */
@@ -61,7 +62,7 @@ class DmgNode implements NodeImpl {
       const c = findChunk(t, sector);
       if (c < 0) {
         // QEMU's dmg_read_chunk finds no chunk and fails the read with EIO (after the pieces
-        // already under way have settled: none is left to fail unobserved).
+        // already under way have settled: none is left to fail unobserved or write late).
         await Promise.allSettled(jobs);
         throw new BlockError('Io', `no chunk of the dmg image holds sector ${sector}`, { path: this.#name, offset: offset + done });
       }
@@ -78,8 +79,8 @@ class DmgNode implements NodeImpl {
       } else jobs.push(this.#decoded(c).then((d) => void dst.set(d.subarray(inChunk, inChunk + n))));
       done += n;
     }
-    if (jobs.length === 1) return jobs[0];
-    await Promise.all(jobs);
+    // Every piece settled first: they read and decode into `into`.
+    await settleAll(jobs);
   }
 
   /** A raw chunk's bytes; sectors past its stored length read as zeros. */

@@ -102,10 +102,12 @@ const snLess = (a: number, b: number): boolean => a !== b && ((b - a) >>> 0) < 0
 
 /** How the socket's reads reach the session's framer (set up before the session exists). */
 interface Receiver {
+  /** Bytes read into the receive buffer. */
   deliver(chunk: Buffer): void;
+  /** Bytes read straight into the segment under way (a buffer readBuffer gave). */
   inPlace(n: number): void;
-  target(): Buffer | undefined;
-  receiveBuffer(recv: Buffer): Buffer;
+  /** Where the next read goes: the segment under way, else (part of) the receive buffer. */
+  readBuffer(recv: Buffer): Buffer;
 }
 
 interface Task {
@@ -151,8 +153,9 @@ export class IscsiSession {
     };
     receive.deliver = (chunk) => fed(() => this.#framer.push(chunk));
     receive.inPlace = (n) => fed(() => this.#framer.receivedInPlace(n));
-    receive.target = () => (this.#dead ? undefined : this.#framer.readTarget());
-    receive.receiveBuffer = (recv) => {
+    receive.readBuffer = (recv) => {
+      const target = this.#dead ? undefined : this.#framer.readTarget();
+      if (target) return target;
       const n = this.#framer.nextReadSize();
       return n === undefined || n >= recv.length ? recv : recv.subarray(0, n);
     };
@@ -173,15 +176,15 @@ export class IscsiSession {
     // header or PDU under way ends (PduFramer.nextReadSize); the framer copies out what it keeps
     // (PduFramer.borrowed). Reading segments through the receive buffer cost 67 ms of copying
     // on the main thread for 512 MiB.
-    const receive: Receiver = { deliver: () => {}, inPlace: () => {}, target: () => undefined, receiveBuffer: (b) => b };
-    const recv = Buffer.allocUnsafe(RECV_BUFFER);
-    let lent: Buffer | undefined;
+    const receive: Receiver = { deliver: () => {}, inPlace: () => {}, readBuffer: (b) => b };
+    // An ArrayBuffer of its own (never Node's pool): a read into any other memory was in place.
+    const recv = Buffer.allocUnsafeSlow(RECV_BUFFER);
     const where = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
     let socket: Socket;
     try {
-      socket = await connectSocket({ host: opts.host, port: opts.port, onread: { buffer: () => (lent = receive.target()) ?? receive.receiveBuffer(recv), callback: (n: number, buf: Uint8Array) => {
-            if (buf === lent) receive.inPlace(n);
-            else receive.deliver(Buffer.from(buf.buffer, buf.byteOffset, n));
+      socket = await connectSocket({ host: opts.host, port: opts.port, onread: { buffer: () => receive.readBuffer(recv), callback: (n: number, buf: Uint8Array) => {
+            if (buf.buffer === recv.buffer) receive.deliver(Buffer.from(buf.buffer, buf.byteOffset, n));
+            else receive.inPlace(n);
             return true;
           } } }, opts.loginTimeoutMs);
     } catch (e) {

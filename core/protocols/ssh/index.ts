@@ -14,6 +14,7 @@ import type { BlockStatus, NodeImpl, ProtocolDriver, TruncateOptions, WriteFlags
 import type { OptionsTree } from '../../block/options-tree.ts';
 import { parseSshUri, refreshedFilename, sshLocation, type SshLocation } from './options.ts';
 import { closeSsh, connectSsh, sftpError, type SshSession } from './session.ts';
+import { settleAll } from '../../util/settle-all.ts';
 
 /** One sftp read or write (OpenSSH takes up to 256 KiB per packet; 64 KiB keeps many in flight). */
 const CHUNK = 64 << 10;
@@ -46,9 +47,7 @@ async function chunked(offset: number, length: number, work: (pos: number, len: 
   };
   const lanes: Promise<void>[] = [];
   for (let i = 0; i < IN_FLIGHT && i * CHUNK < length; i++) lanes.push(lane());
-  const results = await Promise.allSettled(lanes);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  await settleAll(lanes);
 }
 
 export class SshNode implements NodeImpl {
