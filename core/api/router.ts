@@ -8,9 +8,10 @@
 
 import type { z } from 'zod';
 import * as S from './schemas.ts';
+import { imageSpec } from './image-spec.ts';
 import type { FormatDescription, FormatOptionJson, JobSummary } from './types.ts';
 import type { JobHandle, PlatterService } from './service.ts';
-import type { ImageSpec, JobControl, JobEnv } from '../jobs/common.ts';
+import type { JobControl, JobEnv } from '../jobs/common.ts';
 import { parseImageSize } from '../jobs/common.ts';
 import { formatDrivers } from '../drivers/registry.ts';
 import type { OptionSpec } from '../block/options-schema.ts';
@@ -69,9 +70,6 @@ function str(v: unknown): string {
   return typeof v === 'string' ? v : '?';
 }
 
-function spec(r: S.ImageRef): ImageSpec {
-  return { filename: r.filename, ...(r.format ? { format: r.format } : {}), ...(r.imageOpts ? { imageOpts: true } : {}), ...(r.forceShare ? { forceShare: true } : {}) };
-}
 
 function optionJson(o: OptionSpec): FormatOptionJson {
   return {
@@ -115,7 +113,7 @@ function describeEncryption(d: FormatDriver, e: FormatEncryption): NonNullable<F
 }
 
 export const serviceRouter = {
-  info: query(S.infoInput, (i, { env }) => infoJob({ image: spec(i.image), backingChain: i.backingChain ?? false }, env)),
+  info: query(S.infoInput, (i, { env }) => infoJob({ image: imageSpec(i.image), backingChain: i.backingChain ?? false }, env)),
 
   create: job(
     S.createInput,
@@ -144,7 +142,7 @@ export const serviceRouter = {
     (i, { env, ctl }) =>
       convertJob(
         {
-          sources: [i.source, ...(i.moreSources ?? [])].map(spec),
+          sources: [i.source, ...(i.moreSources ?? [])].map(imageSpec),
           target: { filename: i.target.filename, ...(i.target.format ? { format: i.target.format } : {}), ...(i.target.options !== undefined ? { options: i.target.options } : {}), ...(i.target.imageOpts ? { imageOpts: true } : {}) },
           noCreate: i.noCreate ?? false,
           targetIsZero: i.targetIsZero ?? false,
@@ -157,6 +155,7 @@ export const serviceRouter = {
           ...(i.backingFile !== undefined ? { backingFile: i.backingFile } : {}),
           ...(i.backingFormat !== undefined ? { backingFormat: i.backingFormat } : {}),
           ...(i.cache !== undefined ? { cache: i.cache } : {}),
+          ...(i.rateLimit ? { rateLimit: i.rateLimit } : {}),
           ...(i.bitmaps ? { bitmaps: true } : {}),
           ...(i.skipBrokenBitmaps ? { skipBrokenBitmaps: true } : {}),
         },
@@ -165,17 +164,17 @@ export const serviceRouter = {
       ),
   ),
 
-  check: job(S.checkInput, (i) => `Check ${str(i?.image?.filename)}`, (i, { env, ctl }) => checkJob({ image: spec(i.image), ...(i.repair ? { repair: i.repair } : {}) }, env, ctl)),
+  check: job(S.checkInput, (i) => `Check ${str(i?.image?.filename)}`, (i, { env, ctl }) => checkJob({ image: imageSpec(i.image), ...(i.repair ? { repair: i.repair } : {}) }, env, ctl)),
 
-  compare: job(S.compareInput, (i) => `Compare ${str(i?.a?.filename)} with ${str(i?.b?.filename)}`, (i, { env, ctl }) => compareJob({ a: spec(i.a), b: spec(i.b), strict: i.strict ?? false }, env, ctl)),
+  compare: job(S.compareInput, (i) => `Compare ${str(i?.a?.filename)} with ${str(i?.b?.filename)}`, (i, { env, ctl }) => compareJob({ a: imageSpec(i.a), b: imageSpec(i.b), strict: i.strict ?? false }, env, ctl)),
 
   /** `qemu-img info` as text, as the CLI prints it (for "copy as text"). */
   infoText: query(S.infoInput, async (i, { env }) => {
-    const r = await infoJob({ image: spec(i.image), backingChain: i.backingChain ?? false }, env);
+    const r = await infoJob({ image: imageSpec(i.image), backingChain: i.backingChain ?? false }, env);
     return (Array.isArray(r) ? r : [r]).map((one) => humanInfo(one)).join('\n');
   }),
 
-  map: query(S.mapInput, async (i, { env }) => toApiEntries(await mapJob({ image: spec(i.image), ...(i.start !== undefined ? { start: i.start } : {}), ...(i.length !== undefined ? { length: i.length } : {}) }, env))),
+  map: query(S.mapInput, async (i, { env }) => toApiEntries(await mapJob({ image: imageSpec(i.image), ...(i.start !== undefined ? { start: i.start } : {}), ...(i.length !== undefined ? { length: i.length } : {}) }, env))),
 
   measure: query(S.measureInput, (i, { env }) =>
     measureJob(
@@ -183,7 +182,7 @@ export const serviceRouter = {
         format: i.format ?? 'raw',
         // Only arithmetic is done with it: sizes past 2^53 (to 2^63 - 1) are measured too.
         ...(i.size !== undefined ? { size: parseImageSize(i.size, { inexact: true }) } : {}),
-        ...(i.source ? { source: spec(i.source) } : {}),
+        ...(i.source ? { source: imageSpec(i.source) } : {}),
         ...(i.snapshot !== undefined ? { snapshot: i.snapshot } : {}),
         ...(i.options !== undefined ? { options: i.options } : {}),
       },
@@ -191,27 +190,27 @@ export const serviceRouter = {
     ),
   ),
 
-  resize: query(S.resizeInput, (i, { env }) => resizeJob({ image: spec(i.image), size: i.size, shrink: i.shrink ?? false, ...(i.preallocation ? { preallocation: i.preallocation } : {}) }, env)),
+  resize: query(S.resizeInput, (i, { env }) => resizeJob({ image: imageSpec(i.image), size: i.size, shrink: i.shrink ?? false, ...(i.preallocation ? { preallocation: i.preallocation } : {}) }, env)),
 
-  snapshotList: query(S.snapshotListInput, (i, { env }) => snapshotList(spec(i.image), env)),
-  snapshotCreate: query(S.snapshotInput, (i, { env }) => snapshotAction('create', spec(i.image), i.name, env)),
-  snapshotApply: query(S.snapshotInput, (i, { env }) => snapshotAction('apply', spec(i.image), i.name, env)),
-  snapshotDelete: query(S.snapshotInput, (i, { env }) => snapshotAction('delete', spec(i.image), i.name, env)),
+  snapshotList: query(S.snapshotListInput, (i, { env }) => snapshotList(imageSpec(i.image), env)),
+  snapshotCreate: query(S.snapshotInput, (i, { env }) => snapshotAction('create', imageSpec(i.image), i.name, env)),
+  snapshotApply: query(S.snapshotInput, (i, { env }) => snapshotAction('apply', imageSpec(i.image), i.name, env)),
+  snapshotDelete: query(S.snapshotInput, (i, { env }) => snapshotAction('delete', imageSpec(i.image), i.name, env)),
 
-  commit: job(S.commitInput, (i) => `Commit ${str(i?.image?.filename)}`, (i, { env, ctl }) => commitJob({ image: spec(i.image), ...(i.base !== undefined ? { base: i.base } : {}), drop: i.drop ?? false }, env, ctl)),
+  commit: job(S.commitInput, (i) => `Commit ${str(i?.image?.filename)}`, (i, { env, ctl }) => commitJob({ image: imageSpec(i.image), ...(i.base !== undefined ? { base: i.base } : {}), drop: i.drop ?? false, ...(i.rateLimit ? { rateLimit: i.rateLimit } : {}) }, env, ctl)),
 
   rebase: job(
     S.rebaseInput,
     (i) => `Rebase ${str(i?.image?.filename)} onto ${str(i?.backingFile) || '(none)'}`,
-    (i, { env, ctl }) => rebaseJob({ image: spec(i.image), backingFile: i.backingFile, ...(i.backingFormat ? { backingFormat: i.backingFormat } : {}), unsafe: i.unsafe ?? false }, env, ctl),
+    (i, { env, ctl }) => rebaseJob({ image: imageSpec(i.image), backingFile: i.backingFile, ...(i.backingFormat ? { backingFormat: i.backingFormat } : {}), unsafe: i.unsafe ?? false, ...(i.backingCache ? { backingCache: i.backingCache } : {}) }, env, ctl),
   ),
 
-  amend: job(S.amendInput, (i) => `Amend ${str(i?.image?.filename)}`, (i, { env, ctl }) => amendJob({ image: spec(i.image), options: i.options, force: i.force ?? false }, env, ctl)),
+  amend: job(S.amendInput, (i) => `Amend ${str(i?.image?.filename)}`, (i, { env, ctl }) => amendJob({ image: imageSpec(i.image), options: i.options, force: i.force ?? false }, env, ctl)),
 
   bitmap: job(
     S.bitmapInput,
     (i) => `Bitmap ${str(i?.bitmap)} of ${str(i?.image?.filename)}`,
-    (i, { env, ctl }) => bitmapJob({ image: spec(i.image), bitmap: i.bitmap, actions: i.actions, ...(i.granularity !== undefined ? { granularity: i.granularity } : {}), ...(i.sourceImage ? { sourceImage: spec(i.sourceImage) } : {}) }, env, ctl),
+    (i, { env, ctl }) => bitmapJob({ image: imageSpec(i.image), bitmap: i.bitmap, actions: i.actions, ...(i.granularity !== undefined ? { granularity: i.granularity } : {}), ...(i.sourceImage ? { sourceImage: imageSpec(i.sourceImage) } : {}) }, env, ctl),
   ),
 
   /** Every registered format with its option schemas and capabilities (for generated forms). */

@@ -21,7 +21,9 @@ import { convert as convertJob } from '../jobs/convert.ts';
 import { compare as compareJob } from '../jobs/compare.ts';
 import { info as infoJob } from '../jobs/info.ts';
 import type { ImageInfo } from './types.ts';
-import type { JobControl, JobEnv } from '../jobs/common.ts';
+import type { ImageSpec, JobControl, JobEnv } from '../jobs/common.ts';
+import type { CacheMode } from '../block/cache-mode.ts';
+import { canAlignBuffers } from '../host/index.ts';
 
 export type DriveAccess = 'read-write' | 'read-only' | 'none';
 export interface DriveView extends HostDrive {
@@ -112,14 +114,27 @@ async function checkOpenedSize(d: DriveView, env: JobEnv): Promise<void> {
   if (opened !== d.size) throw new BlockError('Io', `${d.path} opens with ${opened} bytes, but the drive was listed with ${d.size} bytes (it changed, or this process cannot read its size): nothing was copied`, { path: d.path, op: 'open' });
 }
 
+/** How a drive job writes and verifies the drive: past the page cache (cache none, O_DIRECT),
+ *  which would show what was written, not what the media holds. Without aligned buffers (no
+ *  koffi) direct I/O cannot work: buffered, flushed at the end. */
+function driveCache(): CacheMode {
+  return canAlignBuffers() ? 'none' : 'writeback';
+}
+
+/** The drive as verification reads it. */
+function driveSpec(d: DriveView): ImageSpec {
+  return { filename: d.path, format: 'raw', cache: driveCache() };
+}
+
 /** Image drive `d` into a new image (convert -O FMT DRIVE TARGET), then verify it. */
 export async function imageDrive(d: DriveView, i: DrivesImageInput, env: JobEnv, ctl: JobControl): Promise<DriveJobResult> {
   await checkOpenedSize(d, env);
   const existing = await stat(i.target.filename).catch(() => undefined);
   if (existing && !existing.isFile()) throw invalidArgument(`'${i.target.filename}' is not a regular file: choose a new image file to write the drive's contents into`, { path: i.target.filename });
+  // The drive is read past the page cache (convert's default for a block device source).
   await convertJob({ sources: [{ filename: d.path, format: 'raw' }], target: { filename: i.target.filename, format: i.target.format, ...(i.target.options !== undefined ? { options: i.target.options } : {}) } }, env, ctl);
   if (!i.verify) return {};
-  const r = await compareJob({ a: { filename: d.path, format: 'raw' }, b: { filename: i.target.filename, format: i.target.format } }, env, ctl);
+  const r = await compareJob({ a: driveSpec(d), b: { filename: i.target.filename, format: i.target.format } }, env, ctl);
   return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
 }
 
@@ -133,11 +148,13 @@ export async function writeDrive(d: DriveView, i: DrivesWriteInput, env: JobEnv,
   const size = meta['virtual-size'];
   if (size > d.size) throw invalidArgument(`The image (${size} bytes) is larger than ${d.path} (${d.size} bytes)`, { path: d.path });
   await checkOpenedSize(d, env);
-  await convertJob({ sources: [image], target: { filename: d.path, format: 'raw' }, noCreate: true }, env, ctl);
+  // Written past the page cache and flushed, as the media must hold it when the job says done:
+  // the user may pull the stick out then.
+  await convertJob({ sources: [image], target: { filename: d.path, format: 'raw' }, noCreate: true, cache: driveCache() }, env, ctl);
   if (!i.verify) return {};
   // Only the image's range: the rest of the drive keeps what it held. (`length` rather than a raw
   // node with size=, which QEMU would take only as whole sectors.)
-  const r = await compareJob({ a: image, b: { filename: d.path, format: 'raw' }, length: size }, env, ctl);
+  const r = await compareJob({ a: image, b: driveSpec(d), length: size }, env, ctl);
   return { verified: r.identical, ...(r.message ? { message: r.message } : {}) };
 }
 

@@ -6,7 +6,8 @@
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { imageRef, secretInput, type ImageRef } from './schemas.ts';
+import { imageRef, secretInput } from './schemas.ts';
+import { imageSpec } from './image-spec.ts';
 import { job, query } from './router.ts';
 import type { ImageSpec } from '../jobs/common.ts';
 import { convert as convertJob } from '../jobs/convert.ts';
@@ -23,9 +24,6 @@ import { BlockError, invalidArgument } from '../errors.ts';
 
 const withSecrets = { secrets: z.array(secretInput).optional(), objects: z.array(z.string()).optional() };
 
-function spec(r: ImageRef): ImageSpec {
-  return { filename: r.filename, ...(r.format ? { format: r.format } : {}), ...(r.imageOpts ? { imageOpts: true } : {}), ...(r.forceShare ? { forceShare: true } : {}) };
-}
 function str(v: unknown): string {
   return typeof v === 'string' ? v : '?';
 }
@@ -110,7 +108,7 @@ export const viewsRoutes = {
         ? whyNotResumable({ format: i.target.format, options, sources: 1, ...(i.compressed ? { compressed: true } : {}), ...(i.snapshot ? { snapshot: true } : {}), targetFilename: i.target.filename }) ??
           (i.source.imageOpts || /^[A-Za-z][A-Za-z0-9+.-]*:/.test(i.source.filename) ? 'the source is not a plain file' : undefined)
         : 'not asked for';
-      const source = spec(i.source);
+      const source = imageSpec(i.source);
       let stats: { bytesCopied: number; bytesSkipped: number; format: string; resumedFrom?: number };
       if (!notResumable) {
         const driver = findFormat(i.target.format);
@@ -213,9 +211,9 @@ export const viewsRoutes = {
 
   /** The allocation map's data: qemu-img map entries, the chain's layers, bytes per layer. */
   allocationMap: query(allocationInput, async (i, { env }): Promise<{ entries: MapEntry[]; layers: ImageInfo[]; summary: AllocationSummary }> => {
-    const info = await infoJob({ image: spec(i.image), backingChain: true }, env);
+    const info = await infoJob({ image: imageSpec(i.image), backingChain: true }, env);
     const layers = Array.isArray(info) ? info : [info];
-    const entries = toApiEntries(await mapJob({ image: spec(i.image) }, env));
+    const entries = toApiEntries(await mapJob({ image: imageSpec(i.image) }, env));
     return { entries, layers, summary: summarize(entries, layers) };
   }),
 
@@ -225,7 +223,7 @@ export const viewsRoutes = {
     (i) => `Bench ${str(i?.image?.filename)}`,
     async (i, { env, ctl }) => {
       const o = {
-        image: spec(i.image),
+        image: imageSpec(i.image),
         ...(i.count !== undefined ? { count: i.count } : {}),
         ...(i.depth !== undefined ? { depth: i.depth } : {}),
         ...(i.size !== undefined ? { size: i.size } : {}),

@@ -3,6 +3,7 @@
 // meanings follow qemu-img's options (noted per field), so a CLI user recognises them in the GUI.
 
 import { z } from 'zod';
+import { CACHE_MODES } from '../block/cache-mode.ts';
 
 /** --object secret,id=..,data=.. as data: the bytes travel only inside the call, never in events. */
 export const secretInput = z.object({
@@ -21,6 +22,9 @@ const withSecrets = {
   objects: z.array(z.string()).optional(),
 };
 
+/** A cache mode as qemu-img's -t / -T take it ('off' is given as 'none'). */
+export const cacheMode = z.enum(CACHE_MODES);
+
 /** One image to open: a filename, URI or json: pseudo-filename, or --image-opts dotted text. */
 export const imageRef = z.object({
   filename: z.string().min(1, 'an image filename is required'),
@@ -30,6 +34,9 @@ export const imageRef = z.object({
   imageOpts: z.boolean().optional(),
   /** -U: open read-only without taking the write-sharing lock. */
   forceShare: z.boolean().optional(),
+  /** How the image's file is cached: qemu-img's -T src_cache for what a job reads (convert's
+   *  sources, check, compare), its -t cache for the image commit, rebase and amend change. */
+  cache: cacheMode.optional(),
 });
 export type ImageRef = z.infer<typeof imageRef>;
 
@@ -90,6 +97,8 @@ export const convertInput = z.object({
   salvage: z.boolean().optional(),
   /** -m: parallel requests (1..16, default 8). */
   parallel: z.number().int().min(1).max(16).optional(),
+  /** -r: the target's writes limited to this many bytes per second (0: no limit). */
+  rateLimit: z.number().int().nonnegative().optional(),
   /** -l: convert a snapshot ("id", "name", or "snapshot.id=..,snapshot.name=..") */
   snapshot: z.string().optional(),
   /** -B: backing file written into the target. */
@@ -97,7 +106,7 @@ export const convertInput = z.object({
   /** -F: the backing file's format. */
   backingFormat: z.string().optional(),
   /** -t: the target's cache mode (default 'unsafe', as qemu-img convert: no flushes). */
-  cache: z.enum(['unsafe', 'writeback', 'writethrough', 'none', 'directsync']).optional(),
+  cache: cacheMode.optional(),
   /** --bitmaps: copy the source's persistent dirty bitmaps. */
   bitmaps: z.boolean().optional(),
   /** --skip-broken-bitmaps (with bitmaps): leave out inconsistent ones. */
@@ -169,6 +178,8 @@ export const commitInput = z.object({
   base: z.string().optional(),
   /** -d: keep the top's data (do not empty it). */
   drop: z.boolean().optional(),
+  /** -r: the copy into the base limited to this many bytes per second (0: no limit). */
+  rateLimit: z.number().int().nonnegative().optional(),
   ...withSecrets,
 });
 
@@ -180,6 +191,8 @@ export const rebaseInput = z.object({
   backingFormat: z.string().optional(),
   /** -u: only rewrite the header. */
   unsafe: z.boolean().optional(),
+  /** -T src_cache: how the old and new backing files are cached. */
+  backingCache: cacheMode.optional(),
   ...withSecrets,
 });
 

@@ -8,6 +8,7 @@ import type { JobHandle, PlatterService, ImageRef } from '../api/service.ts';
 import type { CheckReport, ImageInfo, MapEntry } from '../api/types.ts';
 import { findFormat, formatDrivers } from '../drivers/registry.ts';
 import { describeOptions } from '../block/options-schema.ts';
+import { parseCacheMode, type CacheMode } from '../block/cache-mode.ts';
 import { parseArgs, last, has, all, type ParsedArgs, type OptSpec } from './args.ts';
 import { humanInfo } from '../jobs/info.ts';
 import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
@@ -86,6 +87,20 @@ function imageRef(p: ParsedArgs, filename: string, formatLetter = 'f'): ImageRef
   return { filename, ...(format !== undefined ? { format } : {}), ...(imageOpts ? { imageOpts: true } : {}), ...(has(p, 'U') ? { forceShare: true } : {}) };
 }
 
+/** -t cache / -T src_cache: a cache mode, refused in qemu-img's words (bdrv_parse_cache_mode). */
+function cacheOption(p: ParsedArgs, letter: 't' | 'T', refusal = letter === 't' ? 'Invalid cache option' : 'Invalid source cache option'): CacheMode | undefined {
+  const text = last(p, letter);
+  if (text === undefined) return undefined;
+  const mode = parseCacheMode(text);
+  if (mode === undefined) throw invalidArgument(refusal === 'Invalid cache mode' ? refusal : `${refusal}: ${text}`);
+  return mode;
+}
+
+/** An ImageRef opened with the cache mode of -t or -T, when given. */
+function cachedRef(ref: ImageRef, cache: CacheMode | undefined): ImageRef {
+  return cache ? { ...ref, cache } : ref;
+}
+
 function oneFile(p: ParsedArgs): string {
   if (p.positional.length < 1) throw invalidArgument('Expecting one image file name');
   if (p.positional.length > 1) throw invalidArgument(`Expecting one image file name`);
@@ -106,6 +121,13 @@ function cvtnum(what: string, text: string, warn: (message: string) => void): nu
   if (v === 'range' || v.value > QEMU_MAX_SIZE) throw invalidArgument(words.range);
   if (v.hexSuffix) warn(`warning: ${hexSuffixWarning(text)}`);
   return Number(v.value); // past 2^53 rounded: callers that need exact bytes refuse it
+}
+
+/** -r rate_limit: bytes per second (cvtnum; 0 is no limit). */
+function rateLimitOption(p: ParsedArgs, ctx: CommandContext): number | undefined {
+  const text = last(p, 'r');
+  // Past 2^53 bytes per second is no limit in practice.
+  return text === undefined ? undefined : Math.min(cvtnum('rate limit', text, ctx.warn), Number.MAX_SAFE_INTEGER);
 }
 
 /** qemu-img's is_valid_option_list: not empty, not starting with ',', no odd run of trailing commas. */
@@ -224,7 +246,7 @@ const check: Command = {
     const r = last(p, 'r');
     if (r !== undefined && r !== 'leaks' && r !== 'all') throw invalidArgument(`Unknown option value for -r (expecting 'leaks' or 'all'): ${r}`);
     if (r !== undefined && has(p, 'U')) throw invalidArgument('--force-share/-U is not allowed with -r');
-    const image = imageRef(p, oneFile(p));
+    const image = cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 'T'));
     let report: CheckReport;
     try {
       report = await ctx.runJob(ctx.service.check({ image, ...(r ? { repair: r } : {}), ...objects(p) }), false);
@@ -253,8 +275,9 @@ const compare: Command = {
     const p = parseArgs(argv, spec(':hf:F:T:pqsU'));
     if (has(p, 'h')) return helpFor('compare', compare, ctx);
     if (p.positional.length !== 2) throw invalidArgument('Expecting two image file names');
-    const a = imageRef(p, p.positional[0]!);
-    const b = imageRef(p, p.positional[1]!, 'F');
+    const cache = cacheOption(p, 'T');
+    const a = cachedRef(imageRef(p, p.positional[0]!), cache);
+    const b = cachedRef(imageRef(p, p.positional[1]!, 'F'), cache);
     if (!b.format && a.format && !has(p, 'F')) b.format = a.format; // -F defaults to -f
     let r;
     try {
@@ -295,12 +318,14 @@ const convert: Command = {
       ctx.io.stdout(optionsHelp(outFmt ?? 'raw'));
       return 0;
     }
+    const rateLimit = rateLimitOption(p, ctx); // checked while qemu-img reads its options
     if (has(p, 'salvage') && has(p, 'C')) throw invalidArgument('Cannot use copy offloading in salvaging mode');
     if (has(p, 'skip-broken-bitmaps') && !has(p, 'bitmaps')) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
     if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
     const files = p.positional;
     const target = files[files.length - 1]!;
-    const sources = files.slice(0, -1).map((f) => imageRef(p, f));
+    const sourceCache = cacheOption(p, 'T');
+    const sources = files.slice(0, -1).map((f) => cachedRef(imageRef(p, f), sourceCache));
     const targetImageOpts = has(p, 'target-image-opts');
     if (targetImageOpts && !has(p, 'n')) throw invalidArgument('--target-image-opts requires use of -n flag');
     if (targetImageOpts && outFmt !== undefined) throw invalidArgument('--target-image-opts and -O are mutually exclusive');
@@ -325,9 +350,7 @@ const convert: Command = {
     const backingFile = last(p, 'B');
     const backingFormat = last(p, 'F');
     const snapshot = last(p, 'l');
-    const cache = last(p, 't');
-    const CACHE_MODES = ['unsafe', 'writeback', 'writethrough', 'none', 'directsync'] as const;
-    if (cache !== undefined && !(CACHE_MODES as readonly string[]).includes(cache)) throw invalidArgument(`Invalid cache option: ${cache}`);
+    const cache = cacheOption(p, 't');
     const h = ctx.service.convert({
       source: sources[0]!,
       ...(sources.length > 1 ? { moreSources: sources.slice(1) } : {}),
@@ -338,10 +361,11 @@ const convert: Command = {
       compressed: has(p, 'c'),
       outOfOrder: has(p, 'W'),
       ...(parallel !== undefined ? { parallel } : {}),
+      ...(rateLimit ? { rateLimit } : {}),
       ...(snapshot !== undefined ? { snapshot } : {}),
       ...(backingFile !== undefined ? { backingFile } : {}),
       ...(backingFormat !== undefined ? { backingFormat } : {}),
-      ...(cache !== undefined ? { cache: cache as (typeof CACHE_MODES)[number] } : {}),
+      ...(cache !== undefined ? { cache } : {}),
       ...(has(p, 'bitmaps') ? { bitmaps: true } : {}),
       ...(has(p, 'skip-broken-bitmaps') ? { skipBrokenBitmaps: true } : {}),
       ...(has(p, 'salvage') ? { salvage: true } : {}),
@@ -480,7 +504,8 @@ const commit: Command = {
     const p = parseArgs(argv, spec(':f:ht:b:dpqr:'));
     if (has(p, 'h')) return helpFor('commit', commit, ctx);
     const base = last(p, 'b');
-    await ctx.runJob(ctx.service.commit({ image: imageRef(p, oneFile(p)), ...(base !== undefined ? { base } : {}), drop: has(p, 'd'), ...objects(p) }), has(p, 'p') && !has(p, 'q'));
+    const rateLimit = rateLimitOption(p, ctx);
+    await ctx.runJob(ctx.service.commit({ image: cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 't')), ...(base !== undefined ? { base } : {}), drop: has(p, 'd'), ...(rateLimit ? { rateLimit } : {}), ...objects(p) }), has(p, 'p') && !has(p, 'q'));
     if (!has(p, 'q')) ctx.io.stdout('Image committed.\n');
     return 0;
   },
@@ -495,7 +520,9 @@ const rebase: Command = {
     const unsafe = has(p, 'u');
     if (b === undefined && !unsafe) throw invalidArgument('Must specify backing file (-b) or use unsafe mode (-u)');
     const F = last(p, 'F');
-    await ctx.runJob(ctx.service.rebase({ image: imageRef(p, oneFile(p)), backingFile: b ?? '', ...(F !== undefined ? { backingFormat: F } : {}), unsafe, ...objects(p) }), has(p, 'p') && !has(p, 'q'), { minStep: 2 });
+    const image = cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 't'));
+    const backingCache = cacheOption(p, 'T');
+    await ctx.runJob(ctx.service.rebase({ image, backingFile: b ?? '', ...(F !== undefined ? { backingFormat: F } : {}), unsafe, ...(backingCache ? { backingCache } : {}), ...objects(p) }), has(p, 'p') && !has(p, 'q'), { minStep: 2 });
     return 0;
   },
 };
@@ -515,7 +542,7 @@ const amend: Command = {
       ctx.io.stdout(describeOptions(d.name, d.amendOptions ?? []) + '\n');
       return 0;
     }
-    await ctx.runJob(ctx.service.amend({ image: imageRef(p, oneFile(p)), options, force: has(p, 'force'), ...objects(p) }), has(p, 'p') && !has(p, 'q'), { printZero: true });
+    await ctx.runJob(ctx.service.amend({ image: cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 't')), options, force: has(p, 'force'), ...objects(p) }), has(p, 'p') && !has(p, 'q'), { printZero: true });
     return 0;
   },
 };
@@ -631,7 +658,7 @@ const bench: Command = {
       if (!(pattern >= 0 && pattern <= 255)) throw invalidArgument('Invalid pattern byte specified');
     }
     const o = {
-      image: imageRef(p, oneFile(p)),
+      image: cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 't', 'Invalid cache mode')),
       ...(int('c', 'request count') !== undefined ? { count: int('c', 'request count')! } : {}),
       ...(int('d', 'queue depth') !== undefined ? { depth: int('d', 'queue depth')! } : {}),
       ...(size('s', 'buffer size') !== undefined ? { size: size('s', 'buffer size')! } : {}),

@@ -102,8 +102,10 @@ export async function main(argv: string[], givenIo: CliIo = defaultIo): Promise<
       const printer = new ProgressPrinter(progress, io.stdout, display);
       printer.start();
       const off = h.onProgress((p) => printer.update(p.done, p.total));
+      // Ctrl-C and kill(1) cancel the job, which removes what it created (a staged target).
       const onSigint = () => h.cancel();
       process.once('SIGINT', onSigint);
+      process.once('SIGTERM', onSigint);
       try {
         const r = await h.result;
         printer.end();
@@ -111,6 +113,7 @@ export async function main(argv: string[], givenIo: CliIo = defaultIo): Promise<
       } finally {
         off();
         process.removeListener('SIGINT', onSigint);
+        process.removeListener('SIGTERM', onSigint);
       }
     },
   };

@@ -11,6 +11,7 @@ import { NBD_SYNTAX as SYNTAX, type CommandContext } from './commands.ts';
 import { openImage } from '../drivers/open.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { splitKeyValueList } from '../block/options-tree.ts';
+import { parseCacheMode, type CacheMode } from '../block/cache-mode.ts';
 import { registerTlsCreds } from '../protocols/nbd/tls.ts';
 import { NbdServer } from '../nbd-server/server.ts';
 import { NBD_DEFAULT_PORT } from '../protocols/nbd/constants.ts';
@@ -74,22 +75,10 @@ const OPTS = {
 };
 
 /** qemu-nbd's cache modes -> the file options Platter takes. */
-function cacheOptions(mode: string): { cache: Record<string, boolean> } {
-  switch (mode) {
-    case 'none':
-    case 'off':
-      return { cache: { direct: true, 'no-flush': false } };
-    case 'writeback':
-      return { cache: { direct: false, 'no-flush': false } };
-    case 'directsync':
-      return { cache: { direct: true, 'no-flush': false } };
-    case 'writethrough':
-      return { cache: { direct: false, 'no-flush': false } };
-    case 'unsafe':
-      return { cache: { direct: false, 'no-flush': true } };
-    default:
-      throw invalidArgument(`Invalid cache mode '${mode}'`);
-  }
+function cacheOptions(text: string): { cache: CacheMode } {
+  const mode = parseCacheMode(text);
+  if (mode === undefined) throw invalidArgument(`Invalid cache mode '${text}'`);
+  return { cache: mode };
 }
 
 export const nbdCommand = {

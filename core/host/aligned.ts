@@ -17,6 +17,11 @@ function addressOf(buf: Buffer): bigint | undefined {
   }
 }
 
+/** Can buffers be aligned here (koffi loads)? Without, direct I/O would fail with EINVAL. */
+export function canAlignBuffers(): boolean {
+  return addressOf(Buffer.alloc(1)) !== undefined;
+}
+
 /** The alignment that makes the kernel's page-cache copies fast (the page size). */
 export const PAGE_ALIGNMENT = 4096;
 

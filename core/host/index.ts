@@ -101,4 +101,4 @@ export function hostOps(): HostOps {
   return host;
 }
 
-export { alignedBuffer, isAligned, PAGE_ALIGNMENT } from './aligned.ts';
+export { alignedBuffer, canAlignBuffers, isAligned, PAGE_ALIGNMENT } from './aligned.ts';

@@ -3,6 +3,7 @@
 // unless -d (or -b, which implies it), empty the top by discarding its data so reads fall
 // through to the base again (QEMU's bdrv_make_empty).
 
+import { LeakyBucket } from '../util/leaky-bucket.ts';
 import { BlockNode } from '../block/node.ts';
 import { openImage } from '../drivers/open.ts';
 import type { OptionsTree } from '../block/options-tree.ts';
@@ -19,6 +20,8 @@ export interface CommitOptions {
   base?: string;
   /** -d: keep the top's data. */
   drop?: boolean;
+  /** -r: the copy into the base limited to this many bytes per second (0 or absent: no limit). */
+  rateLimit?: number;
 }
 
 /** Bytes per copy request. */
@@ -84,12 +87,13 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
     // Opened again from the same options (a json: backing keeps its filters: QEMU reopens the
     // node itself read-write).
     await roBase.close();
-    base = await openImage(roBase.openedWith ?? ({ ...baseOptions, file: baseFile } as OptionsTree), { ...(baseFormat ? { format: baseFormat } : {}), readOnly: false, reopen: true, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
+    base = await openImage(roBase.openedWith ?? ({ ...baseOptions, file: baseFile } as OptionsTree), { ...(baseFormat ? { format: baseFormat } : {}), ...(o.image.cache ? { fileOptions: { cache: o.image.cache } } : {}), readOnly: false, reopen: true, extraPerm: PERM_RESIZE, secrets: env.secrets, warn: env.warn });
     parent.backing = base;
 
     if (base.size < top.size) await base.truncate(top.size, {});
     const progress = progressReporter(ctl, top.size, 'committing');
-    const copied = await copyDown(top, base, depthOfBase, progress, ctl).catch((e) => {
+    const throttle = o.rateLimit ? new LeakyBucket(o.rateLimit) : undefined;
+    const copied = await copyDown(top, base, depthOfBase, progress, ctl, throttle).catch((e) => {
       // qemu-img reports a failed commit as its block job's error: "Block job failed: <errno>".
       throw e instanceof BlockError && e.kind !== 'Cancelled' ? new BlockError(e.kind, `Block job failed: ${e.message}`, e.context, { cause: e }) : e;
     });
@@ -115,7 +119,7 @@ export async function commit(o: CommitOptions, env: JobEnv, ctl: JobControl = {}
 }
 
 /** Copy what the layers above the base define into it; returns the bytes copied. */
-async function copyDown(top: BlockNode, base: BlockNode, depthOfBase: number, progress: ReturnType<typeof progressReporter>, ctl: JobControl): Promise<number> {
+async function copyDown(top: BlockNode, base: BlockNode, depthOfBase: number, progress: ReturnType<typeof progressReporter>, ctl: JobControl, throttle: LeakyBucket | undefined): Promise<number> {
   let copied = 0;
   for (let off = 0; off < top.size; ) {
     if (ctl.signal?.aborted) throw cancelled();
@@ -140,6 +144,7 @@ async function copyDown(top: BlockNode, base: BlockNode, depthOfBase: number, pr
     const granule = Math.max(4096, base.clusterSize ?? 0);
     const zeroLen = above && zero && off % granule === 0 ? len - (len % granule) : 0;
     if (zeroLen > 0) {
+      await throttle?.take(zeroLen, ctl.signal);
       await base.writeZeroes(off, zeroLen, { mayUnmap: true });
       copied += zeroLen;
       len = zeroLen; // the rest is looked at again
@@ -147,6 +152,7 @@ async function copyDown(top: BlockNode, base: BlockNode, depthOfBase: number, pr
       for (let p = off; p < off + len; p += CHUNK) {
         const m = Math.min(CHUNK, off + len - p);
         const buf = await top.read(p, m);
+        await throttle?.take(m, ctl.signal);
         await base.write(p, buf);
         copied += m;
       }

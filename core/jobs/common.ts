@@ -9,6 +9,7 @@ import { SecretStore } from '../block/secrets.ts';
 import { checkImageSize, QEMU_MAX_SIZE as QEMU_MAX_BIG, MSG_BAD_SIZE, MSG_BAD_SIZE_LINES, MSG_SIZE_RANGE } from '../shared/sizes.ts';
 import { BlockError, invalidArgument, throwIfAborted } from '../errors.ts';
 import { MAX_EXACT_SIZE, SECTOR_BIG } from '../util/checked.ts';
+import type { CacheMode } from '../block/cache-mode.ts';
 
 export interface JobProgressEvent {
   done: number;
@@ -37,6 +38,8 @@ export interface ImageSpec {
   format?: string;
   imageOpts?: boolean;
   forceShare?: boolean;
+  /** -T src_cache (qemu-img's default: writeback). */
+  cache?: CacheMode;
 }
 
 export function defaultEnv(): JobEnv {
@@ -53,6 +56,7 @@ export function openSpec(spec: ImageSpec, env: JobEnv, extra: Partial<OpenImageO
     secrets: env.secrets,
     warn: env.warn,
     qemuImgPrefix: true,
+    ...(spec.cache ? { fileOptions: { cache: spec.cache } } : {}),
     ...extra,
     readOnly,
   });

@@ -13,10 +13,11 @@
 // cancelled, every file it created (the staged file and any sibling that appeared next to the
 // target with its stem) is removed. With -n the target is the user's: written in place, kept.
 
-import { lstatSync, read as fsRead, readdirSync, rmSync } from 'node:fs';
+import { lstatSync, read as fsRead, readdirSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BlockNode, alignUp, blockStatusAbove } from '../block/node.ts';
 import type { BlockStatus } from '../block/types.ts';
+import type { CacheMode } from '../block/cache-mode.ts';
 import { openImage } from '../drivers/open.ts';
 import { createImage, createSchema, protocolCreateRefusal } from '../drivers/create.ts';
 import { findFormat } from '../drivers/registry.ts';
@@ -26,8 +27,9 @@ import { splitKeyValueList } from '../block/options-tree.ts';
 import { BlockError, cancelled, fromSystemError, invalidArgument, unsupported } from '../errors.ts';
 import { createError, openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 import { qemuZeroRuns, isZero, SECTOR } from './zero-detect.ts';
-import { alignedBuffer, PAGE_ALIGNMENT } from '../host/index.ts';
+import { alignedBuffer, canAlignBuffers, PAGE_ALIGNMENT } from '../host/index.ts';
 import { renamePath, stageTarget, type StagedTarget } from './staging.ts';
+import { LeakyBucket } from '../util/leaky-bucket.ts';
 
 export interface ConvertOptions {
   sources: ImageSpec[];
@@ -51,11 +53,13 @@ export interface ConvertOptions {
   backingFormat?: string;
   /** -t: the target's cache mode. qemu-img's default for convert is 'unsafe' (no flushes at all:
    *  a crashed convert is redone anyway); any other mode flushes at the end. */
-  cache?: 'unsafe' | 'writeback' | 'writethrough' | 'none' | 'directsync';
+  cache?: CacheMode;
   /** --bitmaps: copy the source's persistent bitmaps (its top layer's) into the target. */
   bitmaps?: boolean;
   /** --skip-broken-bitmaps: leave out inconsistent bitmaps instead of failing. */
   skipBrokenBitmaps?: boolean;
+  /** -r: the target's writes limited to this many bytes per second (0 or absent: no limit). */
+  rateLimit?: number;
   /** --salvage: an unreadable range of the source is reported and copied as zeros; a range whose
    *  block status cannot be read is copied as data (qemu-img's salvaging mode). */
   salvage?: boolean;
@@ -137,6 +141,23 @@ function preadFull(fd: number, buf: Buffer, length: number, position: number): P
   });
 }
 
+/**
+ * A source that is a host block device, with no -T given, is read past the page cache (cache
+ * none, O_DIRECT): imaging a drive reads each block once, so caching it only costs a copy per
+ * block and evicts what the host had cached (a whole disk's worth), and through the loop driver
+ * it costs a second copy. qemu-img's default (-T writeback) reads through the page cache; -T
+ * writeback keeps that. An O_DIRECT read of a block device sees data another writer left in the
+ * page cache (the kernel writes that range back first).
+ */
+export function withDeviceReadCache(spec: ImageSpec): ImageSpec {
+  if (spec.cache !== undefined || spec.imageOpts || spec.filename.startsWith('json:') || !canAlignBuffers()) return spec;
+  try {
+    return statSync(spec.filename).isBlockDevice() ? { ...spec, cache: 'none' } : spec;
+  } catch {
+    return spec; // the open says what is wrong with the name
+  }
+}
+
 /** Parse -l: "name-or-id", or "snapshot.id=..,snapshot.name=..". */
 export function parseSnapshotParam(text: string): { id?: string; name?: string } {
   if (!text.startsWith('snapshot.')) return { name: text };
@@ -209,6 +230,7 @@ function checkOptions(opts: ConvertOptions): { outFormat: string; parallel: numb
   if (!Number.isSafeInteger(sparseSize) || sparseSize < 0 || sparseSize % 512 !== 0 || sparseSize > MAX_SPARSE_SIZE) {
     throw invalidArgument(`Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to ${MAX_SPARSE_SIZE}. Select 0 to disable sparse detection (fully allocates output).`);
   }
+  if (opts.rateLimit !== undefined && !(Number.isSafeInteger(opts.rateLimit) && opts.rateLimit >= 0)) throw invalidArgument('Invalid rate limit: a number of bytes per second');
   if (opts.targetIsZero && !opts.noCreate) throw invalidArgument('--target-is-zero requires use of -n flag');
   if (opts.snapshot !== undefined && opts.sources.length > 1) throw invalidArgument('No support for concatenating multiple snapshot');
   if (!opts.noCreate && !findFormat(outFormat)) throw unsupported(`Unknown file format '${outFormat}'`);
@@ -302,7 +324,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
   let bitmapSource: BlockNode | undefined;
   try {
     for (const s of opts.sources) {
-      const n = await openSpec(s, env, { readOnly: true, noShare: true });
+      const n = await openSpec(withDeviceReadCache(s), env, { readOnly: true, noShare: true });
       toClose.push(n);
       bitmapSource ??= n;
       sources.push(opts.snapshot !== undefined ? await openSnapshotView(n, opts.snapshot) : n);
@@ -350,6 +372,7 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       // reports in the image's order, as qemu-img's come.
       parallel: opts.salvage ? 1 : parallel,
       salvage: opts.salvage ? (env.warnReport ?? ((m) => env.warn(`warning: ${m}`))) : undefined,
+      throttle: opts.rateLimit ? new LeakyBucket(opts.rateLimit) : undefined,
       sparseSize,
       compressed,
       inOrder: !(opts.outOfOrder ?? false) && !(compressed && target.driver.kind === 'format' && target.driver.compressedWrites === 'any-order'),
@@ -430,6 +453,8 @@ interface CopyParams {
   reserve: boolean;
   /** --salvage: where unreadable ranges are reported (qemu-img's warn_report). */
   salvage: ((message: string) => void) | undefined;
+  /** -r: the target's writes (data and zeros) limited to this rate. */
+  throttle: LeakyBucket | undefined;
 }
 
 /** Errors --salvage copes with: any failure of the source, not a cancellation. */
@@ -447,6 +472,10 @@ function copyError(what: string, offset: number, e: unknown): unknown {
 async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, ctl: JobControl): Promise<{ bytesCopied: number; bytesSkipped: number }> {
   const progress = progressReporter(ctl, p.total, 'copying');
   const clusterSize = target.clusterSize ?? 65536;
+  /** -r: wait for the rate limit before writing `bytes` to the target. */
+  const throttled = async (bytes: number) => {
+    if (p.throttle && bytes > 0) await p.throttle.take(bytes, ctl.signal);
+  };
   const dataChunk = p.compressed ? clusterSize : Math.max(COPY_CHUNK, clusterSize > COPY_CHUNK ? clusterSize : 0);
   let bytesCopied = 0;
   let bytesSkipped = 0;
@@ -623,6 +652,7 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     }
     if (item.kind === 'zero') {
       await orderedAfter;
+      await throttled(item.length);
       await target.writeZeroes(item.dstOffset, item.length, { mayUnmap: p.sparseSize > 0 });
       bytesSkipped += item.length;
       return;
@@ -643,12 +673,14 @@ async function copyAll(sources: BlockNode[], target: BlockNode, p: CopyParams, c
     if (p.compressed) {
       if (p.zeroInit && isZero(buf)) bytesSkipped += item.length;
       else {
+        await throttled(item.length);
         await target.writeCompressed(item.dstOffset, buf);
         bytesCopied += item.length;
       }
       return;
     }
     const runs = p.sparseSize === 0 ? [{ start: 0, length: item.length, zero: false }] : qemuZeroRuns(buf, Math.floor(item.dstOffset / SECTOR), p.sparseSize / SECTOR, zeroAlignment);
+    await throttled(runs.reduce((n, r) => (r.zero && p.zeroInit ? n : n + r.length), 0));
     /** Where each data run may be written directly (Reservation.host), by run index. */
     const places: (HostPlace | undefined)[] = [];
     if (p.reserve) {

@@ -7,6 +7,7 @@ import { resolve, dirname, isAbsolute } from 'node:path';
 import type { BlockNode } from '../block/node.ts';
 import { openImage } from '../drivers/open.ts';
 import { BlockError, cancelled, invalidArgument, unsupported } from '../errors.ts';
+import type { CacheMode } from '../block/cache-mode.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 
 export interface RebaseOptions {
@@ -15,6 +16,9 @@ export interface RebaseOptions {
   backingFile: string;
   backingFormat?: string;
   unsafe?: boolean;
+  /** -T src_cache: how the new backing file is cached while the old and new contents are
+   *  compared (the image itself and its old chain open with image.cache, qemu-img's -t). */
+  backingCache?: CacheMode;
 }
 
 /** Bytes compared per step (qemu-img rebase works in chunks of its I/O buffer). */
@@ -50,7 +54,7 @@ export async function rebase(o: RebaseOptions, env: JobEnv, ctl: JobControl = {}
         const file = img.file?.filename ?? img.filename;
         const full = isAbsolute(o.backingFile) ? o.backingFile : resolve(dirname(file), o.backingFile);
         try {
-          newBacking = await openImage(full, { ...(fmt ? { format: fmt } : {}), readOnly: true, secrets: env.secrets, warn: env.warn });
+          newBacking = await openImage(full, { ...(fmt ? { format: fmt } : {}), ...(o.backingCache ? { fileOptions: { cache: o.backingCache } } : {}), readOnly: true, secrets: env.secrets, warn: env.warn });
         } catch (e) {
           const msg = e instanceof Error ? e.message : String(e);
           throw new BlockError(e instanceof BlockError ? e.kind : 'Io', `Could not open new backing file '${o.backingFile}': ${msg}`, {}, { code: 'OpenFailed' });

@@ -36,14 +36,18 @@ export interface RunResult {
 
 /** QEMU's PBKDF2 calibration (LUKS iter-time) fails now and then on a busy machine when its
  *  thread CPU clock shows no progress ("Unable to get accurate CPU usage", crypto/pbkdf.c): an
- *  oracle flake, not a verdict, so such a run is repeated. */
+ *  oracle flake, not a verdict, so such a run is repeated, after a pause that grows each time
+ *  (the calibration needs a moment of CPU to itself). */
 const QEMU_PBKDF_CALIBRATION_FLAKE = 'Unable to get accurate CPU usage';
 
 export function run(cmd: string, args: string[], opts: { input?: string | Buffer; cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): RunResult {
   for (let attempt = 1; ; attempt++) {
     const r = spawnSync(cmd, args, { input: opts.input, cwd: opts.cwd, env: opts.env ?? process.env, encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000, maxBuffer: 256 << 20 });
     if (r.error) throw r.error;
-    if (r.status !== 0 && cmd.startsWith('qemu-') && attempt < 4 && r.stderr.includes(QEMU_PBKDF_CALIBRATION_FLAKE)) continue;
+    if (r.status !== 0 && cmd.startsWith('qemu-') && attempt < 8 && r.stderr.includes(QEMU_PBKDF_CALIBRATION_FLAKE)) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100 * attempt);
+      continue;
+    }
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   }
 }

@@ -9,12 +9,13 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, readdirSync, statSync, truncateSync } from 'node:fs';
+import { chmodSync, constants, existsSync, readdirSync, statSync, truncateSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { have, platter, REPO_ROOT, run, SKIP_NO_QEMU, startProcess, tempDir } from '../helpers/qemu.ts';
 import { attachLoop, detachLoop, LOOP_SKIP, refreshLoopCapacity, sizedFile } from '../helpers/loop-device.ts';
 import { platterInProcess, qemuImg, qemuImgRaw, qemuWrite } from './harness.ts';
+import { openFlagsDuringConvert } from '../helpers/open-flags.ts';
 import { convert } from '../../core/jobs/convert.ts';
 import { defaultEnv } from '../../core/jobs/common.ts';
 import { openImage } from '../../core/drivers/open.ts';
@@ -102,6 +103,21 @@ describe('host_device on loop devices, compared with qemu-img', { skip: SKIP }, 
     const r2 = await platterInProcess(['convert', '--image-opts', `driver=host_device,filename=${dev}`, '-O', 'qcow2', out2]);
     assert.equal(r2.status, 0, r2.stderr);
     assert.equal(qemuImgRaw('compare', '-f', 'qcow2', '-F', 'qcow2', out, out2).status, 0);
+  });
+
+  test('convert reads a device with O_DIRECT unless -T says otherwise (/proc fdinfo of the running CLI), and the copy is exact', async () => {
+    qemuWrite(dev, 'raw', [[0, 16 * MiB, -1], [MiB, 5 * MiB, 0x31]]);
+    for (const [given, direct] of [[[], true], [['-T', 'writeback'], false], [['-T', 'none'], true]] as const) {
+      const out = t.path(`direct-${given.join('') || 'default'}.raw`);
+      const r = await openFlagsDuringConvert(['convert', '-r', '1M', ...given, '-f', 'raw', '-O', 'raw', dev, out], dev);
+      assert.ok(r.flags.length > 0, `${given.join(' ')}: the device was not seen open (${r.stderr})`);
+      for (const f of r.flags) assert.equal((f & constants.O_DIRECT) !== 0, direct, `${given.join(' ') || 'no -T'}: flags ${f.toString(8)}`);
+      assert.deepEqual(r.leftovers, []);
+    }
+    const out = t.path('direct-read.qcow2');
+    const r = await platterInProcess(['convert', '-f', 'raw', '-O', 'qcow2', dev, out]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(qemuImgRaw('compare', '-f', 'raw', '-F', 'qcow2', dev, out).status, 0);
   });
 
   test('convert -O raw onto a device full of old data: zeros land as zeros (qemu-img compare)', async () => {

@@ -17,6 +17,7 @@ import type { OptionSpec } from '../../block/options-schema.ts';
 import { alignedBuffer, hostOps, isAligned, PAGE_ALIGNMENT } from '../../host/index.ts';
 import { Mutex } from '../../util/range-lock.ts';
 import { FileLock, lockHint, type LockingMode } from './lock.ts';
+import { CACHE_MODES, CACHE_MODE_FLAGS, parseCacheMode } from '../../block/cache-mode.ts';
 
 /** allocate_first_block's write sizes (QEMU BDRV_SECTOR_SIZE and MAX_BLOCKSIZE). */
 const FIRST_BLOCK_MIN = 512;
@@ -405,23 +406,14 @@ function lockingMode(v: string | undefined): LockingMode {
   throw invalidArgument(`Parameter 'locking' does not accept value '${v}' (expecting 'on', 'off' or 'auto')`);
 }
 
-/** QEMU's cache modes as (direct, no-flush) (blockdev.c / qemu-options "cache="). */
-const CACHE_MODES: Record<string, { direct: boolean; noFlush: boolean }> = {
-  none: { direct: true, noFlush: false },
-  directsync: { direct: true, noFlush: false },
-  writeback: { direct: false, noFlush: false },
-  writethrough: { direct: false, noFlush: false },
-  unsafe: { direct: false, noFlush: true },
-};
-
 /** cache.direct / cache.no-flush, or the `cache=<mode>` shorthand. */
 export function cacheOptions(options: OptionsTree): { direct: boolean; noFlush: boolean } {
   const cache = options['cache'];
   if (cache === undefined) return { direct: false, noFlush: false };
   if (typeof cache === 'string') {
-    const mode = CACHE_MODES[cache];
-    if (!mode) throw invalidArgument(`Invalid cache mode '${cache}' (expecting one of: ${Object.keys(CACHE_MODES).join(', ')})`);
-    return mode;
+    const mode = parseCacheMode(cache);
+    if (mode === undefined) throw invalidArgument(`Invalid cache mode '${cache}' (expecting one of: ${CACHE_MODES.join(', ')})`);
+    return CACHE_MODE_FLAGS[mode];
   }
   if (typeof cache !== 'object' || Array.isArray(cache)) throw invalidArgument(`Parameter 'cache' expects a group of options`);
   const tree = cache as OptionsTree;
