@@ -103,7 +103,7 @@ function sectorBySectorRuns(buf: Buffer, first: number, min: number, alignment: 
   return runs;
 }
 
-test('qemuZeroRuns measures long zero runs 64 KiB or a whole buffer at a time, passes over data without zero bytes at once, and still splits exactly as a sector-by-sector scan', () => {
+test('qemuZeroRuns measures long zero runs 64 KiB or a whole buffer at a time, looks at three bytes of each data sector, and still splits exactly as a sector-by-sector scan', () => {
   const MiB = 1 << 20;
   const shaped: Buffer[] = [Buffer.alloc(MiB), Buffer.alloc(MiB, 0x11), Buffer.alloc(MiB + 700)];
   shaped[2]!.fill(0x22, 4096, 4096 + 512 * 9 + 3);
