@@ -12,6 +12,7 @@ import { openImage } from '../drivers/open.ts';
 import { SecretStore } from '../block/secrets.ts';
 import { splitKeyValueList } from '../block/options-tree.ts';
 import { parseCacheMode, type CacheMode } from '../block/cache-mode.ts';
+import { parseAioMode } from '../block/aio-mode.ts';
 import { registerTlsCreds } from '../protocols/nbd/tls.ts';
 import { NbdServer } from '../nbd-server/server.ts';
 import { NBD_DEFAULT_PORT } from '../protocols/nbd/constants.ts';
@@ -124,8 +125,9 @@ export const nbdCommand = {
     const detect = last(p, 'detect-zeroes') ?? 'off';
     if (!['off', 'on', 'unmap'].includes(detect)) throw invalidArgument(`Invalid detect-zeroes mode \`${detect}'`);
     if (detect === 'unmap' && !(discard === 'unmap' || discard === 'on')) throw invalidArgument("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
-    const aio = last(p, 'aio');
-    if (aio !== undefined && !['threads', 'native', 'io_uring'].includes(aio)) throw invalidArgument(`Invalid aio mode '${aio}'`);
+    const aioText = last(p, 'aio');
+    const aio = aioText === undefined ? undefined : parseAioMode(aioText);
+    if (aioText !== undefined && aio === undefined) throw invalidArgument(`Invalid aio mode '${aioText}'`);
     const cache = has(p, 'n') ? 'none' : last(p, 'cache');
     const tlsCreds = last(p, 'tls-creds');
     const pidFile = last(p, 'pid-file');
@@ -157,7 +159,7 @@ export const nbdCommand = {
         secrets,
         warn: ctx.warn,
         qemuImgPrefix: true,
-        ...(cache !== undefined ? { fileOptions: cacheOptions(cache) } : {}),
+        ...(cache !== undefined || aio !== undefined ? { fileOptions: { ...(cache !== undefined ? cacheOptions(cache) : {}), ...(aio ? { aio } : {}) } } : {}),
       });
     } catch (e) {
       if (e instanceof BlockError) throw new BlockError(e.kind, `Failed to blk_new_open '${filename}': ${e.message}`, e.context, { cause: e, ...(e.hint ? { hint: e.hint } : {}) });

@@ -2,7 +2,7 @@
 // bytes, `depth` at a time, walking the image by `step` from `offset` and wrapping at its end,
 // and time the run.
 
-import { cancelled, invalidArgument } from '../errors.ts';
+import { BlockError, cancelled, invalidArgument } from '../errors.ts';
 import { withImage, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
 
 export interface BenchOptions {
@@ -34,8 +34,9 @@ export function benchHeader(o: BenchOptions): string {
   return `Sending ${count} ${o.write ? 'write' : 'read'} requests, ${size} bytes each, ${o.depth ?? BENCH_DEFAULTS.depth} in parallel (starting at offset ${o.offset ?? 0}, step size ${o.step ?? size})`;
 }
 
-/** Runs the benchmark; returns the elapsed seconds. */
-export async function bench(o: BenchOptions, env: JobEnv, ctl: JobControl = {}): Promise<number> {
+/** Runs the benchmark; returns the elapsed seconds. `opened` is called once the image is open
+ *  (qemu-img prints its "Sending ..." line then: an image that fails to open prints none). */
+export async function bench(o: BenchOptions, env: JobEnv, ctl: JobControl = {}, opened?: () => void): Promise<number> {
   const count = o.count ?? BENCH_DEFAULTS.count;
   const depth = o.depth ?? BENCH_DEFAULTS.depth;
   const size = o.size ?? BENCH_DEFAULTS.size;
@@ -43,7 +44,9 @@ export async function bench(o: BenchOptions, env: JobEnv, ctl: JobControl = {}):
   const flushEvery = o.flushInterval ?? 0;
   if (flushEvery && !o.write) throw invalidArgument('--flush-interval is only available in write tests');
   return withImage(o.image, env, { readOnly: !o.write }, async (node) => {
-    if (size > node.size) throw invalidArgument('Image too small for the buffer size');
+    opened?.();
+    // A request past the end fails as QEMU's blk_check_byte_request fails it.
+    if (size > node.size) throw new BlockError('Io', 'Failed request: Input/output error', { op: 'read' }, { code: 'Worded' });
     const buf = Buffer.alloc(size, o.pattern ?? 0);
     let offset = o.offset ?? 0;
     let issued = 0;

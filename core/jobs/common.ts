@@ -10,6 +10,7 @@ import { checkImageSize, QEMU_MAX_SIZE as QEMU_MAX_BIG, MSG_BAD_SIZE, MSG_BAD_SI
 import { BlockError, invalidArgument, throwIfAborted } from '../errors.ts';
 import { MAX_EXACT_SIZE, SECTOR_BIG } from '../util/checked.ts';
 import type { CacheMode } from '../block/cache-mode.ts';
+import type { AioMode } from '../block/aio-mode.ts';
 
 export interface JobProgressEvent {
   done: number;
@@ -40,6 +41,8 @@ export interface ImageSpec {
   forceShare?: boolean;
   /** -T src_cache (qemu-img's default: writeback). */
   cache?: CacheMode;
+  /** The file's aio mode (qemu-img bench -i / -n). */
+  aio?: AioMode;
 }
 
 export function defaultEnv(): JobEnv {
@@ -56,7 +59,7 @@ export function openSpec(spec: ImageSpec, env: JobEnv, extra: Partial<OpenImageO
     secrets: env.secrets,
     warn: env.warn,
     qemuImgPrefix: true,
-    ...(spec.cache ? { fileOptions: { cache: spec.cache } } : {}),
+    ...(spec.cache || spec.aio ? { fileOptions: { ...(spec.cache ? { cache: spec.cache } : {}), ...(spec.aio ? { aio: spec.aio } : {}) } } : {}),
     ...extra,
     readOnly,
   });

@@ -1,5 +1,6 @@
 // Interop: qemu-img's cache options (-t cache, -T src_cache: none/off, writeback, writethrough,
-// directsync, unsafe) and rate limits (-r) on every subcommand that takes them. Refusals word for
+// directsync, unsafe), rate limits (-r) and aio modes (file.aio=, bench -i / -n) on every
+// subcommand that takes them. Refusals word for
 // word against qemu-img 7.2; that -T none reaches the open as O_DIRECT and -T writeback does not
 // (the running CLI's /proc/PID/fdinfo); that -r holds a convert and a commit to the rate; that
 // kill(1) cancels a convert and leaves nothing behind.
@@ -40,6 +41,24 @@ describe('cache modes and rate limits, as qemu-img takes them', { skip: SKIP_NO_
       ['bench', '-t', 'bogus', '-c', '1', base],
     ]) {
       await assertSameAsQemuImg(args);
+    }
+  });
+
+  test('aio modes: file.aio= and bench -i / -n are checked as qemu-img checks them (native needs cache.direct=on)', async () => {
+    const opts = (extra: string) => `driver=raw,file.driver=file,file.filename=${src}${extra}`;
+    await assertSameAsQemuImg(['info', '--image-opts', opts(',file.aio=bogus')]);
+    await assertSameAsQemuImg(['info', '--image-opts', opts(',file.aio=native')]);
+    for (const ok of [',file.aio=native,file.cache.direct=on', ',file.aio=io_uring', ',file.aio=threads']) {
+      const r = await platterInProcess(['info', '--image-opts', opts(ok)]);
+      assert.equal(r.status, 0, `${ok}: ${r.stderr}`);
+    }
+    for (const args of [['-i', 'bogus'], ['-i', 'native'], ['-n'], ['-i', 'threads', '-n']]) {
+      await assertSameAsQemuImg(['bench', ...args, '-c', '1', '-f', 'raw', src]);
+    }
+    for (const args of [['-n', '-t', 'none'], ['-i', 'io_uring'], ['-i', 'native', '-t', 'off']]) {
+      const r = await platterInProcess(['bench', ...args, '-c', '4', '-f', 'raw', src]);
+      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^Sending 4 read requests/);
     }
   });
 
