@@ -16,6 +16,7 @@ import { SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { UnlockDialog } from './UnlockDialog.tsx';
 import { RepairDialog } from './safety/RepairDialog.tsx';
 import { ForceShareOffer } from './safety/ForceShareOffer.tsx';
+import { FormError } from './FormDialog.tsx';
 
 type Repair = 'leaks' | 'all';
 
@@ -97,11 +98,7 @@ export function CheckDialog({ image, onClose }: { image: string; onClose(): void
           Checking… {job && job.progress.total ? `${Math.floor((100 * job.progress.done) / job.progress.total)}%` : ''}
         </p>
       )}
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} className="form-error" />
       {!shared && (entry?.lock === 'in-use' || (error !== undefined && /lock/i.test(error))) && (
         <ForceShareOffer
           path={image}

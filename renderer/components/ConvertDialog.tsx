@@ -3,16 +3,16 @@
 // A LUKS target continues in the passphrase dialog. An encrypted source asks for its passphrase first
 // (UnlockDialog); it stays in this component's state and goes with the convert call as a secret.
 
-import { useEffect, useId, useMemo, useState } from 'react';
+import { useEffect, useId, useState } from 'react';
 import { api } from '../api-client.ts';
-import { useFormats } from '../stores/formats.ts';
 import { useLibrary } from '../stores/library.ts';
 import { trackJob } from '../jobs-actions.ts';
 import { basename, dirname, joinPath, replaceExtension } from '../util/format.ts';
-import { Dialog } from './Dialog.tsx';
-import { OptionsForm, formErrors, initialValues, optionsToSend, type FormValues } from './OptionsForm.tsx';
-import { PassphraseDialog, type PassphraseResult } from './PassphraseDialog.tsx';
-import { cipherSchema, formSchema, keySecretOption, PASSPHRASE_SECRET_ID, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
+import { FormDialog, FormError } from './FormDialog.tsx';
+import { OptionsForm, formErrors, optionsToSend } from './OptionsForm.tsx';
+import type { PassphraseResult } from './PassphraseDialog.tsx';
+import { PASSPHRASE_SECRET_ID, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
+import { extensionFor, FormatField, useNewImageForm } from './NewImageForm.tsx';
 import { UnlockDialog } from './UnlockDialog.tsx';
 import { OverwritePreview } from './safety/OperationPreview.tsx';
 import { MeasureLine } from './views/ConvertExtras.tsx';
@@ -20,32 +20,21 @@ import { isRemoteRootName } from '../stores/remote.ts';
 
 export function ConvertDialog({ source, onClose }: { source: string; onClose(): void }) {
   const id = useId();
-  const allFormats = useFormats((s) => s.formats);
-  const formats = useMemo(() => allFormats.filter((f) => f.canCreate), [allFormats]);
   const entry = useLibrary((s) => s.entries.find((e) => e.path === source));
-  const initialFormat = formats.some((f) => f.name === 'qcow2') ? 'qcow2' : (formats[0]?.name ?? 'raw');
-  const [formatName, setFormatName] = useState(initialFormat);
   const [dir, setDir] = useState(isRemoteRootName(source) ? (useLibrary.getState().roots.find((r) => !isRemoteRootName(r)) ?? '') : dirname(source)); // a remote source: a local folder
-  const [name, setName] = useState(basename(replaceExtension(source, initialFormat === 'raw' ? 'img' : initialFormat)));
-  const format = formats.find((f) => f.name === formatName);
+  const f = useNewImageForm((format) => basename(replaceExtension(source, extensionFor(format))));
+  const { formats, formatName, setFormatName, format, name, setName, schema, values, setValues, keySecret, busy, error } = f;
   /** Formats that can hold compressed clusters (qemu-img convert -c): their drivers say so. */
-  const compressible = formats.filter((f) => f.compression !== false).map((f) => f.name);
+  const compressible = formats.filter((x) => x.compression !== false).map((x) => x.name);
   const canCompress = format ? format.compression !== false : false;
-  const schema = useMemo(() => formSchema(format), [format]);
-  const [values, setValues] = useState<FormValues>(() => initialValues(schema));
   const [compressed, setCompressed] = useState(false);
   const [snapshot, setSnapshot] = useState('');
-  const [askPassphrase, setAskPassphrase] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string>();
   /** The encrypted source's passphrase, for this dialog's one convert call. */
   const [sourcePass, setSourcePass] = useState<string>();
 
-  useEffect(() => setValues(initialValues(schema)), [schema]);
   useEffect(() => {
-    setName((n) => n.replace(/\.[A-Za-z0-9]+$/, '') + `.${formatName === 'raw' ? 'img' : formatName}`);
     if (!canCompress) setCompressed(false);
-  }, [formatName, canCompress]);
+  }, [canCompress]);
 
   const target = joinPath(dir.trim(), name.trim());
   const problems = [
@@ -54,12 +43,9 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
     ...(target === source ? ['The target must be a new file, not the source.'] : []),
     ...formErrors(schema, values),
   ];
-  const keySecret = keySecretOption(format, values);
 
-  const start = async (pass?: PassphraseResult) => {
-    setBusy(true);
-    setError(undefined);
-    try {
+  const start = (pass?: PassphraseResult) =>
+    f.attempt(async () => {
       const options = { ...optionsToSend(schema, values), ...(pass?.options ?? {}) };
       if (keySecret && pass) options[keySecret] = PASSPHRASE_SECRET_ID;
       const secrets = [
@@ -75,106 +61,54 @@ export function ConvertDialog({ source, onClose }: { source: string; onClose(): 
       });
       trackJob(jobId, { refreshLibrary: true, addRoot: dir.trim(), select: target, doneText: `Converted ${basename(source)} to ${name.trim()}` });
       onClose();
-    } catch (e) {
-      setError((e as Error).message);
-      setBusy(false);
-      setAskPassphrase(false);
-    }
-  };
-
-  const submit = () => {
-    if (problems.length) {
-      setError(problems[0]);
-      return;
-    }
-    if (keySecret) setAskPassphrase(true);
-    else void start();
-  };
+    });
 
   if (entry?.encrypted && sourcePass === undefined) {
     return <UnlockDialog path={source} name={basename(source)} format={entry.format} onUnlock={setSourcePass} onCancel={onClose} />;
   }
-
-  if (askPassphrase) {
-    return <PassphraseDialog imageName={name} cipherSchema={cipherSchema(format)} onCancel={() => setAskPassphrase(false)} onSubmit={(r) => void start(r)} />;
-  }
+  const passphrase = f.passphraseStep((r) => void start(r));
+  if (passphrase) return passphrase;
 
   return (
-    <Dialog
-      title={`Convert ${basename(source)}`}
-      wide
-      onClose={onClose}
-      footer={
-        <>
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="button" className="primary" disabled={busy} onClick={submit}>
-            {keySecret ? 'Continue…' : 'Convert'}
-          </button>
-        </>
-      }
-    >
-      <form
-        className="form-grid"
-        onSubmit={(e) => {
-          e.preventDefault();
-          submit();
-        }}
-      >
-        <div className="field span-2 source-line">
-          <span className="label">Source</span>
-          <span className="mono">{source}</span>
-          {entry?.format && <span className="badge">{entry.format}</span>}
-        </div>
+    <FormDialog title={`Convert ${basename(source)}`} onClose={onClose} action={keySecret ? 'Continue…' : 'Convert'} busy={busy} onSubmit={() => f.submit(problems, () => void start())}>
+      <div className="field span-2 source-line">
+        <span className="label">Source</span>
+        <span className="mono">{source}</span>
+        {entry?.format && <span className="badge">{entry.format}</span>}
+      </div>
+      <FormatField id={`${id}-fmt`} label="Target format" formats={formats} value={formatName} onChange={setFormatName} description={format?.description} />
+      <div className="field">
+        <label htmlFor={`${id}-name`}>Target file name</label>
+        <input id={`${id}-name`} type="text" value={name} spellCheck={false} onChange={(e) => setName(e.target.value)} />
+      </div>
+      <div className="field span-2">
+        <label htmlFor={`${id}-dir`}>Target folder</label>
+        <input id={`${id}-dir`} type="text" value={dir} spellCheck={false} onChange={(e) => setDir(e.target.value)} />
+      </div>
+      <div className="field field-check">
+        <input id={`${id}-c`} type="checkbox" checked={compressed} disabled={!canCompress} onChange={(e) => setCompressed(e.target.checked)} />
+        <label htmlFor={`${id}-c`}>Compress data (-c)</label>
+        <p className="help">Smaller file; each cluster is compressed on every core. Only for {compressible.join(', ')}.</p>
+      </div>
+      {entry && entry.snapshots.length > 0 && (
         <div className="field">
-          <label htmlFor={`${id}-fmt`}>Target format</label>
-          <select id={`${id}-fmt`} value={formatName} onChange={(e) => setFormatName(e.target.value)}>
-            {formats.map((f) => (
-              <option key={f.name} value={f.name}>
-                {f.name}
+          <label htmlFor={`${id}-snap`}>From snapshot (-l)</label>
+          <select id={`${id}-snap`} value={snapshot} onChange={(e) => setSnapshot(e.target.value)}>
+            <option value="">Current state</option>
+            {entry.snapshots.map((s) => (
+              <option key={s.id} value={s.name || s.id}>
+                {s.name} (id {s.id})
               </option>
             ))}
           </select>
-          <p className="help">{format?.description}</p>
         </div>
-        <div className="field">
-          <label htmlFor={`${id}-name`}>Target file name</label>
-          <input id={`${id}-name`} type="text" value={name} spellCheck={false} onChange={(e) => setName(e.target.value)} />
-        </div>
-        <div className="field span-2">
-          <label htmlFor={`${id}-dir`}>Target folder</label>
-          <input id={`${id}-dir`} type="text" value={dir} spellCheck={false} onChange={(e) => setDir(e.target.value)} />
-        </div>
-        <div className="field field-check">
-          <input id={`${id}-c`} type="checkbox" checked={compressed} disabled={!canCompress} onChange={(e) => setCompressed(e.target.checked)} />
-          <label htmlFor={`${id}-c`}>Compress data (-c)</label>
-          <p className="help">Smaller file; each cluster is compressed on every core. Only for {compressible.join(', ')}.</p>
-        </div>
-        {entry && entry.snapshots.length > 0 && (
-          <div className="field">
-            <label htmlFor={`${id}-snap`}>From snapshot (-l)</label>
-            <select id={`${id}-snap`} value={snapshot} onChange={(e) => setSnapshot(e.target.value)}>
-              <option value="">Current state</option>
-              {entry.snapshots.map((s) => (
-                <option key={s.id} value={s.name || s.id}>
-                  {s.name} (id {s.id})
-                </option>
-              ))}
-            </select>
-          </div>
-        )}
-        <div className="span-2">
-          <OptionsForm schema={schema} values={values} onChange={setValues} title={`${formatName} options`} />
-        </div>
-        <OverwritePreview target={target} />
-        {!entry?.encrypted && formErrors(schema, values).length === 0 && <MeasureLine source={source} format={formatName} sourceFormat={entry?.format} options={optionsToSend(schema, values)} {...(snapshot ? { snapshot } : {})} />}
-        {error && (
-          <p className="span-2 form-error" role="alert">
-            {error}
-          </p>
-        )}
-      </form>
-    </Dialog>
+      )}
+      <div className="span-2">
+        <OptionsForm schema={schema} values={values} onChange={setValues} title={`${formatName} options`} />
+      </div>
+      <OverwritePreview target={target} />
+      {!entry?.encrypted && formErrors(schema, values).length === 0 && <MeasureLine source={source} format={formatName} sourceFormat={entry?.format} options={optionsToSend(schema, values)} {...(snapshot ? { snapshot } : {})} />}
+      <FormError error={error} />
+    </FormDialog>
   );
 }

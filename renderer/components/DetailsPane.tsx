@@ -12,6 +12,7 @@ import { basename, formatBytes, formatDate, formatVmClock } from '../util/format
 import { LockInspector } from './safety/LockInspector.tsx';
 import { KeySlots } from './safety/KeySlots.tsx';
 import { ServeNbdButton } from './remote/RemoteActions.tsx';
+import { FormError } from './FormDialog.tsx';
 
 function flatten(data: Record<string, unknown>, prefix = ''): [string, string][] {
   const out: [string, string][] = [];
@@ -140,11 +141,7 @@ export function DetailsPane() {
           {entry.error.message}
         </p>
       )}
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} className="form-error" />
       {entry.lock === 'in-use' && <p className="notice-inline">Another process is using this image (it holds the write lock). Details are read in shared mode.</p>}
       {entry.lock === 'in-use' && <LockInspector path={entry.path} />}
       {info && <Facts info={info} entry={entry} />}

@@ -9,7 +9,7 @@ import { ZxcvbnFactory } from '@zxcvbn-ts/core';
 import * as zxcvbnCommon from '@zxcvbn-ts/language-common';
 import * as zxcvbnEn from '@zxcvbn-ts/language-en';
 import type { FormatOptionJson } from '../../core/api/types.ts';
-import { Dialog } from './Dialog.tsx';
+import { FormDialog } from './FormDialog.tsx';
 import { OptionsForm, formErrors, initialValues, optionsToSend } from './OptionsForm.tsx';
 import { PassphraseInput } from './PassphraseInput.tsx';
 
@@ -68,85 +68,64 @@ export function PassphraseDialog({ imageName, cipherSchema, onSubmit, onCancel }
   const score = result?.score ?? 0;
 
   return (
-    <Dialog
-      title={`Encryption passphrase for ${imageName}`}
-      onClose={onCancel}
-      footer={
-        <>
-          <button type="button" onClick={onCancel}>
-            Cancel
-          </button>
-          <button type="button" className="primary" onClick={submit}>
-            Create encrypted image
-          </button>
-        </>
-      }
-    >
-      <form
-        className="passphrase-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          submit();
-        }}
-      >
-        <p className="muted">
-          The image is encrypted with LUKS. Without this passphrase its data cannot be read: Platter does not store it anywhere.
-        </p>
-        <PassphraseInput
-          id={`${id}-p`}
-          label="Passphrase"
-          value={pass}
-          onValue={setPass}
-          show={show}
-          onToggleShow={() => setShow(!show)}
+    <FormDialog title={`Encryption passphrase for ${imageName}`} layout="passphrase" onClose={onCancel} action="Create encrypted image" onSubmit={submit}>
+      <p className="muted">
+        The image is encrypted with LUKS. Without this passphrase its data cannot be read: Platter does not store it anywhere.
+      </p>
+      <PassphraseInput
+        id={`${id}-p`}
+        label="Passphrase"
+        value={pass}
+        onValue={setPass}
+        show={show}
+        onToggleShow={() => setShow(!show)}
+        autoComplete="new-password"
+        aria-describedby={`${id}-strength`}
+        onKeyUp={onKey}
+        onKeyDown={onKey}
+      />
+      <div className="strength" id={`${id}-strength`}>
+        <div className={`strength-meter s${score}`} role="meter" aria-label="Passphrase strength" aria-valuemin={0} aria-valuemax={4} aria-valuenow={result ? score : 0} aria-valuetext={result ? STRENGTH_WORDS[score] : 'No passphrase'}>
+          {[0, 1, 2, 3, 4].map((i) => (
+            <span key={i} className={result && i <= score ? 'on' : ''} />
+          ))}
+        </div>
+        <span className="strength-words">
+          {result ? `${STRENGTH_WORDS[score]} — cracked offline in ${result.crackTimes.offlineSlowHashingXPerSecond.display}` : 'Enter a passphrase'}
+        </span>
+        {result?.feedback.warning && <p className="help">{result.feedback.warning}</p>}
+      </div>
+      <div className="field">
+        <label htmlFor={`${id}-c`}>Confirm passphrase</label>
+        <input
+          id={`${id}-c`}
+          type={show ? 'text' : 'password'}
           autoComplete="new-password"
-          aria-describedby={`${id}-strength`}
+          value={confirm}
+          spellCheck={false}
+          aria-invalid={mismatch || (tried && pass !== confirm) || undefined}
+          aria-describedby={`${id}-err`}
           onKeyUp={onKey}
           onKeyDown={onKey}
+          onChange={(e) => setConfirm(e.target.value)}
         />
-        <div className="strength" id={`${id}-strength`}>
-          <div className={`strength-meter s${score}`} role="meter" aria-label="Passphrase strength" aria-valuemin={0} aria-valuemax={4} aria-valuenow={result ? score : 0} aria-valuetext={result ? STRENGTH_WORDS[score] : 'No passphrase'}>
-            {[0, 1, 2, 3, 4].map((i) => (
-              <span key={i} className={result && i <= score ? 'on' : ''} />
-            ))}
-          </div>
-          <span className="strength-words">
-            {result ? `${STRENGTH_WORDS[score]} — cracked offline in ${result.crackTimes.offlineSlowHashingXPerSecond.display}` : 'Enter a passphrase'}
-          </span>
-          {result?.feedback.warning && <p className="help">{result.feedback.warning}</p>}
-        </div>
-        <div className="field">
-          <label htmlFor={`${id}-c`}>Confirm passphrase</label>
-          <input
-            id={`${id}-c`}
-            type={show ? 'text' : 'password'}
-            autoComplete="new-password"
-            value={confirm}
-            spellCheck={false}
-            aria-invalid={mismatch || (tried && pass !== confirm) || undefined}
-            aria-describedby={`${id}-err`}
-            onKeyUp={onKey}
-            onKeyDown={onKey}
-            onChange={(e) => setConfirm(e.target.value)}
-          />
-        </div>
-        {capsLock && (
-          <p className="hint-caps" role="status">
-            Caps Lock is on.
-          </p>
-        )}
-        <div id={`${id}-err`} role="alert" className="form-error">
-          {tried && empty ? 'Enter a passphrase.' : mismatch || (tried && pass !== confirm) ? 'The passphrases do not match.' : ''}
-        </div>
-        {schema.length > 0 && <OptionsForm schema={schema} values={cipher} onChange={setCipher} title="Cipher" advancedLabel="Advanced cipher options" />}
-        {tried && cipherErrors.length > 0 && (
-          <ul className="form-error" role="alert">
-            {cipherErrors.map((e) => (
-              <li key={e}>{e}</li>
-            ))}
-          </ul>
-        )}
-      </form>
-    </Dialog>
+      </div>
+      {capsLock && (
+        <p className="hint-caps" role="status">
+          Caps Lock is on.
+        </p>
+      )}
+      <div id={`${id}-err`} role="alert" className="form-error">
+        {tried && empty ? 'Enter a passphrase.' : mismatch || (tried && pass !== confirm) ? 'The passphrases do not match.' : ''}
+      </div>
+      {schema.length > 0 && <OptionsForm schema={schema} values={cipher} onChange={setCipher} title="Cipher" advancedLabel="Advanced cipher options" />}
+      {tried && cipherErrors.length > 0 && (
+        <ul className="form-error" role="alert">
+          {cipherErrors.map((e) => (
+            <li key={e}>{e}</li>
+          ))}
+        </ul>
+      )}
+    </FormDialog>
   );
 }

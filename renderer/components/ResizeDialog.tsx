@@ -10,6 +10,7 @@ import { basename, formatBytes } from '../util/format.ts';
 import { Dialog } from './Dialog.tsx';
 import { SizeField, sizeBytes, type SizeValue } from './SizeField.tsx';
 import { OperationPreview } from './safety/OperationPreview.tsx';
+import { FormError } from './FormDialog.tsx';
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
@@ -74,11 +75,7 @@ export function ResizeDialog({ image, onClose }: { image: string; onClose(): voi
         </div>
       )}
       {shrinking && bytes !== undefined && <OperationPreview op={{ kind: 'resize', image: { filename: image, ...(entry?.format ? { format: entry.format } : {}) }, size: bytes }} />}
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} className="form-error" />
     </Dialog>
   );
 }

@@ -7,7 +7,7 @@
 
 import { useId, useState } from 'react';
 import { api } from '../api-client.ts';
-import { Dialog } from './Dialog.tsx';
+import { FormDialog } from './FormDialog.tsx';
 import { INVALID_PASSWORD, SOURCE_SECRET_ID, unlockedRef } from './image-forms.ts';
 import { PassphraseInput } from './PassphraseInput.tsx';
 
@@ -44,43 +44,22 @@ export function UnlockDialog({ path, name, format, onUnlock, onCancel }: UnlockD
   };
 
   return (
-    <Dialog
-      title={`Unlock ${name}`}
-      onClose={onCancel}
-      footer={
-        <>
-          <button type="button" onClick={onCancel}>
-            Cancel
-          </button>
-          <button type="button" className="primary" disabled={busy} onClick={() => void unlock()}>
-            {busy ? 'Unlocking…' : 'Unlock'}
-          </button>
-        </>
-      }
-    >
-      <form
-        className="passphrase-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void unlock();
-        }}
-      >
-        <p className="muted">This image is encrypted{format ? ` (${format})` : ''}. Enter its passphrase to read it. Platter does not store it.</p>
-        <PassphraseInput
-          id={`${id}-p`}
-          label="Passphrase"
-          value={pass}
-          onValue={setPass}
-          show={show}
-          onToggleShow={() => setShow(!show)}
-          autoComplete="current-password"
-          aria-invalid={error ? true : undefined}
-          aria-describedby={`${id}-err`}
-        />
-        <div id={`${id}-err`} role="alert" className="form-error">
-          {error}
-        </div>
-      </form>
-    </Dialog>
+    <FormDialog title={`Unlock ${name}`} layout="passphrase" onClose={onCancel} action="Unlock" busyAction="Unlocking…" busy={busy} onSubmit={unlock}>
+      <p className="muted">This image is encrypted{format ? ` (${format})` : ''}. Enter its passphrase to read it. Platter does not store it.</p>
+      <PassphraseInput
+        id={`${id}-p`}
+        label="Passphrase"
+        value={pass}
+        onValue={setPass}
+        show={show}
+        onToggleShow={() => setShow(!show)}
+        autoComplete="current-password"
+        aria-invalid={error ? true : undefined}
+        aria-describedby={`${id}-err`}
+      />
+      <div id={`${id}-err`} role="alert" className="form-error">
+        {error}
+      </div>
+    </FormDialog>
   );
 }

@@ -8,7 +8,7 @@ import { useFormats } from '../../stores/formats.ts';
 import { useLibrary } from '../../stores/library.ts';
 import { trackJob } from '../../jobs-actions.ts';
 import { basename, joinPath } from '../../util/format.ts';
-import { FormDialog } from './FormDialog.tsx';
+import { FormDialog, FormError } from '../FormDialog.tsx';
 
 export interface FatChoice {
   dir: string;
@@ -118,11 +118,7 @@ export function NewFromFolderDialog({ onClose }: { onClose(): void }) {
           <input id={`${id}-name`} type="text" value={name} spellCheck={false} placeholder={fileName} onChange={(e) => setName(e.target.value)} />
         </div>
         <p className="span-2 help mono">{choice.dir.trim() ? `${fatName(choice)} → ${target}` : ''}</p>
-        {error && (
-          <p className="span-2 form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError error={error} />
     </FormDialog>
   );
 }
@@ -145,11 +141,7 @@ export function AddFatDialog({ onClose }: { onClose(): void }) {
     <FormDialog title="Add FAT folder" onClose={onClose} action="Add to library" onSubmit={submit}>
         <FatFields id={id} value={choice} onChange={setChoice} />
         <p className="span-2 help">The folder shows as a read-only FAT disk (fat:): see its details, or convert it into an image.</p>
-        {error && (
-          <p className="span-2 form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError error={error} />
     </FormDialog>
   );
 }

@@ -8,7 +8,7 @@ import { api } from '../../api-client.ts';
 import type { IscsiTargetRow } from '../../../core/api/routes-remote.ts';
 import { useLibrary } from '../../stores/library.ts';
 import { formatBytes } from '../../util/format.ts';
-import { FormDialog } from './FormDialog.tsx';
+import { FormDialog, FormError } from '../FormDialog.tsx';
 import { PassphraseInput } from '../PassphraseInput.tsx';
 
 const CHAP_ID = 'iscsi-chap-password';
@@ -54,11 +54,7 @@ export function IscsiBrowseDialog({ onClose }: { onClose(): void }) {
   return (
     <FormDialog title="Browse iSCSI portal" onClose={onClose} cancelLabel="Close" action="Discover targets" busy={busy} busyAction="Discovering…" onSubmit={browse} after={
         <>
-          {error && (
-            <p className="form-error" role="alert">
-              {error}
-            </p>
-          )}
+          <FormError error={error} className="form-error" />
           {targets && targets.length === 0 && <p className="muted">The portal offers no targets.</p>}
           {targets?.map((t) => (
             <section key={t.name} className="iscsi-target" aria-label={`Target ${t.name}`}>

@@ -8,6 +8,7 @@ import type { NbdExportRow } from '../../../core/api/routes-remote.ts';
 import { useLibrary } from '../../stores/library.ts';
 import { formatBytes } from '../../util/format.ts';
 import { Dialog } from '../Dialog.tsx';
+import { FormError } from '../FormDialog.tsx';
 
 export function OpenNbdDialog({ onClose }: { onClose(): void }) {
   const id = useId();
@@ -69,11 +70,7 @@ export function OpenNbdDialog({ onClose }: { onClose(): void }) {
           <p className="help">List the server's exports and add one, or add the URI as it is.</p>
         </div>
       </form>
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} className="form-error" />
       {exports && (
         <table className="mini-table" aria-label="Exports">
           <thead>

@@ -9,6 +9,7 @@ import { useLibrary } from '../../stores/library.ts';
 import { useUi } from '../../stores/ui.ts';
 import { basename, formatDate } from '../../util/format.ts';
 import { Dialog } from '../Dialog.tsx';
+import { FormError } from '../FormDialog.tsx';
 
 export function ServeNbdDialog({ image, onClose }: { image: string; onClose(): void }) {
   const id = useId();
@@ -160,11 +161,7 @@ export function ServeNbdDialog({ image, onClose }: { image: string; onClose(): v
             <span>Allow writes</span>
             <span className="help">Off by default: clients can read but not change the image.</span>
           </label>
-          {error && (
-            <p className="span-2 form-error" role="alert">
-              {error}
-            </p>
-          )}
+          <FormError error={error} />
         </form>
       )}
     </Dialog>

@@ -7,7 +7,7 @@ import { useId, useState } from 'react';
 import { api } from '../../api-client.ts';
 import { useLibrary } from '../../stores/library.ts';
 import { useUi } from '../../stores/ui.ts';
-import { FormDialog } from './FormDialog.tsx';
+import { FormDialog, FormError } from '../FormDialog.tsx';
 import { PassphraseInput } from '../PassphraseInput.tsx';
 
 const PASS_ID = 'ssh-key-passphrase';
@@ -106,11 +106,7 @@ export function SshFolderDialog({ onClose }: { onClose(): void }) {
             <p className="help">Used once to unlock the key for this run of Platter; never saved.</p>
           </div>
         )}
-        {error && (
-          <p className="span-2 form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError error={error} />
     </FormDialog>
   );
 }

@@ -9,7 +9,7 @@ import type { LibraryEntry } from '../../../core/api/library.ts';
 import { api } from '../../api-client.ts';
 import { trackJob } from '../../jobs-actions.ts';
 import { useJobs } from '../../stores/jobs.ts';
-import { Dialog } from '../Dialog.tsx';
+import { FormDialog, FormError } from '../FormDialog.tsx';
 import { PassphraseInput } from '../PassphraseInput.tsx';
 import { strength, STRENGTH_WORDS } from '../PassphraseDialog.tsx';
 
@@ -63,54 +63,29 @@ function KeySlotDialog({ entry, action, slot, onClose, onDone }: { entry: Librar
     }
   };
   return (
-    <Dialog
-      title={title}
-      onClose={onClose}
-      footer={
+    <FormDialog title={title} layout="passphrase" onClose={onClose} action={action === 'add' ? 'Add passphrase' : action === 'change' ? 'Change passphrase' : 'Remove key slot'} danger={action === 'remove'} busy={busy} onSubmit={submit}>
+      <p className="muted">
+        {action === 'add'
+          ? 'A new key slot gets the new passphrase; the existing ones keep working.'
+          : action === 'change'
+            ? 'The new passphrase gets a slot of its own, then every slot the current passphrase opens is erased.'
+            : 'The slot is erased; its passphrase no longer opens the image. The last slot cannot be removed.'}{' '}
+        Platter proves the change with a passphrase the image already has (qemu-img amend).
+      </p>
+      <PassphraseInput id={`${id}-cur`} label="Current passphrase" value={current} onValue={setCurrent} show={show} onToggleShow={() => setShow(!show)} autoComplete="current-password" />
+      {wantsNew && (
         <>
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="button" className={action === 'remove' ? 'primary danger' : 'primary'} disabled={busy} onClick={() => void submit()}>
-            {action === 'add' ? 'Add passphrase' : action === 'change' ? 'Change passphrase' : 'Remove key slot'}
-          </button>
+          <PassphraseInput id={`${id}-new`} label="New passphrase" value={next} onValue={setNext} show={show} onToggleShow={() => setShow(!show)} autoComplete="new-password" aria-describedby={`${id}-m`} />
+          <Meter value={next} id={`${id}-m`} />
+          <div className="field">
+            <label htmlFor={`${id}-c`}>Confirm new passphrase</label>
+            <input id={`${id}-c`} type={show ? 'text' : 'password'} autoComplete="new-password" value={confirm} spellCheck={false} onChange={(e) => setConfirm(e.target.value)} />
+          </div>
         </>
-      }
-    >
-      <form
-        className="passphrase-form"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void submit();
-        }}
-      >
-        <p className="muted">
-          {action === 'add'
-            ? 'A new key slot gets the new passphrase; the existing ones keep working.'
-            : action === 'change'
-              ? 'The new passphrase gets a slot of its own, then every slot the current passphrase opens is erased.'
-              : 'The slot is erased; its passphrase no longer opens the image. The last slot cannot be removed.'}{' '}
-          Platter proves the change with a passphrase the image already has (qemu-img amend).
-        </p>
-        <PassphraseInput id={`${id}-cur`} label="Current passphrase" value={current} onValue={setCurrent} show={show} onToggleShow={() => setShow(!show)} autoComplete="current-password" />
-        {wantsNew && (
-          <>
-            <PassphraseInput id={`${id}-new`} label="New passphrase" value={next} onValue={setNext} show={show} onToggleShow={() => setShow(!show)} autoComplete="new-password" aria-describedby={`${id}-m`} />
-            <Meter value={next} id={`${id}-m`} />
-            <div className="field">
-              <label htmlFor={`${id}-c`}>Confirm new passphrase</label>
-              <input id={`${id}-c`} type={show ? 'text' : 'password'} autoComplete="new-password" value={confirm} spellCheck={false} onChange={(e) => setConfirm(e.target.value)} />
-            </div>
-          </>
-        )}
-        {busy && <p className="muted" role="status">Working (each key slot takes its PBKDF time)…</p>}
-        {error && (
-          <p className="form-error" role="alert">
-            {error}
-          </p>
-        )}
-      </form>
-    </Dialog>
+      )}
+      {busy && <p className="muted" role="status">Working (each key slot takes its PBKDF time)…</p>}
+      <FormError error={error} className="form-error" />
+    </FormDialog>
   );
 }
 

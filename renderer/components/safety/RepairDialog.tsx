@@ -13,6 +13,7 @@ import { useJobs } from '../../stores/jobs.ts';
 import { basename } from '../../util/format.ts';
 import { Dialog } from '../Dialog.tsx';
 import { OperationPreview } from './OperationPreview.tsx';
+import { FormError } from '../FormDialog.tsx';
 
 type Repair = 'leaks' | 'all';
 
@@ -166,11 +167,7 @@ export function RepairDialog({ image, entry, repair, imageRef, secrets, onCancel
           )}
         </section>
       )}
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} className="form-error" />
     </Dialog>
   );
 }

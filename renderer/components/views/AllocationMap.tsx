@@ -8,6 +8,7 @@ import { api } from '../../api-client.ts';
 import { cells, kindOf, kindKey, zoomWindow, type Cell } from '../../../core/shared/allocation-map.ts';
 import { basename, formatBytes } from '../../util/format.ts';
 import { Dialog } from '../Dialog.tsx';
+import { FormError } from '../FormDialog.tsx';
 
 type MapData = Awaited<ReturnType<typeof api.allocationMap>>;
 
@@ -90,11 +91,7 @@ export function AllocationMapDialog({ image, format, onClose }: { image: string;
 
   return (
     <Dialog title={`Allocation map of ${basename(image)}`} wide onClose={onClose}>
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} className="form-error" />
       {!data && !error && <p className="muted">Reading the map…</p>}
       {data && view && (
         <div className="alloc-map">

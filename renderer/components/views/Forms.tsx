@@ -10,6 +10,7 @@ import { useLibrary } from '../../stores/library.ts';
 import { basename, dirname, formatBytes } from '../../util/format.ts';
 import { Dialog } from '../Dialog.tsx';
 import { OptionsForm, formErrors, initialValues, optionsToSend, type FormValues } from '../OptionsForm.tsx';
+import { FormError } from '../FormDialog.tsx';
 
 /** Run a job from a form: start it, follow it, show its outcome in the form. */
 function useJobRunner() {
@@ -54,11 +55,7 @@ function Footer({ onClose, busy, label, onRun, danger }: { onClose(): void; busy
 function Outcome({ error, children }: { error?: string | undefined; children?: ReactNode }) {
   return (
     <>
-      {error && (
-        <p className="span-2 form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} />
       {children && (
         <p className="span-2 form-result" role="status">
           {children}
