@@ -115,10 +115,11 @@ async function checkOpenedSize(d: DriveView, env: JobEnv): Promise<void> {
 }
 
 /** How a drive job writes and verifies the drive: past the page cache (cache none, O_DIRECT),
- *  which would show what was written, not what the media holds. Without aligned buffers (no
- *  koffi) direct I/O cannot work: buffered, flushed at the end. */
+ *  which would show what was written, not what the media holds. Elsewhere than Linux (direct
+ *  device I/O untested on a real Mac or Windows) and without aligned buffers (no koffi):
+ *  buffered, flushed at the end. */
 function driveCache(): CacheMode {
-  return canAlignBuffers() ? 'none' : 'writeback';
+  return process.platform === 'linux' && canAlignBuffers() ? 'none' : 'writeback';
 }
 
 /** The drive as verification reads it. */

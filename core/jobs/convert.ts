@@ -150,7 +150,9 @@ function preadFull(fd: number, buf: Buffer, length: number, position: number): P
  * page cache (the kernel writes that range back first).
  */
 export function withDeviceReadCache(spec: ImageSpec): ImageSpec {
-  if (spec.cache !== undefined || spec.imageOpts || spec.filename.startsWith('json:') || !canAlignBuffers()) return spec;
+  // Linux only, where it is proven on real devices (macOS's direct path, /dev/rdiskN, is untested
+  // on a Mac: -T none asks for it there); never without aligned buffers (no koffi).
+  if (process.platform !== 'linux' || spec.cache !== undefined || spec.imageOpts || spec.filename.startsWith('json:') || !canAlignBuffers()) return spec;
   try {
     return statSync(spec.filename).isBlockDevice() ? { ...spec, cache: 'none' } : spec;
   } catch {
