@@ -36,8 +36,9 @@ export interface BenchPair {
   readonly name: string;
   /** What the reference side is, e.g. "qemu-img convert", "nbdcopy from qemu-nbd". */
   readonly referenceLabel: string;
-  /** The goal for the median ratio platter/reference (e.g. 1.0 or 1.2). */
-  readonly target: number;
+  /** The issue's goal for the median ratio platter/reference (e.g. 1.0 or 1.2); none for a pair
+   *  timed only to compare (another mode of the same job). */
+  readonly target: number | undefined;
   readonly reference: BenchSide;
   readonly platter: BenchSide;
   /** Cap on runs for slow pairs. */
