@@ -320,8 +320,11 @@ const convert: Command = {
       return 0;
     }
     const rateLimit = rateLimitOption(p, ctx); // checked while qemu-img reads its options
-    if (has(p, 'salvage') && has(p, 'C')) throw invalidArgument('Cannot use copy offloading in salvaging mode');
+    // qemu-img's checks after its options, in its order.
     if (has(p, 'skip-broken-bitmaps') && !has(p, 'bitmaps')) throw invalidArgument('Use of --skip-broken-bitmaps requires --bitmaps');
+    if (has(p, 'C') && has(p, 'c')) throw invalidArgument('Cannot enable copy offloading when -c is used');
+    if (has(p, 'C') && has(p, 'S')) throw invalidArgument('Cannot enable copy offloading when -S is used');
+    if (has(p, 'salvage') && has(p, 'C')) throw invalidArgument('Cannot use copy offloading in salvaging mode');
     if (p.positional.length < 2) throw invalidArgument('Must specify image file name');
     const files = p.positional;
     const target = files[files.length - 1]!;

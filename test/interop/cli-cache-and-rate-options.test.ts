@@ -1,6 +1,6 @@
 // Interop: qemu-img's cache options (-t cache, -T src_cache: none/off, writeback, writethrough,
-// directsync, unsafe), rate limits (-r) and aio modes (file.aio=, bench -i / -n) on every
-// subcommand that takes them. Refusals word for
+// directsync, unsafe), rate limits (-r), aio modes (file.aio=, bench -i / -n) and convert -C's
+// conflicts, on every subcommand that takes them. Refusals word for
 // word against qemu-img 7.2; that -T none reaches the open as O_DIRECT and -T writeback does not
 // (the running CLI's /proc/PID/fdinfo); that -r holds a convert and a commit to the rate; that
 // kill(1) cancels a convert and leaves nothing behind.
@@ -42,6 +42,22 @@ describe('cache modes and rate limits, as qemu-img takes them', { skip: SKIP_NO_
     ]) {
       await assertSameAsQemuImg(args);
     }
+  });
+
+  test('convert -C (copy offloading) with -c, -S or --salvage is refused as qemu-img refuses it, in its order', async () => {
+    const out = t.path('never-C.img');
+    for (const args of [
+      ['-C', '-c', '-O', 'qcow2'],
+      ['-C', '-S', '8k', '-O', 'raw'],
+      ['-C', '-S', '4k', '-c', '-O', 'qcow2'],
+      ['-C', '--salvage', '-S', '4k', '-O', 'raw'],
+      ['--skip-broken-bitmaps', '-C', '-c', '-O', 'qcow2'],
+    ]) {
+      await assertSameAsQemuImg(['convert', ...args, '-f', 'raw', src, out]);
+    }
+    const r = await platterInProcess(['convert', '-C', '-f', 'raw', '-O', 'raw', src, out]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(qemuImg('compare', '-f', 'raw', '-F', 'raw', src, out), /Images are identical/);
   });
 
   test('aio modes: file.aio= and bench -i / -n are checked as qemu-img checks them (native needs cache.direct=on)', async () => {
