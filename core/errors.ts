@@ -27,7 +27,8 @@ export type BlockErrorCode =
   | 'OpenFailed' // already worded "Could not open 'x': cause": no further prefix
   | 'ProtocolWorded' // a protocol's open failure QEMU words without the node's "Could not open
   | 'NoSpace' // the storage is full (ENOSPC): servers answer it as such (NBD_ENOSPC)
-  | 'Worded'; // already a whole "Could not <do> ..." sentence of qemu-img's: no further prefix
+  | 'Worded' // already a whole "Could not <do> ..." sentence of qemu-img's: no further prefix
+  | 'Usage'; // the command line is wrong (qemu-img's error_exit: exit status 1 in every command)
 
 export interface BlockErrorContext {
   path?: string;

@@ -1,14 +1,25 @@
 // Command-line option parsing the way qemu-img parses it (GNU getopt_long with argument
 // permutation): short options clustered or with attached values ("-pU", "-fqcow2"), long options
-// as "--name=value" or "--name value", "--" ending options, and getopt's error words.
+// as "--name=value" or "--name value", "--" ending options, and the error words: qemu-img's own
+// (its optstring starts with ':', so getopt stays quiet and qemu-img names the argument), or
+// glibc getopt's (qemu-nbd).
 
-import { invalidArgument } from '../errors.ts';
+import { invalidArgument, type BlockError } from '../errors.ts';
+import { PROGRAM } from './program.ts';
+
+/** qemu-img's error_exit: the message, then where to read the usage. */
+export function usageError(message: string): BlockError {
+  return invalidArgument(`${message}\nTry '${PROGRAM} --help' for more information`, {}, { code: 'Usage' });
+}
 
 export interface OptSpec {
   /** getopt short-option string: letters, ':' after those taking a value ("f:O:pq"). */
   short: string;
   /** Long options: name -> takes a value; a long option may map to a short letter. */
   long: Record<string, { arg: boolean; short?: string }>;
+  /** Whose words a bad option gets: qemu-img's ("unrecognized option '-x'", "missing argument
+   *  for option '-f'") or glibc getopt's (the default). */
+  words?: 'qemu-img' | 'getopt';
 }
 
 export interface ParsedArgs {
@@ -26,6 +37,10 @@ export function parseArgs(argv: readonly string[], spec: OptSpec): ParsedArgs {
   }
   const opts: [string, string | undefined][] = [];
   const positional: string[] = [];
+  const qemuImg = spec.words === 'qemu-img';
+  /** An option getopt does not know (or an ambiguous prefix, or a value given to a flag). */
+  const unknown = (element: string, getoptWords: string) => (qemuImg ? usageError(`unrecognized option '${element}'`) : invalidArgument(getoptWords));
+  const missing = (element: string, getoptWords: string) => (qemuImg ? usageError(`missing argument for option '${element}'`) : invalidArgument(getoptWords));
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') {
@@ -43,16 +58,16 @@ export function parseArgs(argv: readonly string[], spec: OptSpec): ParsedArgs {
         if (matches.length === 1) {
           full = matches[0]!;
           def = spec.long[full];
-        } else if (matches.length > 1) throw invalidArgument(`option '--${name}' is ambiguous`);
+        } else if (matches.length > 1) throw unknown(a, `option '--${name}' is ambiguous`);
       }
-      if (!def) throw invalidArgument(`unrecognized option '${a}'`);
+      if (!def) throw unknown(a, `unrecognized option '${a}'`);
       const key = def.short ?? full;
       if (def.arg) {
         if (eq >= 0) opts.push([key, a.slice(eq + 1)]);
         else if (i + 1 < argv.length) opts.push([key, argv[++i]!]);
-        else throw invalidArgument(`option '--${full}' requires an argument`);
+        else throw missing(a, `option '--${full}' requires an argument`);
       } else {
-        if (eq >= 0) throw invalidArgument(`option '--${full}' doesn't allow an argument`);
+        if (eq >= 0) throw unknown(a, `option '--${full}' doesn't allow an argument`);
         opts.push([key, undefined]);
       }
       continue;
@@ -61,14 +76,14 @@ export function parseArgs(argv: readonly string[], spec: OptSpec): ParsedArgs {
       for (let j = 1; j < a.length; j++) {
         const c = a[j]!;
         const t = takes.get(c);
-        if (t === undefined) throw invalidArgument(`invalid option -- '${c}'`);
+        if (t === undefined) throw unknown(a, `invalid option -- '${c}'`);
         if (!t) {
           opts.push([c, undefined]);
           continue;
         }
         if (j + 1 < a.length) opts.push([c, a.slice(j + 1)]);
         else if (i + 1 < argv.length) opts.push([c, argv[++i]!]);
-        else throw invalidArgument(`option requires an argument -- '${c}'`);
+        else throw missing(a, `option requires an argument -- '${c}'`);
         break;
       }
       continue;

@@ -10,7 +10,7 @@ import { findFormat, formatDrivers } from '../drivers/registry.ts';
 import { describeOptions } from '../block/options-schema.ts';
 import { parseCacheMode, type CacheMode } from '../block/cache-mode.ts';
 import { parseAioMode, type AioMode } from '../block/aio-mode.ts';
-import { parseArgs, last, has, all, type ParsedArgs, type OptSpec } from './args.ts';
+import { parseArgs, last, has, all, usageError, type ParsedArgs, type OptSpec } from './args.ts';
 import { humanInfo } from '../jobs/info.ts';
 import { humanCheck, EXIT_CHECK_UNSUPPORTED, NO_CHECK_MESSAGE } from '../jobs/check.ts';
 import { humanMap, jsonMap } from '../jobs/map.ts';
@@ -63,7 +63,7 @@ const COMMON_LONG = {
 } as const;
 
 function spec(short: string, long: OptSpec['long'] = {}): OptSpec {
-  return { short, long: { ...COMMON_LONG, ...long } };
+  return { short, long: { ...COMMON_LONG, ...long }, words: 'qemu-img' };
 }
 
 function outputFormat(p: ParsedArgs): 'human' | 'json' {
@@ -103,8 +103,7 @@ function cachedRef(ref: ImageRef, cache: CacheMode | undefined): ImageRef {
 }
 
 function oneFile(p: ParsedArgs): string {
-  if (p.positional.length < 1) throw invalidArgument('Expecting one image file name');
-  if (p.positional.length > 1) throw invalidArgument(`Expecting one image file name`);
+  if (p.positional.length !== 1) throw usageError('Expecting one image file name');
   return p.positional[0]!;
 }
 
@@ -181,8 +180,8 @@ const create: Command = {
       ctx.io.stdout(optionsHelp(format));
       return 0;
     }
-    if (p.positional.length < 1) throw invalidArgument('Expecting image file name');
-    if (p.positional.length > 2) throw invalidArgument(`Unexpected argument: ${p.positional[2]}`);
+    if (p.positional.length < 1) throw usageError('Expecting image file name');
+    if (p.positional.length > 2) throw usageError(`Unexpected argument: ${p.positional[2]}`);
     const filename = p.positional[0]!;
     let size: number | undefined;
     try {
@@ -245,9 +244,10 @@ const check: Command = {
     if (has(p, 'h')) return helpFor('check', check, ctx);
     const out = outputFormat(p);
     const r = last(p, 'r');
-    if (r !== undefined && r !== 'leaks' && r !== 'all') throw invalidArgument(`Unknown option value for -r (expecting 'leaks' or 'all'): ${r}`);
-    if (r !== undefined && has(p, 'U')) throw invalidArgument('--force-share/-U is not allowed with -r');
+    if (r !== undefined && r !== 'leaks' && r !== 'all') throw usageError(`Unknown option value for -r (expecting 'leaks' or 'all'): ${r}`);
     const image = cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 'T'));
+    // A repair opens the image for writing, which force-share refuses (QEMU's words).
+    if (r !== undefined && has(p, 'U')) throw new BlockError('InvalidArgument', `Could not open '${image.filename}': force-share=on can only be used with read-only images`, {}, { code: 'Worded' });
     let report: CheckReport;
     try {
       report = await ctx.runJob(ctx.service.check({ image, ...(r ? { repair: r } : {}), ...objects(p) }), false);
@@ -275,7 +275,7 @@ const compare: Command = {
   async run(argv, ctx) {
     const p = parseArgs(argv, spec(':hf:F:T:pqsU'));
     if (has(p, 'h')) return helpFor('compare', compare, ctx);
-    if (p.positional.length !== 2) throw invalidArgument('Expecting two image file names');
+    if (p.positional.length !== 2) throw usageError('Expecting two image file names');
     const cache = cacheOption(p, 'T');
     const a = cachedRef(imageRef(p, p.positional[0]!), cache);
     const b = cachedRef(imageRef(p, p.positional[1]!, 'F'), cache);
@@ -388,13 +388,8 @@ const map: Command = {
     const out = outputFormat(p);
     const so = last(p, 'start-offset');
     const ml = last(p, 'max-length');
-    const num = (v: string, what: string) => {
-      try {
-        return parseImageSize(v);
-      } catch {
-        throw invalidArgument(`Invalid ${what} specified! You may use k, M, G, T, P or E suffixes for `);
-      }
-    };
+    // qemu-img's cvtnum: its two-line words for a value that is not a size (a negative one too).
+    const num = (v: string, what: string) => cvtnum(what, v, ctx.warn);
     const entries: MapEntry[] = await ctx.service.map({
       image: imageRef(p, oneFile(p)),
       ...(so !== undefined ? { start: num(so, 'start offset') } : {}),
@@ -455,13 +450,14 @@ const resize: Command = {
   syntax: 'resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size',
   async run(argv, ctx) {
     // The size is the last argument, taken out before option parsing so "-5G" is not an option.
-    if (argv.length < 2) throw invalidArgument('Expecting image file name and size');
+    if (argv.length < 2) throw usageError('Not enough arguments');
     const sizeText = argv[argv.length - 1]!;
     const p = parseArgs(argv.slice(0, -1), spec(':f:hq', { preallocation: { arg: true }, shrink: { arg: false } }));
     if (has(p, 'h')) return helpFor('resize', resize, ctx);
     const prealloc = last(p, 'preallocation');
     if (prealloc !== undefined && !['off', 'metadata', 'falloc', 'full'].includes(prealloc)) throw invalidArgument(`Invalid preallocation mode '${prealloc}'`);
-    const image = imageRef(p, oneFile(p));
+    if (p.positional.length !== 1) throw usageError('Expecting image file name and size');
+    const image = imageRef(p, p.positional[0]!);
     try {
       await ctx.service.resize({ image, size: sizeText, shrink: has(p, 'shrink'), ...(prealloc ? { preallocation: prealloc as 'off' } : {}), ...objects(p) });
     } catch (e) {
@@ -483,11 +479,15 @@ const snapshot: Command = {
     const p = parseArgs(argv, spec(':la:c:d:hqU'));
     if (has(p, 'h')) return helpFor('snapshot', snapshot, ctx);
     const actions = p.opts.filter(([k]) => k === 'l' || k === 'a' || k === 'c' || k === 'd');
-    if (actions.length === 0) throw invalidArgument("Expecting one of '-l', '-a', '-c', '-d'"); // qemu-img lists by default
-    if (new Set(actions.map(([k]) => k)).size > 1 || actions.length > 1) throw invalidArgument("Cannot mix '-l', '-a', '-c', '-d'");
-    const [action, name] = actions[0]!;
+    if (actions.length > 1) throw usageError("Cannot mix '-l', '-a', '-c', '-d'");
+    // No action: qemu-img opens the image and does nothing more (an open error still shows).
+    const [action, name] = actions[0] ?? ['', undefined];
     const image = imageRef(p, oneFile(p));
     const obj = objects(p);
+    if (action === '') {
+      await ctx.service.snapshotList({ image, ...obj });
+      return 0;
+    }
     if (action === 'l') {
       const list = await ctx.service.snapshotList({ image, ...obj });
       if (list.length > 0) ctx.io.stdout(['Snapshot list:', snapshotHeader(), ...list.map(snapshotRow)].join('\n') + '\n');
@@ -522,7 +522,7 @@ const rebase: Command = {
     if (has(p, 'h')) return helpFor('rebase', rebase, ctx);
     const b = last(p, 'b');
     const unsafe = has(p, 'u');
-    if (b === undefined && !unsafe) throw invalidArgument('Must specify backing file (-b) or use unsafe mode (-u)');
+    if (b === undefined && !unsafe) throw usageError('Must specify backing file (-b) or use unsafe mode (-u)');
     const F = last(p, 'F');
     const image = cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 't'));
     const backingCache = cacheOption(p, 'T');
@@ -537,7 +537,7 @@ const amend: Command = {
     const p = parseArgs(argv, spec(':ho:f:t:pq', { force: { arg: false } }));
     if (has(p, 'h')) return helpFor('amend', amend, ctx);
     const options = joinedOptions(p);
-    if (options === undefined) throw invalidArgument('Must specify options (-o)');
+    if (options === undefined) throw usageError('Must specify options (-o)');
     if (wantsHelp(options)) {
       const f = last(p, 'f');
       if (!f) throw invalidArgument('Option help requires a format be specified');
@@ -609,19 +609,15 @@ const dd: Command = {
     for (const a of p.positional) {
       const eq = a.indexOf('=');
       const k = eq < 0 ? a : a.slice(0, eq);
-      if (eq < 0 || !['bs', 'count', 'skip', 'if', 'of'].includes(k)) throw invalidArgument(`unrecognized operand ${a}`);
+      if (eq < 0 || !['bs', 'count', 'skip', 'if', 'of'].includes(k)) throw invalidArgument(`unrecognized operand ${k}`);
       ops[k] = a.slice(eq + 1);
     }
+    /** bs, count and skip as qemu-img reads them: cvtnum, and bs within 1 .. INT_MAX. */
     const num = (k: string) => {
       const v = ops[k];
       if (v === undefined) return undefined;
-      let n: number;
-      try {
-        n = parseImageSize(v);
-      } catch {
-        throw invalidArgument(`invalid number: '${v}'`);
-      }
-      if (k === 'bs' && n === 0) throw invalidArgument(`invalid number: '${v}'`);
+      const n = cvtnum(k, v, ctx.warn);
+      if (k === 'bs' && (n < 1 || n > 0x7fffffff)) throw invalidArgument('Invalid bs specified. Must be between 1 and 2147483647.');
       return n;
     };
     if (ops['if'] === undefined || ops['of'] === undefined) throw invalidArgument('Must specify both input and output files');

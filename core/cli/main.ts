@@ -136,7 +136,7 @@ function reportError(e: unknown, io: CliIo, debug: boolean, status: number): num
     io.stderr(errorText(e.message));
     if (e.hint) io.stderr(e.hint); // as QEMU prints it: its own line ends, or none
     if (debug && e.stack) io.stderr(`${e.stack}\n`);
-    return status;
+    return e.code === 'Usage' ? 1 : status;
   }
   const err = e as Error;
   io.stderr(errorText(`internal error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for details)'}`));

@@ -70,7 +70,7 @@ async function mapNodeWith(o: MapOptions, env: JobEnv, ctl: JobControl): Promise
 
 /** Merged map entries of an open node for [start, start+length). */
 export async function mapNode(node: BlockNode, start: number, length: number | undefined, ctl: JobControl = {}): Promise<MapExtent[]> {
-  if (start < 0) throw invalidArgument('Invalid start offset specified! You may use k, M, G, T, P or E suffixes for ');
+  if (start < 0) throw invalidArgument('Invalid start offset specified: it is negative');
   const total = node.qemuLength;
   const end = Math.min(total, length === undefined ? total : start + length);
   const out: MapExtent[] = [];

@@ -31,7 +31,7 @@ export async function assertSameAsQemuImg(args: string[]): Promise<void> {
   const q = qemuImgRaw(...args);
   const p = await platterInProcess(args);
   assert.equal(p.stdout, q.stdout, args.join(' '));
-  assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:'), args.join(' '));
+  assert.equal(p.stderr, q.stderr.replace(/^qemu-img:/gm, 'platter:').replace(/^Try 'qemu-img --help'/gm, "Try 'platter --help'"), args.join(' '));
   assert.equal(p.status, q.status, args.join(' '));
 }
 

@@ -23,6 +23,7 @@ const COMPAT_HINT = '(use compat=1.1 or greater)';
 export async function amendImage(node: Qcow2Node, o: OptionValues, ctx: AmendContext): Promise<void> {
   const img = node.img;
   const h = img.header;
+  if (o['compat'] !== undefined && !['0.10', 'v2', '1.1', 'v3'].includes(String(o['compat']))) throw invalidArgument(`Unknown compatibility level ${String(o['compat'])}`, {}, { code: 'Worded' });
   const target = o['compat'] !== undefined ? versionOf(String(o['compat'])) : h.version;
   const lazy = o['lazy_refcounts'] !== undefined ? o['lazy_refcounts'] === true : (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0n;
   const newBits = o['refcount_bits'] !== undefined ? Number(o['refcount_bits']) : 1 << h.refcountOrder;

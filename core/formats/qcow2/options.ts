@@ -72,6 +72,11 @@ export const QCOW2_AMEND_OPTIONS: readonly OptionSpec[] = QCOW2_CREATE_OPTIONS.f
   ['size', 'compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw', 'lazy_refcounts', 'refcount_bits', 'encrypt.iter-time'].includes(o.name),
 ).map((o) => {
   const { default: _d, ...rest } = o;
+  // amend reads compat as a string and names a bad one itself ("Unknown compatibility level").
+  if (o.name === 'compat') {
+    const { values: _v, qapiName: _q, ...text } = rest;
+    return { ...text, type: 'string' as const };
+  }
   return rest;
 }).concat(CRYPTO_AMEND_OPTIONS);
 

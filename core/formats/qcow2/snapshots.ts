@@ -164,9 +164,14 @@ function failedTo(what: string, e: unknown): unknown {
   return e instanceof BlockError ? new BlockError(e.kind, `${what}: ${e.message}`, e.context, { cause: e }) : e;
 }
 
-function find(img: Qcow2Image, idOrName: string): Snapshot {
+/** What qemu-img says of a snapshot that is not there, by operation (qcow2_snapshot_goto's
+ *  -ENOENT through bdrv_snapshot_goto; qcow2_snapshot_delete's own words). */
+const APPLY_NOT_FOUND = 'Failed to load snapshot: No such file or directory';
+const DELETE_NOT_FOUND = 'snapshot not found';
+
+function find(img: Qcow2Image, idOrName: string, missing = `Can't find the snapshot '${idOrName}'`): Snapshot {
   const s = img.snapshots.find((x) => x.id === idOrName) ?? img.snapshots.find((x) => x.name === idOrName);
-  if (!s) throw notFound(`Can't find the snapshot '${idOrName}'`, img.ctx);
+  if (!s) throw notFound(missing, img.ctx);
   return s;
 }
 
@@ -269,7 +274,7 @@ export class Qcow2Snapshots implements SnapshotCapability {
     const img = node.img;
     await node.prepareMetadataChange();
     await node.exclusive(async () => {
-      const sn = find(img, idOrName);
+      const sn = find(img, idOrName, APPLY_NOT_FOUND);
       if (sn.diskSize !== undefined && sn.diskSize !== img.size) {
         throw unsupported('qcow2: Loading snapshots with different disk size is not supported', img.ctx);
       }
@@ -298,7 +303,7 @@ export class Qcow2Snapshots implements SnapshotCapability {
     const img = node.img;
     await node.prepareMetadataChange();
     await node.exclusive(async () => {
-      const sn = find(img, idOrName);
+      const sn = find(img, idOrName, DELETE_NOT_FOUND);
       const snL1 = await readSnapshotL1(img, sn);
       const index = img.snapshots.indexOf(sn);
       img.snapshots.splice(index, 1);
