@@ -353,6 +353,8 @@ export async function convert(opts: ConvertOptions, env: JobEnv, ctl: JobControl
       ...(opts.target.imageOpts ? {} : { format: outFormat }),
       imageOpts: opts.target.imageOpts ?? false,
       fileOptions: { cache: opts.cache ?? DEFAULT_CONVERT_CACHE },
+      // An existing target (-n) that fails to open is named as qemu-img names it.
+      ...(opts.noCreate ? { qemuImgPrefix: true } : {}),
       readOnly: false,
       secrets: env.secrets,
       warn: env.warn,

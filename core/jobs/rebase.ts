@@ -3,9 +3,9 @@
 // copy the old contents into the image where they differ (a sector at a time), so the guest sees
 // the same disk after the switch; then rewrite the header. -u (unsafe) only rewrites the header.
 
-import { resolve, dirname, isAbsolute } from 'node:path';
 import type { BlockNode } from '../block/node.ts';
 import { openImage } from '../drivers/open.ts';
+import { pathCombine } from '../block/filename.ts';
 import { BlockError, cancelled, invalidArgument, unsupported } from '../errors.ts';
 import type { CacheMode } from '../block/cache-mode.ts';
 import { openSpec, progressReporter, type ImageSpec, type JobControl, type JobEnv } from './common.ts';
@@ -52,7 +52,8 @@ export async function rebase(o: RebaseOptions, env: JobEnv, ctl: JobControl = {}
     if (!unsafe) {
       if (!removing) {
         const file = img.file?.filename ?? img.filename;
-        const full = isAbsolute(o.backingFile) ? o.backingFile : resolve(dirname(file), o.backingFile);
+        // QEMU's path_combine: relative to the image's name as given (its errors name that path).
+        const full = pathCombine(file, o.backingFile);
         try {
           newBacking = await openImage(full, { ...(fmt ? { format: fmt } : {}), ...(o.backingCache ? { fileOptions: { cache: o.backingCache } } : {}), readOnly: true, secrets: env.secrets, warn: env.warn });
         } catch (e) {

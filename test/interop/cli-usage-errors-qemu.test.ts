@@ -2,10 +2,12 @@
 // status included: its error_exit lines with "Try 'qemu-img --help' for more information", its
 // own words for an unknown option or a missing argument (not glibc getopt's), cvtnum's two lines
 // for bad numbers (map offsets, dd operands), and the refusals of snapshot, amend and check that
-// name what is wrong. A snapshot command without an action lists, as qemu-img does.
+// name what is wrong; a missing new backing file of rebase and a missing convert -n target are
+// named as qemu-img names them. A snapshot command without an action opens the image and does
+// nothing more, as qemu-img does.
 
 import { describe, test } from 'node:test';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { SKIP_NO_QEMU, tempDir } from '../helpers/qemu.ts';
 import { assertSameAsQemuImg, qemuImg } from './harness.ts';
 
@@ -19,6 +21,10 @@ describe('usage errors as qemu-img words them', { skip: SKIP_NO_QEMU }, () => {
   const r = t.path('r.raw');
   writeFileSync(r, Buffer.alloc(1 << 20, 1));
   const out = t.path('never.raw');
+  // An overlay in a sub-folder, named relative to it: a new backing file is looked for there.
+  mkdirSync(t.path('sub'));
+  const ovInSub = t.path('sub/ov.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', '../q.qcow2', '-F', 'qcow2', ovInSub);
 
   const cases: string[][] = [
     ['info'],
@@ -58,6 +64,8 @@ describe('usage errors as qemu-img words them', { skip: SKIP_NO_QEMU }, () => {
     ['dd', 'skip=1x', `if=${r}`, `of=${out}`],
     ['dd', 'bogus=1', `if=${r}`, `of=${out}`],
     ['dd', `if=${r}`],
+    ['rebase', '-b', 'nosuch.qcow2', '-F', 'qcow2', ovInSub],
+    ['convert', '-n', '-O', 'qcow2', r, t.path('nosuch.qcow2')],
   ];
 
   test('each wrong command line: the same lines and the same exit status as qemu-img', async () => {
