@@ -89,11 +89,11 @@ function imageRef(p: ParsedArgs, filename: string, formatLetter = 'f'): ImageRef
 }
 
 /** -t cache / -T src_cache: a cache mode, refused in qemu-img's words (bdrv_parse_cache_mode). */
-function cacheOption(p: ParsedArgs, letter: 't' | 'T', refusal = letter === 't' ? 'Invalid cache option' : 'Invalid source cache option'): CacheMode | undefined {
+function cacheOption(p: ParsedArgs, letter: 't' | 'T', refusal = (text: string) => `${letter === 't' ? 'Invalid cache option' : 'Invalid source cache option'}: ${text}`): CacheMode | undefined {
   const text = last(p, letter);
   if (text === undefined) return undefined;
   const mode = parseCacheMode(text);
-  if (mode === undefined) throw invalidArgument(refusal === 'Invalid cache mode' ? refusal : `${refusal}: ${text}`);
+  if (mode === undefined) throw invalidArgument(refusal(text));
   return mode;
 }
 
@@ -662,7 +662,7 @@ const bench: Command = {
     for (const a of aioTexts) if (parseAioMode(a) === undefined) throw invalidArgument(`Invalid aio option: ${a}`);
     const aio: AioMode | undefined = has(p, 'n') || aioTexts.includes('native') ? 'native' : aioTexts.includes('io_uring') ? 'io_uring' : undefined;
     const o = {
-      image: { ...cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 't', 'Invalid cache mode')), ...(aio ? { aio } : {}) },
+      image: { ...cachedRef(imageRef(p, oneFile(p)), cacheOption(p, 't', () => 'Invalid cache mode')), ...(aio ? { aio } : {}) },
       ...(int('c', 'request count') !== undefined ? { count: int('c', 'request count')! } : {}),
       ...(int('d', 'queue depth') !== undefined ? { depth: int('d', 'queue depth')! } : {}),
       ...(size('s', 'buffer size') !== undefined ? { size: size('s', 'buffer size')! } : {}),

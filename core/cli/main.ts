@@ -12,6 +12,7 @@ import type { PlatterService, JobHandle } from '../api/service.ts';
 import { implementService } from '../api/implementation.ts';
 import { COMMANDS, StatusError, type CommandContext } from './commands.ts';
 import { ProgressPrinter, type ProgressDisplay } from './progress.ts';
+import { usageError } from './args.ts';
 import { PROGRAM, errorText } from './program.ts';
 import { CLI_V8_FLAGS } from './v8-flags.ts';
 import { hostOps } from '../host/index.ts';
@@ -61,8 +62,7 @@ export async function main(argv: string[], givenIo: CliIo = defaultIo): Promise<
   if (process.env.PLATTER_DEBUG === '1') debug = true;
   const cmd = args[0];
   if (cmd === undefined) {
-    io.stderr(errorText(`Not enough arguments\nTry '${PROGRAM} --help' for more information`));
-    return 1;
+    return reportError(usageError('Not enough arguments'), io, debug, 1);
   }
   if (cmd === '-h' || cmd === '--help') {
     io.stdout(usage());
