@@ -48,8 +48,18 @@ interface Args {
   write: boolean;
 }
 
+/** Runs per pair unless --runs says otherwise. */
+const DEFAULT_RUNS = 5;
+
+/** How many runs a pair gets: --runs, capped for slow pairs (maxRuns); raised for short, noisy
+ *  ones (minRuns) in a full run (the default count or more), not in a quick check with fewer. */
+function runCount(requested: number, p: { maxRuns?: number; minRuns?: number }): number {
+  if (p.minRuns !== undefined && requested >= DEFAULT_RUNS) return Math.max(requested, p.minRuns);
+  return Math.min(requested, p.maxRuns ?? requested);
+}
+
 function parseCli(argv: string[]): Args {
-  const a: Args = { sizeGiB: 4, dataGiB: 1.25, runs: 5, convert: true, keep: false, write: true };
+  const a: Args = { sizeGiB: 4, dataGiB: 1.25, runs: DEFAULT_RUNS, convert: true, keep: false, write: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => argv[++i] ?? '';
@@ -229,7 +239,7 @@ async function benchConvert(a: Args, dir: string, bundled: string, rows: string[
       }
       const runs: { q: RunResult; pl: RunResult }[] = [];
       let fromSource: RunResult | undefined;
-      for (let i = 0; i < Math.min(a.runs, p.maxRuns ?? a.runs); i++) {
+      for (let i = 0, n = runCount(a.runs, p); i < n; i++) {
         const qOut = join(dir, 'out-qemu');
         const pOut = join(dir, 'out-platter');
         const q = await timed('qemu-img', ['convert', ...p.args(src, qOut)]);
@@ -338,7 +348,7 @@ async function runSuite(a: Args, suite: BenchSuite, dir: string, platter: string
     for (const p of pairs) {
       const runs: { q: RunResult; pl: RunResult }[] = [];
       let failed: string | undefined;
-      for (let i = 0; i < Math.min(a.runs, p.maxRuns ?? a.runs); i++) {
+      for (let i = 0, n = runCount(a.runs, p); i < n; i++) {
         const q = await p.reference.run();
         await p.reference.after?.();
         if (q.status !== 0) {
@@ -390,7 +400,7 @@ async function runSuite(a: Args, suite: BenchSuite, dir: string, platter: string
     : 'No pair ran.';
   const section = `${heading}
 
-Load average ${loadAt} at the start, ${fmtLoad()} at the end; ${a.runs} run(s) per pair (fewer where a pair caps them).
+Load average ${loadAt} at the start, ${fmtLoad()} at the end; ${a.runs} run(s) per pair (fewer where a pair caps them, more where a pair of short runs needs them for a steady median).
 
 ${table}
 ${notes.length ? `\n${notes.map((n) => `- ${n}`).join('\n')}\n` : ''}`;

@@ -35,6 +35,9 @@ export async function dd(o: DdOptions, env: JobEnv, ctl: JobControl = {}): Promi
     const outSize = Math.max(0, size - start);
     await createImage({ format: o.outputFormat ?? 'raw', filename: o.output, size: outSize, secrets: env.secrets, warn: env.warn });
     out = await openImage(o.output, { format: o.outputFormat ?? 'raw', readOnly: false, secrets: env.secrets, warn: env.warn });
+    // Past the end (of the input, or of count blocks): an empty output, with qemu-img's warning
+    // (like dd(1), which also goes on).
+    if (start > size) env.warn(`error_report: ${o.input.filename}: cannot skip to specified offset`);
     const progress = progressReporter(ctl, outSize, 'copying');
     for (let p = start; p < size; p += CHUNK) {
       if (ctl.signal?.aborted) throw cancelled();

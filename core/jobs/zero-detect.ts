@@ -4,19 +4,23 @@
 /** Granularity of zero detection: one sector, as qemu-img checks. */
 export const SECTOR = 512;
 
-let zeroBlock: Buffer = Buffer.alloc(64 * 1024);
-/** A zero buffer at least `n` bytes long (compared by offsets: no view per call). */
-function zerosFor(n: number): Buffer {
-  if (zeroBlock.length < n) zeroBlock = Buffer.alloc(n);
-  return zeroBlock;
-}
+/** Zeros compared against, one stride at a time: small enough to stay in the CPU's L1/L2 cache
+ *  while a long range is compared against it, so only the data travels from memory (comparing a
+ *  1 MiB range against a 1 MiB zero buffer read both from memory: 23-65 us per MiB against 19). */
+const ZERO_STRIDE_BYTES = 64 * 1024;
+const zeroBlock: Buffer = Buffer.alloc(ZERO_STRIDE_BYTES);
 
 /** Are bytes [p, p+n) of `buf` all zero? The first, middle and last bytes are looked at before
  *  the whole range is compared (data blocks almost always fail there, as in QEMU's
  *  buffer_is_zero); the comparison takes offsets, so no view object is made per block. */
 function rangeIsZero(buf: Buffer, p: number, n: number): boolean {
   if (buf[p] !== 0 || buf[p + n - 1] !== 0 || buf[p + (n >>> 1)] !== 0) return false;
-  return buf.compare(zerosFor(n), 0, n, p, p + n) === 0;
+  const end = p + n;
+  for (let q = p; q < end; q += ZERO_STRIDE_BYTES) {
+    const m = Math.min(ZERO_STRIDE_BYTES, end - q);
+    if (buf.compare(zeroBlock, 0, m, q, q + m) !== 0) return false;
+  }
+  return true;
 }
 
 /** True when every byte of `buf` is zero. */
@@ -60,7 +64,7 @@ export function qemuZeroRuns(buf: Buffer, firstSector: number, minSectors: numbe
       if (buf[p] !== 0) continue;
       const n = Math.min(SECTOR, buf.length - p);
       if (buf[p + n - 1] !== 0 || buf[p + (n >>> 1)] !== 0) continue;
-      if (buf.compare(zerosFor(n), 0, n, p, p + n) === 0) return k;
+      if (buf.compare(zeroBlock, 0, n, p, p + n) === 0) return k;
     }
     return end;
   };

@@ -43,6 +43,10 @@ export interface BenchPair {
   readonly platter: BenchSide;
   /** Cap on runs for slow pairs. */
   readonly maxRuns?: number;
+  /** Floor on runs in a full bench, for pairs of sub-second runs whose times swing from run to
+   *  run (a shared 2-core machine, a server or a device in the loop): five ratios give an
+   *  unsteady median there. */
+  readonly minRuns?: number;
 }
 
 export interface BenchSuite {

@@ -18,13 +18,27 @@ describe('platter dd, bench, --image-opts, --object, convert -l vs qemu-img', { 
     writeFileSync(src, b);
   });
 
-  test('dd bs= count= skip= makes the same file as qemu-img dd', async () => {
+  test('dd bs= count= skip= makes the same file as qemu-img dd, and warns as it does when skip passes the end', async () => {
     for (const ops of [['bs=4k', 'count=100', 'skip=3'], ['bs=512', 'skip=7'], ['bs=64k', 'count=2']]) {
       const q = fx.t.path('dd.q');
       const p = fx.t.path('dd.p');
       qemuImg('dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${fx.src}`, `of=${q}`);
       const r = await platterInProcess(['dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${fx.src}`, `of=${p}`]);
       assert.equal(r.status, 0, r.stderr);
+      assert.equal(md5File(p), md5File(q), ops.join(' '));
+    }
+    // skip past the end of the input (or of count blocks): an empty output, qemu-img's warning
+    // (qemu-img dd goes on, as dd(1) does) and status 0.
+    for (const ops of [['bs=512', 'skip=4096'], ['bs=4k', 'count=3', 'skip=5']]) {
+      const q = fx.t.path('dd-past.q');
+      const p = fx.t.path('dd-past.p');
+      const qr = qemuImgRaw('dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${fx.src}`, `of=${q}`);
+      assert.equal(qr.status, 0, qr.stderr);
+      const r = await platterInProcess(['dd', '-f', 'raw', '-O', 'raw', ...ops, `if=${fx.src}`, `of=${p}`]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stderr, qr.stderr.replace(/^qemu-img: /gm, 'platter: '), ops.join(' '));
+      assert.match(r.stderr, /cannot skip to specified offset/);
+      assert.equal(readFileSync(p).length, 0);
       assert.equal(md5File(p), md5File(q), ops.join(' '));
     }
     const bad = await platterInProcess(['dd', 'bs=4k', `if=${fx.src}`]);

@@ -98,7 +98,8 @@ export async function mapUnallocated(img: Qcow2Image, from: number, to: number, 
         continue;
       }
       // The L2 table first, then the data clusters it maps (QEMU's handle_alloc gets the table,
-      // allocating it, before it allocates the clusters): the same layout as qemu-img's.
+      // allocating it, before it allocates the clusters): the same layout as qemu-img's, the data
+      // ending the file, where preallocation reserves or writes it.
       if (!tableReady) {
         await l2ForWrite(img, Math.floor(cluster / img.l2Entries));
         tableReady = true;
@@ -106,9 +107,6 @@ export async function mapUnallocated(img: Qcow2Image, from: number, to: number, 
       let j = i + 1;
       while (j < n && free(j)) j++;
       const count = j - i;
-      // The L2 table first, then the data clusters after it (QEMU's order): the data then ends
-      // the file, where preallocation reserves or writes it.
-      await l2ForWrite(img, Math.floor(cluster / img.l2Entries));
       const host = img.externalData ? (cluster + i) * cs : await img.refcounts.allocate(count);
       // Clusters reused from inside the file may hold old bytes: zero them.
       for (let p = host; p < Math.min(host + count * cs, fileEndBefore); p += ZERO_CHUNK) {
