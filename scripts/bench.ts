@@ -171,13 +171,20 @@ interface Pair {
   args: (src: Sources, out: string) => string[];
   /** At most this many runs (the slow pairs: each run takes a minute). */
   maxRuns?: number;
+  /** At least this many in a full bench (runCount). */
+  minRuns?: number;
 }
 
+/** The pairs of about half a second a run: on this machine a run of either tool now and then takes
+ *  5-10x longer (the kernel's copies into new page-cache pages stall, whichever tool writes), and
+ *  with 5 runs two such runs on one side move the median ratio a long way. */
+const SHORT_PAIR_RUNS = 11;
+
 const PAIRS: Pair[] = [
-  { name: 'raw->raw', needs: ['raw'], args: (s, o) => ['-f', 'raw', '-O', 'raw', s.raw, o] },
-  { name: 'raw->qcow2', needs: ['raw', 'qcow2'], args: (s, o) => ['-f', 'raw', '-O', 'qcow2', s.raw, o] },
-  { name: 'qcow2->qcow2', needs: ['qcow2'], args: (s, o) => ['-f', 'qcow2', '-O', 'qcow2', s.qcow2, o] },
-  { name: 'vmdk->qcow2', needs: ['vmdk', 'qcow2'], args: (s, o) => ['-f', 'vmdk', '-O', 'qcow2', s.vmdk, o] },
+  { name: 'raw->raw', needs: ['raw'], args: (s, o) => ['-f', 'raw', '-O', 'raw', s.raw, o], minRuns: SHORT_PAIR_RUNS },
+  { name: 'raw->qcow2', needs: ['raw', 'qcow2'], args: (s, o) => ['-f', 'raw', '-O', 'qcow2', s.raw, o], minRuns: SHORT_PAIR_RUNS },
+  { name: 'qcow2->qcow2', needs: ['qcow2'], args: (s, o) => ['-f', 'qcow2', '-O', 'qcow2', s.qcow2, o], minRuns: SHORT_PAIR_RUNS },
+  { name: 'vmdk->qcow2', needs: ['vmdk', 'qcow2'], args: (s, o) => ['-f', 'vmdk', '-O', 'qcow2', s.vmdk, o], minRuns: SHORT_PAIR_RUNS },
   { name: 'convert -c (raw->qcow2)', needs: ['raw', 'qcow2'], args: (s, o) => ['-c', '-f', 'raw', '-O', 'qcow2', s.raw, o], maxRuns: 3 },
 ];
 
@@ -491,7 +498,7 @@ ${a.dataGiB} GiB of data in ${EXTENT / MiB} MiB extents spread over the disk, al
 compressible text, holes elsewhere; the qcow2 and vmdk (monolithicSparse)
 sources are made from it by qemu-img. Wall time of the whole command, including process start.
 Both commands run with the bench's environment minus NODE_EXTRA_CA_CERTS${process.env['NODE_EXTRA_CA_CERTS'] !== undefined ? ' (set on this machine for its registry proxy: with it, every Node process parses the whole certificate bundle before running any code, about 0.1 s)' : ''}.
-Method: ${a.runs} run(s) per conversion (at most 3 for convert -c, a minute each); each run times qemu-img and then platter back to back on
+Method: ${a.runs} run(s) per conversion (at most 3 for convert -c, a minute each; at least ${SHORT_PAIR_RUNS} for the others, half a second each and prone to 5-10x stalls of either tool); each run times qemu-img and then platter back to back on
 the same input, and the ratio column is the median of those per-run ratios (the machine is shared,
 so only back-to-back pairs are comparable). Load average (1/5/15 min) ${loadStart} at the start,
 ${fmtLoad()} at the end. Peak RSS from \`/usr/bin/time -v\` (highest of the runs). Output files are
