@@ -498,7 +498,7 @@ ${a.dataGiB} GiB of data in ${EXTENT / MiB} MiB extents spread over the disk, al
 compressible text, holes elsewhere; the qcow2 and vmdk (monolithicSparse)
 sources are made from it by qemu-img. Wall time of the whole command, including process start.
 Both commands run with the bench's environment minus NODE_EXTRA_CA_CERTS${process.env['NODE_EXTRA_CA_CERTS'] !== undefined ? ' (set on this machine for its registry proxy: with it, every Node process parses the whole certificate bundle before running any code, about 0.1 s)' : ''}.
-Method: ${a.runs} run(s) per conversion (at most 3 for convert -c, a minute each; at least ${SHORT_PAIR_RUNS} for the others, half a second each and prone to 5-10x stalls of either tool); each run times qemu-img and then platter back to back on
+Method: ${a.runs} run(s) per conversion (at most 3 for convert -c, a minute each${a.runs >= DEFAULT_RUNS ? `; at least ${SHORT_PAIR_RUNS} for the others, half a second each and prone to 5-10x stalls of either tool` : ''}); each run times qemu-img and then platter back to back on
 the same input, and the ratio column is the median of those per-run ratios (the machine is shared,
 so only back-to-back pairs are comparable). Load average (1/5/15 min) ${loadStart} at the start,
 ${fmtLoad()} at the end. Peak RSS from \`/usr/bin/time -v\` (highest of the runs). Output files are

@@ -25,9 +25,8 @@ function rangeIsZero(buf: Buffer, p: number, n: number): boolean {
 
 /** True when every byte of `buf` is zero. */
 export function isZero(buf: Buffer): boolean {
-  const BLOCK = 64 * 1024;
-  for (let p = 0; p < buf.length; p += BLOCK) {
-    if (!rangeIsZero(buf, p, Math.min(BLOCK, buf.length - p))) return false;
+  for (let p = 0; p < buf.length; p += ZERO_STRIDE_BYTES) {
+    if (!rangeIsZero(buf, p, Math.min(ZERO_STRIDE_BYTES, buf.length - p))) return false;
   }
   return true;
 }
